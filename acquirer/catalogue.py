@@ -1,0 +1,72 @@
+"""The built-in test-card catalogue: cards and amounts that choose the outcome.
+
+Public test hosts let a tester force a response code by picking a card or an
+amount. The mock acquirer does the same, so a scenario can ask for "issuer
+unavailable" or "approved but the answer is lost" without a fault plan.
+docs/test-cards.md shows the same data as a table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from acquirer import protocol as p
+
+# Every catalogue card starts with this balance (minor units) unless a scenario
+# passes its own CardAccount for the same PAN.
+CATALOGUE_BALANCE = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CardAccount:
+    """A cardholder account. `rc` forces a response code; `slow_ms` adds processing time."""
+
+    pan: str
+    balance: int
+    rc: str = ""
+    slow_ms: int = 0
+
+
+PAN_APPROVE = "4000000000000002"
+PAN_INSUFFICIENT = "4000000000000051"
+PAN_DO_NOT_HONOUR = "4000000000000005"
+PAN_ISSUER_DOWN = "4000000000000091"
+PAN_SLOW_ISSUER = "4000000000000119"
+# How much longer the slow issuer takes to answer, in virtual milliseconds.
+SLOW_ISSUER_MS = 20_000
+
+CATALOGUE_CARDS: tuple[CardAccount, ...] = (
+    CardAccount(PAN_APPROVE, CATALOGUE_BALANCE),
+    CardAccount(PAN_INSUFFICIENT, CATALOGUE_BALANCE, rc=p.RC_INSUFFICIENT_FUNDS),
+    CardAccount(PAN_DO_NOT_HONOUR, CATALOGUE_BALANCE, rc=p.RC_DO_NOT_HONOUR),
+    CardAccount(PAN_ISSUER_DOWN, CATALOGUE_BALANCE, rc=p.RC_ISSUER_UNAVAILABLE),
+    CardAccount(PAN_SLOW_ISSUER, CATALOGUE_BALANCE, slow_ms=SLOW_ISSUER_MS),
+)
+
+# Amount conventions: the amount is the response code times 100 (500 -> RC 05).
+# Nothing is charged for these amounts, on any card.
+AMOUNT_RULES: Mapping[int, str] = MappingProxyType(
+    {
+        int(rc) * 100: rc
+        for rc in (
+            p.RC_DO_NOT_HONOUR,
+            p.RC_INVALID_AMOUNT,
+            p.RC_INSUFFICIENT_FUNDS,
+            p.RC_ISSUER_UNAVAILABLE,
+            p.RC_SYSTEM_ERROR,
+        )
+    }
+)
+
+# "Time out and reverse": approved and committed, but the answer is never sent.
+AMOUNT_NO_REPLY = 9800
+# A slow authorisation: approved normally after this much extra processing time.
+AMOUNT_SLOW = 9900
+AMOUNT_SLOW_EXTRA_MS = 30_000
+
+
+def amount_rule(amount: int) -> str | None:
+    """The response code the catalogue forces for `amount`, or None for a normal amount."""
+    return AMOUNT_RULES.get(amount)

@@ -1,0 +1,213 @@
+"""SQLite storage for the mock acquirer: schema, pragmas and every SQL statement.
+
+The host keeps its state the way a production acquirer does: uniqueness is
+enforced by the database (PRIMARY KEY / UNIQUE), and each request runs inside one
+`BEGIN IMMEDIATE ... COMMIT` transaction. All SQL text lives here as constants so
+sqlite3's statement cache prepares each statement once per connection.
+
+Tables:
+- `accounts`: cards and the merchant account; `balance` is kept equal to
+  `initial` plus the account's ledger entries by a trigger.
+- `ledger`: double-entry rows; the rows of one posting sum to zero.
+- `txns`: every stored purchase or refund outcome (approved, declined, reversed).
+- `dedup`: the idempotency store. One row per (terminal, key), where the key is
+  `k:<idempotency key>` or, for key-less requests, `s:<day>:<stan>` (the classic
+  duplicate rule). States: `progress`, `done`, `tomb` (reversed before seen).
+- `settlements`: one row per (terminal, batch number).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from acquirer.protocol import BatchItem
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    initial INTEGER NOT NULL,
+    balance INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    txn_id INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS ledger_balance AFTER INSERT ON ledger BEGIN
+    UPDATE accounts SET balance = balance + NEW.amount WHERE account = NEW.account;
+END;
+CREATE TABLE IF NOT EXISTS txns (
+    id INTEGER PRIMARY KEY,
+    -- rrn is a function of id (the primary key), so it is unique without an index.
+    rrn TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    stan INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    idem_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pan TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    rc TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    reversed_ms INTEGER NOT NULL DEFAULT -1,
+    batch_no INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS txns_identity ON txns (terminal_id, day, stan);
+CREATE TABLE IF NOT EXISTS dedup (
+    terminal_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    fp TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    rc TEXT NOT NULL DEFAULT '',
+    rrn TEXT NOT NULL DEFAULT '',
+    auth_code TEXT NOT NULL DEFAULT '',
+    txn_id INTEGER,
+    PRIMARY KEY (terminal_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_age ON dedup (created_ms);
+CREATE TABLE IF NOT EXISTS settlements (
+    terminal_id TEXT NOT NULL,
+    batch_no INTEGER NOT NULL,
+    terminal_count INTEGER NOT NULL,
+    terminal_amount INTEGER NOT NULL,
+    host_count INTEGER NOT NULL,
+    host_amount INTEGER NOT NULL,
+    rc TEXT NOT NULL,
+    differing TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL UNIQUE,
+    PRIMARY KEY (terminal_id, batch_no)
+);
+"""
+
+DEDUP_PROGRESS = "progress"
+DEDUP_DONE = "done"
+DEDUP_TOMB = "tomb"
+
+# Most expired idempotency rows one request deletes: pruning is spread over many
+# requests so no single request pays for a whole day of expiries.
+PRUNE_BATCH_MAX = 256
+
+SQL_ACCOUNT_UPSERT = (
+    "INSERT INTO accounts (account, initial, balance) VALUES (?, ?, ?) "
+    "ON CONFLICT (account) DO NOTHING"
+)
+SQL_BALANCE = "SELECT balance FROM accounts WHERE account = ?"
+SQL_INITIAL = "SELECT initial FROM accounts WHERE account = ?"
+SQL_LEDGER_POST = (
+    "INSERT INTO ledger (txn_id, account, amount, at_ms) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
+)
+SQL_LEDGER_SUM = "SELECT COALESCE(SUM(amount), 0) FROM ledger"
+SQL_MAX_TXN = "SELECT COALESCE(MAX(id), 0) FROM txns"
+
+SQL_DEDUP_CLAIM = (
+    "INSERT INTO dedup (terminal_id, key, state, fp, created_ms) VALUES (?, ?, 'progress', ?, ?) "
+    "ON CONFLICT (terminal_id, key) DO NOTHING"
+)
+SQL_DEDUP_GET = (
+    "SELECT state, fp, created_ms, rc, rrn, auth_code, txn_id FROM dedup "
+    "WHERE terminal_id = ? AND key = ?"
+)
+SQL_DEDUP_DELETE = "DELETE FROM dedup WHERE terminal_id = ? AND key = ?"
+SQL_DEDUP_DELETE_PROGRESS = (
+    "DELETE FROM dedup WHERE terminal_id = ? AND key = ? AND state = 'progress'"
+)
+SQL_DEDUP_DONE = (
+    "INSERT INTO dedup (terminal_id, key, state, fp, created_ms, rc, rrn, auth_code, txn_id) "
+    "VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?) ON CONFLICT (terminal_id, key) DO UPDATE SET "
+    "state = 'done', fp = excluded.fp, rc = excluded.rc, rrn = excluded.rrn, "
+    "auth_code = excluded.auth_code, txn_id = excluded.txn_id"
+)
+SQL_DEDUP_TOMB = (
+    "INSERT INTO dedup (terminal_id, key, state, fp, created_ms) VALUES (?, ?, 'tomb', '', ?)"
+)
+SQL_DEDUP_PRUNE = (
+    "DELETE FROM dedup WHERE (terminal_id, key) IN (SELECT terminal_id, key FROM dedup "
+    f"WHERE created_ms < ? ORDER BY created_ms LIMIT {PRUNE_BATCH_MAX})"
+)
+SQL_DEDUP_COUNT = "SELECT COUNT(*) FROM dedup"
+
+SQL_TXN_INSERT = (
+    "INSERT INTO txns (id, rrn, terminal_id, stan, day, idem_key, kind, pan, amount, rc, "
+    "status, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+TXN_COLUMNS = (
+    "id, rrn, terminal_id, stan, idem_key, kind, pan, amount, rc, status, created_ms, "
+    "reversed_ms, batch_no"
+)
+SQL_TXN_GET = f"SELECT {TXN_COLUMNS} FROM txns WHERE id = ?"
+SQL_TXN_BY_STAN = (
+    f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND day = ? AND stan = ? "
+    "ORDER BY id DESC LIMIT 1"
+)
+SQL_TXN_ALL = f"SELECT {TXN_COLUMNS} FROM txns ORDER BY id"
+SQL_TXN_REVERSE = "UPDATE txns SET status = 'reversed', reversed_ms = ? WHERE id = ?"
+SQL_TXN_UNSETTLED = (
+    "SELECT id, stan, amount, rrn, kind FROM txns WHERE terminal_id = ? AND batch_no = 0 "
+    "AND status = 'approved' ORDER BY id"
+)
+SQL_TXN_STAMP = "UPDATE txns SET batch_no = ? WHERE terminal_id = ? AND batch_no = 0"
+
+SQL_SETTLEMENT_GET = "SELECT rc, differing FROM settlements WHERE terminal_id = ? AND batch_no = ?"
+SQL_SETTLEMENT_INSERT = (
+    "INSERT INTO settlements (terminal_id, batch_no, terminal_count, terminal_amount, "
+    "host_count, host_amount, rc, differing, at_ms, seq) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM settlements))"
+)
+SQL_SETTLEMENT_ALL = (
+    "SELECT terminal_id, batch_no, terminal_count, terminal_amount, host_count, host_amount, "
+    "rc, differing, at_ms FROM settlements ORDER BY seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupRow:
+    """One idempotency record as read back from `dedup`."""
+
+    state: str
+    fp: str
+    created_ms: int
+    rc: str
+    rrn: str
+    auth_code: str
+    txn_id: int | None
+
+
+def connect(db_path: str) -> sqlite3.Connection:
+    """Open the store and create the schema.
+
+    ":memory:" and "" (a private temporary file) hold nothing worth keeping, so
+    they trade durability for speed; a real file gets WAL and full fsync, as a
+    production host would.
+    """
+    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+    conn = sqlite3.connect(db_path, isolation_level=None, cached_statements=256)
+    if db_path in (":memory:", ""):
+        conn.execute("PRAGMA journal_mode=MEMORY")
+        conn.execute("PRAGMA synchronous=OFF")
+    else:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def encode_items(items: tuple[BatchItem, ...]) -> str:
+    """Batch items as compact text for a settlement row."""
+    return ";".join(f"{i.stan},{i.amount},{i.rrn}" for i in items)
+
+
+def decode_items(text: str) -> tuple[BatchItem, ...]:
+    """Inverse of `encode_items`."""
+    if not text:
+        return ()
+    out = []
+    for part in text.split(";"):
+        stan, amount, rrn = part.split(",", 2)
+        out.append(BatchItem(int(stan), int(amount), rrn))
+    return tuple(out)

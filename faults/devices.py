@@ -1,0 +1,79 @@
+"""Device and people faults: printer, card reader, keypad, cashier and customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Fault, FaultSpecError, register
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class PrinterJam(Fault):
+    KIND = "printer_jam"
+    LAYER = "printer"
+    SUMMARY = "the nth print job jams"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class PaperOut(Fault):
+    KIND = "paper_out"
+    LAYER = "printer"
+    SUMMARY = "every print job in the window fails: no paper"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class PrintFailure(Fault):
+    KIND = "print_failure"
+    LAYER = "printer"
+    SUMMARY = "the nth print job fails mid-print (a partial receipt does not count)"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Misread(Fault):
+    KIND = "misread"
+    LAYER = "reader"
+    SUMMARY = "the reader misreads the nth tap; the customer taps again"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class DoubleTap(Fault):
+    KIND = "double_tap"
+    LAYER = "reader"
+    SUMMARY = "the customer taps the card twice, gap_ms apart, on the nth purchase"
+
+    gap_ms: int = 400
+
+    def check(self) -> None:
+        Fault.check(self)
+        if self.gap_ms < 0:
+            raise FaultSpecError("gap_ms: must be >= 0")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class DoubleConfirm(Fault):
+    KIND = "double_confirm"
+    LAYER = "keypad"
+    SUMMARY = "the cashier presses confirm twice, gap_ms apart, on the nth purchase"
+
+    gap_ms: int = 300
+
+    def check(self) -> None:
+        Fault.check(self)
+        if self.gap_ms < 0:
+            raise FaultSpecError("gap_ms: must be >= 0")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class KeyingError(Fault):
+    KIND = "keying_error"
+    LAYER = "keypad"
+    SUMMARY = "the cashier keys `amount` instead of the intended amount on the nth purchase"
+
+    amount: int = 0

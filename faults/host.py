@@ -1,0 +1,68 @@
+"""Host faults: the acquirer crashes, slows down, or answers with errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from acquirer.protocol import RESPONSE_CODES
+
+from .base import Fault, FaultSpecError, register
+
+
+@dataclass(frozen=True, slots=True)
+class HostFault(Fault):
+    """Matches requests arriving at the host by MTI ("" = any)."""
+
+    LAYER = "host"
+
+    mti: str = "0200"
+
+    def check(self) -> None:
+        Fault.check(self)
+        if self.mti and (len(self.mti) != 4 or not self.mti.isdigit()):
+            raise FaultSpecError("mti: must be 4 digits, e.g. \"0200\"")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class HostCrash(HostFault):
+    KIND = "host_crash"
+    SUMMARY = "the host commits (or not) and dies before replying; it is down for down_ms"
+
+    when: str = "after_commit"  # or "before_commit"
+    down_ms: int = 5_000
+
+    def check(self) -> None:
+        HostFault.check(self)
+        if self.when not in ("after_commit", "before_commit"):
+            raise FaultSpecError("when: must be after_commit or before_commit")
+        if self.down_ms < 0:
+            raise FaultSpecError("down_ms: must be >= 0")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class SlowHost(HostFault):
+    KIND = "slow_host"
+    SUMMARY = "the host takes extra_ms longer to answer"
+
+    extra_ms: int = 20_000
+
+    def check(self) -> None:
+        HostFault.check(self)
+        if self.extra_ms < 0:
+            raise FaultSpecError("extra_ms: must be >= 0")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class RcBurst(HostFault):
+    KIND = "rc_burst"
+    SUMMARY = "the host answers rc (e.g. 91 issuer unavailable, 96 system error) without processing"
+
+    rc: str = "91"
+
+    def check(self) -> None:
+        HostFault.check(self)
+        if self.rc not in RESPONSE_CODES or self.rc == "00":
+            raise FaultSpecError("rc: must be a known non-approval code such as \"91\" or \"96\"")

@@ -1,0 +1,145 @@
+"""Run one scenario with one firmware and judge it: the heart of `posharness run`."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scenarios.model import Scenario
+
+from .engine import SimClock
+from .invariants import Observations, Violation, check_all
+from .trace import Trace, TraceWriter
+from .world import FirmwareFactory, World
+
+
+class UsageError(Exception):
+    """The user asked for something that cannot be (exit 2)."""
+
+
+def firmware_names() -> list[str]:
+    from terminal.zoo import ZOO
+
+    return ["reference", *(f"zoo:{name}" for name in ZOO)]
+
+
+def load_firmware(spec: str) -> FirmwareFactory:
+    """`reference`, `zoo:NAME` or `module:Class` -> a firmware factory."""
+    if spec == "reference":
+        from terminal.reference import ReferenceFirmware
+
+        return ReferenceFirmware
+    if spec.startswith("zoo:"):
+        from terminal.zoo import ZOO
+
+        name = spec[4:]
+        if name not in ZOO:
+            raise UsageError(f"unknown zoo firmware {name!r} (known: {', '.join(ZOO)})")
+        cls: Any = ZOO[name]
+        return cls  # type: ignore[no-any-return]
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise UsageError(
+            f"firmware {spec!r}: expected reference, zoo:NAME or module:Class"
+        )
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise UsageError(f"firmware {spec!r}: cannot import {module!r}: {exc}") from None
+    obj = getattr(mod, attr, None)
+    if obj is None or not callable(obj):
+        raise UsageError(f"firmware {spec!r}: {module!r} has no class {attr!r}")
+    return obj  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Scenario
+    firmware: str
+    seed: int
+    violations: dict[str, list[Violation]]
+    problems: list[str]  # unmet expectations, in words; empty when the run passed
+    sim_ms: int
+    wall_s: float
+    events: int
+    purchases: int
+    crashes: int
+    trace_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def violated(self) -> list[str]:
+        return [name for name, vs in self.violations.items() if vs]
+
+
+def trace_file_name(scenario: Scenario, firmware: str, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scenario.name}--{firmware}--{seed}")
+    return f"{safe}.jsonl"
+
+
+def run_scenario(
+    scenario: Scenario,
+    firmware: str | None = None,
+    *,
+    seed: int | None = None,
+    trace_dir: Path | None = None,
+    trace_path: Path | None = None,
+    host_db: str = ":memory:",
+) -> RunResult:
+    """Run `scenario` (with `firmware` overriding its own) and judge it."""
+    spec = firmware or scenario.firmware
+    factory = load_firmware(spec)
+    run_seed = scenario.seed if seed is None else seed
+    obs = Observations()
+    clock = SimClock()
+    writer = None
+    if trace_path is None and trace_dir is not None:
+        trace_path = trace_dir / trace_file_name(scenario, spec, run_seed)
+    if trace_path is not None:
+        writer = TraceWriter(trace_path)
+    trace = Trace(clock, [obs.observe], writer)
+    started = time.perf_counter()
+    world = World(
+        scenario, factory, seed=run_seed, trace=trace, clock=clock, host_db=host_db,
+        firmware_spec=spec,
+    )
+    try:
+        world.run()
+        violations = check_all(obs, world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
+        for name, vs in violations.items():
+            if vs:
+                trace.emit("violation", {"invariant": name, "count": len(vs),
+                                         "first": vs[0].to_dict()})
+    finally:
+        trace.close()
+        world.host.close()
+    wall_s = time.perf_counter() - started
+    problems: list[str] = []
+    for name in scenario.expect.invariants:
+        if violations.get(name):
+            problems.append(name)
+    for name in scenario.expect.violated:
+        if not violations.get(name):
+            problems.append(f"expected {name} to be violated, it held")
+    if world.crashes:
+        problems.append(f"firmware crashed {world.crashes} times: {obs.crashes[0][1]}")
+    return RunResult(
+        scenario=scenario,
+        firmware=spec,
+        seed=run_seed,
+        violations=violations,
+        problems=problems,
+        sim_ms=clock.now_ms,
+        wall_s=wall_s,
+        events=world.sched.executed,
+        purchases=len(world.intents),
+        crashes=world.crashes,
+        trace_path=trace_path,
+    )

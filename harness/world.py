@@ -1,0 +1,709 @@
+"""The simulated world: terminal, people, printer, network and host on one clock.
+
+The world is a driver in the h11 sense: it carries events into the firmware and
+the host, and carries their effects out, through faults, on the virtual clock.
+Everything observable is written to the trace; the world also holds the harness's
+ground truth (the purchase *intents*), which the firmware never sees.
+
+Attribution. Each purchase step is one intent. The simulated cashier runs one
+intent at a time (a purchase step waits while the previous intent is unfinished
+or the terminal is off), so every display belongs to the intent in progress. A
+purchase request on the wire belongs to the intent that was in progress when its
+idempotency key (or STAN, for firmwares without keys) first appeared.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from acquirer.catalogue import CATALOGUE_CARDS
+from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
+from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message
+from faults.base import Fault, FaultState
+from faults.devices import (
+    DoubleConfirm,
+    DoubleTap,
+    KeyingError,
+    Misread,
+    PaperOut,
+    PrinterJam,
+    PrintFailure,
+)
+from faults.host import HostCrash, RcBurst, SlowHost
+from faults.network import Forge, NetworkFault
+from faults.power import PowerCut
+from scenarios.model import Scenario, Step
+from terminal.firmware import (
+    EFFECT_TYPES,
+    FINAL_OUTCOMES,
+    AmountKeyed,
+    BatchCloseRequested,
+    Boot,
+    CancelTimer,
+    CardPresented,
+    ConfirmPressed,
+    Display,
+    Event,
+    Firmware,
+    FirmwareConfig,
+    FirmwareContractError,
+    JournalAppend,
+    JournalTrim,
+    MessageReceived,
+    Outcome,
+    Print,
+    PrintFinished,
+    PrintStatus,
+    ReprintRequested,
+    Send,
+    SetTimer,
+    TimerExpired,
+)
+
+from .engine import EVENTS_MAX_DEFAULT, Scheduler, SimClock
+from .trace import TRACE_VERSION, Trace
+
+FirmwareFactory = Callable[[FirmwareConfig], Firmware]
+
+# The customer taps again at most this many times after misreads, per attempt.
+RETAPS_MAX = 5
+# A watchdog reboots a crashed firmware after this long.
+WATCHDOG_REBOOT_MS = 2_000
+# After this many crashes in one run the watchdog stops rebooting: a firmware that
+# crashes in a loop would otherwise run until the event limit.
+CRASHES_MAX = 20
+# Default slack after the last step before a run is cut off.
+RUN_TAIL_MS = 3_600_000
+
+_INPUT_NAMES = {
+    AmountKeyed: "amount_keyed",
+    ConfirmPressed: "confirm",
+    CardPresented: "card",
+    TimerExpired: "timer",
+    PrintFinished: "print_finished",
+    ReprintRequested: "reprint",
+    BatchCloseRequested: "batch_close",
+    Boot: "boot",
+    MessageReceived: "message",
+}
+
+
+@dataclass(slots=True)
+class IntentState:
+    """What the harness knows about one purchase intent while the run goes on."""
+
+    intent: int
+    card: str
+    amount: int
+    attempts: int = 0
+    final: str = ""
+    final_ms: int = -1
+    started_ms: int = 0
+
+
+def mac_key_for(terminal_id: str) -> bytes:
+    """The MAC key the simulated host and terminal share (per terminal)."""
+    return f"posharness-mac-{terminal_id}".encode()
+
+
+class World:
+    """One run of one scenario with one firmware."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        factory: FirmwareFactory,
+        *,
+        seed: int | None = None,
+        trace: Trace | None = None,
+        clock: SimClock | None = None,
+        host_db: str = ":memory:",
+        firmware_spec: str = "",
+    ) -> None:
+        self.sc = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.clock = clock or SimClock()
+        self.sched = Scheduler(self.clock)
+        self.trace = trace or Trace(self.clock)
+        self.emit = self.trace.emit
+        self.firmware_spec = firmware_spec or scenario.firmware
+        # One seed, one RNG per component, derived by name so that components do
+        # not shift each other's draws.
+        self.rng_net = random.Random(f"{self.seed}:network")
+
+        t = scenario.terminal
+        self.tid = t.id
+        key = mac_key_for(t.id)
+        cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS}
+        for c in scenario.cards:
+            cards[c.pan] = CardAccount(pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms)
+        self.host = Acquirer(
+            HostConfig(
+                mac_keys={t.id: key},
+                processing_ms=scenario.host.processing_ms,
+                idempotency_retention_ms=scenario.host.idempotency_retention_ms,
+                db_path=host_db,
+            ),
+            [cards[p] for p in sorted(cards)],
+        )
+        self.fw_config = FirmwareConfig(
+            terminal_id=t.id,
+            merchant_id=t.merchant_id,
+            mac_key=key,
+            response_timeout_ms=t.response_timeout_ms,
+            max_sends=t.max_sends,
+            debounce_ms=t.debounce_ms,
+            amount_max=t.amount_max,
+            reversal_max_tries=t.reversal_max_tries,
+        )
+        self.factory = factory
+        self.fw: Firmware | None = None
+        self.powered = False
+        self.epoch = 0  # bumps on every power cut: stale timers and print jobs die
+        self.journal: list[Any] = []  # durable: survives power cuts
+        self.timers: dict[str, int] = {}
+        self.timer_gen = 0
+        self.crashes = 0
+
+        # Faults by layer, each with its own runtime counter.
+        states = [FaultState(f) for f in scenario.faults]
+        self.f_net = [s for s in states if isinstance(s.fault, NetworkFault)]
+        self.f_forge = [s for s in states if isinstance(s.fault, Forge)]
+        self.f_host = [s for s in states if s.fault.LAYER == "host"]
+        self.f_printer = [s for s in states if s.fault.LAYER == "printer"]
+        self.f_misread = [s for s in states if isinstance(s.fault, Misread)]
+        self.f_purchase = [
+            s for s in states if isinstance(s.fault, DoubleTap | DoubleConfirm | KeyingError)
+        ]
+        self.f_power_after = [
+            s for s in states if isinstance(s.fault, PowerCut) and s.fault.after
+        ]
+        self.f_power_at = [s for s in states if isinstance(s.fault, PowerCut) and not s.fault.after]
+        self.f_clock = [s for s in states if s.fault.LAYER == "clock"]
+        self.fault_index = {id(s): i for i, s in enumerate(states)}
+
+        # Host state outside the host's own store: down after a crash.
+        self.host_down_until = -1
+        self.host_epoch = 0
+
+        # Printer: one job at a time.
+        self.printer_free_ms = 0
+        self.print_jobs = 0
+
+        # People and ground truth.
+        self.intents: dict[int, IntentState] = {}
+        self.active: IntentState | None = None
+        self.waiting: deque[Step] = deque()
+        self.purchase_no = 0
+        self.tap_no = 0
+        self.retaps = 0
+        self.reprints: dict[str, int] = {}
+        self.key_intent: dict[str, int] = {}
+        self.stan_intent: dict[int, int] = {}
+        self.batch_closed_at_end = False
+        self.stuck = False
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> bool:
+        """Run to quiet (or the limits). True when everything came to rest."""
+        sc = self.sc
+        self.emit(
+            "run",
+            {
+                "v": TRACE_VERSION,
+                "scenario": sc.name,
+                "seed": self.seed,
+                "firmware": self.firmware_spec,
+                "faults": [{f.KIND: f.to_table()} for f in sc.faults],
+            },
+        )
+        for step in sc.steps:
+            self.sched.at(step.at_ms, self._step, step)
+        for s in self.f_power_at:
+            self.sched.at(s.fault.at_ms, self._power_cut_at, s)  # type: ignore[attr-defined]
+        self._power_on(None)
+        last_ms = sc.steps[-1].at_ms if sc.steps else 0
+        until_ms = sc.max_ms if sc.max_ms >= 0 else last_ms + RUN_TAIL_MS
+        events_max = EVENTS_MAX_DEFAULT + 1_000 * len(sc.steps)
+        quiet = self.sched.run(until_ms, events_max)
+        while quiet and self.waiting and self.active is not None and not self.active.final:
+            # Nothing more will happen for the unfinished intent: the cashier gives
+            # up on it and serves the customers still waiting.
+            self._give_up(self.active.intent)
+            quiet = self.sched.run(until_ms, events_max)
+        if quiet and sc.close_batch and self.powered and self.fw is not None:
+            self.batch_closed_at_end = True
+            self._input(BatchCloseRequested())
+            quiet = self.sched.run(until_ms, events_max)
+        self.stuck = not quiet
+        self.emit(
+            "end",
+            {
+                "quiet": quiet,
+                "events": self.sched.executed,
+                "pending": len(self.sched),
+                "crashes": self.crashes,
+            },
+        )
+        return quiet
+
+    # ------------------------------------------------------------------ people
+
+    def _step(self, step: Step) -> None:
+        if step.action == "purchase":
+            if self._busy():
+                self.waiting.append(step)
+                return
+            self._start_intent(step)
+        elif step.action == "batch_close":
+            self._input(BatchCloseRequested())
+        elif step.action == "reprint":
+            self._input(ReprintRequested())
+
+    def _busy(self) -> bool:
+        a = self.active
+        return (not self.powered) or (a is not None and not a.final)
+
+    def _start_intent(self, step: Step) -> None:
+        n = len(self.intents) + 1
+        st = IntentState(intent=n, card=step.card, amount=step.amount, started_ms=self.clock.now_ms)
+        self.intents[n] = st
+        self.active = st
+        self.emit("intent", {"intent": n, "card": step.card, "amount": step.amount})
+        self._attempt(st)
+
+    def _attempt(self, st: IntentState) -> None:
+        """The cashier keys the amount and confirms; the customer taps."""
+        st.attempts += 1
+        self.purchase_no += 1
+        self.retaps = 0
+        amount = st.amount
+        p = self.sc.people
+        double_tap_gap = double_confirm_gap = -1
+        for s in self.f_purchase:
+            if s.hit(self.clock.now_ms):
+                f = s.fault
+                self._fault(s, {"purchase": self.purchase_no})
+                if isinstance(f, KeyingError):
+                    amount = f.amount
+                elif isinstance(f, DoubleTap):
+                    double_tap_gap = f.gap_ms
+                elif isinstance(f, DoubleConfirm):
+                    double_confirm_gap = f.gap_ms
+        self._input(AmountKeyed(amount))
+        self.sched.after(p.confirm_after_ms, self._input_if_on, ConfirmPressed())
+        if double_confirm_gap >= 0:
+            self.sched.after(p.confirm_after_ms + double_confirm_gap, self._input_if_on, ConfirmPressed())
+        self.sched.after(p.tap_after_ms, self._tap, st.card)
+        if double_tap_gap >= 0:
+            self.sched.after(p.tap_after_ms + double_tap_gap, self._tap, st.card)
+
+    def _tap(self, pan: str) -> None:
+        if not self.powered:
+            return self._ignored("card")
+        self.tap_no += 1
+        for s in self.f_misread:
+            if s.hit(self.clock.now_ms):
+                self._fault(s, {"tap": self.tap_no})
+                self._input(CardPresented(""))
+                if self.retaps < RETAPS_MAX:
+                    self.retaps += 1
+                    self.sched.after(self.sc.people.retap_after_ms, self._tap, pan)
+                return None
+        self._input(CardPresented(pan))
+        return None
+
+    def _input_if_on(self, event: Event) -> None:
+        if not self.powered:
+            return self._ignored(_INPUT_NAMES.get(type(event), "input"))
+        self._input(event)
+        return None
+
+    def _ignored(self, what: str) -> None:
+        self.emit("ignored", {"input": what, "reason": "terminal is off"})
+
+    def _finalised(self, st: IntentState, outcome: str) -> None:
+        st.final = outcome
+        st.final_ms = self.clock.now_ms
+        p = self.sc.people
+        if outcome == Outcome.FAILED.value and st.attempts <= p.retry_on_failed:
+            st.final = ""  # the cashier tries again: not final yet
+            self.emit("cashier", {"intent": st.intent, "action": "retry", "attempt": st.attempts + 1})
+            self.sched.after(p.retry_after_ms, self._retry, (st.intent, st.attempts))
+            return
+        self._next_waiting()
+
+    def _retry(self, arg: tuple[int, int]) -> None:
+        n, attempts = arg
+        st = self.intents[n]
+        if st.final or st.attempts != attempts or self.active is not st:
+            return
+        if not self.powered:
+            return
+        self._attempt(st)
+
+    def _next_waiting(self) -> None:
+        if self.waiting and not self._busy():
+            step = self.waiting.popleft()
+            self.sched.after(0, self._step_from_queue, step)
+
+    def _step_from_queue(self, step: Step) -> None:
+        if self._busy():
+            self.waiting.appendleft(step)
+            return
+        self._start_intent(step)
+
+    def _give_up(self, n: int) -> None:
+        st = self.intents[n]
+        self.emit("cashier", {"intent": n, "action": "give-up"})
+        st.final = "abandoned"
+        st.final_ms = -1
+        self._next_waiting()
+
+    # ------------------------------------------------------------------ firmware
+
+    def _input(self, event: Event) -> None:
+        fw = self.fw
+        if fw is None:
+            return self._ignored(_INPUT_NAMES.get(type(event), "input"))
+        rec: dict[str, Any] = {"event": _INPUT_NAMES.get(type(event), type(event).__name__)}
+        if isinstance(event, AmountKeyed):
+            rec["amount"] = event.amount
+            if self.active is not None:
+                rec["intent"] = self.active.intent
+        elif isinstance(event, CardPresented):
+            rec["pan"] = event.pan
+        elif isinstance(event, TimerExpired):
+            rec["name"] = event.name
+        elif isinstance(event, PrintFinished):
+            rec["job"] = event.job_id
+            rec["status"] = event.status.value
+        elif isinstance(event, Boot):
+            rec["journal"] = len(event.journal)
+        if not isinstance(event, MessageReceived):
+            self.emit("input", rec)
+        try:
+            effects = fw.handle(event)
+            self._apply(effects)
+        except Exception as exc:  # a firmware bug must not stop the world
+            self._crash(exc)
+        return None
+
+    def _crash(self, exc: Exception) -> None:
+        self.crashes += 1
+        self.emit("crash", {"error": f"{type(exc).__name__}: {exc}"[:500]})
+        self._power_off("watchdog")
+        if self.crashes < CRASHES_MAX:
+            self.sched.after(WATCHDOG_REBOOT_MS, self._power_on, None)
+
+    def _apply(self, effects: Sequence[Any]) -> None:
+        epoch = self.epoch
+        for eff in effects:
+            if self.epoch != epoch:
+                return  # the power went off between two effects
+            tp = type(eff)
+            if tp is Send:
+                self._send(eff.message)
+            elif tp is JournalAppend:
+                self.journal.append(eff.record)
+                self.emit("journal", {"record": dict(eff.record)})
+                self._power_after("journal", "")
+            elif tp is SetTimer:
+                self._set_timer(eff.name, eff.delay_ms)
+            elif tp is CancelTimer:
+                self.timers.pop(eff.name, None)
+            elif tp is Display:
+                self._display(eff)
+            elif tp is Print:
+                self._print(eff)
+            elif tp is JournalTrim:
+                count = max(0, min(eff.count, len(self.journal)))
+                del self.journal[:count]
+                self.emit("journal_trim", {"count": count, "left": len(self.journal)})
+            elif not isinstance(eff, EFFECT_TYPES):
+                raise FirmwareContractError(f"not an effect: {eff!r}"[:200])
+
+    def _set_timer(self, name: str, delay_ms: int) -> None:
+        if delay_ms < 0:
+            raise FirmwareContractError(f"timer {name!r} with negative delay {delay_ms}")
+        now = self.clock.now_ms
+        for s in self.f_clock:
+            if s.hit(now):
+                drift = s.fault.drift_ppm  # type: ignore[attr-defined]
+                delay_ms = delay_ms + delay_ms * drift // 1_000_000
+                self._fault(s, {"timer": name, "delay_ms": delay_ms})
+        self.timer_gen += 1
+        self.timers[name] = self.timer_gen
+        self.sched.after(delay_ms, self._timer_fire, (name, self.timer_gen, self.epoch))
+
+    def _timer_fire(self, arg: tuple[str, int, int]) -> None:
+        name, gen, epoch = arg
+        if epoch != self.epoch or self.timers.get(name) != gen:
+            return
+        del self.timers[name]
+        self._input(TimerExpired(name))
+
+    def _display(self, eff: Display) -> None:
+        a = self.active
+        rec: dict[str, Any] = {"outcome": eff.outcome.value, "text": eff.text}
+        if eff.rrn:
+            rec["rrn"] = eff.rrn
+        if a is not None:
+            rec["intent"] = a.intent
+        self.emit("display", rec)
+        if eff.outcome in FINAL_OUTCOMES and a is not None and not a.final:
+            self._finalised(a, eff.outcome.value)
+        elif eff.outcome == Outcome.RECEIPT_PENDING and self.sc.people.reprint_on_pending:
+            n = self.reprints.get(eff.rrn, 0)
+            if n < self.sc.people.reprints_max:
+                self.reprints[eff.rrn] = n + 1
+                self.sched.after(self.sc.people.reprint_after_ms, self._reprint, None)
+
+    def _reprint(self, _: None) -> None:
+        if self.powered:
+            self.emit("cashier", {"action": "reprint"})
+            self._input(ReprintRequested())
+
+    # ------------------------------------------------------------------ printer
+
+    def _print(self, eff: Print) -> None:
+        self.print_jobs += 1
+        now = self.clock.now_ms
+        status = PrintStatus.OK
+        for s in self.f_printer:
+            if s.hit(now):
+                f = s.fault
+                status = (
+                    PrintStatus.JAMMED
+                    if isinstance(f, PrinterJam)
+                    else PrintStatus.NO_PAPER
+                    if isinstance(f, PaperOut)
+                    else PrintStatus.FAILED
+                    if isinstance(f, PrintFailure)
+                    else status
+                )
+                self._fault(s, {"job": eff.job_id})
+        start = max(now, self.printer_free_ms)
+        done = start + self.sc.people.print_ms
+        self.printer_free_ms = done
+        self.emit("print_start", {"job": eff.job_id})
+        self.sched.at(done, self._print_done, (eff, status, self.epoch))
+        self._power_after("print", "")
+
+    def _print_done(self, arg: tuple[Print, PrintStatus, int]) -> None:
+        eff, status, epoch = arg
+        if epoch != self.epoch:
+            return
+        rec: dict[str, Any] = {"job": eff.job_id, "status": status.value}
+        rec["receipt"] = eff.receipt.to_dict()
+        if self.active is not None:
+            rec["intent"] = self.active.intent
+        self.emit("print", rec)
+        self._input(PrintFinished(eff.job_id, status))
+
+    # ------------------------------------------------------------------ power
+
+    def _power_cut_at(self, s: FaultState) -> None:
+        if s.hit(self.clock.now_ms):
+            self._fault(s, {})
+            self._power_off("cut")
+            self.sched.after(s.fault.off_ms, self._power_on, None)  # type: ignore[attr-defined]
+
+    def _power_after(self, point: str, mti: str) -> None:
+        for s in self.f_power_after:
+            f = s.fault
+            if f.after == point and (not f.mti or f.mti == mti) and s.hit(self.clock.now_ms):  # type: ignore[attr-defined]
+                self._fault(s, {"after": point})
+                self._power_off("cut")
+                self.sched.after(f.off_ms, self._power_on, None)  # type: ignore[attr-defined]
+                return
+
+    def _power_off(self, reason: str) -> None:
+        if not self.powered:
+            return
+        self.powered = False
+        self.fw = None
+        self.epoch += 1
+        self.timers.clear()
+        self.printer_free_ms = self.clock.now_ms
+        self.emit("power", {"state": "off", "reason": reason})
+
+    def _power_on(self, _: None) -> None:
+        if self.powered:
+            return
+        self.powered = True
+        self.emit("power", {"state": "on"})
+        try:
+            self.fw = self.factory(self.fw_config)
+        except Exception as exc:
+            self.fw = None
+            self.crashes += 1
+            self.emit("crash", {"error": f"{type(exc).__name__}: {exc}"[:500]})
+            return
+        cut_ms = self.clock.now_ms
+        self._input(Boot(tuple(self.journal)))
+        a = self.active
+        if a is not None and not a.final and self.sc.people.restart_after_power and self.powered:
+            self.sched.after(self.sc.people.retry_after_ms, self._restart, (a.intent, a.attempts, cut_ms))
+        elif a is None or a.final:
+            self._next_waiting()
+
+    def _restart(self, arg: tuple[int, int, int]) -> None:
+        n, attempts, _ = arg
+        st = self.intents[n]
+        if st.final or st.attempts != attempts or self.active is not st or not self.powered:
+            return
+        self.emit("cashier", {"intent": n, "action": "restart-after-power"})
+        self._attempt(st)
+
+    # ------------------------------------------------------------------ network
+
+    def _attribute(self, msg: Message) -> int:
+        """The intent a purchase request belongs to (0: none)."""
+        if msg.idem_key:
+            n = self.key_intent.get(msg.idem_key)
+            if n is None:
+                n = self.active.intent if self.active is not None else 0
+                self.key_intent[msg.idem_key] = n
+                self.stan_intent.setdefault(msg.stan, n)
+            return n
+        n = self.stan_intent.get(msg.stan)
+        if n is None or not msg.repeat:
+            n = self.active.intent if self.active is not None else 0
+            self.stan_intent[msg.stan] = n
+        return n
+
+    def _send(self, msg: Message) -> None:
+        rec: dict[str, Any] = {"from": "terminal", "msg": msg.to_dict()}
+        if msg.mti == MTI_PURCHASE:
+            rec["intent"] = self._attribute(msg)
+        self.emit("send", rec)
+        self._link("to_host", msg, self._host_receive)
+        if msg.mti == MTI_PURCHASE:
+            for s in self.f_forge:
+                if s.hit(self.clock.now_ms):
+                    f: Forge = s.fault  # type: ignore[assignment]
+                    forged = replace(
+                        msg,
+                        mti=MTI_PURCHASE_RESP,
+                        rc="00",
+                        rrn=f.rrn,
+                        auth_code="FRG001",
+                        repeat=False,
+                        mac="",
+                    )
+                    self._fault(s, {"msg": forged.to_dict()})
+                    self.sched.after(
+                        self.sc.network.latency_ms + f.delay_ms, self._terminal_receive, forged
+                    )
+        self._power_after("send", msg.mti)
+
+    def _link(self, direction: str, msg: Message, deliver: Callable[[Message], None]) -> None:
+        deliveries: list[tuple[int, Message]] = [(0, msg)]
+        now = self.clock.now_ms
+        for s in self.f_net:
+            f: NetworkFault = s.fault  # type: ignore[assignment]
+            if f.matches(direction, msg) and s.hit(now):
+                self._fault(s, {"direction": direction, "mti": msg.mti, "stan": msg.stan})
+                deliveries = f.apply(deliveries)
+        net = self.sc.network
+        for extra_ms, m in deliveries:
+            jitter = self.rng_net.randint(0, net.jitter_ms) if net.jitter_ms else 0
+            self.sched.after(net.latency_ms + jitter + extra_ms, deliver, m)
+
+    def _fault(self, s: FaultState, detail: dict[str, Any]) -> None:
+        rec: dict[str, Any] = {"fault": s.fault.KIND, "index": self.fault_index[id(s)]}
+        rec.update(detail)
+        self.emit("fault", rec)
+
+    def _terminal_receive(self, msg: Message) -> None:
+        if not self.powered or self.fw is None:
+            self.emit("lost", {"to": "terminal", "reason": "terminal is off", "msg": msg.to_dict()})
+            return
+        self.emit("deliver", {"to": "terminal", "msg": msg.to_dict()})
+        self._input(MessageReceived(msg))
+        if self.powered:
+            self._power_after("receive", msg.mti)
+
+    # ------------------------------------------------------------------ host
+
+    def _host_receive(self, msg: Message) -> None:
+        now = self.clock.now_ms
+        if now < self.host_down_until:
+            self.emit("lost", {"to": "host", "reason": "host is down", "msg": msg.to_dict()})
+            return
+        self.emit("deliver", {"to": "host", "msg": msg.to_dict()})
+        extra_ms = 0
+        crash: HostCrash | None = None
+        for s in self.f_host:
+            f = s.fault
+            if f.mti and f.mti != msg.mti:  # type: ignore[attr-defined]
+                continue
+            if not s.hit(now):
+                continue
+            self._fault(s, {"mti": msg.mti, "stan": msg.stan})
+            if isinstance(f, RcBurst):
+                resp = self.host.respond_error(msg, f.rc)
+                self._host_action(msg, HostAction(action="injected", rc=f.rc, detail="rc burst"))
+                self._host_reply(resp)
+                return
+            if isinstance(f, SlowHost):
+                extra_ms += f.extra_ms
+            elif isinstance(f, HostCrash):
+                if f.when == "before_commit":
+                    self._host_crash(f.down_ms)
+                    return
+                crash = f
+        result, action = self.host.begin(msg, now)
+        if action is not None:
+            self._host_action(msg, action)
+        if isinstance(result, Message):
+            self._host_reply(result)
+            return
+        self.sched.at(
+            result.finish_at_ms + extra_ms, self._host_finish, (result, crash, self.host_epoch)
+        )
+
+    def _host_finish(self, arg: tuple[Ticket, HostCrash | None, int]) -> None:
+        ticket, crash, epoch = arg
+        if epoch != self.host_epoch:
+            self.host.abandon(ticket)
+            self.emit("host", {"action": "abandoned", "stan": ticket.request.stan})
+            return
+        resp, action = self.host.finish(ticket, self.clock.now_ms)
+        self._host_action(ticket.request, action)
+        if crash is not None:
+            self._host_crash(crash.down_ms)
+            return
+        if action.action == "charge-no-reply":
+            self.emit("lost", {"to": "terminal", "reason": "test card: no reply", "msg": resp.to_dict()})
+            return
+        self._host_reply(resp)
+
+    def _host_crash(self, down_ms: int) -> None:
+        self.host_epoch += 1
+        self.host_down_until = self.clock.now_ms + down_ms
+        self.emit("host_down", {"until_ms": self.host_down_until})
+
+    def _host_action(self, req: Message, action: HostAction) -> None:
+        rec: dict[str, Any] = {"action": action.action, "rc": action.rc}
+        if action.rrn:
+            rec["rrn"] = action.rrn
+        if action.amount:
+            rec["amount"] = action.amount
+        rec["mti"] = req.mti
+        rec["stan"] = req.stan
+        if req.idem_key:
+            rec["key"] = req.idem_key
+        if action.detail:
+            rec["detail"] = action.detail
+        self.emit("host", rec)
+
+    def _host_reply(self, resp: Message) -> None:
+        self.emit("send", {"from": "host", "msg": resp.to_dict()})
+        self._link("to_terminal", resp, self._terminal_receive)

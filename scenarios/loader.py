@@ -1,0 +1,295 @@
+"""Load scenario files (TOML) into frozen `Scenario` data, strictly.
+
+Every problem becomes one `ScenarioError` line naming the file, the key and what is
+wrong: `scenarios/x.toml: faults[0].drop.nth: must be >= 0`. Unknown keys are errors
+(a typo must not silently turn a fault off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import faults
+from faults.base import PLAN_FAULTS_MAX, FaultSpecError
+
+from .model import (
+    AT_MS_MAX,
+    CARDS_MAX,
+    INVARIANT_NAMES,
+    STEPS_MAX,
+    CardSpec,
+    Expect,
+    HostSpec,
+    NetworkSpec,
+    PeopleSpec,
+    Scenario,
+    ScenarioError,
+    Step,
+    TerminalSpec,
+)
+
+T = TypeVar("T")
+
+TOP_KEYS = (
+    "name",
+    "description",
+    "seed",
+    "firmware",
+    "terminal",
+    "host",
+    "network",
+    "people",
+    "cards",
+    "steps",
+    "faults",
+    "expect",
+    "close_batch",
+    "max_ms",
+)
+STEP_ACTIONS = ("purchase", "batch_close", "reprint")
+# A scenario file larger than this is not a scenario, it is a mistake.
+FILE_BYTES_MAX = 8 * 1024 * 1024
+
+
+def _tname(tp: type) -> str:
+    return {
+        int: "an integer",
+        str: "a string",
+        bool: "true or false",
+        float: "a number",
+    }.get(tp, tp.__name__)
+
+
+def _expect_type(where: str, value: Any, tp: type) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not tp:
+        raise ScenarioError(f"{where}: expected {_tname(tp)}, got {value!r}")
+    return value
+
+
+def _table(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: expected a table, got {value!r}")
+    return value
+
+
+def _section(where: str, data: Any, cls: type[T]) -> T:
+    """Build a flat dataclass from a table, checking names, types and signs."""
+    table = _table(where, data)
+    flds = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        f = flds.get(key)
+        if f is None:
+            raise ScenarioError(
+                f"{where}.{key}: unknown key (known: {', '.join(sorted(flds))})"
+            )
+        default = f.default
+        value = _expect_type(f"{where}.{key}", value, type(default))
+        if isinstance(value, int) and not isinstance(value, bool):
+            if key.endswith("_ms") or key in ("balance", "max_sends", "amount_max"):
+                if value < 0:
+                    raise ScenarioError(f"{where}.{key}: must be >= 0, got {value}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _card(where: str, data: Any) -> CardSpec:
+    card = _section(where, data, CardSpec) if "pan" in _table(where, data) else None
+    if card is None:
+        raise ScenarioError(f"{where}.pan: missing")
+    if not (12 <= len(card.pan) <= 19) or not card.pan.isdigit():
+        raise ScenarioError(f"{where}.pan: must be 12-19 digits, got {card.pan!r}")
+    return card
+
+
+def _step(where: str, data: Any, pans: set[str]) -> Step:
+    table = _table(where, data)
+    for key in table:
+        if key != "at_ms" and key not in STEP_ACTIONS:
+            raise ScenarioError(
+                f"{where}.{key}: unknown key (a step has at_ms and one of "
+                f"{', '.join(STEP_ACTIONS)})"
+            )
+    if "at_ms" not in table:
+        raise ScenarioError(f"{where}.at_ms: missing")
+    at_ms = _expect_type(f"{where}.at_ms", table["at_ms"], int)
+    if not (0 <= at_ms <= AT_MS_MAX):
+        raise ScenarioError(f"{where}.at_ms: must be between 0 and {AT_MS_MAX}, got {at_ms}")
+    actions = [k for k in STEP_ACTIONS if k in table]
+    if len(actions) != 1:
+        raise ScenarioError(f"{where}: needs exactly one of {', '.join(STEP_ACTIONS)}")
+    action = actions[0]
+    if action != "purchase":
+        if table[action] is not True:
+            raise ScenarioError(f"{where}.{action}: expected true")
+        return Step(at_ms=at_ms, action=action)
+    p = _table(f"{where}.purchase", table["purchase"])
+    for key in p:
+        if key not in ("card", "amount"):
+            raise ScenarioError(f"{where}.purchase.{key}: unknown key (known: amount, card)")
+    if "card" not in p:
+        raise ScenarioError(f"{where}.purchase.card: missing")
+    if "amount" not in p:
+        raise ScenarioError(f"{where}.purchase.amount: missing")
+    card = _expect_type(f"{where}.purchase.card", p["card"], str)
+    amount = _expect_type(f"{where}.purchase.amount", p["amount"], int)
+    if card not in pans:
+        raise ScenarioError(f"{where}.purchase.card: {card!r} is not in [[cards]]")
+    return Step(at_ms=at_ms, action="purchase", card=card, amount=amount)
+
+
+def _fault(where: str, data: Any) -> faults.Fault:
+    table = _table(where, data)
+    if len(table) != 1:
+        raise ScenarioError(f"{where}: needs exactly one fault kind, e.g. drop = {{ nth = 1 }}")
+    ((kind, params),) = table.items()
+    try:
+        return faults.build_fault(kind, params)
+    except FaultSpecError as exc:
+        if str(exc).startswith("unknown fault kind"):
+            raise ScenarioError(f"{where}: {exc}") from None
+        raise ScenarioError(f"{where}.{kind}.{exc}") from None
+
+
+def _names(where: str, value: Any) -> tuple[str, ...]:
+    if value == "all":
+        return INVARIANT_NAMES
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ScenarioError(f"{where}: expected \"all\" or a list of invariant names")
+    for name in value:
+        if name not in INVARIANT_NAMES:
+            raise ScenarioError(
+                f"{where}: unknown invariant {name!r} (known: {', '.join(INVARIANT_NAMES)})"
+            )
+    return tuple(value)
+
+
+def _expect(where: str, data: Any) -> Expect:
+    table = _table(where, data)
+    for key in table:
+        if key not in ("invariants", "violated", "settle_within_ms"):
+            raise ScenarioError(
+                f"{where}.{key}: unknown key (known: invariants, settle_within_ms, violated)"
+            )
+    violated = _names(f"{where}.violated", table.get("violated", []))
+    default = tuple(n for n in INVARIANT_NAMES if n not in violated)
+    invariants = _names(f"{where}.invariants", table.get("invariants", "all"))
+    if "invariants" not in table or table.get("invariants") == "all":
+        invariants = default
+    clash = sorted(set(invariants) & set(violated))
+    if clash:
+        raise ScenarioError(f"{where}: {clash[0]!r} is both expected to hold and to be violated")
+    settle = _expect_type(f"{where}.settle_within_ms", table.get("settle_within_ms", 120_000), int)
+    if settle < 0:
+        raise ScenarioError(f"{where}.settle_within_ms: must be >= 0")
+    return Expect(invariants=invariants, violated=violated, settle_within_ms=settle)
+
+
+def _list(where: str, value: Any, limit: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise ScenarioError(f"{where}: expected an array of tables ([[{where}]])")
+    if len(value) > limit:
+        raise ScenarioError(f"{where}: at most {limit} entries, got {len(value)}")
+    return value
+
+
+def scenario_from_dict(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Check `data` (parsed TOML) and build a Scenario. Raises ScenarioError."""
+    try:
+        return _from_dict(data, source)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+
+
+def _from_dict(data: dict[str, Any], source: str) -> Scenario:
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ScenarioError(f"{key}: unknown key (known: {', '.join(TOP_KEYS)})")
+    if "name" not in data:
+        raise ScenarioError("name: missing")
+    name = _expect_type("name", data["name"], str)
+    if not name or len(name) > 200:
+        raise ScenarioError("name: must be 1-200 characters")
+    seed = _expect_type("seed", data.get("seed", 0), int)
+    if not (0 <= seed < 2**63):
+        raise ScenarioError("seed: must be between 0 and 2**63-1")
+    cards = tuple(
+        _card(f"cards[{i}]", c) for i, c in enumerate(_list("cards", data.get("cards", []), CARDS_MAX))
+    )
+    from acquirer.catalogue import CATALOGUE_CARDS
+
+    pans = {c.pan for c in cards} | {c.pan for c in CATALOGUE_CARDS}
+    seen: set[str] = set()
+    for i, c in enumerate(cards):
+        if c.pan in seen:
+            raise ScenarioError(f"cards[{i}].pan: {c.pan} is listed twice")
+        seen.add(c.pan)
+    steps = tuple(
+        _step(f"steps[{i}]", s, pans)
+        for i, s in enumerate(_list("steps", data.get("steps", []), STEPS_MAX))
+    )
+    plan = tuple(
+        _fault(f"faults[{i}]", f)
+        for i, f in enumerate(_list("faults", data.get("faults", []), PLAN_FAULTS_MAX))
+    )
+    max_ms = _expect_type("max_ms", data.get("max_ms", -1), int)
+    if max_ms < -1:
+        raise ScenarioError("max_ms: must be >= 0 (or -1 for the default)")
+    terminal = _section("terminal", data.get("terminal", {}), TerminalSpec)
+    if not (1 <= len(terminal.id) <= 8) or not terminal.id.isalnum():
+        raise ScenarioError(f"terminal.id: must be 1-8 letters or digits, got {terminal.id!r}")
+    if terminal.max_sends < 1:
+        raise ScenarioError("terminal.max_sends: must be >= 1")
+    return Scenario(
+        name=name,
+        description=_expect_type("description", data.get("description", ""), str),
+        seed=seed,
+        firmware=_expect_type("firmware", data.get("firmware", "reference"), str),
+        terminal=terminal,
+        host=_section("host", data.get("host", {}), HostSpec),
+        network=_section("network", data.get("network", {}), NetworkSpec),
+        people=_section("people", data.get("people", {}), PeopleSpec),
+        cards=cards,
+        steps=tuple(sorted(steps, key=lambda s: s.at_ms)),
+        faults=plan,
+        expect=_expect("expect", data.get("expect", {})),
+        close_batch=_expect_type("close_batch", data.get("close_batch", True), bool),
+        max_ms=max_ms,
+        source=source,
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check one scenario file. Raises ScenarioError (one line) on any problem."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > FILE_BYTES_MAX:
+        raise ScenarioError(f"{p}: larger than {FILE_BYTES_MAX} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    return scenario_from_dict(data, str(p))
+
+
+def find_scenarios(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Scenario files under `paths` (files as given, directories searched), sorted."""
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            yield from sorted(p.rglob("*.toml"))
+        elif p.exists():
+            yield p
+        else:
+            raise ScenarioError(f"{p}: no such file or directory")

@@ -1,0 +1,164 @@
+"""A scenario as frozen data: who pays what, when, on which firmware, under which faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from faults.base import Fault
+
+# Limits on what one scenario may ask for, so a typo cannot ask for a week of work.
+STEPS_MAX = 100_000
+CARDS_MAX = 10_000
+AT_MS_MAX = 30 * 86_400_000  # 30 virtual days
+
+
+# The invariants, by their user-facing names (see harness/invariants.py).
+INVARIANT_NAMES: tuple[str, ...] = (
+    "no-duplicate-charge",
+    "no-charge-on-failure",
+    "amount-integrity",
+    "receipt-for-every-charge",
+    "no-receipt-without-record",
+    "batch-reconciles",
+    "ledger-balances",
+    "eventually-settles",
+)
+
+
+class ScenarioError(Exception):
+    """A scenario file (or dict) is wrong. The message is one line naming file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardSpec:
+    pan: str = ""
+    balance: int = 100_000
+    rc: str = ""  # force this response code for every purchase with the card
+    slow_ms: int = 0  # extra host processing time for this card's issuer
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalSpec:
+    id: str = "T0001"
+    merchant_id: str = "M000000000001"
+    response_timeout_ms: int = 15_000
+    max_sends: int = 2
+    debounce_ms: int = 3_000
+    amount_max: int = 99_999_999
+    reversal_max_tries: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    processing_ms: int = 20
+    idempotency_retention_ms: int = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    latency_ms: int = 40  # one way
+    jitter_ms: int = 0  # uniform extra delay in [0, jitter_ms], drawn from the run's seed
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleSpec:
+    """How the simulated cashier and customer behave."""
+
+    confirm_after_ms: int = 300  # keyed amount -> confirm
+    tap_after_ms: int = 1_000  # keyed amount -> card tap
+    retap_after_ms: int = 1_000  # after a misread
+    retry_on_failed: int = 0  # times the cashier tries again after a FAILED display
+    retry_after_ms: int = 5_000
+    reprint_on_pending: bool = True  # ask for a reprint when a receipt is pending
+    reprint_after_ms: int = 3_000
+    reprints_max: int = 3
+    restart_after_power: bool = True  # re-run an unfinished purchase after a reboot
+    print_ms: int = 1_500  # time one receipt takes to print
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One thing the world does at `at_ms`: a purchase, a batch close or a reprint."""
+
+    at_ms: int
+    action: str  # "purchase" | "batch_close" | "reprint"
+    card: str = ""
+    amount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    invariants: tuple[str, ...]  # invariants that must hold
+    violated: tuple[str, ...] = ()  # invariants that must be violated (zoo demonstrations)
+    settle_within_ms: int = 120_000  # eventually-settles bound after the last fault
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str = ""
+    seed: int = 0
+    firmware: str = "reference"
+    terminal: TerminalSpec = field(default_factory=TerminalSpec)
+    host: HostSpec = field(default_factory=HostSpec)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    people: PeopleSpec = field(default_factory=PeopleSpec)
+    cards: tuple[CardSpec, ...] = ()
+    steps: tuple[Step, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    expect: Expect = field(default_factory=lambda: Expect(invariants=()))
+    close_batch: bool = True  # close the batch once the world is quiet
+    max_ms: int = -1  # stop the run at this virtual time (-1: last step + 1 hour)
+    source: str = ""  # the file it came from, for messages
+
+    def purchases(self) -> int:
+        return sum(1 for s in self.steps if s.action == "purchase")
+
+
+def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
+    """The scenario as TOML-ready data (defaults omitted), for writing files and traces."""
+    from dataclasses import fields
+
+    out: dict[str, Any] = {"name": sc.name}
+    if sc.description:
+        out["description"] = sc.description
+    out["seed"] = sc.seed
+    out["firmware"] = sc.firmware
+    for key, obj, default in (
+        ("terminal", sc.terminal, TerminalSpec()),
+        ("host", sc.host, HostSpec()),
+        ("network", sc.network, NetworkSpec()),
+        ("people", sc.people, PeopleSpec()),
+    ):
+        table = {f.name: getattr(obj, f.name) for f in fields(obj)
+                 if getattr(obj, f.name) != getattr(default, f.name)}
+        if table:
+            out[key] = table
+    if not sc.close_batch:
+        out["close_batch"] = False
+    if sc.max_ms != -1:
+        out["max_ms"] = sc.max_ms
+    out["cards"] = [
+        {k: v for k, v in (("pan", c.pan), ("balance", c.balance), ("rc", c.rc), ("slow_ms", c.slow_ms))
+         if k in ("pan", "balance") or v}
+        for c in sc.cards
+    ]
+    steps = []
+    for s in sc.steps:
+        if s.action == "purchase":
+            steps.append({"at_ms": s.at_ms, "purchase": {"card": s.card, "amount": s.amount}})
+        else:
+            steps.append({"at_ms": s.at_ms, s.action: True})
+    out["steps"] = steps
+    out["faults"] = [{f.KIND: f.to_table()} for f in sc.faults]
+    invariants: Any = list(sc.expect.invariants)
+    if sc.expect.invariants == INVARIANT_NAMES:
+        invariants = "all"
+    expect: dict[str, Any] = {"invariants": invariants}
+    if sc.expect.violated:
+        expect["violated"] = list(sc.expect.violated)
+    if sc.expect.settle_within_ms != 120_000:
+        expect["settle_within_ms"] = sc.expect.settle_within_ms
+    out["expect"] = expect
+    return out

@@ -1,0 +1,105 @@
+"""The scenario loader: good files load into frozen data, bad files give one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from scenarios.loader import find_scenarios, load_scenario, scenario_from_dict
+from scenarios.model import INVARIANT_NAMES, Scenario, ScenarioError, scenario_to_dict
+
+SUITE = Path(__file__).resolve().parents[2] / "scenarios"
+
+GOOD = """
+name = "ok"
+seed = 3
+[[cards]]
+pan = "4000000000000002"
+balance = 5000
+[[steps]]
+at_ms = 0
+purchase = { card = "4000000000000002", amount = 1250 }
+[[faults]]
+drop = { direction = "to_terminal", mti = "0210", nth = 1 }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    return p
+
+
+def test_good_file_loads_into_frozen_scenario(tmp_path: Path) -> None:
+    sc = load_scenario(write(tmp_path, GOOD))
+    assert sc.name == "ok" and sc.seed == 3
+    assert sc.steps[0].amount == 1250 and sc.faults[0].KIND == "drop"
+    assert sc.expect.invariants == INVARIANT_NAMES
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sc.name = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ('bogus = 1\n', "bogus: unknown key"),
+        ('[terminal]\nresponse_timeout_ms = "soon"\n', "terminal.response_timeout_ms: expected an integer"),
+        ('[[steps]]\nat_ms = -5\npurchase = { card = "4000000000000002", amount = 1 }\n', "steps[1].at_ms: must be between 0"),
+        ('[[steps]]\nat_ms = 5\npurchase = { card = "4111111111111111", amount = 1 }\n', "steps[1].purchase.card: '4111111111111111' is not in [[cards]]"),
+        ('[[faults]]\nteleport = { nth = 1 }\n', "faults[1]: unknown fault kind 'teleport'"),
+        ('[[faults]]\ndrop = { nth = -1 }\n', "faults[1].drop.nth: must be >= 0"),
+        ('[[faults]]\ndrop = { direction = "sideways" }\n', "faults[1].drop.direction: must be one of"),
+        ('[[faults]]\ndelay = { delay_ms = "x" }\n', "faults[1].delay.delay_ms: expected an integer"),
+        ('[expect]\ninvariants = ["no-such-thing"]\n', "expect.invariants: unknown invariant 'no-such-thing'"),
+        ('[[steps]]\nat_ms = 5\n', "steps[1]: needs exactly one of"),
+    ],
+)
+def test_bad_file_gives_one_line_naming_file_and_key(tmp_path: Path, patch: str, fragment: str) -> None:
+    # A bare key belongs at the top of the file; a table goes at the end.
+    p = write(tmp_path, GOOD + patch if patch.startswith("[") else patch + GOOD)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(p)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(p) + ": ")
+    assert fragment in message
+
+
+def test_missing_card_key_and_name_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"cards\[0\].pan: missing"):
+        scenario_from_dict({"name": "x", "cards": [{"balance": 1}]}, "x.toml")
+    with pytest.raises(ScenarioError, match="x.toml: name: missing"):
+        scenario_from_dict({}, "x.toml")
+
+
+def test_not_toml_and_not_utf8_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(write(tmp_path, "name = \n"))
+    p = tmp_path / "b.toml"
+    p.write_bytes(b"name = \"\xff\"\n")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_scenario(p)
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_scenario(tmp_path / "missing.toml")
+
+
+def test_every_builtin_scenario_loads_and_round_trips_through_dict() -> None:
+    files = list(find_scenarios([SUITE]))
+    assert len(files) >= 5 + 19
+    for f in files:
+        sc = load_scenario(f)
+        again = scenario_from_dict(scenario_to_dict(sc), str(f))
+        assert again == sc, f
+
+
+def test_builtin_suite_covers_every_fault_kind() -> None:
+    import faults
+
+    used = {fault.KIND for f in find_scenarios([SUITE / "incidents"]) for fault in load_scenario(f).faults}
+    assert used == set(faults.REGISTRY)
+
+
+def test_scenario_type_is_frozen_and_slotted() -> None:
+    assert Scenario.__dataclass_params__.frozen  # type: ignore[attr-defined]
