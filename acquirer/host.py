@@ -24,9 +24,6 @@ from types import TracebackType
 
 from acquirer import catalogue, iso8583, store
 from acquirer.catalogue import CATALOGUE_CARDS, CardAccount
-
-# Byte-identical to protocol.sign / protocol.verify, only faster (see fastmac).
-from acquirer.fastmac import sign, verify
 from acquirer.protocol import (
     BATCH_ITEMS_MAX,
     MTI_BATCH,
@@ -50,7 +47,9 @@ from acquirer.protocol import (
     Message,
     ProtocolError,
     response_mti,
+    sign,
     validate_request,
+    verify,
 )
 
 __all__ = [

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, fields, replace
+import operator
+from dataclasses import dataclass, fields
 from typing import Any
 
 # Message type indicators. A repeat of a request uses the same MTI with the
@@ -126,15 +127,7 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The non-default fields, in declaration order, for traces and JSON."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value == f.default and f.name not in ("mti", "stan"):
-                continue
-            if f.name == "items":
-                value = [[i.stan, i.amount, i.rrn] for i in value]
-            out[f.name] = value
-        return out
+        return _to_dict(self)
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Message:
@@ -155,31 +148,57 @@ class ProtocolError(Exception):
     """The remote side sent something malformed (their fault, not ours)."""
 
 
-def _mac_payload(msg: Message) -> bytes:
-    parts = []
-    for f in fields(msg):
-        if f.name == "mac":
+# Field names and defaults, computed once: `dataclasses.fields` on every call costs
+# more than the HMAC itself, and the simulator signs and checks every message.
+_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Message))
+_DEFAULTS: tuple[Any, ...] = tuple(f.default for f in fields(Message))
+_ALL = operator.attrgetter(*_NAMES)
+_ITEMS_INDEX = _NAMES.index("items")
+_MAC_INDEX = _NAMES.index("mac")
+assert len(_NAMES) - 1 == _MAC_INDEX, "mac must stay the last field (sign relies on it)"
+_KEEP_DEFAULT = frozenset({"mti", "stan"})
+# "mti={}|terminal_id={}|...": one str.format call builds the MAC payload.
+_MAC_FORMAT = "|".join(f"{name}={{}}" for name in _NAMES[:_MAC_INDEX])
+
+
+def _to_dict(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, default, value in zip(_NAMES, _DEFAULTS, _ALL(msg), strict=True):
+        if value == default and name not in _KEEP_DEFAULT:
             continue
-        value = getattr(msg, f.name)
-        if f.name == "items":
-            value = ";".join(f"{i.stan},{i.amount},{i.rrn}" for i in value)
-        parts.append(f"{f.name}={value}")
-    return "|".join(parts).encode()
+        if name == "items":
+            value = [[i.stan, i.amount, i.rrn] for i in value]
+        out[name] = value
+    return out
+
+
+def mac_payload(msg: Message) -> bytes:
+    """The bytes the MAC covers: `name=value` for every field but `mac`, joined by
+    "|", in declaration order; batch items as "stan,amount,rrn" joined by ";"."""
+    values = list(_ALL(msg))
+    items = values[_ITEMS_INDEX]
+    values[_ITEMS_INDEX] = ";".join(f"{i.stan},{i.amount},{i.rrn}" for i in items) if items else ""
+    return _MAC_FORMAT.format(*values[:_MAC_INDEX]).encode()
 
 
 def compute_mac(msg: Message, key: bytes) -> str:
     """HMAC-SHA256 of every field but `mac`, truncated to 16 hex digits."""
-    return hmac.new(key, _mac_payload(msg), hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(key, mac_payload(msg), hashlib.sha256).hex()[:16]
 
 
 def sign(msg: Message, key: bytes) -> Message:
-    """`msg` with its MAC set."""
-    return replace(msg, mac=compute_mac(msg, key))
+    """`msg` with its MAC set. (Positional construction: `dataclasses.replace`
+    costs about 10 us on a 22-field message.)"""
+    values: tuple[Any, ...] = _ALL(msg)
+    return Message(*values[:_MAC_INDEX], compute_mac(msg, key))  # type: ignore[call-arg]
 
 
 def verify(msg: Message, key: bytes) -> bool:
     """True when `msg` carries the MAC `key` would give it."""
-    return bool(msg.mac) and hmac.compare_digest(msg.mac, compute_mac(msg, key))
+    # Compared as bytes: a corrupted frame may carry a non-ASCII MAC, which
+    # compare_digest refuses to compare as str.
+    expected = compute_mac(msg, key).encode()
+    return bool(msg.mac) and hmac.compare_digest(msg.mac.encode("utf-8", "replace"), expected)
 
 
 def validate_request(msg: Message) -> str | None:

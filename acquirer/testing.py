@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from acquirer import protocol as p
-from acquirer.fastmac import sign
+from acquirer.protocol import sign
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ class Fault:
 class FaultState:
     """How many matching items one fault has seen in one run."""
 
-    __slots__ = ("fault", "seen", "fired")
+    __slots__ = ("fault", "fired", "seen")
 
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
@@ -83,10 +83,7 @@ class FaultState:
         if not f.in_window(now_ms):
             return False
         self.seen += 1
-        if f.nth == 0:
-            applies = True
-        else:
-            applies = f.nth <= self.seen < f.nth + f.count
+        applies = f.nth == 0 or f.nth <= self.seen < f.nth + f.count
         if applies:
             self.fired += 1
         return applies

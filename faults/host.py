@@ -20,7 +20,7 @@ class HostFault(Fault):
     def check(self) -> None:
         Fault.check(self)
         if self.mti and (len(self.mti) != 4 or not self.mti.isdigit()):
-            raise FaultSpecError("mti: must be 4 digits, e.g. \"0200\"")
+            raise FaultSpecError('mti: must be 4 digits, e.g. "0200"')
 
 
 @register
@@ -65,4 +65,4 @@ class RcBurst(HostFault):
     def check(self) -> None:
         HostFault.check(self)
         if self.rc not in RESPONSE_CODES or self.rc == "00":
-            raise FaultSpecError("rc: must be a known non-approval code such as \"91\" or \"96\"")
+            raise FaultSpecError('rc: must be a known non-approval code such as "91" or "96"')

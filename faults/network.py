@@ -33,7 +33,7 @@ class NetworkFault(Fault):
         if self.direction not in DIRECTIONS:
             raise FaultSpecError(f"direction: must be one of {', '.join(DIRECTIONS)}")
         if self.mti and (len(self.mti) != 4 or not self.mti.isdigit()):
-            raise FaultSpecError("mti: must be 4 digits, e.g. \"0210\"")
+            raise FaultSpecError('mti: must be 4 digits, e.g. "0210"')
 
     def matches(self, direction: str, msg: Message) -> bool:
         return (self.direction == "any" or self.direction == direction) and (

@@ -28,7 +28,9 @@ class PowerCut(Fault):
     def check(self) -> None:
         Fault.check(self)
         if self.after not in AFTER_POINTS:
-            raise FaultSpecError(f"after: must be one of {', '.join(repr(a) for a in AFTER_POINTS)}")
+            raise FaultSpecError(
+                f"after: must be one of {', '.join(repr(a) for a in AFTER_POINTS)}"
+            )
         if (self.at_ms < 0) == (self.after == ""):
             raise FaultSpecError("at_ms/after: give exactly one of at_ms (>= 0) or after")
         if self.after and self.nth == 0:

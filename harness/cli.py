@@ -52,9 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     results: list[RunResult] = []
     for sc in scenarios:
-        results.append(
-            run_scenario(sc, args.firmware, seed=args.seed, trace_dir=trace_dir)
-        )
+        results.append(run_scenario(sc, args.firmware, seed=args.seed, trace_dir=trace_dir))
     from .report import failure_details, results_table, write_junit
 
     results_table(results, console)
@@ -74,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import faults
+
     from .invariants import DESCRIPTIONS
 
     paths = args.paths or ([str(DEFAULT_SUITE)] if DEFAULT_SUITE.exists() else [])
@@ -132,6 +131,84 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import PROFILES, campaign, open_database, parse_shard, timeline
+
+    if args.budget is not None and args.budget <= 0:
+        raise UsageError("--budget must be > 0 seconds")
+    if args.examples is not None and args.examples <= 0:
+        raise UsageError("--examples must be > 0")
+    if args.profile not in PROFILES:
+        raise UsageError(f"--profile must be one of {', '.join(PROFILES)}")
+    shard = parse_shard(args.shard)
+    database = open_database(args.db)
+    console = _console()
+    from rich.live import Live
+    from rich.text import Text
+
+    from .fuzz import Stats
+
+    def status(stats: Stats) -> Text:
+        return Text(
+            f"fuzz {args.firmware}: {stats.examples} examples ({stats.rate():.0f}/s), "
+            f"{stats.purchases} purchases, fault kinds exercised: {len(stats.kinds)} "
+            f"({', '.join(sorted(stats.kinds)) or '-'})"
+        )
+
+    live = (
+        Live(status(Stats()), console=console, transient=False, auto_refresh=False)
+        if console.is_terminal
+        else None
+    )
+
+    def progress(stats: Stats) -> None:
+        if live is not None:
+            live.update(status(stats), refresh=True)
+
+    if live is not None:
+        live.start()
+    try:
+        found, stats = campaign(
+            args.firmware,
+            examples=args.examples,
+            budget_s=args.budget,
+            campaign_seed=args.seed,
+            out_dir=Path(args.out),
+            profile=args.profile,
+            shard=shard,
+            database=database,
+            on_progress=progress,
+        )
+    finally:
+        if live is not None:
+            live.stop()
+    summary = (
+        f"{stats.examples} examples, {stats.purchases} purchases simulated, "
+        f"{len(stats.kinds)} fault kinds exercised, {stats.rate():.0f} examples/s"
+    )
+    if found is None:
+        console.print(f"no violation found: {summary}", markup=False, highlight=False)
+        return EXIT_OK
+    console.print(
+        f"VIOLATION {found.invariant} found after {found.examples} examples "
+        f"({found.elapsed_s:.1f} s), shrunk to {found.scenario.purchases()} purchases "
+        f"and {len(found.scenario.faults)} faults:",
+        markup=False,
+        highlight=False,
+    )
+    console.print(f"  {found.explanation}", markup=False, highlight=False)
+    if found.result.trace_path is not None:
+        for line in timeline(found.result.trace_path):
+            console.print(f"  {line}", markup=False, highlight=False)
+    console.print(f"  scenario: {found.path}", markup=False, highlight=False)
+    console.print(
+        f"  reproduce: posharness run {found.path} --firmware {args.firmware}",
+        markup=False,
+        highlight=False,
+    )
+    return EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="posharness", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -142,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--trace-dir", metavar="DIR", help="write one JSON-lines trace per scenario")
     r.set_defaults(func=cmd_run)
+    fz = sub.add_parser("fuzz", help="fuzz a firmware; shrink any violation to a scenario file")
+    fz.add_argument("--firmware", default="reference", help="reference | zoo:NAME | module:Class")
+    limit = fz.add_mutually_exclusive_group()
+    limit.add_argument(
+        "--budget", type=float, metavar="SECONDS", help="stop after this much wall time"
+    )
+    limit.add_argument("--examples", type=int, metavar="N", help="stop after N examples")
+    fz.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    fz.add_argument("--out", default="fuzz-out", metavar="DIR", help="where shrunk scenarios go")
+    fz.add_argument("--profile", default="ci", help="ci (derandomized, bounded) | dev | deep")
+    fz.add_argument("--shard", metavar="I/N", help="run shard I of N (no overlap between shards)")
+    fz.add_argument(
+        "--db", metavar="URL", help="example database: redis://HOST:PORT/N or a directory"
+    )
+    fz.set_defaults(func=cmd_fuzz)
     ls = sub.add_parser("list", help="list scenarios, firmwares, fault kinds and invariants")
     ls.add_argument("paths", nargs="*", help="scenario files or directories (default: scenarios/)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")

@@ -30,7 +30,7 @@ class SimClock:
 class Scheduler:
     """A priority queue of callbacks ordered by (time_ms, seq)."""
 
-    __slots__ = ("clock", "_queue", "_seq", "executed")
+    __slots__ = ("_queue", "_seq", "clock", "executed")
 
     def __init__(self, clock: SimClock) -> None:
         self.clock = clock

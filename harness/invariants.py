@@ -84,6 +84,7 @@ class Observations:
         self.printed: dict[str, int] = {}  # rrn -> seq of an ok print
         self.printed_receipts: list[tuple[int, dict[str, Any]]] = []  # approved receipts printed
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
+        self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
         self.last_fault_seq = 0
         self.end: Record = {}
@@ -140,6 +141,8 @@ class Observations:
             self.wrong_amount_sends.append((rec["seq"], amount, obs.keyed, n))
 
     def _host(self, rec: Record) -> None:
+        if rec["action"].startswith("batch") and "batch_no" in rec:
+            self.batch_seqs.setdefault(rec["batch_no"], rec["seq"])
         rrn = rec.get("rrn")
         if rrn and rec["action"] in ("charge", "charge-no-reply", "refund"):
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
@@ -167,7 +170,8 @@ class Observations:
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
-        self.last_fault_ms = max(self.last_fault_ms, rec.get("until_ms", rec["t_ms"]))
+        until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
+        self.last_fault_ms = max(self.last_fault_ms, until)
         self.last_fault_seq = rec["seq"]
 
     def _power(self, rec: Record) -> None:
@@ -232,7 +236,9 @@ def intended(o: IntentObs) -> int:
     return max(0, o.keyed if o.keyed is not None else o.amount)
 
 
-def no_duplicate_charge(obs: Observations, b: Books, host: Acquirer, settle: int) -> list[Violation]:
+def no_duplicate_charge(
+    obs: Observations, b: Books, host: Acquirer, settle: int
+) -> list[Violation]:
     out = []
     for n, o in obs.intents.items():
         net = b.net.get(n, 0)
@@ -252,7 +258,9 @@ def no_duplicate_charge(obs: Observations, b: Books, host: Acquirer, settle: int
     return out
 
 
-def no_charge_on_failure(obs: Observations, b: Books, host: Acquirer, settle: int) -> list[Violation]:
+def no_charge_on_failure(
+    obs: Observations, b: Books, host: Acquirer, settle: int
+) -> list[Violation]:
     out = []
     for n, o in obs.intents.items():
         net = b.net.get(n, 0)
@@ -376,6 +384,7 @@ def batch_reconciles(obs: Observations, b: Books, host: Acquirer, settle: int) -
                 f"batch {s.batch_no}: the terminal counted {s.terminal_count} sales for "
                 f"{money(s.terminal_amount)}, the host {s.host_count} for "
                 f"{money(s.host_amount)}; differing: {diff or 'none listed'}.",
+                seqs=(obs.batch_seqs[s.batch_no],) if s.batch_no in obs.batch_seqs else (),
             )
         )
     return out

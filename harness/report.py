@@ -37,7 +37,12 @@ def results_table(results: Sequence[RunResult], console: Console) -> None:
         verdict = "[green]PASS[/green]" if r.passed else "[bold red]FAIL[/bold red]"
         violated = ", ".join(r.violated()) or "-"
         table.add_row(
-            r.scenario.name, r.firmware, verdict, violated, fmt_sim(r.sim_ms), f"{r.wall_s * 1000:.0f} ms"
+            r.scenario.name,
+            r.firmware,
+            verdict,
+            violated,
+            fmt_sim(r.sim_ms),
+            f"{r.wall_s * 1000:.0f} ms",
         )
     console.print(table)
 
@@ -46,7 +51,9 @@ def failure_details(results: Sequence[RunResult], console: Console) -> None:
     for r in results:
         if r.passed:
             continue
-        console.print(f"[bold red]FAIL[/bold red] {r.scenario.name} ({r.scenario.source}) with {r.firmware}")
+        console.print(
+            f"[bold red]FAIL[/bold red] {r.scenario.name} ({r.scenario.source}) with {r.firmware}"
+        )
         for problem in r.problems:
             vs = r.violations.get(problem, [])
             if not vs:
@@ -84,7 +91,7 @@ def write_junit(results: Sequence[RunResult], path: Path) -> None:
             time=f"{r.wall_s:.3f}",
         )
         if not r.passed:
-            lines = []
+            lines: list[str] = []
             for problem in r.problems:
                 vs = r.violations.get(problem, [])
                 lines.extend(f"{v.invariant}: {v.message} (trace lines {list(v.seqs)})" for v in vs)

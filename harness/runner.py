@@ -43,9 +43,7 @@ def load_firmware(spec: str) -> FirmwareFactory:
         return cls  # type: ignore[no-any-return]
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
-        raise UsageError(
-            f"firmware {spec!r}: expected reference, zoo:NAME or module:Class"
-        )
+        raise UsageError(f"firmware {spec!r}: expected reference, zoo:NAME or module:Class")
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -107,16 +105,24 @@ def run_scenario(
     trace = Trace(clock, [obs.observe], writer)
     started = time.perf_counter()
     world = World(
-        scenario, factory, seed=run_seed, trace=trace, clock=clock, host_db=host_db,
+        scenario,
+        factory,
+        seed=run_seed,
+        trace=trace,
+        clock=clock,
+        host_db=host_db,
         firmware_spec=spec,
     )
     try:
         world.run()
-        violations = check_all(obs, world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
+        violations = check_all(
+            obs, world.host, scenario.terminal.id, scenario.expect.settle_within_ms
+        )
         for name, vs in violations.items():
             if vs:
-                trace.emit("violation", {"invariant": name, "count": len(vs),
-                                         "first": vs[0].to_dict()})
+                trace.emit(
+                    "violation", {"invariant": name, "count": len(vs), "first": vs[0].to_dict()}
+                )
     finally:
         trace.close()
         world.host.close()

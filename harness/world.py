@@ -23,7 +23,7 @@ from typing import Any
 from acquirer.catalogue import CATALOGUE_CARDS
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
 from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message
-from faults.base import Fault, FaultState
+from faults.base import FaultState
 from faults.devices import (
     DoubleConfirm,
     DoubleTap,
@@ -36,7 +36,7 @@ from faults.devices import (
 from faults.host import HostCrash, RcBurst, SlowHost
 from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
-from scenarios.model import Scenario, Step
+from scenarios.model import Scenario, Step, scenario_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
     FINAL_OUTCOMES,
@@ -179,9 +179,7 @@ class World:
         self.f_purchase = [
             s for s in states if isinstance(s.fault, DoubleTap | DoubleConfirm | KeyingError)
         ]
-        self.f_power_after = [
-            s for s in states if isinstance(s.fault, PowerCut) and s.fault.after
-        ]
+        self.f_power_after = [s for s in states if isinstance(s.fault, PowerCut) and s.fault.after]
         self.f_power_at = [s for s in states if isinstance(s.fault, PowerCut) and not s.fault.after]
         self.f_clock = [s for s in states if s.fault.LAYER == "clock"]
         self.fault_index = {id(s): i for i, s in enumerate(states)}
@@ -204,6 +202,8 @@ class World:
         self.reprints: dict[str, int] = {}
         self.key_intent: dict[str, int] = {}
         self.stan_intent: dict[int, int] = {}
+        self.rrn_intent: dict[str, int] = {}
+        self._md_cache: dict[int, tuple[Message, dict[str, Any]]] = {}
         self.batch_closed_at_end = False
         self.stuck = False
 
@@ -216,10 +216,11 @@ class World:
             "run",
             {
                 "v": TRACE_VERSION,
-                "scenario": sc.name,
+                "name": sc.name,
                 "seed": self.seed,
                 "firmware": self.firmware_spec,
-                "faults": [{f.KIND: f.to_table()} for f in sc.faults],
+                # The whole scenario as data: a trace replays without its file.
+                "scenario": scenario_to_dict(sc),
             },
         )
         for step in sc.steps:
@@ -298,7 +299,9 @@ class World:
         self._input(AmountKeyed(amount))
         self.sched.after(p.confirm_after_ms, self._input_if_on, ConfirmPressed())
         if double_confirm_gap >= 0:
-            self.sched.after(p.confirm_after_ms + double_confirm_gap, self._input_if_on, ConfirmPressed())
+            self.sched.after(
+                p.confirm_after_ms + double_confirm_gap, self._input_if_on, ConfirmPressed()
+            )
         self.sched.after(p.tap_after_ms, self._tap, st.card)
         if double_tap_gap >= 0:
             self.sched.after(p.tap_after_ms + double_tap_gap, self._tap, st.card)
@@ -333,7 +336,9 @@ class World:
         p = self.sc.people
         if outcome == Outcome.FAILED.value and st.attempts <= p.retry_on_failed:
             st.final = ""  # the cashier tries again: not final yet
-            self.emit("cashier", {"intent": st.intent, "action": "retry", "attempt": st.attempts + 1})
+            self.emit(
+                "cashier", {"intent": st.intent, "action": "retry", "attempt": st.attempts + 1}
+            )
             self.sched.after(p.retry_after_ms, self._retry, (st.intent, st.attempts))
             return
         self._next_waiting()
@@ -450,6 +455,12 @@ class World:
 
     def _display(self, eff: Display) -> None:
         a = self.active
+        if eff.rrn:
+            # A display naming a host reference belongs to the sale that got it,
+            # even if the cashier has moved on (e.g. "last sale approved" at boot).
+            n = self.rrn_intent.get(eff.rrn)
+            if n is not None and n in self.intents:
+                a = self.intents[n]
         rec: dict[str, Any] = {"outcome": eff.outcome.value, "text": eff.text}
         if eff.rrn:
             rec["rrn"] = eff.rrn
@@ -549,7 +560,9 @@ class World:
         self._input(Boot(tuple(self.journal)))
         a = self.active
         if a is not None and not a.final and self.sc.people.restart_after_power and self.powered:
-            self.sched.after(self.sc.people.retry_after_ms, self._restart, (a.intent, a.attempts, cut_ms))
+            self.sched.after(
+                self.sc.people.retry_after_ms, self._restart, (a.intent, a.attempts, cut_ms)
+            )
         elif a is None or a.final:
             self._next_waiting()
 
@@ -579,7 +592,7 @@ class World:
         return n
 
     def _send(self, msg: Message) -> None:
-        rec: dict[str, Any] = {"from": "terminal", "msg": msg.to_dict()}
+        rec: dict[str, Any] = {"from": "terminal", "msg": self._md(msg)}
         if msg.mti == MTI_PURCHASE:
             rec["intent"] = self._attribute(msg)
         self.emit("send", rec)
@@ -597,7 +610,7 @@ class World:
                         repeat=False,
                         mac="",
                     )
-                    self._fault(s, {"msg": forged.to_dict()})
+                    self._fault(s, {"msg": self._md(forged)})
                     self.sched.after(
                         self.sc.network.latency_ms + f.delay_ms, self._terminal_receive, forged
                     )
@@ -616,6 +629,19 @@ class World:
             jitter = self.rng_net.randint(0, net.jitter_ms) if net.jitter_ms else 0
             self.sched.after(net.latency_ms + jitter + extra_ms, deliver, m)
 
+    def _md(self, msg: Message) -> dict[str, Any]:
+        """`msg.to_dict()`, cached: a message is traced when sent and again when
+        delivered. The cache holds the message itself, so an id is never reused
+        while cached; it is bounded and simply cleared when full."""
+        hit = self._md_cache.get(id(msg))
+        if hit is not None and hit[0] is msg:
+            return hit[1]
+        if len(self._md_cache) >= 256:
+            self._md_cache.clear()
+        d = msg.to_dict()
+        self._md_cache[id(msg)] = (msg, d)
+        return d
+
     def _fault(self, s: FaultState, detail: dict[str, Any]) -> None:
         rec: dict[str, Any] = {"fault": s.fault.KIND, "index": self.fault_index[id(s)]}
         rec.update(detail)
@@ -623,9 +649,9 @@ class World:
 
     def _terminal_receive(self, msg: Message) -> None:
         if not self.powered or self.fw is None:
-            self.emit("lost", {"to": "terminal", "reason": "terminal is off", "msg": msg.to_dict()})
+            self.emit("lost", {"to": "terminal", "reason": "terminal is off", "msg": self._md(msg)})
             return
-        self.emit("deliver", {"to": "terminal", "msg": msg.to_dict()})
+        self.emit("deliver", {"to": "terminal", "msg": self._md(msg)})
         self._input(MessageReceived(msg))
         if self.powered:
             self._power_after("receive", msg.mti)
@@ -635,9 +661,9 @@ class World:
     def _host_receive(self, msg: Message) -> None:
         now = self.clock.now_ms
         if now < self.host_down_until:
-            self.emit("lost", {"to": "host", "reason": "host is down", "msg": msg.to_dict()})
+            self.emit("lost", {"to": "host", "reason": "host is down", "msg": self._md(msg)})
             return
-        self.emit("deliver", {"to": "host", "msg": msg.to_dict()})
+        self.emit("deliver", {"to": "host", "msg": self._md(msg)})
         extra_ms = 0
         crash: HostCrash | None = None
         for s in self.f_host:
@@ -681,7 +707,9 @@ class World:
             self._host_crash(crash.down_ms)
             return
         if action.action == "charge-no-reply":
-            self.emit("lost", {"to": "terminal", "reason": "test card: no reply", "msg": resp.to_dict()})
+            self.emit(
+                "lost", {"to": "terminal", "reason": "test card: no reply", "msg": self._md(resp)}
+            )
             return
         self._host_reply(resp)
 
@@ -700,10 +728,20 @@ class World:
         rec["stan"] = req.stan
         if req.idem_key:
             rec["key"] = req.idem_key
+        if action.rrn and req.mti == MTI_PURCHASE:
+            n = (
+                self.key_intent.get(req.idem_key)
+                if req.idem_key
+                else self.stan_intent.get(req.stan)
+            )
+            if n:
+                self.rrn_intent[action.rrn] = n
+        if req.batch_no:
+            rec["batch_no"] = req.batch_no
         if action.detail:
             rec["detail"] = action.detail
         self.emit("host", rec)
 
     def _host_reply(self, resp: Message) -> None:
-        self.emit("send", {"from": "host", "msg": resp.to_dict()})
+        self.emit("send", {"from": "host", "msg": self._md(resp)})
         self._link("to_terminal", resp, self._terminal_receive)

@@ -86,15 +86,12 @@ def _section(where: str, data: Any, cls: type[T]) -> T:
     for key, value in table.items():
         f = flds.get(key)
         if f is None:
-            raise ScenarioError(
-                f"{where}.{key}: unknown key (known: {', '.join(sorted(flds))})"
-            )
+            raise ScenarioError(f"{where}.{key}: unknown key (known: {', '.join(sorted(flds))})")
         default = f.default
         value = _expect_type(f"{where}.{key}", value, type(default))
-        if isinstance(value, int) and not isinstance(value, bool):
-            if key.endswith("_ms") or key in ("balance", "max_sends", "amount_max"):
-                if value < 0:
-                    raise ScenarioError(f"{where}.{key}: must be >= 0, got {value}")
+        counts = key.endswith("_ms") or key in ("balance", "max_sends", "amount_max")
+        if counts and type(value) is int and value < 0:
+            raise ScenarioError(f"{where}.{key}: must be >= 0, got {value}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -161,7 +158,7 @@ def _names(where: str, value: Any) -> tuple[str, ...]:
     if value == "all":
         return INVARIANT_NAMES
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ScenarioError(f"{where}: expected \"all\" or a list of invariant names")
+        raise ScenarioError(f'{where}: expected "all" or a list of invariant names')
     for name in value:
         if name not in INVARIANT_NAMES:
             raise ScenarioError(
@@ -220,7 +217,8 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     if not (0 <= seed < 2**63):
         raise ScenarioError("seed: must be between 0 and 2**63-1")
     cards = tuple(
-        _card(f"cards[{i}]", c) for i, c in enumerate(_list("cards", data.get("cards", []), CARDS_MAX))
+        _card(f"cards[{i}]", c)
+        for i, c in enumerate(_list("cards", data.get("cards", []), CARDS_MAX))
     )
     from acquirer.catalogue import CATALOGUE_CARDS
 

@@ -131,8 +131,11 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
         ("network", sc.network, NetworkSpec()),
         ("people", sc.people, PeopleSpec()),
     ):
-        table = {f.name: getattr(obj, f.name) for f in fields(obj)
-                 if getattr(obj, f.name) != getattr(default, f.name)}
+        table = {
+            f.name: getattr(obj, f.name)
+            for f in fields(obj)
+            if getattr(obj, f.name) != getattr(default, f.name)
+        }
         if table:
             out[key] = table
     if not sc.close_batch:
@@ -140,8 +143,16 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
     if sc.max_ms != -1:
         out["max_ms"] = sc.max_ms
     out["cards"] = [
-        {k: v for k, v in (("pan", c.pan), ("balance", c.balance), ("rc", c.rc), ("slow_ms", c.slow_ms))
-         if k in ("pan", "balance") or v}
+        {
+            k: v
+            for k, v in (
+                ("pan", c.pan),
+                ("balance", c.balance),
+                ("rc", c.rc),
+                ("slow_ms", c.slow_ms),
+            )
+            if k in ("pan", "balance") or v
+        }
         for c in sc.cards
     ]
     steps = []

@@ -21,7 +21,7 @@ def test_every_kind_builds_from_an_empty_table_or_says_what_is_missing() -> None
         except FaultSpecError as exc:
             assert ":" in str(exc)  # names the field
         else:
-            assert f.KIND == kind and f.SUMMARY
+            assert kind == f.KIND and f.SUMMARY
 
 
 def test_nth_and_count_pick_exactly_the_matching_items() -> None:
@@ -64,7 +64,9 @@ def test_corrupt_breaks_the_mac_of_a_signed_message() -> None:
         ("delay", {"delay_ms": True}, "delay_ms: expected an integer"),
     ],
 )
-def test_bad_parameters_are_refused_with_the_field_named(kind: str, table: dict[str, object], fragment: str) -> None:
+def test_bad_parameters_are_refused_with_the_field_named(
+    kind: str, table: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(FaultSpecError, match=fragment):
         faults.build_fault(kind, table)
 

@@ -44,19 +44,39 @@ def test_good_file_loads_into_frozen_scenario(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("patch", "fragment"),
     [
-        ('bogus = 1\n', "bogus: unknown key"),
-        ('[terminal]\nresponse_timeout_ms = "soon"\n', "terminal.response_timeout_ms: expected an integer"),
-        ('[[steps]]\nat_ms = -5\npurchase = { card = "4000000000000002", amount = 1 }\n', "steps[1].at_ms: must be between 0"),
-        ('[[steps]]\nat_ms = 5\npurchase = { card = "4111111111111111", amount = 1 }\n', "steps[1].purchase.card: '4111111111111111' is not in [[cards]]"),
-        ('[[faults]]\nteleport = { nth = 1 }\n', "faults[1]: unknown fault kind 'teleport'"),
-        ('[[faults]]\ndrop = { nth = -1 }\n', "faults[1].drop.nth: must be >= 0"),
-        ('[[faults]]\ndrop = { direction = "sideways" }\n', "faults[1].drop.direction: must be one of"),
-        ('[[faults]]\ndelay = { delay_ms = "x" }\n', "faults[1].delay.delay_ms: expected an integer"),
-        ('[expect]\ninvariants = ["no-such-thing"]\n', "expect.invariants: unknown invariant 'no-such-thing'"),
-        ('[[steps]]\nat_ms = 5\n', "steps[1]: needs exactly one of"),
+        ("bogus = 1\n", "bogus: unknown key"),
+        (
+            '[terminal]\nresponse_timeout_ms = "soon"\n',
+            "terminal.response_timeout_ms: expected an integer",
+        ),
+        (
+            '[[steps]]\nat_ms = -5\npurchase = { card = "4000000000000002", amount = 1 }\n',
+            "steps[1].at_ms: must be between 0",
+        ),
+        (
+            '[[steps]]\nat_ms = 5\npurchase = { card = "4111111111111111", amount = 1 }\n',
+            "steps[1].purchase.card: '4111111111111111' is not in [[cards]]",
+        ),
+        ("[[faults]]\nteleport = { nth = 1 }\n", "faults[1]: unknown fault kind 'teleport'"),
+        ("[[faults]]\ndrop = { nth = -1 }\n", "faults[1].drop.nth: must be >= 0"),
+        (
+            '[[faults]]\ndrop = { direction = "sideways" }\n',
+            "faults[1].drop.direction: must be one of",
+        ),
+        (
+            '[[faults]]\ndelay = { delay_ms = "x" }\n',
+            "faults[1].delay.delay_ms: expected an integer",
+        ),
+        (
+            '[expect]\ninvariants = ["no-such-thing"]\n',
+            "expect.invariants: unknown invariant 'no-such-thing'",
+        ),
+        ("[[steps]]\nat_ms = 5\n", "steps[1]: needs exactly one of"),
     ],
 )
-def test_bad_file_gives_one_line_naming_file_and_key(tmp_path: Path, patch: str, fragment: str) -> None:
+def test_bad_file_gives_one_line_naming_file_and_key(
+    tmp_path: Path, patch: str, fragment: str
+) -> None:
     # A bare key belongs at the top of the file; a table goes at the end.
     p = write(tmp_path, GOOD + patch if patch.startswith("[") else patch + GOOD)
     with pytest.raises(ScenarioError) as info:
@@ -70,7 +90,7 @@ def test_bad_file_gives_one_line_naming_file_and_key(tmp_path: Path, patch: str,
 def test_missing_card_key_and_name_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"cards\[0\].pan: missing"):
         scenario_from_dict({"name": "x", "cards": [{"balance": 1}]}, "x.toml")
-    with pytest.raises(ScenarioError, match="x.toml: name: missing"):
+    with pytest.raises(ScenarioError, match=r"x\.toml: name: missing"):
         scenario_from_dict({}, "x.toml")
 
 
@@ -78,7 +98,7 @@ def test_not_toml_and_not_utf8_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="not valid TOML"):
         load_scenario(write(tmp_path, "name = \n"))
     p = tmp_path / "b.toml"
-    p.write_bytes(b"name = \"\xff\"\n")
+    p.write_bytes(b'name = "\xff"\n')
     with pytest.raises(ScenarioError, match="not UTF-8"):
         load_scenario(p)
     with pytest.raises(ScenarioError, match="cannot read"):
@@ -97,7 +117,11 @@ def test_every_builtin_scenario_loads_and_round_trips_through_dict() -> None:
 def test_builtin_suite_covers_every_fault_kind() -> None:
     import faults
 
-    used = {fault.KIND for f in find_scenarios([SUITE / "incidents"]) for fault in load_scenario(f).faults}
+    used = {
+        fault.KIND
+        for f in find_scenarios([SUITE / "incidents"])
+        for fault in load_scenario(f).faults
+    }
     assert used == set(faults.REGISTRY)
 
 

@@ -1,0 +1,364 @@
+"""Fuzz a firmware: throw swarm-drawn scenarios at it, shrink any violation to the
+smallest scenario that shows it, and write that scenario as a file.
+
+Hypothesis draws the scenarios (so they shrink; a bare seed would not). The engine
+runs each one synchronously in virtual time. A campaign is split into chunks of
+examples, each chunk seeded from (campaign seed, shard, chunk number), so that a
+fixed seed reproduces the whole campaign, shards never share a seed stream, and a
+wall-clock budget only decides how many chunks run, never what they contain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+
+from faults.base import Fault
+from scenarios.model import Scenario
+from scenarios.writer import scenario_to_toml
+
+from .check import InvariantViolated, assert_invariants, first_failure
+from .runner import RunResult, UsageError, load_firmware, run_scenario
+from .strategies import scenarios
+
+# Examples per chunk: small enough that a budget is honoured within a second or
+# two, large enough that Hypothesis's generation phases have room to work.
+CHUNK_EXAMPLES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    examples: int  # total examples when no --examples / --budget is given
+    derandomize: bool
+    shrink_rounds: int  # extra rounding passes after Hypothesis's shrink
+
+
+PROFILES: dict[str, Profile] = {
+    # CI: bounded, derandomised, no deadline: the same result on every machine.
+    "ci": Profile(examples=400, derandomize=True, shrink_rounds=1),
+    "dev": Profile(examples=2_000, derandomize=False, shrink_rounds=1),
+    "deep": Profile(examples=100_000, derandomize=False, shrink_rounds=2),
+}
+
+
+@dataclass(slots=True)
+class Stats:
+    examples: int = 0
+    purchases: int = 0
+    kinds: set[str] = field(default_factory=set)
+    chunks: int = 0
+    started_s: float = 0.0
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.started_s
+        return self.examples / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Found:
+    invariant: str
+    scenario: Scenario
+    result: RunResult
+    path: Path
+    explanation: str
+    elapsed_s: float
+    examples: int
+
+
+def open_database(url: str | None) -> ExampleDatabase | None:
+    """`redis://HOST:PORT/N` shares examples between machines; a path is a local
+    directory database; None keeps Hypothesis's default directory."""
+    if url is None:
+        return DirectoryBasedExampleDatabase(".hypothesis/posharness")
+    if url.startswith("redis://"):
+        try:
+            import redis
+            from hypothesis.extra.redis import RedisExampleDatabase
+        except ImportError:
+            raise UsageError("--db redis://...: the redis package is not installed") from None
+        client = redis.Redis.from_url(url)
+        try:
+            client.ping()
+        except Exception as exc:
+            raise UsageError(f"--db {url}: cannot reach Redis: {exc}") from None
+        return RedisExampleDatabase(client, key_prefix=b"posharness:")
+    return DirectoryBasedExampleDatabase(url)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return (0, 1)
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N")
+    return (i, n)
+
+
+def chunk_seed(campaign_seed: int, shard: tuple[int, int], chunk: int) -> int:
+    digest = hashlib.sha256(f"{campaign_seed}/{shard[0]}/{shard[1]}/{chunk}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def campaign(
+    firmware: str,
+    *,
+    examples: int | None = None,
+    budget_s: float | None = None,
+    campaign_seed: int = 0,
+    out_dir: Path = Path("fuzz-out"),
+    profile: str = "ci",
+    shard: tuple[int, int] = (0, 1),
+    database: ExampleDatabase | None = None,
+    kinds: tuple[str, ...] | None = None,
+    on_progress: Callable[[Stats], None] | None = None,
+) -> tuple[Found | None, Stats]:
+    """Run a campaign. Returns the (shrunk, written) violation found, if any."""
+    load_firmware(firmware)  # a bad spec is a usage error before any work
+    prof = PROFILES[profile]
+    total = examples if examples is not None else (None if budget_s else prof.examples)
+    stats = Stats(started_s=time.perf_counter())
+    deadline_s = stats.started_s + budget_s if budget_s else None
+
+    def body(sc: Scenario) -> None:
+        stats.examples += 1
+        stats.purchases += sc.purchases()
+        stats.kinds.update(f.KIND for f in sc.faults)
+        assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware)
+
+    chunk = 0
+    while True:
+        if total is not None and stats.examples >= total:
+            break
+        if deadline_s is not None and time.perf_counter() >= deadline_s:
+            break
+        size = CHUNK_EXAMPLES if total is None else min(CHUNK_EXAMPLES, total - stats.examples)
+        test = settings(
+            max_examples=size,
+            deadline=None,
+            database=None if prof.derandomize else database,
+            derandomize=False,
+            report_multiple_bugs=False,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.reuse, Phase.generate, Phase.shrink]
+            if chunk == 0
+            else [Phase.generate, Phase.shrink],
+            print_blob=False,
+        )(
+            seed(chunk_seed(campaign_seed, shard, chunk))(
+                given(scenarios(firmware=firmware, kinds=kinds))(body)
+            )
+        )
+        before = stats.examples
+        try:
+            test()
+        except InvariantViolated as exc:
+            elapsed = time.perf_counter() - stats.started_s
+            return _report(exc, firmware, out_dir, prof, elapsed, stats), stats
+        finally:
+            stats.chunks += 1
+            if on_progress is not None:
+                on_progress(stats)
+        if stats.examples == before:
+            break  # the strategy is exhausted: nothing more to try
+        chunk += 1
+    return None, stats
+
+
+def _report(
+    exc: InvariantViolated,
+    firmware: str,
+    out_dir: Path,
+    prof: Profile,
+    elapsed: float,
+    stats: Stats,
+) -> Found:
+    invariant = exc.invariant
+    sc = dataclasses.replace(exc.result.scenario, firmware=firmware)
+    for _ in range(prof.shrink_rounds):
+        sc = tidy(sc, invariant, firmware)
+    name = f"{_safe(firmware.replace('zoo:', ''))}-{invariant}"
+    sc = dataclasses.replace(
+        sc,
+        name=name,
+        seed=sc.seed,
+        description=(f"Found by posharness fuzz against {firmware}: breaks {invariant}."),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.toml"
+    trace_path = out_dir / f"{name}.jsonl"
+    result = run_scenario(sc, firmware, trace_path=trace_path)
+    explanation = explain(result, invariant)
+    sc = dataclasses.replace(sc, description=f"{sc.description} {explanation}")
+    path.write_text(scenario_to_toml(sc), encoding="utf-8")
+    return Found(invariant, sc, result, path, explanation, elapsed, stats.examples)
+
+
+def _still_fails(sc: Scenario, invariant: str, firmware: str) -> bool:
+    result = run_scenario(sc, firmware)
+    failure = first_failure(result)
+    return failure is not None and failure[0] == invariant
+
+
+def _round_ms(value: int) -> list[int]:
+    out = []
+    for unit in (10_000, 1_000, 100):
+        r = round(value / unit) * unit
+        if r != value and r not in out:
+            out.append(r)
+    return out
+
+
+def tidy(sc: Scenario, invariant: str, firmware: str) -> Scenario:
+    """Make a shrunk scenario read well without changing what it shows: drop what
+    is not needed, round times, drop unused cards and seeds."""
+    # Drop steps and faults one at a time (Hypothesis usually has already).
+    for i in range(len(sc.steps) - 1, -1, -1):
+        cand = dataclasses.replace(sc, steps=sc.steps[:i] + sc.steps[i + 1 :])
+        if cand.steps and _still_fails(cand, invariant, firmware):
+            sc = cand
+    for i in range(len(sc.faults) - 1, -1, -1):
+        cand = dataclasses.replace(sc, faults=sc.faults[:i] + sc.faults[i + 1 :])
+        if _still_fails(cand, invariant, firmware):
+            sc = cand
+    # Round step times.
+    steps = list(sc.steps)
+    for i, step in enumerate(steps):
+        for r in _round_ms(step.at_ms):
+            trial = [*steps[:i], dataclasses.replace(step, at_ms=max(0, r)), *steps[i + 1 :]]
+            trial.sort(key=lambda s: s.at_ms)
+            cand = dataclasses.replace(sc, steps=tuple(trial))
+            if _still_fails(cand, invariant, firmware):
+                sc, steps = cand, trial
+                break
+    # Round the faults' millisecond parameters.
+    plan = list(sc.faults)
+    for i, f in enumerate(plan):
+        for fld in dataclasses.fields(f):
+            if not fld.name.endswith("_ms"):
+                continue
+            value = getattr(f, fld.name)
+            if not isinstance(value, int) or value <= 0:
+                continue
+            for r in _round_ms(value):
+                try:
+                    nf: Fault = dataclasses.replace(f, **{fld.name: r})
+                    nf.check()
+                except Exception:
+                    continue
+                cand = dataclasses.replace(sc, faults=tuple([*plan[:i], nf, *plan[i + 1 :]]))
+                if _still_fails(cand, invariant, firmware):
+                    sc, plan, f = cand, [*plan[:i], nf, *plan[i + 1 :]], nf
+                    break
+    # Cards nobody uses, and a seed of 0 when the seed does not matter.
+    used = {s.card for s in sc.steps}
+    cand = dataclasses.replace(sc, cards=tuple(c for c in sc.cards if c.pan in used))
+    if _still_fails(cand, invariant, firmware):
+        sc = cand
+    if sc.seed:
+        cand = dataclasses.replace(sc, seed=0)
+        if _still_fails(cand, invariant, firmware):
+            sc = cand
+    return sc
+
+
+def explain(result: RunResult, invariant: str) -> str:
+    """One plain paragraph: what broke, and which faults fired on the way."""
+    vs = result.violations.get(invariant) or []
+    head = vs[0].message if vs else f"{invariant} broke."
+    from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_SLOW, amount_rule
+
+    fired = [f.describe() for f in result.scenario.faults]
+    for step in result.scenario.steps:
+        if step.amount == AMOUNT_NO_REPLY:
+            fired.append(f"amount {step.amount} is the test host's 'approve, never answer' amount")
+        elif step.amount == AMOUNT_SLOW:
+            fired.append(f"amount {step.amount} is the test host's 'answer 30 s late' amount")
+        elif amount_rule(step.amount):
+            fired.append(
+                f"amount {step.amount} makes the test host answer RC {amount_rule(step.amount)}"
+            )
+    people = []
+    if result.scenario.people.retry_on_failed:
+        people.append(
+            f"the cashier retries after FAILED up to {result.scenario.people.retry_on_failed} times"
+        )
+    story = "; ".join(fired + people)
+    return f"{head} With: {story}." if story else f"{head} With no faults at all."
+
+
+def timeline(trace_path: Path, limit: int = 60) -> list[str]:
+    """The interesting lines of a trace, one short line each, for the terminal."""
+    from .trace import read_trace
+
+    keep = {
+        "intent",
+        "send",
+        "deliver",
+        "lost",
+        "fault",
+        "host",
+        "display",
+        "print",
+        "power",
+        "crash",
+        "cashier",
+    }
+    lines: list[str] = []
+    for rec in read_trace(trace_path):
+        kind = rec["kind"]
+        if kind not in keep:
+            continue
+        t = f"{rec['t_ms'] / 1000:8.3f}s #{rec['seq']:<4}"
+        if kind in ("send", "deliver", "lost"):
+            m: dict[str, Any] = rec["msg"]
+            who = rec.get("from") or f"-> {rec.get('to')}"
+            what = f"{kind:7} {who:10} {m['mti']} stan={m['stan']} amount={m.get('amount', 0)}"
+            if m.get("rc"):
+                what += f" rc={m['rc']}"
+            if m.get("repeat"):
+                what += " repeat"
+            if kind == "lost":
+                what += f" ({rec['reason']})"
+        elif kind == "fault":
+            what = f"FAULT   {rec['fault']} " + " ".join(
+                f"{k}={v}"
+                for k, v in rec.items()
+                if k not in ("seq", "t_ms", "kind", "fault", "index", "msg")
+            )
+        elif kind == "host":
+            what = f"host    {rec['action']} rc={rec['rc']}" + (
+                f" rrn={rec['rrn']}" if rec.get("rrn") else ""
+            )
+        elif kind == "display":
+            what = f"display {rec['outcome'].upper()} {rec.get('text', '')}"
+        elif kind == "print":
+            r = rec["receipt"]
+            what = f"print   {rec['status']} {r['status']} amount={r['amount']} rrn={r['rrn']}"
+        elif kind == "intent":
+            what = f"intent  {rec['intent']}: {rec['amount']} on card ...{rec['card'][-4:]}"
+        elif kind == "power":
+            what = f"power   {rec['state']}"
+        else:
+            what = f"{kind:7} " + " ".join(
+                f"{k}={v}" for k, v in rec.items() if k not in ("seq", "t_ms", "kind")
+            )
+        lines.append(f"{t} {what}")
+        if len(lines) >= limit:
+            lines.append("...")
+            break
+    return lines

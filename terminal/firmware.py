@@ -1,0 +1,239 @@
+"""The firmware contract: events in, effects out.
+
+A firmware is a sans-I/O state machine. The driver (the deterministic simulator,
+or a real asyncio/MQTT stack) calls `handle(event)` and carries out the returned
+effects in order. A firmware never reads a clock, a random source, a socket or a
+file: time reaches it as `TimerExpired`, durable state as `Boot.journal`.
+
+Effects are carried out in list order, and a power cut may fall between any two
+of them: whatever a firmware must not lose it journals (`JournalAppend`) before
+the effect that depends on it. The journal commit is the crash boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from acquirer.protocol import Message
+
+# A journal record is a flat JSON-able mapping; "type" names the record kind.
+JournalRecord = Mapping[str, Any]
+
+
+class Outcome(StrEnum):
+    """What the terminal shows the cashier and the customer."""
+
+    PROMPT = "prompt"  # informational: "PRESENT CARD", "TRY AGAIN", "BUSY"
+    PENDING = "pending"  # a sale is in flight, outcome not known yet
+    APPROVED = "approved"
+    DECLINED = "declined"
+    FAILED = "failed"
+    RECEIPT_PENDING = "receipt-pending"  # approved, receipt not printed yet: reprint it
+
+
+FINAL_OUTCOMES = frozenset({Outcome.APPROVED, Outcome.DECLINED, Outcome.FAILED})
+
+
+class PrintStatus(StrEnum):
+    OK = "ok"
+    JAMMED = "jammed"
+    NO_PAPER = "no_paper"
+    FAILED = "failed"  # failed mid-print: a partial receipt does not count
+
+
+# ---------------------------------------------------------------- events in
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """Power came on. `journal` is every record committed before, oldest first."""
+
+    journal: tuple[JournalRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AmountKeyed:
+    """The cashier keyed an amount (minor units; a keying error may make it 0 or < 0)."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmPressed:
+    """The cashier pressed confirm (after keying the amount)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelPressed:
+    """The cashier pressed cancel."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardPresented:
+    """The customer tapped or inserted a card. `pan` is "" when the reader misread it."""
+
+    pan: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A message arrived from the network (not necessarily from the real host)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TimerExpired:
+    """A timer set with `SetTimer(name, ...)` fired and was not cancelled."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrintFinished:
+    """The printer finished job `job_id`."""
+
+    job_id: str
+    status: PrintStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ReprintRequested:
+    """The cashier asked for the pending (or last) receipt again."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCloseRequested:
+    """End of day: send batch totals to the host."""
+
+
+Event = (
+    Boot
+    | AmountKeyed
+    | ConfirmPressed
+    | CancelPressed
+    | CardPresented
+    | MessageReceived
+    | TimerExpired
+    | PrintFinished
+    | ReprintRequested
+    | BatchCloseRequested
+)
+
+# ---------------------------------------------------------------- effects out
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `message` to the host."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Fire `TimerExpired(name)` after `delay_ms`; re-setting a name replaces it."""
+
+    name: str
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class JournalAppend:
+    """Durably append `record` to the terminal journal (the crash boundary)."""
+
+    record: JournalRecord
+
+
+@dataclass(frozen=True, slots=True)
+class JournalTrim:
+    """Drop the oldest `count` journal records (after a batch is settled)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a printed receipt says. `status` is "approved" or "declined"."""
+
+    status: str
+    amount: int
+    rrn: str
+    stan: int
+    pan_last4: str
+    auth_code: str = ""
+    idem_key: str = ""
+    copy: bool = False  # a reprint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "amount": self.amount,
+            "rrn": self.rrn,
+            "stan": self.stan,
+            "pan_last4": self.pan_last4,
+            "auth_code": self.auth_code,
+            "idem_key": self.idem_key,
+            "copy": self.copy,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Print:
+    """Print `receipt` as job `job_id`; `PrintFinished(job_id, ...)` follows."""
+
+    job_id: str
+    receipt: Receipt
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """Show `outcome` (and `text`). `rrn` names the sale for RECEIPT_PENDING."""
+
+    outcome: Outcome
+    text: str = ""
+    rrn: str = ""
+
+
+Effect = Send | SetTimer | CancelTimer | JournalAppend | JournalTrim | Print | Display
+
+
+# ---------------------------------------------------------------- contract
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareConfig:
+    """What a terminal is told at the factory. Times in virtual milliseconds."""
+
+    terminal_id: str = "T0001"
+    merchant_id: str = "M000000000001"
+    mac_key: bytes = b"posharness-test-key-T0001"
+    response_timeout_ms: int = 15_000
+    max_sends: int = 2  # first send + repeats with the same key before reversing
+    reversal_backoff_ms: tuple[int, ...] = (0, 2_000, 10_000, 30_000)
+    reversal_max_tries: int = 60  # then flagged for manual handling
+    debounce_ms: int = 3_000
+    amount_max: int = 99_999_999  # largest sale accepted at entry (minor units)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Firmware(Protocol):
+    """The whole contract. `handle` must not raise for any event sequence."""
+
+    def handle(self, event: Event) -> Sequence[Effect]: ...
+
+
+class FirmwareContractError(Exception):
+    """A firmware broke the contract (returned something that is not an Effect)."""
+
+
+EFFECT_TYPES = (Send, SetTimer, CancelTimer, JournalAppend, JournalTrim, Print, Display)

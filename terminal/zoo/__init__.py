@@ -1,0 +1,46 @@
+"""The zoo: deliberately flawed firmwares, one field failure each.
+
+Each is a small subclass of `ReferenceFirmware` overriding one behaviour. Names
+are user-facing (`firmware = "zoo:naive-retry"`); the order is the order of
+the failure classes in DOMAIN.md.
+"""
+
+from __future__ import annotations
+
+from terminal.zoo.batch_counts_reversed import BatchCountsReversedFirmware
+from terminal.zoo.decline_on_in_progress import DeclineOnInProgressFirmware
+from terminal.zoo.float_amount import FloatAmountFirmware
+from terminal.zoo.key_per_boot import KeyPerBootFirmware
+from terminal.zoo.late_approval_flips import LateApprovalFlipsFirmware
+from terminal.zoo.naive_retry import NaiveRetryFirmware
+from terminal.zoo.no_amount_check import NoAmountCheckFirmware
+from terminal.zoo.no_debounce import NoDebounceFirmware
+from terminal.zoo.no_reversal import NoReversalFirmware
+from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
+from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
+from terminal.zoo.trusts_unsigned import TrustsUnsignedFirmware
+from terminal.zoo.volatile_reversal import VolatileReversalFirmware
+
+ZOO: dict[str, type] = {
+    # 1. duplicate charge
+    "naive-retry": NaiveRetryFirmware,
+    "no-debounce": NoDebounceFirmware,
+    "key-per-boot": KeyPerBootFirmware,
+    # 2. "failed" but charged
+    "no-reversal": NoReversalFirmware,
+    "volatile-reversal": VolatileReversalFirmware,
+    "decline-on-in-progress": DeclineOnInProgressFirmware,
+    # 3. zero or wrong amount
+    "float-amount": FloatAmountFirmware,
+    "no-amount-check": NoAmountCheckFirmware,
+    # 4. paid, no receipt
+    "print-before-journal": PrintBeforeJournalFirmware,
+    # 5. receipt without record
+    "receipt-from-request": ReceiptFromRequestFirmware,
+    "trusts-unsigned": TrustsUnsignedFirmware,
+    "late-approval-flips": LateApprovalFlipsFirmware,
+    # beyond the five: reconciliation
+    "batch-counts-reversed": BatchCountsReversedFirmware,
+}
+
+__all__ = ["ZOO"]

@@ -1,0 +1,73 @@
+"""End to end: the built-in incident suite against the reference firmware and the zoo.
+
+Every zoo firmware must be caught on the incident suite by the invariant that
+models its real-world failure, and the reference firmware must pass everything.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from harness.runner import RunResult, run_scenario
+from scenarios.loader import find_scenarios, load_scenario
+from scenarios.model import Scenario
+from terminal.zoo import ZOO
+
+INCIDENTS = Path(__file__).resolve().parents[2] / "scenarios" / "incidents"
+
+# Which invariant must catch each flawed firmware (the failure it models).
+CAUGHT_BY = {
+    "naive-retry": "no-duplicate-charge",
+    "no-reversal": "no-charge-on-failure",
+    "float-amount": "amount-integrity",
+    "no-amount-check": "amount-integrity",
+    "print-before-journal": "receipt-for-every-charge",
+    "receipt-from-request": "no-receipt-without-record",
+    "trusts-unsigned": "no-receipt-without-record",
+    "no-debounce": "no-duplicate-charge",
+    "volatile-reversal": "no-charge-on-failure",
+    "decline-on-in-progress": "no-charge-on-failure",
+    "late-approval-flips": "no-receipt-without-record",
+    "key-per-boot": "no-duplicate-charge",
+    "batch-counts-reversed": "batch-reconciles",
+}
+
+
+@cache
+def suite() -> tuple[Scenario, ...]:
+    return tuple(load_scenario(p) for p in find_scenarios([INCIDENTS]))
+
+
+@cache
+def results(firmware: str) -> tuple[RunResult, ...]:
+    return tuple(run_scenario(sc, firmware) for sc in suite())
+
+
+@pytest.mark.parametrize("name", [sc.name for sc in suite()])
+def test_reference_firmware_passes_every_incident(name: str) -> None:
+    (r,) = [r for r in results("reference") if r.scenario.name == name]
+    details = [v.message for vs in r.violations.values() for v in vs]
+    assert r.passed, f"{name}: {r.problems} {details}"
+    assert r.purchases >= 1
+
+
+def test_every_zoo_firmware_has_an_expected_catcher() -> None:
+    assert set(ZOO) <= set(CAUGHT_BY), sorted(set(ZOO) - set(CAUGHT_BY))
+    assert len(ZOO) >= 10
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_firmware_is_caught_by_its_invariant(name: str) -> None:
+    rs = results(f"zoo:{name}")
+    assert any(not r.passed for r in rs), f"zoo:{name} passed the whole incident suite"
+    catcher = CAUGHT_BY[name]
+    caught = [r for r in rs if r.violations[catcher]]
+    assert caught, f"zoo:{name} was not caught by {catcher}; violated: " + str(
+        sorted({v for r in rs for v in r.violated()})
+    )
+    v = caught[0].violations[catcher][0]
+    assert v.seqs, "a violation must cite the trace lines that show it"
+    assert v.message.endswith(".")
