@@ -23,7 +23,7 @@ from typing import Any
 from acquirer.catalogue import CATALOGUE_CARDS
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
 from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message
-from faults.base import FaultState
+from faults.base import Fault, FaultState
 from faults.devices import (
     DoubleConfirm,
     DoubleTap,
@@ -43,6 +43,7 @@ from terminal.firmware import (
     AmountKeyed,
     BatchCloseRequested,
     Boot,
+    CancelPressed,
     CancelTimer,
     CardPresented,
     ConfirmPressed,
@@ -88,6 +89,7 @@ _INPUT_NAMES = {
     ReprintRequested: "reprint",
     BatchCloseRequested: "batch_close",
     Boot: "boot",
+    CancelPressed: "cancel",
     MessageReceived: "message",
 }
 
@@ -170,19 +172,18 @@ class World:
         self.crashes = 0
 
         # Faults by layer, each with its own runtime counter.
-        states = [FaultState(f) for f in scenario.faults]
-        self.f_net = [s for s in states if isinstance(s.fault, NetworkFault)]
-        self.f_forge = [s for s in states if isinstance(s.fault, Forge)]
-        self.f_host = [s for s in states if s.fault.LAYER == "host"]
-        self.f_printer = [s for s in states if s.fault.LAYER == "printer"]
-        self.f_misread = [s for s in states if isinstance(s.fault, Misread)]
-        self.f_purchase = [
-            s for s in states if isinstance(s.fault, DoubleTap | DoubleConfirm | KeyingError)
-        ]
-        self.f_power_after = [s for s in states if isinstance(s.fault, PowerCut) and s.fault.after]
-        self.f_power_at = [s for s in states if isinstance(s.fault, PowerCut) and not s.fault.after]
-        self.f_clock = [s for s in states if s.fault.LAYER == "clock"]
-        self.fault_index = {id(s): i for i, s in enumerate(states)}
+        self.f_net: list[FaultState] = []
+        self.f_forge: list[FaultState] = []
+        self.f_host: list[FaultState] = []
+        self.f_printer: list[FaultState] = []
+        self.f_misread: list[FaultState] = []
+        self.f_purchase: list[FaultState] = []
+        self.f_power_after: list[FaultState] = []
+        self.f_power_at: list[FaultState] = []
+        self.f_clock: list[FaultState] = []
+        self.fault_index: dict[int, int] = {}
+        for f in scenario.faults:
+            self.add_fault(f)
 
         # Host state outside the host's own store: down after a crash.
         self.host_down_until = -1
@@ -209,8 +210,34 @@ class World:
 
     # ------------------------------------------------------------------ running
 
-    def run(self) -> bool:
-        """Run to quiet (or the limits). True when everything came to rest."""
+    def add_fault(self, fault: Fault) -> FaultState:
+        """Arm one more fault. Its counters start now: `nth = 1` is the next match."""
+        s = FaultState(fault)
+        self.fault_index[id(s)] = len(self.fault_index)
+        if isinstance(fault, NetworkFault):
+            self.f_net.append(s)
+        elif isinstance(fault, Forge):
+            self.f_forge.append(s)
+        elif fault.LAYER == "host":
+            self.f_host.append(s)
+        elif fault.LAYER == "printer":
+            self.f_printer.append(s)
+        elif isinstance(fault, Misread):
+            self.f_misread.append(s)
+        elif isinstance(fault, DoubleTap | DoubleConfirm | KeyingError):
+            self.f_purchase.append(s)
+        elif isinstance(fault, PowerCut) and fault.after:
+            self.f_power_after.append(s)
+        elif isinstance(fault, PowerCut):
+            self.f_power_at.append(s)
+            if self.powered or self.clock.now_ms > 0:  # armed during a run
+                self.sched.at(fault.at_ms, self._power_cut_at, s)
+        elif fault.LAYER == "clock":
+            self.f_clock.append(s)
+        return s
+
+    def start(self) -> None:
+        """Power on and schedule the scenario's steps and timed faults."""
         sc = self.sc
         self.emit(
             "run",
@@ -228,6 +255,15 @@ class World:
         for s in self.f_power_at:
             self.sched.at(s.fault.at_ms, self._power_cut_at, s)  # type: ignore[attr-defined]
         self._power_on(None)
+
+    def inject(self, step: Step) -> None:
+        """Schedule one more step (for interactive drivers such as stateful tests)."""
+        self.sched.at(step.at_ms, self._step, step)
+
+    def run(self) -> bool:
+        """Run to quiet (or the limits). True when everything came to rest."""
+        sc = self.sc
+        self.start()
         last_ms = sc.steps[-1].at_ms if sc.steps else 0
         until_ms = sc.max_ms if sc.max_ms >= 0 else last_ms + RUN_TAIL_MS
         events_max = EVENTS_MAX_DEFAULT + 1_000 * len(sc.steps)
@@ -317,9 +353,16 @@ class World:
                 if self.retaps < RETAPS_MAX:
                     self.retaps += 1
                     self.sched.after(self.sc.people.retap_after_ms, self._tap, pan)
+                else:
+                    # The customer gives up on the card; the cashier cancels the sale.
+                    self.sched.after(self.sc.people.retap_after_ms, self._cancel, None)
                 return None
         self._input(CardPresented(pan))
         return None
+
+    def _cancel(self, _: None) -> None:
+        self.emit("cashier", {"action": "cancel"})
+        self._input_if_on(CancelPressed())
 
     def _input_if_on(self, event: Event) -> None:
         if not self.powered:

@@ -404,7 +404,8 @@ class ReferenceFirmware:
     def _on_cancel(self, event: CancelPressed) -> list[Effect]:
         if self._state is State.AMOUNT_ENTERED or self._state is State.AWAITING_CARD:
             self._state = State.IDLE
-            return [Display(Outcome.PROMPT, "CANCELLED")]
+            # Final: nothing was sent, so nothing can have been charged.
+            return [Display(Outcome.FAILED, "CANCELLED - NOT CHARGED")]
         return []  # an authorisation in flight cannot be cancelled: its outcome is pending
 
     def _on_card(self, event: CardPresented) -> list[Effect]:

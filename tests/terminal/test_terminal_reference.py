@@ -234,7 +234,7 @@ def test_cancel_clears_the_amount() -> None:
     r = rig()
     r.feed(AmountKeyed(100))
     r.feed(ConfirmPressed())
-    assert displays(r.feed(CancelPressed())) == [Display(Outcome.PROMPT, "CANCELLED")]
+    assert displays(r.feed(CancelPressed())) == [Display(Outcome.FAILED, "CANCELLED - NOT CHARGED")]
     assert r.feed(CardPresented(PAN)) == []
 
 

@@ -1,0 +1,109 @@
+"""posharness fuzz: finds every zoo firmware, shrinks, writes a file that replays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.check import first_failure
+from harness.cli import main
+from harness.fuzz import campaign, chunk_seed, parse_shard
+from harness.runner import UsageError, run_scenario
+from scenarios.loader import load_scenario
+from terminal.zoo import ZOO
+
+# The invariant the fuzzer must report for each zoo firmware. Some flaws surface
+# first through a neighbouring invariant (a lost approval is also a batch
+# mismatch); those list every acceptable one.
+EXPECTED = {
+    "naive-retry": {"no-duplicate-charge", "no-charge-on-failure"},
+    "no-reversal": {"no-charge-on-failure"},
+    "float-amount": {"amount-integrity"},
+    "no-amount-check": {"amount-integrity"},
+    "print-before-journal": {
+        "receipt-for-every-charge",
+        "batch-reconciles",
+        "no-charge-on-failure",
+    },
+    "receipt-from-request": {"no-receipt-without-record"},
+    "trusts-unsigned": {
+        "no-receipt-without-record",
+        "receipt-for-every-charge",
+        "amount-integrity",
+    },
+    "no-debounce": {"no-duplicate-charge"},
+    "volatile-reversal": {"no-charge-on-failure", "no-duplicate-charge"},
+    "decline-on-in-progress": {"no-charge-on-failure"},
+    "late-approval-flips": {"no-receipt-without-record"},
+    "key-per-boot": {"no-duplicate-charge"},
+    "batch-counts-reversed": {"batch-reconciles"},
+}
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_fuzz_finds_every_zoo_firmware_and_the_file_replays(name: str, tmp_path: Path) -> None:
+    firmware = f"zoo:{name}"
+    found, stats = campaign(firmware, profile="ci", examples=1_000, out_dir=tmp_path)
+    assert found is not None, f"{firmware} survived {stats.examples} examples"
+    assert found.invariant in EXPECTED[name]
+    # Small enough to read: a handful of purchases and faults.
+    assert found.scenario.purchases() + len(found.scenario.faults) <= 6
+    assert found.path == tmp_path / f"{name}-{found.invariant}.toml"
+    # The written file fails the same way, every time.
+    sc = load_scenario(found.path)
+    for _ in range(2):
+        result = run_scenario(sc)
+        failure = first_failure(result)
+        assert failure is not None and failure[0] == found.invariant
+    assert found.explanation.startswith(found.result.violations[found.invariant][0].message)
+
+
+def test_reference_survives_a_fixed_seed_campaign(tmp_path: Path) -> None:
+    found, stats = campaign(
+        "reference", profile="ci", examples=300, campaign_seed=3, out_dir=tmp_path
+    )
+    assert found is None, found and found.explanation
+    assert stats.examples == 300
+    assert len(stats.kinds) >= 15  # swarm reached (nearly) every fault kind
+
+
+def test_a_fixed_seed_reproduces_the_campaign(tmp_path: Path) -> None:
+    a, _ = campaign(
+        "zoo:no-debounce", profile="ci", examples=1_000, campaign_seed=5, out_dir=tmp_path / "a"
+    )
+    b, _ = campaign(
+        "zoo:no-debounce", profile="ci", examples=1_000, campaign_seed=5, out_dir=tmp_path / "b"
+    )
+    assert a is not None and b is not None
+    assert a.examples == b.examples
+    assert a.path.read_text() == b.path.read_text()
+
+
+def test_shards_use_disjoint_seed_streams() -> None:
+    seeds = {chunk_seed(0, (i, 4), c) for i in range(4) for c in range(50)}
+    assert len(seeds) == 200
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1/0", "-1/2"):
+        with pytest.raises(UsageError):
+            parse_shard(bad)
+
+
+def test_fuzz_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            ["fuzz", "--firmware", "zoo:float-amount", "--examples", "1000", "--out", str(tmp_path)]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "VIOLATION amount-integrity" in out and "reproduce: posharness run" in out
+    written = list(tmp_path.glob("*.toml"))
+    assert len(written) == 1
+    assert main(["run", str(written[0])]) == 1
+    capsys.readouterr()
+    assert main(["fuzz", "--examples", "30", "--out", str(tmp_path / "ref")]) == 0
+    assert "no violation found" in capsys.readouterr().out
+    assert main(["fuzz", "--firmware", "zoo:nope"]) == 2
+    assert main(["fuzz", "--shard", "9/2"]) == 2
+    assert main(["fuzz", "--budget", "-1"]) == 2
