@@ -49,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.firmware:
         load_firmware(args.firmware)  # fail fast with exit 2 on a bad spec
     trace_dir = Path(args.trace_dir) if args.trace_dir else None
+    report_dir = Path(args.report) if args.report else None
+    if report_dir is not None and trace_dir is None:
+        trace_dir = report_dir  # an HTML report is rendered from the trace
     console = _console()
     results: list[RunResult] = []
     for sc in scenarios:
@@ -67,6 +70,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.junit:
         write_junit(results, Path(args.junit))
+    if report_dir is not None:
+        from .htmlreport import write_html_report
+
+        for r in results:
+            if not r.passed and r.trace_path is not None:
+                page = report_dir / (r.trace_path.stem + ".html")
+                write_html_report(r.trace_path, page)
+                console.print(f"report: {page}", markup=False, highlight=False)
     return EXIT_OK if passed == len(results) else EXIT_FAILED
 
 
@@ -201,6 +212,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         for line in timeline(found.result.trace_path):
             console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"  scenario: {found.path}", markup=False, highlight=False)
+    if found.result.trace_path is not None:
+        console.print(f"  trace: {found.result.trace_path}", markup=False, highlight=False)
+        if args.report:
+            from .htmlreport import write_html_report
+
+            page = Path(args.report) / (found.path.stem + ".html")
+            write_html_report(found.result.trace_path, page)
+            console.print(f"  report: {page}", markup=False, highlight=False)
     console.print(
         f"  reproduce: posharness run {found.path} --firmware {args.firmware}",
         markup=False,
@@ -218,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="override every scenario's seed")
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--trace-dir", metavar="DIR", help="write one JSON-lines trace per scenario")
+    r.add_argument("--report", metavar="DIR", help="write an HTML report of every failing scenario")
     r.set_defaults(func=cmd_run)
     fz = sub.add_parser("fuzz", help="fuzz a firmware; shrink any violation to a scenario file")
     fz.add_argument("--firmware", default="reference", help="reference | zoo:NAME | module:Class")
@@ -233,11 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument(
         "--db", metavar="URL", help="example database: redis://HOST:PORT/N or a directory"
     )
+    fz.add_argument("--report", metavar="DIR", help="write an HTML report of the violation here")
     fz.set_defaults(func=cmd_fuzz)
     ls = sub.add_parser("list", help="list scenarios, firmwares, fault kinds and invariants")
     ls.add_argument("paths", nargs="*", help="scenario files or directories (default: scenarios/)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
+    from .cli_incident import register as register_incident
+
+    register_incident(sub)
     return p
 
 

@@ -72,6 +72,7 @@ def failure_details(results: Sequence[RunResult], console: Console) -> None:
         )
         if r.trace_path:
             console.print(f"  trace: {r.trace_path}", markup=False)
+            console.print(f"  timeline: posharness show {r.trace_path}", markup=False)
 
 
 def write_junit(results: Sequence[RunResult], path: Path) -> None:

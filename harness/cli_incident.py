@@ -1,0 +1,217 @@
+"""`posharness replay`, `show` and `incident` subcommands.
+
+Exit codes follow harness.cli: 0 reproduced / fixed / imported; 1 diverged / not
+fixed / the import could not reproduce the logged outcome; 2 bad usage or a bad
+input file (one line naming the file and the line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .runner import UsageError, load_firmware
+from .trace import TraceReadError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _console() -> Console:
+    if sys.stdout.isatty():
+        return Console()
+    return Console(no_color=True, width=160, soft_wrap=False, highlight=False)
+
+
+def _say(console: Console, text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _guard(fn: Command) -> Command:
+    """Bad trace or log files become UsageError: one line, exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except TraceReadError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+
+    return run
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such file")
+    return p
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import before_after, replay
+
+    trace = _existing(args.trace)
+    out = Path(args.trace_out) if args.trace_out else None
+    console = _console()
+    if args.firmware:
+        load_firmware(args.firmware)  # a bad spec is exit 2 before any run
+        ba = before_after(trace, args.firmware, out)
+        table = Table(
+            title=f"{ba.header.name}: before / after",
+            box=box.SIMPLE_HEAVY if console.is_terminal else box.ASCII,
+        )
+        table.add_column("invariant")
+        table.add_column("scenario expects")
+        table.add_column(f"before ({ba.header.firmware})")
+        table.add_column(f"after ({args.firmware})")
+        for name, expectation, before, after in ba.rows():
+            table.add_row(
+                name,
+                expectation,
+                f"[red]{before}[/red]" if before != "holds" else before,
+                f"[bold red]{after}[/bold red]" if after != "holds" else f"[green]{after}[/green]",
+            )
+        console.print(table)
+        if ba.before.divergence is not None:
+            _say(console, f"note: the recorded trace {ba.before.divergence.describe()}")
+        if ba.after.crashes:
+            _say(console, f"after: the firmware crashed {ba.after.crashes} times")
+        if ba.fixed:
+            _say(console, f"FIXED: {args.firmware} holds every invariant the scenario names")
+            return EXIT_OK
+        broken = [n for n in ba.required if ba.after.violations.get(n)]
+        _say(console, f"NOT FIXED: {args.firmware} violates {', '.join(broken) or '-'}")
+        return EXIT_FAILED
+    result = replay(trace, out)
+    if result.divergence is None:
+        _say(
+            console,
+            f"reproduced byte for byte: {trace} ({result.result.events} events, "
+            f"firmware {result.header.firmware}, seed {result.header.seed})",
+        )
+        return EXIT_OK
+    _say(console, f"DIVERGED: {trace} {result.divergence.describe()}")
+    if out is not None:
+        _say(console, f"replay trace: {out}")
+    return EXIT_FAILED
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .timeline import load, render
+
+    trace = _existing(args.trace)
+    if args.limit < 1:
+        raise UsageError("--limit must be >= 1")
+    diagram = load(trace, args.limit)
+    if args.html:
+        from .htmlreport import render_html
+
+        out = Path(args.html)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(diagram, str(trace)), encoding="utf-8")
+        _say(_console(), f"wrote {out}")
+        return EXIT_OK
+    render(diagram, _console())
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from scenarios.loader import load_scenario
+    from scenarios.writer import scenario_to_toml
+
+    from .incident import import_logs
+
+    tlog, hlog = _existing(args.terminal_log), _existing(args.host_log)
+    if args.firmware:
+        load_firmware(args.firmware)
+    imported = import_logs(
+        tlog,
+        hlog,
+        firmware=args.firmware,
+        name=args.name or "",
+        description=args.description or "",
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(scenario_to_toml(imported.scenario), encoding="utf-8")
+    load_scenario(out)  # what we wrote must load; a ScenarioError here is our bug
+    console = _console()
+    sc = imported.scenario
+    _say(
+        console,
+        f"wrote {out}: {sc.purchases()} purchases, {len(sc.faults)} faults, firmware "
+        f"{sc.firmware}; host clock skew {imported.skew_ms:+d} ms, one-way latency "
+        f"{imported.latency_ms} ms (from {imported.pairs} request/response pairs)",
+    )
+    for note in imported.notes:
+        _say(console, f"  explained: {note}")
+    for f in sc.faults:
+        _say(console, f"  fault: {f.describe()}")
+    _say(console, f"  replay violates: {', '.join(imported.violated) or 'nothing'}")
+    unexplained = imported.problems + imported.unexplained
+    if unexplained:
+        _say(console, f"could not explain {len(unexplained)} items:")
+        for item in unexplained:
+            _say(console, f"  - {item}")
+    if imported.mismatches:
+        _say(console, "the replay does NOT reproduce the logged outcome:")
+        for item in imported.mismatches:
+            _say(console, f"  - {item}")
+        return EXIT_FAILED
+    _say(console, "the replay reproduces the logged outcome (displays, host decisions, receipts)")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .incident import trace_to_logs
+    from .replay import check_trace
+
+    trace = _existing(args.trace)
+    check_trace(trace)  # a bad line is exit 2 before anything is written
+    trace_to_logs(trace, Path(args.terminal_log), Path(args.host_log), args.skew_ms)
+    _say(
+        _console(),
+        f"wrote {args.terminal_log} and {args.host_log} (host clock {args.skew_ms:+d} ms)",
+    )
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `replay`, `show` and `incident` to the posharness parser."""
+    rp = sub.add_parser("replay", help="re-run a trace: byte-identical check, or before/after")
+    rp.add_argument("trace", help="a JSON-lines trace written by run --trace-dir")
+    rp.add_argument("--firmware", help="run the same inputs and faults against this firmware")
+    rp.add_argument("--trace-out", metavar="FILE", help="write the replay's trace here")
+    rp.set_defaults(func=_guard(cmd_replay))
+
+    sh = sub.add_parser("show", help="a trace as a sequence diagram (terminal or --html)")
+    sh.add_argument("trace", help="a JSON-lines trace")
+    sh.add_argument("--html", metavar="FILE", help="write one self-contained HTML page")
+    sh.add_argument("--limit", type=int, default=400, metavar="N", help="rows shown (default 400)")
+    sh.set_defaults(func=_guard(cmd_show))
+
+    inc = sub.add_parser("incident", help="turn incident logs into scenarios, and back")
+    isub = inc.add_subparsers(dest="incident_command", required=True)
+    im = isub.add_parser("import", help="terminal log + host log -> a replayable scenario")
+    im.add_argument("terminal_log")
+    im.add_argument("host_log")
+    im.add_argument("--out", required=True, metavar="FILE", help="scenario TOML to write")
+    im.add_argument("--firmware", help="the firmware that ran (default: the log header's)")
+    im.add_argument("--name", help="scenario name (default: the terminal log's file name)")
+    im.add_argument("--description", help="scenario description")
+    im.set_defaults(func=_guard(cmd_import))
+    ex = isub.add_parser("export", help="a trace -> a terminal log and a host log")
+    ex.add_argument("trace")
+    ex.add_argument("--terminal-log", required=True, metavar="FILE")
+    ex.add_argument("--host-log", required=True, metavar="FILE")
+    ex.add_argument("--skew-ms", type=int, default=0, help="host clock ahead by this much")
+    ex.set_defaults(func=_guard(cmd_export))

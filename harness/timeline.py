@@ -1,0 +1,287 @@
+"""A trace as a sequence diagram: one row per event, one lane per party.
+
+Lanes, left to right: people (cashier and customer), terminal, network, host,
+printer. Messages are arrows in the network lane, faults and lost messages are
+marked, violations are listed at the end. The same rows feed the terminal
+rendering (rich) and the HTML report (harness.htmlreport).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .invariants import money
+from .trace import Record, read_trace
+
+LANES: tuple[str, ...] = ("people", "terminal", "network", "host", "printer")
+# Rows shown by default: a two-purchase trace has about 100.
+ROWS_MAX_DEFAULT = 400
+
+_FAULT_LANE = {
+    "network": "network",
+    "forge": "network",
+    "host": "host",
+    "printer": "printer",
+    "power": "terminal",
+    "clock": "terminal",
+    "reader": "people",
+    "keypad": "people",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    t_ms: int
+    lane: str
+    text: str
+    # plain | fault | lost | right (message to the host) | left (to the terminal)
+    # | approved | declined | failed | pending | dim | bad
+    style: str = "plain"
+
+
+@dataclass(slots=True)
+class Diagram:
+    name: str = ""
+    firmware: str = ""
+    seed: int = 0
+    rows: list[Row] = field(default_factory=list)
+    total_rows: int = 0  # rows the trace has (rows may hold fewer: the limit)
+    violations: list[Record] = field(default_factory=list)
+    ledger: list[Record] = field(default_factory=list)  # host records
+    receipts: list[Record] = field(default_factory=list)  # print records
+
+
+def _money(value: Any) -> str:
+    """Minor units as money; anything that is not an integer shows as "?" (a trace
+    is untrusted input)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return money(value)
+    return "?"
+
+
+def _pan(pan: Any) -> str:
+    text = str(pan or "")
+    return f"…{text[-4:]}" if text else "(misread)"
+
+
+def _msg(msg: dict[str, Any]) -> str:
+    parts = [str(msg.get("mti", "?")), f"stan {msg.get('stan', '?')}"]
+    if msg.get("amount"):
+        parts.append(_money(msg["amount"]))
+    if msg.get("rc"):
+        parts.append(f"rc {msg['rc']}")
+    if msg.get("rrn"):
+        parts.append(f"rrn {msg['rrn']}")
+    if msg.get("repeat"):
+        parts.append("repeat")
+    if msg.get("debit_count") or msg.get("mti") in ("0500", "0510"):
+        parts.append(f"{msg.get('debit_count', 0)} debits {_money(msg.get('debit_amount', 0))}")
+    return " ".join(parts)
+
+
+def rows_of(rec: Record) -> list[Row]:
+    """The diagram rows for one trace record (none for bookkeeping records)."""
+    seq, t, kind = int(rec["seq"]), int(rec["t_ms"]), rec["kind"]
+
+    def row(lane: str, text: str, style: str = "plain") -> list[Row]:
+        return [Row(seq, t, lane, text, style)]
+
+    if kind == "intent":
+        return row(
+            "people",
+            f"customer #{rec.get('intent')} wants to pay {_money(rec.get('amount', 0))} "
+            f"with card {_pan(rec.get('card'))}",
+        )
+    if kind == "input":
+        ev = rec.get("event")
+        if ev == "amount_keyed":
+            return row("people", f"cashier keys {_money(rec.get('amount', 0))}")
+        if ev == "confirm":
+            return row("people", "cashier presses confirm")
+        if ev == "card":
+            return row("people", f"customer taps card {_pan(rec.get('pan'))}")
+        if ev in ("reprint", "batch_close"):
+            return row("people", f"cashier asks for {str(ev).replace('_', ' ')}")
+        if ev == "boot":
+            return row("terminal", f"boots (journal: {rec.get('journal', 0)} records)", "dim")
+        if ev == "timer":
+            return row("terminal", f"timer '{rec.get('name', '')}' fires")
+        return []  # print_finished: the printer row says it
+    if kind == "cashier":
+        return row("people", f"cashier: {rec.get('action', '')}")
+    if kind == "ignored":
+        return row("people", f"{rec.get('input', '')} ignored: {rec.get('reason', '')}", "dim")
+    if kind == "power":
+        if rec.get("state") == "off":
+            return row("terminal", f"POWER OFF ({rec.get('reason', '')})", "bad")
+        return row("terminal", "power on", "dim")
+    if kind == "display":
+        outcome = str(rec.get("outcome", ""))
+        style = {
+            "approved": "approved",
+            "declined": "declined",
+            "failed": "failed",
+            "pending": "pending",
+            "receipt-pending": "pending",
+        }.get(outcome, "plain")
+        rrn = f" rrn {rec['rrn']}" if rec.get("rrn") else ""
+        return row("terminal", f"shows {outcome.upper()}: {rec.get('text', '')}{rrn}", style)
+    if kind == "journal":
+        r = rec.get("record", {})
+        return row(
+            "terminal", f"journal: {r.get('type', '?') if isinstance(r, dict) else '?'}", "dim"
+        )
+    if kind == "send":
+        msg = rec.get("msg", {})
+        if rec.get("from") == "terminal":
+            return row("network", f"{_msg(msg)} ──▶", "right")
+        return row("network", f"◀── {_msg(msg)}", "left")
+    if kind == "deliver":
+        msg = rec.get("msg", {})
+        lane = "host" if rec.get("to") == "host" else "terminal"
+        return row(lane, f"receives {_msg(msg)}")
+    if kind == "lost":
+        msg = rec.get("msg", {})
+        return row(
+            "network", f"✗ LOST {_msg(msg)} to {rec.get('to')}: {rec.get('reason', '')}", "lost"
+        )
+    if kind == "fault":
+        lane = _fault_lane(str(rec.get("fault", "")))
+        detail = ", ".join(
+            f"{k}={v}" for k, v in rec.items() if k not in ("seq", "t_ms", "kind", "fault", "msg")
+        )
+        return row(lane, f"⚡ FAULT {rec.get('fault')} ({detail})", "fault")
+    if kind == "host":
+        amount = f" {_money(rec['amount'])}" if rec.get("amount") else ""
+        rrn = f" rrn {rec['rrn']}" if rec.get("rrn") else ""
+        return row("host", f"{rec.get('action')}{amount} rc {rec.get('rc')}{rrn}")
+    if kind == "host_down":
+        return row("host", f"HOST DOWN until {rec.get('until_ms')} ms", "bad")
+    if kind == "print_start":
+        return row("printer", f"starts job {rec.get('job')}", "dim")
+    if kind == "print":
+        r = rec.get("receipt", {})
+        r = r if isinstance(r, dict) else {}
+        status = str(rec.get("status", ""))
+        return row(
+            "printer",
+            f"receipt {str(r.get('status', '')).upper()} {_money(r.get('amount', 0))} "
+            f"rrn {r.get('rrn', '') or '-'}: {status}",
+            "approved" if status == "ok" else "bad",
+        )
+    if kind == "crash":
+        return row("terminal", f"FIRMWARE CRASH: {rec.get('error', '')}", "bad")
+    return []
+
+
+def _fault_lane(kind: str) -> str:
+    import faults
+
+    cls = faults.REGISTRY.get(kind)
+    return _FAULT_LANE.get(cls.LAYER if cls is not None else "", "network")
+
+
+def build(records: Iterable[Record], limit: int = ROWS_MAX_DEFAULT) -> Diagram:
+    """The diagram of a trace's records (at most `limit` rows kept)."""
+    d = Diagram()
+    for rec in records:
+        kind = rec["kind"]
+        if kind == "run":
+            d.name = str(rec.get("name", ""))
+            d.firmware = str(rec.get("firmware", ""))
+            seed = rec.get("seed", 0)
+            d.seed = seed if isinstance(seed, int) else 0
+            continue
+        if kind == "violation":
+            d.violations.append(rec)
+            continue
+        if kind == "host":
+            d.ledger.append(rec)
+        elif kind == "print":
+            d.receipts.append(rec)
+        for r in rows_of(rec):
+            d.total_rows += 1
+            if len(d.rows) < limit:
+                d.rows.append(r)
+    return d
+
+
+def load(path: Path, limit: int = ROWS_MAX_DEFAULT) -> Diagram:
+    """Read a trace (TraceReadError on a bad line) and build its diagram."""
+    from .replay import header_from_record
+
+    def checked() -> Iterator[Record]:
+        for rec in read_trace(path):
+            if rec["seq"] == 1 or rec["kind"] == "run":
+                header_from_record(path, rec)  # the header must be a valid run record
+            yield rec
+
+    return build(checked(), limit)
+
+
+_RICH_STYLE = {
+    "fault": "bold red",
+    "lost": "bold red",
+    "bad": "red",
+    "right": "cyan",
+    "left": "magenta",
+    "approved": "green",
+    "declined": "yellow",
+    "failed": "bold yellow",
+    "pending": "blue",
+    "dim": "dim",
+    "plain": "",
+}
+
+
+def violation_lines(d: Diagram) -> list[str]:
+    out = []
+    for v in d.violations:
+        first = v.get("first", {})
+        first = first if isinstance(first, dict) else {}
+        seqs = ", ".join(str(s) for s in first.get("seqs", [])) or "-"
+        out.append(
+            f"{v.get('invariant')} ({v.get('count')}x): {first.get('message', '')} "
+            f"(trace lines {seqs})"
+        )
+    return out
+
+
+def render(d: Diagram, console: Console) -> None:
+    """Print the diagram as a rich table, then the violations."""
+    table = Table(
+        title=f"{d.name} · firmware {d.firmware} · seed {d.seed}",
+        box=box.SIMPLE if console.is_terminal else box.ASCII,
+        show_lines=False,
+        expand=False,
+    )
+    table.add_column("seq", justify="right", style="dim")
+    table.add_column("t (s)", justify="right", style="dim")
+    for lane in LANES:
+        table.add_column(lane, overflow="fold", ratio=1)
+    for r in d.rows:
+        cells: list[Text | str] = ["" for _ in LANES]
+        cells[LANES.index(r.lane)] = Text(r.text, style=_RICH_STYLE.get(r.style, ""))
+        table.add_row(str(r.seq), f"{r.t_ms / 1000:.3f}", *cells)
+    console.print(table)
+    if d.total_rows > len(d.rows):
+        console.print(
+            f"... {d.total_rows - len(d.rows)} more rows not shown (--limit N to show more)",
+            markup=False,
+            highlight=False,
+        )
+    if d.violations:
+        console.print(Text("violated invariants:", style="bold red"))
+        for line in violation_lines(d):
+            console.print(Text(f"  - {line}", style="red"))
+    else:
+        console.print(Text("no invariant violated", style="green"))
