@@ -291,6 +291,21 @@ class Acquirer:
         for row in self._db.execute(store.SQL_TXN_ALL):
             yield HostTxn(*row)
 
+    def transactions_between(
+        self, after_id: int, created_before_ms: int, limit: int = 10_000
+    ) -> list[HostTxn]:
+        """At most `limit` transactions with id > `after_id` created before
+        `created_before_ms`, ordered by id: the incremental read of a long run."""
+        rows = self._db.execute(store.SQL_TXN_RANGE, (after_id, created_before_ms, limit))
+        return [HostTxn(*row) for row in rows]
+
+    def transaction_by_rrn(self, rrn: str) -> HostTxn | None:
+        """The transaction with this RRN, or None (RRNs are the zero-padded id)."""
+        if len(rrn) != 12 or not rrn.isdigit():
+            return None
+        row = self._db.execute(store.SQL_TXN_BY_ID, (int(rrn),)).fetchone()
+        return HostTxn(*row) if row else None
+
     def ledger_sum(self) -> int:
         """Sum of all ledger entries: 0 when the books balance."""
         return int(self._db.execute(store.SQL_LEDGER_SUM).fetchone()[0])

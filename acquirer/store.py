@@ -18,6 +18,7 @@ Tables:
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass
 
@@ -146,6 +147,10 @@ SQL_TXN_BY_STAN = (
     "ORDER BY id DESC LIMIT 1"
 )
 SQL_TXN_ALL = f"SELECT {TXN_COLUMNS} FROM txns ORDER BY id"
+SQL_TXN_RANGE = (
+    f"SELECT {TXN_COLUMNS} FROM txns WHERE id > ? AND created_ms < ? ORDER BY id LIMIT ?"
+)
+SQL_TXN_BY_ID = f"SELECT {TXN_COLUMNS} FROM txns WHERE id = ?"
 SQL_TXN_REVERSE = "UPDATE txns SET status = 'reversed', reversed_ms = ? WHERE id = ?"
 SQL_TXN_UNSETTLED = (
     "SELECT id, stan, amount, rrn, kind FROM txns WHERE terminal_id = ? AND batch_no = 0 "
@@ -178,6 +183,16 @@ class DedupRow:
     txn_id: int | None
 
 
+@functools.cache
+def _empty_image() -> bytes:
+    """An in-memory database with the schema and nothing else, serialised."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    image = conn.serialize()
+    conn.close()
+    return image
+
+
 def connect(db_path: str) -> sqlite3.Connection:
     """Open the store and create the schema.
 
@@ -187,7 +202,14 @@ def connect(db_path: str) -> sqlite3.Connection:
     """
     # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
     conn = sqlite3.connect(db_path, isolation_level=None, cached_statements=256)
-    if db_path in (":memory:", ""):
+    if db_path == ":memory:":
+        # The simulator opens one host per run, thousands per fuzz campaign:
+        # loading a prepared empty image is ten times cheaper than the DDL.
+        conn.deserialize(_empty_image())
+        conn.execute("PRAGMA journal_mode=MEMORY")
+        conn.execute("PRAGMA synchronous=OFF")
+        return conn
+    if db_path == "":
         conn.execute("PRAGMA journal_mode=MEMORY")
         conn.execute("PRAGMA synchronous=OFF")
     else:

@@ -28,13 +28,19 @@ from scenarios.model import INVARIANT_NAMES, CardSpec, Expect, Scenario, Step  #
 
 PANS = tuple(f"40000000000{i:05d}" for i in range(8))
 GAP_MS = 3_000  # one purchase every 3 s of virtual time: each takes about 2.6 s
+BATCH_EVERY = 1_000  # purchases per batch (the reference refuses more than 10,000)
 
 
 def bench_scenario(purchases: int, faulty: bool) -> Scenario:
-    steps = tuple(
-        Step(at_ms=i * GAP_MS, action="purchase", card=PANS[i % len(PANS)], amount=100 + i % 4_000)
-        for i in range(purchases)
-    )
+    steps: list[Step] = []
+    for i in range(purchases):
+        at = i * GAP_MS
+        steps.append(
+            Step(at_ms=at, action="purchase", card=PANS[i % len(PANS)], amount=100 + i % 4_000)
+        )
+        if i % BATCH_EVERY == BATCH_EVERY - 1:
+            # End of a shift: close the batch (the terminal then trims its journal).
+            steps.append(Step(at_ms=at + GAP_MS // 2, action="batch_close"))
     plan: list[faults.Fault] = []
     if faulty:
         # Spread up to 250 faults evenly over the run: lost answers, lost requests,
@@ -56,7 +62,7 @@ def bench_scenario(purchases: int, faulty: bool) -> Scenario:
         name=f"bench-{purchases}-{'faulty' if faulty else 'clean'}",
         seed=1,
         cards=tuple(CardSpec(pan=p, balance=10**12) for p in PANS),
-        steps=steps,
+        steps=tuple(steps),
         faults=tuple(plan),
         expect=Expect(invariants=INVARIANT_NAMES),
         max_ms=purchases * GAP_MS + 3_600_000,

@@ -260,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
     from .cli_incident import register as register_incident
+    from .mqtt.cli import register as register_mqtt
 
     register_incident(sub)
+    register_mqtt(sub)
     return p
 
 

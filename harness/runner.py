@@ -113,6 +113,7 @@ def run_scenario(
         host_db=host_db,
         firmware_spec=spec,
     )
+    obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
     try:
         world.run()
         violations = check_all(
@@ -145,7 +146,7 @@ def run_scenario(
         sim_ms=clock.now_ms,
         wall_s=wall_s,
         events=world.sched.executed,
-        purchases=len(world.intents),
+        purchases=world.intents_started,
         crashes=world.crashes,
         trace_path=trace_path,
     )

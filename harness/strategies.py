@@ -18,6 +18,7 @@ are reached. A drawn scenario is plain data: it can always be written as a file.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from hypothesis import strategies as st
@@ -44,6 +45,7 @@ CARD_PANS = ("4000000000000002", "4000000000000010", "4000000000000028")
 EDGE_AMOUNTS = (1, 29, 99, 100, 435, 500, 1300, 5100, 9100, 9600, 9800, 9900, 99_999_999)
 
 
+@functools.cache
 def amounts() -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(EDGE_AMOUNTS), st.integers(1, 50_000))
 
@@ -68,6 +70,14 @@ def _trigger() -> st.SearchStrategy[dict[str, int]]:
     return st.one_of(nth, window)
 
 
+def _network_towards(
+    kind: str, direction: str, extra: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[dict[str, Any]]:
+    return st.tuples(_trigger(), _mti(direction), st.fixed_dictionaries(extra)).map(
+        lambda t: {**t[0], "direction": direction, **({"mti": t[1]} if t[1] else {}), **t[2]}
+    )
+
+
 def _network(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     extra: dict[str, st.SearchStrategy[Any]] = {}
     if kind == "delay":
@@ -78,10 +88,8 @@ def _network(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         extra["hold_ms"] = st.integers(1, 20_000)
     elif kind == "corrupt":
         extra["field"] = st.sampled_from(["amount", "stan", "mac", "rc", "mti"])
-    return st.sampled_from(["to_host", "to_terminal"]).flatmap(
-        lambda d: st.tuples(_trigger(), _mti(d), st.fixed_dictionaries(extra)).map(
-            lambda t: {**t[0], "direction": d, **({"mti": t[1]} if t[1] else {}), **t[2]}
-        )
+    return st.one_of(
+        _network_towards(kind, "to_host", extra), _network_towards(kind, "to_terminal", extra)
     )
 
 
@@ -141,12 +149,23 @@ def _params(kind: str) -> st.SearchStrategy[dict[str, Any]]:
                 "off_ms": st.integers(0, 20_000),
             }
         )
-        return st.one_of(at, after)
+        # Right after a request leaves: the moment that decides whether a sale is
+        # repeated, reversed or forgotten after the reboot.
+        after_send = st.fixed_dictionaries(
+            {
+                "after": st.just("send"),
+                "mti": st.sampled_from(["0200", "0400"]),
+                "nth": st.integers(1, 3),
+                "off_ms": st.integers(0, 20_000),
+            }
+        )
+        return st.one_of(at, after, after_send)
     if kind == "clock_skew":
         return st.fixed_dictionaries({"drift_ppm": st.integers(-300_000, 300_000)})
     return nth  # printer_jam, print_failure, misread
 
 
+@functools.cache
 def fault_of(kind: str) -> st.SearchStrategy[Fault]:
     return _params(kind).map(lambda params: faults.build_fault(kind, params))
 
@@ -154,37 +173,48 @@ def fault_of(kind: str) -> st.SearchStrategy[Fault]:
 @st.composite
 def fault_plans(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> tuple[Fault, ...]:
     """Swarm: draw the enabled kinds, then up to FAULTS_MAX faults of those kinds."""
-    all_kinds = tuple(sorted(kinds or faults.REGISTRY))
-    enabled = draw(st.lists(st.sampled_from(all_kinds), min_size=0, max_size=4, unique=True))
+    enabled = draw(_enabled_kinds(tuple(sorted(kinds or faults.REGISTRY))))
     if not enabled:
         return ()
-    plan = draw(
-        st.lists(
-            st.sampled_from(sorted(enabled)).flatmap(fault_of), min_size=0, max_size=FAULTS_MAX
-        )
-    )
-    return tuple(plan)
+    choose = st.sampled_from(sorted(enabled))
+    count = draw(_FAULT_COUNT)
+    return tuple(draw(fault_of(draw(choose))) for _ in range(count))
+
+
+_FAULT_COUNT = st.integers(0, FAULTS_MAX)
+
+
+@functools.cache
+def _enabled_kinds(all_kinds: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(all_kinds), min_size=0, max_size=4, unique=True)
+
+
+# Gaps from "while the previous sale is still in flight" to "a minute later".
+_GAPS = st.sampled_from([0, 500, 2_000, 10_000, 30_000, 60_000])
+_PURCHASES = st.integers(1, PURCHASES_MAX)
+_BATCH_AFTER = st.one_of(st.none(), st.integers(0, 60_000))
 
 
 @st.composite
 def purchase_steps(draw: st.DrawFn, pans: tuple[str, ...]) -> tuple[Step, ...]:
-    n = draw(st.integers(1, PURCHASES_MAX))
+    n = draw(_PURCHASES)
+    card = st.sampled_from(pans)
     at = 0
     steps = []
     for _ in range(n):
-        # Gaps from "while the previous sale is still in flight" to "a minute later".
-        at += draw(st.sampled_from([0, 500, 2_000, 10_000, 30_000, 60_000]))
-        steps.append(
-            Step(
-                at_ms=at,
-                action="purchase",
-                card=draw(st.sampled_from(pans)),
-                amount=draw(amounts()),
-            )
-        )
-    if draw(st.booleans()):
-        steps.append(Step(at_ms=at + draw(st.integers(0, 60_000)), action="batch_close"))
+        at += draw(_GAPS)
+        steps.append(Step(at_ms=at, action="purchase", card=draw(card), amount=draw(amounts())))
+    batch_after = draw(_BATCH_AFTER)
+    if batch_after is not None:
+        steps.append(Step(at_ms=at + batch_after, action="batch_close"))
     return tuple(sorted(steps, key=lambda s: s.at_ms))
+
+
+_N_CARDS = st.integers(1, len(CARD_PANS))
+_BALANCES = st.sampled_from([100_000_000, 50_000, 3_000])
+_RETRIES = st.integers(0, 2)
+_LATENCIES = st.sampled_from([5, 40, 400])
+_SEEDS = st.integers(0, 2**32 - 1)
 
 
 @st.composite
@@ -195,16 +225,14 @@ def scenarios(
     name: str = "fuzz",
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, network and a swarm fault plan."""
-    n_cards = draw(st.integers(1, len(CARD_PANS)))
+    n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
-    cards = tuple(
-        CardSpec(pan=p, balance=draw(st.sampled_from([100_000_000, 50_000, 3_000]))) for p in pans
-    )
-    people = PeopleSpec(retry_on_failed=draw(st.integers(0, 2)))
-    network = NetworkSpec(latency_ms=draw(st.sampled_from([5, 40, 400])))
+    cards = tuple(CardSpec(pan=p, balance=draw(_BALANCES)) for p in pans)
+    people = PeopleSpec(retry_on_failed=draw(_RETRIES))
+    network = NetworkSpec(latency_ms=draw(_LATENCIES))
     return Scenario(
         name=name,
-        seed=draw(st.integers(0, 2**32 - 1)),
+        seed=draw(_SEEDS),
         firmware=firmware,
         network=network,
         people=people,

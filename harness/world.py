@@ -77,6 +77,10 @@ WATCHDOG_REBOOT_MS = 2_000
 # After this many crashes in one run the watchdog stops rebooting: a firmware that
 # crashes in a loop would otherwise run until the event limit.
 CRASHES_MAX = 20
+# How many keys, STANs and RRNs the world remembers for attribution, and how many
+# finished intents it keeps: bounds memory on long runs.
+ATTRIBUTION_WINDOW = 50_000
+INTENTS_KEPT = 1_000
 # Default slack after the last step before a run is cut off.
 RUN_TAIL_MS = 3_600_000
 
@@ -195,6 +199,7 @@ class World:
 
         # People and ground truth.
         self.intents: dict[int, IntentState] = {}
+        self.intents_started = 0
         self.active: IntentState | None = None
         self.waiting: deque[Step] = deque()
         self.purchase_no = 0
@@ -250,8 +255,10 @@ class World:
                 "scenario": scenario_to_dict(sc),
             },
         )
-        for step in sc.steps:
-            self.sched.at(step.at_ms, self._step, step)
+        # Steps are scheduled one at a time, each when the one before it runs, so a
+        # run of a million purchases never holds a million queued events.
+        self._next_step = 0
+        self._schedule_next_step()
         for s in self.f_power_at:
             self.sched.at(s.fault.at_ms, self._power_cut_at, s)  # type: ignore[attr-defined]
         self._power_on(None)
@@ -291,6 +298,17 @@ class World:
 
     # ------------------------------------------------------------------ people
 
+    def _schedule_next_step(self) -> None:
+        steps = self.sc.steps
+        if self._next_step < len(steps):
+            step = steps[self._next_step]
+            self._next_step += 1
+            self.sched.at(step.at_ms, self._scenario_step, step)
+
+    def _scenario_step(self, step: Step) -> None:
+        self._schedule_next_step()
+        self._step(step)
+
     def _step(self, step: Step) -> None:
         if step.action == "purchase":
             if self._busy():
@@ -307,9 +325,11 @@ class World:
         return (not self.powered) or (a is not None and not a.final)
 
     def _start_intent(self, step: Step) -> None:
-        n = len(self.intents) + 1
+        self.intents_started += 1
+        n = self.intents_started
         st = IntentState(intent=n, card=step.card, amount=step.amount, started_ms=self.clock.now_ms)
         self.intents[n] = st
+        self._bound_memory()
         self.active = st
         self.emit("intent", {"intent": n, "card": step.card, "amount": step.amount})
         self._attempt(st)
@@ -388,8 +408,8 @@ class World:
 
     def _retry(self, arg: tuple[int, int]) -> None:
         n, attempts = arg
-        st = self.intents[n]
-        if st.final or st.attempts != attempts or self.active is not st:
+        st = self.intents.get(n)
+        if st is None or st.final or st.attempts != attempts or self.active is not st:
             return
         if not self.powered:
             return
@@ -407,7 +427,9 @@ class World:
         self._start_intent(step)
 
     def _give_up(self, n: int) -> None:
-        st = self.intents[n]
+        st = self.intents.get(n)
+        if st is None:
+            return
         self.emit("cashier", {"intent": n, "action": "give-up"})
         st.final = "abandoned"
         st.final_ms = -1
@@ -611,13 +633,34 @@ class World:
 
     def _restart(self, arg: tuple[int, int, int]) -> None:
         n, attempts, _ = arg
-        st = self.intents[n]
-        if st.final or st.attempts != attempts or self.active is not st or not self.powered:
+        st = self.intents.get(n)
+        if st is None or st.final or st.attempts != attempts or self.active is not st:
+            return
+        if not self.powered:
             return
         self.emit("cashier", {"intent": n, "action": "restart-after-power"})
         self._attempt(st)
 
     # ------------------------------------------------------------------ network
+
+    def _bound_memory(self) -> None:
+        """Forget the oldest attribution entries and finished intents beyond a
+        window: a long run must not grow without limit. A message naming a key
+        older than the window is attributed to the intent in progress."""
+        tables: tuple[dict[Any, Any], ...] = (
+            self.key_intent,
+            self.stan_intent,
+            self.rrn_intent,
+            self.reprints,
+        )
+        for table in tables:
+            while len(table) > ATTRIBUTION_WINDOW:
+                del table[next(iter(table))]
+        while len(self.intents) > INTENTS_KEPT:
+            n = next(iter(self.intents))
+            if not self.intents[n].final:
+                break
+            del self.intents[n]
 
     def _attribute(self, msg: Message) -> int:
         """The intent a purchase request belongs to (0: none)."""

@@ -1,0 +1,324 @@
+"""Subcommands `acquirer`, `terminal` and `fleet` (registered into harness.cli).
+
+Without `--broker` each command starts a private broker (mosquitto, else the
+embedded one) on a free loopback port and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from .broker import Broker, BrokerError, start_private_broker
+from .wire import CODECS, BrokerAddress
+
+
+def register(sub: Any) -> None:
+    """Add the MQTT subcommands to the top-level parser's subparsers."""
+    acq = sub.add_parser("acquirer", help="the mock acquirer as an MQTT service")
+    acq_sub = acq.add_subparsers(dest="acquirer_command", required=True)
+    serve = acq_sub.add_parser("serve", help="serve posh/+/req until interrupted")
+    serve.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
+    serve.add_argument("--db", required=True, help="SQLite file for ledger and idempotency")
+    serve.add_argument(
+        "--provision",
+        type=int,
+        default=100,
+        metavar="N",
+        help="make sure terminals T0001..TN exist with default keys (default 100)",
+    )
+    serve.set_defaults(func=cmd_acquirer_serve)
+
+    term = sub.add_parser("terminal", help="a terminal firmware in real time over MQTT")
+    term_sub = term.add_subparsers(dest="terminal_command", required=True)
+    run = term_sub.add_parser("run", help="run purchases from a script, stdin or a scenario")
+    run.add_argument(
+        "--broker", help="mqtt://[user:pass@]host:port (default: private broker with an acquirer)"
+    )
+    run.add_argument("--firmware", default="reference", help="reference, zoo:NAME, module:Class")
+    run.add_argument("--id", default="T0001", help="terminal id (default T0001)")
+    run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
+    run.add_argument("--codec", choices=CODECS, default="iso8583")
+    run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--script", help="file of lines: AMOUNT PAN")
+    src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
+    src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
+    run.set_defaults(func=cmd_terminal_run)
+
+    fl = sub.add_parser("fleet", help="N terminals at R purchases/s, with invariant verdicts")
+    fl.add_argument("--terminals", type=int, default=10)
+    fl.add_argument("--rate", type=float, default=100.0, help="purchases per second in total")
+    fl.add_argument("--duration", type=float, default=5.0, help="seconds of load")
+    fl.add_argument("--faults", help="fault plan TOML ([[faults]] as in scenarios, [bursty_loss])")
+    fl.add_argument("--json", action="store_true", help="print one JSON object")
+    fl.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
+    fl.add_argument("--codec", choices=CODECS, default="iso8583")
+    fl.add_argument(
+        "--volatile-journal",
+        action="store_true",
+        help="terminal journals without fsync (load tests of the host)",
+    )
+    fl.add_argument("--timeout-ms", type=int, default=3000, help="terminal response timeout")
+    fl.add_argument(
+        "--inproc-host",
+        action="store_true",
+        help="run the host in this process (default: a separate process)",
+    )
+    fl.set_defaults(func=cmd_fleet)
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("POSHARNESS_LOG", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+
+
+@contextmanager
+def _broker_or(url: str | None, users: list[str]) -> Iterator[tuple[Broker | None, BrokerAddress]]:
+    if url:
+        yield None, BrokerAddress.parse(url)
+        return
+    try:
+        broker = start_private_broker(users)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        yield broker, broker.address()
+    finally:
+        broker.close()
+
+
+def _login(broker: Broker | None, address: BrokerAddress, user: str) -> BrokerAddress:
+    if broker is None:
+        return address
+    return broker.address(user)
+
+
+def cmd_acquirer_serve(args: argparse.Namespace) -> int:
+    from .host_service import HostService, provision, terminal_id
+
+    _setup_logging()
+    provision(args.db, [terminal_id(n) for n in range(1, args.provision + 1)])
+    with _broker_or(args.broker, []) as (broker, address):
+        addr = _login(broker, address, "acquirer")
+
+        async def main() -> None:
+            service = HostService(addr, args.db)
+            await service.start()
+            print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
+            print("ready", flush=True)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await service.stop()
+
+        with suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    return 0
+
+
+def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
+    from acquirer.catalogue import PAN_APPROVE
+
+    lines: list[str]
+    if args.scenario:
+        from scenarios.loader import load_scenario
+
+        sc = load_scenario(args.scenario)
+        return [(s.amount, s.card) for s in sc.steps if s.action == "purchase"]
+    if args.script:
+        lines = Path(args.script).read_text().splitlines()
+    elif args.stdin:
+        lines = sys.stdin.read().splitlines()
+    else:
+        lines = [f"1250 {PAN_APPROVE}"]
+    out = []
+    for n, line in enumerate(lines, 1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        try:
+            amount = int(parts[0])
+        except ValueError:
+            raise ValueError(f"line {n}: expected AMOUNT [PAN], got {line!r}") from None
+        out.append((amount, parts[1] if len(parts) > 1 else PAN_APPROVE))
+    return out
+
+
+def cmd_terminal_run(args: argparse.Namespace) -> int:
+    from harness.runner import load_firmware
+
+    from .host_service import HostService, provision
+    from .terminal_driver import Journal, single_terminal, terminal_config
+
+    _setup_logging()
+    factory = load_firmware(args.firmware)
+    try:
+        purchases = _purchases(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    journal_path = args.journal or f"{args.id}.journal.db"
+    with _broker_or(args.broker, [args.id]) as (broker, address):
+
+        async def main() -> int:
+            host: HostService | None = None
+            tmp = None
+            if broker is not None:
+                tmp = tempfile.TemporaryDirectory(prefix="posharness-host-")
+                db = str(Path(tmp.name) / "host.db")
+                provision(db, [args.id])
+                host = HostService(broker.address("acquirer"), db)
+                await host.start()
+            cfg = terminal_config(args.id)
+            journal = Journal(journal_path)
+            client, driver = single_terminal(
+                _login(broker, address, args.id),
+                factory(cfg),
+                cfg,
+                journal,
+                codec=args.codec,
+                via_proxy=args.via_proxy,
+            )
+            failed = 0
+            try:
+                await client.start()
+                driver.boot()
+                for amount, pan in purchases:
+                    intent = await driver.purchase(amount, pan)
+                    print(
+                        json.dumps(
+                            {
+                                "amount": amount,
+                                "outcome": intent.outcome,
+                                "text": intent.text,
+                                "latency_ms": round(intent.latency_ms, 2),
+                            }
+                        ),
+                        flush=True,
+                    )
+                    failed += intent.outcome != "approved"
+                # Let background work (reversals, receipts) finish before exiting.
+                await driver.idle.wait()
+                for r in driver.receipts:
+                    print(json.dumps({"receipt": r.to_dict()}), flush=True)
+            finally:
+                await client.stop()
+                journal.close()
+                if host is not None:
+                    await host.stop()
+                if tmp is not None:
+                    tmp.cleanup()
+            return 1 if failed else 0
+
+        try:
+            return asyncio.run(main())
+        except KeyboardInterrupt:
+            return 1
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from .fleet import FleetOptions, FleetReport, run_fleet
+    from .host_service import HostService, provision, terminal_id
+    from .proxy import FaultPlan, load_plan
+
+    _setup_logging()
+    if args.terminals < 1 or args.rate <= 0 or args.duration <= 0:
+        print("error: --terminals, --rate and --duration must be positive", file=sys.stderr)
+        return 2
+    plan: FaultPlan | None = load_plan(args.faults) if args.faults else None
+    opts = FleetOptions(
+        terminals=args.terminals,
+        rate_per_s=args.rate,
+        duration_s=args.duration,
+        codec=args.codec,
+        durable_journal=not args.volatile_journal,
+        response_timeout_ms=args.timeout_ms,
+    )
+    tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
+    db = str(Path(tmp.name) / "host.db")
+    provision(db, [terminal_id(n) for n in range(1, args.terminals + 1)])
+    with _broker_or(args.broker, []) as (broker, address):
+        host_addr = _login(broker, address, "acquirer")
+
+        async def main() -> FleetReport:
+            proc = None
+            service = None
+            if args.inproc_host:
+                service = HostService(host_addr, db)
+                await service.start()
+            else:
+                proc = await start_host_process(host_addr, db)
+            try:
+                return await run_fleet(
+                    _login(broker, address, "fleet"),
+                    db,
+                    opts,
+                    plan=plan,
+                    proxy_address=_login(broker, address, "proxy"),
+                )
+            finally:
+                if service is not None:
+                    await service.stop()
+                if proc is not None:
+                    proc.terminate()
+                    await proc.wait()
+
+        report = asyncio.run(main())
+    tmp.cleanup()
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print_report(report)
+    return 0 if report.invariants_ok else 1
+
+
+async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
+    """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness.mqtt",
+        "acquirer",
+        "serve",
+        "--broker",
+        address.url(show_password=True),
+        "--db",
+        db,
+        "--provision",
+        "0",
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                raise BrokerError("acquirer process exited before serving")
+            if line.strip() == b"ready":
+                return proc
+
+
+def print_report(report: Any) -> None:
+    j = report.to_json()
+    lat = j["latency_ms"]
+    print(f"purchases   {j['completed']}/{j['offered']} completed  {j['outcomes']}")
+    print(f"throughput  {j['throughput_per_s']} purchases/s")
+    print(f"latency     p50 {lat['p50']} ms  p95 {lat['p95']} ms  p99 {lat['p99']} ms")
+    print(f"retries     {j['retries']}   reversals {j['reversals']}")
+    for name, problems in report.invariants.items():
+        print(
+            f"{'ok  ' if not problems else 'FAIL'}  {name}"
+            + (f": {problems[0]}" if problems else "")
+        )

@@ -1,0 +1,249 @@
+"""Fleet load mode: N terminals at R purchases/s in total for S seconds, then a verdict.
+
+The fleet shares one MQTT connection (user `fleet`), each terminal a real
+`TerminalDriver` running the firmware with its journal in SQLite. Purchases are
+offered open-loop (purchase k is due at k / R seconds, on terminal k mod N); a
+terminal serves its purchases one at a time, like one cashier. Latency is
+measured from the first key press to the final display.
+
+When the load is over and every terminal is quiet (no timers, no print jobs:
+reversals done), the verdict is judged from outside the system under test: the
+host's SQLite books and what the terminals showed.
+
+* ``no-duplicate-charge``: per purchase, net money taken <= its amount;
+* ``no-charge-on-failure``: a purchase shown declined/failed has zero net debit;
+* ``approved-is-charged``: a purchase shown approved was charged exactly its amount;
+* ``ledger-balances``: the double-entry ledger sums to zero;
+* ``eventually-settles``: every purchase reached a final display and every terminal went quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terminal.firmware import Firmware, FirmwareConfig
+
+from . import realclock
+from .host_service import fleet_pan, terminal_id
+from .proxy import FaultPlan, FaultProxy
+from .terminal_driver import Intent, Journal, TerminalClient, TerminalDriver, terminal_config
+from .wire import BrokerAddress, Codec
+
+FLEET_CLIENT_ID = "posharness-fleet"
+# Real seconds to wait, after the last purchase, for every terminal to go quiet.
+QUIET_TIMEOUT_S = 60.0
+# Smallest and largest fleet amounts: clear of every catalogue amount rule (500 = RC 05 ...).
+AMOUNT_MIN, AMOUNT_SPREAD = 101, 397
+
+
+@dataclass(frozen=True, slots=True)
+class FleetOptions:
+    terminals: int = 3
+    rate_per_s: float = 10.0
+    duration_s: float = 2.0
+    codec: Codec = "iso8583"
+    via_proxy: bool = False
+    durable_journal: bool = True
+    response_timeout_ms: int = 3_000
+    max_sends: int = 2
+
+
+@dataclass(slots=True)
+class FleetReport:
+    offered: int = 0
+    completed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    throughput_per_s: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    retries: int = 0
+    reversals: int = 0
+    wall_s: float = 0.0
+    invariants: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def invariants_ok(self) -> bool:
+        return all(not v for v in self.invariants.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offered": self.offered,
+            "completed": self.completed,
+            "outcomes": self.outcomes,
+            "throughput_per_s": round(self.throughput_per_s, 1),
+            "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
+            "retries": self.retries,
+            "reversals": self.reversals,
+            "wall_s": round(self.wall_s, 3),
+            "invariants_ok": self.invariants_ok,
+            "invariants": {k: v[:10] for k, v in self.invariants.items()},
+        }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank; 0.0 for no values."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, -(-int(q * 1000) * len(sorted_values) // 1000))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+async def run_fleet(
+    address: BrokerAddress,
+    host_db: str,
+    options: FleetOptions,
+    *,
+    firmware: Callable[[FirmwareConfig], Firmware] | None = None,
+    plan: FaultPlan | None = None,
+    proxy_address: BrokerAddress | None = None,
+    journal_dir: str | None = None,
+) -> FleetReport:
+    """Drive the fleet against a host already serving `host_db`; judge and report."""
+    from terminal.reference import ReferenceFirmware
+
+    factory = firmware or ReferenceFirmware
+    opts = options
+    via_proxy = opts.via_proxy or plan is not None
+    tmp = None
+    if journal_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-")
+        journal_dir = tmp.name
+    proxy = FaultProxy(proxy_address or address, plan) if plan is not None else None
+    client = TerminalClient(address, client_id=FLEET_CLIENT_ID, via_proxy=via_proxy)
+    journals: list[Journal] = []
+    drivers: list[TerminalDriver] = []
+    for n in range(1, opts.terminals + 1):
+        tid = terminal_id(n)
+        cfg = terminal_config(
+            tid, response_timeout_ms=opts.response_timeout_ms, max_sends=opts.max_sends
+        )
+        journal = Journal(str(Path(journal_dir) / f"{tid}.db"), durable=opts.durable_journal)
+        journals.append(journal)
+
+        def make(
+            publish: Callable[[bytes], bool], cfg: FirmwareConfig = cfg, journal: Journal = journal
+        ) -> TerminalDriver:
+            return TerminalDriver(factory(cfg), cfg, journal, publish, codec=opts.codec)
+
+        drivers.append(client.add(make))
+    report = FleetReport()
+    try:
+        if proxy is not None:
+            await proxy.start()
+        await client.start()
+        for d in drivers:
+            d.boot()
+        total = max(1, int(opts.rate_per_s * opts.duration_s))
+        report.offered = total
+        tasks: list[asyncio.Task[Intent]] = []
+        t0 = realclock.loop_ms()
+        for k in range(total):
+            due_ms = t0 + k * 1000.0 / opts.rate_per_s
+            lag_ms = due_ms - realclock.loop_ms()
+            if lag_ms > 1.0:
+                await realclock.pause(lag_ms / 1000)
+            d = drivers[k % opts.terminals]
+            amount = AMOUNT_MIN + (k % AMOUNT_SPREAD)
+            tasks.append(asyncio.create_task(d.purchase(amount, fleet_pan(k % opts.terminals))))
+        intents: list[Intent] = []
+        try:
+            async with asyncio.timeout(QUIET_TIMEOUT_S):
+                intents = list(await asyncio.gather(*tasks))
+                for d in drivers:
+                    await d.idle.wait()
+        except TimeoutError:
+            intents = [t.result() for t in tasks if t.done() and not t.cancelled()]
+            report.invariants.setdefault("eventually-settles", []).append(
+                f"not quiet {QUIET_TIMEOUT_S} s after the load: "
+                f"{total - len(intents)} purchases unfinished"
+            )
+        t_end = max((i.finished_ms for i in intents), default=t0)
+        report.wall_s = (realclock.loop_ms() - t0) / 1000
+        report.completed = len(intents)
+        for i in intents:
+            report.outcomes[i.outcome] = report.outcomes.get(i.outcome, 0) + 1
+        span_s = max(1e-9, (t_end - t0) / 1000)
+        report.throughput_per_s = len(intents) / span_s
+        lat = sorted(i.latency_ms for i in intents)
+        report.latency_ms = {
+            "p50": percentile(lat, 0.50),
+            "p95": percentile(lat, 0.95),
+            "p99": percentile(lat, 0.99),
+            "max": lat[-1] if lat else 0.0,
+        }
+        report.retries = sum(d.wire.retries for d in drivers)
+        report.reversals = sum(d.wire.reversals for d in drivers)
+        judge(report, host_db, drivers, intents)
+    finally:
+        for t in tasks if "tasks" in locals() else []:
+            t.cancel()
+        await client.stop()
+        if proxy is not None:
+            await proxy.stop()
+        for j in journals:
+            j.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return report
+
+
+def judge(
+    report: FleetReport, host_db: str, drivers: list[TerminalDriver], intents: list[Intent]
+) -> None:
+    """Fill `report.invariants` from the host's books and the terminals' displays."""
+    inv = report.invariants
+    for name in (
+        "no-duplicate-charge",
+        "no-charge-on-failure",
+        "approved-is-charged",
+        "ledger-balances",
+        "eventually-settles",
+    ):
+        inv.setdefault(name, [])
+    del intents  # each driver keeps its own finished purchases, with its terminal id
+    by_driver = {d.tid: d for d in drivers}
+    # (tid, purchase n) -> what the terminal finally showed for it.
+    shown: dict[tuple[str, int], Intent] = {}
+    conn = sqlite3.connect(f"file:{host_db}?mode=ro", uri=True)
+    try:
+        net: dict[tuple[str, int], int] = {}
+        rows = conn.execute(
+            "SELECT terminal_id, idem_key, amount, status, kind FROM txns ORDER BY id"
+        ).fetchall()
+        ledger_sum = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger").fetchone()[0]
+    finally:
+        conn.close()
+    for tid, key, amount, status, kind in rows:
+        d = by_driver.get(tid)
+        if d is None or kind != "purchase":
+            continue
+        n = d.wire.keys.get(key, 0)
+        charged = amount if status == "approved" else 0
+        if n == 0:
+            if charged:
+                inv["no-duplicate-charge"].append(f"{tid} key {key}: charged, no purchase sent it")
+            continue
+        net[(tid, n)] = net.get((tid, n), 0) + charged
+    for d in drivers:
+        for i in d.finished:
+            shown[(d.tid, i.n)] = i
+    for (tid, n), i in sorted(shown.items()):
+        taken = net.get((tid, n), 0)
+        if taken > i.amount:
+            inv["no-duplicate-charge"].append(f"{tid} purchase {n}: took {taken} for {i.amount}")
+        if i.outcome in ("declined", "failed") and taken:
+            inv["no-charge-on-failure"].append(
+                f"{tid} purchase {n}: shown {i.outcome}, took {taken}"
+            )
+        if i.outcome == "approved" and taken != i.amount:
+            inv["approved-is-charged"].append(f"{tid} purchase {n}: approved, took {taken}")
+    if ledger_sum != 0:
+        inv["ledger-balances"].append(f"ledger sums to {ledger_sum}, not 0")
+    busy = [d.tid for d in drivers if d.pending_work]
+    if busy:
+        inv["eventually-settles"].append(f"terminals still busy: {', '.join(busy[:10])}")

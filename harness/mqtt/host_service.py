@@ -1,0 +1,318 @@
+"""The mock acquirer as an MQTT service: the sans-I/O `Acquirer`, unchanged, behind a broker.
+
+`HostCore` is the frame handler (no broker, no clock of its own: tests and the
+Hypothesis fuzzer call it directly). `HostService` wires it to a `Session`
+subscribed to ``posh/+/req`` with a persistent session (fixed client id, clean
+session off), so requests published while the host is down are delivered when
+it comes back.
+
+What happens to one frame:
+
+1. Longer than FRAME_MAX_BYTES: dropped unread (logged, counted).
+2. Not decodable: RC 30 when the sender's MTI and terminal id can still be read
+   and match the topic; otherwise dropped.
+3. Terminal id differs from the topic's: dropped (the broker's ACLs should
+   already stop this; a host never answers on another terminal's topic).
+4. Otherwise `Acquirer.begin` / `finish`: unknown terminal or wrong MAC -> RC 30,
+   a repeat -> the stored answer (idempotency), a new request -> decided and
+   committed in SQLite before the answer is published.
+
+Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from acquirer import iso8583
+from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
+from acquirer.protocol import (
+    RC_FORMAT_ERROR,
+    REQUEST_MTIS,
+    Message,
+    ProtocolError,
+)
+
+from . import realclock, wire
+from .session import Session
+from .wire import BrokerAddress, Codec
+
+log = logging.getLogger("posharness.mqtt.host")
+
+HOST_CLIENT_ID = "posharness-acquirer"
+# Terminals provisioned by default: T0001 .. T0100 (fleets and docs use these ids).
+PROVISION_DEFAULT = 100
+
+SQL_KEYS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS terminal_keys ("
+    "terminal_id TEXT PRIMARY KEY, mac_key BLOB NOT NULL) WITHOUT ROWID"
+)
+
+
+def terminal_id(n: int) -> str:
+    """The n-th terminal's id: T0001, T0002, ..."""
+    return f"T{n:04d}"
+
+
+def default_mac_key(tid: str) -> bytes:
+    """The MAC key a provisioned terminal gets unless told otherwise (test deployments)."""
+    return f"posharness-mac-{tid}".encode()
+
+
+def provision(db_path: str, tids: Iterable[str], keys: Mapping[str, bytes] | None = None) -> None:
+    """Add terminals (with their MAC keys) to the host's terminal table; existing rows stay."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(SQL_KEYS_SCHEMA)
+        rows = [(t, (keys or {}).get(t) or default_mac_key(t)) for t in tids]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO terminal_keys VALUES (?, ?) ON CONFLICT (terminal_id) DO NOTHING", rows
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def load_keys(db_path: str) -> dict[str, bytes]:
+    """Every terminal's MAC key from the host's terminal table."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute(SQL_KEYS_SCHEMA)
+        return {str(t): bytes(k) for t, k in conn.execute("SELECT * FROM terminal_keys")}
+    finally:
+        conn.close()
+
+
+# Fleet cards: one per terminal slot, each with a balance no load run exhausts,
+# so fleet outcomes are decided by faults, not by cards running dry.
+FLEET_CARDS_MAX = 1000
+FLEET_CARD_BALANCE = 10**15
+
+
+def fleet_pan(n: int) -> str:
+    """The n-th fleet card's PAN (16 digits)."""
+    return f"5{n % FLEET_CARDS_MAX:015d}"
+
+
+FLEET_CARDS = tuple(CardAccount(fleet_pan(n), FLEET_CARD_BALANCE) for n in range(FLEET_CARDS_MAX))
+
+
+def open_acquirer(db_path: str, *, processing_ms: int = 0) -> Acquirer:
+    """The acquirer on a durable SQLite file (WAL, synchronous FULL: see acquirer.store).
+
+    Cards: the test-card catalogue plus the fleet cards. Keys: the terminal table.
+    """
+    if db_path in ("", ":memory:"):
+        raise ValueError("the MQTT host needs a database file, not an in-memory store")
+    keys = load_keys(db_path)
+    config = HostConfig(mac_keys=keys, db_path=db_path, processing_ms=processing_ms)
+    return Acquirer(config, FLEET_CARDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A frame to publish on `posh/<tid>/resp`."""
+
+    tid: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Accepted work to finish after `delay_ms` (slow test cards and amounts)."""
+
+    ticket: Ticket
+    codec: Codec
+    delay_ms: int
+
+
+class HostCore:
+    """Frame in, frame (or nothing) out, around one `Acquirer`. Never raises."""
+
+    def __init__(
+        self,
+        acquirer: Acquirer,
+        clock_ms: Callable[[], int] = realclock.wall_ms,
+        on_action: Callable[[Message, HostAction], None] | None = None,
+    ) -> None:
+        self.acquirer = acquirer
+        self.clock_ms = clock_ms
+        self.on_action = on_action
+        self.stats: Counter[str] = Counter()
+
+    def handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
+        """Handle one request frame that arrived on `posh/<topic_tid>/req`."""
+        try:
+            return self._handle(topic_tid, payload)
+        except Exception:  # the service keeps serving whatever one frame does
+            self.stats["internal_error"] += 1
+            log.exception("host: internal error on a frame from %s (dropped)", topic_tid)
+            return None
+
+    def finish(self, deferred: Deferred) -> Reply | None:
+        """Finish work accepted earlier. Never raises."""
+        try:
+            resp, action = self.acquirer.finish(deferred.ticket, self.clock_ms())
+            return self._answer(deferred.ticket.request, resp, action, deferred.codec)
+        except Exception:
+            self.stats["internal_error"] += 1
+            log.exception("host: internal error finishing a request (dropped)")
+            return None
+
+    def _drop(self, topic_tid: str, why: str) -> None:
+        self.stats["dropped"] += 1
+        log.warning("host: dropped a frame on posh/%s/req: %s", topic_tid, why)
+
+    def _handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
+        self.stats["frames"] += 1
+        if len(payload) > wire.FRAME_MAX_BYTES:
+            self._drop(topic_tid, f"oversize ({len(payload)} bytes)")
+            return None
+        try:
+            msg, codec = wire.decode(payload)
+        except ProtocolError as exc:
+            codec = wire.sniff_codec(payload)
+            partial = _address_of(payload, codec)
+            if partial is None or partial.terminal_id != topic_tid:
+                self._drop(topic_tid, f"malformed, no usable address: {exc}")
+                return None
+            self.stats["rc30"] += 1
+            log.warning("host: RC 30 to %s: %s", topic_tid, exc)
+            resp = self.acquirer.respond_error(partial, RC_FORMAT_ERROR)
+            return self._encode(topic_tid, resp, codec)
+        if msg.terminal_id != topic_tid:
+            self._drop(topic_tid, f"terminal id {msg.terminal_id!r} does not match the topic")
+            return None
+        result, action = self.acquirer.begin(msg, self.clock_ms())
+        if isinstance(result, Ticket):
+            delay_ms = result.finish_at_ms - result.started_ms
+            if delay_ms > 0:
+                return Deferred(result, codec, delay_ms)
+            resp, action = self.acquirer.finish(result, self.clock_ms())
+            return self._answer(msg, resp, action, codec)
+        return self._answer(msg, result, action, codec)
+
+    def _answer(
+        self, req: Message, resp: Message, action: HostAction | None, codec: Codec
+    ) -> Reply | None:
+        if action is not None:
+            self.stats[action.action] += 1
+            if action.rc == RC_FORMAT_ERROR:
+                self.stats["rc30"] += 1
+                log.warning("host: RC 30 to %s: %s", req.terminal_id, action.detail)
+            if self.on_action is not None:
+                self.on_action(req, action)
+            if action.action == "charge-no-reply":
+                # The catalogue's "time out and reverse" amount: committed, never answered.
+                return None
+        return self._encode(req.terminal_id, resp, codec)
+
+    def _encode(self, tid: str, resp: Message, codec: Codec) -> Reply | None:
+        try:
+            payload = wire.encode(resp, codec)
+        except ProtocolError as exc:
+            self._drop(tid, f"answer not encodable: {exc}")
+            return None
+        self.stats["replies"] += 1
+        return Reply(tid, payload)
+
+
+def _address_of(payload: bytes, codec: Codec) -> Message | None:
+    """MTI, terminal, merchant and STAN of a malformed frame, or None."""
+    if codec == "iso8583":
+        return iso8583.decode_address(payload)
+    try:
+        obj = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    mti, tid = obj.get("mti"), obj.get("terminal_id")
+    if mti not in REQUEST_MTIS or not isinstance(tid, str) or not tid.isalnum():
+        return None
+    mid, stan = obj.get("merchant_id", ""), obj.get("stan", 0)
+    return Message(
+        mti=mti,
+        terminal_id=tid,
+        merchant_id=mid if isinstance(mid, str) and mid.isalnum() else "",
+        stan=stan if type(stan) is int and 0 <= stan <= 999_999 else 0,
+    )
+
+
+class HostService:
+    """`HostCore` on a broker. Use as `async with HostService(...) as svc:` or `run()`."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        db_path: str,
+        *,
+        on_action: Callable[[Message, HostAction], None] | None = None,
+        time_scale: float = 1.0,
+        client_id: str = HOST_CLIENT_ID,
+    ) -> None:
+        self.db_path = db_path
+        self.time_scale = time_scale
+        self.core = HostCore(open_acquirer(db_path), on_action=on_action)
+        self.session = Session(
+            address,
+            client_id=client_id,
+            subscriptions=[wire.topic("+", "req")],
+            on_message=self._on_message,
+            persistent=True,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def _on_message(self, name: str, payload: bytes) -> None:
+        parts = wire.split_topic(name)
+        if parts is None or parts[1] != "req":
+            return
+        out = self.core.handle(parts[0], payload)
+        if isinstance(out, Deferred):
+            asyncio.get_running_loop().call_later(
+                out.delay_ms / 1000 * self.time_scale, self._finish, out
+            )
+        elif out is not None:
+            self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+
+    def _finish(self, deferred: Deferred) -> None:
+        out = self.core.finish(deferred)
+        if out is not None:
+            self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+
+    async def start(self) -> None:
+        """Start serving; returns once subscribed."""
+        self._task = asyncio.create_task(self.session.run())
+        await self.session.connected.wait()
+
+    async def stop(self) -> None:
+        """Disconnect and close the database."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.core.acquirer.close()
+
+    async def __aenter__(self) -> HostService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Serve until cancelled."""
+        try:
+            await self.session.run()
+        finally:
+            self.core.acquirer.close()

@@ -1,0 +1,120 @@
+"""One MQTT connection that survives broker restarts: connect, subscribe, dispatch, reconnect.
+
+aiomqtt has no reconnect of its own: `Session.run` loops connect -> subscribe ->
+read until the connection breaks -> back off -> connect again. Publishing never
+blocks the caller: `publish` hands the message to paho (QoS 1; paho retransmits
+until the PUBACK) and returns False when there is no connection, in which case
+the message is lost exactly as a network would lose it, and the sender's own
+retry logic (the firmware's timers) takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+from . import realclock
+from .wire import QOS, SOCKET_OPTIONS, BrokerAddress
+
+log = logging.getLogger("posharness.mqtt")
+
+OnMessage = Callable[[str, bytes], None]
+
+# Reconnect backoff: first retry after 50 ms, doubling, at most 2 s apart.
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 2.0
+# QoS 1 messages one connection may have in flight (paho's default of 20 would
+# cap a fleet's throughput at 20 round trips).
+INFLIGHT_MAX = 10_000
+# Seconds a connection attempt may take before it counts as failed.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Session:
+    """A supervised MQTT connection. Run `run()` as a task; cancel it to stop."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        *,
+        client_id: str,
+        subscriptions: Sequence[str],
+        on_message: OnMessage,
+        persistent: bool = False,
+        will: tuple[str, bytes] | None = None,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.client_id = client_id
+        self.subscriptions = tuple(subscriptions)
+        self.on_message = on_message
+        self.persistent = persistent
+        self.will = will
+        self.on_connect = on_connect
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.published = 0
+        self.lost = 0
+        self._client: aiomqtt.Client | None = None
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Queue `payload` on `topic` with QoS 1. False (and counted lost) when offline."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            self.lost += 1
+            return False
+        # aiomqtt's own publish awaits the PUBACK; handing the message straight to
+        # paho lets one connection keep thousands in flight (paho still retransmits).
+        info = client._client.publish(topic, payload, QOS, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            self.lost += 1
+            return False
+        self.published += 1
+        return True
+
+    async def run(self) -> None:
+        """Connect, subscribe, dispatch; reconnect with backoff whenever the link breaks."""
+        backoff_s = BACKOFF_FIRST_S
+        a = self.address
+        will = aiomqtt.Will(self.will[0], self.will[1], QOS, True) if self.will else None
+        while True:
+            client = aiomqtt.Client(
+                a.host,
+                a.port,
+                username=a.username,
+                password=a.password,
+                identifier=self.client_id,
+                clean_session=not self.persistent,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                will=will,
+                keepalive=10,
+                timeout=CONNECT_TIMEOUT_S,
+                max_inflight_messages=INFLIGHT_MAX,
+                socket_options=SOCKET_OPTIONS,
+            )
+            try:
+                async with client:
+                    for sub in self.subscriptions:
+                        await client.subscribe(sub, qos=QOS)
+                    self._client = client
+                    self.connected.set()
+                    self.connects += 1
+                    backoff_s = BACKOFF_FIRST_S
+                    if self.on_connect is not None:
+                        self.on_connect()
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, (bytes, bytearray)):
+                            payload = b"" if payload is None else str(payload).encode()
+                        self.on_message(message.topic.value, bytes(payload))
+            except aiomqtt.MqttError as exc:
+                log.info("mqtt %s: connection lost (%s); retrying", self.client_id, exc)
+            finally:
+                self.connected.clear()
+                self._client = None
+            await realclock.pause(backoff_s)
+            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)

@@ -1,0 +1,426 @@
+"""A firmware in real time: timers on the event loop, the journal in SQLite, a simulated printer.
+
+The firmware is the same sans-I/O object the simulator drives (`handle(event)
+-> effects`); this driver carries its effects out for real:
+
+* `Send`          encode (ISO 8583 or JSON) and publish with QoS 1;
+* `SetTimer` / `CancelTimer`   `loop.call_later`, scaled by `time_scale`;
+* `JournalAppend` / `JournalTrim`   one SQLite transaction each, WAL and
+  synchronous=FULL, committed before the next effect (the crash boundary);
+* `Print`         a simulated printer that finishes after `print_ms`;
+* `Display`       recorded and logged; final outcomes resolve the purchase.
+
+Inbound frames that do not decode are dropped here; everything that decodes
+goes to the firmware, which checks the MAC itself (a forged or tampered "approved"
+never reaches the printer because the reference firmware refuses it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from acquirer.protocol import MTI_PURCHASE, MTI_REVERSAL, Message, ProtocolError
+from terminal.firmware import (
+    FINAL_OUTCOMES,
+    AmountKeyed,
+    Boot,
+    CancelTimer,
+    CardPresented,
+    ConfirmPressed,
+    Display,
+    Effect,
+    Event,
+    Firmware,
+    FirmwareConfig,
+    JournalAppend,
+    JournalTrim,
+    MessageReceived,
+    Outcome,
+    Print,
+    PrintFinished,
+    PrintStatus,
+    Receipt,
+    Send,
+    SetTimer,
+    TimerExpired,
+)
+
+from . import realclock, wire
+from .session import Session
+from .wire import BrokerAddress, Codec
+
+log = logging.getLogger("posharness.mqtt.terminal")
+
+# How long the simulated printer takes per receipt (real milliseconds, before scaling).
+PRINT_MS_DEFAULT = 5
+# Most displays kept in memory per terminal (a long run must not grow without bound).
+DISPLAYS_KEPT_MAX = 10_000
+
+
+class Journal:
+    """The terminal journal: an append-only SQLite table, one JSON record per row."""
+
+    def __init__(self, path: str, durable: bool = True) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        if durable and path not in ("", ":memory:"):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+        else:
+            self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, record TEXT NOT NULL)"
+        )
+
+    def records(self) -> tuple[dict[str, Any], ...]:
+        """Every committed record, oldest first."""
+        rows = self._db.execute("SELECT record FROM journal ORDER BY seq")
+        return tuple(json.loads(r[0]) for r in rows)
+
+    def append(self, record: Any) -> None:
+        """Commit one record (autocommit: the INSERT is its own transaction)."""
+        self._db.execute(
+            "INSERT INTO journal (record) VALUES (?)", (json.dumps(dict(record), sort_keys=True),)
+        )
+
+    def trim(self, count: int) -> None:
+        """Delete the oldest `count` records in one transaction."""
+        self._db.execute(
+            "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal ORDER BY seq LIMIT ?)",
+            (count,),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass(slots=True)
+class Intent:
+    """One purchase the harness asked for, and what the terminal finally showed."""
+
+    n: int
+    amount: int
+    pan: str
+    started_ms: float
+    outcome: str = ""
+    text: str = ""
+    finished_ms: float = -1.0
+    done: asyncio.Future[Intent] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    @property
+    def latency_ms(self) -> float:
+        return self.finished_ms - self.started_ms
+
+
+@dataclass(slots=True)
+class WireCounts:
+    """What this terminal put on the wire (observed from its Send effects)."""
+
+    purchases: int = 0  # 0200 first sends
+    retries: int = 0  # 0200 resends (repeat flag)
+    reversals: int = 0  # 0400 sends, repeats included
+    keys: dict[str, int] = field(default_factory=dict)  # idempotency key -> intent (0: none)
+
+
+class TerminalDriver:
+    """Runs one firmware against a `publish` function; feed it frames with `receive`."""
+
+    def __init__(
+        self,
+        firmware: Firmware,
+        config: FirmwareConfig,
+        journal: Journal,
+        publish: Callable[[bytes], bool],
+        *,
+        codec: Codec = "iso8583",
+        time_scale: float = 1.0,
+        print_ms: int = PRINT_MS_DEFAULT,
+        on_display: Callable[[Display], None] | None = None,
+    ) -> None:
+        self.fw = firmware
+        self.config = config
+        self.tid = config.terminal_id
+        self.journal = journal
+        self.publish = publish
+        self.codec = codec
+        self.time_scale = time_scale
+        self.print_ms = print_ms
+        self.on_display = on_display
+        self.displays: list[Display] = []
+        # Every purchase that reached a final display (one per purchase asked for).
+        self.finished: list[Intent] = []
+        self.receipts: list[Receipt] = []
+        self.wire = WireCounts()
+        self.dropped_frames = 0
+        # Set while nothing is outstanding: no purchase, no timer, no print job.
+        self.idle = asyncio.Event()
+        self.stopped = False
+        self._loop = asyncio.get_running_loop()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._prints: dict[str, asyncio.TimerHandle] = {}
+        self._intent: Intent | None = None
+        self._intents = 0
+        self._lock = asyncio.Lock()  # one purchase at a time, like one cashier
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def boot(self) -> None:
+        """Power on: hand the firmware every committed journal record."""
+        self._feed(Boot(self.journal.records()))
+
+    def kill(self) -> None:
+        """Power cut: stop every timer and print job; nothing volatile survives."""
+        self.stopped = True
+        for handle in [*self._timers.values(), *self._prints.values()]:
+            handle.cancel()
+        self._timers.clear()
+        self._prints.clear()
+        if self._intent is not None and not self._intent.done.done():
+            self._intent.done.cancel()
+
+    # ---------------------------------------------------------------- inputs
+
+    def receive(self, payload: bytes) -> None:
+        """A frame arrived on this terminal's response topic."""
+        if self.stopped:
+            return
+        try:
+            msg, _ = wire.decode(payload)
+        except ProtocolError as exc:
+            self.dropped_frames += 1
+            log.warning("terminal %s: dropped a malformed frame: %s", self.tid, exc)
+            return
+        self._feed(MessageReceived(msg))
+
+    async def purchase(self, amount: int, pan: str) -> Intent:
+        """Key `amount`, confirm, tap `pan`; return when the terminal shows a final outcome."""
+        async with self._lock:
+            self._intents += 1
+            intent = Intent(self._intents, amount, pan, realclock.loop_ms())
+            self._intent = intent
+            for event in (AmountKeyed(amount), ConfirmPressed(), CardPresented(pan)):
+                if intent.done.done() or self.stopped:
+                    break
+                self._feed(event)
+            try:
+                return await intent.done
+            finally:
+                self._intent = None
+                self._update_idle()
+
+    # ---------------------------------------------------------------- effects
+
+    def _feed(self, event: Event) -> None:
+        if self.stopped:
+            return
+        try:
+            effects = self.fw.handle(event)
+        except Exception:
+            log.exception("terminal %s: firmware crashed on %s", self.tid, type(event).__name__)
+            return
+        for eff in effects:
+            self._apply(eff)
+        self._update_idle()
+
+    def _apply(self, eff: Effect) -> None:
+        if isinstance(eff, Send):
+            self._send(eff.message)
+        elif isinstance(eff, SetTimer):
+            old = self._timers.pop(eff.name, None)
+            if old is not None:
+                old.cancel()
+            self._timers[eff.name] = self._loop.call_later(
+                eff.delay_ms / 1000 * self.time_scale, self._fire, eff.name
+            )
+        elif isinstance(eff, CancelTimer):
+            handle = self._timers.pop(eff.name, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(eff, JournalAppend):
+            self.journal.append(eff.record)
+        elif isinstance(eff, JournalTrim):
+            self.journal.trim(eff.count)
+        elif isinstance(eff, Print):
+            self._prints[eff.job_id] = self._loop.call_later(
+                self.print_ms / 1000 * self.time_scale, self._printed, eff
+            )
+        elif isinstance(eff, Display):
+            self._display(eff)
+
+    def _send(self, msg: Message) -> None:
+        w = self.wire
+        if msg.mti == MTI_PURCHASE:
+            if msg.repeat:
+                w.retries += 1
+            else:
+                w.purchases += 1
+            if msg.idem_key and msg.idem_key not in w.keys:
+                w.keys[msg.idem_key] = self._intent.n if self._intent is not None else 0
+        elif msg.mti == MTI_REVERSAL:
+            w.reversals += 1
+        try:
+            payload = wire.encode(msg, self.codec)
+        except ProtocolError as exc:
+            log.warning("terminal %s: firmware sent an unencodable message: %s", self.tid, exc)
+            return
+        self.publish(payload)
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self._feed(TimerExpired(name))
+
+    def _printed(self, eff: Print) -> None:
+        self._prints.pop(eff.job_id, None)
+        self.receipts.append(eff.receipt)
+        log.info("terminal %s: printed %s", self.tid, eff.receipt.to_dict())
+        self._feed(PrintFinished(eff.job_id, PrintStatus.OK))
+
+    def _display(self, eff: Display) -> None:
+        if len(self.displays) < DISPLAYS_KEPT_MAX:
+            self.displays.append(eff)
+        log.info("terminal %s: display %s %s", self.tid, eff.outcome.value, eff.text)
+        if self.on_display is not None:
+            self.on_display(eff)
+        intent = self._intent
+        if intent is not None and eff.outcome in FINAL_OUTCOMES and not intent.done.done():
+            intent.outcome = eff.outcome.value
+            intent.text = eff.text
+            intent.finished_ms = realclock.loop_ms()
+            self.finished.append(intent)
+            intent.done.set_result(intent)
+
+    def _update_idle(self) -> None:
+        if not self._timers and not self._prints and self._intent is None:
+            self.idle.set()
+        else:
+            self.idle.clear()
+
+    @property
+    def pending_work(self) -> bool:
+        """True while a timer or print job is outstanding (a reversal still running, ...)."""
+        return bool(self._timers or self._prints)
+
+
+APPROVED = Outcome.APPROVED.value
+
+
+class TerminalClient:
+    """Many terminal drivers sharing one MQTT connection (one for `terminal run`)."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        *,
+        client_id: str,
+        via_proxy: bool = False,
+        presence_tid: str | None = None,
+    ) -> None:
+        self.via_proxy = via_proxy
+        self.drivers: dict[str, TerminalDriver] = {}
+        self._listen: dict[str, str] = {}
+        will = None
+        self.presence_topic = ""
+        if presence_tid is not None:
+            self.presence_topic = wire.topic(presence_tid, "presence")
+            will = (self.presence_topic, wire.PRESENCE_OFFLINE)
+        self.session = Session(
+            address,
+            client_id=client_id,
+            subscriptions=[],
+            on_message=self._on_message,
+            will=will,
+            on_connect=self._on_connect,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def add(
+        self, driver_factory: Callable[[Callable[[bytes], bool]], TerminalDriver]
+    ) -> TerminalDriver:
+        """Create a driver bound to this connection (call before `start`)."""
+        holder: list[str] = []
+
+        def publish(payload: bytes) -> bool:
+            return self.session.publish(holder[0], payload)
+
+        driver = driver_factory(publish)
+        topics = wire.TerminalTopics.for_terminal(driver.tid, self.via_proxy)
+        holder.append(topics.publish)
+        self.drivers[driver.tid] = driver
+        self._listen[topics.listen] = driver.tid
+        self.session.subscriptions = tuple(self._listen)
+        return driver
+
+    def _on_connect(self) -> None:
+        if self.presence_topic:
+            self.session.publish(self.presence_topic, wire.PRESENCE_ONLINE, retain=True)
+
+    def _on_message(self, name: str, payload: bytes) -> None:
+        tid = self._listen.get(name)
+        if tid is not None:
+            self.drivers[tid].receive(payload)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.session.run())
+        await self.session.connected.wait()
+
+    async def stop(self) -> None:
+        if self.presence_topic and self.session.connected.is_set():
+            self.session.publish(self.presence_topic, wire.PRESENCE_OFFLINE, retain=True)
+        for d in self.drivers.values():
+            d.kill()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def __aenter__(self) -> TerminalClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def terminal_config(tid: str, mac_key: bytes | None = None, **overrides: Any) -> FirmwareConfig:
+    """A firmware config for terminal `tid` with the host's default key for it."""
+    from .host_service import default_mac_key
+
+    return FirmwareConfig(terminal_id=tid, mac_key=mac_key or default_mac_key(tid), **overrides)
+
+
+def single_terminal(
+    address: BrokerAddress,
+    firmware: Firmware,
+    config: FirmwareConfig,
+    journal: Journal,
+    *,
+    codec: Codec = "iso8583",
+    via_proxy: bool = False,
+    time_scale: float = 1.0,
+    on_display: Callable[[Display], None] | None = None,
+) -> tuple[TerminalClient, TerminalDriver]:
+    """One terminal on its own connection (client id = terminal id, with presence)."""
+    tid = config.terminal_id
+    client = TerminalClient(address, client_id=f"posh-{tid}", via_proxy=via_proxy, presence_tid=tid)
+    driver = client.add(
+        lambda publish: TerminalDriver(
+            firmware,
+            config,
+            journal,
+            publish,
+            codec=codec,
+            time_scale=time_scale,
+            on_display=on_display,
+        )
+    )
+    return client, driver
