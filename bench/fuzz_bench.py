@@ -46,9 +46,9 @@ def detection(seeds: int) -> list[dict[str, object]]:
             if found is None:
                 times.append(float("inf"))
                 continue
-            times.append(found.elapsed_s)
+            times.append(found.detect_s)
             sizes.append(found.scenario.purchases() + len(found.scenario.faults))
-            examples.append(found.examples)
+            examples.append(found.detect_example)
             invariants.add(found.invariant)
         rows.append(
             {

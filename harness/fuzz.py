@@ -56,6 +56,10 @@ class Stats:
     kinds: set[str] = field(default_factory=set)
     chunks: int = 0
     started_s: float = 0.0
+    # When the first failing example ran (before any shrinking): example number
+    # and seconds since the start of the campaign.
+    first_failure_example: int = 0
+    first_failure_s: float = 0.0
 
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.started_s
@@ -69,8 +73,10 @@ class Found:
     result: RunResult
     path: Path
     explanation: str
-    elapsed_s: float
-    examples: int
+    elapsed_s: float  # until the shrunk file was written
+    examples: int  # examples run, shrinking included
+    detect_s: float  # until the first failing example (before shrinking)
+    detect_example: int
 
 
 def open_database(url: str | None) -> ExampleDatabase | None:
@@ -138,7 +144,13 @@ def campaign(
         stats.examples += 1
         stats.purchases += sc.purchases()
         stats.kinds.update(f.KIND for f in sc.faults)
-        assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware)
+        try:
+            assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware)
+        except InvariantViolated:
+            if not stats.first_failure_example:
+                stats.first_failure_example = stats.examples
+                stats.first_failure_s = time.perf_counter() - stats.started_s
+            raise
 
     chunk = 0
     while True:
@@ -205,7 +217,17 @@ def _report(
     explanation = explain(result, invariant)
     sc = dataclasses.replace(sc, description=f"{sc.description} {explanation}")
     path.write_text(scenario_to_toml(sc), encoding="utf-8")
-    return Found(invariant, sc, result, path, explanation, elapsed, stats.examples)
+    return Found(
+        invariant,
+        sc,
+        result,
+        path,
+        explanation,
+        elapsed,
+        stats.examples,
+        stats.first_failure_s,
+        stats.first_failure_example,
+    )
 
 
 def _still_fails(sc: Scenario, invariant: str, firmware: str) -> bool:

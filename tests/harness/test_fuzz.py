@@ -107,3 +107,50 @@ def test_fuzz_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["fuzz", "--firmware", "zoo:nope"]) == 2
     assert main(["fuzz", "--shard", "9/2"]) == 2
     assert main(["fuzz", "--budget", "-1"]) == 2
+
+
+def _redis_url() -> str:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return "redis://127.0.0.1:6379/15"
+    except OSError:
+        pytest.skip("no Redis on 127.0.0.1:6379 (the project's machines run one; a laptop may not)")
+
+
+def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> None:
+    """A failure found by one shard is stored in Redis and replayed first by another."""
+    from hypothesis.database import ExampleDatabase
+
+    from harness.fuzz import open_database
+
+    import redis
+
+    url = _redis_url()
+    redis.Redis.from_url(url).flushdb()  # database 15 is this test's alone
+    db: ExampleDatabase | None = open_database(url)
+    assert db is not None
+    first, _ = campaign(
+        "zoo:float-amount",
+        profile="dev",
+        examples=2_000,
+        campaign_seed=1,
+        out_dir=tmp_path / "a",
+        database=db,
+        shard=(0, 2),
+    )
+    assert first is not None
+    second, stats = campaign(
+        "zoo:float-amount",
+        profile="dev",
+        examples=2_000,
+        campaign_seed=2,
+        out_dir=tmp_path / "b",
+        database=db,
+        shard=(1, 2),
+    )
+    assert second is not None and second.invariant == first.invariant
+    assert first.detect_example > 1  # the first shard had to search
+    assert second.detect_example == 1  # the second replayed it from Redis first
+    redis.Redis.from_url(url).flushdb()
