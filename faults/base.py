@@ -49,6 +49,12 @@ class Fault:
             raise FaultSpecError("nth: must be >= 0 (0 means every match in the window)")
         if self.count < 1:
             raise FaultSpecError("count: must be >= 1")
+        # Every other duration (units last: *_ms) is a non-negative amount of time;
+        # at_ms and to_ms use -1 for "not set" and are checked where they matter.
+        for f in dataclasses.fields(self):
+            duration = f.name.endswith("_ms") and f.name not in ("at_ms", "to_ms", "from_ms")
+            if duration and getattr(self, f.name) < 0:
+                raise FaultSpecError(f"{f.name}: must be >= 0")
 
     def in_window(self, now_ms: int) -> bool:
         return now_ms >= self.from_ms and (self.to_ms == -1 or now_ms < self.to_ms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Fault, FaultSpecError, register
+from .base import Fault, register
 
 
 @register
@@ -48,11 +48,6 @@ class DoubleTap(Fault):
 
     gap_ms: int = 400
 
-    def check(self) -> None:
-        Fault.check(self)
-        if self.gap_ms < 0:
-            raise FaultSpecError("gap_ms: must be >= 0")
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -62,11 +57,6 @@ class DoubleConfirm(Fault):
     SUMMARY = "the cashier presses confirm twice, gap_ms apart, on the nth purchase"
 
     gap_ms: int = 300
-
-    def check(self) -> None:
-        Fault.check(self)
-        if self.gap_ms < 0:
-            raise FaultSpecError("gap_ms: must be >= 0")
 
 
 @register

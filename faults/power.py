@@ -35,5 +35,3 @@ class PowerCut(Fault):
             raise FaultSpecError("at_ms/after: give exactly one of at_ms (>= 0) or after")
         if self.after and self.nth == 0:
             raise FaultSpecError("nth: a power cut after an effect needs nth >= 1")
-        if self.off_ms < 0:
-            raise FaultSpecError("off_ms: must be >= 0")

@@ -703,6 +703,11 @@ class World:
         self._power_after("send", msg.mti)
 
     def _link(self, direction: str, msg: Message, deliver: Callable[[Message], None]) -> None:
+        """One network hop: the fault plan decides what arrives, the transport carries it."""
+        self._transmit(direction, self._link_faults(direction, msg), deliver)
+
+    def _link_faults(self, direction: str, msg: Message) -> list[tuple[int, Message]]:
+        """What the faults make of `msg`: a list of (extra delay, message) deliveries."""
         deliveries: list[tuple[int, Message]] = [(0, msg)]
         now = self.clock.now_ms
         for s in self.f_net:
@@ -710,6 +715,16 @@ class World:
             if f.matches(direction, msg) and s.hit(now):
                 self._fault(s, {"direction": direction, "mti": msg.mti, "stan": msg.stan})
                 deliveries = f.apply(deliveries)
+        return deliveries
+
+    def _transmit(
+        self,
+        direction: str,
+        deliveries: list[tuple[int, Message]],
+        deliver: Callable[[Message], None],
+    ) -> None:
+        """The simulated wire: base latency plus seeded jitter. Real transports
+        override this and nothing else."""
         net = self.sc.network
         for extra_ms, m in deliveries:
             jitter = self.rng_net.randint(0, net.jitter_ms) if net.jitter_ms else 0
