@@ -45,6 +45,8 @@ def read_header(path: Path) -> RunHeader:
         raise TraceReadError(f"{path}:1: empty trace (no run record)") from None
     finally:
         records.close()
+    if "steps_streamed" in first:
+        return check_trace(path)
     return header_from_record(path, first)
 
 
@@ -66,13 +68,24 @@ def header_from_record(path: Path, rec: Record) -> RunHeader:
 
 
 def check_trace(path: Path) -> RunHeader:
-    """Read the whole trace (every line checked) and return its header."""
+    """Read the whole trace (every line checked) and return its header. A long
+    run's steps are streamed as `step` records: they are put back in the scenario."""
     header: RunHeader | None = None
+    streamed: list[dict[str, object]] = []
+    first: Record | None = None
     for rec in read_trace(path):
-        if header is None:
-            header = header_from_record(path, rec)
-    if header is None:
+        if first is None:
+            first = rec
+            if "steps_streamed" not in rec:
+                header = header_from_record(path, rec)
+        elif rec["kind"] == "step" and header is None:
+            streamed.append(rec["step"])
+    if first is None:
         raise TraceReadError(f"{path}:1: empty trace (no run record)")
+    if header is None:
+        data = dict(first.get("scenario") or {})
+        data["steps"] = streamed
+        header = header_from_record(path, {**first, "scenario": data})
     return header
 
 

@@ -36,7 +36,7 @@ from faults.devices import (
 from faults.host import HostCrash, RcBurst, SlowHost
 from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
-from scenarios.model import Scenario, Step, scenario_to_dict
+from scenarios.model import Scenario, Step, scenario_to_dict, step_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
     FINAL_OUTCOMES,
@@ -81,6 +81,9 @@ CRASHES_MAX = 20
 # finished intents it keeps: bounds memory on long runs.
 ATTRIBUTION_WINDOW = 50_000
 INTENTS_KEPT = 1_000
+# A scenario with more steps than this writes them as `step` trace records, not
+# inline in the first line (which would be tens of megabytes for a load run).
+STEPS_INLINE_MAX = 10_000
 # Default slack after the last step before a run is cut off.
 RUN_TAIL_MS = 3_600_000
 
@@ -137,6 +140,7 @@ class World:
         self.trace = trace or Trace(self.clock)
         self.emit = self.trace.emit
         self.firmware_spec = firmware_spec or scenario.firmware
+        self.stream_steps = len(scenario.steps) > STEPS_INLINE_MAX
         # One seed, one RNG per component, derived by name so that components do
         # not shift each other's draws.
         self.rng_net = random.Random(f"{self.seed}:network")
@@ -251,8 +255,17 @@ class World:
                 "name": sc.name,
                 "seed": self.seed,
                 "firmware": self.firmware_spec,
-                # The whole scenario as data: a trace replays without its file.
-                "scenario": scenario_to_dict(sc),
+                # The whole scenario as data: a trace replays without its file. A
+                # very long scenario (a load run) would make this one line huge:
+                # its steps go into the trace one `step` record at a time instead.
+                **(
+                    {"scenario": scenario_to_dict(sc)}
+                    if not self.stream_steps
+                    else {
+                        "scenario": scenario_to_dict(replace(sc, steps=())),
+                        "steps_streamed": len(sc.steps),
+                    }
+                ),
             },
         )
         # Steps are scheduled one at a time, each when the one before it runs, so a
@@ -306,6 +319,8 @@ class World:
             self.sched.at(step.at_ms, self._scenario_step, step)
 
     def _scenario_step(self, step: Step) -> None:
+        if self.stream_steps:
+            self.emit("step", {"step": step_to_dict(step)})
         self._schedule_next_step()
         self._step(step)
 

@@ -116,6 +116,13 @@ class Scenario:
         return sum(1 for s in self.steps if s.action == "purchase")
 
 
+def step_to_dict(s: Step) -> dict[str, Any]:
+    """One step as scenario-file data."""
+    if s.action == "purchase":
+        return {"at_ms": s.at_ms, "purchase": {"card": s.card, "amount": s.amount}}
+    return {"at_ms": s.at_ms, s.action: True}
+
+
 def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
     """The scenario as TOML-ready data (defaults omitted), for writing files and traces."""
     from dataclasses import fields
@@ -155,13 +162,7 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
         }
         for c in sc.cards
     ]
-    steps = []
-    for s in sc.steps:
-        if s.action == "purchase":
-            steps.append({"at_ms": s.at_ms, "purchase": {"card": s.card, "amount": s.amount}})
-        else:
-            steps.append({"at_ms": s.at_ms, s.action: True})
-    out["steps"] = steps
+    out["steps"] = [step_to_dict(s) for s in sc.steps]
     out["faults"] = [{f.KIND: f.to_table()} for f in sc.faults]
     invariants: Any = list(sc.expect.invariants)
     if sc.expect.invariants == INVARIANT_NAMES:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import faults
@@ -70,3 +72,22 @@ def test_settling_forgets_judged_intents(monkeypatch: pytest.MonkeyPatch) -> Non
     (obs,) = obs_seen
     assert len(obs.intents) < 60  # about one horizon's worth, not all 400
     assert len(obs.key_intent) < 60
+
+
+def test_a_long_scenario_streams_its_steps_and_still_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past STEPS_INLINE_MAX the run header leaves the steps out (a load run would
+    make it one huge line) and each step is traced as it runs; replay rebuilds it."""
+    from harness.replay import replay
+    from harness.trace import read_trace
+
+    monkeypatch.setattr(world_mod, "STEPS_INLINE_MAX", 5)
+    sc = long_scenario(30)
+    r = run_scenario(sc, trace_path=tmp_path / "t.jsonl")
+    assert r.trace_path is not None
+    records = list(read_trace(r.trace_path))
+    assert records[0]["steps_streamed"] == len(sc.steps)
+    assert records[0]["scenario"]["steps"] == []
+    assert sum(1 for rec in records if rec["kind"] == "step") == len(sc.steps)
+    assert replay(r.trace_path, tmp_path / "again.jsonl").divergence is None
