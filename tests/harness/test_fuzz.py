@@ -121,11 +121,10 @@ def _redis_url() -> str:
 
 def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> None:
     """A failure found by one shard is stored in Redis and replayed first by another."""
+    import redis
     from hypothesis.database import ExampleDatabase
 
     from harness.fuzz import open_database
-
-    import redis
 
     url = _redis_url()
     redis.Redis.from_url(url).flushdb()  # database 15 is this test's alone
