@@ -140,7 +140,7 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
         shard=(0, 2),
     )
     assert first is not None
-    second, stats = campaign(
+    second, _ = campaign(
         "zoo:float-amount",
         profile="dev",
         examples=2_000,
