@@ -4,7 +4,7 @@ Runs `posharness fleet` (which starts the host as its own process) at a few
 offered rates with QoS 1 and MAC on, and prints throughput and latency
 percentiles; then the simulation's speed-up over real time for one scenario.
 
-usage: python bench/fleet.py [--rates 200,500,1000,4000] [--duration 5] [--terminals 50]
+usage: python bench/fleet.py [--rates 200,500,1000,4000] [--duration 5] [--terminals 50] [--procs 1]
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fleet(rate: float, duration: float, terminals: int, volatile: bool) -> dict[str, object]:
+def fleet(
+    rate: float, duration: float, terminals: int, volatile: bool, procs: int = 1
+) -> dict[str, object]:
     cmd = [
         sys.executable,
         "-m",
@@ -32,6 +34,8 @@ def fleet(rate: float, duration: float, terminals: int, volatile: bool) -> dict[
         str(rate),
         "--duration",
         str(duration),
+        "--procs",
+        str(procs),
     ]
     if volatile:
         cmd.append("--volatile-journal")
@@ -60,6 +64,7 @@ def main() -> None:
     ap.add_argument("--rates", default="200,500,1000,4000")
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--terminals", type=int, default=50)
+    ap.add_argument("--procs", type=int, default=1, help="fleet processes (posharness fleet)")
     ap.add_argument("--scenario", default="scenarios/incidents/dup-response-lost-retry.toml")
     a = ap.parse_args()
     print(
@@ -68,7 +73,7 @@ def main() -> None:
     )
     for rate in [float(r) for r in a.rates.split(",")]:
         for volatile in (False, True):
-            r = fleet(rate, a.duration, a.terminals, volatile)
+            r = fleet(rate, a.duration, a.terminals, volatile, a.procs)
             lat = r["latency_ms"]
             assert isinstance(lat, dict)
             print(

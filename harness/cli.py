@@ -7,9 +7,10 @@ input file (one line on stderr naming the file and the problem, never a tracebac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -52,10 +53,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     report_dir = Path(args.report) if args.report else None
     if report_dir is not None and trace_dir is None:
         trace_dir = report_dir  # an HTML report is rendered from the trace
+    run = run_scenario
+    if args.transport == "mqtt":
+        run = _mqtt_runner(args.time_scale)
     console = _console()
     results: list[RunResult] = []
     for sc in scenarios:
-        results.append(run_scenario(sc, args.firmware, seed=args.seed, trace_dir=trace_dir))
+        results.append(run(sc, args.firmware, seed=args.seed, trace_dir=trace_dir))
     from .report import failure_details, results_table, write_junit
 
     results_table(results, console)
@@ -63,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     passed = sum(1 for r in results if r.passed)
     console.print(
         f"{passed} passed, {len(results) - passed} failed "
-        f"({sum(r.purchases for r in results)} purchases simulated, "
+        f"({sum(r.purchases for r in results)} purchases, "
         f"{sum(r.wall_s for r in results):.2f} s wall)",
         markup=False,
         highlight=False,
@@ -79,6 +83,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                 write_html_report(r.trace_path, page)
                 console.print(f"report: {page}", markup=False, highlight=False)
     return EXIT_OK if passed == len(results) else EXIT_FAILED
+
+
+def _mqtt_runner(time_scale: float) -> Callable[..., RunResult]:
+    """`run_scenario` over a private mosquitto (exit 2 when it is not installed)."""
+    from .mqtt.broker import SETUP_HINT, find_mosquitto
+    from .mqtt.scenario_run import run_scenario_mqtt
+
+    if find_mosquitto() is None:
+        raise UsageError(f"--transport mqtt needs a broker: {SETUP_HINT}")
+    if not time_scale > 0:
+        raise UsageError(f"--time-scale must be > 0, got {time_scale}")
+    return functools.partial(run_scenario_mqtt, time_scale=time_scale)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -201,8 +217,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         console.print(f"no violation found: {summary}", markup=False, highlight=False)
         return EXIT_OK
     console.print(
-        f"VIOLATION {found.invariant} found after {found.examples} examples "
-        f"({found.elapsed_s:.1f} s), shrunk to {found.scenario.purchases()} purchases "
+        f"VIOLATION {found.invariant} found at example {found.detect_example} "
+        f"({found.detect_s:.1f} s), shrunk in {found.elapsed_s - found.detect_s:.1f} s "
+        f"to {found.scenario.purchases()} purchases "
         f"and {len(found.scenario.faults)} faults:",
         markup=False,
         highlight=False,
@@ -238,6 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--trace-dir", metavar="DIR", help="write one JSON-lines trace per scenario")
     r.add_argument("--report", metavar="DIR", help="write an HTML report of every failing scenario")
+    r.add_argument(
+        "--transport",
+        choices=("sim", "mqtt"),
+        default="sim",
+        help="sim (virtual time, default) | mqtt (real broker, scaled real time)",
+    )
+    r.add_argument(
+        "--time-scale",
+        type=float,
+        default=50.0,
+        metavar="X",
+        help="mqtt only: run time per wall time (default 50: a 15 s timeout takes 0.3 s)",
+    )
     r.set_defaults(func=cmd_run)
     fz = sub.add_parser("fuzz", help="fuzz a firmware; shrink any violation to a scenario file")
     fz.add_argument("--firmware", default="reference", help="reference | zoo:NAME | module:Class")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,39 @@ def run_scenario(
     host_db: str = ":memory:",
 ) -> RunResult:
     """Run `scenario` (with `firmware` overriding its own) and judge it."""
+    return run_with_world(
+        scenario,
+        firmware,
+        World,
+        SimClock(),
+        seed=seed,
+        trace_dir=trace_dir,
+        trace_path=trace_path,
+        host_db=host_db,
+    )
+
+
+# Builds the world a run drives: `World` for the simulation, a subclass for a real
+# transport (harness/mqtt/scenario_run.py). Called as World is.
+WorldMaker = Callable[..., World]
+
+
+def run_with_world(
+    scenario: Scenario,
+    firmware: str | None,
+    make_world: WorldMaker,
+    clock: SimClock,
+    *,
+    seed: int | None = None,
+    trace_dir: Path | None = None,
+    trace_path: Path | None = None,
+    host_db: str = ":memory:",
+) -> RunResult:
+    """Run `scenario` in the world `make_world` builds, on `clock`, and judge it."""
     spec = firmware or scenario.firmware
     factory = load_firmware(spec)
     run_seed = scenario.seed if seed is None else seed
     obs = Observations()
-    clock = SimClock()
     writer = None
     if trace_path is None and trace_dir is not None:
         trace_path = trace_dir / trace_file_name(scenario, spec, run_seed)
@@ -104,7 +133,7 @@ def run_scenario(
         writer = TraceWriter(trace_path)
     trace = Trace(clock, [obs.observe], writer)
     started = time.perf_counter()
-    world = World(
+    world = make_world(
         scenario,
         factory,
         seed=run_seed,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -17,10 +18,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, BrokerError, start_private_broker
 from .wire import CODECS, BrokerAddress
+
+if TYPE_CHECKING:
+    from .fleet import FleetReport
 
 
 def register(sub: Any) -> None:
@@ -75,6 +79,16 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run the host in this process (default: a separate process)",
     )
+    fl.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="P",
+        help="split the terminals over P fleet processes (default 1; not with --faults)",
+    )
+    # Internal: one of --procs workers, against a host already serving this database.
+    fl.add_argument("--worker-of", metavar="DB", help=argparse.SUPPRESS)
+    fl.add_argument("--first-terminal", type=int, default=1, help=argparse.SUPPRESS)
     fl.set_defaults(func=cmd_fleet)
 
 
@@ -229,13 +243,19 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from .fleet import FleetOptions, FleetReport, run_fleet
+    from .fleet import FleetOptions, run_fleet
     from .host_service import HostService, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()
     if args.terminals < 1 or args.rate <= 0 or args.duration <= 0:
         print("error: --terminals, --rate and --duration must be positive", file=sys.stderr)
+        return 2
+    if args.procs < 1 or args.procs > args.terminals:
+        print("error: --procs must be between 1 and --terminals", file=sys.stderr)
+        return 2
+    if args.procs > 1 and args.faults:
+        print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
         return 2
     plan: FaultPlan | None = load_plan(args.faults) if args.faults else None
     opts = FleetOptions(
@@ -245,7 +265,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         codec=args.codec,
         durable_journal=not args.volatile_journal,
         response_timeout_ms=args.timeout_ms,
+        first_terminal=args.first_terminal,
     )
+    if args.worker_of:
+        part = asyncio.run(run_fleet(BrokerAddress.parse(args.broker), args.worker_of, opts))
+        print(json.dumps(dataclasses.asdict(part)))
+        return 0
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
     db = str(Path(tmp.name) / "host.db")
     provision(db, [terminal_id(n) for n in range(1, args.terminals + 1)])
@@ -261,8 +286,11 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             else:
                 proc = await start_host_process(host_addr, db)
             try:
+                fleet_addr = _login(broker, address, "fleet")
+                if args.procs > 1:
+                    return await run_fleet_processes(fleet_addr, db, args)
                 return await run_fleet(
-                    _login(broker, address, "fleet"),
+                    fleet_addr,
                     db,
                     opts,
                     plan=plan,
@@ -282,6 +310,42 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0 if report.invariants_ok else 1
+
+
+async def run_fleet_processes(
+    address: BrokerAddress, db: str, args: argparse.Namespace
+) -> FleetReport:
+    """`--procs P`: P fleet processes, each with its share of terminals and rate.
+
+    One asyncio loop drives every terminal of a process, so each terminal's journal
+    commit (an fsync, before the next effect) waits for every other terminal's;
+    separate processes commit in parallel. Each worker judges its own terminals.
+    """
+    from .fleet import FleetReport, merge_reports
+
+    procs = args.procs
+    sizes = [
+        args.terminals // procs + (1 if i < args.terminals % procs else 0) for i in range(procs)
+    ]
+    children = []
+    first = 1
+    for size in sizes:
+        cmd = [sys.executable, "-m", "harness.mqtt", "fleet", "--worker-of", db]
+        cmd += ["--broker", address.url(show_password=True), "--first-terminal", str(first)]
+        cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]
+        cmd += ["--duration", str(args.duration), "--codec", args.codec]
+        cmd += ["--timeout-ms", str(args.timeout_ms)]
+        if args.volatile_journal:
+            cmd.append("--volatile-journal")
+        children.append(await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE))
+        first += size
+    outputs = await asyncio.gather(*(c.communicate() for c in children))
+    parts = []
+    for child, (out, _) in zip(children, outputs, strict=True):
+        if child.returncode != 0 or not out.strip():
+            raise BrokerError(f"fleet worker exited with status {child.returncode}")
+        parts.append(FleetReport(**json.loads(out.decode().strip().splitlines()[-1])))
+    return merge_reports(parts)
 
 
 async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:

@@ -52,6 +52,8 @@ class FleetOptions:
     durable_journal: bool = True
     response_timeout_ms: int = 3_000
     max_sends: int = 2
+    # Terminals are T<first_terminal>.. : several fleet processes split one fleet.
+    first_terminal: int = 1
 
 
 @dataclass(slots=True)
@@ -65,6 +67,11 @@ class FleetReport:
     reversals: int = 0
     wall_s: float = 0.0
     invariants: dict[str, list[str]] = field(default_factory=dict)
+    # Raw material for merging the reports of several fleet processes: every
+    # latency (ms) and the loop-clock span (monotonic ms, shared by processes).
+    latencies_ms: list[float] = field(default_factory=list)
+    t0_ms: float = 0.0
+    t_end_ms: float = 0.0
 
     @property
     def invariants_ok(self) -> bool:
@@ -114,10 +121,14 @@ async def run_fleet(
         tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-")
         journal_dir = tmp.name
     proxy = FaultProxy(proxy_address or address, plan) if plan is not None else None
-    client = TerminalClient(address, client_id=FLEET_CLIENT_ID, via_proxy=via_proxy)
+    client_id = FLEET_CLIENT_ID
+    if opts.first_terminal != 1:
+        client_id = f"{FLEET_CLIENT_ID}-{opts.first_terminal}"
+    client = TerminalClient(address, client_id=client_id, via_proxy=via_proxy)
     journals: list[Journal] = []
     drivers: list[TerminalDriver] = []
-    for n in range(1, opts.terminals + 1):
+    first = opts.first_terminal
+    for n in range(first, first + opts.terminals):
         tid = terminal_id(n)
         cfg = terminal_config(
             tid, response_timeout_ms=opts.response_timeout_ms, max_sends=opts.max_sends
@@ -147,9 +158,10 @@ async def run_fleet(
             lag_ms = due_ms - realclock.loop_ms()
             if lag_ms > 1.0:
                 await realclock.pause(lag_ms / 1000)
-            d = drivers[k % opts.terminals]
+            idx = k % opts.terminals
             amount = AMOUNT_MIN + (k % AMOUNT_SPREAD)
-            tasks.append(asyncio.create_task(d.purchase(amount, fleet_pan(k % opts.terminals))))
+            pan = fleet_pan(first - 1 + idx)
+            tasks.append(asyncio.create_task(drivers[idx].purchase(amount, pan)))
         intents: list[Intent] = []
         try:
             async with asyncio.timeout(QUIET_TIMEOUT_S):
@@ -169,13 +181,9 @@ async def run_fleet(
             report.outcomes[i.outcome] = report.outcomes.get(i.outcome, 0) + 1
         span_s = max(1e-9, (t_end - t0) / 1000)
         report.throughput_per_s = len(intents) / span_s
-        lat = sorted(i.latency_ms for i in intents)
-        report.latency_ms = {
-            "p50": percentile(lat, 0.50),
-            "p95": percentile(lat, 0.95),
-            "p99": percentile(lat, 0.99),
-            "max": lat[-1] if lat else 0.0,
-        }
+        report.latencies_ms = sorted(i.latency_ms for i in intents)
+        report.t0_ms, report.t_end_ms = t0, t_end
+        report.latency_ms = latency_summary(report.latencies_ms)
         report.retries = sum(d.wire.retries for d in drivers)
         report.reversals = sum(d.wire.reversals for d in drivers)
         judge(report, host_db, drivers, intents)
@@ -190,6 +198,38 @@ async def run_fleet(
         if tmp is not None:
             tmp.cleanup()
     return report
+
+
+def latency_summary(sorted_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(sorted_ms, 0.50),
+        "p95": percentile(sorted_ms, 0.95),
+        "p99": percentile(sorted_ms, 0.99),
+        "max": sorted_ms[-1] if sorted_ms else 0.0,
+    }
+
+
+def merge_reports(parts: list[FleetReport]) -> FleetReport:
+    """One report for a fleet split over several processes (each judged its terminals)."""
+    out = FleetReport()
+    for p in parts:
+        out.offered += p.offered
+        out.completed += p.completed
+        for k, v in p.outcomes.items():
+            out.outcomes[k] = out.outcomes.get(k, 0) + v
+        out.retries += p.retries
+        out.reversals += p.reversals
+        out.wall_s = max(out.wall_s, p.wall_s)
+        out.latencies_ms.extend(p.latencies_ms)
+        for name, problems in p.invariants.items():
+            out.invariants.setdefault(name, []).extend(problems)
+    out.latencies_ms.sort()
+    out.latency_ms = latency_summary(out.latencies_ms)
+    if parts:
+        out.t0_ms = min(p.t0_ms for p in parts)
+        out.t_end_ms = max(p.t_end_ms for p in parts)
+        out.throughput_per_s = out.completed / max(1e-9, (out.t_end_ms - out.t0_ms) / 1000)
+    return out
 
 
 def judge(

@@ -26,14 +26,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from acquirer import iso8583
+from acquirer import iso8583, store
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
 from acquirer.protocol import (
+    MTI_PURCHASE,
     RC_FORMAT_ERROR,
     REQUEST_MTIS,
     Message,
@@ -114,8 +116,38 @@ def open_acquirer(db_path: str, *, processing_ms: int = 0) -> Acquirer:
     if db_path in ("", ":memory:"):
         raise ValueError("the MQTT host needs a database file, not an in-memory store")
     keys = load_keys(db_path)
+    clear_in_progress(db_path)
     config = HostConfig(mac_keys=keys, db_path=db_path, processing_ms=processing_ms)
     return Acquirer(config, FLEET_CARDS)
+
+
+def clear_in_progress(db_path: str) -> int:
+    """Forget the previous host process's unfinished requests; returns how many.
+
+    A request's idempotency record is written as `progress` when the host begins
+    it and becomes `done` in the same transaction that charges the card. A
+    `progress` record found at start-up therefore belongs to a host that was
+    killed between the two (kill -9, power loss) and charged nothing. Left in
+    place it would answer every resend "09 in progress" and every reversal of it
+    "09" forever (bench/durability.py found exactly that); cleared, the resend is
+    processed afresh, as `Acquirer.abandon` does for a simulated host crash. Only
+    valid because one host process owns the file (the service is not clustered).
+    """
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup'"
+        ).fetchone()
+        if found is None:
+            return 0
+        cur = conn.execute(f"DELETE FROM dedup WHERE state = '{store.DEDUP_PROGRESS}'")
+        if cur.rowcount:
+            log.warning(
+                "acquirer: cleared %d request(s) a killed host left unfinished", cur.rowcount
+            )
+        return cur.rowcount
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +180,7 @@ class HostCore:
         self.clock_ms = clock_ms
         self.on_action = on_action
         self.stats: Counter[str] = Counter()
+        self._lazy_claim = _LazyClaim.of(acquirer)
 
     def handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
         """Handle one request frame that arrived on `posh/<topic_tid>/req`."""
@@ -192,7 +225,10 @@ class HostCore:
         if msg.terminal_id != topic_tid:
             self._drop(topic_tid, f"terminal id {msg.terminal_id!r} does not match the topic")
             return None
-        result, action = self.acquirer.begin(msg, self.clock_ms())
+        if self._lazy_claim is not None and msg.mti == MTI_PURCHASE:
+            result, action = self._lazy_claim.begin(msg, self.clock_ms())
+        else:
+            result, action = self.acquirer.begin(msg, self.clock_ms())
         if isinstance(result, Ticket):
             delay_ms = result.finish_at_ms - result.started_ms
             if delay_ms > 0:
@@ -224,6 +260,59 @@ class HostCore:
             return None
         self.stats["replies"] += 1
         return Reply(tid, payload)
+
+
+class _LazyClaim:
+    """Begin a purchase without its own fsync; the charge's commit makes it durable.
+
+    `Acquirer.begin` commits the idempotency claim (`progress`) and `finish` commits
+    the charge with the claim turned `done`, each with a full fsync (WAL,
+    synchronous=FULL): two fsyncs per purchase, most of the host's time (py-spy).
+    The claim alone needs no fsync: it exists so that a duplicate arriving while
+    the sale is processed is answered "in progress", and a host that dies before
+    the charge has its `progress` claims cleared at start-up anyway
+    (`clear_in_progress`). So the claim is committed with synchronous=NORMAL (the
+    WAL is written, not fsynced: it survives kill -9, and at worst a power loss
+    forgets a claim that charged nothing), and the charge's FULL commit then fsyncs
+    the WAL, claim included. When `begin` instead answers at once (a replay, a
+    refusal, a sale reversed before it arrived), the WAL is fsynced before that
+    answer leaves, so every answer sent is on disk exactly as before.
+    """
+
+    __slots__ = ("_acquirer", "_db", "_wal")
+
+    def __init__(self, acquirer: Acquirer, db: sqlite3.Connection, wal: str) -> None:
+        self._acquirer = acquirer
+        self._db = db
+        self._wal = wal
+
+    @staticmethod
+    def of(acquirer: Acquirer) -> _LazyClaim | None:
+        """The fast path for an acquirer on a WAL file with synchronous=FULL, else None."""
+        db = getattr(acquirer, "_db", None)
+        if not isinstance(db, sqlite3.Connection):
+            return None
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = db.execute("PRAGMA synchronous").fetchone()[0]
+        path = db.execute("PRAGMA database_list").fetchone()[2]
+        if mode != "wal" or sync != 2 or not path:  # 2 = FULL
+            return None
+        return _LazyClaim(acquirer, db, path + "-wal")
+
+    def begin(self, msg: Message, now_ms: int) -> tuple[Ticket | Message, HostAction | None]:
+        db = self._db
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            result, action = self._acquirer.begin(msg, now_ms)
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
+        if not isinstance(result, Ticket):
+            fd = os.open(self._wal, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return result, action
 
 
 def _address_of(payload: bytes, codec: Codec) -> Message | None:
