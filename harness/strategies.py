@@ -191,13 +191,14 @@ def _enabled_kinds(all_kinds: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
 
 # Gaps from "while the previous sale is still in flight" to "a minute later".
 _GAPS = st.sampled_from([0, 500, 2_000, 10_000, 30_000, 60_000])
-_PURCHASES = st.integers(1, PURCHASES_MAX)
 _BATCH_AFTER = st.one_of(st.none(), st.integers(0, 60_000))
 
 
 @st.composite
-def purchase_steps(draw: st.DrawFn, pans: tuple[str, ...]) -> tuple[Step, ...]:
-    n = draw(_PURCHASES)
+def purchase_steps(
+    draw: st.DrawFn, pans: tuple[str, ...], purchases: tuple[int, int] = (1, PURCHASES_MAX)
+) -> tuple[Step, ...]:
+    n = draw(st.integers(*purchases))
     card = st.sampled_from(pans)
     at = 0
     steps = []
@@ -223,6 +224,7 @@ def scenarios(
     firmware: str = "reference",
     kinds: tuple[str, ...] | None = None,
     name: str = "fuzz",
+    purchases: tuple[int, int] = (1, PURCHASES_MAX),
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, network and a swarm fault plan."""
     n_cards = draw(_N_CARDS)
@@ -237,7 +239,7 @@ def scenarios(
         network=network,
         people=people,
         cards=cards,
-        steps=draw(purchase_steps(pans)),
+        steps=draw(purchase_steps(pans, purchases)),
         faults=draw(fault_plans(kinds)),
         expect=Expect(invariants=INVARIANT_NAMES),
     )
