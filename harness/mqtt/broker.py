@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -245,6 +246,7 @@ class EmbeddedBroker:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stop: object = None
+        self._error: BaseException | None = None
 
     def address(self, user: str | None = None) -> BrokerAddress:
         return BrokerAddress("127.0.0.1", self.port)
@@ -263,21 +265,32 @@ class EmbeddedBroker:
         stop = asyncio.Event()
 
         async def serve() -> None:
-            broker = Broker(config)
+            with warnings.catch_warnings():
+                # amqtt 0.12 warns that entry-point plugin loading is deprecated; it
+                # is amqtt's own default, and a warning must not kill the thread.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                broker = Broker(config)
             await broker.start()
             self._ready.set()
             await stop.wait()
             await broker.shutdown()
 
         def run() -> None:
-            loop.run_until_complete(serve())
-            loop.close()
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # reported by start(), not lost in a thread
+                self._error = exc
+                self._ready.set()
+            finally:
+                loop.close()
 
         self._thread = threading.Thread(target=run, name="amqtt", daemon=True)
         self._thread.start()
         self._stop = (loop, stop)
         if not self._ready.wait(START_TIMEOUT_S):
             raise BrokerError("embedded broker did not start")
+        if self._error is not None:
+            raise BrokerError(f"embedded broker failed to start: {self._error}")
         return self
 
     def stop(self) -> None:
