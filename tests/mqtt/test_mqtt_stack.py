@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -185,20 +186,24 @@ async def test_terminal_killed_mid_sale_reverses_after_restart(
     assert drv.receipts == []
 
 
-async def test_proxy_drops_first_response_retry_charged_once(
-    broker: PrivateBroker, host_db: str, tmp_path: Path
-) -> None:
-    """The first 0210 is lost at the wire: the terminal resends with the same key and the
-    host replays its stored answer: approved, one charge, one receipt."""
-    plan = plan_of([Drop(direction="to_terminal", mti=MTI_PURCHASE_RESP, nth=1)])
-    cfg = terminal_config("T0005", response_timeout_ms=300, max_sends=8)
+async def _purchase_through_proxy(
+    broker: PrivateBroker,
+    host_db: str,
+    tmp_path: Path,
+    faults_: list[Any],
+    tid: str,
+    amount: int,
+) -> tuple[Any, Any, dict[str, int]]:
+    """One purchase by `tid` through the wire fault proxy running `faults_`.
+    Returns the intent, the driver and the proxy's fault counts."""
+    cfg = terminal_config(tid, response_timeout_ms=300, max_sends=8)
     async with (
         asyncio.timeout(SAFETY_S),
         HostService(broker.address("acquirer"), host_db),
-        FaultProxy(broker.address("proxy"), plan) as proxy,
+        FaultProxy(broker.address("proxy"), plan_of(faults_)) as proxy,
     ):
         client, drv = single_terminal(
-            broker.address("T0005"),
+            broker.address(tid),
             ReferenceFirmware(cfg),
             cfg,
             Journal(str(tmp_path / "t.db")),
@@ -206,9 +211,21 @@ async def test_proxy_drops_first_response_retry_charged_once(
         )
         async with client:
             drv.boot()
-            intent = await drv.purchase(1250, PAN_APPROVE)
+            intent = await drv.purchase(amount, PAN_APPROVE)
             await drv.idle.wait()
-        assert proxy.stats["drop"] == 1
+        return intent, drv, dict(proxy.stats)
+
+
+async def test_proxy_drops_first_response_retry_charged_once(
+    broker: PrivateBroker, host_db: str, tmp_path: Path
+) -> None:
+    """The first 0210 is lost at the wire: the terminal resends with the same key and the
+    host replays its stored answer: approved, one charge, one receipt."""
+    drop = Drop(direction="to_terminal", mti=MTI_PURCHASE_RESP, nth=1)
+    intent, drv, stats = await _purchase_through_proxy(
+        broker, host_db, tmp_path, [drop], "T0005", 1250
+    )
+    assert stats["drop"] == 1
     assert intent.outcome == "approved"
     assert drv.wire.retries >= 1
     assert len(drv.receipts) == 1
@@ -220,26 +237,13 @@ async def test_tampered_response_never_reaches_the_printer(
     broker: PrivateBroker, host_db: str, tmp_path: Path
 ) -> None:
     """A 0210 whose MAC was damaged in flight is refused; only the genuine answer prints."""
-    plan = plan_of([Corrupt(direction="to_terminal", mti=MTI_PURCHASE_RESP, nth=1, field="rc")])
-    cfg = terminal_config("T0001", response_timeout_ms=300, max_sends=8)
-    async with (
-        asyncio.timeout(SAFETY_S),
-        HostService(broker.address("acquirer"), host_db),
-        FaultProxy(broker.address("proxy"), plan) as proxy,
-    ):
-        client, drv = single_terminal(
-            broker.address("T0001"),
-            ReferenceFirmware(cfg),
-            cfg,
-            Journal(str(tmp_path / "t.db")),
-            via_proxy=True,
-        )
-        async with client:
-            drv.boot()
-            intent = await drv.purchase(500, PAN_APPROVE)  # the host declines 500 (RC 05)
-            await drv.idle.wait()
-        assert proxy.stats["corrupt"] == 1
-    # The corrupted copy said "00" (approved); the terminal must show the genuine decline.
+    corrupt = Corrupt(direction="to_terminal", mti=MTI_PURCHASE_RESP, nth=1, field="rc")
+    # The host declines 500 (RC 05); the corrupted copy says "00" (approved).
+    intent, drv, stats = await _purchase_through_proxy(
+        broker, host_db, tmp_path, [corrupt], "T0001", 500
+    )
+    assert stats["corrupt"] == 1
+    # The terminal must show the genuine decline.
     assert intent.outcome == "declined"
     assert all(r.status != "approved" for r in drv.receipts)
     assert books(host_db)[:2] == (0, 0)
