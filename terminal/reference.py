@@ -52,6 +52,7 @@ from acquirer.protocol import (
     MTI_REVERSAL_RESP,
     RC_APPROVED,
     RC_DUPLICATE,
+    RC_FORMAT_ERROR,
     RC_IN_PROGRESS,
     RC_ISSUER_UNAVAILABLE,
     RC_RECONCILE_ERROR,
@@ -111,9 +112,11 @@ RECEIPTS_PENDING_MAX = 16
 SALES_PER_BATCH_MAX = BATCH_ITEMS_MAX
 BATCH_SENDS_MAX = 5
 
-# Response codes after which nothing was charged and the host did not store the
-# key, so a resend with the same key is safe.
-_TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR})
+# Response codes after which nothing was charged *for this frame* and the host did
+# not store the key, so a resend with the same key is safe. RC 30 belongs here: it
+# says one copy arrived damaged, not what became of an earlier copy (found by the
+# fuzzer: a corrupted repeat of an approved sale was shown DECLINED).
+_TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_FORMAT_ERROR})
 # The only codes that close a batch; anything else (91, 96, 30) is retried.
 _BATCH_CLOSING_RCS = frozenset({RC_APPROVED, RC_RECONCILE_ERROR})
 
@@ -591,7 +594,8 @@ class ReferenceFirmware:
         ]
 
     def _on_transient(self, msg: Message) -> list[Effect]:
-        """RC 91/96: nothing charged, the key not stored. Resend, then decline."""
+        """RC 91/96/30: nothing charged by this frame, the key not stored. Resend,
+        then decline (reversing, in case an earlier copy did charge)."""
         if self._sends < self.config.max_sends:
             self._sends += 1
             return self._resend()
