@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .timeline import LANES, ROWS_MAX_DEFAULT, Diagram, _money, load
+from .timeline import LANES, ROWS_MAX_DEFAULT, Diagram, _money, load, violation_summaries
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -32,6 +32,10 @@ table.diagram td.seq, table.diagram td.t { color: #888; text-align: right; }
 .ok { color: #166534; }
 li.violation { color: #b91c1c; margin-bottom: 0.3em; }
 """
+
+
+def _row(cells: tuple[Any, ...]) -> str:
+    return "<tr>" + "".join(_cell(x) for x in cells) + "</tr>"
 
 
 def _cell(text: Any) -> str:
@@ -54,15 +58,11 @@ def render_html(d: Diagram, source: str = "") -> str:
     out.append('<h2>Violated invariants</h2><ul id="violations">')
     if not d.violations:
         out.append('<li class="ok">none: every invariant held</li>')
-    for v in d.violations:
-        first = v.get("first", {})
-        first = first if isinstance(first, dict) else {}
-        seqs = ", ".join(str(s) for s in first.get("seqs", [])) or "-"
+    for v in violation_summaries(d):
         out.append(
-            f'<li class="violation" data-invariant="{escape(str(v.get("invariant", "")))}">'
-            f"<b>{escape(str(v.get('invariant', '')))}</b> ({escape(str(v.get('count', '')))}x): "
-            f"{escape(str(first.get('message', '')))} "
-            f"<span class=dim>(trace lines {escape(seqs)})</span></li>"
+            f'<li class="violation" data-invariant="{escape(v.invariant)}">'
+            f"<b>{escape(v.invariant)}</b> ({escape(v.count)}x): {escape(v.message)} "
+            f"<span class=dim>(trace lines {escape(v.seqs)})</span></li>"
         )
     out.append("</ul>")
 
@@ -97,10 +97,8 @@ def render_html(d: Diagram, source: str = "") -> str:
     )
     for h in d.ledger:
         out.append(
-            "<tr>"
-            + "".join(
-                _cell(x)
-                for x in (
+            _row(
+                (
                     h.get("seq", ""),
                     h.get("mti", ""),
                     h.get("stan", ""),
@@ -111,7 +109,6 @@ def render_html(d: Diagram, source: str = "") -> str:
                     h.get("detail", ""),
                 )
             )
-            + "</tr>"
         )
     out.append("</table>")
 
@@ -124,10 +121,8 @@ def render_html(d: Diagram, source: str = "") -> str:
         raw = p.get("receipt", {})
         rcpt: dict[str, Any] = raw if isinstance(raw, dict) else {}
         out.append(
-            "<tr>"
-            + "".join(
-                _cell(x)
-                for x in (
+            _row(
+                (
                     p.get("seq", ""),
                     p.get("job", ""),
                     p.get("status", ""),
@@ -139,7 +134,6 @@ def render_html(d: Diagram, source: str = "") -> str:
                     "yes" if rcpt.get("copy") else "",
                 )
             )
-            + "</tr>"
         )
     out.append("</table></body></html>")
     return "\n".join(out) + "\n"

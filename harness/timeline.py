@@ -243,17 +243,38 @@ _RICH_STYLE = {
 }
 
 
-def violation_lines(d: Diagram) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class ViolationSummary:
+    """One `violation` trace record, read defensively (a trace is untrusted input)."""
+
+    invariant: str
+    count: str
+    message: str
+    seqs: str  # "12, 40" or "-"
+
+
+def violation_summaries(d: Diagram) -> list[ViolationSummary]:
     out = []
     for v in d.violations:
         first = v.get("first", {})
         first = first if isinstance(first, dict) else {}
         seqs = ", ".join(str(s) for s in first.get("seqs", [])) or "-"
         out.append(
-            f"{v.get('invariant')} ({v.get('count')}x): {first.get('message', '')} "
-            f"(trace lines {seqs})"
+            ViolationSummary(
+                str(v.get("invariant", "")),
+                str(v.get("count", "")),
+                str(first.get("message", "")),
+                seqs,
+            )
         )
     return out
+
+
+def violation_lines(d: Diagram) -> list[str]:
+    return [
+        f"{v.invariant} ({v.count}x): {v.message} (trace lines {v.seqs})"
+        for v in violation_summaries(d)
+    ]
 
 
 def render(d: Diagram, console: Console) -> None:
