@@ -23,7 +23,6 @@ Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -359,7 +358,6 @@ class HostService:
             on_message=self._on_message,
             persistent=True,
         )
-        self._task: asyncio.Task[None] | None = None
 
     def _on_message(self, name: str, payload: bytes) -> None:
         parts = wire.split_topic(name)
@@ -380,16 +378,11 @@ class HostService:
 
     async def start(self) -> None:
         """Start serving; returns once subscribed."""
-        self._task = asyncio.create_task(self.session.run())
-        await self.session.connected.wait()
+        await self.session.start()
 
     async def stop(self) -> None:
         """Disconnect and close the database."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.session.stop()
         self.core.acquirer.close()
 
     async def __aenter__(self) -> HostService:

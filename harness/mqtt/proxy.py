@@ -12,7 +12,6 @@ seeded RNG, so the same seed loses the same messages in the same order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import tomllib
@@ -145,7 +144,6 @@ class FaultProxy:
             on_message=self._on_message,
         )
         self._t0_ms = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     def now_ms(self) -> int:
         """Milliseconds since the proxy started, in the plan's (scaled) time."""
@@ -199,15 +197,10 @@ class FaultProxy:
 
     async def start(self) -> None:
         self._t0_ms = realclock.loop_ms()
-        self._task = asyncio.create_task(self.session.run())
-        await self.session.connected.wait()
+        await self.session.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.session.stop()
 
     async def __aenter__(self) -> FaultProxy:
         await self.start()

@@ -11,6 +11,7 @@ retry logic (the firmware's timers) takes over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -60,6 +61,20 @@ class Session:
         self.published = 0
         self.lost = 0
         self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Run the connection in a background task; return once connected."""
+        self._task = asyncio.create_task(self.run())
+        await self.connected.wait()
+
+    async def stop(self) -> None:
+        """Cancel the background task and wait for it to end."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Queue `payload` on `topic` with QoS 1. False (and counted lost) when offline."""

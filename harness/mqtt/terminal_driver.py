@@ -18,7 +18,6 @@ never reaches the printer because the reference firmware refuses it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -340,7 +339,6 @@ class TerminalClient:
             will=will,
             on_connect=self._on_connect,
         )
-        self._task: asyncio.Task[None] | None = None
 
     def add(
         self, driver_factory: Callable[[Callable[[bytes], bool]], TerminalDriver]
@@ -369,19 +367,14 @@ class TerminalClient:
             self.drivers[tid].receive(payload)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.session.run())
-        await self.session.connected.wait()
+        await self.session.start()
 
     async def stop(self) -> None:
         if self.presence_topic and self.session.connected.is_set():
             self.session.publish(self.presence_topic, wire.PRESENCE_OFFLINE, retain=True)
         for d in self.drivers.values():
             d.kill()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.session.stop()
 
     async def __aenter__(self) -> TerminalClient:
         await self.start()
