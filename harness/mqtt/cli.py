@@ -174,7 +174,8 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
     from .host_service import HostService, provision
-    from .terminal_driver import Journal, single_terminal, terminal_config
+    from .journal import Journal
+    from .terminal_driver import single_terminal, terminal_config
 
     _setup_logging()
     factory = load_firmware(args.firmware)

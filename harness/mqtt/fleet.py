@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,9 @@ from terminal.firmware import Firmware, FirmwareConfig
 
 from . import realclock
 from .host_service import fleet_pan, terminal_id
+from .journal import Journal, JournalFile
 from .proxy import FaultPlan, FaultProxy
-from .terminal_driver import Intent, Journal, TerminalClient, TerminalDriver, terminal_config
+from .terminal_driver import Intent, TerminalClient, TerminalDriver, terminal_config
 from .wire import BrokerAddress, Codec
 
 FLEET_CLIENT_ID = "posharness-fleet"
@@ -66,6 +68,8 @@ class FleetReport:
     retries: int = 0
     reversals: int = 0
     wall_s: float = 0.0
+    # CPU seconds the fleet process(es) used (all threads): the cost of the load side.
+    cpu_s: float = 0.0
     invariants: dict[str, list[str]] = field(default_factory=dict)
     # Raw material for merging the reports of several fleet processes: every
     # latency (ms) and the loop-clock span (monotonic ms, shared by processes).
@@ -87,6 +91,7 @@ class FleetReport:
             "retries": self.retries,
             "reversals": self.reversals,
             "wall_s": round(self.wall_s, 3),
+            "fleet_cpu_s": round(self.cpu_s, 3),
             "invariants_ok": self.invariants_ok,
             "invariants": {k: v[:10] for k, v in self.invariants.items()},
         }
@@ -125,7 +130,9 @@ async def run_fleet(
     if opts.first_terminal != 1:
         client_id = f"{FLEET_CLIENT_ID}-{opts.first_terminal}"
     client = TerminalClient(address, client_id=client_id, via_proxy=via_proxy)
-    journals: list[Journal] = []
+    # One journal file for the whole process: one group commit (one fsync) carries
+    # the journal writes of every terminal that wrote meanwhile.
+    journal_file = JournalFile(str(Path(journal_dir) / "journal.db"), durable=opts.durable_journal)
     drivers: list[TerminalDriver] = []
     first = opts.first_terminal
     for n in range(first, first + opts.terminals):
@@ -133,8 +140,7 @@ async def run_fleet(
         cfg = terminal_config(
             tid, response_timeout_ms=opts.response_timeout_ms, max_sends=opts.max_sends
         )
-        journal = Journal(str(Path(journal_dir) / f"{tid}.db"), durable=opts.durable_journal)
-        journals.append(journal)
+        journal = journal_file.journal(tid)
 
         def make(
             publish: Callable[[bytes], bool], cfg: FirmwareConfig = cfg, journal: Journal = journal
@@ -153,6 +159,7 @@ async def run_fleet(
         report.offered = total
         tasks: list[asyncio.Task[Intent]] = []
         t0 = realclock.loop_ms()
+        cpu0 = time.process_time()
         for k in range(total):
             due_ms = t0 + k * 1000.0 / opts.rate_per_s
             lag_ms = due_ms - realclock.loop_ms()
@@ -176,6 +183,7 @@ async def run_fleet(
             )
         t_end = max((i.finished_ms for i in intents), default=t0)
         report.wall_s = (realclock.loop_ms() - t0) / 1000
+        report.cpu_s = time.process_time() - cpu0
         report.completed = len(intents)
         for i in intents:
             report.outcomes[i.outcome] = report.outcomes.get(i.outcome, 0) + 1
@@ -193,8 +201,7 @@ async def run_fleet(
         await client.stop()
         if proxy is not None:
             await proxy.stop()
-        for j in journals:
-            j.close()
+        journal_file.close()
         if tmp is not None:
             tmp.cleanup()
     return report
@@ -220,6 +227,7 @@ def merge_reports(parts: list[FleetReport]) -> FleetReport:
         out.retries += p.retries
         out.reversals += p.reversals
         out.wall_s = max(out.wall_s, p.wall_s)
+        out.cpu_s += p.cpu_s
         out.latencies_ms.extend(p.latencies_ms)
         for name, problems in p.invariants.items():
             out.invariants.setdefault(name, []).extend(problems)

@@ -29,6 +29,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from acquirer import iso8583, store
@@ -174,12 +175,17 @@ class HostCore:
         acquirer: Acquirer,
         clock_ms: Callable[[], int] = realclock.wall_ms,
         on_action: Callable[[Message, HostAction], None] | None = None,
+        *,
+        group_commit: bool = False,
     ) -> None:
         self.acquirer = acquirer
         self.clock_ms = clock_ms
         self.on_action = on_action
         self.stats: Counter[str] = Counter()
-        self._lazy_claim = _LazyClaim.of(acquirer)
+        # Group commit: commits skip their fsync and the caller must `sync()` before
+        # publishing any reply (HostService does, for many replies at once).
+        self.wal = _WalSync.of(acquirer) if group_commit else None
+        self._lazy_claim = None if self.wal is not None else _LazyClaim.of(acquirer)
 
     def handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
         """Handle one request frame that arrived on `posh/<topic_tid>/req`."""
@@ -314,6 +320,46 @@ class _LazyClaim:
         return result, action
 
 
+class _WalSync:
+    """Group commit for an acquirer on a WAL file: commit without fsync, fsync once for many.
+
+    The acquirer's connection is switched to synchronous=NORMAL: a COMMIT writes
+    the transaction to the WAL file (so it survives kill -9: the data is in the
+    OS) but does not fsync it. `sync()` fsyncs the WAL file, making durable every
+    transaction committed before the call. A reply may leave only after a
+    `sync()` that began after its transaction committed; then every answer sent
+    is on disk, exactly as with one fsync per commit, and one fsync covers every
+    request handled meanwhile. `sync()` touches no SQLite connection, so it can
+    run in a thread while the event loop handles the next requests.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @staticmethod
+    def of(acquirer: Acquirer) -> _WalSync | None:
+        """Group commit for an acquirer on a WAL file, or None (nothing to sync)."""
+        db = getattr(acquirer, "_db", None)
+        if not isinstance(db, sqlite3.Connection):
+            return None
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        path = db.execute("PRAGMA database_list").fetchone()[2]
+        if mode != "wal" or not path:
+            return None
+        db.execute("PRAGMA synchronous=NORMAL")
+        return _WalSync(path + "-wal")
+
+    def sync(self) -> None:
+        """fsync the WAL: every transaction committed before this call is durable after it."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _address_of(payload: bytes, codec: Codec) -> Message | None:
     """MTI, terminal, merchant and STAN of a malformed frame, or None."""
     if codec == "iso8583":
@@ -350,7 +396,13 @@ class HostService:
     ) -> None:
         self.db_path = db_path
         self.time_scale = time_scale
-        self.core = HostCore(open_acquirer(db_path), on_action=on_action)
+        self.core = HostCore(open_acquirer(db_path), on_action=on_action, group_commit=True)
+        # Replies waiting for the WAL fsync that makes their transactions durable.
+        self._unsynced: list[Reply] = []
+        self._syncing = False
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="host-fsync")
+        self.syncs = 0
+        self.sync_failed = False
         self.session = Session(
             address,
             client_id=client_id,
@@ -369,12 +421,53 @@ class HostService:
                 out.delay_ms / 1000 * self.time_scale, self._finish, out
             )
         elif out is not None:
-            self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+            self._reply(out)
 
     def _finish(self, deferred: Deferred) -> None:
         out = self.core.finish(deferred)
         if out is not None:
+            self._reply(out)
+
+    def _reply(self, out: Reply) -> None:
+        if self.sync_failed:
+            self.core.stats["withheld"] += 1
+            return
+        if self.core.wal is None:
             self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+            return
+        self._unsynced.append(out)
+        if not self._syncing:
+            self._syncing = True
+            # The rest of this loop iteration's requests share the fsync.
+            asyncio.get_running_loop().call_soon(self._sync)
+
+    def _sync(self) -> None:
+        replies, self._unsynced = self._unsynced, []
+        wal = self.core.wal
+        if not replies or wal is None:
+            self._syncing = False
+            return
+        fut = asyncio.get_running_loop().run_in_executor(self._syncer, wal.sync)
+        fut.add_done_callback(lambda f: self._synced(f, replies))
+
+    def _synced(self, fut: asyncio.Future[None], replies: list[Reply]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            # After a failed fsync the file's state is unknown (a retried fsync can
+            # "succeed" over lost pages), so no answer leaves this process again:
+            # terminals time out and reverse; restarting the host recovers the file.
+            self.sync_failed = True
+            self._unsynced.clear()
+            log.critical(
+                "host: WAL fsync failed; %d replies withheld and no more answers are "
+                "sent: restart the host: %s",
+                len(replies),
+                fut.exception() if not fut.cancelled() else "cancelled",
+            )
+        else:
+            self.syncs += 1
+            for out in replies:
+                self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+        self._sync()
 
     async def start(self) -> None:
         """Start serving; returns once subscribed."""
@@ -383,6 +476,7 @@ class HostService:
     async def stop(self) -> None:
         """Disconnect and close the database."""
         await self.session.stop()
+        self._syncer.shutdown(wait=True)
         self.core.acquirer.close()
 
     async def __aenter__(self) -> HostService:

@@ -5,8 +5,9 @@ The firmware is the same sans-I/O object the simulator drives (`handle(event)
 
 * `Send`          encode (ISO 8583 or JSON) and publish with QoS 1;
 * `SetTimer` / `CancelTimer`   `loop.call_later`, scaled by `time_scale`;
-* `JournalAppend` / `JournalTrim`   one SQLite transaction each, WAL and
-  synchronous=FULL, committed before the next effect (the crash boundary);
+* `JournalAppend` / `JournalTrim`   submitted to the journal file's group
+  commit (harness.mqtt.journal); the effects after it wait until it is on disk
+  (the crash boundary), while other terminals carry on;
 * `Print`         a simulated printer that finishes after `print_ms`;
 * `Display`       recorded and logged; final outcomes resolve the purchase.
 
@@ -18,9 +19,8 @@ never reaches the printer because the reference firmware refuses it).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import sqlite3
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +52,7 @@ from terminal.firmware import (
 )
 
 from . import realclock, wire
+from .journal import Journal
 from .session import Session
 from .wire import BrokerAddress, Codec
 
@@ -61,43 +62,6 @@ log = logging.getLogger("posharness.mqtt.terminal")
 PRINT_MS_DEFAULT = 5
 # Most displays kept in memory per terminal (a long run must not grow without bound).
 DISPLAYS_KEPT_MAX = 10_000
-
-
-class Journal:
-    """The terminal journal: an append-only SQLite table, one JSON record per row."""
-
-    def __init__(self, path: str, durable: bool = True) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
-        if durable and path not in ("", ":memory:"):
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-        else:
-            self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, record TEXT NOT NULL)"
-        )
-
-    def records(self) -> tuple[dict[str, Any], ...]:
-        """Every committed record, oldest first."""
-        rows = self._db.execute("SELECT record FROM journal ORDER BY seq")
-        return tuple(json.loads(r[0]) for r in rows)
-
-    def append(self, record: Any) -> None:
-        """Commit one record (autocommit: the INSERT is its own transaction)."""
-        self._db.execute(
-            "INSERT INTO journal (record) VALUES (?)", (json.dumps(dict(record), sort_keys=True),)
-        )
-
-    def trim(self, count: int) -> None:
-        """Delete the oldest `count` records in one transaction."""
-        self._db.execute(
-            "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal ORDER BY seq LIMIT ?)",
-            (count,),
-        )
-
-    def close(self) -> None:
-        self._db.close()
 
 
 @dataclass(slots=True)
@@ -169,6 +133,10 @@ class TerminalDriver:
         self._intent: Intent | None = None
         self._intents = 0
         self._lock = asyncio.Lock()  # one purchase at a time, like one cashier
+        # Effects not yet carried out, in order; the head waits while a journal
+        # write is on its way to disk (`_journaling`).
+        self._effects: deque[Effect] = deque()
+        self._journaling = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -183,6 +151,7 @@ class TerminalDriver:
             handle.cancel()
         self._timers.clear()
         self._prints.clear()
+        self._effects.clear()
         if self._intent is not None and not self._intent.done.done():
             self._intent.done.cancel()
 
@@ -226,9 +195,33 @@ class TerminalDriver:
         except Exception:
             log.exception("terminal %s: firmware crashed on %s", self.tid, type(event).__name__)
             return
-        for eff in effects:
-            self._apply(eff)
+        self._effects.extend(effects)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Carry out queued effects in order, stopping at each journal write until it is durable."""
+        queue = self._effects
+        while queue and not self._journaling and not self.stopped:
+            eff = queue.popleft()
+            if isinstance(eff, JournalAppend):
+                self._journaling = True
+                self.journal.append(eff.record, self._journaled)
+            elif isinstance(eff, JournalTrim):
+                self._journaling = True
+                self.journal.trim(eff.count, self._journaled)
+            else:
+                self._apply(eff)
         self._update_idle()
+
+    def _journaled(self, ok: bool) -> None:
+        self._journaling = False
+        if self.stopped:
+            return
+        if not ok:  # the disk refused: nothing after the write may happen, as in a crash
+            log.error("terminal %s: journal write failed; the terminal stops", self.tid)
+            self.kill()
+            return
+        self._drain()
 
     def _apply(self, eff: Effect) -> None:
         if isinstance(eff, Send):
@@ -244,10 +237,6 @@ class TerminalDriver:
             handle = self._timers.pop(eff.name, None)
             if handle is not None:
                 handle.cancel()
-        elif isinstance(eff, JournalAppend):
-            self.journal.append(eff.record)
-        elif isinstance(eff, JournalTrim):
-            self.journal.trim(eff.count)
         elif isinstance(eff, Print):
             self._prints[eff.job_id] = self._loop.call_later(
                 self.print_ms / 1000 * self.time_scale, self._printed, eff
@@ -280,7 +269,8 @@ class TerminalDriver:
     def _printed(self, eff: Print) -> None:
         self._prints.pop(eff.job_id, None)
         self.receipts.append(eff.receipt)
-        log.info("terminal %s: printed %s", self.tid, eff.receipt.to_dict())
+        if log.isEnabledFor(logging.INFO):
+            log.info("terminal %s: printed %s", self.tid, eff.receipt.to_dict())
         self._feed(PrintFinished(eff.job_id, PrintStatus.OK))
 
     def _display(self, eff: Display) -> None:
@@ -298,7 +288,13 @@ class TerminalDriver:
             intent.done.set_result(intent)
 
     def _update_idle(self) -> None:
-        if not self._timers and not self._prints and self._intent is None:
+        if (
+            not self._timers
+            and not self._prints
+            and not self._effects
+            and not self._journaling
+            and self._intent is None
+        ):
             self.idle.set()
         else:
             self.idle.clear()
@@ -306,7 +302,7 @@ class TerminalDriver:
     @property
     def pending_work(self) -> bool:
         """True while a timer or print job is outstanding (a reversal still running, ...)."""
-        return bool(self._timers or self._prints)
+        return bool(self._timers or self._prints or self._effects or self._journaling)
 
 
 APPROVED = Outcome.APPROVED.value

@@ -23,8 +23,9 @@ from harness.mqtt import wire
 from harness.mqtt.broker import PrivateBroker
 from harness.mqtt.fleet import FleetOptions, run_fleet
 from harness.mqtt.host_service import HostService, default_mac_key
+from harness.mqtt.journal import Journal
 from harness.mqtt.proxy import FaultProxy, plan_of
-from harness.mqtt.terminal_driver import Journal, single_terminal, terminal_config
+from harness.mqtt.terminal_driver import single_terminal, terminal_config
 from terminal.reference import ReferenceFirmware
 
 pytestmark = pytest.mark.asyncio
