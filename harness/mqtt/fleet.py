@@ -157,26 +157,39 @@ async def run_fleet(
             d.boot()
         total = max(1, int(opts.rate_per_s * opts.duration_s))
         report.offered = total
-        tasks: list[asyncio.Task[Intent]] = []
+        intents: list[Intent] = []
+        all_done = asyncio.Event()
+        stopped = 0
+
+        def finished(intent: Intent | None) -> None:
+            nonlocal stopped
+            if intent is None:
+                stopped += 1
+            else:
+                intents.append(intent)
+            if len(intents) + stopped == total:
+                all_done.set()
+
         t0 = realclock.loop_ms()
         cpu0 = time.process_time()
-        for k in range(total):
-            due_ms = t0 + k * 1000.0 / opts.rate_per_s
-            lag_ms = due_ms - realclock.loop_ms()
-            if lag_ms > 1.0:
-                await realclock.pause(lag_ms / 1000)
-            idx = k % opts.terminals
-            amount = AMOUNT_MIN + (k % AMOUNT_SPREAD)
-            pan = fleet_pan(first - 1 + idx)
-            tasks.append(asyncio.create_task(drivers[idx].purchase(amount, pan)))
-        intents: list[Intent] = []
+        k = 0
+        while k < total:
+            # Offer every purchase now due (open loop: lateness is not made up by pausing).
+            due = min(total, int((realclock.loop_ms() - t0) * opts.rate_per_s / 1000) + 1)
+            while k < due:
+                idx = k % opts.terminals
+                amount = AMOUNT_MIN + (k % AMOUNT_SPREAD)
+                drivers[idx].offer(amount, fleet_pan(first - 1 + idx), finished)
+                k += 1
+            if k < total:
+                next_ms = t0 + k * 1000.0 / opts.rate_per_s
+                await realclock.pause(max(0.0, next_ms - realclock.loop_ms()) / 1000)
         try:
             async with asyncio.timeout(QUIET_TIMEOUT_S):
-                intents = list(await asyncio.gather(*tasks))
+                await all_done.wait()
                 for d in drivers:
                     await d.idle.wait()
         except TimeoutError:
-            intents = [t.result() for t in tasks if t.done() and not t.cancelled()]
             report.invariants.setdefault("eventually-settles", []).append(
                 f"not quiet {QUIET_TIMEOUT_S} s after the load: "
                 f"{total - len(intents)} purchases unfinished"
@@ -196,8 +209,6 @@ async def run_fleet(
         report.reversals = sum(d.wire.reversals for d in drivers)
         judge(report, host_db, drivers, intents)
     finally:
-        for t in tasks if "tasks" in locals() else []:
-            t.cancel()
         await client.stop()
         if proxy is not None:
             await proxy.stop()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -33,6 +35,54 @@ BACKOFF_MAX_S = 2.0
 INFLIGHT_MAX = 10_000
 # Seconds a connection attempt may take before it counts as failed.
 CONNECT_TIMEOUT_S = 5.0
+
+
+class BufferedSocket:
+    """paho's socket, read 64 KiB at a time instead of one MQTT packet in three recv calls.
+
+    paho reads a packet as recv(1) for the type, recv(1) per length byte and
+    recv(rest), then one more recv that fails with EAGAIN: four system calls
+    (and an exception) per packet, about a third of a busy connection's CPU.
+    This wrapper serves those small reads from one large read. `pending()` is
+    the interface paho and aiomqtt already use for TLS sockets, whose decrypted
+    bytes are buffered the same way: aiomqtt's reader keeps calling paho's
+    `loop_read` while `pending()` is non-zero, so no buffered packet waits for
+    the next readable event. Everything else is the socket's own.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    READ_BYTES = 65536
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        pos, buf = self._pos, self._buf
+        if pos >= len(buf):
+            buf = bytes(self._sock.recv(self.READ_BYTES))  # BlockingIOError passes through
+            if not buf:
+                return buf  # the peer closed the connection
+            self._buf, pos = buf, 0
+        end = pos + bufsize
+        self._pos = end
+        return buf[pos:end]
+
+    def pending(self) -> int:
+        return max(0, len(self._buf) - self._pos)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _buffer_reads(client: aiomqtt.Client) -> None:
+    """Give a connected client's paho core a `BufferedSocket` (see there)."""
+    core = client._client
+    sock = core._sock
+    if sock is not None and type(sock) is socket.socket:  # not TLS: it buffers already
+        core._sock = BufferedSocket(sock)
 
 
 class Session:
@@ -113,6 +163,7 @@ class Session:
             )
             try:
                 async with client:
+                    _buffer_reads(client)
                     for sub in self.subscriptions:
                         await client.subscribe(sub, qos=QOS)
                     self._client = client

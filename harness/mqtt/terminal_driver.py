@@ -75,13 +75,14 @@ class Intent:
     outcome: str = ""
     text: str = ""
     finished_ms: float = -1.0
-    done: asyncio.Future[Intent] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
     @property
     def latency_ms(self) -> float:
         return self.finished_ms - self.started_ms
+
+
+# Called with the finished purchase, or None if the terminal stopped first.
+OnFinished = Callable[[Intent | None], None]
 
 
 @dataclass(slots=True)
@@ -130,9 +131,11 @@ class TerminalDriver:
         self._loop = asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._prints: dict[str, asyncio.TimerHandle] = {}
+        # The purchase in progress, and the ones waiting for the cashier, in order.
         self._intent: Intent | None = None
+        self._on_finished: OnFinished | None = None
+        self._offers: deque[tuple[int, str, OnFinished]] = deque()
         self._intents = 0
-        self._lock = asyncio.Lock()  # one purchase at a time, like one cashier
         # Effects not yet carried out, in order; the head waits while a journal
         # write is on its way to disk (`_journaling`).
         self._effects: deque[Effect] = deque()
@@ -152,8 +155,13 @@ class TerminalDriver:
         self._timers.clear()
         self._prints.clear()
         self._effects.clear()
-        if self._intent is not None and not self._intent.done.done():
-            self._intent.done.cancel()
+        waiting = [on for _, _, on in self._offers]
+        self._offers.clear()
+        if self._on_finished is not None:
+            waiting.insert(0, self._on_finished)
+        self._intent, self._on_finished = None, None
+        for on_finished in waiting:
+            on_finished(None)
 
     # ---------------------------------------------------------------- inputs
 
@@ -170,20 +178,47 @@ class TerminalDriver:
         self._feed(MessageReceived(msg))
 
     async def purchase(self, amount: int, pan: str) -> Intent:
-        """Key `amount`, confirm, tap `pan`; return when the terminal shows a final outcome."""
-        async with self._lock:
-            self._intents += 1
-            intent = Intent(self._intents, amount, pan, realclock.loop_ms())
-            self._intent = intent
-            for event in (AmountKeyed(amount), ConfirmPressed(), CardPresented(pan)):
-                if intent.done.done() or self.stopped:
-                    break
-                self._feed(event)
-            try:
-                return await intent.done
-            finally:
-                self._intent = None
-                self._update_idle()
+        """Key `amount`, confirm, tap `pan`; return when the terminal shows a final outcome.
+
+        Raises CancelledError if the terminal is killed first.
+        """
+        done: asyncio.Future[Intent] = self._loop.create_future()
+
+        def finished(intent: Intent | None) -> None:
+            if done.done():
+                return
+            if intent is None:
+                done.cancel()
+            else:
+                done.set_result(intent)
+
+        self.offer(amount, pan, finished)
+        return await done
+
+    def offer(self, amount: int, pan: str, on_finished: OnFinished) -> None:
+        """Queue a purchase (one at a time, like one cashier); `on_finished` gets the result.
+
+        The load generator's way in: no task, no future per purchase.
+        """
+        if self.stopped:
+            on_finished(None)
+            return
+        self._offers.append((amount, pan, on_finished))
+        if self._intent is None:
+            self._next_offer()
+
+    def _next_offer(self) -> None:
+        if self._intent is not None or not self._offers or self.stopped:
+            return
+        amount, pan, on_finished = self._offers.popleft()
+        self._intents += 1
+        intent = Intent(self._intents, amount, pan, realclock.loop_ms())
+        self._intent, self._on_finished = intent, on_finished
+        for event in (AmountKeyed(amount), ConfirmPressed(), CardPresented(pan)):
+            if self._intent is not intent or self.stopped:
+                break
+            self._feed(event)
+        self._update_idle()
 
     # ---------------------------------------------------------------- effects
 
@@ -280,12 +315,19 @@ class TerminalDriver:
         if self.on_display is not None:
             self.on_display(eff)
         intent = self._intent
-        if intent is not None and eff.outcome in FINAL_OUTCOMES and not intent.done.done():
+        if intent is not None and eff.outcome in FINAL_OUTCOMES:
             intent.outcome = eff.outcome.value
             intent.text = eff.text
             intent.finished_ms = realclock.loop_ms()
             self.finished.append(intent)
-            intent.done.set_result(intent)
+            on_finished = self._on_finished
+            self._intent, self._on_finished = None, None
+            if on_finished is not None:
+                on_finished(intent)
+            if self._offers:
+                # Not from inside this effect: the next sale's effects must queue
+                # behind the ones of this event still to be carried out.
+                self._loop.call_soon(self._next_offer)
 
     def _update_idle(self) -> None:
         if (
@@ -294,6 +336,7 @@ class TerminalDriver:
             and not self._effects
             and not self._journaling
             and self._intent is None
+            and not self._offers
         ):
             self.idle.set()
         else:
