@@ -286,17 +286,23 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                 await service.start()
             else:
                 proc = await start_host_process(host_addr, db)
+            host_cpu0 = _process_cpu_s(proc.pid if proc is not None else None)
             try:
                 fleet_addr = _login(broker, address, "fleet")
                 if args.procs > 1:
-                    return await run_fleet_processes(fleet_addr, db, args)
-                return await run_fleet(
-                    fleet_addr,
-                    db,
-                    opts,
-                    plan=plan,
-                    proxy_address=_login(broker, address, "proxy"),
-                )
+                    report = await run_fleet_processes(fleet_addr, db, args)
+                else:
+                    report = await run_fleet(
+                        fleet_addr,
+                        db,
+                        opts,
+                        plan=plan,
+                        proxy_address=_login(broker, address, "proxy"),
+                    )
+                host_cpu = _process_cpu_s(proc.pid if proc is not None else None)
+                if host_cpu is not None and host_cpu0 is not None:
+                    report.host_cpu_s = host_cpu - host_cpu0
+                return report
             finally:
                 if service is not None:
                     await service.stop()
@@ -311,6 +317,17 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0 if report.invariants_ok else 1
+
+
+def _process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) process `pid` has used, from /proc; None if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def run_fleet_processes(
@@ -382,6 +399,11 @@ def print_report(report: Any) -> None:
     print(f"throughput  {j['throughput_per_s']} purchases/s")
     print(f"latency     p50 {lat['p50']} ms  p95 {lat['p95']} ms  p99 {lat['p99']} ms")
     print(f"retries     {j['retries']}   reversals {j['reversals']}")
+    done = max(1, j["completed"])
+    cpu = f"cpu         fleet {j['fleet_cpu_s'] * 1e6 / done:.0f} us/purchase"
+    if j["host_cpu_s"] is not None:
+        cpu += f", host {j['host_cpu_s'] * 1e6 / done:.0f} us/purchase"
+    print(cpu)
     for name, problems in report.invariants.items():
         print(
             f"{'ok  ' if not problems else 'FAIL'}  {name}"

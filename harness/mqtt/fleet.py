@@ -70,6 +70,8 @@ class FleetReport:
     wall_s: float = 0.0
     # CPU seconds the fleet process(es) used (all threads): the cost of the load side.
     cpu_s: float = 0.0
+    # CPU seconds the host process used meanwhile (when the fleet started it), else None.
+    host_cpu_s: float | None = None
     invariants: dict[str, list[str]] = field(default_factory=dict)
     # Raw material for merging the reports of several fleet processes: every
     # latency (ms) and the loop-clock span (monotonic ms, shared by processes).
@@ -92,6 +94,7 @@ class FleetReport:
             "reversals": self.reversals,
             "wall_s": round(self.wall_s, 3),
             "fleet_cpu_s": round(self.cpu_s, 3),
+            "host_cpu_s": None if self.host_cpu_s is None else round(self.host_cpu_s, 3),
             "invariants_ok": self.invariants_ok,
             "invariants": {k: v[:10] for k, v in self.invariants.items()},
         }
