@@ -4,7 +4,8 @@ Runs `posharness fleet` (which starts the host as its own process) at a few
 offered rates with QoS 1 and MAC on, and prints throughput and latency
 percentiles; then the simulation's speed-up over real time for one scenario.
 
-usage: python bench/fleet.py [--rates 200,500,1000,4000] [--duration 5] [--terminals 50] [--procs 1]
+usage: python bench/fleet.py [--rates 200,500,1000,4000] [--duration 5] [--terminals 50]
+                             [--procs 1] [--codec iso8583|json] [--journals fsync,memory]
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fleet(
-    rate: float, duration: float, terminals: int, volatile: bool, procs: int = 1
+    rate: float,
+    duration: float,
+    terminals: int,
+    volatile: bool,
+    procs: int = 1,
+    codec: str = "iso8583",
 ) -> dict[str, object]:
     cmd = [
         sys.executable,
@@ -36,6 +42,8 @@ def fleet(
         str(duration),
         "--procs",
         str(procs),
+        "--codec",
+        codec,
     ]
     if volatile:
         cmd.append("--volatile-journal")
@@ -65,21 +73,28 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--terminals", type=int, default=50)
     ap.add_argument("--procs", type=int, default=1, help="fleet processes (posharness fleet)")
+    ap.add_argument("--codec", default="iso8583", choices=("iso8583", "json"))
+    ap.add_argument("--journals", default="fsync,memory", help="fsync, memory or both")
     ap.add_argument("--scenario", default="scenarios/incidents/dup-response-lost-retry.toml")
     a = ap.parse_args()
     print(
         f"{'offered/s':>9} {'journal':>8} {'done/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
-        f"{'p99 ms':>7} {'retries':>7} {'ok':>3}"
+        f"{'p99 ms':>7} {'retries':>7} {'fleet us':>8} {'host us':>8} {'ok':>3}"
     )
     for rate in [float(r) for r in a.rates.split(",")]:
-        for volatile in (False, True):
-            r = fleet(rate, a.duration, a.terminals, volatile, a.procs)
+        for journal in a.journals.split(","):
+            r = fleet(rate, a.duration, a.terminals, journal == "memory", a.procs, a.codec)
             lat = r["latency_ms"]
             assert isinstance(lat, dict)
+            done = max(1, int(str(r["completed"])))
+            fleet_us = float(str(r["fleet_cpu_s"])) * 1e6 / done
+            host_cpu = r.get("host_cpu_s")
+            host_us = f"{float(str(host_cpu)) * 1e6 / done:.0f}" if host_cpu is not None else "-"
             print(
-                f"{rate:>9.0f} {'memory' if volatile else 'fsync':>8} "
+                f"{rate:>9.0f} {journal:>8} "
                 f"{r['throughput_per_s']:>8} {lat['p50']:>7} {lat['p95']:>7} {lat['p99']:>7} "
-                f"{r['retries']:>7} {'yes' if r['invariants_ok'] else 'NO':>3}",
+                f"{r['retries']:>7} {fleet_us:>8.0f} {host_us:>8} "
+                f"{'yes' if r['invariants_ok'] else 'NO':>3}",
                 flush=True,
             )
     name, sim_s, speedup = sim_speedup(a.scenario)

@@ -184,7 +184,7 @@ class HostCore:
         self.stats: Counter[str] = Counter()
         # Group commit: commits skip their fsync and the caller must `sync()` before
         # publishing any reply (HostService does, for many replies at once).
-        self.wal = _WalSync.of(acquirer) if group_commit else None
+        self.wal = WalSync.of(acquirer) if group_commit else None
         self._lazy_claim = None if self.wal is not None else _LazyClaim.of(acquirer)
 
     def handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
@@ -320,7 +320,7 @@ class _LazyClaim:
         return result, action
 
 
-class _WalSync:
+class WalSync:
     """Group commit for an acquirer on a WAL file: commit without fsync, fsync once for many.
 
     The acquirer's connection is switched to synchronous=NORMAL: a COMMIT writes
@@ -339,7 +339,7 @@ class _WalSync:
         self.path = path
 
     @staticmethod
-    def of(acquirer: Acquirer) -> _WalSync | None:
+    def of(acquirer: Acquirer) -> WalSync | None:
         """Group commit for an acquirer on a WAL file, or None (nothing to sync)."""
         db = getattr(acquirer, "_db", None)
         if not isinstance(db, sqlite3.Connection):
@@ -349,7 +349,7 @@ class _WalSync:
         if mode != "wal" or not path:
             return None
         db.execute("PRAGMA synchronous=NORMAL")
-        return _WalSync(path + "-wal")
+        return WalSync(path + "-wal")
 
     def sync(self) -> None:
         """fsync the WAL: every transaction committed before this call is durable after it."""
