@@ -205,6 +205,9 @@ class Acquirer:
         # Transaction ids (and so RRNs) are a plain sequence: deterministic.
         self._next_txn_id: int = db.execute(store.SQL_MAX_TXN).fetchone()[0] + 1
         self._next_prune_ms = 0
+        # True while a group transaction is open (`begin_group`): each operation then
+        # runs in a savepoint inside it, and `commit_group` commits them all at once.
+        self._grouped = False
 
     # -- write side -------------------------------------------------------------
 
@@ -276,12 +279,12 @@ class Acquirer:
             return
         key = _dedup_key(req, ticket.started_ms // DAY_MS)
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._tx_begin()
         try:
             db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (req.terminal_id, key))
-            db.execute("COMMIT")
+            self._tx_commit()
         except BaseException:
-            db.execute("ROLLBACK")
+            self._tx_rollback()
             raise
 
     # -- read side --------------------------------------------------------------
@@ -358,8 +361,48 @@ class Acquirer:
         return int(self._db.execute(store.SQL_DEDUP_COUNT).fetchone()[0])
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (a group still open is rolled back, as in a crash)."""
         self._db.close()
+
+    # -- transactions -------------------------------------------------------------
+
+    def begin_group(self) -> None:
+        """Open one transaction for the next operations (the MQTT host's group commit).
+
+        Until `commit_group`, every operation runs in a savepoint of it: an
+        operation that fails is undone alone, and nothing is durable, or visible to
+        other connections, before the group commits. Answers computed inside a
+        group must not leave before `commit_group` (and, on a file with
+        synchronous=NORMAL, an fsync of the WAL) has returned.
+        """
+        if self._grouped:
+            raise RuntimeError("a group transaction is already open")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._grouped = True
+
+    def commit_group(self) -> None:
+        """Commit the open group transaction (one commit for all its operations)."""
+        if not self._grouped:
+            raise RuntimeError("no group transaction is open")
+        self._grouped = False
+        self._db.execute("COMMIT")
+
+    @property
+    def in_group(self) -> bool:
+        return self._grouped
+
+    def _tx_begin(self) -> None:
+        self._db.execute("SAVEPOINT op" if self._grouped else "BEGIN IMMEDIATE")
+
+    def _tx_commit(self) -> None:
+        self._db.execute("RELEASE op" if self._grouped else "COMMIT")
+
+    def _tx_rollback(self) -> None:
+        if self._grouped:
+            self._db.execute("ROLLBACK TO op")
+            self._db.execute("RELEASE op")
+        else:
+            self._db.execute("ROLLBACK")
 
     def __enter__(self) -> Acquirer:
         return self
@@ -453,7 +496,7 @@ class Acquirer:
         key = _dedup_key(msg, now_ms // DAY_MS)
         fp = _fingerprint(msg)
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._tx_begin()
         try:
             if now_ms >= self._next_prune_ms:
                 self._prune(now_ms)
@@ -463,14 +506,14 @@ class Acquirer:
             if not claimed and self._dedup_get(tid, key, now_ms) is None:
                 claimed = db.execute(store.SQL_DEDUP_CLAIM, (tid, key, fp, now_ms)).rowcount == 1
             if claimed:
-                db.execute("COMMIT")
+                self._tx_commit()
                 return Ticket(msg, now_ms, self._finish_at_ms(msg, now_ms)), None
             rec = self._dedup_get(tid, key, now_ms)
             assert rec is not None  # the claim above failed, so the row exists
             answer = self._answer_existing(msg, rec, key, fp, now_ms)
-            db.execute("COMMIT")
+            self._tx_commit()
         except BaseException:
-            db.execute("ROLLBACK")
+            self._tx_rollback()
             raise
         return answer
 
@@ -576,13 +619,13 @@ class Acquirer:
         key = _dedup_key(req, started_ms // DAY_MS)
         refund = req.processing_code == PROC_REFUND
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._tx_begin()
         try:
             rc, why = self._decide(req, refund)
             if rc in TRANSIENT_RCS:
                 # Nothing charged: forget the key so a retry is processed afresh.
                 db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (tid, key))
-                db.execute("COMMIT")
+                self._tx_commit()
                 return self._reply(req, rc), HostAction(
                     "decline", rc, amount=req.amount, detail=f"{why} Transient, not stored."
                 )
@@ -600,9 +643,9 @@ class Acquirer:
                 store.SQL_DEDUP_DONE,
                 (tid, key, _fingerprint(req), started_ms, rc, rrn, auth_code, txn_id),
             )
-            db.execute("COMMIT")
+            self._tx_commit()
         except BaseException:
-            db.execute("ROLLBACK")
+            self._tx_rollback()
             raise
         self._next_txn_id += 1
         resp = self._reply(req, rc, rrn, auth_code)
@@ -622,13 +665,12 @@ class Acquirer:
         tid = req.terminal_id
         day = started_ms // DAY_MS
         key = "k:" + req.orig_key if req.orig_key else f"s:{day}:{req.orig_stan}"
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._tx_begin()
         try:
             answer = self._reverse(req, tid, key, day, now_ms)
-            db.execute("COMMIT")
+            self._tx_commit()
         except BaseException:
-            db.execute("ROLLBACK")
+            self._tx_rollback()
             raise
         return answer
 
@@ -685,19 +727,19 @@ class Acquirer:
         if req.batch_no < 1:
             return self._format_error(req, "batch number must be positive")
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._tx_begin()
         try:
             stored = db.execute(store.SQL_SETTLEMENT_GET, (tid, req.batch_no)).fetchone()
             if stored is not None:
-                db.execute("COMMIT")
+                self._tx_commit()
                 rc, diff = stored
                 return self._reply(req, rc, items=store.decode_items(diff)), HostAction(
                     "replay", rc, detail=f"Batch {req.batch_no} already closed; answer replayed."
                 )
             answer = self._settle(req, tid, now_ms)
-            db.execute("COMMIT")
+            self._tx_commit()
         except BaseException:
-            db.execute("ROLLBACK")
+            self._tx_rollback()
             raise
         return answer
 

@@ -415,6 +415,7 @@ class HostService:
         parts = wire.split_topic(name)
         if parts is None or parts[1] != "req":
             return
+        self._open_group()
         out = self.core.handle(parts[0], payload)
         if isinstance(out, Deferred):
             asyncio.get_running_loop().call_later(
@@ -424,9 +425,27 @@ class HostService:
             self._reply(out)
 
     def _finish(self, deferred: Deferred) -> None:
+        self._open_group()
         out = self.core.finish(deferred)
         if out is not None:
             self._reply(out)
+
+    # Group commit. Requests handled in one stretch of the event loop share one
+    # SQLite transaction (`Acquirer.begin_group`; each request is a savepoint in
+    # it) and one WAL fsync; their replies leave after both. While one group's
+    # fsync runs in the helper thread, the next group collects requests.
+
+    def _open_group(self) -> None:
+        acquirer = self.core.acquirer
+        if self.core.wal is not None and not acquirer.in_group and not self.sync_failed:
+            acquirer.begin_group()
+            self._schedule_sync()
+
+    def _schedule_sync(self) -> None:
+        if not self._syncing:
+            self._syncing = True
+            # The rest of this loop iteration's requests join the group.
+            asyncio.get_running_loop().call_soon(self._sync)
 
     def _reply(self, out: Reply) -> None:
         if self.sync_failed:
@@ -436,15 +455,20 @@ class HostService:
             self.session.publish(wire.topic(out.tid, "resp"), out.payload)
             return
         self._unsynced.append(out)
-        if not self._syncing:
-            self._syncing = True
-            # The rest of this loop iteration's requests share the fsync.
-            asyncio.get_running_loop().call_soon(self._sync)
+        self._schedule_sync()
 
     def _sync(self) -> None:
+        acquirer, wal = self.core.acquirer, self.core.wal
+        committed = False
+        if acquirer.in_group:
+            try:
+                acquirer.commit_group()
+                committed = True
+            except sqlite3.Error as exc:
+                self._fail(f"commit failed: {exc}")
+                return
         replies, self._unsynced = self._unsynced, []
-        wal = self.core.wal
-        if not replies or wal is None:
+        if wal is None or not (replies or committed):
             self._syncing = False
             return
         fut = asyncio.get_running_loop().run_in_executor(self._syncer, wal.sync)
@@ -452,22 +476,25 @@ class HostService:
 
     def _synced(self, fut: asyncio.Future[None], replies: list[Reply]) -> None:
         if fut.cancelled() or fut.exception() is not None:
-            # After a failed fsync the file's state is unknown (a retried fsync can
-            # "succeed" over lost pages), so no answer leaves this process again:
-            # terminals time out and reverse; restarting the host recovers the file.
-            self.sync_failed = True
-            self._unsynced.clear()
-            log.critical(
-                "host: WAL fsync failed; %d replies withheld and no more answers are "
-                "sent: restart the host: %s",
-                len(replies),
-                fut.exception() if not fut.cancelled() else "cancelled",
+            self._fail(
+                f"WAL fsync failed: {fut.exception() if not fut.cancelled() else 'cancelled'}"
             )
-        else:
-            self.syncs += 1
-            for out in replies:
-                self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+            self.core.stats["withheld"] += len(replies)
+            return
+        self.syncs += 1
+        for out in replies:
+            self.session.publish(wire.topic(out.tid, "resp"), out.payload)
         self._sync()
+
+    def _fail(self, why: str) -> None:
+        """The file's state is unknown (a retried fsync can "succeed" over lost pages):
+        no answer leaves this process again. Terminals time out and reverse;
+        restarting the host recovers the file as after a crash."""
+        self.sync_failed = True
+        self._syncing = False
+        self.core.stats["withheld"] += len(self._unsynced)
+        self._unsynced.clear()
+        log.critical("host: %s; no more answers are sent: restart the host", why)
 
     async def start(self) -> None:
         """Start serving; returns once subscribed."""
