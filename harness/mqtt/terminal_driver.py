@@ -140,6 +140,17 @@ class TerminalDriver:
         # write is on its way to disk (`_journaling`).
         self._effects: deque[Effect] = deque()
         self._journaling = False
+        # How each kind of effect is carried out (unknown kinds are ignored).
+        self._appliers: dict[type, Callable[[Any], None]] = {
+            Send: self._send_effect,
+            SetTimer: self._set_timer,
+            CancelTimer: self._cancel_timer,
+            Print: self._print,
+            Display: self._display,
+            JournalAppend: self._journal_append,
+            JournalTrim: self._journal_trim,
+        }
+        self._log_info = log.isEnabledFor(logging.INFO)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -236,17 +247,21 @@ class TerminalDriver:
     def _drain(self) -> None:
         """Carry out queued effects in order, stopping at each journal write until it is durable."""
         queue = self._effects
+        apply = self._appliers
         while queue and not self._journaling and not self.stopped:
             eff = queue.popleft()
-            if isinstance(eff, JournalAppend):
-                self._journaling = True
-                self.journal.append(eff.record, self._journaled)
-            elif isinstance(eff, JournalTrim):
-                self._journaling = True
-                self.journal.trim(eff.count, self._journaled)
-            else:
-                self._apply(eff)
+            handler = apply.get(type(eff))
+            if handler is not None:
+                handler(eff)
         self._update_idle()
+
+    def _journal_append(self, eff: JournalAppend) -> None:
+        self._journaling = True
+        self.journal.append(eff.record, self._journaled)
+
+    def _journal_trim(self, eff: JournalTrim) -> None:
+        self._journaling = True
+        self.journal.trim(eff.count, self._journaled)
 
     def _journaled(self, ok: bool) -> None:
         self._journaling = False
@@ -258,26 +273,26 @@ class TerminalDriver:
             return
         self._drain()
 
-    def _apply(self, eff: Effect) -> None:
-        if isinstance(eff, Send):
-            self._send(eff.message)
-        elif isinstance(eff, SetTimer):
-            old = self._timers.pop(eff.name, None)
-            if old is not None:
-                old.cancel()
-            self._timers[eff.name] = self._loop.call_later(
-                eff.delay_ms / 1000 * self.time_scale, self._fire, eff.name
-            )
-        elif isinstance(eff, CancelTimer):
-            handle = self._timers.pop(eff.name, None)
-            if handle is not None:
-                handle.cancel()
-        elif isinstance(eff, Print):
-            self._prints[eff.job_id] = self._loop.call_later(
-                self.print_ms / 1000 * self.time_scale, self._printed, eff
-            )
-        elif isinstance(eff, Display):
-            self._display(eff)
+    def _set_timer(self, eff: SetTimer) -> None:
+        old = self._timers.pop(eff.name, None)
+        if old is not None:
+            old.cancel()
+        self._timers[eff.name] = self._loop.call_later(
+            eff.delay_ms / 1000 * self.time_scale, self._fire, eff.name
+        )
+
+    def _cancel_timer(self, eff: CancelTimer) -> None:
+        handle = self._timers.pop(eff.name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _print(self, eff: Print) -> None:
+        self._prints[eff.job_id] = self._loop.call_later(
+            self.print_ms / 1000 * self.time_scale, self._printed, eff
+        )
+
+    def _send_effect(self, eff: Send) -> None:
+        self._send(eff.message)
 
     def _send(self, msg: Message) -> None:
         w = self.wire
@@ -311,7 +326,8 @@ class TerminalDriver:
     def _display(self, eff: Display) -> None:
         if len(self.displays) < DISPLAYS_KEPT_MAX:
             self.displays.append(eff)
-        log.info("terminal %s: display %s %s", self.tid, eff.outcome.value, eff.text)
+        if self._log_info:
+            log.info("terminal %s: display %s %s", self.tid, eff.outcome.value, eff.text)
         if self.on_display is not None:
             self.on_display(eff)
         intent = self._intent
