@@ -69,6 +69,11 @@ def register(sub: Any) -> None:
     fl.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
     fl.add_argument("--codec", choices=CODECS, default="iso8583")
     fl.add_argument(
+        "--firmware",
+        default="reference",
+        help="every terminal's firmware: reference, zoo:NAME, module:Class",
+    )
+    fl.add_argument(
         "--volatile-journal",
         action="store_true",
         help="terminal journals without fsync (load tests of the host)",
@@ -258,6 +263,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.procs > 1 and args.faults:
         print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
         return 2
+    from harness.runner import load_firmware
+
+    factory = load_firmware(args.firmware)  # UsageError (exit 2) when unknown
     plan: FaultPlan | None = load_plan(args.faults) if args.faults else None
     opts = FleetOptions(
         terminals=args.terminals,
@@ -269,7 +277,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         first_terminal=args.first_terminal,
     )
     if args.worker_of:
-        part = asyncio.run(run_fleet(BrokerAddress.parse(args.broker), args.worker_of, opts))
+        part = asyncio.run(
+            run_fleet(BrokerAddress.parse(args.broker), args.worker_of, opts, firmware=factory)
+        )
         print(json.dumps(dataclasses.asdict(part)))
         return 0
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
@@ -296,6 +306,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                         fleet_addr,
                         db,
                         opts,
+                        firmware=factory,
                         plan=plan,
                         proxy_address=_login(broker, address, "proxy"),
                     )
@@ -352,7 +363,7 @@ async def run_fleet_processes(
         cmd += ["--broker", address.url(show_password=True), "--first-terminal", str(first)]
         cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]
         cmd += ["--duration", str(args.duration), "--codec", args.codec]
-        cmd += ["--timeout-ms", str(args.timeout_ms)]
+        cmd += ["--timeout-ms", str(args.timeout_ms), "--firmware", args.firmware]
         if args.volatile_journal:
             cmd.append("--volatile-journal")
         children.append(await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE))

@@ -49,3 +49,25 @@ def test_fleet_procs_with_faults_is_a_usage_error(capsys: pytest.CaptureFixture[
     code = main(["fleet", "--terminals", "4", "--procs", "2", "--faults", "plan.toml"])
     assert code == 2
     assert "--procs 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
+def test_a_flawed_firmware_fails_the_fleet_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--firmware zoo:float-amount` (amounts through a float, off by one minor unit for
+    some) is caught by the fleet's own judge from the host's books, and the exit is 1."""
+    code = main(
+        ["fleet", "--terminals", "2", "--rate", "40", "--duration", "1", "--json"]
+        + ["--firmware", "zoo:float-amount"]
+    )
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 1
+    assert report["invariants_ok"] is False
+    assert report["invariants"]["approved-is-charged"]
+
+
+def test_fleet_with_an_unknown_firmware_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fleet", "--firmware", "zoo:nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown zoo firmware 'nope'" in err and len(err.strip().splitlines()) == 1
