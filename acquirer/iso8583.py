@@ -24,12 +24,22 @@ t     MTI                         one of `protocol.ALL_MTIS`
 Every value is checked both ways: `encode` refuses a Message the wire cannot
 carry exactly, `decode` refuses anything but a frame `encode` could have made.
 Both raise `ProtocolError` with a one-line reason.
+
+Fast path: pyiso8583 costs most of a codec call, so the frame layer (MTI, ASCII
+hex primary bitmap, length prefixes) has a hand-written fast path, `_fast_frame`
+and `_fast_doc`, derived from `SPEC`. It builds exactly the bytes `iso8583.encode`
+would and parses exactly the document `iso8583.decode` would; on anything else
+(an over-long field, non-ASCII data, a secondary bitmap, a field outside the map,
+bad length digits, a truncated or over-long frame, ...) it gives up and pyiso8583
+runs, so errors keep pyiso8583's wording. tests/acquirer/test_iso8583_fast.py
+checks both paths against pyiso8583 and against the original implementation.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import fields
@@ -76,12 +86,13 @@ _KNOWN_FIELDS = frozenset(
 )
 _REQUIRED_FIELDS = ("t", "3", "4", "11", "41", "42", "49")
 
+# Still used by `decode_address`; everything else uses the str-method predicates below.
 _DIGITS = re.compile(r"[0-9]*")
 _ALNUM = re.compile(r"[A-Za-z0-9]*")
-_HEX16 = re.compile(r"[0-9a-f]{16}")
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _ITEM = re.compile(r"([0-9]{1,6}),([0-9]{1,12}),([A-Za-z0-9]{0,12})")
-_TAG = re.compile(r"[A-Z]{2}")
+_UPPER_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER_HEX = "0123456789abcdef"
+_ANY_CASE_HEX = "0123456789ABCDEFabcdef"
 
 # Private TLV tags.
 _TAG_IDEM_KEY = "IK"
@@ -102,21 +113,32 @@ _TOTALS = (
     (_TAG_CREDIT_AMOUNT, "credit_amount"),
 )
 _TAGS_63 = frozenset(tag for tag, _ in _TOTALS)
+_TOTALS_OF = operator.attrgetter(*(name for _, name in _TOTALS))
+_NO_TOTALS = (0,) * len(_TOTALS)
+_TOTAL_LIMIT = 10**TOTAL_DIGITS_MAX
+
+
+# Exact equivalents of re.fullmatch on [0-9]*, [A-Za-z0-9]*, [\x20-\x7e]* and
+# [0-9a-f]{16} (str.isdigit etc. alone would accept non-ASCII digits and letters).
+def _is_digits(text: str) -> bool:
+    return text.isascii() and (text.isdigit() or not text)
+
+
+def _is_alnum(text: str) -> bool:
+    return text.isascii() and (text.isalnum() or not text)
+
+
+def _is_printable(text: str) -> bool:
+    return text.isascii() and text.isprintable()
+
+
+def _is_hex16(text: str) -> bool:
+    return len(text) == 16 and not text.strip(_LOWER_HEX)
 
 
 def _check(ok: bool, reason: str) -> None:
     if not ok:
         raise ProtocolError(reason)
-
-
-def _fixed_digits(value: int, width: int, name: str, maximum: int) -> str:
-    _check(0 <= value <= maximum, f"{name} out of range")
-    return f"{value:0{width}d}"
-
-
-def _text(value: str, pattern: re.Pattern[str], max_len: int, name: str) -> str:
-    _check(len(value) <= max_len and pattern.fullmatch(value) is not None, f"bad {name}")
-    return value
 
 
 def _tlv(pairs: list[tuple[str, str]]) -> str:
@@ -128,90 +150,167 @@ def _parse_tlv(text: str, allowed: frozenset[str], field: str) -> dict[str, str]
     pos = 0
     while pos < len(text):
         tag, length = text[pos : pos + 2], text[pos + 2 : pos + 5]
-        _check(_TAG.fullmatch(tag) is not None, f"field {field}: bad tag at {pos}")
-        _check(len(length) == 3 and length.isdigit(), f"field {field}: bad length at {pos}")
+        if len(tag) != 2 or tag.strip(_UPPER_LETTERS):
+            raise ProtocolError(f"field {field}: bad tag at {pos}")
+        if not (len(length) == 3 and length.isdigit()):
+            raise ProtocolError(f"field {field}: bad length at {pos}")
         end = pos + 5 + int(length)
-        _check(end <= len(text), f"field {field}: tag {tag} truncated")
-        _check(tag in allowed, f"field {field}: unknown tag {tag}")
-        _check(tag not in out, f"field {field}: repeated tag {tag}")
+        if end > len(text):
+            raise ProtocolError(f"field {field}: tag {tag} truncated")
+        if tag not in allowed:
+            raise ProtocolError(f"field {field}: unknown tag {tag}")
+        if tag in out:
+            raise ProtocolError(f"field {field}: repeated tag {tag}")
         out[tag] = text[pos + 5 : end]
         pos = end
     return out
 
 
 def _int_value(text: str, max_digits: int, name: str) -> int:
-    _check(1 <= len(text) <= max_digits and _DIGITS.fullmatch(text) is not None, f"bad {name}")
+    if not (1 <= len(text) <= max_digits and _is_digits(text)):
+        raise ProtocolError(f"bad {name}")
     return int(text)
 
 
 def encode(msg: Message) -> bytes:
     """`msg` as an ISO 8583 frame. Raises `ProtocolError` if the wire cannot carry it."""
-    _check(msg.mti in ALL_MTIS, f"unknown MTI {msg.mti!r}")
+    doc = _to_doc(msg)
+    frame = _fast_frame(doc)
+    if frame is None:
+        frame = _frame_reference(doc)
+    if len(frame) > FRAME_MAX_BYTES:
+        raise ProtocolError("frame too large")
+    return frame
+
+
+def _encode_reference(msg: Message) -> bytes:
+    """`encode` through pyiso8583 only (the reference the fast path is tested against)."""
+    frame = _frame_reference(_to_doc(msg))
+    if len(frame) > FRAME_MAX_BYTES:
+        raise ProtocolError("frame too large")
+    return frame
+
+
+def _to_doc(msg: Message) -> dict[str, str]:
+    """The pyiso8583 document for `msg`, every value checked (in a fixed order, so the
+    first problem found is always the same one)."""
+    mti = msg.mti
+    if mti not in ALL_MTIS:
+        raise ProtocolError(f"unknown MTI {mti!r}")
+    proc = msg.processing_code
+    if not (len(proc) <= 6 and _is_digits(proc)):
+        raise ProtocolError("bad processing code")
+    amount = msg.amount
+    if not (0 <= amount <= AMOUNT_MAX_WIRE):
+        raise ProtocolError("amount out of range")
+    stan = msg.stan
+    if not (0 <= stan <= STAN_MAX):
+        raise ProtocolError("stan out of range")
+    terminal_id = msg.terminal_id
+    if not (len(terminal_id) <= 8 and _is_alnum(terminal_id)):
+        raise ProtocolError("bad terminal id")
+    merchant_id = msg.merchant_id
+    if not (len(merchant_id) <= 15 and _is_alnum(merchant_id)):
+        raise ProtocolError("bad merchant id")
+    currency = msg.currency
+    if not (len(currency) <= 3 and _is_digits(currency)):
+        raise ProtocolError("bad currency")
+    if len(proc) != 6:
+        raise ProtocolError("bad processing code")
+    if len(currency) != 3:
+        raise ProtocolError("bad currency")
     doc: dict[str, str] = {
-        "t": msg.mti,
-        "3": _text(msg.processing_code, _DIGITS, 6, "processing code"),
-        "4": _fixed_digits(msg.amount, 12, "amount", AMOUNT_MAX_WIRE),
-        "11": _fixed_digits(msg.stan, 6, "stan", STAN_MAX),
-        "41": _text(msg.terminal_id, _ALNUM, 8, "terminal id").ljust(8),
-        "42": _text(msg.merchant_id, _ALNUM, 15, "merchant id").ljust(15),
-        "49": _text(msg.currency, _DIGITS, 3, "currency"),
+        "t": mti,
+        "3": proc,
+        "4": f"{amount:012d}",
+        "11": f"{stan:06d}",
+        "41": terminal_id.ljust(8),
+        "42": merchant_id.ljust(15),
+        "49": currency,
     }
-    _check(len(msg.processing_code) == 6, "bad processing code")
-    _check(len(msg.currency) == 3, "bad currency")
-    if msg.pan:
-        doc["2"] = _text(msg.pan, _DIGITS, 19, "pan")
-    if msg.rrn:
-        _check(len(msg.rrn) == 12, "bad rrn")
-        doc["37"] = _text(msg.rrn, _ALNUM, 12, "rrn")
-    if msg.auth_code:
-        _check(len(msg.auth_code) == 6, "bad auth code")
-        doc["38"] = _text(msg.auth_code, _ALNUM, 6, "auth code")
-    if msg.rc:
-        _check(len(msg.rc) == 2, "bad rc")
-        doc["39"] = _text(msg.rc, _ALNUM, 2, "rc")
+    pan = msg.pan
+    if pan:
+        if not (len(pan) <= 19 and _is_digits(pan)):
+            raise ProtocolError("bad pan")
+        doc["2"] = pan
+    rrn = msg.rrn
+    if rrn:
+        if len(rrn) != 12 or not _is_alnum(rrn):
+            raise ProtocolError("bad rrn")
+        doc["37"] = rrn
+    auth_code = msg.auth_code
+    if auth_code:
+        if len(auth_code) != 6 or not _is_alnum(auth_code):
+            raise ProtocolError("bad auth code")
+        doc["38"] = auth_code
+    rc = msg.rc
+    if rc:
+        if len(rc) != 2 or not _is_alnum(rc):
+            raise ProtocolError("bad rc")
+        doc["39"] = rc
     private: list[tuple[str, str]] = []
     if msg.idem_key:
-        private.append((_TAG_IDEM_KEY, _text(msg.idem_key, _PRINTABLE, IDEM_KEY_MAX_LEN, "key")))
+        key = msg.idem_key
+        if not (len(key) <= IDEM_KEY_MAX_LEN and _is_printable(key)):
+            raise ProtocolError("bad key")
+        private.append((_TAG_IDEM_KEY, key))
     if msg.repeat:
         private.append((_TAG_REPEAT, "1"))
     if msg.orig_stan:
-        private.append((_TAG_ORIG_STAN, _fixed_digits(msg.orig_stan, 6, "orig stan", STAN_MAX)))
+        orig_stan = msg.orig_stan
+        if not (0 <= orig_stan <= STAN_MAX):
+            raise ProtocolError("orig stan out of range")
+        private.append((_TAG_ORIG_STAN, f"{orig_stan:06d}"))
     if msg.orig_key:
-        private.append(
-            (_TAG_ORIG_KEY, _text(msg.orig_key, _PRINTABLE, IDEM_KEY_MAX_LEN, "orig key"))
-        )
+        orig_key = msg.orig_key
+        if not (len(orig_key) <= IDEM_KEY_MAX_LEN and _is_printable(orig_key)):
+            raise ProtocolError("bad orig key")
+        private.append((_TAG_ORIG_KEY, orig_key))
     if private:
         doc["48"] = _tlv(private)
-    totals: list[tuple[str, str]] = []
-    for tag, name in _TOTALS:
-        value = getattr(msg, name)
-        _check(0 <= value < 10**TOTAL_DIGITS_MAX, f"{name} out of range")
-        if value:
-            totals.append((tag, str(value)))
-    if totals:
-        doc["63"] = _tlv(totals)
+    values = _TOTALS_OF(msg)
+    if values != _NO_TOTALS:
+        totals: list[tuple[str, str]] = []
+        for (tag, name), value in zip(_TOTALS, values, strict=True):
+            if not (0 <= value < _TOTAL_LIMIT):
+                raise ProtocolError(f"{name} out of range")
+            if value:
+                totals.append((tag, str(value)))
+        if totals:
+            doc["63"] = _tlv(totals)
     if msg.items:
         parts = []
         for item in msg.items:
-            _check(0 <= item.stan <= STAN_MAX, "item stan out of range")
-            _check(0 <= item.amount <= AMOUNT_MAX_WIRE, "item amount out of range")
-            _text(item.rrn, _ALNUM, 12, "item rrn")
+            if not (0 <= item.stan <= STAN_MAX):
+                raise ProtocolError("item stan out of range")
+            if not (0 <= item.amount <= AMOUNT_MAX_WIRE):
+                raise ProtocolError("item amount out of range")
+            if not (len(item.rrn) <= 12 and _is_alnum(item.rrn)):
+                raise ProtocolError("bad item rrn")
             parts.append(f"{item.stan},{item.amount},{item.rrn}")
         doc["62"] = ";".join(parts)
-    if msg.mac:
-        doc["64"] = _text(msg.mac, _HEX16, 16, "mac")
+    mac = msg.mac
+    if mac:
+        if not _is_hex16(mac):
+            raise ProtocolError("bad mac")
+        doc["64"] = mac
+    return doc
+
+
+# -- Frame layer: pyiso8583 and the fast path -----------------------------------------
+
+
+def _frame_reference(doc: dict[str, str]) -> bytes:
+    """`doc` as a frame, by pyiso8583."""
     try:
         frame, _ = iso8583.encode(doc, SPEC)
     except iso8583.EncodeError as exc:
         raise ProtocolError(f"cannot encode: {exc}") from None
-    _check(len(frame) <= FRAME_MAX_BYTES, "frame too large")
     return bytes(frame)
 
 
-def _raw_decode(frame: bytes) -> dict[str, str]:
-    if not isinstance(frame, (bytes, bytearray)):
-        raise ProtocolError("frame is not bytes")
-    _check(len(frame) <= FRAME_MAX_BYTES, "frame too large")
+def _doc_reference(frame: bytes | bytearray) -> dict[str, str]:
+    """The document in `frame`, by pyiso8583."""
     try:
         doc, _ = iso8583.decode(bytes(frame), SPEC)
     except ValueError as exc:  # DecodeError and UnicodeDecodeError are ValueErrors
@@ -219,93 +318,267 @@ def _raw_decode(frame: bytes) -> dict[str, str]:
     return dict(doc)
 
 
+def _build_layout() -> tuple[tuple[str, int, int, int], ...]:
+    """(field, bitmap bit, length digits, max length) of every data field of the map,
+    in field-number order: what the fast path may write and read."""
+    assert SPEC["h"]["max_len"] == 0, "fast path: no header"
+    assert SPEC["t"]["data_enc"] == "ascii" and SPEC["p"]["data_enc"] == "ascii"
+    layout = []
+    for key in sorted(_KNOWN_FIELDS - {"h", "t", "p"}, key=int):
+        spec = SPEC[key]
+        number, len_type, max_len = int(key), spec["len_type"], spec["max_len"]
+        assert 2 <= number <= 64, "fast path: primary bitmap fields only"
+        assert spec["data_enc"] == "ascii" and spec["len_enc"] == "ascii"
+        assert spec.get("len_count", "bytes") == "bytes"
+        assert max_len < 10**len_type or len_type == 0, "length must fit its prefix"
+        layout.append((key, 1 << (64 - number), len_type, max_len))
+    return tuple(layout)
+
+
+_LAYOUT = _build_layout()
+_LAYOUT_BITS = sum(bit for _, bit, _, _ in _LAYOUT)
+
+
+def _fast_frame(doc: Mapping[str, str]) -> bytes | None:
+    """What `iso8583.encode(doc, SPEC)` makes of `doc`, or None for pyiso8583 to handle:
+    MTI, primary bitmap as upper-case ASCII hex, then each field in number order,
+    variable ones after their ASCII decimal length."""
+    mti = doc.get("t")
+    if mti is None or len(mti) != 4:
+        return None
+    bitmap = 0
+    parts = []
+    present = 1
+    for key, bit, len_type, max_len in _LAYOUT:
+        value = doc.get(key)
+        if value is None:
+            continue
+        present += 1
+        length = len(value)
+        if len_type:
+            if length > max_len:
+                return None
+            parts.append(str(length).zfill(len_type))
+        elif length != max_len:
+            return None
+        parts.append(value)
+        bitmap |= bit
+    if present != len(doc):  # a field the fast path does not know
+        return None
+    text = mti + format(bitmap, "016X") + "".join(parts)
+    if not text.isascii():
+        return None
+    return text.encode("ascii")
+
+
+def _fast_doc(frame: bytes | bytearray) -> dict[str, str] | None:
+    """What `iso8583.decode(frame, SPEC)` makes of `frame`, or None for pyiso8583 to
+    handle (which includes every frame it refuses)."""
+    if not frame.isascii():
+        return None
+    text = frame.decode("ascii")
+    size = len(text)
+    if size < 20:
+        return None
+    bitmap_text = text[4:20]
+    if bitmap_text.strip(_ANY_CASE_HEX):
+        return None
+    bitmap = int(bitmap_text, 16)
+    if bitmap & ~_LAYOUT_BITS:  # secondary bitmap, or a field outside the map
+        return None
+    doc = {"t": text[:4], "p": bitmap_text}
+    pos = 20
+    for key, bit, len_type, max_len in _LAYOUT:
+        if not bitmap & bit:
+            continue
+        if len_type:
+            end = pos + len_type
+            digits = text[pos:end]
+            if len(digits) != len_type or not digits.isdigit():
+                return None
+            length = int(digits)
+            if length > max_len:
+                return None
+            pos = end
+        else:
+            length = max_len
+        end = pos + length
+        if end > size:
+            return None
+        doc[key] = text[pos:end]
+        pos = end
+    if pos != size:
+        return None
+    return doc
+
+
+# -- Decoding -----------------------------------------------------------------------
+
+
+def _raw_decode(frame: bytes) -> dict[str, str]:
+    if not isinstance(frame, (bytes, bytearray)):
+        raise ProtocolError("frame is not bytes")
+    if len(frame) > FRAME_MAX_BYTES:
+        raise ProtocolError("frame too large")
+    doc = _fast_doc(frame)
+    if doc is None:
+        doc = _doc_reference(frame)
+    return doc
+
+
 def decode(frame: bytes) -> Message:
     """The Message in `frame`. Raises `ProtocolError` on anything malformed."""
-    doc = _raw_decode(frame)
-    return _from_doc(doc)
+    return _from_doc(_raw_decode(frame))
+
+
+def _decode_reference(frame: bytes) -> Message:
+    """`decode` through pyiso8583 only (the reference the fast path is tested against)."""
+    if not isinstance(frame, (bytes, bytearray)):
+        raise ProtocolError("frame is not bytes")
+    if len(frame) > FRAME_MAX_BYTES:
+        raise ProtocolError("frame too large")
+    return _from_doc(_doc_reference(frame))
+
+
+_MESSAGE_FIELDS = (
+    "mti",
+    "terminal_id",
+    "merchant_id",
+    "stan",
+    "pan",
+    "processing_code",
+    "amount",
+    "currency",
+    "rrn",
+    "rc",
+    "auth_code",
+    "idem_key",
+    "repeat",
+    "orig_stan",
+    "orig_key",
+    "debit_count",
+    "debit_amount",
+    "credit_count",
+    "credit_amount",
+    "batch_no",
+    "items",
+    "mac",
+)
+assert tuple(f.name for f in fields(Message)) == _MESSAGE_FIELDS, "_from_doc passes them in order"
+
+
+def _field_order(field: str) -> tuple[int, str]:
+    return (len(field), field)
 
 
 def _from_doc(doc: Mapping[str, str]) -> Message:
-    unknown = sorted(set(doc) - _KNOWN_FIELDS, key=lambda f: (len(f), f))
-    _check(not unknown, f"unexpected field {unknown[0] if unknown else ''}")
+    if not doc.keys() <= _KNOWN_FIELDS:
+        unknown = sorted(set(doc) - _KNOWN_FIELDS, key=_field_order)
+        raise ProtocolError(f"unexpected field {unknown[0]}")
     for name in _REQUIRED_FIELDS:
-        _check(name in doc, f"missing field {name}")
+        if name not in doc:
+            raise ProtocolError(f"missing field {name}")
     mti = doc["t"]
-    _check(mti in ALL_MTIS, f"unknown MTI {mti!r}")
-    proc = _text(doc["3"], _DIGITS, 6, "processing code")
+    if mti not in ALL_MTIS:
+        raise ProtocolError(f"unknown MTI {mti!r}")
+    proc = doc["3"]
+    if not (len(proc) <= 6 and _is_digits(proc)):
+        raise ProtocolError("bad processing code")
     amount = _int_value(doc["4"], 12, "amount")
     stan = _int_value(doc["11"], 6, "stan")
     terminal_id = _padded(doc["41"], "terminal id")
     merchant_id = _padded(doc["42"], "merchant id")
-    currency = _text(doc["49"], _DIGITS, 3, "currency")
+    currency = doc["49"]
+    if not (len(currency) <= 3 and _is_digits(currency)):
+        raise ProtocolError("bad currency")
     pan = ""
     if "2" in doc:
         pan = doc["2"]
-        _check(1 <= len(pan) <= 19 and _DIGITS.fullmatch(pan) is not None, "bad pan")
-    rrn = _text(doc.get("37", ""), _ALNUM, 12, "rrn")
-    auth_code = _text(doc.get("38", ""), _ALNUM, 6, "auth code")
-    rc = _text(doc.get("39", ""), _ALNUM, 2, "rc")
-    private = _parse_tlv(doc.get("48", ""), _TAGS_48, "48")
-    idem_key = _nonempty_key(private.get(_TAG_IDEM_KEY), "idempotency key")
-    orig_key = _nonempty_key(private.get(_TAG_ORIG_KEY), "orig key")
-    repeat_text = private.get(_TAG_REPEAT)
-    _check(repeat_text in (None, "1"), "bad repeat flag")
+        if not (1 <= len(pan) <= 19 and _is_digits(pan)):
+            raise ProtocolError("bad pan")
+    rrn = doc.get("37", "")
+    if not (len(rrn) <= 12 and _is_alnum(rrn)):
+        raise ProtocolError("bad rrn")
+    auth_code = doc.get("38", "")
+    if not (len(auth_code) <= 6 and _is_alnum(auth_code)):
+        raise ProtocolError("bad auth code")
+    rc = doc.get("39", "")
+    if not (len(rc) <= 2 and _is_alnum(rc)):
+        raise ProtocolError("bad rc")
+    idem_key = orig_key = ""
+    repeat = False
     orig_stan = 0
-    if _TAG_ORIG_STAN in private:
-        orig_stan = _int_value(private[_TAG_ORIG_STAN], 6, "orig stan")
-    totals = _parse_tlv(doc.get("63", ""), _TAGS_63, "63")
-    numbers = {
-        name: _int_value(totals[tag], TOTAL_DIGITS_MAX, name) if tag in totals else 0
-        for tag, name in _TOTALS
-    }
+    if "48" in doc:
+        private = _parse_tlv(doc["48"], _TAGS_48, "48")
+        idem_key = _nonempty_key(private.get(_TAG_IDEM_KEY), "idempotency key")
+        orig_key = _nonempty_key(private.get(_TAG_ORIG_KEY), "orig key")
+        repeat_text = private.get(_TAG_REPEAT)
+        if repeat_text not in (None, "1"):
+            raise ProtocolError("bad repeat flag")
+        repeat = repeat_text == "1"
+        if _TAG_ORIG_STAN in private:
+            orig_stan = _int_value(private[_TAG_ORIG_STAN], 6, "orig stan")
+    batch_no = debit_count = debit_amount = credit_count = credit_amount = 0
+    if "63" in doc:
+        totals = _parse_tlv(doc["63"], _TAGS_63, "63")
+        batch_no, debit_count, debit_amount, credit_count, credit_amount = (
+            _int_value(totals[tag], TOTAL_DIGITS_MAX, name) if tag in totals else 0
+            for tag, name in _TOTALS
+        )
     items: tuple[BatchItem, ...] = ()
     if "62" in doc:
         parsed = []
         for part in doc["62"].split(";"):
             m = _ITEM.fullmatch(part)
-            _check(m is not None, "bad batch item")
-            assert m is not None
+            if m is None:
+                raise ProtocolError("bad batch item")
             parsed.append(BatchItem(int(m[1]), int(m[2]), m[3]))
         items = tuple(parsed)
     mac = ""
     if "64" in doc:
-        mac = _text(doc["64"], _HEX16, 16, "mac")
+        mac = doc["64"]
+        if not _is_hex16(mac):
+            raise ProtocolError("bad mac")
+    # Positional: half the cost of 22 keywords (`_MESSAGE_FIELDS` pins the order).
     return Message(
-        mti=mti,
-        terminal_id=terminal_id,
-        merchant_id=merchant_id,
-        stan=stan,
-        pan=pan,
-        processing_code=proc,
-        amount=amount,
-        currency=currency,
-        rrn=rrn,
-        rc=rc,
-        auth_code=auth_code,
-        idem_key=idem_key,
-        repeat=repeat_text == "1",
-        orig_stan=orig_stan,
-        orig_key=orig_key,
-        items=items,
-        mac=mac,
-        **numbers,
+        mti,
+        terminal_id,
+        merchant_id,
+        stan,
+        pan,
+        proc,
+        amount,
+        currency,
+        rrn,
+        rc,
+        auth_code,
+        idem_key,
+        repeat,
+        orig_stan,
+        orig_key,
+        debit_count,
+        debit_amount,
+        credit_count,
+        credit_amount,
+        batch_no,
+        items,
+        mac,
     )
 
 
 def _padded(text: str, name: str) -> str:
     """A space-padded letters/digits field, unpadded."""
     value = text.rstrip(" ")
-    _check(_ALNUM.fullmatch(value) is not None, f"bad {name}")
+    if not _is_alnum(value):
+        raise ProtocolError(f"bad {name}")
     return value
 
 
 def _nonempty_key(text: str | None, name: str) -> str:
     if text is None:
         return ""
-    _check(
-        1 <= len(text) <= IDEM_KEY_MAX_LEN and _PRINTABLE.fullmatch(text) is not None,
-        f"bad {name}",
-    )
+    if not (1 <= len(text) <= IDEM_KEY_MAX_LEN and _is_printable(text)):
+        raise ProtocolError(f"bad {name}")
     return text
 
 

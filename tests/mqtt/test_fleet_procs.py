@@ -55,10 +55,8 @@ def test_fleet_procs_with_faults_is_a_usage_error(capsys: pytest.CaptureFixture[
 def test_a_flawed_firmware_fails_the_fleet_verdict(capsys: pytest.CaptureFixture[str]) -> None:
     """`--firmware zoo:float-amount` (amounts through a float, off by one minor unit for
     some) is caught by the fleet's own judge from the host's books, and the exit is 1."""
-    code = main(
-        ["fleet", "--terminals", "2", "--rate", "40", "--duration", "1", "--json"]
-        + ["--firmware", "zoo:float-amount"]
-    )
+    args = ["fleet", "--terminals", "2", "--rate", "40", "--duration", "1", "--json"]
+    code = main([*args, "--firmware", "zoo:float-amount"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1
     assert report["invariants_ok"] is False
