@@ -4,8 +4,8 @@ Feeds N signed ISO 8583 purchase frames straight into `HostCore.handle` (decode,
 check, idempotency claim, charge, signed answer, encode) and prints purchases/s.
 Modes: one fsync per purchase (the default for a bare `HostCore`); `--two-fsync`
 (the lazy idempotency claim `host_service._LazyClaim` turned off); `--group N`: the
-MQTT service's group commit, one transaction and one WAL fsync per N purchases. CPU is this process's
-(user + system) per purchase.
+MQTT service's group commit, one transaction and one WAL fsync per N purchases. CPU is
+this process's (user + system) per purchase.
 
     python bench/host_core.py [--purchases 2000] [--two-fsync | --group N]
 """

@@ -488,7 +488,9 @@ class HostService:
         await self.session.start()
 
     async def stop(self) -> None:
-        """Disconnect and close the database."""
+        """Finish the open group (commit, fsync, answer), disconnect, close the database."""
+        if self._syncing and not self.sync_failed:
+            self._sync()
         await self.session.stop()
         self.core.acquirer.close()
 
@@ -504,4 +506,6 @@ class HostService:
         try:
             await self.session.run()
         finally:
+            if self._syncing and not self.sync_failed:
+                self._sync()
             self.core.acquirer.close()

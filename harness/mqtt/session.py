@@ -106,6 +106,48 @@ def _buffer_reads(client: aiomqtt.Client) -> None:
         core._sock = BufferedSocket(sock)
 
 
+def _write_soon(client: aiomqtt.Client) -> None:
+    """Write queued packets at the end of the loop iteration, not via a write watch.
+
+    aiomqtt answers paho's "I have packets to write" with `call_soon_threadsafe`
+    (a byte through the loop's self-pipe) and an epoll write watch that is
+    added, fires once and is removed: four system calls and two loop wake-ups
+    per batch of writes, because paho may call it from a connect thread. After
+    the connection is up paho only calls it from this loop, so here the packets
+    are written by a plain `call_soon`; only when the kernel's buffer is full
+    (paho still has packets) does a write watch wait for room. Install it only
+    from the loop's own thread.
+    """
+    core = client._client
+    loop = asyncio.get_running_loop()
+    sock = core._sock
+    if sock is None:
+        return
+    fd = sock.fileno()
+
+    def write_now() -> None:
+        try:
+            core.loop_write()  # reports a lost connection to aiomqtt itself (on_disconnect)
+        except Exception as exc:  # as aiomqtt's own write callback does
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+            return
+        if core.want_write():  # the kernel buffer is full: wait until it drains
+            loop.add_writer(fd, write_now)
+
+    def register(_client: Any, _userdata: Any, _sock: Any) -> None:
+        loop.call_soon(write_now)
+
+    def unregister(_client: Any, _userdata: Any, _sock: Any) -> None:
+        loop.remove_writer(fd)
+
+    loop.remove_writer(fd)  # a watch aiomqtt may have left for the connect packets
+    core.on_socket_register_write = register
+    core.on_socket_unregister_write = unregister
+    if core.want_write():
+        loop.call_soon(write_now)
+
+
 class Session:
     """A supervised MQTT connection. Run `run()` as a task; cancel it to stop."""
 
@@ -150,7 +192,7 @@ class Session:
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Queue `payload` on `topic` with QoS 1. False (and counted lost) when offline."""
         client = self._client
-        if client is None or not self.connected.is_set():
+        if client is None:
             self.lost += 1
             return False
         # aiomqtt's own publish awaits the PUBACK; handing the message straight to
@@ -185,10 +227,14 @@ class Session:
             try:
                 async with client:
                     _buffer_reads(client)
+                    _write_soon(client)
+                    # Publishing works from here on: a persistent session's queued
+                    # messages arrive right after the CONNACK, before our SUBSCRIBE is
+                    # answered, and are handled (and answered) at once.
+                    self._client = client
                     _deliver_directly(client, self.on_message)
                     for sub in self.subscriptions:
                         await client.subscribe(sub, qos=QOS)
-                    self._client = client
                     self.connected.set()
                     self.connects += 1
                     backoff_s = BACKOFF_FIRST_S
