@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +41,7 @@ from acquirer.protocol import (
 )
 
 from . import realclock, wire
+from .journal import fsync_path
 from .session import Session
 from .wire import BrokerAddress, Codec
 
@@ -293,15 +293,13 @@ class _LazyClaim:
     @staticmethod
     def of(acquirer: Acquirer) -> _LazyClaim | None:
         """The fast path for an acquirer on a WAL file with synchronous=FULL, else None."""
-        db = getattr(acquirer, "_db", None)
-        if not isinstance(db, sqlite3.Connection):
+        found = _wal_of(acquirer)
+        if found is None:
             return None
-        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-        sync = db.execute("PRAGMA synchronous").fetchone()[0]
-        path = db.execute("PRAGMA database_list").fetchone()[2]
-        if mode != "wal" or sync != 2 or not path:  # 2 = FULL
+        db, wal = found
+        if db.execute("PRAGMA synchronous").fetchone()[0] != 2:  # 2 = FULL
             return None
-        return _LazyClaim(acquirer, db, path + "-wal")
+        return _LazyClaim(acquirer, db, wal)
 
     def begin(self, msg: Message, now_ms: int) -> tuple[Ticket | Message, HostAction | None]:
         db = self._db
@@ -311,12 +309,20 @@ class _LazyClaim:
         finally:
             db.execute("PRAGMA synchronous=FULL")
         if not isinstance(result, Ticket):
-            fd = os.open(self._wal, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(self._wal)
         return result, action
+
+
+def _wal_of(acquirer: Acquirer) -> tuple[sqlite3.Connection, str] | None:
+    """The acquirer's connection and WAL file path when it keeps a WAL-mode file, else None."""
+    db = getattr(acquirer, "_db", None)
+    if not isinstance(db, sqlite3.Connection):
+        return None
+    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    if mode != "wal" or not path:
+        return None
+    return db, path + "-wal"
 
 
 class WalSync:
@@ -339,23 +345,16 @@ class WalSync:
     @staticmethod
     def of(acquirer: Acquirer) -> WalSync | None:
         """Group commit for an acquirer on a WAL file, or None (nothing to sync)."""
-        db = getattr(acquirer, "_db", None)
-        if not isinstance(db, sqlite3.Connection):
+        found = _wal_of(acquirer)
+        if found is None:
             return None
-        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-        path = db.execute("PRAGMA database_list").fetchone()[2]
-        if mode != "wal" or not path:
-            return None
+        db, wal = found
         db.execute("PRAGMA synchronous=NORMAL")
-        return WalSync(path + "-wal")
+        return WalSync(wal)
 
     def sync(self) -> None:
         """fsync the WAL: every transaction committed before this call is durable after it."""
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.path)
 
 
 def _address_of(payload: bytes, codec: Codec) -> Message | None:

@@ -125,7 +125,7 @@ class JournalFile:
         try:
             self.commit(writes)
             if self.durable:
-                _fsync(self._wal)
+                fsync_path(self._wal)
         except (sqlite3.Error, OSError) as exc:
             self._fail(waiters, exc)
             return
@@ -172,7 +172,8 @@ class JournalFile:
         self._db.close()
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync the file at `path` (its data and size reach the disk)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -211,7 +212,7 @@ class Journal:
             return
         self.file.commit([write])
         if self.file.durable:
-            _fsync(self.file._wal)
+            fsync_path(self.file._wal)
 
     def close(self) -> None:
         """Close the file if this journal opened it."""
