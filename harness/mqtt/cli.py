@@ -346,9 +346,9 @@ async def run_fleet_processes(
 ) -> FleetReport:
     """`--procs P`: P fleet processes, each with its share of terminals and rate.
 
-    One asyncio loop drives every terminal of a process, so each terminal's journal
-    commit (an fsync, before the next effect) waits for every other terminal's;
-    separate processes commit in parallel. Each worker judges its own terminals.
+    One asyncio loop (one core) drives every terminal of a process; more processes
+    let the load side use more than one core. Each worker has its own journal file
+    and judges its own terminals; the reports are merged.
     """
     from .fleet import FleetReport, merge_reports
 

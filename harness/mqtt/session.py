@@ -6,6 +6,12 @@ blocks the caller: `publish` hands the message to paho (QoS 1; paho retransmits
 until the PUBACK) and returns False when there is no connection, in which case
 the message is lost exactly as a network would lose it, and the sender's own
 retry logic (the firmware's timers) takes over.
+
+aiomqtt owns the connection (connect, subscriptions, will, keepalive, noticing a
+disconnect). Three things on the hot path go around it, each measured with a
+fleet (bench/RESULTS.md): messages are handed from paho's callback to the
+handler (`_deliver_directly`), reads are buffered (`BufferedSocket`), and
+writes go out at the end of the loop iteration (`_write_soon`).
 """
 
 from __future__ import annotations
