@@ -55,7 +55,7 @@ Done = Callable[[bool], None]
 
 
 class JournalFile:
-    """One journal file shared by the terminals of a process; group commit in a thread."""
+    """One journal file shared by the terminals of a process, written with group commit."""
 
     def __init__(self, path: str, durable: bool = True) -> None:
         self.path = path
@@ -63,7 +63,7 @@ class JournalFile:
         self._db = sqlite3.connect(path, isolation_level=None)
         if self.durable:
             self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a COMMIT writes the WAL without fsync; `_sync` fsyncs it.
+            # NORMAL: a COMMIT writes the WAL without fsync; `_flush` fsyncs it once per group.
             self._db.execute("PRAGMA synchronous=NORMAL")
         else:
             self._db.execute("PRAGMA journal_mode=MEMORY")
@@ -106,11 +106,6 @@ class JournalFile:
             self._writing = True
             # Let the rest of this loop iteration add its writes to the same commit.
             asyncio.get_running_loop().call_soon(self._flush)
-
-    @property
-    def busy(self) -> bool:
-        """True while writes are queued or being committed."""
-        return self._writing
 
     def _flush(self) -> None:
         """Commit and fsync every queued write, then confirm them (in submission order)."""
