@@ -40,12 +40,14 @@ from acquirer.protocol import (
     RC_INSUFFICIENT_FUNDS,
     RC_INVALID_AMOUNT,
     RC_RECONCILE_ERROR,
+    RC_REVERSAL_REFUSED,
     REQUEST_MTIS,
     RESPONSE_CODES,
     TRANSIENT_RCS,
     BatchItem,
     Message,
     ProtocolError,
+    field_problem,
     response_mti,
     sign,
     validate_request,
@@ -212,19 +214,33 @@ class Acquirer:
     # -- write side -------------------------------------------------------------
 
     def begin(self, msg: Message, now_ms: int) -> tuple[Ticket | Message, HostAction | None]:
-        """Accept `msg` for processing (a Ticket, no action) or answer it at once."""
+        """Accept `msg` for processing (a Ticket, no action) or answer it at once.
+
+        A request that fails authentication (unknown terminal, bad or missing MAC,
+        or fields too malformed to check one) is answered RC 30 *unsigned*: the
+        host never signs anything an attacker chose, so no refused frame can be
+        spliced into a signed answer.
+        """
         reason = validate_request(msg)
+        authentic = self._authentic(msg)
+        if not authentic and self._config.verify_mac:
+            key_known = msg.terminal_id in self._keys if type(msg.terminal_id) is str else False
+            why = "bad MAC" if key_known else "unknown terminal"
+            if reason is not None and field_problem(msg) is not None:
+                why = reason
+            return self._reject(msg, why, signed=False)
         if reason is not None:
-            return self._format_error(msg, reason)
-        if self._config.verify_mac:
-            key = self._keys.get(msg.terminal_id)
-            if key is None:
-                return self._format_error(msg, "unknown terminal")
-            if not verify(msg, key):
-                return self._format_error(msg, "bad MAC")
+            return self._reject(msg, reason, signed=authentic)
         if msg.mti == MTI_PURCHASE:
             return self._begin_payment(msg, now_ms)
         return Ticket(msg, now_ms, now_ms + self._config.processing_ms), None
+
+    def _authentic(self, msg: Message) -> bool:
+        """Is `msg` well-formed and signed with its terminal's key?"""
+        if field_problem(msg) is not None:
+            return False
+        key = self._keys.get(msg.terminal_id)
+        return key is not None and verify(msg, key)
 
     def finish(self, ticket: Ticket, now_ms: int) -> tuple[Message, HostAction]:
         """Decide and commit the outcome of `ticket`; return the signed response."""
@@ -246,8 +262,9 @@ class Acquirer:
         return self._handle(msg, now_ms)[0]
 
     def respond_error(self, msg: Message, rc: str) -> Message:
-        """A signed response carrying `rc`; nothing is stored (injected RC 91/96 bursts)."""
-        return self._reply(msg, rc)
+        """A response carrying `rc`; nothing is stored (injected RC 91/96 bursts, and
+        frames that do not decode). Signed only when `msg` itself is authentic."""
+        return self._reply(msg, rc, signed=self._authentic(msg))
 
     def handle_frame(self, frame: bytes, now_ms: int) -> bytes:
         """Handle one ISO 8583 frame. Never raises.
@@ -262,7 +279,7 @@ class Acquirer:
             partial = iso8583.decode_address(frame)
             if partial is None:
                 return b""
-            resp: Message = self._format_error(partial, str(exc))[0]
+            resp: Message = self._reject(partial, str(exc), signed=False)[0]
         else:
             resp, action = self._handle(msg, now_ms)
             if action is not None and action.action == "charge-no-reply":
@@ -430,8 +447,9 @@ class Acquirer:
         rrn: str = "",
         auth_code: str = "",
         items: tuple[BatchItem, ...] = (),
+        signed: bool = True,
     ) -> Message:
-        """The response to `req`, signed when the terminal has a key.
+        """The response to `req`, signed when the terminal has a key and `signed`.
 
         Equal to `sign(dataclasses.replace(req, mti=..., rc=..., ...), key)`, built
         field by field because `replace` costs ~10 us on a 22-field message.
@@ -458,14 +476,20 @@ class Acquirer:
             req.credit_amount,
             req.batch_no,
             items,
+            req.sent_ms,
             "",
         )
+        if not signed:
+            return resp
         key = self._keys.get(req.terminal_id)
         return sign(resp, key) if key is not None else resp
 
-    def _format_error(self, msg: Message, reason: str) -> tuple[Message, HostAction]:
-        return self._reply(msg, RC_FORMAT_ERROR), HostAction(
-            "reject", RC_FORMAT_ERROR, amount=msg.amount, detail=f"Format error: {reason}."
+    def _reject(self, msg: Message, reason: str, signed: bool) -> tuple[Message, HostAction]:
+        """RC 30 for `msg`; signed only for an authentic request (see `begin`)."""
+        amount = msg.amount if type(msg.amount) is int else 0
+        detail = f"Format error: {reason}." if signed else f"Refused unsigned: {reason}."
+        return self._reply(msg, RC_FORMAT_ERROR, signed=signed), HostAction(
+            "reject", RC_FORMAT_ERROR, amount=amount, detail=detail
         )
 
     def _prune(self, now_ms: int) -> None:
@@ -712,6 +736,13 @@ class Acquirer:
             return self._reply(req, RC_APPROVED, txn.rrn), HostAction(
                 "reverse-noop", RC_APPROVED, txn.rrn, txn.amount, f"Original is {txn.status}."
             )
+        mismatch = _reversal_mismatch(req, txn)
+        if mismatch:
+            # Never reverse a different sale than the terminal means: a key reused
+            # after a lost journal would otherwise undo an earlier, legitimate sale.
+            return self._reply(req, RC_REVERSAL_REFUSED, txn.rrn), HostAction(
+                "reverse-refused", RC_REVERSAL_REFUSED, txn.rrn, req.amount, mismatch
+            )
         card, merchant = txn.pan, self._config.merchant_account
         if txn.kind == KIND_REFUND:
             self._post(txn.id, card, merchant, txn.amount, now_ms)
@@ -724,8 +755,6 @@ class Acquirer:
 
     def _finish_batch(self, req: Message, now_ms: int) -> tuple[Message, HostAction]:
         tid = req.terminal_id
-        if req.batch_no < 1:
-            return self._format_error(req, "batch number must be positive")
         db = self._db
         self._tx_begin()
         try:
@@ -787,6 +816,17 @@ class Acquirer:
                 detail=f"Batch {req.batch_no}: {len(differing)} differing transactions.",
             )
         return self._reply(req, rc, items=differing), action
+
+
+def _reversal_mismatch(req: Message, txn: HostTxn) -> str:
+    """Why reversal `req` does not describe original `txn` ("" when it does)."""
+    if req.amount != txn.amount:
+        return f"Reversal amount {req.amount} differs from the original's {txn.amount}."
+    if req.pan and req.pan != txn.pan:
+        return "Reversal card differs from the original's."
+    if req.terminal_id != txn.terminal_id:
+        return "Reversal terminal differs from the original's."
+    return ""
 
 
 def _differing(terminal: tuple[BatchItem, ...], host: list[BatchItem]) -> tuple[BatchItem, ...]:

@@ -14,7 +14,8 @@ t     MTI                         one of `protocol.ALL_MTIS`
 41    terminal_id                 8, letters/digits, space-padded right
 42    merchant_id                 15, letters/digits, space-padded right
 48    idem_key, repeat,           LLLVAR tag-length-value: tag (2 letters),
-      orig_stan, orig_key         length (3 digits), value
+      orig_stan, orig_key,        length (3 digits), value
+      sent_ms
 49    currency                    3 digits
 62    items                       LLLLVAR "stan,amount,rrn;..."
 63    batch_no and totals         LLLVAR tag-length-value
@@ -99,12 +100,15 @@ _TAG_IDEM_KEY = "IK"
 _TAG_REPEAT = "RP"
 _TAG_ORIG_STAN = "OS"
 _TAG_ORIG_KEY = "OK"
+_TAG_SENT_MS = "TS"
 _TAG_BATCH_NO = "BN"
 _TAG_DEBIT_COUNT = "DC"
 _TAG_DEBIT_AMOUNT = "DA"
 _TAG_CREDIT_COUNT = "CC"
 _TAG_CREDIT_AMOUNT = "CA"
-_TAGS_48 = frozenset({_TAG_IDEM_KEY, _TAG_REPEAT, _TAG_ORIG_STAN, _TAG_ORIG_KEY})
+_TAGS_48 = frozenset({_TAG_IDEM_KEY, _TAG_REPEAT, _TAG_ORIG_STAN, _TAG_ORIG_KEY, _TAG_SENT_MS})
+# Transmission time: up to 13 digits of virtual milliseconds.
+SENT_MS_DIGITS = 13
 _TOTALS = (
     (_TAG_BATCH_NO, "batch_no"),
     (_TAG_DEBIT_COUNT, "debit_count"),
@@ -266,6 +270,11 @@ def _to_doc(msg: Message) -> dict[str, str]:
         if not (len(orig_key) <= IDEM_KEY_MAX_LEN and _is_printable(orig_key)):
             raise ProtocolError("bad orig key")
         private.append((_TAG_ORIG_KEY, orig_key))
+    if msg.sent_ms:
+        sent_ms = msg.sent_ms
+        if not (0 <= sent_ms < 10**SENT_MS_DIGITS):
+            raise ProtocolError("sent_ms out of range")
+        private.append((_TAG_SENT_MS, str(sent_ms)))
     if private:
         doc["48"] = _tlv(private)
     values = _TOTALS_OF(msg)
@@ -462,6 +471,7 @@ _MESSAGE_FIELDS = (
     "credit_amount",
     "batch_no",
     "items",
+    "sent_ms",
     "mac",
 )
 assert tuple(f.name for f in fields(Message)) == _MESSAGE_FIELDS, "_from_doc passes them in order"
@@ -507,7 +517,7 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
         raise ProtocolError("bad rc")
     idem_key = orig_key = ""
     repeat = False
-    orig_stan = 0
+    orig_stan = sent_ms = 0
     if "48" in doc:
         private = _parse_tlv(doc["48"], _TAGS_48, "48")
         idem_key = _nonempty_key(private.get(_TAG_IDEM_KEY), "idempotency key")
@@ -518,6 +528,8 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
         repeat = repeat_text == "1"
         if _TAG_ORIG_STAN in private:
             orig_stan = _int_value(private[_TAG_ORIG_STAN], 6, "orig stan")
+        if _TAG_SENT_MS in private:
+            sent_ms = _int_value(private[_TAG_SENT_MS], SENT_MS_DIGITS, "sent_ms")
     batch_no = debit_count = debit_amount = credit_count = credit_amount = 0
     if "63" in doc:
         totals = _parse_tlv(doc["63"], _TAGS_63, "63")
@@ -562,6 +574,7 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
         credit_amount,
         batch_no,
         items,
+        sent_ms,
         mac,
     )
 

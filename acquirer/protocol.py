@@ -52,6 +52,7 @@ PROC_REFUND = "200000"
 # Response codes (field 39).
 RC_APPROVED = "00"
 RC_DO_NOT_HONOUR = "05"
+RC_REVERSAL_REFUSED = "12"  # invalid transaction: the reversal does not match its original
 RC_IN_PROGRESS = "09"
 RC_INVALID_AMOUNT = "13"
 RC_FORMAT_ERROR = "30"
@@ -64,6 +65,7 @@ RC_SYSTEM_ERROR = "96"
 RESPONSE_CODES: dict[str, str] = {
     RC_APPROVED: "approved",
     RC_DO_NOT_HONOUR: "do not honour",
+    RC_REVERSAL_REFUSED: "invalid transaction",
     RC_IN_PROGRESS: "request in progress",
     RC_INVALID_AMOUNT: "invalid amount",
     RC_FORMAT_ERROR: "format error",
@@ -86,6 +88,13 @@ STAN_MAX = 999_999
 IDEM_KEY_MAX_LEN = 64
 # Most transactions one batch upload may list.
 BATCH_ITEMS_MAX = 10_000
+# Batch numbers, counts and totals: at most 18 digits, so any sum the host forms
+# from them stays inside SQLite's int64.
+TOTAL_MAX = 10**18 - 1
+# Transmission times (virtual ms since the epoch) up to year 2286: 13 digits.
+SENT_MS_MAX = 9_999_999_999_999
+PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_REFUND})
+_LOWER_HEX = "0123456789abcdef"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +132,10 @@ class Message:
     credit_amount: int = 0
     batch_no: int = 0
     items: tuple[BatchItem, ...] = ()  # batch upload, or mismatch list in 0510
-    mac: str = ""  # HMAC-SHA256 over every other field, hex
+    # Transmission time (virtual ms), stamped by the sender's transport and covered
+    # by the MAC: the host refuses requests outside `FRESHNESS_WINDOW_MS` of its clock.
+    sent_ms: int = 0
+    mac: str = ""  # HMAC-SHA256 over the canonical form of every other field, hex
 
     def to_dict(self) -> dict[str, Any]:
         """The non-default fields, in declaration order, for traces and JSON."""
@@ -153,12 +165,9 @@ class ProtocolError(Exception):
 _NAMES: tuple[str, ...] = tuple(f.name for f in fields(Message))
 _DEFAULTS: tuple[Any, ...] = tuple(f.default for f in fields(Message))
 _ALL = operator.attrgetter(*_NAMES)
-_ITEMS_INDEX = _NAMES.index("items")
 _MAC_INDEX = _NAMES.index("mac")
 assert len(_NAMES) - 1 == _MAC_INDEX, "mac must stay the last field (sign relies on it)"
 _KEEP_DEFAULT = frozenset({"mti", "stan"})
-# "mti={}|terminal_id={}|...": one str.format call builds the MAC payload.
-_MAC_FORMAT = "|".join(f"{name}={{}}" for name in _NAMES[:_MAC_INDEX])
 
 
 def _to_dict(msg: Message) -> dict[str, Any]:
@@ -172,13 +181,41 @@ def _to_dict(msg: Message) -> dict[str, Any]:
     return out
 
 
+# Version tag at the head of every MAC input: a future change of the canonical
+# form can never make an old signature valid for a new reading of the same bytes.
+MAC_DOMAIN = b"posh-mac-v2\n"
+
+
+def _lp(text: str) -> bytes:
+    """`text` length-prefixed: "<byte length>:<UTF-8 bytes>". Lone surrogates (JSON
+    can carry them) are kept as their own bytes, so distinct strings stay distinct."""
+    data = text.encode("utf-8", "surrogatepass")
+    return b"%d:%s" % (len(data), data)
+
+
 def mac_payload(msg: Message) -> bytes:
-    """The bytes the MAC covers: `name=value` for every field but `mac`, joined by
-    "|", in declaration order; batch items as "stan,amount,rrn" joined by ";"."""
-    values = list(_ALL(msg))
-    items = values[_ITEMS_INDEX]
-    values[_ITEMS_INDEX] = ";".join(f"{i.stan},{i.amount},{i.rrn}" for i in items) if items else ""
-    return _MAC_FORMAT.format(*values[:_MAC_INDEX]).encode()
+    """The bytes the MAC covers: the canonical form of every field but `mac`.
+
+    After `MAC_DOMAIN`, every field in declaration order as "<length>:<bytes>"
+    (integers in decimal, booleans as 1 / 0); `items` is its count, then three
+    such fields per item. Every value carries its own length, so no value, whatever
+    it contains ("|", "=", ";", digits), can end early or run into the next one:
+    two messages have the same payload only if every field is equal.
+    """
+    parts = [MAC_DOMAIN]
+    append = parts.append
+    for name, value in zip(_NAMES[:_MAC_INDEX], _ALL(msg), strict=False):
+        if name == "items":
+            append(_lp(str(len(value))))
+            for item in value:
+                append(_lp(str(item.stan)))
+                append(_lp(str(item.amount)))
+                append(_lp(item.rrn))
+        elif value is True or value is False:
+            append(b"1:1" if value else b"1:0")
+        else:
+            append(_lp(value if type(value) is str else str(value)))
+    return b"".join(parts)
 
 
 def compute_mac(msg: Message, key: bytes) -> str:
@@ -201,25 +238,115 @@ def verify(msg: Message, key: bytes) -> bool:
     return bool(msg.mac) and hmac.compare_digest(msg.mac.encode("utf-8", "replace"), expected)
 
 
-def validate_request(msg: Message) -> str | None:
-    """Why `msg` is not a well-formed request, or None. Drives RC 30."""
-    if msg.mti not in REQUEST_MTIS:
-        return f"unknown request MTI {msg.mti!r}"
-    if not (1 <= len(msg.terminal_id) <= 8) or not msg.terminal_id.isalnum():
+def _is_digits(text: object, low: int, high: int) -> bool:
+    return type(text) is str and low <= len(text) <= high and text.isascii() and text.isdigit()
+
+
+def _is_alnum(text: object, low: int, high: int) -> bool:
+    return type(text) is str and low <= len(text) <= high and text.isascii() and text.isalnum()
+
+
+def _is_key(text: object) -> bool:
+    """An idempotency key: empty, or 1-64 printable ASCII characters."""
+    return type(text) is str and (
+        not text or (len(text) <= IDEM_KEY_MAX_LEN and text.isascii() and text.isprintable())
+    )
+
+
+def _in_range(value: object, low: int, high: int) -> bool:
+    # type() is int: a bool or a float must not pass as a count or an amount.
+    return type(value) is int and low <= value <= high
+
+
+def field_problem(msg: Message) -> str | None:
+    """The first field of `msg` (any MTI) outside what the wire can carry, or None."""
+    if type(msg.mti) is not str or msg.mti not in ALL_MTIS:
+        return f"unknown MTI {msg.mti!r}"
+    if not _is_alnum(msg.terminal_id, 1, 8):
         return "terminal_id must be 1-8 letters or digits"
-    if not (1 <= len(msg.merchant_id) <= 15) or not msg.merchant_id.isalnum():
+    if not _is_alnum(msg.merchant_id, 1, 15):
         return "merchant_id must be 1-15 letters or digits"
-    if not (0 <= msg.stan <= STAN_MAX):
+    if not _in_range(msg.stan, 0, STAN_MAX):
         return "stan out of range"
-    if not (0 <= msg.amount <= AMOUNT_MAX_WIRE):
+    if msg.pan != "" and not _is_digits(msg.pan, 12, 19):
+        return "pan must be 12-19 digits"
+    if msg.processing_code not in PROCESSING_CODES:
+        return "unknown processing code"
+    if not _in_range(msg.amount, 0, AMOUNT_MAX_WIRE):
         return "amount out of range"
-    if len(msg.idem_key) > IDEM_KEY_MAX_LEN:
-        return "idempotency key too long"
-    if msg.mti == MTI_PURCHASE:
-        if not (12 <= len(msg.pan) <= 19) or not msg.pan.isdigit():
-            return "pan must be 12-19 digits"
-        if msg.processing_code not in (PROC_PURCHASE, PROC_REFUND):
-            return "unknown processing code"
-    if len(msg.items) > BATCH_ITEMS_MAX:
+    if not _is_digits(msg.currency, 3, 3):
+        return "currency must be 3 digits"
+    if msg.rrn != "" and not _is_alnum(msg.rrn, 12, 12):
+        return "rrn must be 12 letters or digits"
+    if msg.rc != "" and not _is_alnum(msg.rc, 2, 2):
+        return "rc must be 2 letters or digits"
+    if msg.auth_code != "" and not _is_alnum(msg.auth_code, 6, 6):
+        return "auth_code must be 6 letters or digits"
+    if not _is_key(msg.idem_key):
+        return "idempotency key must be 1-64 printable ASCII characters"
+    if type(msg.repeat) is not bool:
+        return "repeat must be true or false"
+    if not _in_range(msg.orig_stan, 0, STAN_MAX):
+        return "orig_stan out of range"
+    if not _is_key(msg.orig_key):
+        return "orig_key must be 1-64 printable ASCII characters"
+    for name in ("debit_count", "credit_count", "debit_amount", "credit_amount", "batch_no"):
+        if not _in_range(getattr(msg, name), 0, TOTAL_MAX):
+            return f"{name} out of range"
+    if type(msg.items) is not tuple or len(msg.items) > BATCH_ITEMS_MAX:
         return "too many batch items"
+    for item in msg.items:
+        if (
+            type(item) is not BatchItem
+            or not _in_range(item.stan, 0, STAN_MAX)
+            or not _in_range(item.amount, 0, AMOUNT_MAX_WIRE)
+            or not (item.rrn == "" or _is_alnum(item.rrn, 1, 12))
+        ):
+            return "bad batch item (stan, amount or rrn)"
+    if not _in_range(msg.sent_ms, 0, SENT_MS_MAX):
+        return "sent_ms out of range"
+    mac = msg.mac
+    if mac != "" and not (type(mac) is str and len(mac) == 16 and not mac.strip(_LOWER_HEX)):
+        return "mac must be 16 lowercase hex digits"
+    return None
+
+
+def validate_request(msg: Message) -> str | None:
+    """Why `msg` is not a well-formed request, or None. Drives RC 30.
+
+    Every field is checked on every MTI (type, charset, length, range), then what
+    the MTI needs: a purchase its card and idempotency key, a reversal the key of
+    its original, a batch a positive batch number. A request never carries the
+    host's fields (rrn, rc, auth_code).
+    """
+    problem = field_problem(msg)
+    if problem is not None:
+        return problem
+    mti = msg.mti
+    if mti not in REQUEST_MTIS:
+        return f"unknown request MTI {mti!r}"
+    if msg.rrn or msg.rc or msg.auth_code:
+        return "a request must not carry rrn, rc or auth_code"
+    if mti == MTI_PURCHASE:
+        if not msg.pan:
+            return "pan must be 12-19 digits"
+        if not msg.idem_key:
+            return "idempotency key required"
+    elif mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE):
+        if not msg.orig_key:
+            return "reversal must name its original's idempotency key (orig_key)"
+    elif mti == MTI_BATCH and msg.batch_no < 1:
+        return "batch number must be positive"
+    return None
+
+
+def validate_response(msg: Message) -> str | None:
+    """Why `msg` is not a well-formed response, or None (the terminal's check)."""
+    problem = field_problem(msg)
+    if problem is not None:
+        return problem
+    if msg.mti not in RESPONSE_MTIS:
+        return f"unknown response MTI {msg.mti!r}"
+    if not msg.rc:
+        return "a response must carry an rc"
     return None

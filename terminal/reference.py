@@ -56,12 +56,14 @@ from acquirer.protocol import (
     RC_IN_PROGRESS,
     RC_ISSUER_UNAVAILABLE,
     RC_RECONCILE_ERROR,
+    RC_REVERSAL_REFUSED,
     RC_SYSTEM_ERROR,
     RESPONSE_CODES,
     STAN_MAX,
     BatchItem,
     Message,
     sign,
+    validate_response,
     verify,
 )
 from terminal.firmware import (
@@ -499,18 +501,33 @@ class ReferenceFirmware:
         return amount
 
     def _accepts_response(self, msg: Message) -> bool:
-        """Only a correctly signed message for this terminal is acted on."""
-        # isascii first: a corrupted frame may carry a non-ASCII MAC, on which
-        # hmac.compare_digest (inside verify) raises instead of answering False.
+        """Only a well-formed, correctly signed response for this terminal is acted on.
+
+        Every field is checked first (type, charset, length, range), so nothing
+        malformed reaches the MAC or the state machine; an unsigned answer (the
+        host's refusal of a request that failed authentication) is never acted on.
+        """
+        cfg = self.config
         return (
-            msg.terminal_id == self.config.terminal_id
-            and msg.mac.isascii()
-            and verify(msg, self.config.mac_key)
+            validate_response(msg) is None
+            and msg.terminal_id == cfg.terminal_id
+            and msg.merchant_id == cfg.merchant_id
+            and verify(msg, cfg.mac_key)
         )
 
     def _matches_sale(self, msg: Message, sale: Sale) -> bool:
-        """Does a 0210 answer the sale in flight (same STAN, and same key if echoed)?"""
-        return msg.stan == sale.stan and (not msg.idem_key or msg.idem_key == sale.key)
+        """Does a 0210 answer the sale in flight? Every field the host echoes must
+        equal the request's: STAN, key, card, amount, processing code, currency."""
+        request = self._request
+        return (
+            request is not None
+            and msg.stan == sale.stan
+            and msg.idem_key == sale.key
+            and msg.pan == request.pan
+            and msg.amount == request.amount
+            and msg.processing_code == request.processing_code
+            and msg.currency == request.currency
+        )
 
     # ------------------------------------------------------------ host responses
 
@@ -683,6 +700,7 @@ class ReferenceFirmware:
             cfg.terminal_id,
             cfg.merchant_id,
             sale.stan,
+            pan=sale.pan,
             amount=self._wire_amount(sale.amount),
             orig_stan=sale.stan,
             orig_key=sale.key,
@@ -703,27 +721,45 @@ class ReferenceFirmware:
         if self._reversal_tries < self.config.reversal_max_tries:
             return self._send_reversal()
         # Out of tries: hand it to a human, durably, and move on to the next one.
+        return self._reversal_manual(key)
+
+    def _reversal_manual(self, key: str) -> list[Effect]:
+        """Give up on reversal `key`: journal it for manual handling, move on."""
+        if key == self._reversal_key:
+            self._reversal_key = ""
+            effects: list[Effect] = [CancelTimer(REVERSAL_TIMER)]
+        else:
+            effects = []
         self._reversals.pop(key, None)
         self._status[key] = SaleStatus.REVERSAL_MANUAL
-        self._reversal_key = ""
-        effects: list[Effect] = [
+        effects += [
             self._journal({"type": "reversal_manual", "key": key}),
             Display(Outcome.PROMPT, "REVERSAL NEEDS MANUAL HANDLING"),
         ]
         return effects + self._after_reversal()
 
     def _match_reversal(self, msg: Message) -> str:
-        if msg.orig_key:
-            return msg.orig_key if msg.orig_key in self._reversals else ""
-        for key, sale in self._reversals.items():
-            if sale.stan == (msg.orig_stan or msg.stan):
-                return key
-        return ""
+        """The queued reversal a 0410 answers: its key, STAN and amount echoed, or ""."""
+        sale = self._reversals.get(msg.orig_key)
+        if (
+            sale is None
+            or msg.orig_stan != sale.stan
+            or msg.stan != sale.stan
+            or msg.amount != self._wire_amount(sale.amount)
+        ):
+            return ""
+        return sale.key
 
     def _on_reversal_response(self, msg: Message) -> list[Effect]:
         key = self._match_reversal(msg)
-        if not key or msg.rc != RC_APPROVED:
-            return []  # not ours, or refused: the timer will try again
+        if not key:
+            return []  # not ours: the timer will try again
+        if msg.rc == RC_REVERSAL_REFUSED:
+            # The host holds an original that differs from this reversal (amount or
+            # card): retrying cannot succeed, a human must look at it.
+            return self._reversal_manual(key)
+        if msg.rc != RC_APPROVED:
+            return []  # refused for now: the timer will try again
         self._reversals.pop(key)
         self._status[key] = SaleStatus.REVERSED
         effects: list[Effect] = [self._journal({"type": "reversed", "key": key})]
@@ -876,10 +912,15 @@ class ReferenceFirmware:
 
     def _on_batch_response(self, msg: Message) -> list[Effect]:
         batch = self._batch
+        sent = self._batch_message
         if (
             batch is None
+            or sent is None
             or not self._batch_sends
             or msg.batch_no != batch.batch_no
+            or msg.stan != batch.stan
+            or (msg.debit_count, msg.debit_amount, msg.credit_count, msg.credit_amount)
+            != (sent.debit_count, sent.debit_amount, sent.credit_count, sent.credit_amount)
             or msg.rc not in _BATCH_CLOSING_RCS
         ):
             return []

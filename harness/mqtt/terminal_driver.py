@@ -180,6 +180,12 @@ class TerminalDriver:
         """A frame arrived on this terminal's response topic."""
         if self.stopped:
             return
+        if wire.sniff_codec(payload) != self.codec:
+            # Only the codec this terminal speaks: a second parser is a second
+            # attack surface, and the host always answers in the request's codec.
+            self.dropped_frames += 1
+            log.warning("terminal %s: dropped a frame not in %s", self.tid, self.codec)
+            return
         try:
             msg, _ = wire.decode(payload)
         except ProtocolError as exc:

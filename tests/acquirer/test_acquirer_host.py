@@ -14,7 +14,7 @@ from acquirer import catalogue
 from acquirer import iso8583 as codec
 from acquirer import protocol as p
 from acquirer.catalogue import CardAccount
-from acquirer.host import DAY_MS, Acquirer, HostAction, HostConfig, Message, Ticket
+from acquirer.host import Acquirer, HostAction, HostConfig, Message, Ticket
 from acquirer.testing import TerminalMessages
 
 KEY = b"terminal-1-key"
@@ -36,15 +36,17 @@ def signed(msg: Message) -> Message:
 
 
 def purchase(stan: int, amount: int, pan: str = PAN, key: str = "", **kw: Any) -> Message:
-    return T1.purchase(stan, amount, pan, key, **kw)
+    """A signed 0200; without `key` it gets "K<stan>" (the host refuses keyless ones)."""
+    return T1.purchase(stan, amount, pan, key or f"K{stan}", **kw)
 
 
 def refund(stan: int, amount: int, pan: str = PAN, key: str = "", **kw: Any) -> Message:
-    return T1.refund(stan, amount, pan, key, **kw)
+    return T1.refund(stan, amount, pan, key or f"K{stan}", **kw)
 
 
 def reversal(stan: int, orig_key: str = "", orig_stan: int = 0, **kw: Any) -> Message:
-    return T1.reversal(stan, orig_key, orig_stan, **kw)
+    """A signed 0400 of "K<orig_stan>" unless `orig_key` is given."""
+    return T1.reversal(stan, orig_key or f"K{orig_stan}", orig_stan, **kw)
 
 
 def batch(stan: int, batch_no: int, **kw: Any) -> Message:
@@ -301,11 +303,14 @@ def test_classic_rule_same_stan_different_amount_or_pan_gets_94(host: Acquirer) 
     assert host.handle(purchase(42, 501, processing_code=p.PROC_REFUND), 2_000).rc == "94"
 
 
-def test_classic_identity_is_per_day(host: Acquirer) -> None:
-    host.handle(purchase(42, 501), 1_000)
-    next_day = host.handle(purchase(42, 502), DAY_MS + 1_000)
-    assert next_day.rc == p.RC_APPROVED
-    assert host.balance(PAN) == PAN_BALANCE - 1003
+def test_keyless_purchase_is_refused_30_and_charges_nothing(host: Acquirer) -> None:
+    """Without an idempotency key a replay could not be told from a new sale."""
+    before = snapshot(host)
+    keyless = T1.purchase(42, 501, PAN, "")
+    resp, action = finish_now(host, keyless, 1_000)
+    assert resp.rc == p.RC_FORMAT_ERROR and p.verify(resp, KEY)
+    assert action is not None and "idempotency key required" in action.detail
+    assert snapshot(host) == before
 
 
 def test_abandoned_ticket_lets_the_retry_run_afresh_and_charge_once(host: Acquirer) -> None:
@@ -322,35 +327,49 @@ def test_abandoned_ticket_lets_the_retry_run_afresh_and_charge_once(host: Acquir
 
 def test_reversal_credits_back_and_a_repeated_reversal_is_a_noop(host: Acquirer) -> None:
     sale = host.handle(purchase(1, 900, key="s"), 0)
-    resp, action = finish_now(host, reversal(2, orig_key="s"), 100)
+    resp, action = finish_now(host, reversal(2, orig_key="s", amount=900), 100)
     assert resp.mti == p.MTI_REVERSAL_RESP and resp.rc == p.RC_APPROVED
     assert resp.rrn == sale.rrn and p.verify(resp, KEY)
     assert action is not None and action.action == "reverse"
     assert host.balance(PAN) == PAN_BALANCE and host.balance(MERCHANT) == 0
     [txn] = host.transactions()
     assert (txn.status, txn.reversed_ms) == ("reversed", 120)  # finished after 20 ms
-    again, action = finish_now(host, reversal(2, orig_key="s", repeat=True), 200)
+    again, action = finish_now(host, reversal(2, orig_key="s", amount=900, repeat=True), 200)
     assert again.rc == "00" and action is not None and action.action == "reverse-noop"
     assert host.balance(PAN) == PAN_BALANCE
     assert host.ledger_sum() == 0
 
 
-def test_reversal_by_original_stan_for_keyless_purchases(host: Acquirer) -> None:
-    host.handle(purchase(17, 900), 0)
-    _, action = finish_now(host, reversal(18, orig_stan=17), 100)
-    assert action is not None and action.action == "reverse"
-    assert host.balance(PAN) == PAN_BALANCE
-
-
-def test_reversal_by_stan_finds_a_keyed_purchase(host: Acquirer) -> None:
+def test_reversal_without_the_original_key_is_refused_30(host: Acquirer) -> None:
+    """A STAN alone does not name a sale once keys are per boot: the key is required."""
     host.handle(purchase(17, 900, key="keyed"), 0)
-    _, action = finish_now(host, reversal(18, orig_stan=17), 100)
-    assert action is not None and action.action == "reverse"
+    resp, action = finish_now(host, T1.reversal(18, "", 17, amount=900), 100)
+    assert resp.rc == p.RC_FORMAT_ERROR and action is not None and "orig_key" in action.detail
+    assert host.balance(PAN) == PAN_BALANCE - 900
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"amount": 901}, "amount 901 differs"),
+        ({"amount": 900, "pan": catalogue.PAN_APPROVE}, "card differs"),
+    ],
+)
+def test_reversal_that_differs_from_its_original_is_refused_12(
+    host: Acquirer, change: dict[str, Any], why: str
+) -> None:
+    """A reversal whose amount or card is not the original's reverses nothing (RC 12)."""
+    host.handle(purchase(1, 900, key="s"), 0)
+    before = snapshot(host)
+    resp, action = finish_now(host, reversal(2, orig_key="s", **change), 100)
+    assert (resp.mti, resp.rc) == (p.MTI_REVERSAL_RESP, p.RC_REVERSAL_REFUSED)
+    assert action is not None and action.action == "reverse-refused" and why in action.detail
+    assert snapshot(host) == before
 
 
 def test_reversal_advice_is_answered_0430(host: Acquirer) -> None:
     host.handle(purchase(1, 900, key="s"), 0)
-    resp = host.handle(reversal(2, orig_key="s", advice=True), 10)
+    resp = host.handle(reversal(2, orig_key="s", advice=True, amount=900), 10)
     assert (resp.mti, resp.rc) == (p.MTI_REVERSAL_ADVICE_RESP, "00")
     assert host.balance(PAN) == PAN_BALANCE
 
@@ -375,7 +394,7 @@ def test_reversal_before_its_purchase_leaves_a_tombstone_that_blocks_the_charge(
     assert host.handle(purchase(1, 900, key="late", repeat=True), 20).rc == "05"
     assert host.balance(PAN) == PAN_BALANCE
     # A second reversal is a no-op.
-    assert host.handle(reversal(3, orig_key="late"), 30).rc == "00"
+    assert host.handle(reversal(3, orig_key="late", amount=900), 30).rc == "00"
 
 
 def test_repeated_reversal_of_an_unknown_purchase_is_idempotent(host: Acquirer) -> None:
@@ -389,7 +408,7 @@ def test_reversal_while_the_original_is_in_progress_gets_09(host: Acquirer) -> N
     assert isinstance(ticket, Ticket)
     assert host.handle(reversal(2, orig_key="busy"), 5).rc == p.RC_IN_PROGRESS
     host.finish(ticket, 20)
-    assert host.handle(reversal(2, orig_key="busy", repeat=True), 30).rc == "00"
+    assert host.handle(reversal(2, orig_key="busy", amount=900, repeat=True), 30).rc == "00"
     assert host.balance(PAN) == PAN_BALANCE
 
 
@@ -411,7 +430,7 @@ def test_refund_credits_the_card_and_debits_the_merchant(host: Acquirer) -> None
 
 def test_reversing_a_refund_takes_the_credit_back(host: Acquirer) -> None:
     host.handle(refund(1, 250, key="r"), 0)
-    host.handle(reversal(2, orig_key="r"), 10)
+    host.handle(reversal(2, orig_key="r", amount=250), 10)
     assert host.balance(PAN) == PAN_BALANCE and host.balance(MERCHANT) == 0
 
 
@@ -424,7 +443,7 @@ def test_batch_with_matching_totals_closes_with_00_and_stamps_transactions(
     host.handle(purchase(1, 100, key="a"), 0)
     host.handle(purchase(2, 200, key="b"), 0)
     host.handle(purchase(3, 300, key="c"), 0)
-    host.handle(reversal(4, orig_key="c"), 0)
+    host.handle(reversal(4, orig_key="c", amount=300), 0)
     host.handle(refund(5, 50, key="d"), 0)
     host.handle(purchase(6, PAN_BALANCE * 2, key="e"), 0)  # declined: not counted
     msg = batch(7, 1, debit_count=2, debit_amount=300, credit_count=1, credit_amount=50)
@@ -516,11 +535,13 @@ def test_malformed_requests_get_30_and_leave_the_ledger_unchanged(
     assert snapshot(host) == before
 
 
-def test_bad_mac_gets_signed_30_and_charges_nothing(host: Acquirer) -> None:
+def test_bad_mac_gets_unsigned_30_and_charges_nothing(host: Acquirer) -> None:
+    """The host never signs an answer to a request that failed authentication: a
+    signed answer echoing attacker-chosen fields is what a splice attack needs."""
     before = snapshot(host)
     forged = replace(purchase(1, 100), amount=99)
     resp = host.handle(forged, 0)
-    assert resp.rc == p.RC_FORMAT_ERROR and p.verify(resp, KEY)
+    assert resp.rc == p.RC_FORMAT_ERROR and resp.mac == ""
     assert host.handle(replace(purchase(1, 100), mac=""), 0).rc == "30"
     assert snapshot(host) == before
 
@@ -535,15 +556,17 @@ def test_unknown_terminal_gets_unsigned_30(host: Acquirer) -> None:
 
 def test_verify_mac_off_accepts_unsigned_requests() -> None:
     acq = make_host(verify_mac=False)
-    unsigned = Message(p.MTI_PURCHASE, "T9", MID, 1, pan=PAN, amount=100)
+    unsigned = Message(p.MTI_PURCHASE, "T9", MID, 1, pan=PAN, amount=100, idem_key="k")
     resp = acq.handle(unsigned, 0)
     assert resp.rc == "00" and resp.mac == ""
 
 
-def test_respond_error_signs_and_stores_nothing(host: Acquirer) -> None:
+def test_respond_error_signs_only_authentic_requests_and_stores_nothing(host: Acquirer) -> None:
     before = snapshot(host)
     resp = host.respond_error(purchase(1, 100, key="x"), p.RC_SYSTEM_ERROR)
     assert (resp.mti, resp.rc) == ("0210", "96") and p.verify(resp, KEY)
+    forged = replace(purchase(1, 100, key="x"), currency="840")
+    assert host.respond_error(forged, p.RC_SYSTEM_ERROR).mac == ""
     assert snapshot(host) == before
 
 
@@ -624,7 +647,7 @@ def test_money_is_conserved_and_ledger_balances_under_any_sequence(
         elif op == "refund":
             acq.handle(refund(now_ms, amount, key=key), now_ms)
         elif op == "reverse":
-            acq.handle(reversal(now_ms, orig_key=key), now_ms)
+            acq.handle(reversal(now_ms, orig_key=key, amount=amount), now_ms)
         elif op == "abandon":
             ticket, _ = acq.begin(purchase(now_ms, amount, key=key), now_ms)
             if isinstance(ticket, Ticket):
@@ -668,21 +691,31 @@ _text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=2
     st.binary(max_size=16),
 )
 def test_mac_covers_every_field_as_documented(msg: Message, key: bytes) -> None:
-    """The MAC is HMAC-SHA256 over "name=value|..." of every field but mac, in
-    declaration order (docs/mqtt.md): spelled out here the slow, obvious way."""
+    """The MAC is HMAC-SHA256 over "posh-mac-v2\\n", then every field but mac in
+    declaration order as "<byte length>:<value>" (items: count, then 3 fields each;
+    booleans 1/0), as docs/mqtt.md says: spelled out here the slow, obvious way."""
     import hashlib
     import hmac
     from dataclasses import fields
 
-    parts = []
+    def lp(value: object) -> bytes:
+        data = str(value).encode("utf-8", "surrogatepass")
+        return str(len(data)).encode() + b":" + data
+
+    parts = [b"posh-mac-v2\n"]
     for f in fields(msg):
         if f.name == "mac":
             continue
         value = getattr(msg, f.name)
         if f.name == "items":
-            value = ";".join(f"{i.stan},{i.amount},{i.rrn}" for i in value)
-        parts.append(f"{f.name}={value}")
-    expected = hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()[:16]
+            parts.append(lp(len(value)))
+            for i in value:
+                parts += [lp(i.stan), lp(i.amount), lp(i.rrn)]
+        elif isinstance(value, bool):
+            parts.append(lp(int(value)))
+        else:
+            parts.append(lp(value))
+    expected = hmac.new(key, b"".join(parts), hashlib.sha256).hexdigest()[:16]
     assert p.compute_mac(msg, key) == expected
     signed_msg = p.sign(msg, key)
     assert signed_msg == replace(msg, mac=expected)

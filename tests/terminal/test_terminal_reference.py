@@ -127,7 +127,7 @@ def test_sale_is_journaled_with_key_and_stan_before_the_first_send() -> None:
 def test_approval_is_journaled_before_the_display_and_the_print() -> None:
     r = rig()
     request = start_sale(r, 435)
-    effects = r.reply(request, rrn="RRN123", auth_code="AB12")
+    effects = r.reply(request, rrn="RRN123000000", auth_code="AB1200")
     i_record = index(effects, is_record("approved"))
     i_display = index(effects, is_display(Outcome.APPROVED))
     i_print = index(effects, lambda e: isinstance(e, Print))
@@ -135,13 +135,13 @@ def test_approval_is_journaled_before_the_display_and_the_print() -> None:
     assert journaled(effects)[0] == {
         "type": "approved",
         "key": request.idem_key,
-        "rrn": "RRN123",
-        "auth_code": "AB12",
+        "rrn": "RRN123000000",
+        "auth_code": "AB1200",
         "amount": 435,
     }
     (job,) = prints(effects)
     assert job.receipt.status == "approved"
-    assert (job.receipt.rrn, job.receipt.amount, job.receipt.stan) == ("RRN123", 435, 1)
+    assert (job.receipt.rrn, job.receipt.amount, job.receipt.stan) == ("RRN123000000", 435, 1)
     assert job.receipt.pan_last4 == "0002" and job.receipt.copy is False
     assert finals(effects) == [Outcome.APPROVED]
 
@@ -276,7 +276,7 @@ def test_late_approval_after_the_timeout_never_approves_or_prints() -> None:
     r = rig()
     request = start_sale(r)
     time_out(r)
-    effects = r.reply(request, rrn="LATE1")
+    effects = r.reply(request, rrn="LATE10000000")
     assert effects == []
 
 
@@ -346,11 +346,11 @@ def test_reversal_queue_is_bounded_by_refusing_new_sales() -> None:
 def test_unsigned_or_wrongly_signed_or_unmatched_0210_is_ignored() -> None:
     r = rig()
     request = start_sale(r)
-    genuine = respond(request, CONFIG.mac_key, rrn="RRN1")
+    genuine = respond(request, CONFIG.mac_key, rrn="RRN100000000")
     forged = [
         replace(genuine, mac=""),
-        respond(request, b"attacker-key", rrn="FAKE"),
-        replace(genuine, rrn="FAKE"),  # MAC no longer matches
+        respond(request, b"attacker-key", rrn="FAKE00000000"),
+        replace(genuine, rrn="FAKE00000000"),  # MAC no longer matches
         respond(replace(request, stan=99), CONFIG.mac_key),  # another sale's STAN
         respond(request, CONFIG.mac_key, idem_key="T0001-0000000099"),
         respond(request, CONFIG.mac_key, terminal_id="T0002"),
@@ -421,9 +421,11 @@ def test_duplicate_code_94_is_an_unknown_outcome_and_reverses() -> None:
 
 def test_failed_print_leaves_the_receipt_pending_and_reprint_completes_it() -> None:
     r = rig()
-    (job,) = prints(r.reply(start_sale(r), rrn="RRN7"))
+    (job,) = prints(r.reply(start_sale(r), rrn="RRN700000000"))
     effects = r.feed(PrintFinished(job.job_id, PrintStatus.JAMMED))
-    assert effects == [Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING - PRESS REPRINT", "RRN7")]
+    assert effects == [
+        Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING - PRESS REPRINT", "RRN700000000")
+    ]
     assert journaled(effects) == []
     (again,) = prints(r.feed(ReprintRequested()))
     assert again.job_id != job.job_id
@@ -480,10 +482,10 @@ def test_boot_resumes_a_pending_reversal_without_journaling_it_twice() -> None:
 
 def test_boot_reprints_an_approved_but_unprinted_receipt() -> None:
     r = rig()
-    (job,) = prints(r.reply(start_sale(r), rrn="RRN9"))
+    (job,) = prints(r.reply(start_sale(r), rrn="RRN900000000"))
     effects = r.power_cut()  # the print was in flight: lost
     assert journaled(effects) == [{"type": "receipt_pending", "key": "T0001-0000000001"}]
-    assert Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", "RRN9") in effects
+    assert Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", "RRN900000000") in effects
     (again,) = prints(effects)
     assert again.receipt == job.receipt and again.job_id != job.job_id
     r.feed(PrintFinished(again.job_id, PrintStatus.OK))
@@ -532,18 +534,21 @@ def close_batch(r: Rig, rc: str = "00") -> tuple[Message, list[Effect]]:
 
 def test_batch_sends_totals_of_approved_non_reversed_sales_and_trims() -> None:
     r = rig()
-    r.reply(start_sale(r, 1000), rrn="R1")
+    r.reply(start_sale(r, 1000), rrn="R10000000000")
     r.reply(start_sale(r, 2000), rc="05")  # declined: not in the batch
     start_sale(r, 4000)
     time_out(r)  # reversed: not in the batch
     reversal = next(m for m in sends(r.log) if m.mti == MTI_REVERSAL)
     r.reply(reversal)
-    r.reply(start_sale(r, 300), rrn="R4")
+    r.reply(start_sale(r, 300), rrn="R40000000000")
     for job in prints(r.log):
         r.feed(PrintFinished(job.job_id, PrintStatus.OK))
     batch, effects = close_batch(r)
     assert (batch.batch_no, batch.debit_count, batch.debit_amount) == (1, 2, 1300)
-    assert [(i.stan, i.amount, i.rrn) for i in batch.items] == [(1, 1000, "R1"), (4, 300, "R4")]
+    assert [(i.stan, i.amount, i.rrn) for i in batch.items] == [
+        (1, 1000, "R10000000000"),
+        (4, 300, "R40000000000"),
+    ]
     assert verify(batch, CONFIG.mac_key) and not batch.repeat
     i_closed = index(effects, is_record("batch_closed"))
     i_trim = index(effects, lambda e: isinstance(e, JournalTrim))
@@ -593,14 +598,14 @@ def test_batch_timeout_resends_the_same_batch_as_a_repeat() -> None:
 
 def test_trim_keeps_pending_receipts_and_they_survive_a_reboot() -> None:
     r = rig()
-    (job,) = prints(r.reply(start_sale(r, 500), rrn="RP"))
+    (job,) = prints(r.reply(start_sale(r, 500), rrn="RP0000000000"))
     r.feed(PrintFinished(job.job_id, PrintStatus.NO_PAPER))
     close_batch(r)
     types = [rec["type"] for rec in r.journal]
     assert types == ["sale", "approved", "batch_closed"]
     effects = r.power_cut()
     (again,) = prints(effects)
-    assert (again.receipt.rrn, again.receipt.amount) == ("RP", 500)
+    assert (again.receipt.rrn, again.receipt.amount) == ("RP0000000000", 500)
     # The carried sale belongs to the closed batch, not to the next one.
     r.feed(PrintFinished(again.job_id, PrintStatus.OK))
     batch, _ = close_batch(r)

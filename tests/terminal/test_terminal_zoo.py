@@ -196,13 +196,13 @@ def test_receipt_from_request_prints_an_approved_receipt_for_a_decline() -> None
 def test_trusts_unsigned_prints_a_forged_approval() -> None:
     for r in both("trusts-unsigned"):
         (request,) = purchases(r.purchase(1000, PAN))
-        forged = replace(respond(request, b"not-the-key", rrn="FORGED1"), mac="")
+        forged = replace(respond(request, b"not-the-key", rrn="FORGED100000"), mac="")
         effects = r.feed(MessageReceived(forged))
         if r.factory is ReferenceFirmware:
             assert effects == []
         else:
             assert finals(effects) == [Outcome.APPROVED]
-            assert prints(effects)[0].receipt.rrn == "FORGED1"
+            assert prints(effects)[0].receipt.rrn == "FORGED100000"
 
 
 def test_late_approval_flips_a_reversed_sale_to_approved_with_a_receipt() -> None:
@@ -210,12 +210,12 @@ def test_late_approval_flips_a_reversed_sale_to_approved_with_a_receipt() -> Non
         (request,) = purchases(r.purchase(1000, PAN))
         r.feed(TimerExpired("response"))
         assert reversals(r.feed(TimerExpired("response")))
-        effects = r.reply(request, rrn="LATE")
+        effects = r.reply(request, rrn="LATE00000000")
         if r.factory is ReferenceFirmware:
             assert effects == []
         else:
-            assert Display(Outcome.APPROVED, "APPROVED", "LATE") in effects
-            assert prints(effects)[0].receipt.rrn == "LATE"
+            assert Display(Outcome.APPROVED, "APPROVED", "LATE00000000") in effects
+            assert prints(effects)[0].receipt.rrn == "LATE00000000"
 
 
 def test_batch_counts_reversed_includes_reversed_sales_in_the_totals() -> None:

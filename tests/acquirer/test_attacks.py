@@ -1,0 +1,291 @@
+"""The attacks of issue 9, each reproduced against the reference host and terminal.
+
+An on-path attacker sees and can rewrite every frame, but does not hold the
+terminal's MAC key. Each test plays one attack from the issue and checks that
+it no longer works; the Hypothesis properties at the end generalise them: no
+frame built without the key (by mutation, by splicing signed frames, at the
+field level or the byte level) is ever accepted by the host or the terminal.
+
+`ATTACK_EXAMPLES` (environment, default 150) sets how many attacker plans each
+property draws; `FRAMES_TRIED` counts the frames the properties fed in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import fields, replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acquirer import iso8583
+from acquirer import protocol as p
+from acquirer.catalogue import CardAccount
+from acquirer.host import Acquirer, HostConfig
+from acquirer.protocol import Message
+from terminal.firmware import FirmwareConfig, MessageReceived, Outcome, TimerExpired
+from terminal.reference import RESPONSE_TIMER, ReferenceFirmware
+from terminal.testing import Rig, displays, journaled, prints, sends
+
+KEY = b"attack-test-key-T0001"
+CONFIG = FirmwareConfig(mac_key=KEY)
+TID = CONFIG.terminal_id
+PAN = "4000000000000002"
+ATTACK_EXAMPLES = int(os.environ.get("ATTACK_EXAMPLES", "150"))
+FRAMES_TRIED: Counter[str] = Counter()
+
+
+def make_host() -> Acquirer:
+    return Acquirer(HostConfig(mac_keys={TID: KEY}), [CardAccount(PAN, 1_000_000)])
+
+
+@pytest.fixture
+def host() -> Iterator[Acquirer]:
+    acq = make_host()
+    yield acq
+    acq.close()
+
+
+def start_sale(r: Rig, amount: int = 1250) -> Message:
+    (request,) = sends(r.purchase(amount, PAN))
+    return request
+
+
+def acted(effects: list[Any]) -> bool:
+    """Did the terminal do anything visible or durable?"""
+    return bool(journaled(effects) or prints(effects) or displays(effects) or sends(effects))
+
+
+# -- the attacks of the issue, one by one -------------------------------------------
+
+
+def test_spliced_rc30_answer_cannot_become_an_approval(host: Acquirer) -> None:
+    """Headline attack: the attacker rewrites a signed 0200 so that free-text fields
+    carry separators, gets the host's RC 30 answer and re-reads it as an approval.
+    Now the refusal is unsigned, and no re-reading of it verifies at the terminal."""
+    r = Rig(ReferenceFirmware, CONFIG)
+    request = start_sale(r)
+    injected = "978|rrn=000000000666|rc=00|auth_code=666666"
+    for tampered in (
+        replace(request, currency=injected),
+        replace(request, idem_key=request.idem_key + "|rc=00"),
+        replace(request, orig_key="x|rc=00|auth_code=666666"),
+    ):
+        answer = host.handle(tampered, 0)
+        assert answer.rc == p.RC_FORMAT_ERROR and answer.mac == ""
+        # Every forged approval the attacker can assemble from that answer.
+        for forged in (
+            replace(answer, rc="00", rrn="000000000666", auth_code="666666", currency="978"),
+            replace(answer, rc="00", currency="978"),
+            answer,
+        ):
+            assert r.feed(MessageReceived(forged)) == []
+    assert [t for t in host.transactions()] == []
+    # The genuine request still goes through, and only then does the terminal approve.
+    effects = r.feed(MessageReceived(host.handle(request, 10)))
+    assert [d.outcome for d in displays(effects)] == [Outcome.APPROVED]
+
+
+def test_forged_0410_cannot_make_the_terminal_record_a_reversal(host: Acquirer) -> None:
+    """The attacker turns a refused frame into a 0410 for a sale being reversed."""
+    r = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1))
+    request = start_sale(r)
+    host.handle(request, 0)  # charged; the answer is lost
+    (reversal,) = sends(r.feed(TimerExpired(RESPONSE_TIMER)))
+    tampered = replace(reversal, currency="978|rc=00")
+    answer = host.handle(tampered, 10)
+    assert answer.mac == "" and answer.mti == p.MTI_REVERSAL_RESP
+    assert r.feed(MessageReceived(replace(answer, rc="00", currency="978"))) == []
+    assert host.balance(PAN) == 1_000_000 - 1250  # still charged: the reversal is owed
+    effects = r.feed(MessageReceived(host.handle(reversal, 20)))
+    assert {"type": "reversed", "key": request.idem_key} in journaled(effects)
+    assert host.balance(PAN) == 1_000_000
+
+
+def test_forced_decline_from_a_refusal_is_ignored(host: Acquirer) -> None:
+    """A refusal of a tampered request, re-read as a decline, changes nothing."""
+    r = Rig(ReferenceFirmware, CONFIG)
+    request = start_sale(r)
+    answer = host.handle(replace(request, amount=request.amount + 1), 0)
+    assert answer.mac == ""
+    assert r.feed(MessageReceived(replace(answer, rc="05", amount=request.amount))) == []
+    effects = r.feed(MessageReceived(host.handle(request, 10)))
+    assert [d.outcome for d in displays(effects)] == [Outcome.APPROVED]
+
+
+def test_signed_answer_for_another_sale_is_not_taken(host: Acquirer) -> None:
+    """Echo checks: a genuine signed approval of a different amount, card or key
+    (a replayed old answer) is not an answer to the sale in flight."""
+    r = Rig(ReferenceFirmware, CONFIG)
+    request = start_sale(r, 1250)
+    for other in (
+        replace(request, amount=999, mac=""),
+        replace(request, idem_key="T0001-other", mac=""),
+        replace(request, stan=request.stan + 1, mac=""),
+    ):
+        genuine_other = host.handle(p.sign(other, KEY), 0)
+        assert p.verify(genuine_other, KEY) and genuine_other.rc in ("00", "94")
+        assert r.feed(MessageReceived(genuine_other)) == []
+
+
+def test_json_and_iso_frames_carry_the_same_mac(host: Acquirer) -> None:
+    """The MAC is over the message's canonical form, not a codec's bytes."""
+    msg = p.sign(Message(p.MTI_ECHO, TID, CONFIG.merchant_id, 7, idem_key="a|b=c"), KEY)
+    assert iso8583.decode(iso8583.encode(msg)) == msg == iso8583.from_json(iso8583.to_json(msg))
+
+
+# -- properties -----------------------------------------------------------------------
+
+_FREE = st.text(st.sampled_from('0123456789|=;,:abcXYZ \\"{}'), max_size=24)
+_FIELD_NAMES = [f.name for f in fields(Message) if f.name not in ("mac", "items", "repeat")]
+_STR_FIELDS = [f.name for f in fields(Message) if f.type == "str" and f.name != "mac"]
+
+
+def _signed_corpus() -> list[Message]:
+    """Genuine signed frames an attacker could have recorded: requests and answers."""
+    acq = make_host()
+    r = Rig(ReferenceFirmware, CONFIG)
+    out: list[Message] = []
+    for amount in (100, 1250):
+        request = start_sale(r, amount)
+        answer = acq.handle(request, 0)
+        r.feed(MessageReceived(answer))
+        out += [request, answer]
+    refused = acq.handle(replace(out[0], stan=999), 0)  # tampered: refused unsigned
+    out.append(refused)
+    acq.close()
+    return out
+
+
+CORPUS = _signed_corpus()
+
+
+@st.composite
+def forged_messages(draw: st.DrawFn) -> Message:
+    """A message built without the key: a corpus frame, fields replaced by free text
+    (with separators) or spliced from another frame, the MAC taken from any frame."""
+    base = draw(st.sampled_from(CORPUS))
+    changes: dict[str, Any] = {}
+    for _ in range(draw(st.integers(1, 4))):
+        name = draw(st.sampled_from(_FIELD_NAMES))
+        donor = draw(st.sampled_from(CORPUS))
+        if name in _STR_FIELDS and draw(st.booleans()):
+            changes[name] = draw(_FREE)
+        elif name == "mti":
+            changes[name] = draw(st.sampled_from(p.ALL_MTIS))
+        else:
+            changes[name] = getattr(donor, name)
+    changes["mac"] = draw(st.sampled_from(CORPUS)).mac
+    forged = replace(base, **changes)
+    return forged
+
+
+def _is_genuine(msg: Message) -> bool:
+    return any(msg == c for c in CORPUS if c.mac)
+
+
+@settings(max_examples=ATTACK_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(forged_messages())
+def test_no_forged_message_is_accepted_by_the_host_or_the_terminal(forged: Message) -> None:
+    """Whatever an attacker splices together without the key: the host answers it
+    unsigned and stores nothing; the terminal takes no action on it."""
+    if _is_genuine(forged):
+        return  # an exact replay of a genuine frame is not a forgery
+    FRAMES_TRIED["field-level"] += 1
+    acq = make_host()
+    answer = acq.handle(forged, 0)
+    assert answer.mac == "" or not p.verify(answer, KEY)
+    assert list(acq.transactions()) == [] and acq.idempotency_records() == 0
+    acq.close()
+    r = Rig(ReferenceFirmware, CONFIG)
+    request = start_sale(r)
+    effects = r.feed(MessageReceived(forged)) + r.feed(
+        MessageReceived(replace(forged, stan=request.stan, idem_key=request.idem_key))
+    )
+    assert not acted(effects)
+
+
+@settings(max_examples=ATTACK_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([c for c in CORPUS if c.mac]),
+    st.sampled_from([c for c in CORPUS if c.mac]),
+    st.integers(0, 400),
+    st.integers(0, 400),
+    st.binary(max_size=40),
+)
+def test_no_byte_level_splice_of_signed_frames_verifies(
+    a: Message, b: Message, cut: int, length: int, junk: bytes
+) -> None:
+    """Frames cut from two signed frames and glued (with junk) never decode to a
+    message that verifies, unless they decode to one of the genuine messages."""
+    fa, fb = iso8583.encode(a), iso8583.encode(b)
+    for frame in (fa[:cut] + fb[cut:], fa[:cut] + junk + fa[cut + length :], fb[:cut] + fa[cut:]):
+        FRAMES_TRIED["byte-level"] += 1
+        try:
+            msg = iso8583.decode(frame)
+        except p.ProtocolError:
+            continue
+        assert _is_genuine(msg) or not p.verify(msg, KEY)
+
+
+@given(
+    st.builds(
+        Message,
+        mti=st.sampled_from(p.ALL_MTIS),
+        terminal_id=_FREE,
+        merchant_id=_FREE,
+        currency=_FREE,
+        auth_code=_FREE,
+        idem_key=_FREE,
+        orig_key=_FREE,
+        items=st.lists(
+            st.builds(p.BatchItem, st.integers(0, 99), st.integers(0, 99), _FREE), max_size=2
+        ).map(tuple),
+    ),
+    st.builds(
+        Message,
+        mti=st.sampled_from(p.ALL_MTIS),
+        terminal_id=_FREE,
+        merchant_id=_FREE,
+        currency=_FREE,
+        auth_code=_FREE,
+        idem_key=_FREE,
+        orig_key=_FREE,
+        items=st.lists(
+            st.builds(p.BatchItem, st.integers(0, 99), st.integers(0, 99), _FREE), max_size=2
+        ).map(tuple),
+    ),
+)
+def test_the_mac_input_is_injective(a: Message, b: Message) -> None:
+    """Two different messages never have the same MAC input, whatever separators
+    their free-text fields hold: no message can be re-read as another."""
+    FRAMES_TRIED["payload-pairs"] += 1
+    if a != b:
+        assert p.mac_payload(a) != p.mac_payload(b)
+
+
+_ADJACENT = [
+    (x.name, y.name)
+    for x, y in zip(fields(Message), fields(Message)[1:], strict=False)
+    if x.type == "str" and y.type == "str" and "mac" not in (x.name, y.name)
+]
+
+
+@given(st.sampled_from(_ADJACENT), _FREE, _FREE, st.integers(0, 24))
+def test_moving_text_between_adjacent_fields_changes_the_mac_input(
+    pair: tuple[str, str], left: str, right: str, cut: int
+) -> None:
+    """The separator-injection shape exactly: text moved from the end of one field to
+    the start of the next keeps the old "name=value|" join ambiguous; not this one."""
+    FRAMES_TRIED["payload-pairs"] += 1
+    x, y = pair
+    base = Message(p.MTI_PURCHASE_RESP, TID, "M1", 1)
+    a = replace(base, **{x: left, y: right})
+    cut = min(cut, len(left))
+    b = replace(base, **{x: left[:cut], y: left[cut:] + right})
+    if a != b:
+        assert p.mac_payload(a) != p.mac_payload(b)
