@@ -11,30 +11,35 @@ mid=M000000000001 stan=1 idem="$tid-sh-$$-$(date +%s)"
 auth=(-h "$host" -p "$port" -u "$user" -P "$pass")
 client="$tid-sh"
 
-mac() {  # HMAC-SHA256 over every field but the MAC, in Message field order; first 16 hex
-  printf '%s' "$1" | openssl dgst -sha256 -hmac "$key" | sed 's/^.*= //' | cut -c1-16
+mac() {  # HMAC-SHA256 over the canonical form (docs/mqtt.md); first 16 hex digits
+  printf 'posh-mac-v2\n%s' "$1" | openssl dgst -sha256 -hmac "$key" | sed 's/^.*= //' | cut -c1-16
 }
 
-request() {  # $1 = repeat flag: False for the first send, True for a retry
-  local repeat=$1 payload
-  payload="mti=0200|terminal_id=$tid|merchant_id=$mid|stan=$stan|pan=$pan|processing_code=000000"
-  payload+="|amount=$amount|currency=978|rrn=|rc=|auth_code=|idem_key=$idem|repeat=$repeat"
-  payload+="|orig_stan=0|orig_key=|debit_count=0|debit_amount=0|credit_count=0|credit_amount=0"
-  payload+="|batch_no=0|items="
+lp() {  # one field, length-prefixed: "<bytes>:<value>" (the values here are ASCII)
+  local v
+  for v in "$@"; do printf '%d:%s' "${#v}" "$v"; done
+}
+
+request() {  # $1 = repeat flag: 0 for the first send, 1 for a retry
+  local repeat=$1 payload sent_ms
+  sent_ms=$(date +%s%3N)  # transmission time, MAC-covered: the host refuses stale frames
+  # Every field but the MAC, in Message field order; items is its count (0).
+  payload=$(lp 0200 "$tid" "$mid" "$stan" "$pan" 000000 "$amount" 978 "" "" "" "$idem" \
+    "$repeat" 0 "" 0 0 0 0 0 0 "$sent_ms")
   local json_repeat=""
-  [ "$repeat" = True ] && json_repeat=',"repeat":true'
-  printf '{"amount":%s,"idem_key":"%s","mac":"%s","merchant_id":"%s","mti":"0200","pan":"%s"%s,"stan":%s,"terminal_id":"%s"}' \
-    "$amount" "$idem" "$(mac "$payload")" "$mid" "$pan" "$json_repeat" "$stan" "$tid"
+  [ "$repeat" = 1 ] && json_repeat=',"repeat":true'
+  printf '{"amount":%s,"idem_key":"%s","mac":"%s","merchant_id":"%s","mti":"0200","pan":"%s"%s,"sent_ms":%s,"stan":%s,"terminal_id":"%s"}' \
+    "$amount" "$idem" "$(mac "$payload")" "$mid" "$pan" "$json_repeat" "$sent_ms" "$stan" "$tid"
 }
 
 field() { grep -o "\"$1\":\"[^\"]*\"" | cut -d'"' -f4; }
 
 # Register a persistent session first, so no response can be missed.
 mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -E
-for repeat in False True; do
+for repeat in 0 1; do
   mosquitto_pub "${auth[@]}" -q 1 -t "posh/$tid/req" -m "$(request $repeat)"
   resp=$(mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -C 1 -W 10)
   rc=$(field rc <<<"$resp") rrn=$(field rrn <<<"$resp")
-  [ "$repeat" = False ] && label=first || label=retry
+  [ "$repeat" = 0 ] && label=first || label=retry
   echo "$label rc=$rc rrn=$rrn"
 done

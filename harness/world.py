@@ -144,6 +144,8 @@ class World:
         # One seed, one RNG per component, derived by name so that components do
         # not shift each other's draws.
         self.rng_net = random.Random(f"{self.seed}:network")
+        # Each boot's nonce (the random part of the terminal's idempotency keys).
+        self.rng_boot = random.Random(f"{self.seed}:boot")
 
         t = scenario.terminal
         self.tid = t.id
@@ -470,6 +472,7 @@ class World:
             rec["status"] = event.status.value
         elif isinstance(event, Boot):
             rec["journal"] = len(event.journal)
+            rec["nonce"] = event.nonce
         if not isinstance(event, MessageReceived):
             self.emit("input", rec)
         try:
@@ -637,7 +640,7 @@ class World:
             self.emit("crash", {"error": f"{type(exc).__name__}: {exc}"[:500]})
             return
         cut_ms = self.clock.now_ms
-        self._input(Boot(tuple(self.journal)))
+        self._input(Boot(tuple(self.journal), f"{self.rng_boot.getrandbits(32):08x}"))
         a = self.active
         if a is not None and not a.final and self.sc.people.restart_after_power and self.powered:
             self.sched.after(

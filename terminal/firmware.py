@@ -49,9 +49,17 @@ class PrintStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Boot:
-    """Power came on. `journal` is every record committed before, oldest first."""
+    """Power came on. `journal` is every record committed before, oldest first.
+
+    `nonce` is fresh randomness for this boot (8 lowercase hex digits), drawn by the
+    driver: from the world's seeded RNG in simulation, from the OS on a real
+    transport. A firmware puts it in the idempotency keys of the sales it starts
+    during this boot, so keys stay unique when the journal is lost or the device
+    is replaced (a counter alone restarts at 1). "" when a driver has none.
+    """
 
     journal: tuple[JournalRecord, ...] = ()
+    nonce: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,6 +242,7 @@ class ReferenceFirmware:
         # Durable facts, rebuilt from the journal at boot; pruned at batch close.
         self._journal_len = 0  # records in the journal, to size JournalTrim
         self._epoch = 0  # journal length at boot: makes print job ids unique per boot
+        self._nonce = ""  # this boot's randomness (Boot.nonce): part of every new key
         self._sale_no = 0  # last sequence number used (sales and batch uploads)
         self._last_closed_batch = 0
         self._open_batch_no = 1
@@ -281,6 +282,9 @@ class ReferenceFirmware:
         journal = event.journal
         self._journal_len = len(journal)
         self._epoch = len(journal)
+        nonce = event.nonce
+        # Only a well-formed nonce goes into keys (they are at most 64 printable chars).
+        self._nonce = nonce if len(nonce) <= 16 and nonce.isascii() and nonce.isalnum() else ""
         for record in journal:
             self._replay(record)
         self._open_batch_no = self._last_closed_batch + 1
@@ -493,8 +497,16 @@ class ReferenceFirmware:
         return False
 
     def _make_key(self, sale_no: int) -> str:
-        """The idempotency key of sale `sale_no`: unique per terminal, forever."""
-        return f"{self.config.terminal_id}-{sale_no:010d}"
+        """The idempotency key of sale `sale_no`: unique per terminal, forever.
+
+        The boot's random nonce makes it unique even when the counter restarts (a
+        lost journal, a replaced device with the same terminal id): the host would
+        otherwise answer the new sale with an old sale's stored outcome.
+        """
+        tid = self.config.terminal_id
+        if self._nonce:
+            return f"{tid}-{self._nonce}-{sale_no:010d}"
+        return f"{tid}-{sale_no:010d}"
 
     def _wire_amount(self, amount: int) -> int:
         """The amount put in field 4: the same integer minor units that were keyed."""

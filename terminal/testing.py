@@ -8,6 +8,7 @@ network: the test decides when each response or timer arrives.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -57,17 +58,25 @@ class Rig:
         factory: FirmwareFactory,
         config: FirmwareConfig | None = None,
         journal: Iterable[JournalRecord] = (),
+        boot_nonces: bool = True,
+        device: str = "",
     ) -> None:
         self.factory = factory
         self.config = config or FirmwareConfig()
         self.journal: list[JournalRecord] = list(journal)
         self.log: list[Effect] = []  # every effect since the rig was made
+        # Boot nonces from a private seeded RNG: deterministic, distinct per boot.
+        # boot_nonces=False boots with Boot.nonce "" (keys are then the bare counter);
+        # `device` names a second physical device with the same terminal id.
+        seed = f"rig:{self.config.terminal_id}:{device}"
+        self._nonces = random.Random(seed) if boot_nonces else None
         self.boot_effects = self.power_cut()
 
     def power_cut(self) -> list[Effect]:
         """Throw the instance away and boot a new one from the journal."""
         self.firmware = self.factory(self.config)
-        return self.feed(Boot(tuple(self.journal)))
+        nonce = f"{self._nonces.getrandbits(32):08x}" if self._nonces else ""
+        return self.feed(Boot(tuple(self.journal), nonce))
 
     def feed(self, event: Event) -> list[Effect]:
         effects = list(self.firmware.handle(event))

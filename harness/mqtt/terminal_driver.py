@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,7 +157,8 @@ class TerminalDriver:
 
     def boot(self) -> None:
         """Power on: hand the firmware every committed journal record."""
-        self._feed(Boot(self.journal.records()))
+        # A real transport: the boot nonce comes from the OS (keys unique per boot).
+        self._feed(Boot(self.journal.records(), secrets.token_hex(4)))
 
     def kill(self) -> None:
         """Power cut: stop every timer and print job; nothing volatile survives."""

@@ -289,3 +289,48 @@ def test_moving_text_between_adjacent_fields_changes_the_mac_input(
     b = replace(base, **{x: left[:cut], y: left[cut:] + right})
     if a != b:
         assert p.mac_payload(a) != p.mac_payload(b)
+
+
+# -- keys after a lost journal ----------------------------------------------------------
+
+
+def _approve(r: Rig, host: Acquirer, amount: int, now_ms: int) -> Message:
+    request = start_sale(r, amount)
+    r.feed(MessageReceived(host.handle(request, now_ms)))
+    return request
+
+
+def test_counter_keys_after_a_lost_journal_never_reverse_the_earlier_sale(
+    host: Acquirer,
+) -> None:
+    """Attack: a device booted on a fresh journal without a nonce reuses key #1. Its
+    sale gets RC 94, it reverses "its" key, and the host used to reverse the earlier,
+    legitimate sale. Now the reversal's amount differs: refused with RC 12, nothing
+    moves, and the terminal hands it to a human."""
+    old = Rig(ReferenceFirmware, CONFIG, boot_nonces=False)
+    first = _approve(old, host, 1250, 0)
+    new = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1), boot_nonces=False)
+    request = start_sale(new, 700)
+    assert request.idem_key == first.idem_key  # the collision (no nonce)
+    answer = host.handle(request, 1_000)
+    assert answer.rc == p.RC_DUPLICATE
+    (reversal,) = sends(new.feed(MessageReceived(answer)))
+    refusal = host.handle(reversal, 2_000)
+    assert refusal.rc == p.RC_REVERSAL_REFUSED and p.verify(refusal, KEY)
+    assert host.balance(PAN) == 1_000_000 - 1250  # the earlier sale stays charged
+    effects = new.feed(MessageReceived(refusal))
+    assert {"type": "reversal_manual", "key": request.idem_key} in journaled(effects)
+
+
+def test_boot_nonce_keys_keep_a_replaced_device_from_replaying_an_old_approval(
+    host: Acquirer,
+) -> None:
+    """Attack: same amount and card on the replacement device. With counter keys the
+    host replayed the old approval (APPROVED, nothing charged); with the boot nonce
+    the new sale has its own key and is charged."""
+    old = Rig(ReferenceFirmware, CONFIG)
+    first = _approve(old, host, 1250, 0)
+    new = Rig(ReferenceFirmware, CONFIG, device="replacement")
+    second = _approve(new, host, 1250, 1_000)
+    assert first.idem_key != second.idem_key
+    assert host.balance(PAN) == 1_000_000 - 2 * 1250

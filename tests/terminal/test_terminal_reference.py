@@ -50,7 +50,9 @@ CONFIG = FirmwareConfig()
 
 
 def rig(journal: tuple[dict[str, object], ...] = (), **config: object) -> Rig:
-    return Rig(ReferenceFirmware, replace(CONFIG, **config), journal)  # type: ignore[arg-type]
+    """A rig whose boots carry no nonce: keys are "T0001-<sale_no>", easy to spell."""
+    cfg = replace(CONFIG, **config)  # type: ignore[arg-type]
+    return Rig(ReferenceFirmware, cfg, journal, boot_nonces=False)
 
 
 def index(effects: list[Effect], match: Callable[[Effect], bool]) -> int:
@@ -655,3 +657,17 @@ def test_many_purchases_against_an_approving_host_are_all_settled() -> None:
     batch, _ = close_batch(r)
     assert (batch.debit_count, batch.debit_amount) == (200, sum(range(1, 201)))
     assert len(r.journal) == 1
+
+
+def test_keys_carry_the_boot_nonce_and_differ_after_a_lost_journal() -> None:
+    """A fresh journal restarts the sale counter; the boot nonce keeps keys unique."""
+    r = Rig(ReferenceFirmware, CONFIG)
+    first = sends(r.purchase(1250, PAN))[0]
+    r.journal.clear()  # the journal is lost (a replaced device, wiped storage)
+    r.power_cut()
+    second = sends(r.purchase(1250, PAN))[0]
+    assert first.stan == second.stan == 1
+    assert first.idem_key != second.idem_key
+    for key in (first.idem_key, second.idem_key):
+        tid, nonce, counter = key.split("-")
+        assert (tid, len(nonce), counter) == ("T0001", 8, "0000000001")
