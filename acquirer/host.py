@@ -26,6 +26,7 @@ from acquirer import catalogue, iso8583, store
 from acquirer.catalogue import CATALOGUE_CARDS, CardAccount
 from acquirer.protocol import (
     BATCH_ITEMS_MAX,
+    FRESHNESS_WINDOW_MS,
     MTI_BATCH,
     MTI_ECHO,
     MTI_PURCHASE,
@@ -41,6 +42,7 @@ from acquirer.protocol import (
     RC_INVALID_AMOUNT,
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
+    RC_STALE,
     REQUEST_MTIS,
     RESPONSE_CODES,
     TRANSIENT_RCS,
@@ -82,6 +84,10 @@ class HostConfig:
     merchant_account: str = "MERCHANT"
     # How long an idempotency record is honoured (24 h, like Stripe).
     idempotency_retention_ms: int = 86_400_000
+    # Requests whose transmission time is further than this from the host's clock
+    # are refused with RC 63 (0 turns the check off, for unit tests of other rules).
+    # Never more than half the retention: see protocol.FRESHNESS_WINDOW_MS.
+    freshness_window_ms: int = FRESHNESS_WINDOW_MS
     # Normal time between begin and finish.
     processing_ms: int = 20
     # ":memory:" (default), "" for a private temporary file, or a real path.
@@ -207,6 +213,8 @@ class Acquirer:
         # Transaction ids (and so RRNs) are a plain sequence: deterministic.
         self._next_txn_id: int = db.execute(store.SQL_MAX_TXN).fetchone()[0] + 1
         self._next_prune_ms = 0
+        # A stored outcome must outlive every request that could replay it.
+        self._window_ms = min(config.freshness_window_ms, config.idempotency_retention_ms // 2)
         # True while a group transaction is open (`begin_group`): each operation then
         # runs in a savepoint inside it, and `commit_group` commits them all at once.
         self._grouped = False
@@ -231,6 +239,16 @@ class Acquirer:
             return self._reject(msg, why, signed=False)
         if reason is not None:
             return self._reject(msg, reason, signed=authentic)
+        window = self._window_ms
+        if window and abs(now_ms - msg.sent_ms) > window:
+            # Authentic but stale (a replay, or a copy held back): nothing charged,
+            # nothing stored; a genuine terminal resends with a fresh time.
+            return self._reply(msg, RC_STALE), HostAction(
+                "reject-stale",
+                RC_STALE,
+                amount=msg.amount,
+                detail=f"Transmission time {msg.sent_ms} is outside the {window} ms window.",
+            )
         if msg.mti == MTI_PURCHASE:
             return self._begin_payment(msg, now_ms)
         return Ticket(msg, now_ms, now_ms + self._config.processing_ms), None

@@ -57,6 +57,7 @@ RC_IN_PROGRESS = "09"
 RC_INVALID_AMOUNT = "13"
 RC_FORMAT_ERROR = "30"
 RC_INSUFFICIENT_FUNDS = "51"
+RC_STALE = "63"  # security violation: transmission time outside the freshness window
 RC_ISSUER_UNAVAILABLE = "91"
 RC_DUPLICATE = "94"
 RC_RECONCILE_ERROR = "95"
@@ -70,6 +71,7 @@ RESPONSE_CODES: dict[str, str] = {
     RC_INVALID_AMOUNT: "invalid amount",
     RC_FORMAT_ERROR: "format error",
     RC_INSUFFICIENT_FUNDS: "insufficient funds",
+    RC_STALE: "security violation (stale transmission time)",
     RC_ISSUER_UNAVAILABLE: "issuer unavailable",
     RC_DUPLICATE: "duplicate transmission",
     RC_RECONCILE_ERROR: "reconcile error",
@@ -78,7 +80,13 @@ RESPONSE_CODES: dict[str, str] = {
 
 # Codes after which nothing was charged and a resend with the same key is safe:
 # the host does not store them under the idempotency key.
-TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_IN_PROGRESS})
+TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_IN_PROGRESS, RC_STALE})
+
+# Freshness: the host refuses (RC 63) a request whose MAC-covered transmission time
+# `sent_ms` is further than this from its own clock, either way. Idempotency records
+# are kept at least twice as long, so a replay inside the window always finds the
+# stored outcome and one outside it is refused: no replay ever charges again.
+FRESHNESS_WINDOW_MS = 300_000
 
 # Field 4 is 12 digits: the largest amount the wire can carry.
 AMOUNT_MAX_WIRE = 999_999_999_999
@@ -166,6 +174,8 @@ _NAMES: tuple[str, ...] = tuple(f.name for f in fields(Message))
 _DEFAULTS: tuple[Any, ...] = tuple(f.default for f in fields(Message))
 _ALL = operator.attrgetter(*_NAMES)
 _MAC_INDEX = _NAMES.index("mac")
+_SENT_INDEX = _NAMES.index("sent_ms")
+assert _SENT_INDEX == _MAC_INDEX - 1, "sent_ms must come right before mac (stamp relies on it)"
 assert len(_NAMES) - 1 == _MAC_INDEX, "mac must stay the last field (sign relies on it)"
 _KEEP_DEFAULT = frozenset({"mti", "stan"})
 
@@ -228,6 +238,17 @@ def sign(msg: Message, key: bytes) -> Message:
     costs about 10 us on a 22-field message.)"""
     values: tuple[Any, ...] = _ALL(msg)
     return Message(*values[:_MAC_INDEX], compute_mac(msg, key))  # type: ignore[call-arg]
+
+
+def stamp(msg: Message, key: bytes, now_ms: int) -> Message:
+    """`msg` as the terminal's transport sends it: transmission time `now_ms` set and
+    the MAC recomputed. Only a message the firmware signed correctly is stamped (its
+    secure element holds the key); anything else goes out as it is, and is refused.
+    """
+    if not verify(msg, key):
+        return msg
+    values: tuple[Any, ...] = _ALL(msg)
+    return sign(Message(*values[:_SENT_INDEX], now_ms, ""), key)  # type: ignore[call-arg]
 
 
 def verify(msg: Message, key: bytes) -> bool:

@@ -4,7 +4,7 @@
 turns scenario data into a checked fault.
 """
 
-from . import clock, devices, host, network, power  # noqa: F401  (registers the kinds)
+from . import attacker, clock, devices, host, network, power  # noqa: F401  (registers the kinds)
 from .base import PLAN_FAULTS_MAX, REGISTRY, Fault, FaultSpecError, FaultState, build_fault
 
 __all__ = ["PLAN_FAULTS_MAX", "REGISTRY", "Fault", "FaultSpecError", "FaultState", "build_fault"]

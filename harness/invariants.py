@@ -442,6 +442,20 @@ def judge_receipt(
                 (seq,),
             )
         ]
+    key = receipt.get("idem_key", "")
+    if key and txn.idem_key and key != txn.idem_key:
+        # The RRN is real but belongs to another sale: the approval was another
+        # request's answer (replayed or spliced), and this sale has no record.
+        return [
+            Violation(
+                "no-receipt-without-record",
+                f"an APPROVED receipt for sale {key} names rrn {rrn}, which the host "
+                f"holds for another sale ({txn.idem_key}).",
+                obs.intent_of(txn),
+                (rrn,),
+                (seq,),
+            )
+        ]
     if txn.amount != amount:
         return [
             Violation(

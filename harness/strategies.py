@@ -162,6 +162,32 @@ def _params(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         return st.one_of(at, after, after_send)
     if kind == "clock_skew":
         return st.fixed_dictionaries({"drift_ppm": st.integers(-300_000, 300_000)})
+    if kind == "splice":
+        return st.fixed_dictionaries(
+            {"nth": st.integers(1, 4), "rc": st.sampled_from(["", "00", "05"])}
+        )
+    if kind == "replay":
+        request = st.fixed_dictionaries(
+            {
+                "leg": st.just("request"),
+                "mti": st.sampled_from(["0200", "0400"]),
+                "nth": st.integers(1, 4),
+                "after_ms": st.sampled_from([1, 2_000, 20_000]),
+            }
+        )
+        answer = st.fixed_dictionaries(
+            {
+                "leg": st.just("answer"),
+                "mti": st.sampled_from(["0210", "0410"]),
+                "nth": st.integers(1, 4),
+                "after_ms": st.sampled_from([1, 2_000, 20_000]),
+            }
+        )
+        return st.one_of(request, answer)
+    if kind == "device_swap":
+        return st.fixed_dictionaries(
+            {"at_ms": st.integers(0, 60_000), "off_ms": st.integers(0, 5_000)}
+        )
     return nth  # printer_jam, print_failure, misread
 
 

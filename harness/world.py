@@ -22,7 +22,7 @@ from typing import Any
 
 from acquirer.catalogue import CATALOGUE_CARDS
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
-from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message
+from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, stamp
 from faults.base import Fault, FaultState
 from faults.devices import (
     DoubleConfirm,
@@ -36,6 +36,7 @@ from faults.devices import (
 from faults.host import HostCrash, RcBurst, SlowHost
 from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
+from harness.attacker import Attacker
 from scenarios.model import Scenario, Step, scenario_to_dict, step_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
@@ -191,6 +192,7 @@ class World:
         self.f_power_after: list[FaultState] = []
         self.f_power_at: list[FaultState] = []
         self.f_clock: list[FaultState] = []
+        self.attacker = Attacker(self)  # the attacker faults (harness/attacker.py)
         self.fault_index: dict[int, int] = {}
         for f in scenario.faults:
             self.add_fault(f)
@@ -245,6 +247,8 @@ class World:
                 self.sched.at(fault.at_ms, self._power_cut_at, s)
         elif fault.LAYER == "clock":
             self.f_clock.append(s)
+        elif fault.LAYER == "attacker":
+            self.attacker.arm(s)
         return s
 
     def start(self) -> None:
@@ -276,6 +280,7 @@ class World:
         self._schedule_next_step()
         for s in self.f_power_at:
             self.sched.at(s.fault.at_ms, self._power_cut_at, s)  # type: ignore[attr-defined]
+        self.attacker.start()
         self._power_on(None)
 
     def inject(self, step: Step) -> None:
@@ -513,6 +518,8 @@ class World:
                 count = max(0, min(eff.count, len(self.journal)))
                 del self.journal[:count]
                 self.emit("journal_trim", {"count": count, "left": len(self.journal)})
+                if self.attacker.faults:
+                    self.attacker.on_trim()
             elif not isinstance(eff, EFFECT_TYPES):
                 raise FirmwareContractError(f"not an effect: {eff!r}"[:200])
 
@@ -696,11 +703,15 @@ class World:
         return n
 
     def _send(self, msg: Message) -> None:
+        # The terminal's transport stamps the transmission time (MAC-covered).
+        msg = stamp(msg, self.fw_config.mac_key, self.clock.now_ms)
         rec: dict[str, Any] = {"from": "terminal", "msg": self._md(msg)}
         if msg.mti == MTI_PURCHASE:
             rec["intent"] = self._attribute(msg)
         self.emit("send", rec)
         self._link("to_host", msg, self._host_receive)
+        if self.attacker.faults:
+            self.attacker.on_request(msg)
         if msg.mti == MTI_PURCHASE:
             for s in self.f_forge:
                 if s.hit(self.clock.now_ms):
@@ -864,3 +875,5 @@ class World:
     def _host_reply(self, resp: Message) -> None:
         self.emit("send", {"from": "host", "msg": self._md(resp)})
         self._link("to_terminal", resp, self._terminal_receive)
+        if self.attacker.faults:
+            self.attacker.on_answer(resp)

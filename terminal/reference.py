@@ -57,6 +57,7 @@ from acquirer.protocol import (
     RC_ISSUER_UNAVAILABLE,
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
+    RC_STALE,
     RC_SYSTEM_ERROR,
     RESPONSE_CODES,
     STAN_MAX,
@@ -113,12 +114,18 @@ RECEIPTS_PENDING_MAX = 16
 # no more; this also bounds the journal between two batch closes.
 SALES_PER_BATCH_MAX = BATCH_ITEMS_MAX
 BATCH_SENDS_MAX = 5
+# A fresh device's first batch number is drawn from its boot nonce (see
+# `_first_open_batch_no`): at most 10**11 bases of 10**6 numbers, 17 digits in all.
+BATCH_NOS_PER_DEVICE = 1_000_000
+BATCH_BASE_MAX = 10**11
 
 # Response codes after which nothing was charged *for this frame* and the host did
 # not store the key, so a resend with the same key is safe. RC 30 belongs here: it
 # says one copy arrived damaged, not what became of an earlier copy (found by the
 # fuzzer: a corrupted repeat of an approved sale was shown DECLINED).
-_TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_FORMAT_ERROR})
+# RC 63 too: the host refused a copy that arrived outside its freshness window
+# (held back in the network); the resend carries a fresh transmission time.
+_TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_FORMAT_ERROR, RC_STALE})
 # The only codes that close a batch; anything else (91, 96, 30) is retried.
 _BATCH_CLOSING_RCS = frozenset({RC_APPROVED, RC_RECONCILE_ERROR})
 
@@ -283,15 +290,36 @@ class ReferenceFirmware:
         self._journal_len = len(journal)
         self._epoch = len(journal)
         nonce = event.nonce
-        # Only a well-formed nonce goes into keys (they are at most 64 printable chars).
-        self._nonce = nonce if len(nonce) <= 16 and nonce.isascii() and nonce.isalnum() else ""
+        # Only a well-formed nonce (1-16 hex digits) goes into keys and batch numbers.
+        hex_nonce = 0 < len(nonce) <= 16 and not nonce.strip("0123456789abcdef")
+        self._nonce = nonce if hex_nonce else ""
         for record in journal:
             self._replay(record)
-        self._open_batch_no = self._last_closed_batch + 1
+        self._open_batch_no = self._first_open_batch_no()
         self._open_batch_count = sum(
             1 for sale in self._sales.values() if sale.batch_no == self._open_batch_no
         )
         return self._recover()
+
+    def _first_open_batch_no(self) -> int:
+        """The batch sales go into now: the one after the last closed batch.
+
+        A device that has never closed a batch (new, replaced, or its journal wiped)
+        must not restart at batch 1: the host would take its close for the old
+        device's batch 1 and replay that settlement. Its first batch number comes
+        from the boot nonce (nonce * 10**6 + 1; room for a million closes), or from
+        the sales and batch upload it has already journaled under that number.
+        """
+        if self._last_closed_batch:
+            return self._last_closed_batch + 1
+        if self._batch is not None:
+            return self._batch.batch_no
+        journaled = [sale.batch_no for sale in self._sales.values() if sale.batch_no]
+        if journaled:
+            return max(journaled)
+        if self._nonce:
+            return int(self._nonce, 16) % BATCH_BASE_MAX * BATCH_NOS_PER_DEVICE + 1
+        return 1
 
     def _replay(self, record: JournalRecord) -> None:
         """Apply one journal record. Re-applying a record changes nothing (idempotent)."""

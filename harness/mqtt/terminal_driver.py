@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from acquirer.protocol import MTI_PURCHASE, MTI_REVERSAL, Message, ProtocolError
+from acquirer.protocol import MTI_PURCHASE, MTI_REVERSAL, Message, ProtocolError, stamp
 from terminal.firmware import (
     FINAL_OUTCOMES,
     AmountKeyed,
@@ -313,6 +313,9 @@ class TerminalDriver:
                 w.keys[msg.idem_key] = self._intent.n if self._intent is not None else 0
         elif msg.mti == MTI_REVERSAL:
             w.reversals += 1
+        # The transport stamps the transmission time (MAC-covered, wall clock: the
+        # host checks it against its own wall clock).
+        msg = stamp(msg, self.config.mac_key, realclock.wall_ms())
         try:
             payload = wire.encode(msg, self.codec)
         except ProtocolError as exc:

@@ -15,9 +15,11 @@ from terminal.zoo.late_approval_flips import LateApprovalFlipsFirmware
 from terminal.zoo.naive_retry import NaiveRetryFirmware
 from terminal.zoo.no_amount_check import NoAmountCheckFirmware
 from terminal.zoo.no_debounce import NoDebounceFirmware
+from terminal.zoo.no_echo_check import NoEchoCheckFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
 from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
 from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
+from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
 from terminal.zoo.trusts_unsigned import TrustsUnsignedFirmware
 from terminal.zoo.volatile_reversal import VolatileReversalFirmware
 
@@ -39,6 +41,9 @@ ZOO: dict[str, type] = {
     "receipt-from-request": ReceiptFromRequestFirmware,
     "trusts-unsigned": TrustsUnsignedFirmware,
     "late-approval-flips": LateApprovalFlipsFirmware,
+    # 5, against an attacker (faults splice, replay, device_swap)
+    "no-echo-check": NoEchoCheckFirmware,
+    "tid-counter-keys": TidCounterKeysFirmware,
     # beyond the five: reconciliation
     "batch-counts-reversed": BatchCountsReversedFirmware,
 }

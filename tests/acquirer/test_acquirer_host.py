@@ -28,6 +28,8 @@ T1 = TerminalMessages(TID, MID, KEY)
 
 def make_host(**config: Any) -> Acquirer:
     """A host that knows terminal T1 and one scenario card with 100.00 on it."""
+    # Freshness has its own tests (test_attacks.py): here requests carry no time.
+    config.setdefault("freshness_window_ms", 0)
     return Acquirer(HostConfig(mac_keys={TID: KEY}, **config), [CardAccount(PAN, PAN_BALANCE)])
 
 

@@ -334,3 +334,129 @@ def test_boot_nonce_keys_keep_a_replaced_device_from_replaying_an_old_approval(
     second = _approve(new, host, 1250, 1_000)
     assert first.idem_key != second.idem_key
     assert host.balance(PAN) == 1_000_000 - 2 * 1250
+
+
+# -- freshness --------------------------------------------------------------------------
+
+DAY_MS = 86_400_000
+
+
+def _stamped_sale(now_ms: int, amount: int = 1250) -> Message:
+    r = Rig(ReferenceFirmware, CONFIG)
+    return p.stamp(start_sale(r, amount), KEY, now_ms)
+
+
+def test_keyless_purchase_sent_twice_2s_apart_charges_nothing(host: Acquirer) -> None:
+    """Attack: a keyless 0200 replayed 2 s later was charged twice. Keyless
+    purchases are now refused outright (RC 30, signed: the request is authentic)."""
+    keyless = p.stamp(p.sign(replace(_stamped_sale(0), idem_key="", mac=""), KEY), KEY, 0)
+    for now_ms in (0, 2_000):
+        answer = host.handle(keyless, now_ms)
+        assert answer.rc == p.RC_FORMAT_ERROR
+    assert list(host.transactions()) == [] and host.balance(PAN) == 1_000_000
+
+
+def test_keyed_replay_after_24h_and_1ms_is_refused_stale(host: Acquirer) -> None:
+    """Attack: a keyed 0200 replayed once its idempotency record had expired was
+    charged again. Its MAC-covered transmission time is now 24 h old: RC 63."""
+    sale = _stamped_sale(1_000)
+    assert host.handle(sale, 1_000).rc == p.RC_APPROVED
+    replay = host.handle(sale, 1_000 + DAY_MS + 1)
+    assert replay.rc == p.RC_STALE and p.verify(replay, KEY)
+    assert host.balance(PAN) == 1_000_000 - 1250
+    assert [t.status for t in host.transactions()] == ["approved"]
+
+
+@pytest.mark.parametrize("delay_ms", [1, 60_000, p.FRESHNESS_WINDOW_MS])
+def test_replay_inside_the_window_gets_the_stored_outcome(host: Acquirer, delay_ms: int) -> None:
+    """Inside the window the idempotency record is always still held: a replay is
+    answered from it, never charged again."""
+    sale = _stamped_sale(1_000)
+    first = host.handle(sale, 1_000)
+    again = host.handle(sale, 1_000 + delay_ms)
+    assert (again.rc, again.rrn) == (first.rc, first.rrn)
+    assert host.balance(PAN) == 1_000_000 - 1250
+
+
+@pytest.mark.parametrize("skew_ms", [-p.FRESHNESS_WINDOW_MS - 1, p.FRESHNESS_WINDOW_MS + 1])
+def test_transmission_time_outside_the_window_either_way_is_refused(
+    host: Acquirer, skew_ms: int
+) -> None:
+    sale = _stamped_sale(DAY_MS + skew_ms)
+    answer = host.handle(sale, DAY_MS)
+    assert answer.rc == p.RC_STALE
+    assert list(host.transactions()) == []
+
+
+def test_the_window_never_outlasts_half_the_retention() -> None:
+    """A short retention shrinks the window: a record outlives every replay."""
+    acq = Acquirer(
+        HostConfig(mac_keys={TID: KEY}, idempotency_retention_ms=10_000),
+        [CardAccount(PAN, 1_000_000)],
+    )
+    sale = _stamped_sale(0)
+    assert acq.handle(sale, 0).rc == p.RC_APPROVED
+    assert acq.handle(sale, 5_000).rc == p.RC_APPROVED  # replayed from the record
+    assert acq.handle(sale, 5_001).rc == p.RC_STALE  # record may be gone: refused
+    assert acq.balance(PAN) == 1_000_000 - 1250
+    acq.close()
+
+
+# -- any signed hostile request ----------------------------------------------------------
+
+_HOSTILE = st.builds(
+    Message,
+    mti=st.sampled_from((*p.ALL_MTIS, "0100", "9200")),
+    terminal_id=st.just(TID),
+    merchant_id=st.sampled_from([CONFIG.merchant_id, "M|1", ""]),
+    stan=st.integers(-1, 2_000_000),
+    pan=st.sampled_from([PAN, "", "4000|", "1" * 20]),
+    processing_code=st.sampled_from([p.PROC_PURCHASE, p.PROC_REFUND, "999999", "00000"]),
+    amount=st.integers(-(2**63), 2**64),
+    currency=st.sampled_from(["978", "97", "9|8", "ABC"]),
+    idem_key=st.text(st.sampled_from("ab|=;,"), max_size=70),
+    orig_stan=st.integers(-(2**63), 2**64),
+    orig_key=st.text(st.sampled_from("ab|=;,"), max_size=70),
+    debit_count=st.integers(-1, 2**64),
+    debit_amount=st.integers(-(2**63), 2**64),
+    batch_no=st.integers(-(2**63), 2**64),
+    items=st.lists(
+        st.builds(
+            p.BatchItem,
+            st.integers(-1, 2_000_000),
+            st.integers(-(2**63), 2**64),
+            st.text(st.sampled_from("0123456789;,|"), max_size=14),
+        ),
+        max_size=3,
+    ).map(tuple),
+)
+
+
+@settings(max_examples=ATTACK_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_HOSTILE, min_size=1, max_size=6))
+def test_any_signed_hostile_request_is_answered_and_leaves_the_ledger_balanced(
+    requests: list[Message],
+) -> None:
+    """A malicious terminal login holds its own key and signs anything: every such
+    request gets an answer (no exception escapes), money is conserved, and a batch
+    close with odd RRNs never wedges the terminal's later batch closes."""
+    acq = make_host()
+    total = acq.balance(PAN) + acq.balance("MERCHANT")
+    for i, msg in enumerate(requests):
+        FRAMES_TRIED["hostile-signed"] += 1
+        answer = acq.handle(p.sign(msg, KEY), i)
+        assert answer.rc
+        assert acq.ledger_sum() == 0
+        assert acq.balance(PAN) + acq.balance("MERCHANT") == total
+    close = p.sign(Message(p.MTI_BATCH, TID, CONFIG.merchant_id, 1, batch_no=10**6), KEY)
+    assert acq.handle(close, len(requests)).rc in (p.RC_APPROVED, p.RC_RECONCILE_ERROR)
+    acq.close()
+
+
+def test_the_mac_input_example_in_docs_mqtt_md_is_exact() -> None:
+    """docs/mqtt.md spells out one MAC input: it must be what the code builds."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "mqtt.md").read_text()
+    example = p.mac_payload(Message(p.MTI_ECHO, "T1", "M1", 7)).decode()
+    assert "`" + example.replace("\n", "\\n") + "`" in doc

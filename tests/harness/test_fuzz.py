@@ -27,6 +27,8 @@ EXPECTED = {
         "no-charge-on-failure",
     },
     "receipt-from-request": {"no-receipt-without-record"},
+    "no-echo-check": {"no-receipt-without-record", "eventually-settles", "batch-reconciles"},
+    "tid-counter-keys": {"eventually-settles", "no-receipt-without-record", "batch-reconciles"},
     "trusts-unsigned": {
         "no-receipt-without-record",
         "receipt-for-every-charge",

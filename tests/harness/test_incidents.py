@@ -33,6 +33,10 @@ CAUGHT_BY = {
     "late-approval-flips": "no-receipt-without-record",
     "key-per-boot": "no-duplicate-charge",
     "batch-counts-reversed": "batch-reconciles",
+    "no-echo-check": "no-receipt-without-record",
+    # Its replacement device's sale shows APPROVED naming the first sale's RRN (a
+    # stored answer to a reused key): that sale never gets an outcome of its own.
+    "tid-counter-keys": "eventually-settles",
 }
 
 

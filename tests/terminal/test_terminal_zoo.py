@@ -66,6 +66,8 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "receipt-from-request",
         "trusts-unsigned",
         "late-approval-flips",
+        "no-echo-check",
+        "tid-counter-keys",
         "batch-counts-reversed",
     ]
     for cls in ZOO.values():
