@@ -90,6 +90,28 @@ def test_spliced_rc30_answer_cannot_become_an_approval(host: Acquirer) -> None:
     assert [d.outcome for d in displays(effects)] == [Outcome.APPROVED]
 
 
+def test_the_reported_splice_exactly_no_longer_forges_an_approval(host: Acquirer) -> None:
+    """The attack as reported, byte for byte: under the old "name=value|" MAC input the
+    tampered currency and a padded orig_key made the host's signed RC 30 answer verify
+    as an approval (APPROVED, receipt, no host transaction). This test fails on that
+    code; now the refusal is unsigned and the forgery verifies under no reading."""
+    r = Rig(ReferenceFirmware, CONFIG)
+    request = start_sale(r)
+    k = request.idem_key
+    head = (
+        f"978|rrn=000000000666|rc=00|auth_code=666666|idem_key={k}"
+        "|repeat=False|orig_stan=0|orig_key="
+    )
+    tail = f"|rrn=|rc=30|auth_code=|idem_key={k}|repeat=False|orig_stan=0|orig_key="
+    answer = host.handle(replace(request, currency=head), 0)
+    forged = replace(
+        answer, currency="978", rrn="000000000666", rc="00", auth_code="666666", orig_key=tail
+    )
+    assert not p.verify(forged, KEY)
+    assert not acted(r.feed(MessageReceived(forged)))
+    assert list(host.transactions()) == []
+
+
 def test_forged_0410_cannot_make_the_terminal_record_a_reversal(host: Acquirer) -> None:
     """The attacker turns a refused frame into a 0410 for a sale being reversed."""
     r = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1))
