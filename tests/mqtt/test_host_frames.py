@@ -27,7 +27,17 @@ def _core(tmp: Path) -> HostCore:
 
 
 def _purchase(stan: int, key: str, mac_key: bytes = default_mac_key("T0001")) -> Message:
-    msg = Message(MTI_PURCHASE, "T0001", "M1", stan, pan=PAN_APPROVE, amount=1250, idem_key=key)
+    """A signed 0200 sent at the start of `_core`'s clock (inside the freshness window)."""
+    msg = Message(
+        MTI_PURCHASE,
+        "T0001",
+        "M1",
+        stan,
+        pan=PAN_APPROVE,
+        amount=1250,
+        idem_key=key,
+        sent_ms=1_000_000_000,
+    )
     return sign(msg, mac_key)
 
 

@@ -14,7 +14,7 @@ import pytest
 from acquirer.catalogue import PAN_APPROVE
 from acquirer.host import HostAction
 from acquirer.protocol import MTI_PURCHASE, Message, sign
-from harness.mqtt import wire
+from harness.mqtt import realclock, wire
 from harness.mqtt.broker import PrivateBroker
 from harness.mqtt.host_service import (
     HostCore,
@@ -209,6 +209,7 @@ async def test_the_host_publishes_a_reply_only_after_a_wal_fsync_that_began_afte
                     pan=PAN_APPROVE,
                     amount=1250,
                     idem_key=f"T0001-gc-{n}",
+                    sent_ms=realclock.wall_ms(),
                 )
                 frame = wire.encode(sign(msg, default_mac_key("T0001")), "iso8583")
                 await term.publish(wire.topic("T0001", "req"), frame, qos=1)

@@ -17,9 +17,9 @@ import pytest
 
 from acquirer.catalogue import AMOUNT_NO_REPLY, PAN_APPROVE
 from acquirer.host import HostAction
-from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, sign
+from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, sign, stamp
 from faults.network import Corrupt, Drop
-from harness.mqtt import wire
+from harness.mqtt import realclock, wire
 from harness.mqtt.broker import PrivateBroker
 from harness.mqtt.fleet import FleetOptions, run_fleet
 from harness.mqtt.host_service import HostService, default_mac_key
@@ -70,10 +70,11 @@ def books(db: str) -> tuple[int, int, list[tuple[str, int, str]]]:
 
 
 def signed_purchase(tid: str, stan: int, key: str, amount: int = 1250) -> Message:
+    """A signed 0200 stamped with the wall clock (the host refuses stale requests)."""
     msg = Message(
         MTI_PURCHASE, tid, "M000000000001", stan, pan=PAN_APPROVE, amount=amount, idem_key=key
     )
-    return sign(msg, default_mac_key(tid))
+    return stamp(sign(msg, default_mac_key(tid)), default_mac_key(tid), realclock.wall_ms())
 
 
 async def test_approval_end_to_end(broker: PrivateBroker, host_db: str, tmp_path: Path) -> None:
