@@ -167,9 +167,10 @@ def _dedup_key(msg: Message, day: int) -> str:
 
 def _fingerprint(msg: Message) -> str:
     """What must match for a resend to count as the same request."""
-    return (
-        f"{msg.mti}|{msg.processing_code}|{msg.pan}|{msg.amount}|{msg.currency}|{msg.merchant_id}"
-    )
+    fp = f"{msg.mti}|{msg.processing_code}|{msg.pan}|{msg.amount}|{msg.currency}|{msg.merchant_id}"
+    # A refund's original is part of the request (appended only when set, so records
+    # stored before refunds could name one keep their fingerprints).
+    return f"{fp}|{msg.orig_key}" if msg.orig_key else fp
 
 
 _RESPONSE_MTI = {mti: response_mti(mti) for mti in REQUEST_MTIS}
@@ -634,7 +635,7 @@ class Acquirer:
             store.SQL_LEDGER_POST, (txn_id, debit, -amount, now_ms, txn_id, credit, amount, now_ms)
         )
 
-    def _decide(self, msg: Message, refund: bool) -> tuple[str, str]:
+    def _decide(self, msg: Message, refund: bool, now_ms: int) -> tuple[str, str]:
         """The response code for a payment and why (inside the finish transaction)."""
         card = self._cards.get(msg.pan)
         if card is None:
@@ -644,6 +645,9 @@ class Acquirer:
         if card.rc:
             return card.rc, "Card rule."
         if refund:
+            mismatch = self._refund_mismatch(msg, now_ms)
+            if mismatch:
+                return RC_REVERSAL_REFUSED, mismatch
             return RC_APPROVED, ""
         if self._config.test_amounts:
             forced = catalogue.amount_rule(msg.amount)
@@ -654,6 +658,30 @@ class Acquirer:
             return RC_INSUFFICIENT_FUNDS, "Insufficient funds."
         return RC_APPROVED, ""
 
+    def _refund_mismatch(self, msg: Message, now_ms: int) -> str:
+        """Why a refund naming its original (`orig_key`) does not fit it ("" if it does).
+
+        A refund without `orig_key` is a stand-alone credit; one that names a sale must
+        name an approved purchase of this terminal, on the same card, for at least the
+        refunded amount, or it is refused (RC 12) and nothing is credited.
+        """
+        if not msg.orig_key:
+            return ""
+        rec = self._dedup_get(msg.terminal_id, "k:" + msg.orig_key, now_ms)
+        row = None
+        if rec is not None and rec.txn_id is not None:
+            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
+        if row is None:
+            return "Refund names no sale of this terminal."
+        txn = HostTxn(*row)
+        if txn.kind != KIND_PURCHASE or txn.status != "approved":
+            return f"Refund names a {txn.status} {txn.kind}, not an approved purchase."
+        if txn.pan != msg.pan:
+            return "Refund card differs from the original's."
+        if msg.amount > txn.amount:
+            return f"Refund amount {msg.amount} exceeds the original's {txn.amount}."
+        return ""
+
     def _finish_payment(
         self, req: Message, started_ms: int, now_ms: int
     ) -> tuple[Message, HostAction]:
@@ -663,7 +691,7 @@ class Acquirer:
         db = self._db
         self._tx_begin()
         try:
-            rc, why = self._decide(req, refund)
+            rc, why = self._decide(req, refund, now_ms)
             if rc in TRANSIENT_RCS:
                 # Nothing charged: forget the key so a retry is processed afresh.
                 db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (tid, key))

@@ -723,3 +723,32 @@ def test_mac_covers_every_field_as_documented(msg: Message, key: bytes) -> None:
     assert signed_msg == replace(msg, mac=expected)
     assert p.verify(signed_msg, key)
     assert not p.verify(replace(signed_msg, mac=""), key)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"amount": 901}, "exceeds the original's 900"),
+        ({"pan": catalogue.PAN_APPROVE}, "card differs"),
+        ({"orig_key": "nobody"}, "names no sale"),
+    ],
+)
+def test_refund_that_differs_from_its_original_is_refused_12(
+    host: Acquirer, change: dict[str, Any], why: str
+) -> None:
+    """A refund naming its sale must fit it: same card, at most its amount."""
+    host.handle(purchase(1, 900, key="sale"), 0)
+    before = snapshot(host)[1:4]  # balances and ledger
+    kw: dict[str, Any] = {"pan": PAN, "amount": 900, "orig_key": "sale", **change}
+    amount, pan = kw.pop("amount"), kw.pop("pan")
+    resp, action = finish_now(host, refund(2, amount, pan=pan, key="ref", **kw), 10)
+    assert resp.rc == p.RC_REVERSAL_REFUSED and p.verify(resp, KEY)
+    assert action is not None and why in action.detail
+    assert snapshot(host)[1:4] == before
+
+
+def test_refund_that_fits_its_original_is_credited(host: Acquirer) -> None:
+    host.handle(purchase(1, 900, key="sale"), 0)
+    resp = host.handle(refund(2, 400, key="ref", orig_key="sale"), 10)
+    assert resp.rc == p.RC_APPROVED
+    assert host.balance(PAN) == PAN_BALANCE - 500
