@@ -112,6 +112,34 @@ def test_the_reported_splice_exactly_no_longer_forges_an_approval(host: Acquirer
     assert list(host.transactions()) == []
 
 
+def test_the_reported_forced_decline_exactly_is_ignored(host: Acquirer) -> None:
+    """The same splice with RC 05: on the old MAC input the terminal showed DECLINED
+    while its sale was still in flight. Now the forgery verifies under no reading."""
+    r = Rig(ReferenceFirmware, CONFIG)
+    request = start_sale(r)
+    k = request.idem_key
+    head = f"978|rrn=|rc=05|auth_code=|idem_key={k}|repeat=False|orig_stan=0|orig_key="
+    tail = f"|rrn=|rc=30|auth_code=|idem_key={k}|repeat=False|orig_stan=0|orig_key="
+    answer = host.handle(replace(request, currency=head), 0)
+    forged = replace(answer, currency="978", rc="05", orig_key=tail)
+    assert not p.verify(forged, KEY)
+    assert not acted(r.feed(MessageReceived(forged)))
+
+
+def test_the_reported_forged_0410_exactly_is_ignored(host: Acquirer) -> None:
+    """The splice on a reversal: the tampered 0400's RC 30 answer, re-read as a 0410
+    RC 00, made the old terminal journal `reversed` for a sale the host still had
+    charged. Now nothing is journaled and the reversal stays owed."""
+    r = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1))
+    host.handle(start_sale(r), 0)  # charged; the answer is lost
+    (reversal,) = sends(r.feed(TimerExpired(RESPONSE_TIMER)))
+    answer = host.handle(replace(reversal, currency="978|rrn=|rc=00|auth_code=|idem_key="), 10)
+    forged = replace(answer, currency="978", rc="00", idem_key="|rrn=|rc=30|auth_code=|idem_key=")
+    assert not p.verify(forged, KEY)
+    assert not acted(r.feed(MessageReceived(forged)))
+    assert host.balance(PAN) == 1_000_000 - 1250
+
+
 def test_forged_0410_cannot_make_the_terminal_record_a_reversal(host: Acquirer) -> None:
     """The attacker turns a refused frame into a 0410 for a sale being reversed."""
     r = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1))
