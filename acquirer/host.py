@@ -93,7 +93,8 @@ class HostConfig:
     # ":memory:" (default), "" for a private temporary file, or a real path.
     db_path: str = ":memory:"
     # False accepts any terminal and unsigned requests (responses to terminals
-    # without a key stay unsigned).
+    # without a key stay unsigned). Unit tests only: answers to a known terminal are
+    # then signed whatever the request, which is exactly what docs/security.md forbids.
     verify_mac: bool = True
     # False turns off the catalogue's amount conventions (500 -> RC 05, ...),
     # for scenarios that draw amounts freely. Card rules always apply.
@@ -159,7 +160,12 @@ KIND_REFUND = "refund"
 
 
 def _dedup_key(msg: Message, day: int) -> str:
-    """The idempotency record's key: the idempotency key, else the classic identity."""
+    """The idempotency record's key: the idempotency key, else the classic identity.
+
+    `validate_request` now refuses key-less purchases and reversals without
+    `orig_key`, so only the first form is stored; the second stays for records
+    written by earlier versions.
+    """
     if msg.idem_key:
         return "k:" + msg.idem_key
     return f"s:{day}:{msg.stan}"
