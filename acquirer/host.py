@@ -50,9 +50,9 @@ from acquirer.protocol import (
     Message,
     ProtocolError,
     field_problem,
+    request_problem,
     response_mti,
     sign,
-    validate_request,
     verify,
 )
 
@@ -236,13 +236,15 @@ class Acquirer:
         host never signs anything an attacker chose, so no refused frame can be
         spliced into a signed answer.
         """
-        reason = validate_request(msg)
-        authentic = self._authentic(msg)
+        problem = field_problem(msg)
+        reason = problem if problem is not None else request_problem(msg)
+        key = self._keys.get(msg.terminal_id) if problem is None else None
+        authentic = key is not None and verify(msg, key)
         if not authentic and self._config.verify_mac:
-            key_known = msg.terminal_id in self._keys if type(msg.terminal_id) is str else False
-            why = "bad MAC" if key_known else "unknown terminal"
-            if reason is not None and field_problem(msg) is not None:
-                why = reason
+            if problem is not None:
+                why = problem
+            else:
+                why = "bad MAC" if key is not None else "unknown terminal"
             return self._reject(msg, why, signed=False)
         if reason is not None:
             return self._reject(msg, reason, signed=authentic)

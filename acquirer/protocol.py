@@ -174,6 +174,7 @@ _NAMES: tuple[str, ...] = tuple(f.name for f in fields(Message))
 _DEFAULTS: tuple[Any, ...] = tuple(f.default for f in fields(Message))
 _ALL = operator.attrgetter(*_NAMES)
 _MAC_INDEX = _NAMES.index("mac")
+_ITEMS_INDEX = _NAMES.index("items")
 _SENT_INDEX = _NAMES.index("sent_ms")
 assert _SENT_INDEX == _MAC_INDEX - 1, "sent_ms must come right before mac (stamp relies on it)"
 assert len(_NAMES) - 1 == _MAC_INDEX, "mac must stay the last field (sign relies on it)"
@@ -196,36 +197,36 @@ def _to_dict(msg: Message) -> dict[str, Any]:
 MAC_DOMAIN = b"posh-mac-v2\n"
 
 
-def _lp(text: str) -> bytes:
-    """`text` length-prefixed: "<byte length>:<UTF-8 bytes>". Lone surrogates (JSON
-    can carry them) are kept as their own bytes, so distinct strings stay distinct."""
-    data = text.encode("utf-8", "surrogatepass")
-    return b"%d:%s" % (len(data), data)
-
-
 def mac_payload(msg: Message) -> bytes:
     """The bytes the MAC covers: the canonical form of every field but `mac`.
 
     After `MAC_DOMAIN`, every field in declaration order as "<length>:<bytes>"
-    (integers in decimal, booleans as 1 / 0); `items` is its count, then three
-    such fields per item. Every value carries its own length, so no value, whatever
-    it contains ("|", "=", ";", digits), can end early or run into the next one:
-    two messages have the same payload only if every field is equal.
+    (integers in decimal, booleans as 1 / 0, strings as UTF-8, lengths in bytes);
+    `items` is its count, then three such fields per item. Every value carries its
+    own length, so no value, whatever it contains ("|", "=", ";", digits), can end
+    early or run into the next one: two messages have the same payload only if every
+    field is equal. (Built as one str and encoded once: the simulator MACs every
+    message several times.)
     """
-    parts = [MAC_DOMAIN]
-    append = parts.append
-    for name, value in zip(_NAMES[:_MAC_INDEX], _ALL(msg), strict=False):
-        if name == "items":
-            append(_lp(str(len(value))))
-            for item in value:
-                append(_lp(str(item.stan)))
-                append(_lp(str(item.amount)))
-                append(_lp(item.rrn))
-        elif value is True or value is False:
-            append(b"1:1" if value else b"1:0")
-        else:
-            append(_lp(value if type(value) is str else str(value)))
-    return b"".join(parts)
+    values = _ALL(msg)
+    out = [
+        v if type(v) is str else ("1" if v is True else "0" if v is False else str(v))
+        for v in values[:_ITEMS_INDEX]
+    ]
+    items = values[_ITEMS_INDEX]
+    if type(items) is tuple:
+        out.append(str(len(items)))
+        for item in items:
+            rrn = item.rrn
+            out += (str(item.stan), str(item.amount), rrn if type(rrn) is str else str(rrn))
+    else:
+        out.append(str(items))
+    out += [v if type(v) is str else str(v) for v in values[_ITEMS_INDEX + 1 : _MAC_INDEX]]
+    text = "".join([f"{len(v)}:{v}" for v in out])
+    if not text.isascii():
+        # Lengths in bytes; lone surrogates (JSON can carry them) count as their own.
+        text = "".join([f"{len(v.encode('utf-8', 'surrogatepass'))}:{v}" for v in out])
+    return MAC_DOMAIN + text.encode("utf-8", "surrogatepass")
 
 
 def compute_mac(msg: Message, key: bytes) -> str:
@@ -343,6 +344,12 @@ def validate_request(msg: Message) -> str | None:
     problem = field_problem(msg)
     if problem is not None:
         return problem
+    return request_problem(msg)
+
+
+def request_problem(msg: Message) -> str | None:
+    """What a request MTI needs beyond well-formed fields (see `validate_request`);
+    `msg` must already have passed `field_problem`."""
     mti = msg.mti
     if mti not in REQUEST_MTIS:
         return f"unknown request MTI {mti!r}"
