@@ -8,7 +8,6 @@ input file (one line naming the file and the line).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .runner import UsageError, load_firmware
+from .runner import plural as _n
 from .trace import TraceReadError
 
 EXIT_OK = 0
@@ -26,13 +26,17 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _console() -> Console:
-    if sys.stdout.isatty():
-        return Console()
-    return Console(no_color=True, width=160, soft_wrap=False, highlight=False)
+    from .report import make_console
+
+    return make_console()
 
 
 def _say(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def _guard(fn: Command) -> Command:
@@ -60,6 +64,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import before_after, replay
 
     trace = _existing(args.trace)
+    if trace.suffix == ".toml":
+        raise UsageError(
+            f"{trace}: a scenario file, not a trace: run it with `posharness run {trace}` "
+            f"(add --firmware X to judge another firmware; --trace-dir DIR writes a trace "
+            "that replay reads)"
+        )
     out = Path(args.trace_out) if args.trace_out else None
     console = _console()
     if args.firmware:
@@ -84,18 +94,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if ba.before.divergence is not None:
             _say(console, f"note: the recorded trace {ba.before.divergence.describe()}")
         if ba.after.crashes:
-            _say(console, f"after: the firmware crashed {ba.after.crashes} times")
+            _say(console, f"after: the firmware crashed {_times(ba.after.crashes)}")
         if ba.fixed:
             _say(console, f"FIXED: {args.firmware} holds every invariant the scenario names")
             return EXIT_OK
         broken = [n for n in ba.required if ba.after.violations.get(n)]
-        _say(console, f"NOT FIXED: {args.firmware} violates {', '.join(broken) or '-'}")
+        _say(console, f"STILL FAILING: {args.firmware} violates {', '.join(broken) or '-'}")
         return EXIT_FAILED
     result = replay(trace, out)
     if result.divergence is None:
         _say(
             console,
-            f"reproduced byte for byte: {trace} ({result.result.events} events, "
+            f"reproduced byte for byte: {trace} ({_n(result.result.events, 'event')}, "
             f"firmware {result.header.firmware}, seed {result.header.seed})",
         )
         return EXIT_OK
@@ -148,7 +158,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     sc = imported.scenario
     _say(
         console,
-        f"wrote {out}: {sc.purchases()} purchases, {len(sc.faults)} faults, firmware "
+        f"wrote {out}: {_n(sc.purchases(), 'purchase')}, {_n(len(sc.faults), 'fault')}, firmware "
         f"{sc.firmware}; host clock skew {imported.skew_ms:+d} ms, one-way latency "
         f"{imported.latency_ms} ms (from {imported.pairs} request/response pairs)",
     )
@@ -159,7 +169,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _say(console, f"  replay violates: {', '.join(imported.violated) or 'nothing'}")
     unexplained = imported.problems + imported.unexplained
     if unexplained:
-        _say(console, f"could not explain {len(unexplained)} items:")
+        _say(console, f"could not explain {_n(len(unexplained), 'item')}:")
         for item in unexplained:
             _say(console, f"  - {item}")
     if imported.mismatches:

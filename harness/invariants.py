@@ -466,7 +466,8 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
         out.append(
             Violation(
                 "batch-reconciles",
-                f"batch {s.batch_no}: the terminal counted {s.terminal_count} sales for "
+                f"batch {s.batch_no}: the terminal counted {s.terminal_count} "
+                f"{'sale' if s.terminal_count == 1 else 'sales'} for "
                 f"{money(s.terminal_amount)}, the host {s.host_count} for "
                 f"{money(s.host_amount)}; differing: {diff or 'none listed'}.",
                 seqs=(obs.batch_seqs[s.batch_no],) if s.batch_no in obs.batch_seqs else (),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import faults
-from faults.base import PLAN_FAULTS_MAX, FaultSpecError
+from faults.base import PLAN_FAULTS_MAX, FaultSpecError, toml_value
 
 from .model import (
     AT_MS_MAX,
@@ -68,13 +68,13 @@ def _expect_type(where: str, value: Any, tp: type) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not tp:
-        raise ScenarioError(f"{where}: expected {_tname(tp)}, got {value!r}")
+        raise ScenarioError(f"{where}: expected {_tname(tp)}, got {toml_value(value)}")
     return value
 
 
 def _table(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ScenarioError(f"{where}: expected a table, got {value!r}")
+        raise ScenarioError(f"{where}: expected a table, got {toml_value(value)}")
     return value
 
 
@@ -273,7 +273,8 @@ def load_scenario(path: str | Path) -> Scenario:
     if len(raw) > FILE_BYTES_MAX:
         raise ScenarioError(f"{p}: larger than {FILE_BYTES_MAX} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # "utf-8-sig": a byte-order mark (Windows editors write one) is not TOML.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ScenarioError(f"{p}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:

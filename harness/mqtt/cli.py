@@ -406,7 +406,8 @@ async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subproc
 def print_report(report: Any) -> None:
     j = report.to_json()
     lat = j["latency_ms"]
-    print(f"purchases   {j['completed']}/{j['offered']} completed  {j['outcomes']}")
+    outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(j["outcomes"].items()))
+    print(f"purchases   {j['completed']}/{j['offered']} completed  ({outcomes or 'none'})")
     print(f"throughput  {j['throughput_per_s']} purchases/s")
     print(f"latency     p50 {lat['p50']} ms  p95 {lat['p95']} ms  p99 {lat['p99']} ms")
     print(f"retries     {j['retries']}   reversals {j['reversals']}")
