@@ -21,9 +21,9 @@ from scenarios.model import INVARIANT_NAMES, Scenario, ScenarioError
 
 from .report import (
     BadFile,
+    Column,
     failure_details,
     make_console,
-    make_table,
     print_table,
     results_table,
     say,
@@ -87,7 +87,7 @@ class _Parser(argparse.ArgumentParser):
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         # An option with a default but no help still shows its default.
         if kwargs.get("help") is None and kwargs.get("default") not in (None, False):
-            kwargs["help"] = " "
+            kwargs["help"] = "(default: %(default)s)"
         return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -240,15 +240,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         ),
         ("invariants", ("name", "what it checks"), [(n, DESCRIPTIONS[n]) for n in INVARIANT_NAMES]),
     ]
-    for title, columns, rows in sections:
-        t = make_table(console, title)
-        for i, column in enumerate(columns):
-            last = i == len(columns) - 1
-            # Names and paths never wrap (they are copied); prose wraps between words.
-            t.add_column(column, no_wrap=not last, overflow="fold", min_width=20 if last else None)
-        for row in rows:
-            t.add_row(*row)
-        print_table(console, t, [[" ".join(row[:-1]), row[-1]] for row in rows])
+    for title, headers, rows in sections:
+        # Names and paths never wrap (they are copied); the last column is prose.
+        columns = [Column(h, wraps=i == len(headers) - 1) for i, h in enumerate(headers)]
+        blocks = [[" ".join(row[:-1]), row[-1]] for row in rows]
+        print_table(console, title, columns, list(rows), blocks)
     for b in bad:
         say(console, f"ERROR {b.message}")
     return EXIT_USAGE if bad else EXIT_OK

@@ -43,8 +43,8 @@ tr.violating td { background: #fee2e2; }
 tr.violating td.seq { color: #b91c1c; font-weight: bold; border-left: 4px solid #b91c1c; }
 tr:target td { outline: 2px solid #b91c1c; }
 a { color: inherit; }
-pre.cmd { background: #f3f3f3; padding: 0.4em 0.6em; white-space: pre-wrap;
-  word-break: break-all; }
+/* Commands never wrap: a copy is always the whole command. */
+pre.cmd { background: #f3f3f3; padding: 0.4em 0.6em; white-space: pre; overflow-x: auto; }
 table.legend td { border: none; padding: 1px 8px; }
 .verdict-PASS, .verdict-FIXED { color: #166534; font-weight: bold; }
 .verdict-FAIL, .verdict-STILL { color: #b91c1c; font-weight: bold; }

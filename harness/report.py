@@ -2,8 +2,8 @@
 
 Output rules, for people and for the tools that read CI logs:
 
-* Piped (not a terminal): plain text, no colours, ASCII tables, and no line is ever
-  wrapped: the console is as wide as the longest line.
+* Piped (not a terminal): plain text, no colours, ASCII tables 160 columns wide at
+  most; only prose inside a table wraps, no other line is ever wrapped.
 * On a terminal: rich colours and tables. A table that cannot fit the terminal
   without splitting words is printed as one block of lines per row instead.
 * Machine-readable lines (paths, reproduce commands) are printed outside tables
@@ -19,17 +19,17 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from .runner import RunResult, plural
 
-# Piped output is never wrapped: lines are as long as they need to be, up to this.
-PLAIN_WIDTH = 100_000
+# Piped tables are at most this wide (CI log viewers); lines outside tables never wrap.
+PLAIN_WIDTH = 160
 # At most this many violations of one invariant are spelled out per scenario.
 VIOLATIONS_SHOWN_MAX = 3
 
@@ -61,31 +61,62 @@ def say(console: Console, text: str | Text) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def make_table(console: Console, title: str = "") -> Table:
-    """The one table style of every command: ASCII when piped, light on a terminal."""
-    return Table(
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    wraps: bool = False  # prose that may wrap between words; names and paths never do
+    justify: Literal["left", "right"] = "left"
+
+
+# Widest a wrapping column may get squeezed to before a table gives way to blocks.
+WRAP_WIDTH_MIN = 20
+
+
+def print_table(
+    console: Console,
+    title: str,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str | Text]],
+    blocks: Sequence[Sequence[str | Text]],
+) -> None:
+    """One table style for every command: ASCII when piped, light on a terminal.
+    When the table cannot fit the terminal without splitting a word or a name, it
+    prints `blocks` (a few lines per row) instead."""
+    widths = []
+    for i, col in enumerate(columns):
+        cells: list[Text] = [Text(col.header)]
+        cells.extend(Text(c) if isinstance(c, str) else c for c in (r[i] for r in rows))
+        if col.wraps:
+            longest = max((len(w) for c in cells for w in c.plain.split()), default=0)
+            widths.append(max(WRAP_WIDTH_MIN, longest))
+        else:
+            widths.append(max(c.cell_len for c in cells))
+    # One space of padding each side and one rule between columns.
+    needed = sum(widths) + 3 * len(columns) + 1
+    if needed > console.width:
+        say(console, Text(title, style="bold"))
+        for block in blocks:
+            for i, line in enumerate(block):
+                text = Text(line) if isinstance(line, str) else line
+                say(console, Text("  ") + text if i else text)
+        return
+    table = Table(
         title=title or None,
         box=box.SIMPLE_HEAVY if console.is_terminal else box.ASCII,
         show_lines=False,
         expand=False,
     )
-
-
-def print_table(console: Console, table: Table, blocks: Sequence[Sequence[str | Text]]) -> None:
-    """Print `table`, or `blocks` (one list of lines per row) when the table does
-    not fit the console without splitting a word."""
-    needed = Measurement.get(console, console.options, table).minimum
-    if needed <= console.width:
-        console.print(table)
-        return
-    if table.title:
-        say(console, Text(str(table.title), style="bold"))
-    for block in blocks:
-        for i, line in enumerate(block):
-            if isinstance(line, Text):
-                say(console, Text("  ") + line if i else line)
-            else:
-                say(console, ("  " + line) if i else line)
+    for col in columns:
+        table.add_column(
+            col.header,
+            justify=col.justify,
+            no_wrap=not col.wraps,
+            overflow="fold",
+            min_width=WRAP_WIDTH_MIN if col.wraps else None,
+        )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def fmt_sim(ms: int) -> str:
@@ -141,20 +172,22 @@ def violation_lines(r: RunResult) -> list[str]:
 def results_table(
     results: Sequence[RunResult], console: Console, bad: Sequence[BadFile] = ()
 ) -> None:
-    table = make_table(console, "posharness run")
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("firmware", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    # Invariant names are joined by ", " so that the column wraps between names.
-    table.add_column("violated invariants", overflow="fold", min_width=12)
-    table.add_column("simulated", justify="right", no_wrap=True)
-    table.add_column("wall", justify="right", no_wrap=True)
+    columns = [
+        Column("scenario"),
+        Column("firmware"),
+        Column("verdict"),
+        # Invariant names are joined by ", " so that the column wraps between names.
+        Column("violated invariants", wraps=True),
+        Column("simulated", justify="right"),
+        Column("wall", justify="right"),
+    ]
+    rows: list[list[str | Text]] = []
     blocks: list[list[str | Text]] = []
     for r in results:
         verdict = Text(r.verdict, style=VERDICT_STYLE[r.verdict])
         violated = ", ".join(r.violated()) or "-"
         sim, wall = fmt_sim(r.sim_ms), f"{r.wall_s * 1000:.0f} ms"
-        table.add_row(r.scenario.name, r.firmware, verdict, violated, sim, wall)
+        rows.append([r.scenario.name, r.firmware, verdict, violated, sim, wall])
         blocks.append(
             [
                 verdict + Text(f"  {r.scenario.name}"),
@@ -164,9 +197,9 @@ def results_table(
         )
     for b in bad:
         verdict = Text("ERROR", style=VERDICT_STYLE["ERROR"])
-        table.add_row(b.path, "-", verdict, "(file not run)", "-", "-")
+        rows.append([b.path, "-", verdict, "(file not run)", "-", "-"])
         blocks.append([verdict + Text(f"  {b.path}"), "file not run (see below)"])
-    print_table(console, table, blocks)
+    print_table(console, "posharness run", columns, rows, blocks)
 
 
 def failure_details(
