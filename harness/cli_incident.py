@@ -128,7 +128,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from scenarios.loader import load_scenario
     from scenarios.writer import scenario_to_toml
 
-    from .incident import import_logs
+    from .incidents import import_logs
 
     tlog, hlog = _existing(args.terminal_log), _existing(args.host_log)
     if args.firmware:
@@ -172,7 +172,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .incident import trace_to_logs
+    from .incidents import trace_to_logs
     from .replay import check_trace
 
     trace = _existing(args.trace)
