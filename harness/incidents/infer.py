@@ -1,5 +1,6 @@
 """Infer stage (devices, network, host): the fault plan that explains the logs."""
 
+import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -14,14 +15,26 @@ from scenarios.model import (
     HostSpec,
 )
 
-from .match import Hop
-from .parse import TOLERANCE_MS, Entry, Log, parse_ts
+from .match import JITTER_SIGMAS, Hop, _mad
+from .parse import TOLERANCE_MS, Entry, Log
+
+# A host slower than usual by less than this is noise (issuer and network latency
+# vary by hundreds of ms); the terminal's timeouts are 10 s and more.
+SLOW_HOST_MIN_MS = 1_000
 
 
-def _power_fault(log: Log, off: Entry, t_off: int, off_ms: int, notes: list[str]) -> faults.Fault:
+def _power_fault(
+    log: Log, off: Entry, t_off: int, off_ms: int, notes: list[str], inferred: bool = False
+) -> faults.Fault:
     """A power cut right after the last cut point logged at the same millisecond
-    (a send, a receive, a journal write, a print), else at that time."""
-    same_ms = [e for e in log.entries if e.ts_ms == off.ts_ms and e.line < off.line]
+    (a send, a receive, a journal write, a print), else at that time. `inferred`:
+    `off` is the last line before a boot with no power-off line (a terminal cannot
+    log its own power loss), and the cut comes right after it."""
+    same_ms = [
+        e
+        for e in log.entries
+        if e.ts_ms == off.ts_ms and (e.line < off.line or (inferred and e.line == off.line))
+    ]
     counts: dict[str, int] = defaultdict(int)
     fault: faults.Fault | None = None
     point = {"send": "send", "recv": "receive", "journal": "journal", "print_start": "print"}
@@ -43,7 +56,16 @@ def _power_fault(log: Log, off: Entry, t_off: int, off_ms: int, notes: list[str]
         break
     if fault is None:
         fault = faults.build_fault("power_cut", {"at_ms": t_off, "off_ms": off_ms})
-    notes.append(f"{log.path}:{off.line}: power lost for {off_ms} ms -> {fault.describe()}")
+    if inferred:
+        notes.append(
+            f"{log.path}:{off.line}: boot without a power-off line: power lost after this line "
+            f"for {off_ms} ms -> {fault.describe()} [likely: the cut may have come later, "
+            "before the next line]"
+        )
+    else:
+        notes.append(
+            f"{log.path}:{off.line}: power lost for {off_ms} ms -> {fault.describe()} [sure]"
+        )
     return fault
 
 
@@ -53,6 +75,7 @@ def _host_inference(
     hrel: Any,
     unexplained: list[str],
     notes: list[str],
+    test_amounts: bool = True,
 ) -> tuple[int, list[tuple[int, faults.Fault]]]:
     """processing_ms and the host faults: slow_host, rc_burst, host_crash."""
     arrivals: list[Entry] = [e for e in entries if e.event == "recv"]
@@ -79,8 +102,12 @@ def _host_inference(
     for a in arrivals:
         d = decided.get(a.line)
         if d is not None and d.ts_ms > a.ts_ms and d.data["action"] != "unavailable":
-            waits.append(d.ts_ms - a.ts_ms - _catalogue_extra(a.data, slow_cards))
-    processing = min(waits) if waits else HostSpec().processing_ms
+            waits.append(d.ts_ms - a.ts_ms - _catalogue_extra(a.data, slow_cards, test_amounts))
+    processing = _typical(waits) if waits else HostSpec().processing_ms
+    # Variation of the host's time below this is latency noise, not a slow host.
+    # (the spread of the lower half: the slow ones would widen it themselves).
+    lower = [w for w in waits if w <= statistics.median(waits)] if waits else [0]
+    slow_min = max(SLOW_HOST_MIN_MS, round(JITTER_SIGMAS * 1.4826 * _mad(lower)))
     plan: list[tuple[int, faults.Fault]] = []
     nth: dict[str, int] = defaultdict(int)
     nth_crash: dict[str, int] = defaultdict(int)
@@ -95,8 +122,10 @@ def _host_inference(
             continue
         nth_crash[mti] += 1
         if d is not None and d.ts_ms > a.ts_ms:
-            extra = d.ts_ms - a.ts_ms - processing - _catalogue_extra(a.data, slow_cards)
-            if extra > 0:
+            extra = (
+                d.ts_ms - a.ts_ms - processing - _catalogue_extra(a.data, slow_cards, test_amounts)
+            )
+            if extra > slow_min:
                 f = faults.build_fault(
                     "slow_host", {"mti": mti, "nth": nth[mti], "extra_ms": extra}
                 )
@@ -116,7 +145,7 @@ def _host_inference(
         )
         if crash is not None:
             crashes.remove(crash)
-            until = parse_ts(crash.data["down_until"])
+            until = int(crash.data["down_until_ms"])
             f = faults.build_fault(
                 "host_crash",
                 {
@@ -157,10 +186,18 @@ def _consumed_runs(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int
     return out
 
 
-def _catalogue_extra(data: dict[str, Any], slow_cards: dict[str, int]) -> int:
+def _typical(values: list[int]) -> int:
+    """The median of the lower half: faults only ever add time."""
+    cutoff = statistics.median(values)
+    return round(statistics.median(v for v in values if v <= cutoff))
+
+
+def _catalogue_extra(
+    data: dict[str, Any], slow_cards: dict[str, int], test_amounts: bool = True
+) -> int:
     """Processing time the test-card catalogue adds to this request by itself."""
     extra = slow_cards.get(str(data.get("pan", "")), 0)
-    if data.get("mti") == MTI_PURCHASE and data.get("amount") == AMOUNT_SLOW:
+    if test_amounts and data.get("mti") == MTI_PURCHASE and data.get("amount") == AMOUNT_SLOW:
         extra += AMOUNT_SLOW_EXTRA_MS
     return extra
 
@@ -174,7 +211,10 @@ def _network_faults(
     path: str,
     receiver_down: Any,
     unexplained: list[str],
+    jitter: int = TOLERANCE_MS,
 ) -> None:
+    """Drop, delay and duplicate faults for one hop. Only a delay beyond the jitter
+    the logs show (match.Clock.jitter_ms) is a fault; below it, it is the network."""
     mti = hop.data["mti"]
     what = f"{path}:{hop.line}: {mti} stan {hop.data['stan']}"
     if hop.recv < 0:
@@ -186,7 +226,7 @@ def _network_faults(
         notes.append(f"{what} sent but never received -> {f.describe()}")
         return
     late = hop.recv - hop.sent - latency
-    if late > TOLERANCE_MS:
+    if late > jitter:
         f = faults.build_fault(
             "delay", {"direction": direction, "mti": mti, "nth": hop.sender_idx, "delay_ms": late}
         )

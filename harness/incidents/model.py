@@ -17,7 +17,12 @@ class Imported:
     unexplained: list[str]  # things the logs show that no inferred fault explains
     notes: list[str]  # how things were explained (one line per inferred fault)
     mismatches: list[str] = field(default_factory=list)  # replay vs logs
-    violated: list[str] = field(default_factory=list)
+    violated: list[str] = field(default_factory=list)  # by the replay
+    jitter_ms: int = 0  # one-way delay above the latency still counted as normal
+    spread_ms: int = 0  # how much the per-exchange clock offsets disagree (MAD)
+    clock_steps: list[str] = field(default_factory=list)  # detected terminal clock steps
+    # Invariants judged on the logs themselves (judge.py): name -> one finding each.
+    logged_violations: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -27,3 +32,4 @@ class _Purchase:
     card: str
     line: int
     displays: list[str] = field(default_factory=list)
+    retry_gaps: list[int] = field(default_factory=list)  # FAILED -> keyed again, per retry

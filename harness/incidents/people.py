@@ -13,9 +13,13 @@ from scenarios.model import (
     Step,
 )
 
+from .ids import is_pan, sim_pan
 from .infer import _consumed_runs
 from .model import _Purchase
 from .parse import Entry, Log
+
+# The cashier retries a FAILED sale within this time, or it is a new customer.
+RETRY_WINDOW_MS = 120_000
 
 
 def _people(
@@ -40,6 +44,9 @@ def _people(
     reprints: list[Entry] = []
     pending_seen = False
     misreads: list[tuple[int, int, int]] = []
+    last_final = ("", 0)  # the current purchase's last final display and its time
+    retry_entry: Entry | None = None  # an amount keyed as a retry, until its card read
+    mapped: set[str] = set()
 
     def close_attempt() -> None:
         good = [c for c in attempt_cards if c.data["pan"]]
@@ -66,22 +73,59 @@ def _people(
                 close_attempt()
             attempt += 1
             attempt_cards, attempt_confirms = [], []
+            gap = t - last_final[1]
             if current is not None and not finished and rebooted:
                 notes.append(
-                    f"{tlog.path}:{e.line}: amount keyed again after a reboot: same purchase"
+                    f"{tlog.path}:{e.line}: amount keyed again after a reboot: same purchase [sure]"
                 )
+            elif (
+                current is not None
+                and last_final[0] == "failed"
+                and int(e.data["amount"]) == current.amount
+                and 0 <= gap <= RETRY_WINDOW_MS
+            ):
+                # The cashier tries the same sale again after FAILED: one intent, as
+                # the world's people.retry_on_failed models it. A different card on
+                # the retry turns it back into a new customer (below).
+                current.retry_gaps.append(gap)
+                retry_entry = e
             else:
                 current = _Purchase(t, int(e.data["amount"]), "", e.line)
                 purchases.append(current)
             finished = False
             rebooted = False
+            last_final = ("", 0)
         elif e.event == "card_read":
             taps += 1
             attempt_cards.append(e)
             if not e.data["pan"]:
                 misreads.append((taps, t, e.line))
-            elif current is not None and not current.card:
-                current.card = str(e.data["pan"])
+            else:
+                pan = sim_pan(str(e.data["pan"]))
+                if pan != str(e.data["pan"]) and pan not in mapped:
+                    mapped.add(pan)
+                    notes.append(
+                        f"{tlog.path}:{e.line}: card {e.data['pan']} is masked: replayed as the "
+                        f"synthetic test card {pan} [sure]"
+                    )
+                if retry_entry is not None and current is not None and pan != current.card:
+                    current.retry_gaps.pop()
+                    current = _Purchase(
+                        retry_entry.ts_ms - origin,
+                        int(retry_entry.data["amount"]),
+                        pan,
+                        retry_entry.line,
+                    )
+                    purchases.append(current)
+                elif retry_entry is not None and current is not None:
+                    notes.append(
+                        f"{tlog.path}:{retry_entry.line}: same amount and card "
+                        f"{current.retry_gaps[-1]} ms after FAILED: the cashier retried the "
+                        "same sale [likely]"
+                    )
+                retry_entry = None
+                if current is not None and not current.card:
+                    current.card = pan
         elif e.event == "key" and e.data["key"] == "confirm":
             attempt_confirms.append(e)
         elif e.event == "key" and e.data["key"] == "batch_close":
@@ -102,6 +146,7 @@ def _people(
                 current.displays.append(outcome)
                 if outcome != "receipt-pending":
                     finished = True
+                    last_final = (outcome, t)
         elif e.event == "print_start":
             jobs += 1
         elif e.event == "print" and e.data["status"] != "ok":
@@ -152,13 +197,28 @@ def _job_index(tlog: Log, e: Entry) -> int:
     return max(1, n)
 
 
-def _cards(purchases: list[_Purchase], hlog: Log, unexplained: list[str]) -> list[CardSpec]:
-    """One card per PAN used; a card the host always declined with one code gets it."""
+def _cards(
+    purchases: list[_Purchase],
+    tlog: Log,
+    hlog: Log,
+    unexplained: list[str],
+    test_amounts: bool = True,
+) -> list[CardSpec]:
+    """One card per PAN used; a card the host always declined with one code gets it.
+    A decision's card is the one the terminal sent (the host may log it masked, or
+    not at all), else the one the host received."""
     decisions: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     recv_pan: dict[tuple[int, str], str] = {}
     for e in hlog.entries:
         if e.event == "recv" and e.data["mti"] == MTI_PURCHASE:
-            recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = str(e.data.get("pan", ""))
+            recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = sim_pan(
+                str(e.data.get("pan", ""))
+            )
+    for e in tlog.entries:
+        if e.event == "send" and e.data["mti"] == MTI_PURCHASE and e.data.get("pan"):
+            recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = sim_pan(
+                str(e.data["pan"])
+            )
     for e in hlog.entries:
         if e.event == "decision" and e.data["mti"] == MTI_PURCHASE:
             pan = recv_pan.get((e.data["stan"], str(e.data.get("key", ""))), "")
@@ -168,7 +228,7 @@ def _cards(purchases: list[_Purchase], hlog: Log, unexplained: list[str]) -> lis
     slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
     out = []
     for pan in sorted({p.card for p in purchases}):
-        ds = [d for d in decisions.get(pan, []) if amount_rule(d[2]) is None]
+        ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
         charged = [d for d in ds if d[0] == "charge"]
         declined = {d[1] for d in ds if d[0] == "decline"}
         rc = ""
@@ -181,7 +241,7 @@ def _cards(purchases: list[_Purchase], hlog: Log, unexplained: list[str]) -> lis
                 f"card {pan}: declined for funds after charges: balance guessed as {balance}"
             )
         balance = max(balance, sum(d[2] for d in charged))
-        if not (12 <= len(pan) <= 19 and pan.isdigit()):
+        if not is_pan(pan):
             unexplained.append(f"card {pan!r}: not a PAN the simulator accepts")
             continue
         out.append(CardSpec(pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0)))
