@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from acquirer.protocol import MTI_PURCHASE
 
-from .parse import Log
+from .parse import Entry, Log
 
 RETRY_WINDOW_MS = 120_000
 FINAL = ("approved", "declined", "failed")
@@ -32,6 +32,9 @@ class Intent:
     keys: set[str] = field(default_factory=set)  # idempotency keys sent for it
     stans: set[int] = field(default_factory=set)  # STANs of its 0200s
     displays: list[str] = field(default_factory=list)
+    # What the terminal did for it, in order: final displays, receipts, responses
+    # received, power and crashes (the position of a fault among them).
+    events: list[str] = field(default_factory=list)
 
     @property
     def final(self) -> str:
@@ -71,9 +74,33 @@ def segment(tlog: Log) -> list[Intent]:
             outcome = str(e.data["outcome"])
             if outcome in (*FINAL, "receipt-pending"):
                 cur.displays.append(outcome)
+                cur.events.append(f"display {outcome}")
             if outcome in FINAL:
                 last_final = (outcome, e.ts_ms)
+        if cur is not None:
+            token = _token(e)
+            if token:
+                cur.events.append(token)
     return intents
+
+
+def _token(e: Entry) -> str:
+    """A terminal line as one step of an intent's sequence ("" if not one)."""
+    d = e.data
+    if e.event == "recv":
+        return f"recv {d['mti']} rc {d.get('rc', '')} rrn {d.get('rrn', '')}"
+    if e.event == "print":
+        r = d.get("receipt", {})
+        r = r if isinstance(r, dict) else {}
+        what = f"{r.get('status', '')} {r.get('amount', '')}"
+        return f"print {d['status']} {what} rrn {r.get('rrn', '')}"
+    if e.event == "power":
+        return f"power {d['state']}"
+    if e.event == "boot":
+        return "boot"
+    if e.event == "crash":
+        return "crash"
+    return ""
 
 
 @dataclass(slots=True)

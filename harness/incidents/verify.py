@@ -3,16 +3,18 @@
 import dataclasses
 import io
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from acquirer.protocol import MTI_PURCHASE
 from harness.trace import read_trace
 from scenarios.model import (
     INVARIANT_NAMES,
     Expect,
 )
 
+from .judge import segment
 from .model import Imported
 from .parse import HOST_EVENTS, TERMINAL_EVENTS, Log, parse_log
 from .render import render_logs
@@ -22,56 +24,70 @@ from .render import render_logs
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a responder compares: displays per purchase, host decisions, receipts."""
+    """What a responder compares, per intent (judge.segment): the terminal's
+    sequence of final displays, responses received, receipts, power and crashes,
+    and the host's decisions for it; then the host decisions outside any intent
+    (batch closes). RRNs are labelled R1, R2, ... by first appearance, so a log's
+    RRNs (a real host's numbering) compare with the replay's, never raw; `rrns`
+    keeps each label's raw value for messages."""
 
-    displays: tuple[tuple[str, ...], ...]
-    decisions: tuple[tuple[str, str, str, int, str], ...]  # mti, action, rc, amount, rrn
-    receipts: tuple[tuple[str, str, int, str], ...]  # print status, receipt status, amount, rrn
+    intents: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+    other: tuple[str, ...]
+    rrns: tuple[str, ...] = field(compare=False, default=())
+
+    @property
+    def displays(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(
+            tuple(t.removeprefix("display ") for t in term if t.startswith("display "))
+            for term, _ in self.intents
+        )
 
 
 def outcome_of(tlog: Log, hlog: Log) -> Outcome:
-    displays: list[list[str]] = []
-    rebooted = False
-    finished = True
-    for e in tlog.entries:
-        if e.event == "power" and e.data["state"] == "on" and displays:
-            rebooted = True
-        elif e.event == "amount_keyed":
-            if not (displays and not finished and rebooted):
-                displays.append([])
-            finished = False
-            rebooted = False
-        elif e.event == "display" and displays:
-            outcome = str(e.data["outcome"])
-            if outcome in ("approved", "declined", "failed", "receipt-pending"):
-                displays[-1].append(outcome)
-                if outcome != "receipt-pending":
-                    finished = True
-    decisions = tuple(
-        (
-            str(e.data["mti"]),
-            str(e.data["action"]),
-            str(e.data.get("rc", "")),
-            int(e.data.get("amount", 0)),
-            str(e.data.get("rrn", "")),
+    labels: dict[str, str] = {}
+
+    def lab(rrn: object) -> str:
+        text = str(rrn or "")
+        if not text:
+            return "-"
+        return labels.setdefault(text, f"R{len(labels) + 1}")
+
+    decisions = [e for e in hlog.entries if e.event == "decision"]
+    for e in decisions:
+        lab(e.data.get("rrn"))
+    intents = segment(tlog)
+    by_key = {k: i.number for i in intents for k in i.keys}
+    by_stan = {s: i.number for i in intents for s in i.stans}
+    by_rrn: dict[str, int] = {}
+    host: dict[int, list[str]] = {i.number: [] for i in intents}
+    other: list[str] = []
+    for e in decisions:
+        d = e.data
+        rrn = str(d.get("rrn", ""))
+        token = (
+            f"{d['mti']} {d['action']} rc {d.get('rc', '')} amount {d.get('amount', 0)} "
+            f"rrn {lab(rrn)}"
         )
-        for e in hlog.entries
-        if e.event == "decision"
+        n: int | None = None
+        if d["mti"] == MTI_PURCHASE:
+            key = str(d.get("key", ""))
+            n = by_key.get(key) if key else by_stan.get(int(d["stan"]))
+            if n is not None and rrn:
+                by_rrn.setdefault(rrn, n)
+        elif rrn:
+            n = by_rrn.get(rrn)
+        (host[n] if n is not None else other).append(token)
+    term = [tuple(_relabel(t, lab) for t in i.events) for i in intents]
+    return Outcome(
+        tuple((t, tuple(host[i.number])) for t, i in zip(term, intents, strict=True)),
+        tuple(other),
+        tuple(labels),
     )
-    receipts = []
-    for e in tlog.entries:
-        if e.event == "print":
-            r = e.data.get("receipt", {})
-            r = r if isinstance(r, dict) else {}
-            receipts.append(
-                (
-                    str(e.data["status"]),
-                    str(r.get("status", "")),
-                    int(r.get("amount", 0)),
-                    str(r.get("rrn", "")),
-                )
-            )
-    return Outcome(tuple(tuple(d) for d in displays), decisions, tuple(receipts))
+
+
+def _relabel(token: str, lab: Callable[[object], str]) -> str:
+    head, sep, rrn = token.rpartition(" rrn ")
+    return f"{head}{sep}{lab(rrn)}" if sep else token
 
 
 def logs_of_trace(trace_path: Path) -> tuple[Log, Log]:
@@ -93,21 +109,24 @@ def logs_of_trace(trace_path: Path) -> tuple[Log, Log]:
 def compare_outcomes(logged: Outcome, replayed: Outcome) -> list[str]:
     """Differences between the logged and the replayed outcome, in words."""
     out = []
-    if logged.displays != replayed.displays:
-        for i in range(max(len(logged.displays), len(replayed.displays))):
-            a = logged.displays[i] if i < len(logged.displays) else ()
-            b = replayed.displays[i] if i < len(replayed.displays) else ()
-            if a != b:
-                out.append(f"purchase {i + 1}: logged displays {list(a)}, replay shows {list(b)}")
-    if logged.decisions != replayed.decisions:
-        out.append(
-            f"host decisions differ: logged {[d[:4] for d in logged.decisions]}, "
-            f"replay {[d[:4] for d in replayed.decisions]}"
-        )
-    if logged.receipts != replayed.receipts:
-        out.append(
-            f"receipts differ: logged {list(logged.receipts)}, replay {list(replayed.receipts)}"
-        )
+    for i in range(max(len(logged.intents), len(replayed.intents))):
+        a = logged.intents[i] if i < len(logged.intents) else ((), ())
+        b = replayed.intents[i] if i < len(replayed.intents) else ((), ())
+        if a[0] != b[0]:
+            out.append(f"purchase {i + 1}: the log shows {list(a[0])}, the replay {list(b[0])}")
+        if a[1] != b[1]:
+            out.append(
+                f"purchase {i + 1}: host decisions in the log {list(a[1])}, in the replay "
+                f"{list(b[1])}"
+            )
+    if logged.other != replayed.other:
+        out.append(f"other host decisions: log {list(logged.other)}, replay {list(replayed.other)}")
+    if out:
+        pairs = [
+            f"R{n + 1}={a}/{b}"
+            for n, (a, b) in enumerate(zip(logged.rrns, replayed.rrns, strict=False))
+        ]
+        out.append(f"RRNs by first appearance (log/replay): {', '.join(pairs) or '-'}")
     return out
 
 
