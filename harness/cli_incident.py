@@ -136,20 +136,26 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from scenarios.loader import load_scenario
+    from scenarios.model import ScenarioError
     from scenarios.writer import scenario_to_toml
 
-    from .incident import import_logs
+    from .incidents import import_logs
+    from .incidents.parse import parse_tz
 
     tlog, hlog = _existing(args.terminal_log), _existing(args.host_log)
     if args.firmware:
         load_firmware(args.firmware)
-    imported = import_logs(
-        tlog,
-        hlog,
-        firmware=args.firmware,
-        name=args.name or "",
-        description=args.description or "",
-    )
+    try:
+        imported = import_logs(
+            tlog,
+            hlog,
+            firmware=args.firmware,
+            name=args.name or "",
+            description=args.description or "",
+            tz=parse_tz(args.tz) if args.tz else None,
+        )
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(scenario_to_toml(imported.scenario), encoding="utf-8")
@@ -160,8 +166,22 @@ def cmd_import(args: argparse.Namespace) -> int:
         console,
         f"wrote {out}: {_n(sc.purchases(), 'purchase')}, {_n(len(sc.faults), 'fault')}, firmware "
         f"{sc.firmware}; host clock skew {imported.skew_ms:+d} ms, one-way latency "
-        f"{imported.latency_ms} ms (from {imported.pairs} request/response pairs)",
+        f"{imported.latency_ms} ms, jitter up to {imported.jitter_ms} ms (from "
+        f"{imported.pairs} request/response pairs, offsets agree within "
+        f"{imported.spread_ms} ms)",
     )
+    for step in imported.clock_steps:
+        _say(console, f"  clock step: {step}")
+    if imported.logged_violations:
+        _say(console, "the logs themselves show (judged before any replay):")
+        for inv, findings in imported.logged_violations.items():
+            _say(
+                console,
+                f"  {inv}: {findings[0]}"
+                + (f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""),
+            )
+    else:
+        _say(console, "the logs themselves show no invariant broken")
     for note in imported.notes:
         _say(console, f"  explained: {note}")
     for f in sc.faults:
@@ -182,7 +202,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .incident import trace_to_logs
+    from .incidents import trace_to_logs
     from .replay import check_trace
 
     trace = _existing(args.trace)
@@ -218,6 +238,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     im.add_argument("--firmware", help="the firmware that ran (default: the log header's)")
     im.add_argument("--name", help="scenario name (default: the terminal log's file name)")
     im.add_argument("--description", help="scenario description")
+    im.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="time zone of log times without a UTC offset (Europe/Berlin, +01:00)",
+    )
     im.set_defaults(func=_guard(cmd_import))
     ex = isub.add_parser("export", help="a trace -> a terminal log and a host log")
     ex.add_argument("trace")

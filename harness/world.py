@@ -157,6 +157,7 @@ class World:
                 processing_ms=scenario.host.processing_ms,
                 idempotency_retention_ms=scenario.host.idempotency_retention_ms,
                 db_path=host_db,
+                test_amounts=scenario.host.test_amounts,
             ),
             [cards[p] for p in sorted(cards)],
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.incident import import_logs, logs_of_trace, outcome_of, trace_to_logs
+from harness.incidents import import_logs, logs_of_trace, outcome_of, trace_to_logs
 from harness.runner import run_scenario
 from scenarios.loader import load_scenario
 
@@ -50,7 +50,7 @@ def test_recorded_incident_imports_reproduces_and_the_reference_fixes_it(
 
 
 def _parse(folder: Path) -> tuple:  # type: ignore[type-arg]
-    from harness.incident import HOST_EVENTS, TERMINAL_EVENTS, parse_log
+    from harness.incidents import HOST_EVENTS, TERMINAL_EVENTS, parse_log
 
     problems: list[str] = []
     return (
