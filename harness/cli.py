@@ -7,6 +7,7 @@ input file (one line on stderr naming the file and the problem, never a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -326,6 +327,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if args.report:
             from .htmlreport import write_report_dir
 
+            # The report's reproduce command names the written scenario file.
+            found.result.scenario = dataclasses.replace(sc, source=str(found.path))
             write_report_dir([found.result], Path(args.report))
             say(console, f"  report: {Path(args.report) / 'index.html'}")
     say(

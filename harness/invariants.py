@@ -362,7 +362,7 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
             Violation(
                 "no-duplicate-charge",
                 f"intent {n} ({money(want)} with card ...{o.card[-4:]}) was charged "
-                f"{money(b.net)} net in {len(b.live)} debits "
+                f"{money(b.net)} net in {len(b.live)} {'debit' if len(b.live) == 1 else 'debits'} "
                 f"(rrn {', '.join(t.rrn for t in b.live)}).",
                 n,
                 tuple(t.rrn for t in b.live),

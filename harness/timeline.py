@@ -321,7 +321,12 @@ def violation_lines(d: Diagram) -> list[str]:
 
 def render(d: Diagram, console: Console) -> None:
     """Print the diagram as a rich table, then the violations. Rows that a violation
-    cites are marked `!` and, on a terminal, highlighted."""
+    cites are marked `!` and, on a terminal, highlighted. A console too narrow for
+    five lanes without splitting words gets one line per row instead."""
+    if not _fits(d, console.width):
+        _render_lines(d, console)
+        _render_tail(d, console)
+        return
     table = Table(
         title=f"{d.name} · firmware {d.firmware} · seed {d.seed}",
         box=box.SIMPLE if console.is_terminal else box.ASCII,
@@ -343,6 +348,35 @@ def render(d: Diagram, console: Console) -> None:
             style=VIOLATING_ROW_STYLE if cited else None,
         )
     console.print(table)
+    _render_tail(d, console)
+
+
+def _fits(d: Diagram, width: int) -> bool:
+    """Whether the lane table fits `width` columns without splitting a word."""
+    longest = dict.fromkeys(LANES, 0)
+    for r in d.rows:
+        word = max((len(w) for w in r.text.split()), default=0)
+        longest[r.lane] = max(longest[r.lane], word)
+    lanes = sum(max(len(lane), longest[lane]) for lane in LANES)
+    fixed = len(str(d.rows[-1].seq if d.rows else 0)) + 1 + len("t (s)") + 3
+    return fixed + lanes + 3 * (len(LANES) + 2) + 1 <= width
+
+
+def _render_lines(d: Diagram, console: Console) -> None:
+    console.print(
+        Text(f"{d.name} · firmware {d.firmware} · seed {d.seed}", style="bold"), soft_wrap=True
+    )
+    for r in d.rows:
+        cited = r.seq in d.violating
+        seq = f"!{r.seq}" if cited else str(r.seq)
+        line = Text(f"{seq:>6} {r.t_ms / 1000:9.3f}  {r.lane:<8} ")
+        line.append(r.text, style=_RICH_STYLE.get(r.style, ""))
+        if cited:
+            line.stylize(VIOLATING_ROW_STYLE)
+        console.print(line, soft_wrap=True)
+
+
+def _render_tail(d: Diagram, console: Console) -> None:
     if d.total_rows > len(d.rows):
         console.print(
             f"... {d.total_rows - len(d.rows)} more rows not shown (--limit N to show more)",

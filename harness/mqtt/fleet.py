@@ -195,7 +195,8 @@ async def run_fleet(
         except TimeoutError:
             report.invariants.setdefault("eventually-settles", []).append(
                 f"not quiet {QUIET_TIMEOUT_S} s after the load: "
-                f"{total - len(intents)} purchases unfinished"
+                f"{total - len(intents)} "
+                f"{'purchase' if total - len(intents) == 1 else 'purchases'} unfinished"
             )
         t_end = max((i.finished_ms for i in intents), default=t0)
         report.wall_s = (realclock.loop_ms() - t0) / 1000

@@ -200,3 +200,15 @@ def test_headless_chromium_screenshot_shows_each_violating_row_highlighted(
     # Adjacent cited rows would merge into one band; this trace's are apart.
     assert sorted(cited) == [4, 14, 22, 26, 55]
     assert _highlight_bands(rows) == 1 + len(cited)
+
+
+def test_show_at_80_columns_prints_one_line_per_row_without_splitting_words(
+    trace: Path,
+) -> None:
+    console = Console(width=80, force_terminal=True, record=True)
+    render(load(trace), console)
+    lines = console.export_text().splitlines()
+    assert any(re.match(r"^\s*!14\s+\d+\.\d{3}\s+\w+\s", line) for line in lines)
+    # Each row's whole text is on one line (the terminal may fold it; we do not).
+    assert any("0200 stan 1 12.50 ──▶" in line for line in lines)
+    assert not any(line.startswith("|") or line.startswith("+") for line in lines)
