@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +38,13 @@ def firmware_names() -> list[str]:
 
 
 def load_firmware(spec: str) -> FirmwareFactory:
-    """`reference`, `zoo:NAME` or `module:Class` -> a firmware factory."""
+    """`reference`, `zoo:NAME`, `module:Class` or `path/to/file.py:Class` -> a factory.
+
+    `module:Class` is imported with the current directory first on the import path,
+    as `python -m` would, so a firmware next to the user's scenarios loads without
+    PYTHONPATH. `path/to/file.py:Class` loads that file directly (its directory goes
+    on the import path too, so the file may import its sibling modules).
+    """
     if spec == "reference":
         from terminal.reference import ReferenceFirmware
 
@@ -47,17 +57,59 @@ def load_firmware(spec: str) -> FirmwareFactory:
             raise UsageError(f"unknown zoo firmware {name!r} (known: {', '.join(ZOO)})")
         cls: Any = ZOO[name]
         return cls  # type: ignore[no-any-return]
-    module, sep, attr = spec.partition(":")
+    module, sep, attr = spec.rpartition(":")
     if not sep or not module or not attr:
-        raise UsageError(f"firmware {spec!r}: expected reference, zoo:NAME or module:Class")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise UsageError(f"firmware {spec!r}: cannot import {module!r}: {exc}") from None
+        raise UsageError(
+            f"firmware {spec!r}: expected reference, zoo:NAME, module:Class or file.py:Class"
+        )
+    if module.endswith(".py"):
+        mod = _import_file(spec, Path(module))
+    else:
+        mod = _import_module(spec, module)
     obj = getattr(mod, attr, None)
     if obj is None or not callable(obj):
         raise UsageError(f"firmware {spec!r}: {module!r} has no class {attr!r}")
     return obj  # type: ignore[no-any-return]
+
+
+def _on_path(directory: str) -> None:
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+
+
+def _import_module(spec: str, module: str) -> Any:
+    _on_path(os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise UsageError(
+            f"firmware {spec!r}: cannot import {module!r}: {exc} (the current directory "
+            f"is on the import path; for a file elsewhere use path/to/file.py:Class)"
+        ) from None
+
+
+def _import_file(spec: str, path: Path) -> Any:
+    if not path.is_file():
+        raise UsageError(f"firmware {spec!r}: no such file {str(path)!r}")
+    resolved = path.resolve()
+    _on_path(str(resolved.parent))
+    # One module name per file, so two firmwares both called fw.py do not collide.
+    name = "posharness_user_fw_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, resolved)
+    if loader_spec is None or loader_spec.loader is None:
+        raise UsageError(f"firmware {spec!r}: {str(path)!r} is not a Python file")
+    mod = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = mod
+    try:
+        loader_spec.loader.exec_module(mod)
+    except Exception as exc:  # the user's module failed to import: say so in one line
+        del sys.modules[name]
+        raise UsageError(
+            f"firmware {spec!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return mod
 
 
 # How a run is judged. EXPECT: against the file's [expect] (a demonstration that
