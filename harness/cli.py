@@ -199,6 +199,7 @@ def _mqtt_runner(time_scale: float) -> Callable[..., RunResult]:
 def cmd_list(args: argparse.Namespace) -> int:
     import faults
 
+    from .docgen import reference
     from .invariants import DESCRIPTIONS
 
     bad: list[BadFile] = []
@@ -215,6 +216,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "firmwares": firmware_names(),
                     "faults": kinds,
                     "invariants": list(INVARIANT_NAMES),
+                    # Every key a scenario file may hold, with type, default, unit
+                    # and meaning: the data behind docs/scenario-format.md.
+                    "format": reference(),
                 },
                 indent=2,
             )
