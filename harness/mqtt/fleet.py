@@ -190,8 +190,13 @@ async def run_fleet(
         try:
             async with asyncio.timeout(QUIET_TIMEOUT_S):
                 await all_done.wait()
-                for d in drivers:
-                    await d.idle.wait()
+                # Idle all at once, not one after another: a driver waited for first
+                # can turn busy again (a late or redelivered answer starts work) while
+                # a later one is awaited, and the judge below would then see it busy.
+                # Nothing awaits between this check and the judge.
+                while not all(d.idle.is_set() for d in drivers):
+                    for d in drivers:
+                        await d.idle.wait()
         except TimeoutError:
             report.invariants.setdefault("eventually-settles", []).append(
                 f"not quiet {QUIET_TIMEOUT_S} s after the load: "
