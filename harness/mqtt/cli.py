@@ -151,7 +151,7 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_signals(stop: Callable[[], None]) -> None:
+def _stop_on_signals(stop: Callable[[], object]) -> None:
     """SIGTERM and SIGINT call `stop` on the running loop, so that every `finally`
     runs: the host commits and answers its open group, the private broker stops and
     its temporary directory goes (the default SIGTERM would end the process at once
