@@ -176,6 +176,14 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
         from scenarios.loader import load_scenario
 
         sc = load_scenario(args.scenario)
+        if sc.faults:
+            # Silently dropping the file's faults would turn a fault test into a
+            # plain run that passes: refuse, and name the command that applies them.
+            raise ValueError(
+                f"{args.scenario}: has {len(sc.faults)} fault(s); `terminal run` carries "
+                f"out purchases only. Run it with its faults over MQTT: "
+                f"posharness run {args.scenario} --transport mqtt"
+            )
         return [(s.amount, s.card) for s in sc.steps if s.action == "purchase"]
     if args.script:
         lines = Path(args.script).read_text().splitlines()

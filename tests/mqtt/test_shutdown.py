@@ -108,3 +108,18 @@ def test_fleet_children_get_the_broker_password_by_environment_not_argv() -> Non
     env = cli._env_with_broker(BrokerAddress("127.0.0.1", 1883, "fleet", "pw123"))
     assert env[cli.BROKER_ENV] == "mqtt://fleet:pw123@127.0.0.1:1883"
     assert os.environ.get(cli.BROKER_ENV) is None
+
+
+def test_terminal_run_refuses_a_scenario_whose_faults_it_would_ignore(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`terminal run --scenario fault-drop.toml` used to run the purchases and drop the
+    faults without a word; now it exits 2 and names the command that applies them."""
+    from harness.cli import main
+
+    path = ROOT / "scenarios" / "incidents" / "fault-drop.toml"
+    code = main(["terminal", "run", "--scenario", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--transport mqtt" in err
+    assert len(err.strip().splitlines()) == 1
