@@ -34,6 +34,7 @@ from .report import (
 from .runner import (
     RunResult,
     UsageError,
+    allow_external_firmware,
     firmware_names,
     load_firmware,
     plural,
@@ -441,12 +442,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_incident(sub)
     register_mqtt(sub)
+    _add_external_firmware_flag(p)
     return p
+
+
+def _add_external_firmware_flag(parser: argparse.ArgumentParser) -> None:
+    """Every command that reads files gets `--allow-external-firmware` (files may
+    otherwise name only reference and zoo:NAME; see runner.file_firmware)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_external_firmware_flag(child)
+            return
+    if parser.get_default("func") is not None:
+        parser.add_argument(
+            "--allow-external-firmware",
+            action="store_true",
+            help="let scenario, trace and log files name module:Class or file.py:Class "
+            "firmwares (code they choose is imported and run: only for files you trust)",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    allow_external_firmware(bool(getattr(args, "allow_external_firmware", False)))
     try:
         code: int = args.func(args)
         return code

@@ -72,6 +72,35 @@ def load_firmware(spec: str) -> FirmwareFactory:
     return obj  # type: ignore[no-any-return]
 
 
+# Files (scenarios, traces, log headers) may come from anyone: a file that names
+# `module:Class` chooses code to import and call (`firmware = "sys:exit"`). So a file
+# may name only the firmwares posharness ships; other code comes from the command
+# line (`--firmware`), or from a file only after `--allow-external-firmware`.
+_external_firmware_allowed = False
+
+
+def allow_external_firmware(allowed: bool = True) -> None:
+    """Let files name `module:Class` or `file.py:Class` firmwares (the CLI's
+    `--allow-external-firmware`): only for files the user wrote or trusts."""
+    global _external_firmware_allowed
+    _external_firmware_allowed = allowed
+
+
+def is_builtin_firmware(spec: str) -> bool:
+    return spec == "reference" or spec.startswith("zoo:")
+
+
+def file_firmware(spec: str, where: str) -> str:
+    """`spec` as named by a file at `where`; UsageError if it names outside code."""
+    if is_builtin_firmware(spec) or _external_firmware_allowed:
+        return spec
+    raise UsageError(
+        f"{where}: {spec!r} names code outside posharness; a file may name only reference "
+        f"or zoo:NAME. Give it on the command line (--firmware {spec}) or, for a file you "
+        f"trust, add --allow-external-firmware"
+    )
+
+
 def _on_path(directory: str) -> None:
     if directory not in sys.path:
         sys.path.insert(0, directory)
@@ -232,7 +261,10 @@ def run_with_world(
     host_db: str = ":memory:",
 ) -> RunResult:
     """Run `scenario` in the world `make_world` builds, on `clock`, and judge it."""
-    spec = firmware or scenario.firmware
+    if firmware:
+        spec = firmware
+    else:
+        spec = file_firmware(scenario.firmware, f"{scenario.source or scenario.name}: firmware")
     factory = load_firmware(spec)
     run_seed = scenario.seed if seed is None else seed
     obs = Observations()

@@ -267,9 +267,12 @@ def _firmware(given: str | None, header: dict[str, Any], notes: list[str]) -> st
     named = header.get("firmware")
     if not isinstance(named, str) or not named:
         return "reference"
-    from harness.runner import UsageError, load_firmware
+    from harness.runner import UsageError, is_builtin_firmware, load_firmware
 
     try:
+        # A log header never chooses code: only the firmwares posharness ships.
+        if not is_builtin_firmware(named):
+            raise UsageError(named)
         load_firmware(named)
     except UsageError:
         notes.append(
