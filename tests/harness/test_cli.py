@@ -86,7 +86,7 @@ def test_list_json_names_scenarios_firmwares_faults_invariants(
 ) -> None:
     assert main(["list", str(INCIDENTS), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"scenarios", "firmwares", "faults", "invariants"}
+    assert set(data) == {"scenarios", "firmwares", "faults", "invariants", "format"}
     assert data["firmwares"][0] == "reference"
     assert "zoo:naive-retry" in data["firmwares"]
     assert "partition" in data["faults"] and "no-duplicate-charge" in data["invariants"]
