@@ -21,6 +21,9 @@ from .parse import TOLERANCE_MS, Entry, Log
 # A host slower than usual by less than this is noise (issuer and network latency
 # vary by hundreds of ms); the terminal's timeouts are 10 s and more.
 SLOW_HOST_MIN_MS = 1_000
+# Likewise a message later than usual by less than this is network jitter (GPRS
+# spikes reach several hundred ms): too small to move a terminal timeout.
+DELAY_NOISE_MS = 1_000
 
 
 def _power_fault(
@@ -92,7 +95,16 @@ def _host_inference(
             and (a.data["mti"], a.data["stan"], a.data.get("idem_key", "")) == ref
         ]
         same = [a for a in cands if a.ts_ms == dec.ts_ms]
-        pick = same[0] if same else (cands[0] if cands else None)
+        # An answer given at once (a stored replay, RC 09 while the original is
+        # still processing, RC 94) answers the latest arrival, which a real host
+        # logs a few ms before it; a charge or decline answers the earliest.
+        at_once = dec.data["action"] in ("in-progress", "replay", "duplicate", "unavailable")
+        if same:
+            pick: Entry | None = same[0]
+        elif cands:
+            pick = cands[-1] if at_once else cands[0]
+        else:
+            pick = None
         if pick is None:
             unexplained.append(f"{hlog.path}:{dec.line}: decision for a request never received")
             continue
@@ -214,7 +226,8 @@ def _network_faults(
     jitter: int = TOLERANCE_MS,
 ) -> None:
     """Drop, delay and duplicate faults for one hop. Only a delay beyond the jitter
-    the logs show (match.Clock.jitter_ms) is a fault; below it, it is the network."""
+    the logs show (match.Clock.jitter_ms) and DELAY_NOISE_MS is a fault; below
+    that, it is the network."""
     mti = hop.data["mti"]
     what = f"{path}:{hop.line}: {mti} stan {hop.data['stan']}"
     if hop.recv < 0:
@@ -226,7 +239,7 @@ def _network_faults(
         notes.append(f"{what} sent but never received -> {f.describe()}")
         return
     late = hop.recv - hop.sent - latency
-    if late > jitter:
+    if late > max(jitter, DELAY_NOISE_MS):
         f = faults.build_fault(
             "delay", {"direction": direction, "mti": mti, "nth": hop.sender_idx, "delay_ms": late}
         )

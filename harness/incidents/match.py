@@ -39,8 +39,9 @@ CONTENT_FIELDS = (
 # clock step (NTP steps a clock only when it is off by 128 ms or more; GPRS jitter
 # reaches a few hundred ms, so one second keeps jitter out).
 CLOCK_STEP_MIN_MS = 1_000
-# Jitter above the median latency still counted as on time: this many robust
-# standard deviations (1.4826 x the median absolute deviation) of one-way delays.
+# Jitter above the typical latency still counted as on time: this many robust
+# standard deviations (1.4826 x the median absolute deviation) of one-way delays,
+# and at least the latency itself.
 JITTER_SIGMAS = 4
 
 Msg = tuple[int, dict[str, Any], int]  # (time in terminal ms, fields, log line)
@@ -166,7 +167,9 @@ def estimate_clock(qs: list[Quad], one_way_requests: list[tuple[int, int]]) -> C
         skew = round(statistics.median(q.offset2 for q in fast) / 2)
         latency = max(0, round(statistics.median(q.rtt for q in fast) / 2))
         delays = [q.b - skew - q.a for q in qs] + [q.d - (q.c - skew) for q in qs]
-        jitter = max(TOLERANCE_MS, round(JITTER_SIGMAS * 1.4826 * _mad(delays)))
+        # A few exchanges estimate the spread poorly: a one-way delay up to twice
+        # the typical latency is never a fault by itself.
+        jitter = max(TOLERANCE_MS, latency, round(JITTER_SIGMAS * 1.4826 * _mad(delays)))
         spread = round(_mad([q.offset2 // 2 for q in qs]))
         return Clock(skew, latency, jitter, len(qs), spread)
     if one_way_requests:
