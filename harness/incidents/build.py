@@ -157,6 +157,15 @@ def _align(
         steps_found.append(text)
         notes.append(text + " [likely]")
         qs = quads(*(probe.msgs(tlog if not h else hlog, ev, False) for ev, h in sides))
+    # Times are relative to the earliest terminal line: a clock that went back
+    # without a measurable step must not give a step a negative time.
+    origin = probe.origin = min(e.ts_ms for e in tlog.entries)
+    if origin < tlog.entries[0].ts_ms:
+        unexplained.append(
+            f"{tlog.path}: the terminal's times go back {tlog.entries[0].ts_ms - origin} ms "
+            "below the first line and no clock step could be measured from the exchanges"
+        )
+        qs = quads(*(probe.msgs(tlog if not h else hlog, ev, False) for ev, h in sides))
     t_sends = probe.msgs(tlog, "send", False)
     h_recvs = probe.msgs(hlog, "recv", False)
     by_content = {content(d): t for t, d, _ in h_recvs}

@@ -124,7 +124,7 @@ def quads(
     term_sends: list[Msg], term_recvs: list[Msg], host_recvs: list[Msg], host_sends: list[Msg]
 ) -> list[Quad]:
     """Exchanges whose request and response are each unique in both logs, in
-    terminal send order."""
+    terminal log order (not time order: the terminal's clock may have stepped)."""
 
     def unique(items: list[Msg]) -> dict[str, int]:
         seen: dict[str, list[int]] = defaultdict(list)
@@ -147,7 +147,7 @@ def quads(
             if c >= b:
                 out.append(Quad(a, b, c, d, lines[k]))
                 break
-    return sorted(out, key=lambda q: q.a)
+    return sorted(out, key=lambda q: q.line)
 
 
 def _mad(values: list[int]) -> float:
