@@ -33,7 +33,7 @@ class Intent:
     stans: set[int] = field(default_factory=set)  # STANs of its 0200s
     displays: list[str] = field(default_factory=list)
     # What the terminal did for it, in order: final displays, receipts, responses
-    # received, power and crashes (the position of a fault among them).
+    # received, boots and crashes (the position of a fault among them).
     events: list[str] = field(default_factory=list)
 
     @property
@@ -94,8 +94,8 @@ def _token(e: Entry) -> str:
         r = r if isinstance(r, dict) else {}
         what = f"{r.get('status', '')} {r.get('amount', '')}"
         return f"print {d['status']} {what} rrn {r.get('rrn', '')}"
-    if e.event == "power":
-        return f"power {d['state']}"
+    # Power lines are left out: a terminal cannot log its own power loss, so a log
+    # may lack them where the replay has them; the boot marks the power cycle.
     if e.event == "boot":
         return "boot"
     if e.event == "crash":
