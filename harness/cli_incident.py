@@ -51,6 +51,8 @@ def _guard(fn: Command) -> Command:
 
 def _existing(path: str) -> Path:
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise UsageError(f"{p}: not a regular file")
     if not p.is_file():
         raise UsageError(f"{p}: no such file")
     return p
