@@ -145,6 +145,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             name=args.name or "",
             description=args.description or "",
             tz=parse_tz(args.tz) if args.tz else None,
+            fmt=args.format,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
@@ -230,6 +231,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     im.add_argument("--firmware", help="the firmware that ran (default: the log header's)")
     im.add_argument("--name", help="scenario name (default: the terminal log's file name)")
     im.add_argument("--description", help="scenario description")
+    im.add_argument(
+        "--format",
+        default="jsonl",
+        help="log format of both files: jsonl (default) or csv (docs/incident-logs.md)",
+    )
     im.add_argument(
         "--tz",
         metavar="ZONE",

@@ -86,13 +86,15 @@ def import_logs(
     seed: int = 0,
     verify: bool = True,
     tz: Any = None,
+    fmt: str = "jsonl",
 ) -> Imported:
     """Infer a scenario from a terminal log and a host log (see the package doc).
     Whole-file and whole-pair problems raise ScenarioError (one line)."""
-    checks.check_order(terminal_log, host_log)
+    if fmt == "jsonl":
+        checks.check_order(terminal_log, host_log)
     problems: list[str] = []
-    tlog = parse_log(terminal_log, TERMINAL_EVENTS, problems, tz)
-    hlog = parse_log(host_log, HOST_EVENTS, problems, tz)
+    tlog = parse_log(terminal_log, TERMINAL_EVENTS, problems, tz, fmt)
+    hlog = parse_log(host_log, HOST_EVENTS, problems, tz, fmt)
     notes: list[str] = []
     unexplained: list[str] = []
     tid = checks.terminal_of(tlog)

@@ -345,3 +345,19 @@ def test_a_log_larger_than_the_limit_is_refused(
     monkeypatch.setattr(parse, "LOG_BYTES_MAX", 1000)
     code, err = _import_cli(tmp_path, C01 / "terminal.log", C01 / "host.log")
     assert code == 2 and "more than the 1000 allowed" in err[0]
+
+
+def test_a_plain_csv_export_imports_through_the_csv_adapter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = Path(__file__).parent / "corpus" / "csv-export-float-amount"
+    out = tmp_path / "csv.toml"
+    argv = ["incident", "import", str(folder / "terminal.csv"), str(folder / "host.csv")]
+    code = main([*argv, "--format", "csv", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "amount-integrity: purchase 1: keyed 435, charged 434" in printed
+    steps = load_scenario(out).steps
+    assert [(s.action, s.amount) for s in steps] == [("purchase", 435)]
+    # Read as JSON lines, the same file is refused as a whole (one line, exit 2).
+    assert main([*argv, "--out", str(out)]) == 2
