@@ -59,15 +59,17 @@ def _cell(key: str, text: str) -> Any:
 def csv_lines(f: IO[bytes]) -> Iterator[bytes]:
     """A CSV export with a header row -> JSON lines (see the module doc)."""
     text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")
-    reader = csv.reader(text)
-    header: list[str] | None = None
-    for row in reader:
-        if header is None:
-            header = [h.strip().lower() for h in row]
-            yield b"\n"
-            continue
-        obj = {k: _cell(k, v) for k, v in zip(header, row, strict=False) if k and v != ""}
-        yield json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+    try:
+        header: list[str] | None = None
+        for row in csv.reader(text):
+            if header is None:
+                header = [h.strip().lower() for h in row]
+                yield b"\n"
+                continue
+            obj = {k: _cell(k, v) for k, v in zip(header, row, strict=False) if k and v != ""}
+            yield json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+    finally:
+        text.detach()  # the caller closes the file
 
 
 def jsonl_lines(f: IO[bytes]) -> Iterator[bytes]:
