@@ -72,5 +72,6 @@ class HostDoubleCharge(HostFault):
     # to attribute the charge to the purchase it belongs to).
     TWIN_SUFFIX = "#twin"
 
+    SWARM = False
     KIND = "host_double_charge"
     SUMMARY = "the host charges the request twice (same key, a second RRN); one answer"
