@@ -36,6 +36,10 @@ class Fault:
     KIND: ClassVar[str] = ""
     LAYER: ClassVar[str] = ""  # network | host | printer | reader | keypad | power | clock
     SUMMARY: ClassVar[str] = ""
+    # False for a defect outside the firmware under test (a host bug): it breaks
+    # invariants whatever the firmware does, so swarm plans and fuzzing never draw
+    # it and the built-in suite need not cover it; imported incidents use it.
+    SWARM: ClassVar[bool] = True
 
     from_ms: int = 0
     to_ms: int = -1
@@ -109,6 +113,11 @@ class FaultState:
 
 
 REGISTRY: dict[str, type[Fault]] = {}
+
+
+def swarm_kinds() -> tuple[str, ...]:
+    """The kinds a random plan may draw (see Fault.SWARM), sorted."""
+    return tuple(sorted(k for k, cls in REGISTRY.items() if cls.SWARM))
 
 
 def register(cls: type[Fault]) -> type[Fault]:

@@ -55,6 +55,8 @@ def _guard(fn: Command) -> Command:
 
 def _existing(path: str) -> Path:
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise UsageError(f"{p}: not a regular file")
     if not p.is_file():
         raise UsageError(f"{p}: no such file")
     return p
@@ -153,6 +155,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             name=args.name or "",
             description=args.description or "",
             tz=parse_tz(args.tz) if args.tz else None,
+            fmt=args.format,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
@@ -238,6 +241,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     im.add_argument("--firmware", help="the firmware that ran (default: the log header's)")
     im.add_argument("--name", help="scenario name (default: the terminal log's file name)")
     im.add_argument("--description", help="scenario description")
+    im.add_argument(
+        "--format",
+        default="jsonl",
+        help="log format of both files: jsonl (default) or csv (docs/incident-logs.md)",
+    )
     im.add_argument(
         "--tz",
         metavar="ZONE",

@@ -18,6 +18,7 @@ from typing import Any
 
 from acquirer.host import Acquirer, HostTxn
 from acquirer.protocol import AMOUNT_MAX_WIRE, MTI_PURCHASE, PROC_REFUND
+from faults.host import HostDoubleCharge
 from scenarios.model import INVARIANT_NAMES
 
 from .trace import Record
@@ -252,8 +253,10 @@ class Observations:
     # -------------------------------------------------------------- attribution
 
     def intent_of(self, txn: HostTxn) -> int:
-        if txn.idem_key and txn.idem_key in self.key_intent:
-            return self.key_intent[txn.idem_key]
+        # A host_double_charge twin carries its original's key plus a suffix.
+        key = txn.idem_key.removesuffix(HostDoubleCharge.TWIN_SUFFIX)
+        if key and key in self.key_intent:
+            return self.key_intent[key]
         return self.stan_intent.get(txn.stan, 0)
 
     def _book(self, books: dict[int, IntentBooks], txn: HostTxn) -> None:

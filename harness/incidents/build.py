@@ -86,13 +86,15 @@ def import_logs(
     seed: int = 0,
     verify: bool = True,
     tz: Any = None,
+    fmt: str = "jsonl",
 ) -> Imported:
     """Infer a scenario from a terminal log and a host log (see the package doc).
     Whole-file and whole-pair problems raise ScenarioError (one line)."""
-    checks.check_order(terminal_log, host_log)
+    if fmt == "jsonl":
+        checks.check_order(terminal_log, host_log)
     problems: list[str] = []
-    tlog = parse_log(terminal_log, TERMINAL_EVENTS, problems, tz)
-    hlog = parse_log(host_log, HOST_EVENTS, problems, tz)
+    tlog = parse_log(terminal_log, TERMINAL_EVENTS, problems, tz, fmt)
+    hlog = parse_log(host_log, HOST_EVENTS, problems, tz, fmt)
     notes: list[str] = []
     unexplained: list[str] = []
     tid = checks.terminal_of(tlog)
@@ -156,6 +158,15 @@ def _align(
         )
         steps_found.append(text)
         notes.append(text + " [likely]")
+        qs = quads(*(probe.msgs(tlog if not h else hlog, ev, False) for ev, h in sides))
+    # Times are relative to the earliest terminal line: a clock that went back
+    # without a measurable step must not give a step a negative time.
+    origin = probe.origin = min(e.ts_ms for e in tlog.entries)
+    if origin < tlog.entries[0].ts_ms:
+        unexplained.append(
+            f"{tlog.path}: the terminal's times go back {tlog.entries[0].ts_ms - origin} ms "
+            "below the first line and no clock step could be measured from the exchanges"
+        )
         qs = quads(*(probe.msgs(tlog if not h else hlog, ev, False) for ev, h in sides))
     t_sends = probe.msgs(tlog, "send", False)
     h_recvs = probe.msgs(hlog, "recv", False)

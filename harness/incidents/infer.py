@@ -21,6 +21,9 @@ from .parse import TOLERANCE_MS, Entry, Log
 # A host slower than usual by less than this is noise (issuer and network latency
 # vary by hundreds of ms); the terminal's timeouts are 10 s and more.
 SLOW_HOST_MIN_MS = 1_000
+# Likewise a message later than usual by less than this is network jitter (GPRS
+# spikes reach several hundred ms): too small to move a terminal timeout.
+DELAY_NOISE_MS = 1_000
 
 
 def _power_fault(
@@ -79,24 +82,7 @@ def _host_inference(
 ) -> tuple[int, list[tuple[int, faults.Fault]]]:
     """processing_ms and the host faults: slow_host, rc_burst, host_crash."""
     arrivals: list[Entry] = [e for e in entries if e.event == "recv"]
-    decided: dict[int, Entry] = {}  # arrival line -> its decision
-    for dec in (e for e in entries if e.event == "decision"):
-        if dec.data["action"] == "abandoned":
-            continue
-        ref = (dec.data["mti"], dec.data["stan"], dec.data.get("key", ""))
-        cands = [
-            a
-            for a in arrivals
-            if a.line not in decided
-            and a.ts_ms <= dec.ts_ms
-            and (a.data["mti"], a.data["stan"], a.data.get("idem_key", "")) == ref
-        ]
-        same = [a for a in cands if a.ts_ms == dec.ts_ms]
-        pick = same[0] if same else (cands[0] if cands else None)
-        if pick is None:
-            unexplained.append(f"{hlog.path}:{dec.line}: decision for a request never received")
-            continue
-        decided[pick.line] = dec
+    decided, doubled = _pair_decisions(hlog, arrivals, entries, unexplained)
     slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
     waits = []
     for a in arrivals:
@@ -121,6 +107,15 @@ def _host_inference(
             bursts[(mti, str(d.data.get("rc", "91")))].append((nth[mti], hrel(a), d.line))
             continue
         nth_crash[mti] += 1
+        if a.line in doubled:
+            f = faults.build_fault("host_double_charge", {"mti": mti, "nth": nth[mti]})
+            plan.append((hrel(a), f))
+            notes.append(
+                f"{hlog.path}:{doubled[a.line].line}: the host charged key "
+                f"{a.data.get('idem_key', '')!r} a second time (rrn "
+                f"{doubled[a.line].data.get('rrn', '')}) with one answer: a host-side fault "
+                f"-> {f.describe()} [sure]"
+            )
         if d is not None and d.ts_ms > a.ts_ms:
             extra = (
                 d.ts_ms - a.ts_ms - processing - _catalogue_extra(a.data, slow_cards, test_amounts)
@@ -186,6 +181,43 @@ def _consumed_runs(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int
     return out
 
 
+def _pair_decisions(
+    hlog: Log, arrivals: list[Entry], entries: list[Entry], unexplained: list[str]
+) -> tuple[dict[int, Entry], dict[int, Entry]]:
+    """Each decision with the arrival it answers: (arrival line -> decision, and
+    arrival line -> a second charge of the same request, a host_double_charge)."""
+    decided: dict[int, Entry] = {}
+    doubled: dict[int, Entry] = {}
+    for dec in (e for e in entries if e.event == "decision"):
+        if dec.data["action"] == "abandoned":
+            continue
+        ref = (dec.data["mti"], dec.data["stan"], dec.data.get("key", ""))
+        mine = [
+            a
+            for a in arrivals
+            if a.ts_ms <= dec.ts_ms
+            and (a.data["mti"], a.data["stan"], a.data.get("idem_key", "")) == ref
+        ]
+        cands = [a for a in mine if a.line not in decided]
+        same = [a for a in cands if a.ts_ms == dec.ts_ms]
+        # An answer given at once (a stored replay, RC 09 while the original is
+        # still processing, RC 94) answers the latest arrival, which a real host
+        # logs a few ms before it; a charge or decline answers the earliest.
+        at_once = dec.data["action"] in ("in-progress", "replay", "duplicate", "unavailable")
+        if same:
+            decided[same[0].line] = dec
+        elif cands:
+            decided[(cands[-1] if at_once else cands[0]).line] = dec
+        elif dec.data["action"] == "charge" and any(
+            decided[a.line].data["action"] == "charge" for a in mine if a.line in decided
+        ):
+            first = next(a for a in mine if decided[a.line].data["action"] == "charge")
+            doubled[first.line] = dec
+        else:
+            unexplained.append(f"{hlog.path}:{dec.line}: decision for a request never received")
+    return decided, doubled
+
+
 def _typical(values: list[int]) -> int:
     """The median of the lower half: faults only ever add time."""
     cutoff = statistics.median(values)
@@ -214,7 +246,8 @@ def _network_faults(
     jitter: int = TOLERANCE_MS,
 ) -> None:
     """Drop, delay and duplicate faults for one hop. Only a delay beyond the jitter
-    the logs show (match.Clock.jitter_ms) is a fault; below it, it is the network."""
+    the logs show (match.Clock.jitter_ms) and DELAY_NOISE_MS is a fault; below
+    that, it is the network."""
     mti = hop.data["mti"]
     what = f"{path}:{hop.line}: {mti} stan {hop.data['stan']}"
     if hop.recv < 0:
@@ -226,7 +259,7 @@ def _network_faults(
         notes.append(f"{what} sent but never received -> {f.describe()}")
         return
     late = hop.recv - hop.sent - latency
-    if late > jitter:
+    if late > max(jitter, DELAY_NOISE_MS):
         f = faults.build_fault(
             "delay", {"direction": direction, "mti": mti, "nth": hop.sender_idx, "delay_ms": late}
         )

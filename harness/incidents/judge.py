@@ -33,7 +33,7 @@ class Intent:
     stans: set[int] = field(default_factory=set)  # STANs of its 0200s
     displays: list[str] = field(default_factory=list)
     # What the terminal did for it, in order: final displays, receipts, responses
-    # received, power and crashes (the position of a fault among them).
+    # received, boots and crashes (the position of a fault among them).
     events: list[str] = field(default_factory=list)
 
     @property
@@ -94,8 +94,8 @@ def _token(e: Entry) -> str:
         r = r if isinstance(r, dict) else {}
         what = f"{r.get('status', '')} {r.get('amount', '')}"
         return f"print {d['status']} {what} rrn {r.get('rrn', '')}"
-    if e.event == "power":
-        return f"power {d['state']}"
+    # Power lines are left out: a terminal cannot log its own power loss, so a log
+    # may lack them where the replay has them; the boot marks the power cycle.
     if e.event == "boot":
         return "boot"
     if e.event == "crash":
@@ -169,13 +169,24 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             )
         if not i.final:
             find("eventually-settles", f"purchase {i.number} (line {i.line}): no final display")
-    _judge_receipts(tlog, approved, reversed_rrns, find)
+    printed = _judge_receipts(tlog, approved, reversed_rrns, find)
+    for i in intents:
+        if i.final != "approved" or "receipt-pending" in i.displays:
+            continue  # only approved sales need a receipt; a pending one is visible
+        for rrn, _ in money[i.number].charged:
+            if rrn not in reversed_rrns and rrn not in printed:
+                find(
+                    "receipt-for-every-charge",
+                    f"purchase {i.number} (line {i.line}): approved, host charge rrn {rrn} "
+                    "has no receipt",
+                )
     return dict(out)
 
 
 def _judge_receipts(
     tlog: Log, approved: dict[str, int], reversed_rrns: set[str], find: Callable[[str, str], None]
-) -> None:
+) -> dict[str, int]:
+    """Approved receipts against live host charges; returns rrn -> amount printed."""
     printed: dict[str, int] = {}
     for e in tlog.entries:
         if e.event != "print" or e.data["status"] != "ok":
@@ -196,5 +207,4 @@ def _judge_receipts(
                 "amount-integrity",
                 f"{tlog.path}:{e.line}: receipt {printed[rrn]}, host charged {approved[rrn]}",
             )
-    for rrn in sorted(set(approved) - reversed_rrns - set(printed)):
-        find("receipt-for-every-charge", f"host charge rrn {rrn} has no approved receipt")
+    return printed

@@ -39,8 +39,9 @@ CONTENT_FIELDS = (
 # clock step (NTP steps a clock only when it is off by 128 ms or more; GPRS jitter
 # reaches a few hundred ms, so one second keeps jitter out).
 CLOCK_STEP_MIN_MS = 1_000
-# Jitter above the median latency still counted as on time: this many robust
-# standard deviations (1.4826 x the median absolute deviation) of one-way delays.
+# Jitter above the typical latency still counted as on time: this many robust
+# standard deviations (1.4826 x the median absolute deviation) of one-way delays,
+# and at least the latency itself.
 JITTER_SIGMAS = 4
 
 Msg = tuple[int, dict[str, Any], int]  # (time in terminal ms, fields, log line)
@@ -123,7 +124,7 @@ def quads(
     term_sends: list[Msg], term_recvs: list[Msg], host_recvs: list[Msg], host_sends: list[Msg]
 ) -> list[Quad]:
     """Exchanges whose request and response are each unique in both logs, in
-    terminal send order."""
+    terminal log order (not time order: the terminal's clock may have stepped)."""
 
     def unique(items: list[Msg]) -> dict[str, int]:
         seen: dict[str, list[int]] = defaultdict(list)
@@ -146,7 +147,7 @@ def quads(
             if c >= b:
                 out.append(Quad(a, b, c, d, lines[k]))
                 break
-    return sorted(out, key=lambda q: q.a)
+    return sorted(out, key=lambda q: q.line)
 
 
 def _mad(values: list[int]) -> float:
@@ -166,7 +167,9 @@ def estimate_clock(qs: list[Quad], one_way_requests: list[tuple[int, int]]) -> C
         skew = round(statistics.median(q.offset2 for q in fast) / 2)
         latency = max(0, round(statistics.median(q.rtt for q in fast) / 2))
         delays = [q.b - skew - q.a for q in qs] + [q.d - (q.c - skew) for q in qs]
-        jitter = max(TOLERANCE_MS, round(JITTER_SIGMAS * 1.4826 * _mad(delays)))
+        # A few exchanges estimate the spread poorly: a one-way delay up to twice
+        # the typical latency is never a fault by itself.
+        jitter = max(TOLERANCE_MS, latency, round(JITTER_SIGMAS * 1.4826 * _mad(delays)))
         spread = round(_mad([q.offset2 // 2 for q in qs]))
         return Clock(skew, latency, jitter, len(qs), spread)
     if one_way_requests:

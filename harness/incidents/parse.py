@@ -14,6 +14,8 @@ from scenarios.model import (
     ScenarioError,
 )
 
+from .adapters import ADAPTERS
+
 LOG_VERSION = 1
 # The wall-clock time a rendered trace starts at (virtual time 0), unless told.
 DEFAULT_START = datetime(2024, 3, 15, 9, 0, 0, tzinfo=UTC)
@@ -186,16 +188,20 @@ def parse_log(
     events: dict[str, tuple[str, ...]],
     problems: list[str],
     tz: tzinfo | None = None,
+    fmt: str = "jsonl",
 ) -> Log:
-    """Read one log; every bad line becomes a "file:line: problem" entry in `problems`.
+    """Read one log (through the adapter `fmt`, adapters.ADAPTERS); every bad line
+    becomes a "file:line: problem" entry in `problems`.
     Whole-file problems raise ScenarioError (one line): no usable line, most lines
     bad in the same way (epoch times, digit-string STANs, not JSON), a time without
     an offset and no `tz`."""
     log = Log(str(path))
     bad_lines: list[tuple[int, str]] = []
+    if fmt not in ADAPTERS:
+        raise ScenarioError(f"--format: {fmt!r} is not one of {', '.join(sorted(ADAPTERS))}")
     with _open_bounded(path) as f:
         read = 0
-        for lineno, raw in enumerate(f, 1):
+        for lineno, raw in enumerate(ADAPTERS[fmt](f), 1):
             read += len(raw)
             if lineno > LOG_LINES_MAX:
                 _problem(

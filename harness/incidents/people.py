@@ -214,11 +214,14 @@ def _cards(
             recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = sim_pan(
                 str(e.data.get("pan", ""))
             )
+    card = ""  # the last card read: a send without a PAN is for it
     for e in tlog.entries:
-        if e.event == "send" and e.data["mti"] == MTI_PURCHASE and e.data.get("pan"):
-            recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = sim_pan(
-                str(e.data["pan"])
-            )
+        if e.event == "card_read" and e.data["pan"]:
+            card = sim_pan(str(e.data["pan"]))
+        elif e.event == "send" and e.data["mti"] == MTI_PURCHASE:
+            pan = sim_pan(str(e.data["pan"])) if e.data.get("pan") else card
+            if pan:
+                recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = pan
     for e in hlog.entries:
         if e.event == "decision" and e.data["mti"] == MTI_PURCHASE:
             pan = recv_pan.get((e.data["stan"], str(e.data.get("key", ""))), "")
