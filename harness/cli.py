@@ -17,9 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from scenarios.loader import find_scenarios, load_scenario
 from scenarios.model import INVARIANT_NAMES, Scenario, ScenarioError
 
+from .progress import Ticker
 from .report import (
     BadFile,
     Column,
@@ -138,18 +141,27 @@ def _run_all(
     args: argparse.Namespace,
     trace_dir: Path | None,
     bad: list[BadFile],
+    console: Console,
 ) -> list[RunResult]:
     results: list[RunResult] = []
     taken: set[str] = set()  # trace file names used: same-named scenarios stay apart
-    for sc in scenarios:
-        spec = args.firmware or sc.firmware
-        seed = sc.seed if args.seed is None else args.seed
-        trace = unique_trace_path(trace_dir, sc, spec, seed, taken) if trace_dir else None
-        try:
-            results.append(run(sc, args.firmware, seed=args.seed, trace_path=trace))
-        except UsageError as exc:  # the file's own firmware spec is bad
-            bad.append(BadFile(sc.source, f"{sc.source}: firmware: {exc}"))
-            print(f"posharness: {sc.source}: firmware: {exc}", file=sys.stderr)
+    ticker = Ticker(console, "run", total=len(scenarios))
+    try:
+        for done, sc in enumerate(scenarios, 1):
+            spec = args.firmware or sc.firmware
+            seed = sc.seed if args.seed is None else args.seed
+            trace = unique_trace_path(trace_dir, sc, spec, seed, taken) if trace_dir else None
+            try:
+                results.append(run(sc, args.firmware, seed=args.seed, trace_path=trace))
+            except UsageError as exc:  # the file's own firmware spec is bad
+                text = str(exc)
+                if not text.startswith(sc.source):
+                    text = f"{sc.source}: firmware: {text}"
+                bad.append(BadFile(sc.source, text))
+                print(f"posharness: {text}", file=sys.stderr)
+            ticker.update(done, "scenarios")
+    finally:
+        ticker.close()
     return results
 
 
@@ -168,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.transport == "mqtt":
         run = _mqtt_runner(args.time_scale)
     console = make_console()
-    results = _run_all(scenarios, run, args, trace_dir, bad)
+    results = _run_all(scenarios, run, args, trace_dir, bad, console)
     results_table(results, console, bad)
     failure_details(results, console, bad)
     reports: dict[str, Path] = {}
