@@ -152,6 +152,7 @@ async def run_fleet(
 
         drivers.append(client.add(make))
     report = FleetReport()
+    progress_task: asyncio.Task[None] | None = None
     try:
         if proxy is not None:
             await proxy.start()
@@ -175,6 +176,7 @@ async def run_fleet(
 
         t0 = realclock.loop_ms()
         cpu0 = time.process_time()
+        progress_task = asyncio.create_task(_show_progress(intents, total))
         k = 0
         while k < total:
             # Offer every purchase now due (open loop: lateness is not made up by pausing).
@@ -218,6 +220,8 @@ async def run_fleet(
         report.reversals = sum(d.wire.reversals for d in drivers)
         judge(report, host_db, drivers, intents)
     finally:
+        if progress_task is not None:
+            progress_task.cancel()
         await client.stop()
         if proxy is not None:
             await proxy.stop()
@@ -225,6 +229,22 @@ async def run_fleet(
         if tmp is not None:
             tmp.cleanup()
     return report
+
+
+async def _show_progress(intents: list[Intent], total: int) -> None:
+    """Every few seconds: how many purchases have finished (on stderr; a fleet with
+    faults can run for a minute, which must not be a minute of silence)."""
+    from rich.console import Console
+
+    from harness.progress import Ticker
+
+    ticker = Ticker(Console(stderr=True), "fleet", total=total)
+    try:
+        while True:
+            await realclock.pause(1.0)
+            ticker.update(len(intents), "purchases finished")
+    finally:
+        ticker.close()
 
 
 def latency_summary(sorted_ms: list[float]) -> dict[str, float]:
