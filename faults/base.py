@@ -15,8 +15,11 @@ outside the frozen spec, so one plan can drive many runs.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from acquirer.protocol import ALL_MTIS
 
 # A plan holds at most this many faults: a limit on everything that can grow.
 PLAN_FAULTS_MAX = 256
@@ -33,14 +36,28 @@ class Fault:
     KIND: ClassVar[str] = ""
     LAYER: ClassVar[str] = ""  # network | host | printer | reader | keypad | power | clock
     SUMMARY: ClassVar[str] = ""
+    # False for a defect outside the firmware under test (a host bug): it breaks
+    # invariants whatever the firmware does, so swarm plans and fuzzing never draw
+    # it and the built-in suite need not cover it; imported incidents use it.
+    SWARM: ClassVar[bool] = True
 
     from_ms: int = 0
     to_ms: int = -1
     nth: int = 0
     count: int = 1
+    # A fault that never applies tests nothing, so a run reports it as a failure
+    # (a typo in `mti`, an `nth` beyond the matches). `optional = true` allows it:
+    # for faults that may or may not meet their trigger, by design.
+    optional: bool = False
 
     def check(self) -> None:
         """Raise FaultSpecError naming the first bad field."""
+        mti = getattr(self, "mti", "")
+        if mti and mti not in ALL_MTIS:
+            raise FaultSpecError(
+                f"mti: {mti!r} is not a message type of the protocol "
+                f"(known: {', '.join(sorted(ALL_MTIS))})"
+            )
         if self.from_ms < 0:
             raise FaultSpecError("from_ms: must be >= 0")
         if self.to_ms != -1 and self.to_ms < self.from_ms:
@@ -98,12 +115,32 @@ class FaultState:
 REGISTRY: dict[str, type[Fault]] = {}
 
 
+def swarm_kinds() -> tuple[str, ...]:
+    """The kinds a random plan may draw (see Fault.SWARM), sorted."""
+    return tuple(sorted(k for k, cls in REGISTRY.items() if cls.SWARM))
+
+
 def register(cls: type[Fault]) -> type[Fault]:
     """Class decorator: make a fault kind known by its KIND name."""
     if not cls.KIND or cls.KIND in REGISTRY:
         raise RuntimeError(f"fault kind {cls.KIND!r} missing or registered twice")
     REGISTRY[cls.KIND] = cls
     return cls
+
+
+def toml_value(value: Any) -> str:
+    """`value` as it reads in a TOML file: `true`, `"0210"`, `[1, 2]`, `{ nth = 1 }`
+    (an error message quotes what the user wrote, not Python's `True` or `'0210'`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    return str(value)
 
 
 def _type_name(tp: Any) -> str:
@@ -129,7 +166,7 @@ def build_fault(kind: str, table: Any) -> Fault:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not expected:
-            raise FaultSpecError(f"{key}: expected {_type_name(expected)}, got {value!r}")
+            raise FaultSpecError(f"{key}: expected {_type_name(expected)}, got {toml_value(value)}")
         kwargs[key] = value
     fault = cls(**kwargs)
     fault.check()

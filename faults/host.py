@@ -59,3 +59,19 @@ class RcBurst(HostFault):
         HostFault.check(self)
         if self.rc not in RESPONSE_CODES or self.rc == "00":
             raise FaultSpecError('rc: must be a known non-approval code such as "91" or "96"')
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class HostDoubleCharge(HostFault):
+    """A host-side defect seen in the field (a lost idempotency write, a retry inside
+    the acquirer's own pipeline): the request is charged a second time under the
+    same key, with a second RRN; the terminal gets one answer."""
+
+    # The second charge's key: the original's plus this suffix (invariants strip it
+    # to attribute the charge to the purchase it belongs to).
+    TWIN_SUFFIX = "#twin"
+
+    SWARM = False
+    KIND = "host_double_charge"
+    SUMMARY = "the host charges the request twice (same key, a second RRN); one answer"

@@ -9,6 +9,8 @@ invariants as different bugs and shrinks each towards its own minimal example.
 
 from __future__ import annotations
 
+import dataclasses
+
 from scenarios.model import INVARIANT_NAMES, Scenario
 from scenarios.writer import scenario_to_toml
 
@@ -59,8 +61,10 @@ def assert_invariants(scenario: Scenario, firmware: str | None = None) -> RunRes
         return result
     name, violation = failure
     what = violation.message if violation else result.problems[-1]
+    # The reproducer names the firmware this run used, not the one the file named.
+    ran = dataclasses.replace(scenario, firmware=result.firmware)
     raise VIOLATION_TYPES[name](
-        f"{name}: {what}\n--- reproduce with this scenario file ---\n{scenario_to_toml(scenario)}",
+        f"{name}: {what}\n--- reproduce with this scenario file ---\n{scenario_to_toml(ran)}",
         result,
         violation,
     )

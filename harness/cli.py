@@ -7,18 +7,43 @@ input file (one line on stderr naming the file and the problem, never a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import importlib.metadata
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from scenarios.loader import find_scenarios, load_scenario
 from scenarios.model import INVARIANT_NAMES, Scenario, ScenarioError
 
-from .runner import RunResult, UsageError, firmware_names, load_firmware, run_scenario
+from .progress import Ticker
+from .report import (
+    BadFile,
+    Column,
+    failure_details,
+    make_console,
+    print_table,
+    results_table,
+    say,
+    summary_line,
+    write_junit,
+)
+from .runner import (
+    RunResult,
+    UsageError,
+    allow_external_firmware,
+    firmware_names,
+    load_firmware,
+    plural,
+    run_scenario,
+    unique_trace_path,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,62 +52,149 @@ EXIT_USAGE = 2
 DEFAULT_SUITE = Path("scenarios")
 
 
+RUN_DESCRIPTION = """Run scenario files and judge each run by its [expect] table.
+
+A recorded incident (a file whose [expect] lists `violated` invariants of its
+own firmware) run with `--firmware X` for another firmware asks "is X fixed?":
+the run must hold every invariant the file names, and is reported FIXED or
+STILL FAILING. So `posharness run scenarios --firmware reference` is green."""
+
+EXIT_CODES_HELP = """exit status:
+  0  every scenario met its [expect] (PASS), or a recorded incident run with
+     another firmware held every invariant it names (FIXED)
+  1  some scenario did not (FAIL, STILL FAILING)
+  2  bad usage or a bad scenario file (one line each on stderr; the other
+     files still run)"""
+
+GENERIC_EXIT_HELP = """exit status:
+  0  success;  1  the check failed (a violation, a divergence, not fixed);
+  2  bad usage or a bad input file (one line on stderr, never a traceback)"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "default" not in text and "%(default)" not in text:
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("epilog", GENERIC_EXIT_HELP)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        # An option with a default but no help still shows its default.
+        if kwargs.get("help") is None and kwargs.get("default") not in (None, False):
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _console() -> Console:
-    # Plain text (no colours, fixed width) when not writing to a terminal.
-    if sys.stdout.isatty():
-        return Console()
-    return Console(no_color=True, width=160, soft_wrap=False, highlight=False)
+def _version() -> str:
+    try:
+        return importlib.metadata.version("posharness")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
-def _load_all(paths: Sequence[str]) -> list[Scenario]:
-    return [load_scenario(p) for p in find_scenarios(paths)]
+def default_suite() -> Path:
+    """`scenarios/` in the current directory, else the scenarios shipped with
+    posharness; `run` and `list` both use it. UsageError when there is neither."""
+    if DEFAULT_SUITE.is_dir():
+        return DEFAULT_SUITE
+    import scenarios
+
+    packaged = Path(scenarios.__file__).resolve().parent
+    if any(packaged.rglob("*.toml")):
+        return packaged
+    raise UsageError(
+        "no scenarios/ directory here and no packaged scenarios: "
+        "give scenario files or directories, e.g. posharness run my-scenarios/"
+    )
+
+
+def _load_all(paths: Sequence[str], bad: list[BadFile]) -> list[Scenario]:
+    """Every scenario under `paths`. A file that does not load goes into `bad` (and
+    is reported on stderr at once); the others still load."""
+    out: list[Scenario] = []
+    for p in find_scenarios(paths):
+        try:
+            out.append(load_scenario(p))
+        except ScenarioError as exc:
+            bad.append(BadFile(str(p), str(exc)))
+            print(f"posharness: {exc}", file=sys.stderr)
+    return out
+
+
+def _run_all(
+    scenarios: Sequence[Scenario],
+    run: Callable[..., RunResult],
+    args: argparse.Namespace,
+    trace_dir: Path | None,
+    bad: list[BadFile],
+    console: Console,
+) -> list[RunResult]:
+    results: list[RunResult] = []
+    taken: set[str] = set()  # trace file names used: same-named scenarios stay apart
+    ticker = Ticker(console, "run", total=len(scenarios))
+    try:
+        for done, sc in enumerate(scenarios, 1):
+            spec = args.firmware or sc.firmware
+            seed = sc.seed if args.seed is None else args.seed
+            trace = unique_trace_path(trace_dir, sc, spec, seed, taken) if trace_dir else None
+            try:
+                results.append(run(sc, args.firmware, seed=args.seed, trace_path=trace))
+            except UsageError as exc:  # the file's own firmware spec is bad
+                text = str(exc)
+                if not text.startswith(sc.source):
+                    text = f"{sc.source}: firmware: {text}"
+                bad.append(BadFile(sc.source, text))
+                print(f"posharness: {text}", file=sys.stderr)
+            ticker.update(done, "scenarios")
+    finally:
+        ticker.close()
+    return results
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    scenarios = _load_all(args.paths or [str(DEFAULT_SUITE)])
-    if not scenarios:
-        raise UsageError(f"no scenario files (*.toml) under {' '.join(args.paths)}")
     if args.firmware:
         load_firmware(args.firmware)  # fail fast with exit 2 on a bad spec
+    bad: list[BadFile] = []
+    scenarios = _load_all(args.paths or [str(default_suite())], bad)
+    if not scenarios and not bad:
+        raise UsageError(f"no scenario files (*.toml) under {' '.join(args.paths)}")
     trace_dir = Path(args.trace_dir) if args.trace_dir else None
     report_dir = Path(args.report) if args.report else None
     if report_dir is not None and trace_dir is None:
         trace_dir = report_dir  # an HTML report is rendered from the trace
-    run = run_scenario
+    run: Callable[..., RunResult] = run_scenario
     if args.transport == "mqtt":
         run = _mqtt_runner(args.time_scale)
-    console = _console()
-    results: list[RunResult] = []
-    for sc in scenarios:
-        results.append(run(sc, args.firmware, seed=args.seed, trace_dir=trace_dir))
-    from .report import failure_details, results_table, write_junit
-
-    results_table(results, console)
-    failure_details(results, console)
-    passed = sum(1 for r in results if r.passed)
-    console.print(
-        f"{passed} passed, {len(results) - passed} failed "
-        f"({sum(r.purchases for r in results)} purchases, "
-        f"{sum(r.wall_s for r in results):.2f} s wall)",
-        markup=False,
-        highlight=False,
-    )
-    if args.junit:
-        write_junit(results, Path(args.junit))
+    console = make_console()
+    results = _run_all(scenarios, run, args, trace_dir, bad, console)
+    results_table(results, console, bad)
+    failure_details(results, console, bad)
+    reports: dict[str, Path] = {}
     if report_dir is not None:
-        from .htmlreport import write_html_report
+        from .htmlreport import write_report_dir
 
-        for r in results:
-            if not r.passed and r.trace_path is not None:
-                page = report_dir / (r.trace_path.stem + ".html")
-                write_html_report(r.trace_path, page)
-                console.print(f"report: {page}", markup=False, highlight=False)
-    return EXIT_OK if passed == len(results) else EXIT_FAILED
+        reports = write_report_dir(results, report_dir)
+        say(console, f"report: {report_dir / 'index.html'}")
+    say(console, summary_line(results, bad))
+    if args.junit:
+        write_junit(results, Path(args.junit), bad, reports)
+    if bad:
+        return EXIT_USAGE
+    return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
 
 
 def _mqtt_runner(time_scale: float) -> Callable[..., RunResult]:
@@ -100,10 +212,11 @@ def _mqtt_runner(time_scale: float) -> Callable[..., RunResult]:
 def cmd_list(args: argparse.Namespace) -> int:
     import faults
 
+    from .docgen import reference
     from .invariants import DESCRIPTIONS
 
-    paths = args.paths or ([str(DEFAULT_SUITE)] if DEFAULT_SUITE.exists() else [])
-    scenarios = _load_all(paths) if paths else []
+    bad: list[BadFile] = []
+    scenarios = _load_all(args.paths or [str(default_suite())], bad)
     kinds = sorted(faults.REGISTRY)
     if args.json:
         print(
@@ -116,46 +229,43 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "firmwares": firmware_names(),
                     "faults": kinds,
                     "invariants": list(INVARIANT_NAMES),
+                    # Every key a scenario file may hold, with type, default, unit
+                    # and meaning: the data behind docs/scenario-format.md.
+                    "format": reference(),
                 },
                 indent=2,
             )
         )
-        return EXIT_OK
-    console = _console()
-    from rich.table import Table
-
-    t = Table(title="scenarios")
-    t.add_column("name")
-    t.add_column("file")
-    t.add_column("description", overflow="fold")
-    for s in scenarios:
-        t.add_row(s.name, s.source, s.description)
-    console.print(t)
+        return EXIT_USAGE if bad else EXIT_OK
+    console = make_console()
     from terminal.zoo import ZOO
 
-    t = Table(title="firmwares")
-    t.add_column("spec")
-    t.add_column("what it models", overflow="fold")
-    t.add_row("reference", "prevents all five field failures")
+    firmwares: list[tuple[str, ...]] = [("reference", "prevents all five field failures")]
     for name, cls in ZOO.items():
         doc = (cls.__doc__ or "").strip().splitlines()
-        t.add_row(f"zoo:{name}", doc[0] if doc else "")
-    console.print(t)
-    t = Table(title="fault kinds")
-    t.add_column("kind")
-    t.add_column("layer")
-    t.add_column("what it does", overflow="fold")
-    for k in kinds:
-        cls = faults.REGISTRY[k]
-        t.add_row(k, cls.LAYER, cls.SUMMARY)
-    console.print(t)
-    t = Table(title="invariants")
-    t.add_column("name")
-    t.add_column("what it checks", overflow="fold")
-    for name in INVARIANT_NAMES:
-        t.add_row(name, DESCRIPTIONS[name])
-    console.print(t)
-    return EXIT_OK
+        firmwares.append((f"zoo:{name}", doc[0] if doc else ""))
+    sections: list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]] = [
+        (
+            "scenarios",
+            ("name", "file", "description"),
+            [(s.name, s.source, s.description) for s in scenarios],
+        ),
+        ("firmwares", ("spec", "what it models"), firmwares),
+        (
+            "fault kinds",
+            ("kind", "layer", "what it does"),
+            [(k, faults.REGISTRY[k].LAYER, faults.REGISTRY[k].SUMMARY) for k in kinds],
+        ),
+        ("invariants", ("name", "what it checks"), [(n, DESCRIPTIONS[n]) for n in INVARIANT_NAMES]),
+    ]
+    for title, headers, rows in sections:
+        # Names and paths never wrap (they are copied); the last column is prose.
+        columns = [Column(h, wraps=i == len(headers) - 1) for i, h in enumerate(headers)]
+        blocks = [[" ".join(row[:-1]), row[-1]] for row in rows]
+        print_table(console, title, columns, list(rows), blocks)
+    for b in bad:
+        say(console, f"ERROR {b.message}")
+    return EXIT_USAGE if bad else EXIT_OK
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -169,7 +279,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError(f"--profile must be one of {', '.join(PROFILES)}")
     shard = parse_shard(args.shard)
     database = open_database(args.db)
-    console = _console()
+    console = make_console()
     from rich.live import Live
     from rich.text import Text
 
@@ -210,51 +320,71 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if live is not None:
             live.stop()
     summary = (
-        f"{stats.examples} examples, {stats.purchases} purchases simulated, "
-        f"{len(stats.kinds)} fault kinds exercised, {stats.rate():.0f} examples/s"
+        f"{plural(stats.examples, 'example')}, {plural(stats.purchases, 'purchase')} "
+        f"simulated, {plural(len(stats.kinds), 'fault kind')} exercised, "
+        f"{stats.rate():.0f} examples/s"
     )
     if found is None:
-        console.print(f"no violation found: {summary}", markup=False, highlight=False)
+        say(console, f"no violation found: {summary}")
         return EXIT_OK
-    console.print(
+    sc = found.scenario
+    say(
+        console,
         f"VIOLATION {found.invariant} found at example {found.detect_example} "
         f"({found.detect_s:.1f} s), shrunk in {found.elapsed_s - found.detect_s:.1f} s "
-        f"to {found.scenario.purchases()} purchases "
-        f"and {len(found.scenario.faults)} faults:",
-        markup=False,
-        highlight=False,
+        f"to {plural(sc.purchases(), 'purchase')} and {plural(len(sc.faults), 'fault')}:",
     )
-    console.print(f"  {found.explanation}", markup=False, highlight=False)
+    say(console, f"  {found.explanation}")
     if found.result.trace_path is not None:
         for line in timeline(found.result.trace_path):
-            console.print(f"  {line}", markup=False, highlight=False)
-    console.print(f"  scenario: {found.path}", markup=False, highlight=False)
+            say(console, f"  {line}")
+    say(console, f"  scenario: {found.path}")
     if found.result.trace_path is not None:
-        console.print(f"  trace: {found.result.trace_path}", markup=False, highlight=False)
+        say(console, f"  trace: {found.result.trace_path}")
         if args.report:
-            from .htmlreport import write_html_report
+            from .htmlreport import write_report_dir
 
-            page = Path(args.report) / (found.path.stem + ".html")
-            write_html_report(found.result.trace_path, page)
-            console.print(f"  report: {page}", markup=False, highlight=False)
-    console.print(
-        f"  reproduce: posharness run {found.path} --firmware {args.firmware}",
-        markup=False,
-        highlight=False,
+            # The report's reproduce command names the written scenario file.
+            found.result.scenario = dataclasses.replace(sc, source=str(found.path))
+            write_report_dir([found.result], Path(args.report))
+            say(console, f"  report: {Path(args.report) / 'index.html'}")
+    say(
+        console,
+        f"  reproduce: posharness run {shlex.quote(str(found.path))} "
+        f"--firmware {shlex.quote(args.firmware)}",
     )
     return EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="posharness", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--version", action="version", version=f"posharness {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="run scenario files or directories and judge them")
-    r.add_argument("paths", nargs="*", help="scenario files or directories (default: scenarios/)")
-    r.add_argument("--firmware", help="reference | zoo:NAME | module:Class (overrides the files)")
-    r.add_argument("--seed", type=int, help="override every scenario's seed")
+    r = sub.add_parser(
+        "run",
+        help="run scenario files or directories and judge them",
+        description=RUN_DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+    )
+    r.add_argument(
+        "paths",
+        nargs="*",
+        help="scenario files or directories (default: ./scenarios/, else the scenarios "
+        "shipped with posharness)",
+    )
+    r.add_argument(
+        "--firmware",
+        help="reference | zoo:NAME | module:Class (default: each file's own firmware); "
+        "a recorded incident run with another firmware is judged FIXED or STILL FAILING",
+    )
+    r.add_argument("--seed", type=int, help="override every scenario's seed (default: the file's)")
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--trace-dir", metavar="DIR", help="write one JSON-lines trace per scenario")
-    r.add_argument("--report", metavar="DIR", help="write an HTML report of every failing scenario")
+    r.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write DIR/index.html (every run with its verdict) and one page per run",
+    )
     r.add_argument(
         "--transport",
         choices=("sim", "mqtt"),
@@ -269,24 +399,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="mqtt only: run time per wall time (default 50: a 15 s timeout takes 0.3 s)",
     )
     r.set_defaults(func=cmd_run)
-    fz = sub.add_parser("fuzz", help="fuzz a firmware; shrink any violation to a scenario file")
+    fz = sub.add_parser(
+        "fuzz",
+        help="fuzz a firmware; shrink any violation to a scenario file",
+        epilog="exit status:\n  0  no violation found;  1  a violation was found, shrunk and "
+        "written;\n  2  bad usage",
+    )
     fz.add_argument("--firmware", default="reference", help="reference | zoo:NAME | module:Class")
     limit = fz.add_mutually_exclusive_group()
     limit.add_argument(
         "--budget", type=float, metavar="SECONDS", help="stop after this much wall time"
     )
-    limit.add_argument("--examples", type=int, metavar="N", help="stop after N examples")
+    limit.add_argument(
+        "--examples",
+        type=int,
+        metavar="N",
+        help="stop after N examples (default: the profile's: ci 400, dev 2000, deep 100000)",
+    )
     fz.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     fz.add_argument("--out", default="fuzz-out", metavar="DIR", help="where shrunk scenarios go")
-    fz.add_argument("--profile", default="ci", help="ci (derandomized, bounded) | dev | deep")
-    fz.add_argument("--shard", metavar="I/N", help="run shard I of N (no overlap between shards)")
+    fz.add_argument(
+        "--profile",
+        default="ci",
+        help="ci (derandomised: the same examples on every machine, 400 of them) | "
+        "dev (random, 2000) | deep (random, 100000)",
+    )
+    fz.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run shard I of N, I counted from 0 (0/4 ... 3/4); shards never overlap "
+        "(default: 0/1, the whole campaign)",
+    )
     fz.add_argument(
         "--db", metavar="URL", help="example database: redis://HOST:PORT/N or a directory"
     )
     fz.add_argument("--report", metavar="DIR", help="write an HTML report of the violation here")
     fz.set_defaults(func=cmd_fuzz)
-    ls = sub.add_parser("list", help="list scenarios, firmwares, fault kinds and invariants")
-    ls.add_argument("paths", nargs="*", help="scenario files or directories (default: scenarios/)")
+    ls = sub.add_parser(
+        "list",
+        help="list scenarios, firmwares, fault kinds and invariants",
+        epilog="exit status:\n  0  listed;  2  bad usage or a bad scenario file (the rest "
+        "is still listed)",
+    )
+    ls.add_argument(
+        "paths",
+        nargs="*",
+        help="scenario files or directories (default: ./scenarios/, else the scenarios "
+        "shipped with posharness)",
+    )
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
     from .cli_incident import register as register_incident
@@ -294,12 +454,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_incident(sub)
     register_mqtt(sub)
+    _add_external_firmware_flag(p)
     return p
+
+
+def _add_external_firmware_flag(parser: argparse.ArgumentParser) -> None:
+    """Every command that reads files gets `--allow-external-firmware` (files may
+    otherwise name only reference and zoo:NAME; see runner.file_firmware)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_external_firmware_flag(child)
+            return
+    if parser.get_default("func") is not None:
+        parser.add_argument(
+            "--allow-external-firmware",
+            action="store_true",
+            help="let scenario, trace and log files name module:Class or file.py:Class "
+            "firmwares (code they choose is imported and run: only for files you trust)",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    allow_external_firmware(bool(getattr(args, "allow_external_firmware", False)))
     try:
         code: int = args.func(args)
         return code

@@ -8,7 +8,6 @@ input file (one line naming the file and the line).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .runner import UsageError, load_firmware
+from .runner import plural as _n
 from .trace import TraceReadError
 
 EXIT_OK = 0
@@ -26,13 +26,17 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _console() -> Console:
-    if sys.stdout.isatty():
-        return Console()
-    return Console(no_color=True, width=160, soft_wrap=False, highlight=False)
+    from .report import make_console
+
+    return make_console()
 
 
 def _say(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def _guard(fn: Command) -> Command:
@@ -51,6 +55,8 @@ def _guard(fn: Command) -> Command:
 
 def _existing(path: str) -> Path:
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise UsageError(f"{p}: not a regular file")
     if not p.is_file():
         raise UsageError(f"{p}: no such file")
     return p
@@ -60,6 +66,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import before_after, replay
 
     trace = _existing(args.trace)
+    if trace.suffix == ".toml":
+        raise UsageError(
+            f"{trace}: a scenario file, not a trace: run it with `posharness run {trace}` "
+            f"(add --firmware X to judge another firmware; --trace-dir DIR writes a trace "
+            "that replay reads)"
+        )
     out = Path(args.trace_out) if args.trace_out else None
     console = _console()
     if args.firmware:
@@ -84,18 +96,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if ba.before.divergence is not None:
             _say(console, f"note: the recorded trace {ba.before.divergence.describe()}")
         if ba.after.crashes:
-            _say(console, f"after: the firmware crashed {ba.after.crashes} times")
+            _say(console, f"after: the firmware crashed {_times(ba.after.crashes)}")
         if ba.fixed:
             _say(console, f"FIXED: {args.firmware} holds every invariant the scenario names")
             return EXIT_OK
         broken = [n for n in ba.required if ba.after.violations.get(n)]
-        _say(console, f"NOT FIXED: {args.firmware} violates {', '.join(broken) or '-'}")
+        _say(console, f"STILL FAILING: {args.firmware} violates {', '.join(broken) or '-'}")
         return EXIT_FAILED
     result = replay(trace, out)
     if result.divergence is None:
         _say(
             console,
-            f"reproduced byte for byte: {trace} ({result.result.events} events, "
+            f"reproduced byte for byte: {trace} ({_n(result.result.events, 'event')}, "
             f"firmware {result.header.firmware}, seed {result.header.seed})",
         )
         return EXIT_OK
@@ -126,20 +138,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from scenarios.loader import load_scenario
+    from scenarios.model import ScenarioError
     from scenarios.writer import scenario_to_toml
 
-    from .incident import import_logs
+    from .incidents import import_logs
+    from .incidents.parse import parse_tz
 
     tlog, hlog = _existing(args.terminal_log), _existing(args.host_log)
     if args.firmware:
         load_firmware(args.firmware)
-    imported = import_logs(
-        tlog,
-        hlog,
-        firmware=args.firmware,
-        name=args.name or "",
-        description=args.description or "",
-    )
+    try:
+        imported = import_logs(
+            tlog,
+            hlog,
+            firmware=args.firmware,
+            name=args.name or "",
+            description=args.description or "",
+            tz=parse_tz(args.tz) if args.tz else None,
+            fmt=args.format,
+        )
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(scenario_to_toml(imported.scenario), encoding="utf-8")
@@ -148,10 +167,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     sc = imported.scenario
     _say(
         console,
-        f"wrote {out}: {sc.purchases()} purchases, {len(sc.faults)} faults, firmware "
+        f"wrote {out}: {_n(sc.purchases(), 'purchase')}, {_n(len(sc.faults), 'fault')}, firmware "
         f"{sc.firmware}; host clock skew {imported.skew_ms:+d} ms, one-way latency "
-        f"{imported.latency_ms} ms (from {imported.pairs} request/response pairs)",
+        f"{imported.latency_ms} ms, jitter up to {imported.jitter_ms} ms (from "
+        f"{imported.pairs} request/response pairs, offsets agree within "
+        f"{imported.spread_ms} ms)",
     )
+    for step in imported.clock_steps:
+        _say(console, f"  clock step: {step}")
+    if imported.logged_violations:
+        _say(console, "the logs themselves show (judged before any replay):")
+        for inv, findings in imported.logged_violations.items():
+            _say(
+                console,
+                f"  {inv}: {findings[0]}"
+                + (f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""),
+            )
+    else:
+        _say(console, "the logs themselves show no invariant broken")
     for note in imported.notes:
         _say(console, f"  explained: {note}")
     for f in sc.faults:
@@ -159,7 +192,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _say(console, f"  replay violates: {', '.join(imported.violated) or 'nothing'}")
     unexplained = imported.problems + imported.unexplained
     if unexplained:
-        _say(console, f"could not explain {len(unexplained)} items:")
+        _say(console, f"could not explain {_n(len(unexplained), 'item')}:")
         for item in unexplained:
             _say(console, f"  - {item}")
     if imported.mismatches:
@@ -172,7 +205,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .incident import trace_to_logs
+    from .incidents import trace_to_logs
     from .replay import check_trace
 
     trace = _existing(args.trace)
@@ -208,6 +241,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     im.add_argument("--firmware", help="the firmware that ran (default: the log header's)")
     im.add_argument("--name", help="scenario name (default: the terminal log's file name)")
     im.add_argument("--description", help="scenario description")
+    im.add_argument(
+        "--format",
+        default="jsonl",
+        help="log format of both files: jsonl (default) or csv (docs/incident-logs.md)",
+    )
+    im.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="time zone of log times without a UTC offset (Europe/Berlin, +01:00)",
+    )
     im.set_defaults(func=_guard(cmd_import))
     ex = isub.add_parser("export", help="a trace -> a terminal log and a host log")
     ex.add_argument("trace")

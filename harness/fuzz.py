@@ -278,7 +278,8 @@ def tidy(sc: Scenario, invariant: str, firmware: str) -> Scenario:
                 continue
             for r in _round_ms(value):
                 try:
-                    nf: Fault = dataclasses.replace(f, **{fld.name: r})
+                    change: dict[str, Any] = {fld.name: r}
+                    nf: Fault = dataclasses.replace(f, **change)
                     nf.check()
                 except Exception:
                     continue
@@ -304,15 +305,22 @@ def explain(result: RunResult, invariant: str) -> str:
     head = vs[0].message if vs else f"{invariant} broke."
     from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_SLOW, amount_rule
 
+    from .invariants import money
+
     fired = [f.describe() for f in result.scenario.faults]
     for step in result.scenario.steps:
         if step.amount == AMOUNT_NO_REPLY:
-            fired.append(f"amount {step.amount} is the test host's 'approve, never answer' amount")
+            fired.append(
+                f"amount {money(step.amount)} is the test host's 'approve, never answer' amount"
+            )
         elif step.amount == AMOUNT_SLOW:
-            fired.append(f"amount {step.amount} is the test host's 'answer 30 s late' amount")
+            fired.append(
+                f"amount {money(step.amount)} is the test host's 'answer 30 s late' amount"
+            )
         elif amount_rule(step.amount):
             fired.append(
-                f"amount {step.amount} makes the test host answer RC {amount_rule(step.amount)}"
+                f"amount {money(step.amount)} makes the test host answer "
+                f"RC {amount_rule(step.amount)}"
             )
     people = []
     if result.scenario.people.retry_on_failed:
@@ -325,6 +333,7 @@ def explain(result: RunResult, invariant: str) -> str:
 
 def timeline(trace_path: Path, limit: int = 60) -> list[str]:
     """The interesting lines of a trace, one short line each, for the terminal."""
+    from .invariants import money
     from .trace import read_trace
 
     keep = {
@@ -349,7 +358,9 @@ def timeline(trace_path: Path, limit: int = 60) -> list[str]:
         if kind in ("send", "deliver", "lost"):
             m: dict[str, Any] = rec["msg"]
             who = rec.get("from") or f"-> {rec.get('to')}"
-            what = f"{kind:7} {who:10} {m['mti']} stan={m['stan']} amount={m.get('amount', 0)}"
+            what = (
+                f"{kind:7} {who:10} {m['mti']} stan={m['stan']} amount={money(m.get('amount', 0))}"
+            )
             if m.get("rc"):
                 what += f" rc={m['rc']}"
             if m.get("repeat"):
@@ -367,12 +378,16 @@ def timeline(trace_path: Path, limit: int = 60) -> list[str]:
                 f" rrn={rec['rrn']}" if rec.get("rrn") else ""
             )
         elif kind == "display":
-            what = f"display {rec['outcome'].upper()} {rec.get('text', '')}"
+            outcome, text = str(rec["outcome"]).upper(), str(rec.get("text", ""))
+            # "display APPROVED", not "display APPROVED APPROVED".
+            what = f"display {outcome}" + (f" {text}" if text and text.upper() != outcome else "")
         elif kind == "print":
             r = rec["receipt"]
-            what = f"print   {rec['status']} {r['status']} amount={r['amount']} rrn={r['rrn']}"
+            what = (
+                f"print   {rec['status']} {r['status']} amount={money(r['amount'])} rrn={r['rrn']}"
+            )
         elif kind == "intent":
-            what = f"intent  {rec['intent']}: {rec['amount']} on card ...{rec['card'][-4:]}"
+            what = f"intent  {rec['intent']}: {money(rec['amount'])} on card ...{rec['card'][-4:]}"
         elif kind == "power":
             what = f"power   {rec['state']}"
         else:

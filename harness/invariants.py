@@ -18,6 +18,7 @@ from typing import Any
 
 from acquirer.host import Acquirer, HostTxn
 from acquirer.protocol import AMOUNT_MAX_WIRE, MTI_PURCHASE, PROC_REFUND
+from faults.host import HostDoubleCharge
 from scenarios.model import INVARIANT_NAMES
 
 from .trace import Record
@@ -252,8 +253,10 @@ class Observations:
     # -------------------------------------------------------------- attribution
 
     def intent_of(self, txn: HostTxn) -> int:
-        if txn.idem_key and txn.idem_key in self.key_intent:
-            return self.key_intent[txn.idem_key]
+        # A host_double_charge twin carries its original's key plus a suffix.
+        key = txn.idem_key.removesuffix(HostDoubleCharge.TWIN_SUFFIX)
+        if key and key in self.key_intent:
+            return self.key_intent[key]
         return self.stan_intent.get(txn.stan, 0)
 
     def _book(self, books: dict[int, IntentBooks], txn: HostTxn) -> None:
@@ -362,7 +365,7 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
             Violation(
                 "no-duplicate-charge",
                 f"intent {n} ({money(want)} with card ...{o.card[-4:]}) was charged "
-                f"{money(b.net)} net in {len(b.live)} debits "
+                f"{money(b.net)} net in {len(b.live)} {'debit' if len(b.live) == 1 else 'debits'} "
                 f"(rrn {', '.join(t.rrn for t in b.live)}).",
                 n,
                 tuple(t.rrn for t in b.live),
@@ -480,7 +483,8 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
         out.append(
             Violation(
                 "batch-reconciles",
-                f"batch {s.batch_no}: the terminal counted {s.terminal_count} sales for "
+                f"batch {s.batch_no}: the terminal counted {s.terminal_count} "
+                f"{'sale' if s.terminal_count == 1 else 'sales'} for "
                 f"{money(s.terminal_amount)}, the host {s.host_count} for "
                 f"{money(s.host_amount)}; differing: {diff or 'none listed'}.",
                 seqs=(obs.batch_seqs[s.batch_no],) if s.batch_no in obs.batch_seqs else (),

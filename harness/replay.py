@@ -18,7 +18,7 @@ from typing import Any
 from scenarios.loader import scenario_from_dict
 from scenarios.model import INVARIANT_NAMES, Scenario, ScenarioError
 
-from .runner import RunResult, run_scenario
+from .runner import RunResult, UsageError, file_firmware, run_scenario
 from .trace import Record, TraceReadError, read_trace
 
 # A divergence report quotes values up to this many characters each.
@@ -60,6 +60,10 @@ def header_from_record(path: Path, rec: Record) -> RunHeader:
         raise TraceReadError(f"{path}:1: run record has no firmware spec")
     if not isinstance(data, dict):
         raise TraceReadError(f"{path}:1: run record has no scenario table")
+    try:
+        file_firmware(firmware, f"{path}:1: firmware")
+    except UsageError as exc:
+        raise TraceReadError(str(exc)) from None
     try:
         scenario = scenario_from_dict(data, f"{path}:1: scenario")
     except ScenarioError as exc:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scenarios.model import Scenario
+from scenarios.model import INVARIANT_NAMES, Scenario
 
 from .engine import SimClock
 from .invariants import Observations, Violation, check_all
@@ -22,6 +26,11 @@ class UsageError(Exception):
     """The user asked for something that cannot be (exit 2)."""
 
 
+def plural(n: int, noun: str, many: str = "") -> str:
+    """ "1 sale", "2 sales"; `many` for irregular plurals ("1 entry", "2 entries")."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
+
+
 def firmware_names() -> list[str]:
     from terminal.zoo import ZOO
 
@@ -29,7 +38,13 @@ def firmware_names() -> list[str]:
 
 
 def load_firmware(spec: str) -> FirmwareFactory:
-    """`reference`, `zoo:NAME` or `module:Class` -> a firmware factory."""
+    """`reference`, `zoo:NAME`, `module:Class` or `path/to/file.py:Class` -> a factory.
+
+    `module:Class` is imported with the current directory first on the import path,
+    as `python -m` would, so a firmware next to the user's scenarios loads without
+    PYTHONPATH. `path/to/file.py:Class` loads that file directly (its directory goes
+    on the import path too, so the file may import its sibling modules).
+    """
     if spec == "reference":
         from terminal.reference import ReferenceFirmware
 
@@ -42,17 +57,102 @@ def load_firmware(spec: str) -> FirmwareFactory:
             raise UsageError(f"unknown zoo firmware {name!r} (known: {', '.join(ZOO)})")
         cls: Any = ZOO[name]
         return cls  # type: ignore[no-any-return]
-    module, sep, attr = spec.partition(":")
+    module, sep, attr = spec.rpartition(":")
     if not sep or not module or not attr:
-        raise UsageError(f"firmware {spec!r}: expected reference, zoo:NAME or module:Class")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise UsageError(f"firmware {spec!r}: cannot import {module!r}: {exc}") from None
+        raise UsageError(
+            f"firmware {spec!r}: expected reference, zoo:NAME, module:Class or file.py:Class"
+        )
+    if module.endswith(".py"):
+        mod = _import_file(spec, Path(module))
+    else:
+        mod = _import_module(spec, module)
     obj = getattr(mod, attr, None)
     if obj is None or not callable(obj):
         raise UsageError(f"firmware {spec!r}: {module!r} has no class {attr!r}")
     return obj  # type: ignore[no-any-return]
+
+
+# Files (scenarios, traces, log headers) may come from anyone: a file that names
+# `module:Class` chooses code to import and call (`firmware = "sys:exit"`). So a file
+# may name only the firmwares posharness ships; other code comes from the command
+# line (`--firmware`), or from a file only after `--allow-external-firmware`.
+_external_firmware_allowed = False
+
+
+def allow_external_firmware(allowed: bool = True) -> None:
+    """Let files name `module:Class` or `file.py:Class` firmwares (the CLI's
+    `--allow-external-firmware`): only for files the user wrote or trusts."""
+    global _external_firmware_allowed
+    _external_firmware_allowed = allowed
+
+
+def is_builtin_firmware(spec: str) -> bool:
+    return spec == "reference" or spec.startswith("zoo:")
+
+
+def file_firmware(spec: str, where: str) -> str:
+    """`spec` as named by a file at `where`; UsageError if it names outside code."""
+    if is_builtin_firmware(spec) or _external_firmware_allowed:
+        return spec
+    raise UsageError(
+        f"{where}: {spec!r} names code outside posharness; a file may name only reference "
+        f"or zoo:NAME. Give it on the command line (--firmware {spec}) or, for a file you "
+        f"trust, add --allow-external-firmware"
+    )
+
+
+def _on_path(directory: str) -> None:
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+
+
+def _import_module(spec: str, module: str) -> Any:
+    _on_path(os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise UsageError(
+            f"firmware {spec!r}: cannot import {module!r}: {exc} (the current directory "
+            f"is on the import path; for a file elsewhere use path/to/file.py:Class)"
+        ) from None
+
+
+def _import_file(spec: str, path: Path) -> Any:
+    if not path.is_file():
+        raise UsageError(f"firmware {spec!r}: no such file {str(path)!r}")
+    resolved = path.resolve()
+    _on_path(str(resolved.parent))
+    # One module name per file, so two firmwares both called fw.py do not collide.
+    name = "posharness_user_fw_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, resolved)
+    if loader_spec is None or loader_spec.loader is None:
+        raise UsageError(f"firmware {spec!r}: {str(path)!r} is not a Python file")
+    mod = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = mod
+    try:
+        loader_spec.loader.exec_module(mod)
+    except Exception as exc:  # the user's module failed to import: say so in one line
+        del sys.modules[name]
+        raise UsageError(
+            f"firmware {spec!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return mod
+
+
+# How a run is judged. EXPECT: against the file's [expect] (a demonstration that
+# names violations must show them). FIXED: a recorded incident (its [expect] names
+# violations of its original firmware) run with another firmware: is that firmware
+# fixed, i.e. does it hold every invariant the file names, violated ones included?
+JUDGE_EXPECT = "expect"
+JUDGE_FIXED = "fixed"
+
+
+def judged_as(scenario: Scenario, firmware: str | None) -> str:
+    """JUDGE_FIXED when `firmware` replaces the firmware of a recorded incident."""
+    other = firmware is not None and firmware != scenario.firmware
+    return JUDGE_FIXED if other and scenario.expect.violated else JUDGE_EXPECT
 
 
 @dataclass(slots=True)
@@ -69,10 +169,20 @@ class RunResult:
     crashes: int
     trace_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    judged: str = JUDGE_EXPECT
+    notes: list[str] = field(default_factory=list)  # worth saying, not a failure
 
     @property
     def passed(self) -> bool:
         return not self.problems
+
+    @property
+    def verdict(self) -> str:
+        """PASS / FAIL, or FIXED / STILL FAILING for a recorded incident run with
+        another firmware."""
+        if self.judged == JUDGE_FIXED:
+            return "FIXED" if self.passed else "STILL FAILING"
+        return "PASS" if self.passed else "FAIL"
 
     def violated(self) -> list[str]:
         return [name for name, vs in self.violations.items() if vs]
@@ -81,6 +191,35 @@ class RunResult:
 def trace_file_name(scenario: Scenario, firmware: str, seed: int) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scenario.name}--{firmware}--{seed}")
     return f"{safe}.jsonl"
+
+
+def unique_trace_path(
+    trace_dir: Path, scenario: Scenario, firmware: str, seed: int, taken: set[str]
+) -> Path:
+    """`trace_dir/<name>--<firmware>--<seed>.jsonl`, with `-2`, `-3`... before the
+    suffix when a name is in `taken` (the names this batch has used: two scenario
+    files with the same name must not overwrite each other's trace). Adds the
+    name it returns to `taken`."""
+    base = trace_file_name(scenario, firmware, seed)[: -len(".jsonl")]
+    name = f"{base}.jsonl"
+    n = 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}.jsonl"
+    taken.add(name)
+    return trace_dir / name
+
+
+def _unapplied(scenario: Scenario, applied: dict[int, int]) -> list[str]:
+    """One sentence per fault of the plan that never applied (not marked optional)."""
+    out = []
+    for i, f in enumerate(scenario.faults):
+        if i not in applied and not f.optional:
+            out.append(
+                f"faults[{i}] {f.describe()} never applied: nothing it matches happened "
+                "(fix the trigger, or set optional = true on the fault)"
+            )
+    return out
 
 
 def run_scenario(
@@ -122,7 +261,10 @@ def run_with_world(
     host_db: str = ":memory:",
 ) -> RunResult:
     """Run `scenario` in the world `make_world` builds, on `clock`, and judge it."""
-    spec = firmware or scenario.firmware
+    if firmware:
+        spec = firmware
+    else:
+        spec = file_firmware(scenario.firmware, f"{scenario.source or scenario.name}: firmware")
     factory = load_firmware(spec)
     run_seed = scenario.seed if seed is None else seed
     obs = Observations()
@@ -131,7 +273,14 @@ def run_with_world(
         trace_path = trace_dir / trace_file_name(scenario, spec, run_seed)
     if trace_path is not None:
         writer = TraceWriter(trace_path)
-    trace = Trace(clock, [obs.observe], writer)
+    applied: dict[int, int] = {}  # plan index -> times the fault applied
+
+    def count_faults(rec: dict[str, Any]) -> None:
+        if rec["kind"] == "fault":
+            index = rec["index"]
+            applied[index] = applied.get(index, 0) + 1
+
+    trace = Trace(clock, [obs.observe, count_faults], writer)
     started = time.perf_counter()
     world = make_world(
         scenario,
@@ -157,15 +306,29 @@ def run_with_world(
         trace.close()
         world.host.close()
     wall_s = time.perf_counter() - started
+    judged = judged_as(scenario, firmware)
     problems: list[str] = []
-    for name in scenario.expect.invariants:
-        if violations.get(name):
-            problems.append(name)
-    for name in scenario.expect.violated:
-        if not violations.get(name):
-            problems.append(f"expected {name} to be violated, it held")
+    notes: list[str] = []
+    if judged == JUDGE_FIXED:
+        # Fixed or not: every invariant the file names must hold, the incident's too.
+        for name in INVARIANT_NAMES:
+            if violations.get(name) and (
+                name in scenario.expect.invariants or name in scenario.expect.violated
+            ):
+                problems.append(name)
+        # Another firmware may well avoid what a fault waited for (a fixed firmware
+        # sends no retry to drop): worth a note, not a failure.
+        notes.extend(_unapplied(scenario, applied))
+    else:
+        for name in scenario.expect.invariants:
+            if violations.get(name):
+                problems.append(name)
+        for name in scenario.expect.violated:
+            if not violations.get(name):
+                problems.append(f"expected {name} to be violated, it held")
+        problems.extend(_unapplied(scenario, applied))
     if world.crashes:
-        problems.append(f"firmware crashed {world.crashes} times: {obs.crashes[0][1]}")
+        problems.append(f"firmware crashed {plural(world.crashes, 'time')}: {obs.crashes[0][1]}")
     return RunResult(
         scenario=scenario,
         firmware=spec,
@@ -178,4 +341,6 @@ def run_with_world(
         purchases=world.intents_started,
         crashes=world.crashes,
         trace_path=trace_path,
+        judged=judged,
+        notes=notes,
     )

@@ -199,7 +199,7 @@ def fault_of(kind: str) -> st.SearchStrategy[Fault]:
 @st.composite
 def fault_plans(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> tuple[Fault, ...]:
     """Swarm: draw the enabled kinds, then up to FAULTS_MAX faults of those kinds."""
-    enabled = draw(_enabled_kinds(tuple(sorted(kinds or faults.REGISTRY))))
+    enabled = draw(_enabled_kinds(tuple(sorted(kinds or faults.swarm_kinds()))))
     if not enabled:
         return ()
     choose = st.sampled_from(sorted(enabled))

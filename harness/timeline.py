@@ -58,6 +58,17 @@ class Diagram:
     violations: list[Record] = field(default_factory=list)
     ledger: list[Record] = field(default_factory=list)  # host records
     receipts: list[Record] = field(default_factory=list)  # print records
+    plan: list[str] = field(default_factory=list)  # the scenario's faults, described
+    applied: dict[int, int] = field(default_factory=dict)  # plan index -> times applied
+    violating: set[int] = field(default_factory=set)  # seqs the violations cite
+
+    def fault_plan(self) -> list[str]:
+        """One line per planned fault, with how often it applied."""
+        out = []
+        for i, text in enumerate(self.plan):
+            n = self.applied.get(i, 0)
+            out.append(f"faults[{i}] {text}: " + (f"applied {_times(n)}" if n else "never applied"))
+        return out
 
 
 def _money(value: Any) -> str:
@@ -66,6 +77,23 @@ def _money(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return money(value)
     return "?"
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
+
+def _plural(n: Any, noun: str) -> str:
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
+def _describe_fault(entry: Any) -> str:
+    """`{"drop": {"nth": 1}}` (scenario data, untrusted) -> `drop(nth=1)`."""
+    if not isinstance(entry, dict) or len(entry) != 1:
+        return "?"
+    ((kind, table),) = entry.items()
+    params = table.items() if isinstance(table, dict) else ()
+    return f"{kind}({', '.join(f'{k}={v}' for k, v in params)})"
 
 
 def _pan(pan: Any) -> str:
@@ -84,7 +112,8 @@ def _msg(msg: dict[str, Any]) -> str:
     if msg.get("repeat"):
         parts.append("repeat")
     if msg.get("debit_count") or msg.get("mti") in ("0500", "0510"):
-        parts.append(f"{msg.get('debit_count', 0)} debits {_money(msg.get('debit_amount', 0))}")
+        debits = _plural(msg.get("debit_count", 0), "debit")
+        parts.append(f"{debits} {_money(msg.get('debit_amount', 0))}")
     return " ".join(parts)
 
 
@@ -112,7 +141,8 @@ def rows_of(rec: Record) -> list[Row]:
         if ev in ("reprint", "batch_close"):
             return row("people", f"cashier asks for {str(ev).replace('_', ' ')}")
         if ev == "boot":
-            return row("terminal", f"boots (journal: {rec.get('journal', 0)} records)", "dim")
+            journal = _plural(rec.get("journal", 0), "record")
+            return row("terminal", f"boots (journal: {journal})", "dim")
         if ev == "timer":
             return row("terminal", f"timer '{rec.get('name', '')}' fires")
         return []  # print_finished: the printer row says it
@@ -134,7 +164,10 @@ def rows_of(rec: Record) -> list[Row]:
             "receipt-pending": "pending",
         }.get(outcome, "plain")
         rrn = f" rrn {rec['rrn']}" if rec.get("rrn") else ""
-        return row("terminal", f"shows {outcome.upper()}: {rec.get('text', '')}{rrn}", style)
+        text = str(rec.get("text", ""))
+        # "shows APPROVED", not "shows APPROVED: APPROVED".
+        said = f": {text}" if text and text.upper() != outcome.upper() else ""
+        return row("terminal", f"shows {outcome.upper()}{said}{rrn}", style)
     if kind == "journal":
         r = rec.get("record", {})
         return row(
@@ -200,10 +233,19 @@ def build(records: Iterable[Record], limit: int = ROWS_MAX_DEFAULT) -> Diagram:
             d.firmware = str(rec.get("firmware", ""))
             seed = rec.get("seed", 0)
             d.seed = seed if isinstance(seed, int) else 0
+            sc = rec.get("scenario")
+            plan = sc.get("faults", []) if isinstance(sc, dict) else []
+            d.plan = [_describe_fault(f) for f in plan] if isinstance(plan, list) else []
             continue
         if kind == "violation":
             d.violations.append(rec)
+            first = rec.get("first")
+            seqs = first.get("seqs", []) if isinstance(first, dict) else []
+            if isinstance(seqs, list):
+                d.violating.update(s for s in seqs if isinstance(s, int))
             continue
+        if kind == "fault" and isinstance(rec.get("index"), int):
+            d.applied[rec["index"]] = d.applied.get(rec["index"], 0) + 1
         if kind == "host":
             d.ledger.append(rec)
         elif kind == "print":
@@ -278,31 +320,81 @@ def violation_lines(d: Diagram) -> list[str]:
 
 
 def render(d: Diagram, console: Console) -> None:
-    """Print the diagram as a rich table, then the violations."""
+    """Print the diagram as a rich table, then the violations. Rows that a violation
+    cites are marked `!` and, on a terminal, highlighted. A console too narrow for
+    five lanes without splitting words gets one line per row instead."""
+    if not _fits(d, console.width):
+        _render_lines(d, console)
+        _render_tail(d, console)
+        return
     table = Table(
         title=f"{d.name} · firmware {d.firmware} · seed {d.seed}",
         box=box.SIMPLE if console.is_terminal else box.ASCII,
         show_lines=False,
         expand=False,
     )
-    table.add_column("seq", justify="right", style="dim")
-    table.add_column("t (s)", justify="right", style="dim")
+    table.add_column("seq", justify="right", style="dim", no_wrap=True)
+    table.add_column("t (s)", justify="right", style="dim", no_wrap=True)
     for lane in LANES:
         table.add_column(lane, overflow="fold", ratio=1)
     for r in d.rows:
         cells: list[Text | str] = ["" for _ in LANES]
         cells[LANES.index(r.lane)] = Text(r.text, style=_RICH_STYLE.get(r.style, ""))
-        table.add_row(str(r.seq), f"{r.t_ms / 1000:.3f}", *cells)
+        cited = r.seq in d.violating
+        table.add_row(
+            f"!{r.seq}" if cited else str(r.seq),
+            f"{r.t_ms / 1000:.3f}",
+            *cells,
+            style=VIOLATING_ROW_STYLE if cited else None,
+        )
     console.print(table)
+    _render_tail(d, console)
+
+
+def _fits(d: Diagram, width: int) -> bool:
+    """Whether the lane table fits `width` columns without splitting a word."""
+    longest = dict.fromkeys(LANES, 0)
+    for r in d.rows:
+        word = max((len(w) for w in r.text.split()), default=0)
+        longest[r.lane] = max(longest[r.lane], word)
+    lanes = sum(max(len(lane), longest[lane]) for lane in LANES)
+    fixed = len(str(d.rows[-1].seq if d.rows else 0)) + 1 + len("t (s)") + 3
+    return fixed + lanes + 3 * (len(LANES) + 2) + 1 <= width
+
+
+def _render_lines(d: Diagram, console: Console) -> None:
+    console.print(
+        Text(f"{d.name} · firmware {d.firmware} · seed {d.seed}", style="bold"), soft_wrap=True
+    )
+    for r in d.rows:
+        cited = r.seq in d.violating
+        seq = f"!{r.seq}" if cited else str(r.seq)
+        line = Text(f"{seq:>6} {r.t_ms / 1000:9.3f}  {r.lane:<8} ")
+        line.append(r.text, style=_RICH_STYLE.get(r.style, ""))
+        if cited:
+            line.stylize(VIOLATING_ROW_STYLE)
+        console.print(line, soft_wrap=True)
+
+
+def _render_tail(d: Diagram, console: Console) -> None:
     if d.total_rows > len(d.rows):
         console.print(
             f"... {d.total_rows - len(d.rows)} more rows not shown (--limit N to show more)",
             markup=False,
             highlight=False,
         )
+    if d.plan:
+        console.print(Text("fault plan:", style="bold"))
+        for line in d.fault_plan():
+            console.print(Text(f"  {line}"), soft_wrap=True)
     if d.violations:
         console.print(Text("violated invariants:", style="bold red"))
         for line in violation_lines(d):
-            console.print(Text(f"  - {line}", style="red"))
+            console.print(Text(f"  - {line}", style="red"), soft_wrap=True)
+        console.print(Text("  (rows marked ! are the trace lines these cite)", style="dim"))
     else:
         console.print(Text("no invariant violated", style="green"))
+
+
+# The background of a row a violation cites, in the terminal.
+VIOLATING_ROW_STYLE = "on #4a1010"

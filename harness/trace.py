@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import structlog
 
+from scenarios.files import FileRefused, open_regular
+
 from .engine import SimClock
 
 TRACE_VERSION = 1
@@ -112,8 +114,18 @@ class TraceReadError(Exception):
 def read_trace(path: Path) -> Generator[Record, None, None]:
     """Records of a trace file, checked line by line. Raises TraceReadError naming
     the file and line on the first bad one."""
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
+    try:
+        f = open_regular(path)
+    except FileRefused as exc:
+        raise TraceReadError(str(exc)) from None
+    with f:
+        lineno = 0
+        while True:
+            # At most one byte past the limit is read, however long the line is.
+            raw = f.readline(LINE_BYTES_MAX + 1)
+            if not raw:
+                break
+            lineno += 1
             if len(raw) > LINE_BYTES_MAX:
                 raise TraceReadError(f"{path}:{lineno}: line longer than {LINE_BYTES_MAX} bytes")
             if not raw.endswith(b"\n"):
@@ -122,8 +134,16 @@ def read_trace(path: Path) -> Generator[Record, None, None]:
                 rec = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise TraceReadError(f"{path}:{lineno}: not a JSON object: {exc}") from None
+            except RecursionError:
+                raise TraceReadError(f"{path}:{lineno}: nested too deeply") from None
             if not isinstance(rec, dict) or not {"seq", "t_ms", "kind"} <= rec.keys():
                 raise TraceReadError(f"{path}:{lineno}: a record needs seq, t_ms and kind")
+            for key in ("seq", "t_ms"):
+                value = rec[key]
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise TraceReadError(
+                        f"{path}:{lineno}: {key} must be a non-negative integer, got {value!r}"
+                    )
             if lineno == 1 and (rec.get("kind") != "run" or rec.get("v") != TRACE_VERSION):
                 raise TraceReadError(
                     f"{path}:1: unknown trace version {rec.get('v')!r} "

@@ -22,7 +22,7 @@ from typing import Any
 
 from acquirer.catalogue import CATALOGUE_CARDS
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
-from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, stamp
+from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, sign, stamp
 from faults.base import Fault, FaultState
 from faults.devices import (
     DoubleConfirm,
@@ -33,7 +33,7 @@ from faults.devices import (
     PrinterJam,
     PrintFailure,
 )
-from faults.host import HostCrash, RcBurst, SlowHost
+from faults.host import HostCrash, HostDoubleCharge, RcBurst, SlowHost
 from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
 from harness.attacker import Attacker
@@ -151,6 +151,7 @@ class World:
         t = scenario.terminal
         self.tid = t.id
         key = mac_key_for(t.id)
+        self.mac_key = key
         cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS}
         for c in scenario.cards:
             cards[c.pan] = CardAccount(pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms)
@@ -160,6 +161,7 @@ class World:
                 processing_ms=scenario.host.processing_ms,
                 idempotency_retention_ms=scenario.host.idempotency_retention_ms,
                 db_path=host_db,
+                test_amounts=scenario.host.test_amounts,
             ),
             [cards[p] for p in sorted(cards)],
         )
@@ -796,6 +798,7 @@ class World:
         self.emit("deliver", {"to": "host", "msg": self._md(msg)})
         extra_ms = 0
         crash: HostCrash | None = None
+        twice = False
         for s in self.f_host:
             f = s.fault
             if f.mti and f.mti != msg.mti:  # type: ignore[attr-defined]
@@ -810,6 +813,8 @@ class World:
                 return
             if isinstance(f, SlowHost):
                 extra_ms += f.extra_ms
+            elif isinstance(f, HostDoubleCharge):
+                twice = True
             elif isinstance(f, HostCrash):
                 if f.when == "before_commit":
                     self._host_crash(f.down_ms)
@@ -822,17 +827,21 @@ class World:
             self._host_reply(result)
             return
         self.sched.at(
-            result.finish_at_ms + extra_ms, self._host_finish, (result, crash, self.host_epoch)
+            result.finish_at_ms + extra_ms,
+            self._host_finish,
+            (result, crash, self.host_epoch, twice),
         )
 
-    def _host_finish(self, arg: tuple[Ticket, HostCrash | None, int]) -> None:
-        ticket, crash, epoch = arg
+    def _host_finish(self, arg: tuple[Ticket, HostCrash | None, int, bool]) -> None:
+        ticket, crash, epoch, twice = arg
         if epoch != self.host_epoch:
             self.host.abandon(ticket)
             self.emit("host", {"action": "abandoned", "stan": ticket.request.stan})
             return
         resp, action = self.host.finish(ticket, self.clock.now_ms)
         self._host_action(ticket.request, action)
+        if twice and action.action == "charge":
+            self._host_charge_again(ticket.request)
         if crash is not None:
             self._host_crash(crash.down_ms)
             return
@@ -842,6 +851,27 @@ class World:
             )
             return
         self._host_reply(resp)
+
+    def _host_charge_again(self, req: Message) -> None:
+        """host_double_charge: charge `req` once more, as a host that lost its
+        idempotency record would. The twin goes through the host's own begin and
+        finish under a key and STAN of its own (so the host's duplicate rules do not
+        catch it) and is logged as the original request's; nothing is answered."""
+        twin = sign(
+            replace(
+                req,
+                idem_key=req.idem_key + HostDoubleCharge.TWIN_SUFFIX,
+                stan=(req.stan + 500_000) % 1_000_000,
+            ),
+            self.mac_key,
+        )
+        started, action = self.host.begin(twin, self.clock.now_ms)
+        if isinstance(started, Message):
+            if action is not None:
+                self._host_action(req, action)
+            return
+        _, action = self.host.finish(started, self.clock.now_ms)
+        self._host_action(req, action)
 
     def _host_crash(self, down_ms: int) -> None:
         self.host_epoch += 1

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import faults
-from faults.base import PLAN_FAULTS_MAX, FaultSpecError
+from faults.base import PLAN_FAULTS_MAX, FaultSpecError, toml_value
 
+from .files import FileRefused, read_bounded
 from .model import (
     AT_MS_MAX,
     CARDS_MAX,
@@ -54,6 +55,23 @@ STEP_ACTIONS = ("purchase", "batch_close", "reprint")
 # A scenario file larger than this is not a scenario, it is a mistake.
 FILE_BYTES_MAX = 8 * 1024 * 1024
 
+# Bounds on numbers, so that a short file can neither overflow the host's 64-bit
+# integers nor ask for hours of work (`response_timeout_ms = 0` with `max_sends =
+# 1000000000` once ran 132 s and took 1 GB). Every other integer is bounded by
+# INT_MAX, and every other *_ms by the longest scenario (AT_MS_MAX).
+INT_MAX = 2**63 - 1
+MONEY_MAX = 10**12  # minor units: sums over CARDS_MAX cards stay far inside int64
+BOUNDS: dict[str, tuple[int, int]] = {
+    "balance": (0, MONEY_MAX),
+    "amount_max": (0, MONEY_MAX),
+    "response_timeout_ms": (100, 3_600_000),
+    "max_sends": (1, 100),
+    "reversal_max_tries": (1, 10_000),
+    "retry_on_failed": (0, 100),
+    "reprints_max": (0, 100),
+}
+AMOUNT_MIN, AMOUNT_MAX = -MONEY_MAX, MONEY_MAX
+
 
 def _tname(tp: type) -> str:
     return {
@@ -68,13 +86,13 @@ def _expect_type(where: str, value: Any, tp: type) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not tp:
-        raise ScenarioError(f"{where}: expected {_tname(tp)}, got {value!r}")
+        raise ScenarioError(f"{where}: expected {_tname(tp)}, got {toml_value(value)}")
     return value
 
 
 def _table(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ScenarioError(f"{where}: expected a table, got {value!r}")
+        raise ScenarioError(f"{where}: expected a table, got {toml_value(value)}")
     return value
 
 
@@ -92,6 +110,10 @@ def _section(where: str, data: Any, cls: type[T]) -> T:
         counts = key.endswith("_ms") or key in ("balance", "max_sends", "amount_max")
         if counts and type(value) is int and value < 0:
             raise ScenarioError(f"{where}.{key}: must be >= 0, got {value}")
+        if type(value) is int:
+            low, high = BOUNDS.get(key, (-INT_MAX, AT_MS_MAX if key.endswith("_ms") else INT_MAX))
+            if not low <= value <= high:
+                raise ScenarioError(f"{where}.{key}: must be between {low} and {high}, got {value}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -136,6 +158,10 @@ def _step(where: str, data: Any, pans: set[str]) -> Step:
         raise ScenarioError(f"{where}.purchase.amount: missing")
     card = _expect_type(f"{where}.purchase.card", p["card"], str)
     amount = _expect_type(f"{where}.purchase.amount", p["amount"], int)
+    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
+        raise ScenarioError(
+            f"{where}.purchase.amount: must be between {AMOUNT_MIN} and {AMOUNT_MAX}, got {amount}"
+        )
     if card not in pans:
         raise ScenarioError(f"{where}.purchase.card: {card!r} is not in [[cards]]")
     return Step(at_ms=at_ms, action="purchase", card=card, amount=amount)
@@ -267,17 +293,19 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and check one scenario file. Raises ScenarioError (one line) on any problem."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > FILE_BYTES_MAX:
-        raise ScenarioError(f"{p}: larger than {FILE_BYTES_MAX} bytes")
+        raw = read_bounded(p, FILE_BYTES_MAX)
+    except FileRefused as exc:
+        raise ScenarioError(str(exc)) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # "utf-8-sig": a byte-order mark (Windows editors write one) is not TOML.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ScenarioError(f"{p}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib recurses per nesting level: `a = [[[[...]]]]` 100,000 deep.
+        raise ScenarioError(f"{p}: nested too deeply to be a scenario") from None
     return scenario_from_dict(data, str(p))
 
 
@@ -285,9 +313,12 @@ def find_scenarios(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Scenario files under `paths` (files as given, directories searched), sorted."""
     for path in paths:
         p = Path(path)
-        if p.is_dir():
-            yield from sorted(p.rglob("*.toml"))
-        elif p.exists():
-            yield p
-        else:
-            raise ScenarioError(f"{p}: no such file or directory")
+        try:
+            if p.is_dir():
+                yield from sorted(p.rglob("*.toml"))
+            elif p.exists():
+                yield p
+            else:
+                raise ScenarioError(f"{p}: no such file or directory")
+        except OSError as exc:  # an unreadable parent directory, a dangling mount...
+            raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None

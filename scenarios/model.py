@@ -53,6 +53,9 @@ class TerminalSpec:
 class HostSpec:
     processing_ms: int = 20
     idempotency_retention_ms: int = 86_400_000
+    # False turns off the test-card catalogue's amount rules (5.00 -> RC 05, ...):
+    # imported incidents carry real amounts, which must not change the outcome.
+    test_amounts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,15 +137,35 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
             service = HostService(addr, args.db)
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
+            stopping = asyncio.Event()
+            _stop_on_signals(stopping.set)
             print("ready", flush=True)
             try:
-                await asyncio.Event().wait()
+                await stopping.wait()
             finally:
                 await service.stop()
+            print("acquirer: stopped", flush=True)
 
         with suppress(KeyboardInterrupt):
             asyncio.run(main())
     return 0
+
+
+def _stop_on_signals(stop: Callable[[], object]) -> None:
+    """SIGTERM and SIGINT call `stop` on the running loop, so that every `finally`
+    runs: the host commits and answers its open group, the private broker stops and
+    its temporary directory goes (the default SIGTERM would end the process at once
+    and leave both behind)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+
+def _cancel_on_signals() -> None:
+    """SIGTERM/SIGINT cancel the current task (its `finally` blocks clean up)."""
+    task = asyncio.current_task()
+    assert task is not None
+    _stop_on_signals(task.cancel)
 
 
 def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
@@ -155,6 +176,14 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
         from scenarios.loader import load_scenario
 
         sc = load_scenario(args.scenario)
+        if sc.faults:
+            # Silently dropping the file's faults would turn a fault test into a
+            # plain run that passes: refuse, and name the command that applies them.
+            raise ValueError(
+                f"{args.scenario}: has {len(sc.faults)} fault(s); `terminal run` carries "
+                f"out purchases only. Run it with its faults over MQTT: "
+                f"posharness run {args.scenario} --transport mqtt"
+            )
         return [(s.amount, s.card) for s in sc.steps if s.action == "purchase"]
     if args.script:
         lines = Path(args.script).read_text().splitlines()
@@ -212,6 +241,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                 via_proxy=args.via_proxy,
             )
             failed = 0
+            _cancel_on_signals()
             try:
                 await client.start()
                 driver.boot()
@@ -244,7 +274,8 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
         try:
             return asyncio.run(main())
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("terminal: interrupted; stopped cleanly (journal kept)", file=sys.stderr)
             return 1
 
 
@@ -291,6 +322,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         async def main() -> FleetReport:
             proc = None
             service = None
+            _cancel_on_signals()
             if args.inproc_host:
                 service = HostService(host_addr, db)
                 await service.start()
@@ -313,15 +345,31 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                 host_cpu = _process_cpu_s(proc.pid if proc is not None else None)
                 if host_cpu is not None and host_cpu0 is not None:
                     report.host_cpu_s = host_cpu - host_cpu0
+                if proc is not None and proc.returncode is not None:
+                    # The verdict cannot be trusted if the host was gone for part of it.
+                    report.invariants["host-alive"] = [
+                        f"the acquirer process died during the run (exit {proc.returncode})"
+                    ]
                 return report
             finally:
                 if service is not None:
                     await service.stop()
                 if proc is not None:
-                    proc.terminate()
+                    if proc.returncode is None:
+                        with suppress(ProcessLookupError):
+                            proc.terminate()
                     await proc.wait()
 
-        report = asyncio.run(main())
+        try:
+            report = asyncio.run(main())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            tmp.cleanup()
+            print("fleet: interrupted; stopped cleanly", file=sys.stderr)
+            return 1
+        except BrokerError as exc:
+            tmp.cleanup()
+            print(f"fleet: {exc}", file=sys.stderr)
+            return 1
     tmp.cleanup()
     if args.json:
         print(json.dumps(report.to_json()))
@@ -360,13 +408,17 @@ async def run_fleet_processes(
     first = 1
     for size in sizes:
         cmd = [sys.executable, "-m", "harness.mqtt", "fleet", "--worker-of", db]
-        cmd += ["--broker", address.url(show_password=True), "--first-terminal", str(first)]
+        cmd += ["--broker", f"env:{BROKER_ENV}", "--first-terminal", str(first)]
         cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]
         cmd += ["--duration", str(args.duration), "--codec", args.codec]
         cmd += ["--timeout-ms", str(args.timeout_ms), "--firmware", args.firmware]
         if args.volatile_journal:
             cmd.append("--volatile-journal")
-        children.append(await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE))
+        children.append(
+            await asyncio.create_subprocess_exec(
+                *cmd, stdout=subprocess.PIPE, env=_env_with_broker(address)
+            )
+        )
         first += size
     outputs = await asyncio.gather(*(c.communicate() for c in children))
     parts = []
@@ -375,6 +427,15 @@ async def run_fleet_processes(
             raise BrokerError(f"fleet worker exited with status {child.returncode}")
         parts.append(FleetReport(**json.loads(out.decode().strip().splitlines()[-1])))
     return merge_reports(parts)
+
+
+# Child processes get the broker URL (with its password) in their environment, never
+# on their command line, which any local user can read in /proc/PID/cmdline.
+BROKER_ENV = "POSHARNESS_BROKER_URL"
+
+
+def _env_with_broker(address: BrokerAddress) -> dict[str, str]:
+    return {**os.environ, BROKER_ENV: address.url(show_password=True)}
 
 
 async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
@@ -386,12 +447,13 @@ async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subproc
         "acquirer",
         "serve",
         "--broker",
-        address.url(show_password=True),
+        f"env:{BROKER_ENV}",
         "--db",
         db,
         "--provision",
         "0",
         stdout=subprocess.PIPE,
+        env=_env_with_broker(address),
     )
     assert proc.stdout is not None
     async with asyncio.timeout(30):
@@ -406,7 +468,8 @@ async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subproc
 def print_report(report: Any) -> None:
     j = report.to_json()
     lat = j["latency_ms"]
-    print(f"purchases   {j['completed']}/{j['offered']} completed  {j['outcomes']}")
+    outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(j["outcomes"].items()))
+    print(f"purchases   {j['completed']}/{j['offered']} completed  ({outcomes or 'none'})")
     print(f"throughput  {j['throughput_per_s']} purchases/s")
     print(f"latency     p50 {lat['p50']} ms  p95 {lat['p95']} ms  p99 {lat['p99']} ms")
     print(f"retries     {j['retries']}   reversals {j['reversals']}")

@@ -152,6 +152,7 @@ async def run_fleet(
 
         drivers.append(client.add(make))
     report = FleetReport()
+    progress_task: asyncio.Task[None] | None = None
     try:
         if proxy is not None:
             await proxy.start()
@@ -175,6 +176,7 @@ async def run_fleet(
 
         t0 = realclock.loop_ms()
         cpu0 = time.process_time()
+        progress_task = asyncio.create_task(_show_progress(intents, total))
         k = 0
         while k < total:
             # Offer every purchase now due (open loop: lateness is not made up by pausing).
@@ -190,12 +192,18 @@ async def run_fleet(
         try:
             async with asyncio.timeout(QUIET_TIMEOUT_S):
                 await all_done.wait()
-                for d in drivers:
-                    await d.idle.wait()
+                # Idle all at once, not one after another: a driver waited for first
+                # can turn busy again (a late or redelivered answer starts work) while
+                # a later one is awaited, and the judge below would then see it busy.
+                # Nothing awaits between this check and the judge.
+                while not all(d.idle.is_set() for d in drivers):
+                    for d in drivers:
+                        await d.idle.wait()
         except TimeoutError:
             report.invariants.setdefault("eventually-settles", []).append(
                 f"not quiet {QUIET_TIMEOUT_S} s after the load: "
-                f"{total - len(intents)} purchases unfinished"
+                f"{total - len(intents)} "
+                f"{'purchase' if total - len(intents) == 1 else 'purchases'} unfinished"
             )
         t_end = max((i.finished_ms for i in intents), default=t0)
         report.wall_s = (realclock.loop_ms() - t0) / 1000
@@ -212,6 +220,8 @@ async def run_fleet(
         report.reversals = sum(d.wire.reversals for d in drivers)
         judge(report, host_db, drivers, intents)
     finally:
+        if progress_task is not None:
+            progress_task.cancel()
         await client.stop()
         if proxy is not None:
             await proxy.stop()
@@ -219,6 +229,22 @@ async def run_fleet(
         if tmp is not None:
             tmp.cleanup()
     return report
+
+
+async def _show_progress(intents: list[Intent], total: int) -> None:
+    """Every few seconds: how many purchases have finished (on stderr; a fleet with
+    faults can run for a minute, which must not be a minute of silence)."""
+    from rich.console import Console
+
+    from harness.progress import Ticker
+
+    ticker = Ticker(Console(stderr=True), "fleet", total=total)
+    try:
+        while True:
+            await realclock.pause(1.0)
+            ticker.update(len(intents), "purchases finished")
+    finally:
+        ticker.close()
 
 
 def latency_summary(sorted_ms: list[float]) -> dict[str, float]:

@@ -16,6 +16,7 @@ with "{") and answers in the codec of the request. QoS 1 both ways.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from typing import Literal
@@ -103,7 +104,15 @@ class BrokerAddress:
 
     @staticmethod
     def parse(url: str) -> BrokerAddress:
-        """Parse `mqtt://[user[:pass]@]host[:port]`. Raises ValueError on anything else."""
+        """Parse `mqtt://[user[:pass]@]host[:port]`, or `env:NAME` for a URL held in the
+        environment variable NAME (so a password never shows on a command line, where
+        every local user can read it in /proc). Raises ValueError on anything else."""
+        if url.startswith("env:"):
+            name = url[4:]
+            value = os.environ.get(name)
+            if not name or value is None:
+                raise ValueError(f"broker URL {url!r}: environment variable {name!r} is not set")
+            url = value
         parts = urlsplit(url if "://" in url else f"mqtt://{url}")
         if parts.scheme not in ("mqtt", "tcp"):
             raise ValueError(f"broker URL {url!r}: scheme must be mqtt://")

@@ -75,3 +75,27 @@ def test_zoo_firmware_is_caught_by_its_invariant(name: str) -> None:
     v = caught[0].violations[catcher][0]
     assert v.seqs, "a violation must cite the trace lines that show it"
     assert v.message.endswith(".")
+
+
+RECORDED = INCIDENTS.parent / "recorded"
+
+
+def test_every_fault_of_every_builtin_scenario_applies_with_its_own_firmware() -> None:
+    """No built-in fault is a silent no-op (none needs `optional = true`)."""
+    for path in find_scenarios([INCIDENTS, RECORDED]):
+        sc = load_scenario(path)
+        r = run_scenario(sc)
+        unapplied = [p for p in r.problems if "never applied" in p]
+        assert not unapplied, f"{path}: {unapplied}"
+        assert not any(f.optional for f in sc.faults), path
+
+
+@pytest.mark.parametrize("path", sorted(find_scenarios([RECORDED])), ids=lambda p: p.parent.name)
+def test_recorded_incident_is_fixed_by_the_reference_firmware(path: Path) -> None:
+    sc = load_scenario(path)
+    assert sc.expect.violated and sc.firmware != "reference"
+    r = run_scenario(sc, "reference")
+    assert (r.judged, r.verdict) == ("fixed", "FIXED"), r.problems
+    # The same file with its own firmware still shows the incident.
+    own = run_scenario(sc, sc.firmware)
+    assert own.verdict == "PASS" and set(sc.expect.violated) <= set(own.violated())

@@ -3,13 +3,15 @@ clock-skew estimation, fault inference, and the recorded incidents."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
-from harness.incident import import_logs, logs_of_trace, outcome_of, trace_to_logs
+from harness.incidents import import_logs, logs_of_trace, outcome_of, trace_to_logs
+from harness.incidents.parse import parse_tz
 from harness.runner import run_scenario
 from scenarios.loader import load_scenario
 
@@ -50,7 +52,7 @@ def test_recorded_incident_imports_reproduces_and_the_reference_fixes_it(
 
 
 def _parse(folder: Path) -> tuple:  # type: ignore[type-arg]
-    from harness.incident import HOST_EVENTS, TERMINAL_EVENTS, parse_log
+    from harness.incidents import HOST_EVENTS, TERMINAL_EVENTS, parse_log
 
     problems: list[str] = []
     return (
@@ -209,3 +211,153 @@ def test_a_print_without_any_approval_is_listed_as_a_print_path_fault(tmp_path: 
     assert any("print-path fault" in u for u in imported.unexplained)
     assert imported.mismatches == []
     assert "no-receipt-without-record" in imported.violated
+
+
+# ---------------------------------------------------------------- whole-file refusals
+
+C01 = Path(__file__).parent / "corpus" / "c01-gprs-lost-response-retried-as-new-sale"
+
+
+def _import_cli(tmp_path: Path, t_log: Path, h_log: Path, *extra: str) -> tuple[int, list[str]]:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(
+            [
+                "incident",
+                "import",
+                str(t_log),
+                str(h_log),
+                "--out",
+                str(tmp_path / "o.toml"),
+                *extra,
+            ]
+        )
+    return code, [line for line in err.getvalue().splitlines() if line]
+
+
+def _write(tmp_path: Path, name: str, lines: list[str]) -> Path:
+    p = tmp_path / name
+    p.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return p
+
+
+def _host_lines() -> list[str]:
+    return (C01 / "host.log").read_text(encoding="utf-8").splitlines()
+
+
+def _terminal_lines() -> list[str]:
+    return (C01 / "terminal.log").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("empty host log", "empty log"),
+        ("garbage host log", "lines unusable"),
+        ("epoch timestamps", "Unix epoch number"),
+        ("zero-padded STAN strings", "digit string '000381'"),
+        ("swapped arguments", "arguments swapped"),
+        ("two terminals interleaved", "lines of 2 terminals interleaved"),
+        ("mismatched logs", "do not belong together"),
+        ("times without an offset", "no UTC offset"),
+        ("not a regular file", "not a regular file"),
+    ],
+)
+def test_a_whole_file_problem_exits_2_with_one_line(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    t_log, h_log = C01 / "terminal.log", C01 / "host.log"
+    if case == "empty host log":
+        h_log = _write(tmp_path, "h.log", [])
+    elif case == "garbage host log":
+        h_log = _write(tmp_path, "h.log", ["<html>502 Bad Gateway</html>"] * 30)
+    elif case == "epoch timestamps":
+        lines = [re.sub(r'"ts":"[^"]*"', '"ts":1731057241.118', x) for x in _host_lines()]
+        h_log = _write(tmp_path, "h.log", lines)
+    elif case == "zero-padded STAN strings":
+        lines = [
+            re.sub(r'"stan":(\d+)', lambda m: f'"stan":"{int(m[1]):06d}"', x)
+            for x in _terminal_lines()
+        ]
+        t_log = _write(tmp_path, "t.log", lines)
+    elif case == "swapped arguments":
+        t_log, h_log = h_log, t_log
+    elif case == "two terminals interleaved":
+        lines = _terminal_lines()
+        other = [x.replace("LDN-POS-0042", "LDN-POS-0017") for x in lines[2:8]]
+        t_log = _write(tmp_path, "t.log", lines + other)
+    elif case == "mismatched logs":
+        h_log = (
+            Path(__file__).parent / "corpus" / "c04-float-amount-charged-one-cent-less" / "host.log"
+        )
+        lines = [x.replace("TKY00318", "LDN-POS-0042") for x in h_log.read_text().splitlines()]
+        h_log = _write(tmp_path, "h.log", lines)
+    elif case == "times without an offset":
+        lines = [x.replace("+01:00", "") for x in _terminal_lines()]
+        t_log = _write(tmp_path, "t.log", lines)
+    elif case == "not a regular file":
+        h_log = tmp_path
+    code, err = _import_cli(tmp_path, t_log, h_log)
+    assert code == 2
+    assert len(err) == 1 and expected in err[0], err
+
+
+def test_times_without_an_offset_import_with_tz(tmp_path: Path) -> None:
+    lines = [x.replace("+01:00", "") for x in _terminal_lines()]
+    t_log = _write(tmp_path, "t.log", lines)
+    plain = import_logs(C01 / "terminal.log", C01 / "host.log", firmware="zoo:naive-retry")
+    zoned = import_logs(
+        t_log, C01 / "host.log", firmware="zoo:naive-retry", tz=parse_tz("Europe/London")
+    )
+    # The log said +01:00; read as London time (+00:00 in November) every
+    # terminal time moves one hour later, so the host clock looks 1 h behind.
+    assert zoned.skew_ms == plain.skew_ms - 3_600_000
+    assert zoned.mismatches == []
+
+
+def test_a_vendor_firmware_name_imports_with_reference_and_says_so() -> None:
+    imported = import_logs(C01 / "terminal.log", C01 / "host.log")
+    assert imported.scenario.firmware == "reference"
+    assert any("'Tetra-Desk5000 12.4.1'" in n and "reference" in n for n in imported.notes)
+
+
+def test_uppercase_vocabulary_is_read_like_lowercase(tmp_path: Path) -> None:
+    lines = [
+        x.replace('"approved"', '"APPROVED"')
+        .replace('"ok"', '"OK"')
+        .replace('"confirm"', '"Confirm"')
+        for x in _terminal_lines()
+    ]
+    t_log = _write(tmp_path, "t.log", lines)
+    imported = import_logs(t_log, C01 / "host.log", firmware="zoo:naive-retry")
+    assert imported.mismatches == [] and imported.problems == []
+    assert "no-duplicate-charge" in imported.logged_violations
+
+
+def test_a_log_larger_than_the_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.incidents import parse
+
+    monkeypatch.setattr(parse, "LOG_BYTES_MAX", 1000)
+    code, err = _import_cli(tmp_path, C01 / "terminal.log", C01 / "host.log")
+    assert code == 2 and "more than the 1000 allowed" in err[0]
+
+
+def test_a_plain_csv_export_imports_through_the_csv_adapter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = Path(__file__).parent / "corpus" / "csv-export-float-amount"
+    out = tmp_path / "csv.toml"
+    argv = ["incident", "import", str(folder / "terminal.csv"), str(folder / "host.csv")]
+    code = main([*argv, "--format", "csv", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "amount-integrity: purchase 1: keyed 435, charged 434" in printed
+    steps = load_scenario(out).steps
+    assert [(s.action, s.amount) for s in steps] == [("purchase", 435)]
+    # Read as JSON lines, the same file is refused as a whole (one line, exit 2).
+    assert main([*argv, "--out", str(out)]) == 2

@@ -72,7 +72,7 @@ def test_before_after_cli_prints_a_table_and_exits_by_the_after_run(
     out = capsys.readouterr().out
     assert "before (zoo:naive-retry)" in out and "after (reference)" in out and "FIXED" in out
     assert main(["replay", str(naive_retry_trace), "--firmware", "zoo:naive-retry"]) == 1
-    assert "NOT FIXED" in capsys.readouterr().out
+    assert "STILL FAILING" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

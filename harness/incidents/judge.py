@@ -1,0 +1,210 @@
+"""Judge the invariants on the logs themselves, before any replay, so that import
+names the real incident's failure class even where the replay cannot reproduce it.
+
+The logs show what the terminal showed and printed and what the host decided. An
+intent (one customer paying once) is a keyed amount, with its restart after a
+reboot and the cashier's retries after FAILED (same amount within RETRY_WINDOW_MS);
+host decisions belong to the intent whose send carried their key or STAN. Not
+judged from logs: `ledger-balances` (the host's ledger is not in its log).
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from acquirer.protocol import MTI_PURCHASE
+
+from .parse import Entry, Log
+
+RETRY_WINDOW_MS = 120_000
+FINAL = ("approved", "declined", "failed")
+# At most this many findings are kept per invariant.
+FINDINGS_MAX = 20
+
+
+@dataclass(slots=True)
+class Intent:
+    """One customer's purchase as the terminal log shows it."""
+
+    number: int
+    amount: int
+    line: int
+    keys: set[str] = field(default_factory=set)  # idempotency keys sent for it
+    stans: set[int] = field(default_factory=set)  # STANs of its 0200s
+    displays: list[str] = field(default_factory=list)
+    # What the terminal did for it, in order: final displays, receipts, responses
+    # received, boots and crashes (the position of a fault among them).
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> str:
+        finals = [d for d in self.displays if d in FINAL]
+        return finals[-1] if finals else ""
+
+
+def segment(tlog: Log) -> list[Intent]:
+    """The intents of a terminal log, in order."""
+    intents: list[Intent] = []
+    cur: Intent | None = None
+    rebooted = False
+    last_final: tuple[str, int] = ("", 0)
+    for e in tlog.entries:
+        if (e.event == "power" and e.data["state"] == "on" and intents) or (
+            e.event == "boot" and intents
+        ):
+            rebooted = True
+        elif e.event == "amount_keyed":
+            amount = int(e.data["amount"])
+            restart = cur is not None and not cur.final and rebooted
+            retry = (
+                cur is not None
+                and last_final[0] == "failed"
+                and amount == cur.amount
+                and 0 <= e.ts_ms - last_final[1] <= RETRY_WINDOW_MS
+            )
+            if not (restart or retry):
+                cur = Intent(len(intents) + 1, amount, e.line)
+                intents.append(cur)
+            rebooted, last_final = False, ("", 0)
+        elif e.event == "send" and cur is not None and e.data["mti"] == MTI_PURCHASE:
+            if e.data.get("idem_key"):
+                cur.keys.add(str(e.data["idem_key"]))
+            cur.stans.add(int(e.data["stan"]))
+        elif e.event == "display" and cur is not None:
+            outcome = str(e.data["outcome"])
+            if outcome in (*FINAL, "receipt-pending"):
+                cur.displays.append(outcome)
+                cur.events.append(f"display {outcome}")
+            if outcome in FINAL:
+                last_final = (outcome, e.ts_ms)
+        if cur is not None:
+            token = _token(e)
+            if token:
+                cur.events.append(token)
+    return intents
+
+
+def _token(e: Entry) -> str:
+    """A terminal line as one step of an intent's sequence ("" if not one)."""
+    d = e.data
+    if e.event == "recv":
+        return f"recv {d['mti']} rc {d.get('rc', '')} rrn {d.get('rrn', '')}"
+    if e.event == "print":
+        r = d.get("receipt", {})
+        r = r if isinstance(r, dict) else {}
+        what = f"{r.get('status', '')} {r.get('amount', '')}"
+        return f"print {d['status']} {what} rrn {r.get('rrn', '')}"
+    # Power lines are left out: a terminal cannot log its own power loss, so a log
+    # may lack them where the replay has them; the boot marks the power cycle.
+    if e.event == "boot":
+        return "boot"
+    if e.event == "crash":
+        return "crash"
+    return ""
+
+
+@dataclass(slots=True)
+class _Money:
+    charged: list[tuple[str, int]] = field(default_factory=list)  # (rrn, amount)
+    reversed: set[str] = field(default_factory=set)
+
+    def net(self) -> int:
+        return sum(a for r, a in self.charged if r not in self.reversed)
+
+
+def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
+    """Invariant name -> findings, for the invariants the logs show broken."""
+    out: dict[str, list[str]] = defaultdict(list)
+
+    def find(name: str, text: str) -> None:
+        if len(out[name]) < FINDINGS_MAX:
+            out[name].append(text)
+
+    intents = segment(tlog)
+    by_key = {k: i for i in intents for k in i.keys}
+    by_stan = {s: i for i in intents for s in i.stans}
+    money: dict[int, _Money] = defaultdict(_Money)
+    approved: dict[str, int] = {}  # rrn -> amount charged, not reversed
+    reversed_rrns: set[str] = set()
+    batches_settled: dict[str, int] = defaultdict(int)
+    for e in hlog.entries:
+        if e.event != "decision":
+            continue
+        action, rrn = str(e.data["action"]), str(e.data.get("rrn", ""))
+        if action == "charge" and e.data["mti"] == MTI_PURCHASE:
+            key = str(e.data.get("key", ""))
+            intent = by_key.get(key) if key else by_stan.get(int(e.data["stan"]))
+            amount = int(e.data.get("amount", 0))
+            approved[rrn] = amount
+            if intent is not None:
+                money[intent.number].charged.append((rrn, amount))
+                if amount != intent.amount:
+                    find(
+                        "amount-integrity",
+                        f"purchase {intent.number}: keyed {intent.amount}, charged {amount}",
+                    )
+        elif action == "reverse":
+            reversed_rrns.add(rrn)
+        elif action == "batch-mismatch":
+            find("batch-reconciles", f"{hlog.path}:{e.line}: host found the batch mismatched")
+        elif action == "batch-match":
+            batch = str(e.data.get("batch_no", e.data.get("stan")))
+            batches_settled[batch] += 1
+    for m in money.values():
+        m.reversed |= reversed_rrns
+    for i in intents:
+        m = money[i.number]
+        if m.net() > i.amount:
+            rrns = [r for r, _ in m.charged if r not in reversed_rrns]
+            find(
+                "no-duplicate-charge",
+                f"purchase {i.number} (line {i.line}): {i.amount} charged {len(rrns)} times "
+                f"(rrn {', '.join(rrns)})",
+            )
+        if i.final in ("declined", "failed") and m.net() > 0:
+            find(
+                "no-charge-on-failure",
+                f"purchase {i.number} (line {i.line}): showed {i.final.upper()}, yet "
+                f"{m.net()} charged",
+            )
+        if not i.final:
+            find("eventually-settles", f"purchase {i.number} (line {i.line}): no final display")
+    printed = _judge_receipts(tlog, approved, reversed_rrns, find)
+    for i in intents:
+        if i.final != "approved" or "receipt-pending" in i.displays:
+            continue  # only approved sales need a receipt; a pending one is visible
+        for rrn, _ in money[i.number].charged:
+            if rrn not in reversed_rrns and rrn not in printed:
+                find(
+                    "receipt-for-every-charge",
+                    f"purchase {i.number} (line {i.line}): approved, host charge rrn {rrn} "
+                    "has no receipt",
+                )
+    return dict(out)
+
+
+def _judge_receipts(
+    tlog: Log, approved: dict[str, int], reversed_rrns: set[str], find: Callable[[str, str], None]
+) -> dict[str, int]:
+    """Approved receipts against live host charges; returns rrn -> amount printed."""
+    printed: dict[str, int] = {}
+    for e in tlog.entries:
+        if e.event != "print" or e.data["status"] != "ok":
+            continue
+        receipt = e.data.get("receipt", {})
+        if not isinstance(receipt, dict) or receipt.get("status") != "approved":
+            continue
+        rrn = str(receipt.get("rrn", ""))
+        amount = receipt.get("amount")
+        printed[rrn] = int(amount) if isinstance(amount, int) else 0
+        if rrn not in approved or rrn in reversed_rrns:
+            find(
+                "no-receipt-without-record",
+                f"{tlog.path}:{e.line}: approved receipt rrn {rrn} has no live host approval",
+            )
+        elif printed[rrn] != approved[rrn]:
+            find(
+                "amount-integrity",
+                f"{tlog.path}:{e.line}: receipt {printed[rrn]}, host charged {approved[rrn]}",
+            )
+    return printed

@@ -1,0 +1,280 @@
+"""Infer stage (people): purchases, cashier steps, cards and receipt checks."""
+
+from collections import defaultdict
+
+import faults
+from acquirer.catalogue import (
+    CATALOGUE_CARDS,
+    amount_rule,
+)
+from acquirer.protocol import MTI_PURCHASE
+from scenarios.model import (
+    CardSpec,
+    Step,
+)
+
+from .ids import is_pan, sim_pan
+from .infer import _consumed_runs
+from .model import _Purchase
+from .parse import Entry, Log
+
+# The cashier retries a FAILED sale within this time, or it is a new customer.
+RETRY_WINDOW_MS = 120_000
+
+
+def _people(
+    tlog: Log,
+    origin: int,
+    plan: list[tuple[int, faults.Fault]],
+    notes: list[str],
+    unexplained: list[str],
+) -> tuple[list[_Purchase], list[Step], bool]:
+    """Purchases (one per keyed amount, except a restart after a power cut), batch
+    closes and reprints the cashier asked for, and reader/keypad/printer faults."""
+    purchases: list[_Purchase] = []
+    current: _Purchase | None = None
+    finished = True  # the current purchase reached a final display
+    rebooted = False
+    attempt = 0
+    taps = 0
+    jobs = 0
+    attempt_cards: list[Entry] = []
+    attempt_confirms: list[Entry] = []
+    batch_closes: list[Entry] = []
+    reprints: list[Entry] = []
+    pending_seen = False
+    misreads: list[tuple[int, int, int]] = []
+    last_final = ("", 0)  # the current purchase's last final display and its time
+    retry_entry: Entry | None = None  # an amount keyed as a retry, until its card read
+    mapped: set[str] = set()
+
+    def close_attempt() -> None:
+        good = [c for c in attempt_cards if c.data["pan"]]
+        if len(good) >= 2:
+            f = faults.build_fault(
+                "double_tap", {"nth": attempt, "gap_ms": good[1].ts_ms - good[0].ts_ms}
+            )
+            plan.append((good[0].ts_ms - origin, f))
+            notes.append(f"{tlog.path}:{good[1].line}: card read twice -> {f.describe()}")
+        if len(attempt_confirms) >= 2:
+            c0, c1 = attempt_confirms[0], attempt_confirms[1]
+            f = faults.build_fault(
+                "double_confirm", {"nth": attempt, "gap_ms": c1.ts_ms - c0.ts_ms}
+            )
+            plan.append((c0.ts_ms - origin, f))
+            notes.append(f"{tlog.path}:{c1.line}: confirm pressed twice -> {f.describe()}")
+
+    for e in tlog.entries:
+        t = e.ts_ms - origin
+        if e.event == "power" and e.data["state"] == "on" and t > 0:
+            rebooted = True
+        elif e.event == "amount_keyed":
+            if attempt:
+                close_attempt()
+            attempt += 1
+            attempt_cards, attempt_confirms = [], []
+            gap = t - last_final[1]
+            if current is not None and not finished and rebooted:
+                notes.append(
+                    f"{tlog.path}:{e.line}: amount keyed again after a reboot: same purchase [sure]"
+                )
+            elif (
+                current is not None
+                and last_final[0] == "failed"
+                and int(e.data["amount"]) == current.amount
+                and 0 <= gap <= RETRY_WINDOW_MS
+            ):
+                # The cashier tries the same sale again after FAILED: one intent, as
+                # the world's people.retry_on_failed models it. A different card on
+                # the retry turns it back into a new customer (below).
+                current.retry_gaps.append(gap)
+                retry_entry = e
+            else:
+                current = _Purchase(t, int(e.data["amount"]), "", e.line)
+                purchases.append(current)
+            finished = False
+            rebooted = False
+            last_final = ("", 0)
+        elif e.event == "card_read":
+            taps += 1
+            attempt_cards.append(e)
+            if not e.data["pan"]:
+                misreads.append((taps, t, e.line))
+            else:
+                pan = sim_pan(str(e.data["pan"]))
+                if pan != str(e.data["pan"]) and pan not in mapped:
+                    mapped.add(pan)
+                    notes.append(
+                        f"{tlog.path}:{e.line}: card {e.data['pan']} is masked: replayed as the "
+                        f"synthetic test card {pan} [sure]"
+                    )
+                if retry_entry is not None and current is not None and pan != current.card:
+                    current.retry_gaps.pop()
+                    current = _Purchase(
+                        retry_entry.ts_ms - origin,
+                        int(retry_entry.data["amount"]),
+                        pan,
+                        retry_entry.line,
+                    )
+                    purchases.append(current)
+                elif retry_entry is not None and current is not None:
+                    notes.append(
+                        f"{tlog.path}:{retry_entry.line}: same amount and card "
+                        f"{current.retry_gaps[-1]} ms after FAILED: the cashier retried the "
+                        "same sale [likely]"
+                    )
+                retry_entry = None
+                if current is not None and not current.card:
+                    current.card = pan
+        elif e.event == "key" and e.data["key"] == "confirm":
+            attempt_confirms.append(e)
+        elif e.event == "key" and e.data["key"] == "batch_close":
+            batch_closes.append(e)
+        elif e.event == "key" and e.data["key"] == "reprint":
+            if not pending_seen:
+                reprints.append(e)
+        elif e.event == "display":
+            outcome = str(e.data["outcome"])
+            if outcome == "receipt-pending":
+                pending_seen = True
+            if current is not None and outcome in (
+                "approved",
+                "declined",
+                "failed",
+                "receipt-pending",
+            ):
+                current.displays.append(outcome)
+                if outcome != "receipt-pending":
+                    finished = True
+                    last_final = (outcome, t)
+        elif e.event == "print_start":
+            jobs += 1
+        elif e.event == "print" and e.data["status"] != "ok":
+            kind = {
+                "jammed": "printer_jam",
+                "no_paper": "paper_out",
+                "failed": "print_failure",
+            }.get(str(e.data["status"]))
+            if kind is None:
+                unexplained.append(
+                    f"{tlog.path}:{e.line}: unknown print status {e.data['status']!r}"
+                )
+                continue
+            f = faults.build_fault(kind, {"nth": _job_index(tlog, e)})
+            plan.append((t, f))
+            notes.append(f"{tlog.path}:{e.line}: print {e.data['status']} -> {f.describe()}")
+    if attempt:
+        close_attempt()
+    for nth, count, t, line in _consumed_runs(misreads):
+        f = faults.build_fault("misread", {"nth": nth, "count": count})
+        plan.append((t, f))
+        notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
+    kept = []
+    for p in purchases:
+        if not p.card:
+            unexplained.append(
+                f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read: left out"
+            )
+            continue
+        kept.append(p)
+    steps = [Step(e.ts_ms - origin, "batch_close") for e in batch_closes[:-1]]
+    steps += [Step(e.ts_ms - origin, "reprint") for e in reprints]
+    if batch_closes:
+        notes.append(
+            f"{tlog.path}:{batch_closes[-1].line}: last batch close taken as the end-of-day close"
+        )
+    return kept, steps, bool(batch_closes)
+
+
+def _job_index(tlog: Log, e: Entry) -> int:
+    """The ordinal of the print job `e` finished, counted at print start."""
+    n = 0
+    for x in tlog.entries:
+        if x.event == "print_start":
+            n += 1
+            if x.data["job"] == e.data["job"]:
+                return n
+    return max(1, n)
+
+
+def _cards(
+    purchases: list[_Purchase],
+    tlog: Log,
+    hlog: Log,
+    unexplained: list[str],
+    test_amounts: bool = True,
+) -> list[CardSpec]:
+    """One card per PAN used; a card the host always declined with one code gets it.
+    A decision's card is the one the terminal sent (the host may log it masked, or
+    not at all), else the one the host received."""
+    decisions: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    recv_pan: dict[tuple[int, str], str] = {}
+    for e in hlog.entries:
+        if e.event == "recv" and e.data["mti"] == MTI_PURCHASE:
+            recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = sim_pan(
+                str(e.data.get("pan", ""))
+            )
+    card = ""  # the last card read: a send without a PAN is for it
+    for e in tlog.entries:
+        if e.event == "card_read" and e.data["pan"]:
+            card = sim_pan(str(e.data["pan"]))
+        elif e.event == "send" and e.data["mti"] == MTI_PURCHASE:
+            pan = sim_pan(str(e.data["pan"])) if e.data.get("pan") else card
+            if pan:
+                recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = pan
+    for e in hlog.entries:
+        if e.event == "decision" and e.data["mti"] == MTI_PURCHASE:
+            pan = recv_pan.get((e.data["stan"], str(e.data.get("key", ""))), "")
+            decisions[pan].append(
+                (str(e.data["action"]), str(e.data.get("rc", "")), int(e.data.get("amount", 0)))
+            )
+    slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
+    out = []
+    for pan in sorted({p.card for p in purchases}):
+        ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
+        charged = [d for d in ds if d[0] == "charge"]
+        declined = {d[1] for d in ds if d[0] == "decline"}
+        rc = ""
+        balance = CardSpec().balance
+        if declined and not charged and len(declined) == 1:
+            rc = declined.pop()
+        elif "51" in declined:
+            balance = sum(d[2] for d in charged)
+            unexplained.append(
+                f"card {pan}: declined for funds after charges: balance guessed as {balance}"
+            )
+        balance = max(balance, sum(d[2] for d in charged))
+        if not is_pan(pan):
+            unexplained.append(f"card {pan!r}: not a PAN the simulator accepts")
+            continue
+        out.append(CardSpec(pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0)))
+    return out
+
+
+def _prints_without_approval(
+    tlog: Log, hlog: Log, plan: list[tuple[int, faults.Fault]], unexplained: list[str]
+) -> None:
+    """An approved receipt whose RRN the host never approved, with no forged response to
+    explain it, is a print-path fault in the firmware: listed, never guessed."""
+    approved = {
+        str(e.data.get("rrn", ""))
+        for e in hlog.entries
+        if e.event == "decision" and e.data.get("rc") == "00"
+    }
+    forged = {f.rrn for _, f in plan if f.KIND == "forge"}  # type: ignore[attr-defined]
+    for e in tlog.entries:
+        if e.event != "print" or e.data["status"] != "ok":
+            continue
+        receipt = e.data.get("receipt", {})
+        if not isinstance(receipt, dict) or receipt.get("status") != "approved":
+            continue
+        rrn = str(receipt.get("rrn", ""))
+        if rrn in approved:
+            continue
+        if rrn in forged:
+            continue
+        unexplained.append(
+            f"{tlog.path}:{e.line}: approved receipt rrn {rrn!r} amount {receipt.get('amount')} "
+            "has no host approval and no forged response explains it: a print-path fault "
+            "in the firmware (it prints without a host approval), not a network fault"
+        )
