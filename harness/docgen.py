@@ -109,6 +109,12 @@ FIELD_DOCS: dict[str, str] = {
     "RcBurst.rc": "response code the host answers without processing",
     "Reorder.hold_ms": "the message is held this long, so later ones overtake it",
     "SlowHost.extra_ms": "extra host processing time",
+    "Splice.rc": 'rewrite the spliced answer\'s response code ("" keeps it; breaks the MAC)',
+    "Splice.delay_ms": "the spliced answer reaches the terminal this long after the request",
+    "Replay.leg": '"request" (a terminal request replayed to the host) or "answer"',
+    "Replay.after_ms": "the recorded frame is played again this long after the original",
+    "DeviceSwap.at_ms": "the cashier closes the day at this virtual time; then the swap",
+    "DeviceSwap.off_ms": "the replacement device powers on this long after the old one stops",
 }
 
 # Units by the field name's last part (units last: delay_ms, drift_ppm).
