@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_recorded_incidents_with_the_reference_firmware_are_judged_fixed(
     out = capsys.readouterr().out
     assert out.count("FIXED") == 4
     assert "FAIL" not in out and "expected" not in out
-    assert "35 passed, 4 fixed, 0 failed" in out
+    assert re.search(r"\d+ passed, 4 fixed, 0 failed", out), out
 
 
 def test_the_default_suite_still_passes_with_each_files_own_firmware(
