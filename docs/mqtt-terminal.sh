@@ -32,14 +32,22 @@ request() {  # $1 = repeat flag: 0 for the first send, 1 for a retry
     "$amount" "$idem" "$(mac "$payload")" "$mid" "$pan" "$json_repeat" "$sent_ms" "$stan" "$tid"
 }
 
-field() { grep -o "\"$1\":\"[^\"]*\"" | cut -d'"' -f4; }
+# A missing field is empty, not an error (an RC 30 answer carries no rrn).
+field() { { grep -o "\"$1\":\"[^\"]*\"" || true; } | cut -d'"' -f4; }
 
 # Register a persistent session first, so no response can be missed.
 mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -E
 for repeat in 0 1; do
   mosquitto_pub "${auth[@]}" -q 1 -t "posh/$tid/req" -m "$(request $repeat)"
-  resp=$(mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -C 1 -W 10)
-  rc=$(field rc <<<"$resp") rrn=$(field rrn <<<"$resp")
   [ "$repeat" = 0 ] && label=first || label=retry
+  if ! resp=$(mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -C 1 -W 10); then
+    echo "$label: no answer within 10 s (wrong credentials, key or clock? see the host's log)" >&2
+    exit 1
+  fi
+  rc=$(field rc <<<"$resp") rrn=$(field rrn <<<"$resp")
   echo "$label rc=$rc rrn=$rrn"
+  if [ "$rc" != 00 ]; then
+    echo "$label: refused: $resp" >&2
+    exit 1
+  fi
 done

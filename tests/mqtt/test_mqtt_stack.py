@@ -322,3 +322,37 @@ async def test_shell_script_terminal_gets_approval_and_safe_retry(
     assert retry == first.replace("first", "retry")
     ledger, charged, txns = books(host_db)
     assert (ledger, charged, len(txns)) == (0, -1250, 1)
+
+
+async def test_shell_script_terminal_says_why_when_refused(
+    broker: PrivateBroker, host_db: str
+) -> None:
+    """With a wrong MAC key the script used to exit 1 with no output; now it says that
+    the request was refused or not answered, on stderr."""
+    import shutil
+
+    missing = [t for t in ("mosquitto_pub", "mosquitto_sub", "openssl") if not shutil.which(t)]
+    if missing:
+        pytest.skip(
+            f"{', '.join(missing)} not installed: scripts/setup-mqtt installs mosquitto-clients"
+        )
+    script = Path(__file__).parents[2] / "docs" / "mqtt-terminal.sh"
+    a = broker.address("T0002")
+    async with asyncio.timeout(SAFETY_S), HostService(broker.address("acquirer"), host_db):
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            str(script),
+            a.host,
+            str(a.port),
+            a.username or "",
+            a.password or "",
+            "T0002",
+            "not-the-key",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert "refused" in err.decode() or "no answer" in err.decode()
+    _, charged, txns = books(host_db)
+    assert (charged, len(txns)) == (0, 0)
