@@ -8,8 +8,10 @@ input file (one line naming the file and the line).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -21,6 +23,7 @@ from .trace import TraceReadError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -137,29 +140,66 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from scenarios.loader import load_scenario
     from scenarios.model import ScenarioError
-    from scenarios.writer import scenario_to_toml
 
-    from .incidents import import_logs
+    from .incidents import terminals_in
     from .incidents.parse import parse_tz
 
     tlog, hlog = _existing(args.terminal_log), _existing(args.host_log)
     if args.firmware:
         load_firmware(args.firmware)
+    tz = parse_tz(args.tz) if args.tz else None
+    try:
+        tids = [args.terminal] if args.terminal else terminals_in(tlog, hlog, tz, args.format)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out)
+    if len(tids) <= 1:
+        return _import_one(args, tlog, hlog, out, tz, args.terminal)
+    console = _console()
+    _say(console, f"{tlog} interleaves {len(tids)} terminals: one scenario each")
+    worst = EXIT_OK
+    for tid in tids:
+        name = f"{args.name or tlog.stem}-{tid}"
+        try:
+            out_tid = out.with_name(f"{out.stem}-{tid}{out.suffix}")
+            code = _import_one(args, tlog, hlog, out_tid, tz, tid, name)
+        except UsageError as exc:
+            print(f"posharness: {tid}: {exc}", file=sys.stderr)
+            code = EXIT_USAGE
+        worst = max(worst, code)
+    return worst
+
+
+def _import_one(
+    args: argparse.Namespace,
+    tlog: Path,
+    hlog: Path,
+    out: Path,
+    tz: Any,
+    terminal: str | None,
+    name: str = "",
+) -> int:
+    """Import one terminal's incident from the pair of logs into `out`."""
+    from scenarios.loader import load_scenario
+    from scenarios.model import ScenarioError
+    from scenarios.writer import scenario_to_toml
+
+    from .incidents import import_logs
+
     try:
         imported = import_logs(
             tlog,
             hlog,
             firmware=args.firmware,
-            name=args.name or "",
+            name=name or args.name or "",
             description=args.description or "",
-            tz=parse_tz(args.tz) if args.tz else None,
+            tz=tz,
             fmt=args.format,
+            terminal=terminal,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(scenario_to_toml(imported.scenario), encoding="utf-8")
     load_scenario(out)  # what we wrote must load; a ScenarioError here is our bug
@@ -240,6 +280,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     im.add_argument("--out", required=True, metavar="FILE", help="scenario TOML to write")
     im.add_argument("--firmware", help="the firmware that ran (default: the log header's)")
     im.add_argument("--name", help="scenario name (default: the terminal log's file name)")
+    im.add_argument(
+        "--terminal",
+        metavar="TID",
+        help="import only this terminal of a log that interleaves several "
+        "(default: each, into OUT-TID.toml)",
+    )
     im.add_argument("--description", help="scenario description")
     im.add_argument(
         "--format",

@@ -8,7 +8,7 @@ and `verify` (replay it and compare with the logs). `render` goes the other way.
 docs/incident-logs.md describes the formats and the tolerances.
 """
 
-from .build import import_logs
+from .build import import_logs, terminals_in
 from .model import Imported
 from .parse import HOST_EVENTS, TERMINAL_EVENTS, Entry, Log, parse_log, parse_ts
 from .render import render_logs, trace_to_logs
@@ -29,5 +29,6 @@ __all__ = [
     "parse_log",
     "parse_ts",
     "render_logs",
+    "terminals_in",
     "trace_to_logs",
 ]

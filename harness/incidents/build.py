@@ -76,6 +76,16 @@ class _Ctx:
         return [(at(e), e.data, e.line) for e in log.entries if e.event == event]
 
 
+def terminals_in(
+    terminal_log: Path, host_log: Path, tz: Any = None, fmt: str = "jsonl"
+) -> list[str]:
+    """The terminal ids the terminal log names, in order of first appearance (more
+    than one when several terminals' lines are interleaved in one file)."""
+    if fmt == "jsonl":
+        checks.check_order(terminal_log, host_log)
+    return checks.terminals_of(parse_log(terminal_log, TERMINAL_EVENTS, [], tz, fmt))
+
+
 def import_logs(
     terminal_log: Path,
     host_log: Path,
@@ -87,8 +97,10 @@ def import_logs(
     verify: bool = True,
     tz: Any = None,
     fmt: str = "jsonl",
+    terminal: str | None = None,
 ) -> Imported:
     """Infer a scenario from a terminal log and a host log (see the package doc).
+    `terminal` picks one terminal of a log that interleaves several.
     Whole-file and whole-pair problems raise ScenarioError (one line)."""
     if fmt == "jsonl":
         checks.check_order(terminal_log, host_log)
@@ -97,6 +109,8 @@ def import_logs(
     hlog = parse_log(host_log, HOST_EVENTS, problems, tz, fmt)
     notes: list[str] = []
     unexplained: list[str] = []
+    if terminal is not None:
+        checks.only_terminal(tlog, terminal)
     tid = checks.terminal_of(tlog)
     checks.keep_terminal(hlog, tid, notes)
     ctx, steps_found = _align(tlog, hlog, notes, unexplained)

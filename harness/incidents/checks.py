@@ -75,6 +75,26 @@ def terminal_of(tlog: Log) -> str:
     return next(iter(ids), "")
 
 
+def terminals_of(tlog: Log) -> list[str]:
+    """Every terminal id a terminal log names, in order of first appearance."""
+    ids: dict[str, None] = {}
+    for e in tlog.entries:
+        tid = e.data.get("terminal")
+        if isinstance(tid, str) and tid:
+            ids.setdefault(tid)
+    return list(ids)
+
+
+def only_terminal(tlog: Log, tid: str) -> None:
+    """Keep the lines of `tid` (and those naming no terminal) of a terminal log that
+    interleaves several; the header is that terminal's own `log_start`."""
+    if tid not in terminals_of(tlog):
+        raise ScenarioError(f"{tlog.path}: no line for terminal {tid}")
+    kept = [e for e in tlog.entries if e.data.get("terminal") in (None, "", tid)]
+    tlog.entries = kept
+    tlog.header = next((e.data for e in kept if e.event == "log_start"), tlog.header)
+
+
 def keep_terminal(hlog: Log, tid: str, notes: list[str]) -> None:
     """A host log serves many terminals: keep the lines of `tid` (and the host-wide
     ones: header, crashes). A host log with no line for `tid` does not belong."""

@@ -260,7 +260,6 @@ def _terminal_lines() -> list[str]:
         ("epoch timestamps", "Unix epoch number"),
         ("zero-padded STAN strings", "digit string '000381'"),
         ("swapped arguments", "arguments swapped"),
-        ("two terminals interleaved", "lines of 2 terminals interleaved"),
         ("mismatched logs", "do not belong together"),
         ("times without an offset", "no UTC offset"),
         ("not a regular file", "not a regular file"),
@@ -285,10 +284,6 @@ def test_a_whole_file_problem_exits_2_with_one_line(
         t_log = _write(tmp_path, "t.log", lines)
     elif case == "swapped arguments":
         t_log, h_log = h_log, t_log
-    elif case == "two terminals interleaved":
-        lines = _terminal_lines()
-        other = [x.replace("LDN-POS-0042", "LDN-POS-0017") for x in lines[2:8]]
-        t_log = _write(tmp_path, "t.log", lines + other)
     elif case == "mismatched logs":
         h_log = (
             Path(__file__).parent / "corpus" / "c04-float-amount-charged-one-cent-less" / "host.log"
@@ -303,6 +298,40 @@ def test_a_whole_file_problem_exits_2_with_one_line(
     code, err = _import_cli(tmp_path, t_log, h_log)
     assert code == 2
     assert len(err) == 1 and expected in err[0], err
+
+
+def _corpus_lines(case: str, log: str) -> list[str]:
+    path = next((Path(__file__).parent / "corpus").glob(case + "-*")) / log
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_two_terminals_interleaved_import_as_one_scenario_each(tmp_path: Path) -> None:
+    # Two shops' incidents in one terminal log and one host log (a second header
+    # in the host log is skipped): each terminal becomes its own scenario, and
+    # neither sees the other's lines.
+    t_log = _write(
+        tmp_path,
+        "t.log",
+        _corpus_lines("c05", "terminal.log") + _corpus_lines("c04", "terminal.log"),
+    )
+    h_log = _write(
+        tmp_path, "h.log", _corpus_lines("c05", "host.log") + _corpus_lines("c04", "host.log")[1:]
+    )
+    code, err = _import_cli(tmp_path, t_log, h_log)
+    assert err == [] and code == 0
+    # Each equals the import of that terminal's logs alone (but for its name).
+    for case, tid in (("c05", "PAR-CAISSE-03"), ("c04", "TKY00318")):
+        split = load_scenario(tmp_path / f"o-{tid}.toml")
+        d = next((Path(__file__).parent / "corpus").glob(case + "-*"))
+        alone = import_logs(d / "terminal.log", d / "host.log", verify=False).scenario
+        assert split.steps == alone.steps and split.faults == alone.faults
+        assert (split.firmware, split.terminal, split.cards) == (
+            alone.firmware,
+            alone.terminal,
+            alone.cards,
+        )
+    code, err = _import_cli(tmp_path, t_log, h_log, "--terminal", "TKY00318")
+    assert code == 0 and (tmp_path / "o.toml").exists()
 
 
 def test_times_without_an_offset_import_with_tz(tmp_path: Path) -> None:
