@@ -75,3 +75,29 @@ class HostDoubleCharge(HostFault):
     SWARM = False
     KIND = "host_double_charge"
     SUMMARY = "the host charges the request twice (same key, a second RRN); one answer"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class HostLoseReversal(HostFault):
+    """A host that acknowledges a reversal it never applies (a lost write, a
+    reversal queue dropped in a failover): the terminal is told RC 00, the charge
+    stays on the card."""
+
+    SWARM = False
+    KIND = "host_lose_reversal"
+    SUMMARY = "the host answers a reversal RC 00 without reversing anything"
+
+    mti: str = "0400"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class HostForeignRrn(HostFault):
+    """A host that answers a sale with another sale's reference (a cache keyed on
+    the wrong field, a mixed-up response in a connection pool): the charge is made
+    under its own RRN, the answer names the previous sale's."""
+
+    SWARM = False
+    KIND = "host_foreign_rrn"
+    SUMMARY = "the host charges the sale but answers with another sale's RRN"

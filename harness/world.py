@@ -33,7 +33,14 @@ from faults.devices import (
     PrinterJam,
     PrintFailure,
 )
-from faults.host import HostCrash, HostDoubleCharge, RcBurst, SlowHost
+from faults.host import (
+    HostCrash,
+    HostDoubleCharge,
+    HostForeignRrn,
+    HostLoseReversal,
+    RcBurst,
+    SlowHost,
+)
 from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
 from harness.attacker import Attacker
@@ -219,6 +226,7 @@ class World:
         self.key_intent: dict[str, int] = {}
         self.stan_intent: dict[int, int] = {}
         self.rrn_intent: dict[str, int] = {}
+        self.host_rrns: deque[str] = deque(maxlen=8)  # the latest sales' RRNs (host_foreign_rrn)
         self._md_cache: dict[int, tuple[Message, dict[str, Any]]] = {}
         self.batch_closed_at_end = False
         self.stuck = False
@@ -798,7 +806,7 @@ class World:
         self.emit("deliver", {"to": "host", "msg": self._md(msg)})
         extra_ms = 0
         crash: HostCrash | None = None
-        twice = False
+        twice = foreign = False
         for s in self.f_host:
             f = s.fault
             if f.mti and f.mti != msg.mti:  # type: ignore[attr-defined]
@@ -811,10 +819,20 @@ class World:
                 self._host_action(msg, HostAction(action="injected", rc=f.rc, detail="rc burst"))
                 self._host_reply(resp)
                 return
+            if isinstance(f, HostLoseReversal):
+                # Acknowledged, signed as any answer, and nothing reversed or stored.
+                resp = self.host.respond_error(msg, "00")
+                self._host_action(
+                    msg, HostAction("reversal-lost", "00", detail="host fault: not reversed")
+                )
+                self._host_reply(resp)
+                return
             if isinstance(f, SlowHost):
                 extra_ms += f.extra_ms
             elif isinstance(f, HostDoubleCharge):
                 twice = True
+            elif isinstance(f, HostForeignRrn):
+                foreign = True
             elif isinstance(f, HostCrash):
                 if f.when == "before_commit":
                     self._host_crash(f.down_ms)
@@ -829,11 +847,11 @@ class World:
         self.sched.at(
             result.finish_at_ms + extra_ms,
             self._host_finish,
-            (result, crash, self.host_epoch, twice),
+            (result, crash, self.host_epoch, twice, foreign),
         )
 
-    def _host_finish(self, arg: tuple[Ticket, HostCrash | None, int, bool]) -> None:
-        ticket, crash, epoch, twice = arg
+    def _host_finish(self, arg: tuple[Ticket, HostCrash | None, int, bool, bool]) -> None:
+        ticket, crash, epoch, twice, foreign = arg
         if epoch != self.host_epoch:
             self.host.abandon(ticket)
             self.emit("host", {"action": "abandoned", "stan": ticket.request.stan})
@@ -842,6 +860,8 @@ class World:
         self._host_action(ticket.request, action)
         if twice and action.action == "charge":
             self._host_charge_again(ticket.request)
+        if foreign and resp.rrn:
+            resp = self._foreign_rrn(resp)
         if crash is not None:
             self._host_crash(crash.down_ms)
             return
@@ -873,6 +893,12 @@ class World:
         _, action = self.host.finish(started, self.clock.now_ms)
         self._host_action(req, action)
 
+    def _foreign_rrn(self, resp: Message) -> Message:
+        """host_foreign_rrn: `resp` naming the latest other sale's RRN (one the host
+        never issued when there is none), signed as the host signs."""
+        rrn = next((r for r in reversed(self.host_rrns) if r != resp.rrn), "999999999999")
+        return sign(replace(resp, rrn=rrn, mac=""), self.mac_key)
+
     def _host_crash(self, down_ms: int) -> None:
         self.host_epoch += 1
         self.host_down_until = self.clock.now_ms + down_ms
@@ -896,6 +922,7 @@ class World:
             )
             if n:
                 self.rrn_intent[action.rrn] = n
+            self.host_rrns.append(action.rrn)
         if req.batch_no:
             rec["batch_no"] = req.batch_no
         if action.detail:

@@ -98,6 +98,7 @@ def _host_inference(
     nth: dict[str, int] = defaultdict(int)
     nth_crash: dict[str, int] = defaultdict(int)
     crashes = [e for e in entries if e.event == "crash"]
+    sends = [e for e in entries if e.event == "send"]
     bursts: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
     for a in arrivals:
         mti = a.data["mti"]
@@ -107,6 +108,13 @@ def _host_inference(
             bursts[(mti, str(d.data.get("rc", "91")))].append((nth[mti], hrel(a), d.line))
             continue
         nth_crash[mti] += 1
+        defect = _host_defect(a, d, sends)
+        if defect is not None:
+            f = faults.build_fault(defect[0], {"mti": mti, "nth": nth[mti]})
+            plan.append((hrel(a), f))
+            notes.append(
+                f"{hlog.path}:{defect[1]}: {defect[2]}: a host-side fault -> {f.describe()}"
+            )
         if a.line in doubled:
             f = faults.build_fault("host_double_charge", {"mti": mti, "nth": nth[mti]})
             plan.append((hrel(a), f))
@@ -162,6 +170,47 @@ def _host_inference(
                 f"{hlog.path}:{line}: host answered rc {rc} without processing -> {f.describe()}"
             )
     return processing, plan
+
+
+def _host_defect(a: Entry, d: Entry | None, sends: list[Entry]) -> tuple[str, int, str] | None:
+    """A host answer that contradicts the host's own decision: (fault kind, line,
+    what the log shows), or None.
+
+    * a reversal answered RC 00 with no decision at all: the host acknowledged it
+      and never applied it (`host_lose_reversal`) [likely: a host that forgot to log
+      a reversal it did apply would look the same, the batch totals tell them apart];
+    * a charge answered with an RRN other than the one charged
+      (`host_foreign_rrn`) [sure].
+    """
+    mti, stan = a.data["mti"], a.data["stan"]
+    answer = next(
+        (
+            e
+            for e in sends
+            if e.ts_ms >= a.ts_ms
+            and e.data.get("stan") == stan
+            and e.data.get("mti") == mti[:2] + "10"
+        ),
+        None,
+    )
+    if answer is None:
+        return None
+    if d is None and mti == "0400" and answer.data.get("rc") == "00":
+        return (
+            "host_lose_reversal",
+            answer.line,
+            f"reversal of stan {a.data.get('orig_stan', stan)} answered rc 00 with no decision "
+            "logged [likely]",
+        )
+    if d is not None and d.data["action"] == "charge" and answer.ts_ms >= d.ts_ms:
+        rrn, told = d.data.get("rrn", ""), answer.data.get("rrn", "")
+        if rrn and told and told != rrn:
+            return (
+                "host_foreign_rrn",
+                answer.line,
+                f"charged under rrn {rrn} but answered rrn {told} [sure]",
+            )
+    return None
 
 
 def _consumed_runs(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int]]:

@@ -13,6 +13,9 @@ from scenarios.model import (
 
 from .parse import _HOST_ACTION_NAMES, _MS, _MSG_SKIP, _TIMER_KEYS, DEFAULT_START, LOG_VERSION
 
+# A host that lost a reversal answered it without recording anything: no decision.
+_UNLOGGED_ACTIONS = frozenset({"reversal-lost"})
+
 # ---------------------------------------------------------------------------- writing
 
 
@@ -100,7 +103,7 @@ def render_logs(
             host(t, "recv", terminal=rec["msg"].get("terminal_id", tid), **_flat_msg(rec["msg"]))
         elif kind == "send" and rec.get("from") == "host":
             host(t, "send", terminal=rec["msg"].get("terminal_id", tid), **_flat_msg(rec["msg"]))
-        elif kind == "host":
+        elif kind == "host" and rec["action"] not in _UNLOGGED_ACTIONS:
             fields = {
                 k: rec[k]
                 for k in ("rc", "rrn", "amount", "mti", "stan", "key", "detail")
