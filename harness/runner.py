@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.model import INVARIANT_NAMES, Scenario
+from terminal.firmware import FirmwareProtocolError
 
 from .engine import SimClock
 from .invariants import Observations, Violation, check_all
@@ -38,7 +40,9 @@ def firmware_names() -> list[str]:
 
 
 def load_firmware(spec: str) -> FirmwareFactory:
-    """`reference`, `zoo:NAME`, `module:Class` or `path/to/file.py:Class` -> a factory.
+    """`reference`, `zoo:NAME`, `module:Class`, `path/to/file.py:Class` or
+    `exec:COMMAND ARGS...` (a program in any language, docs/firmware-protocol.md)
+    -> a factory.
 
     `module:Class` is imported with the current directory first on the import path,
     as `python -m` would, so a firmware next to the user's scenarios loads without
@@ -57,6 +61,8 @@ def load_firmware(spec: str) -> FirmwareFactory:
             raise UsageError(f"unknown zoo firmware {name!r} (known: {', '.join(ZOO)})")
         cls: Any = ZOO[name]
         return cls  # type: ignore[no-any-return]
+    if spec.startswith("exec:"):
+        return _exec_firmware(spec)
     module, sep, attr = spec.rpartition(":")
     if not sep or not module or not attr:
         raise UsageError(
@@ -70,6 +76,21 @@ def load_firmware(spec: str) -> FirmwareFactory:
     if obj is None or not callable(obj):
         raise UsageError(f"firmware {spec!r}: {module!r} has no class {attr!r}")
     return obj  # type: ignore[no-any-return]
+
+
+def _exec_firmware(spec: str) -> FirmwareFactory:
+    """`exec:COMMAND ARGS...`: a firmware process speaking docs/firmware-protocol.md."""
+    from .exec_firmware import ExecFactory, parse_exec
+
+    try:
+        argv = parse_exec(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    command = argv[0]
+    found = shutil.which(command) if os.sep not in command else command
+    if found is None or not os.access(found, os.X_OK) or os.path.isdir(found):
+        raise UsageError(f"firmware {spec!r}: {command!r} is not an executable program")
+    return ExecFactory(spec)
 
 
 # Files (scenarios, traces, log headers) may come from anyone: a file that names
@@ -293,7 +314,10 @@ def run_with_world(
     )
     obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
     try:
-        world.run()
+        try:
+            world.run()
+        except FirmwareProtocolError as exc:
+            raise UsageError(f"firmware {spec}: {exc}") from None
         violations = check_all(
             obs, world.host, scenario.terminal.id, scenario.expect.settle_within_ms
         )
@@ -305,6 +329,9 @@ def run_with_world(
     finally:
         trace.close()
         world.host.close()
+        close = getattr(factory, "close", None)
+        if close is not None:
+            close()  # an exec: firmware's process ends with its run
     wall_s = time.perf_counter() - started
     judged = judged_as(scenario, firmware)
     problems: list[str] = []

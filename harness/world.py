@@ -60,6 +60,7 @@ from terminal.firmware import (
     Firmware,
     FirmwareConfig,
     FirmwareContractError,
+    FirmwareProtocolError,
     JournalAppend,
     JournalTrim,
     MessageReceived,
@@ -493,6 +494,8 @@ class World:
         try:
             effects = fw.handle(event)
             self._apply(effects)
+        except FirmwareProtocolError:
+            raise  # no verdict: the run stops with the protocol error
         except Exception as exc:  # a firmware bug must not stop the world
             self._crash(exc)
         return None
@@ -651,6 +654,8 @@ class World:
         self.emit("power", {"state": "on"})
         try:
             self.fw = self.factory(self.fw_config)
+        except FirmwareProtocolError:
+            raise
         except Exception as exc:
             self.fw = None
             self.crashes += 1

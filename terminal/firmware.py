@@ -244,4 +244,9 @@ class FirmwareContractError(Exception):
     """A firmware broke the contract (returned something that is not an Effect)."""
 
 
+class FirmwareProtocolError(Exception):
+    """An out-of-process firmware broke the pipe protocol (a bad line, an unknown
+    effect, no answer in time): the run cannot go on and gets no verdict."""
+
+
 EFFECT_TYPES = (Send, SetTimer, CancelTimer, JournalAppend, JournalTrim, Print, Display)
