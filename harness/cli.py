@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--firmware",
-        help="reference | zoo:NAME | module:Class (default: each file's own firmware); "
+        help="reference | zoo:NAME | module:Class | file.py:Class | 'exec:COMMAND ARGS' "
+        "(default: each file's own firmware); "
         "a recorded incident run with another firmware is judged FIXED or STILL FAILING",
     )
     r.add_argument("--seed", type=int, help="override every scenario's seed (default: the file's)")
@@ -405,7 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status:\n  0  no violation found;  1  a violation was found, shrunk and "
         "written;\n  2  bad usage",
     )
-    fz.add_argument("--firmware", default="reference", help="reference | zoo:NAME | module:Class")
+    fz.add_argument(
+        "--firmware",
+        default="reference",
+        help="reference | zoo:NAME | module:Class | file.py:Class | 'exec:COMMAND ARGS'",
+    )
     limit = fz.add_mutually_exclusive_group()
     limit.add_argument(
         "--budget", type=float, metavar="SECONDS", help="stop after this much wall time"

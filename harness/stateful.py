@@ -183,7 +183,8 @@ class PosWorldMachine(RuleBasedStateMachine):
 
 
 def machine_for(firmware: str) -> type[PosWorldMachine]:
-    """A state machine class for `firmware` (reference, zoo:NAME or module:Class)."""
+    """A state machine class for `firmware` (reference, zoo:NAME, module:Class or
+    exec:COMMAND)."""
     load_firmware(firmware)  # fail early on a bad spec
     name = "Machine_" + "".join(c if c.isalnum() else "_" for c in firmware)
     return type(name, (PosWorldMachine,), {"firmware": firmware})

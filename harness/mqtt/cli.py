@@ -50,7 +50,9 @@ def register(sub: Any) -> None:
     run.add_argument(
         "--broker", help="mqtt://[user:pass@]host:port (default: private broker with an acquirer)"
     )
-    run.add_argument("--firmware", default="reference", help="reference, zoo:NAME, module:Class")
+    run.add_argument(
+        "--firmware", default="reference", help="reference, zoo:NAME, module:Class, exec:COMMAND"
+    )
     run.add_argument("--id", default="T0001", help="terminal id (default T0001)")
     run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
     run.add_argument("--codec", choices=CODECS, default="iso8583")
@@ -72,7 +74,7 @@ def register(sub: Any) -> None:
     fl.add_argument(
         "--firmware",
         default="reference",
-        help="every terminal's firmware: reference, zoo:NAME, module:Class",
+        help="every terminal's firmware: reference, zoo:NAME, module:Class, exec:COMMAND",
     )
     fl.add_argument(
         "--volatile-journal",
