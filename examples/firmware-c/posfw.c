@@ -1,0 +1,358 @@
+/* posfw.c: the exec: pipe protocol loop and codecs (see posfw.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "posfw.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LINE_MAX_BYTES (16u << 20) /* a Boot line carries the whole journal */
+
+struct posfw_out {
+    cJSON *effects;
+};
+
+static void die(const char *what) {
+    fprintf(stderr, "posfw: %s\n", what);
+    exit(2);
+}
+
+static cJSON *int_node(long long value) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", value); /* exact: cJSON numbers are doubles */
+    cJSON *node = cJSON_CreateRaw(buf);
+    if (node == NULL) die("out of memory");
+    return node;
+}
+
+static void add(cJSON *obj, const char *key, cJSON *value) {
+    if (value == NULL || !cJSON_AddItemToObject(obj, key, value)) die("out of memory");
+}
+
+static void copy_str(char *dst, size_t size, const char *src) {
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+/* ------------------------------------------------------------ reading */
+
+static bool get_int(const cJSON *obj, const char *key, long long *value) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(item)) return false;
+    *value = (long long)item->valuedouble;
+    return true;
+}
+
+static void get_str(const cJSON *obj, const char *key, char *buf, size_t size) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    copy_str(buf, size, cJSON_IsString(item) ? item->valuestring : "");
+}
+
+void posfw_message_init(posfw_message *msg, const char *mti) {
+    memset(msg, 0, sizeof *msg);
+    copy_str(msg->mti, sizeof msg->mti, mti);
+    copy_str(msg->processing_code, sizeof msg->processing_code, "000000");
+    copy_str(msg->currency, sizeof msg->currency, "978");
+}
+
+static void read_message(const cJSON *m, posfw_message *msg) {
+    char mti[8];
+    get_str(m, "mti", mti, sizeof mti);
+    posfw_message_init(msg, mti);
+    get_str(m, "terminal_id", msg->terminal_id, sizeof msg->terminal_id);
+    get_str(m, "merchant_id", msg->merchant_id, sizeof msg->merchant_id);
+    get_int(m, "stan", &msg->stan);
+    get_str(m, "pan", msg->pan, sizeof msg->pan);
+    if (cJSON_GetObjectItemCaseSensitive(m, "processing_code"))
+        get_str(m, "processing_code", msg->processing_code, sizeof msg->processing_code);
+    get_int(m, "amount", &msg->amount);
+    if (cJSON_GetObjectItemCaseSensitive(m, "currency"))
+        get_str(m, "currency", msg->currency, sizeof msg->currency);
+    get_str(m, "rrn", msg->rrn, sizeof msg->rrn);
+    get_str(m, "rc", msg->rc, sizeof msg->rc);
+    get_str(m, "auth_code", msg->auth_code, sizeof msg->auth_code);
+    get_str(m, "idem_key", msg->idem_key, sizeof msg->idem_key);
+    msg->repeat = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "repeat"));
+    get_int(m, "orig_stan", &msg->orig_stan);
+    get_str(m, "orig_key", msg->orig_key, sizeof msg->orig_key);
+    get_int(m, "debit_count", &msg->debit_count);
+    get_int(m, "debit_amount", &msg->debit_amount);
+    get_int(m, "credit_count", &msg->credit_count);
+    get_int(m, "credit_amount", &msg->credit_amount);
+    get_int(m, "batch_no", &msg->batch_no);
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(m, "items");
+    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
+    if (n > 0) {
+        msg->items = calloc((size_t)n, sizeof *msg->items);
+        if (msg->items == NULL) die("out of memory");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, items) {
+            posfw_item *item = &msg->items[msg->n_items++];
+            const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1),
+                        *c = cJSON_GetArrayItem(it, 2);
+            item->stan = cJSON_IsNumber(a) ? (long long)a->valuedouble : 0;
+            item->amount = cJSON_IsNumber(b) ? (long long)b->valuedouble : 0;
+            copy_str(item->rrn, sizeof item->rrn, cJSON_IsString(c) ? c->valuestring : "");
+        }
+    }
+}
+
+static void read_config(const cJSON *c, posfw_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    get_str(c, "terminal_id", cfg->terminal_id, sizeof cfg->terminal_id);
+    get_str(c, "merchant_id", cfg->merchant_id, sizeof cfg->merchant_id);
+    get_int(c, "response_timeout_ms", &cfg->response_timeout_ms);
+    get_int(c, "max_sends", &cfg->max_sends);
+    get_int(c, "reversal_max_tries", &cfg->reversal_max_tries);
+    get_int(c, "debounce_ms", &cfg->debounce_ms);
+    get_int(c, "amount_max", &cfg->amount_max);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(c, "reversal_backoff_ms"), *it;
+    cJSON_ArrayForEach(it, b) {
+        if (cfg->n_reversal_backoff < 16 && cJSON_IsNumber(it))
+            cfg->reversal_backoff_ms[cfg->n_reversal_backoff++] = (long long)it->valuedouble;
+    }
+}
+
+static posfw_event_type event_type(const char *type) {
+    static const struct {
+        const char *name;
+        posfw_event_type type;
+    } names[] = {
+        {"Boot", POSFW_BOOT},
+        {"AmountKeyed", POSFW_AMOUNT_KEYED},
+        {"ConfirmPressed", POSFW_CONFIRM},
+        {"CancelPressed", POSFW_CANCEL},
+        {"CardPresented", POSFW_CARD},
+        {"MessageReceived", POSFW_MESSAGE},
+        {"TimerExpired", POSFW_TIMER},
+        {"PrintFinished", POSFW_PRINT_FINISHED},
+        {"ReprintRequested", POSFW_REPRINT},
+        {"BatchCloseRequested", POSFW_BATCH_CLOSE},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(names[i].name, type) == 0) return names[i].type;
+    return POSFW_UNKNOWN;
+}
+
+static void read_event(const cJSON *obj, posfw_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    get_int(obj, "n", &ev->n);
+    char type[32];
+    get_str(obj, "type", type, sizeof type);
+    ev->type = event_type(type);
+    switch (ev->type) {
+    case POSFW_BOOT:
+        ev->journal = cJSON_GetObjectItemCaseSensitive(obj, "journal");
+        get_str(obj, "nonce", ev->nonce, sizeof ev->nonce);
+        break;
+    case POSFW_AMOUNT_KEYED: {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "amount");
+        ev->amount_is_int = cJSON_IsNumber(a) && a->valuedouble == (double)(long long)a->valuedouble;
+        ev->amount = cJSON_IsNumber(a) ? (long long)a->valuedouble : 0;
+        break;
+    }
+    case POSFW_CARD:
+        get_str(obj, "pan", ev->pan, sizeof ev->pan);
+        break;
+    case POSFW_MESSAGE:
+        read_message(cJSON_GetObjectItemCaseSensitive(obj, "message"), &ev->message);
+        ev->mac_ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "mac_ok"));
+        break;
+    case POSFW_TIMER:
+        get_str(obj, "name", ev->name, sizeof ev->name);
+        break;
+    case POSFW_PRINT_FINISHED:
+        get_str(obj, "job_id", ev->job_id, sizeof ev->job_id);
+        get_str(obj, "status", ev->status, sizeof ev->status);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------ effects */
+
+static cJSON *effect(posfw_out *out, const char *type) {
+    cJSON *e = cJSON_CreateObject();
+    if (e == NULL) die("out of memory");
+    add(e, "type", cJSON_CreateString(type));
+    if (!cJSON_AddItemToArray(out->effects, e)) die("out of memory");
+    return e;
+}
+
+static void set_str_if(cJSON *obj, const char *key, const char *value) {
+    if (value[0]) add(obj, key, cJSON_CreateString(value));
+}
+
+void posfw_send(posfw_out *out, const posfw_message *msg) {
+    cJSON *m = cJSON_CreateObject();
+    if (m == NULL) die("out of memory");
+    add(m, "mti", cJSON_CreateString(msg->mti));
+    add(m, "terminal_id", cJSON_CreateString(msg->terminal_id));
+    add(m, "merchant_id", cJSON_CreateString(msg->merchant_id));
+    add(m, "stan", int_node(msg->stan));
+    set_str_if(m, "pan", msg->pan);
+    add(m, "processing_code", cJSON_CreateString(msg->processing_code));
+    if (msg->amount) add(m, "amount", int_node(msg->amount));
+    add(m, "currency", cJSON_CreateString(msg->currency));
+    set_str_if(m, "idem_key", msg->idem_key);
+    if (msg->repeat) add(m, "repeat", cJSON_CreateTrue());
+    if (msg->orig_stan) add(m, "orig_stan", int_node(msg->orig_stan));
+    set_str_if(m, "orig_key", msg->orig_key);
+    if (msg->debit_count) add(m, "debit_count", int_node(msg->debit_count));
+    if (msg->debit_amount) add(m, "debit_amount", int_node(msg->debit_amount));
+    if (msg->batch_no) add(m, "batch_no", int_node(msg->batch_no));
+    if (msg->n_items) {
+        cJSON *items = cJSON_CreateArray();
+        if (items == NULL) die("out of memory");
+        for (size_t i = 0; i < msg->n_items; i++) {
+            cJSON *it = cJSON_CreateArray();
+            if (it == NULL) die("out of memory");
+            cJSON_AddItemToArray(it, int_node(msg->items[i].stan));
+            cJSON_AddItemToArray(it, int_node(msg->items[i].amount));
+            cJSON_AddItemToArray(it, cJSON_CreateString(msg->items[i].rrn));
+            cJSON_AddItemToArray(items, it);
+        }
+        add(m, "items", items);
+    }
+    add(effect(out, "Send"), "message", m);
+}
+
+void posfw_set_timer(posfw_out *out, const char *name, long long delay_ms) {
+    cJSON *e = effect(out, "SetTimer");
+    add(e, "name", cJSON_CreateString(name));
+    add(e, "delay_ms", int_node(delay_ms));
+}
+
+void posfw_cancel_timer(posfw_out *out, const char *name) {
+    add(effect(out, "CancelTimer"), "name", cJSON_CreateString(name));
+}
+
+void posfw_journal(posfw_out *out, cJSON *record) {
+    add(effect(out, "JournalAppend"), "record", record);
+}
+
+void posfw_journal_before_last(posfw_out *out, cJSON *record) {
+    int n = cJSON_GetArraySize(out->effects);
+    cJSON *last = n > 0 ? cJSON_DetachItemFromArray(out->effects, n - 1) : NULL;
+    posfw_journal(out, record);
+    if (last != NULL && !cJSON_AddItemToArray(out->effects, last)) die("out of memory");
+}
+
+void posfw_trim(posfw_out *out, long long count) {
+    add(effect(out, "JournalTrim"), "count", int_node(count));
+}
+
+void posfw_print(posfw_out *out, const char *job_id, const posfw_receipt *r) {
+    cJSON *e = effect(out, "Print");
+    add(e, "job_id", cJSON_CreateString(job_id));
+    cJSON *rc = cJSON_CreateObject();
+    if (rc == NULL) die("out of memory");
+    add(rc, "status", cJSON_CreateString(r->status));
+    add(rc, "amount", int_node(r->amount));
+    add(rc, "rrn", cJSON_CreateString(r->rrn));
+    add(rc, "stan", int_node(r->stan));
+    add(rc, "pan_last4", cJSON_CreateString(r->pan_last4));
+    add(rc, "auth_code", cJSON_CreateString(r->auth_code));
+    add(rc, "idem_key", cJSON_CreateString(r->idem_key));
+    add(rc, "copy", cJSON_CreateBool(r->copy));
+    add(e, "receipt", rc);
+}
+
+void posfw_display(posfw_out *out, const char *outcome, const char *text, const char *rrn) {
+    cJSON *e = effect(out, "Display");
+    add(e, "outcome", cJSON_CreateString(outcome));
+    add(e, "text", cJSON_CreateString(text ? text : ""));
+    add(e, "rrn", cJSON_CreateString(rrn ? rrn : ""));
+}
+
+/* ------------------------------------------------------------ journal records */
+
+cJSON *posfw_record(const char *type) {
+    cJSON *r = cJSON_CreateObject();
+    if (r == NULL) die("out of memory");
+    add(r, "type", cJSON_CreateString(type));
+    return r;
+}
+
+void posfw_rec_set_str(cJSON *record, const char *key, const char *value) {
+    add(record, key, cJSON_CreateString(value));
+}
+
+void posfw_rec_set_int(cJSON *record, const char *key, long long value) {
+    add(record, key, int_node(value));
+}
+
+bool posfw_rec_get_str(const cJSON *record, const char *key, char *buf, size_t size) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(record, key);
+    if (!cJSON_IsString(item) || strlen(item->valuestring) >= size) return false;
+    copy_str(buf, size, item->valuestring);
+    return true;
+}
+
+bool posfw_rec_get_int(const cJSON *record, const char *key, long long *value) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(record, key);
+    if (cJSON_IsNumber(item)) {
+        *value = (long long)item->valuedouble;
+        return item->valuedouble == (double)*value;
+    }
+    if (cJSON_IsString(item) && item->valuestring[0]) { /* Python's int("12") */
+        char *end = NULL;
+        *value = strtoll(item->valuestring, &end, 10);
+        return end != NULL && *end == '\0';
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void write_line(cJSON *obj) {
+    char *text = cJSON_PrintUnformatted(obj);
+    if (text == NULL) die("out of memory");
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    cJSON_free(text);
+}
+
+int posfw_main(const posfw_firmware *fw) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    bool greeted = false;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        if ((size_t)len > LINE_MAX_BYTES) die("an input line over 16 MiB");
+        cJSON *obj = cJSON_ParseWithLength(line, (size_t)len);
+        if (obj == NULL) die("not a JSON line");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "type");
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "hello") == 0) {
+            posfw_config cfg;
+            read_config(cJSON_GetObjectItemCaseSensitive(obj, "config"), &cfg);
+            fw->init(&cfg);
+            greeted = true;
+            cJSON *hello = cJSON_CreateObject();
+            add(hello, "type", cJSON_CreateString("hello"));
+            add(hello, "protocol", int_node(POSFW_PROTOCOL));
+            add(hello, "name", cJSON_CreateString(fw->name));
+            add(hello, "version", cJSON_CreateString(fw->version));
+            write_line(hello);
+            cJSON_Delete(hello);
+            cJSON_Delete(obj);
+            continue;
+        }
+        if (!greeted) die("an event before hello");
+        posfw_event ev;
+        read_event(obj, &ev);
+        posfw_out out = {cJSON_CreateArray()};
+        if (out.effects == NULL) die("out of memory");
+        fw->handle(&ev, &out);
+        cJSON *answer = cJSON_CreateObject();
+        add(answer, "n", int_node(ev.n));
+        add(answer, "effects", out.effects);
+        write_line(answer);
+        cJSON_Delete(answer);
+        free(ev.message.items);
+        cJSON_Delete(obj);
+    }
+    free(line);
+    return 0;
+}
