@@ -42,6 +42,7 @@ from .runner import (
     load_firmware,
     plural,
     run_scenario,
+    run_twice,
     unique_trace_path,
 )
 
@@ -179,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run: Callable[..., RunResult] = run_scenario
     if args.transport == "mqtt":
         run = _mqtt_runner(args.time_scale)
+    if args.check_determinism:
+        run = functools.partial(run_twice, run=run)
     console = make_console()
     results = _run_all(scenarios, run, args, trace_dir, bad, console)
     results_table(results, console, bad)
@@ -381,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="override every scenario's seed (default: the file's)")
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--trace-dir", metavar="DIR", help="write one JSON-lines trace per scenario")
+    r.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="run each scenario twice and fail it where the traces differ, naming the "
+        "first firmware answer that differs (for exec: and module:Class firmwares)",
+    )
     r.add_argument(
         "--report",
         metavar="DIR",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -371,3 +372,58 @@ def run_with_world(
         judged=judged,
         notes=notes,
     )
+
+
+def run_twice(
+    scenario: Scenario,
+    firmware: str | None = None,
+    *,
+    seed: int | None = None,
+    trace_path: Path | None = None,
+    run: Callable[..., RunResult] | None = None,
+) -> RunResult:
+    """`run --check-determinism`: run `scenario` twice and compare the traces; a
+    difference is a problem naming the first input after which they part."""
+    import tempfile
+
+    run = run or run_scenario
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = Path(tmp) / "a.jsonl", Path(tmp) / "b.jsonl"
+        first = run(scenario, firmware, seed=seed, trace_path=a)
+        run(scenario, firmware, seed=seed, trace_path=b)
+        difference = first_difference(
+            a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
+        )
+        if trace_path is not None:
+            shutil.copyfile(a, trace_path)
+            first.trace_path = trace_path
+    if difference:
+        first.problems.append(f"not deterministic: {difference}")
+    return first
+
+
+def first_difference(a: list[str], b: list[str]) -> str:
+    """Where two traces of one run part, in words ("" when they are equal)."""
+    last_input = "the start"
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            rx, ry = json.loads(x), json.loads(y)
+            return (
+                f"the two runs part at trace line {i + 1}, after {last_input}: "
+                f"{_gist(rx)} vs {_gist(ry)}"
+            )
+        rec = json.loads(x)
+        if rec.get("kind") == "input":
+            last_input = f"event {rec.get('event')} at t={rec.get('t_ms')} ms"
+        elif rec.get("kind") == "deliver" and rec.get("to") == "terminal":
+            last_input = f"a message at t={rec.get('t_ms')} ms"
+    if len(a) != len(b):
+        return f"one run has {len(a)} trace lines, the other {len(b)}"
+    return ""
+
+
+def _gist(rec: dict[str, Any]) -> str:
+    body = {k: v for k, v in rec.items() if k not in ("seq", "t_ms", "kind")}
+    text = json.dumps(body, separators=(",", ":"))
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{rec.get('kind')} at t={rec.get('t_ms')} ms {text}"

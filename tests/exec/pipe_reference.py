@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -113,6 +114,10 @@ def main() -> None:
         assert fw is not None
         n = obj["n"]
         effects = [effect_out(e) for e in fw.handle(event_of(obj))]
+        if flaw == "clock":  # reads the wall clock: timers differ from run to run
+            for e in effects:
+                if e["type"] == "SetTimer":
+                    e["delay_ms"] += time.time_ns() % 997
         out = {"n": n, "effects": effects}
         line = json.dumps(out)
         if n == 3 and flaw:

@@ -118,3 +118,21 @@ def test_replay_of_an_exec_trace_is_byte_identical(tmp_path: Path) -> None:
     code, out, err = _cli("replay", str(trace), "--allow-external-firmware")
     assert code == 0, out + err
     assert out.startswith("reproduced byte for byte")
+
+
+def test_check_determinism_names_where_a_firmware_reading_the_clock_parts(
+    tmp_path: Path,
+) -> None:
+    code, out, _ = _cli(
+        "run",
+        "scenarios/incidents/fault-drop.toml",
+        "--firmware",
+        f"{PIPE} clock",
+        "--check-determinism",
+    )
+    assert code == 1
+    assert "not deterministic: the two runs part at trace line" in out
+    code, out, _ = _cli(
+        "run", "scenarios/incidents/fault-drop.toml", "--firmware", PIPE, "--check-determinism"
+    )
+    assert code == 0, out
