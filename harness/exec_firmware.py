@@ -171,6 +171,7 @@ class ExecFirmware:
         self.key = config.mac_key
         self.n = 0
         self.process = ExecProcess(argv, timeout_s)
+        weakref.finalize(self, ExecProcess.kill, self.process)  # dropped: ended
         try:
             answer = self.process.exchange(hello(config), "hello")
         except FirmwareExited as exc:
@@ -180,6 +181,10 @@ class ExecFirmware:
         except WireError as exc:
             self.process.kill()
             raise FirmwareProtocolError(f"hello: {exc}") from None
+
+    def close(self) -> None:
+        """The power went off: SIGKILL the process (the world calls this)."""
+        self.process.kill()
 
     def handle(self, event: Event) -> Sequence[Effect]:
         self.n += 1
@@ -203,31 +208,23 @@ def _json(line: bytes) -> object:
 
 
 class ExecFactory:
-    """What `load_firmware('exec:...')` returns: each call (a power-on) kills the
-    previous process, if any, and starts a new one."""
+    """What `load_firmware('exec:...')` returns: each call (a power-on, or one more
+    terminal of a fleet) starts a process of its own; `close` ends them all."""
 
     def __init__(self, spec: str, timeout_s: float | None = None) -> None:
         self.spec = spec
         self.argv = parse_exec(spec)
         self.timeout_s = timeout_s or _timeout_s()
-        self.current: ExecFirmware | None = None
-        weakref.finalize(self, _kill_all_of, self.__dict__)
+        self.started: weakref.WeakSet[ExecFirmware] = weakref.WeakSet()
 
     def __call__(self, config: FirmwareConfig) -> ExecFirmware:
-        self.close()
-        self.current = ExecFirmware(self.argv, config, self.timeout_s)
-        return self.current
+        fw = ExecFirmware(self.argv, config, self.timeout_s)
+        self.started.add(fw)
+        return fw
 
     def close(self) -> None:
-        if self.current is not None:
-            self.current.process.kill()
-            self.current = None
-
-
-def _kill_all_of(state: dict[str, object]) -> None:
-    fw = state.get("current")
-    if isinstance(fw, ExecFirmware):
-        fw.process.kill()
+        for fw in list(self.started):
+            fw.close()
 
 
 @atexit.register

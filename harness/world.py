@@ -641,6 +641,9 @@ class World:
         if not self.powered:
             return
         self.powered = False
+        close = getattr(self.fw, "close", None)
+        if close is not None:
+            close()  # an exec: firmware's process dies with the power
         self.fw = None
         self.epoch += 1
         self.timers.clear()

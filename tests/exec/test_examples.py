@@ -106,3 +106,22 @@ def test_a_correct_build_survives_a_fuzz_budget(tmp_path: Path) -> None:
     with redirect_stdout(out), redirect_stderr(err):
         code = main(["fuzz", "--firmware", _spec("c"), "--examples", "60", "--out", str(tmp_path)])
     assert code == 0, out.getvalue() + err.getvalue()
+
+
+def test_the_c_example_runs_a_fleet_over_mqtt(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same exec: firmware over the real transport: four terminals, one process
+    each, every purchase approved and every invariant judged from the host's books."""
+    import json
+
+    from harness.mqtt.broker import SETUP_HINT, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip(SETUP_HINT)
+    spec = _spec("c")
+    args = ["fleet", "--terminals", "4", "--rate", "20", "--duration", "1", "--json"]
+    code = main([*args, "--firmware", spec])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0, report
+    assert report["invariants_ok"] is True
+    assert report["offered"] == report["completed"] == 20
+    assert report["outcomes"] == {"approved": 20}
