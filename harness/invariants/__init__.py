@@ -22,7 +22,18 @@ from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
 from .judges import DESCRIPTIONS, judge_intent, judge_receipt, judge_run
-from .model import LIVENESS, SAFETY, IntentBooks, IntentObs, Violation, intended, money
+from .model import (
+    FINALS_KEPT_MAX,
+    LIVENESS,
+    SAFETY,
+    IntentBooks,
+    IntentObs,
+    Shown,
+    Violation,
+    intended,
+    money,
+)
+from .reboots import OwedReceipts, record_rrn
 
 __all__ = [
     "DESCRIPTIONS",
@@ -34,6 +45,7 @@ __all__ = [
     "IntentBooks",
     "IntentObs",
     "Observations",
+    "Shown",
     "Violation",
     "check_all",
     "intended",
@@ -73,8 +85,12 @@ class Observations:
         self.stan_intent: dict[int, int] = {}
         self.send_seq_by_key: dict[str, int] = {}
         self.host_seq_by_rrn: dict[str, int] = {}
+        # rrn -> the intent whose request the host charged under it (when it did).
+        self.rrn_owner: dict[str, int] = {}
         self.printed: dict[str, int] = {}  # rrn -> seq of an ok print of an approved receipt
-        self.receipts: deque[tuple[int, int, dict[str, Any]]] = deque()  # seq, t_ms, receipt
+        # seq, t_ms, receipt, the intent it was printed for (by its key; 0 = unknown)
+        self.receipts: deque[tuple[int, int, dict[str, Any], int]] = deque()
+        self.owed = OwedReceipts()
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -94,6 +110,8 @@ class Observations:
             "host": self._host,
             "display": self._display,
             "print": self._print,
+            "print_start": self._print_start,
+            "cashier": self._cashier,
             "fault": self._fault,
             "power": self._power,
             "host_down": self._fault,
@@ -107,7 +125,10 @@ class Observations:
         self.settle_within_ms = settle_within_ms
 
     def observe(self, rec: Record) -> None:
-        handler = self._dispatch.get(rec["kind"])
+        kind = rec["kind"]
+        if self.owed.window is not None:
+            self.owed.before(kind)
+        handler = self._dispatch.get(kind)
         if handler is not None:
             handler(rec)
 
@@ -124,10 +145,23 @@ class Observations:
             self.settle(rec["t_ms"] - HORIZON_MS)
 
     def _input(self, rec: Record) -> None:
-        if rec["event"] == "amount_keyed" and "intent" in rec:
+        event = rec["event"]
+        if event == "amount_keyed" and "intent" in rec:
             obs = self.intents.get(rec["intent"])
             if obs is not None:
                 obs.keyed = rec["amount"]
+        elif event == "boot":
+            self.owed.boot(rec["seq"])
+
+    def _cashier(self, rec: Record) -> None:
+        # A retry after a FAILED display: the customer did not leave with it.
+        if rec["action"] == "retry" and "intent" in rec:
+            obs = self.intents.get(rec["intent"])
+            if obs is not None and obs.finals:
+                obs.finals[-1].retried = True
+
+    def _print_start(self, rec: Record) -> None:
+        self.owed.print_start(rec["job"])
 
     def _send(self, rec: Record) -> None:
         if rec["from"] != "terminal":
@@ -138,7 +172,9 @@ class Observations:
         n = rec.get("intent", 0)
         obs = self.intents.get(n)
         key = msg.get("idem_key", "")
-        if key and key not in self.key_intent:
+        if key and self.key_intent.get(key) != n:
+            # New, or reused by another intent (the world re-attributes a fresh
+            # request reusing a key to the intent in progress).
             self.key_intent[key] = n
             self.send_seq_by_key[key] = rec["seq"]
             if obs is not None:
@@ -178,12 +214,20 @@ class Observations:
         rrn = rec.get("rrn")
         if rrn and rec["action"] in ("charge", "charge-no-reply", "refund"):
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
+            if rec.get("mti") == MTI_PURCHASE and rrn not in self.rrn_owner:
+                key = rec.get("key", "")
+                n = self.key_intent.get(key) if key else self.stan_intent.get(rec["stan"])
+                if n is not None:
+                    self.rrn_owner[rrn] = n
 
     def _display(self, rec: Record) -> None:
         outcome = rec["outcome"]
-        if outcome == "receipt-pending" and rec.get("rrn"):
-            self.pending_seq[rec["rrn"]] = rec["seq"]
+        rrn = rec.get("rrn", "")
+        if outcome == "receipt-pending" and rrn:
+            self.pending_seq[rrn] = rec["seq"]
         n = rec.get("intent")
+        if rrn:
+            self.owed.display(outcome, rrn, rec["seq"], n or 0)
         obs = self.intents.get(n) if n is not None else None
         if obs is None:
             return
@@ -192,13 +236,19 @@ class Observations:
             obs.final = outcome
             obs.final_ms = rec["t_ms"]
             obs.final_seq = rec["seq"]
+            if len(obs.finals) < FINALS_KEPT_MAX:
+                obs.finals.append(Shown(outcome, rec["seq"], rec["t_ms"], rrn))
 
     def _print(self, rec: Record) -> None:
-        if rec["status"] != "ok":
+        ok = rec["status"] == "ok"
+        self.owed.printed(rec["job"], record_rrn(rec), ok)
+        if not ok:
             return
         receipt = rec["receipt"]
         if receipt.get("status") == "approved":
-            self.receipts.append((rec["seq"], rec["t_ms"], receipt))
+            key = receipt.get("idem_key", "")
+            n = self.key_intent.get(key, 0) if key else 0
+            self.receipts.append((rec["seq"], rec["t_ms"], receipt, n))
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
@@ -207,6 +257,8 @@ class Observations:
         self.last_fault_seq = rec["seq"]
 
     def _power(self, rec: Record) -> None:
+        if rec["state"] == "off":
+            self.owed.power_off()
         if rec["state"] == "on" and rec["seq"] > 1:
             self.last_fault_ms = max(self.last_fault_ms, rec["t_ms"])
 
@@ -219,6 +271,11 @@ class Observations:
     # -------------------------------------------------------------- attribution
 
     def intent_of(self, txn: HostTxn) -> int:
+        """The intent a host transaction belongs to: the one whose request the host
+        charged (a key reused by a later intent does not move an earlier charge)."""
+        n = self.rrn_owner.get(txn.rrn)
+        if n is not None:
+            return n
         # A host_double_charge twin carries its original's key plus a suffix.
         key = txn.idem_key.removesuffix(HostDoubleCharge.TWIN_SUFFIX)
         if key and key in self.key_intent:
@@ -256,8 +313,8 @@ class Observations:
                 self._book(self.books, txn)
             self.txn_cursor = batch[-1].id
         while self.receipts and self.receipts[0][1] < before_ms:
-            seq, _, receipt = self.receipts.popleft()
-            self._judge_receipt(seq, receipt)
+            seq, _, receipt, n = self.receipts.popleft()
+            self._judge_receipt(seq, receipt, n)
         for n in list(self.intents):
             o = self.intents[n]
             if not o.final or o.final_ms >= before_ms:
@@ -270,8 +327,9 @@ class Observations:
     def _forget(self, o: IntentObs, b: IntentBooks) -> None:
         del self.intents[o.intent]
         for key in o.keys:
-            self.key_intent.pop(key, None)
-            self.send_seq_by_key.pop(key, None)
+            if self.key_intent.get(key) == o.intent:
+                del self.key_intent[key]
+                self.send_seq_by_key.pop(key, None)
         for stan in o.stans:
             if self.stan_intent.get(stan) == o.intent:
                 del self.stan_intent[stan]
@@ -279,14 +337,14 @@ class Observations:
             self.printed.pop(rrn, None)
             self.pending_seq.pop(rrn, None)
             self.host_seq_by_rrn.pop(rrn, None)
+            self.rrn_owner.pop(rrn, None)
+            self.owed.forget(rrn)
 
-    def _judge_receipt(self, seq: int, receipt: dict[str, Any]) -> None:
+    def _judge_receipt(self, seq: int, receipt: dict[str, Any], n: int) -> None:
         assert self.host is not None
         rrn = receipt.get("rrn", "")
         txn = self.host.transaction_by_rrn(rrn) if rrn else None
-        if txn is not None and txn.terminal_id != self.terminal_id:
-            txn = None
-        for v in judge_receipt(self, seq, receipt, txn):
+        for v in judge_receipt(self, seq, receipt, txn, n):
             self._add(v)
 
     def evaluate(self) -> dict[str, list[Violation]]:
@@ -306,13 +364,13 @@ class Observations:
             for txn in batch:
                 self._book(books, txn)
             cursor = batch[-1].id
-        for seq, _, receipt in self.receipts:
+        for seq, _, receipt, n in self.receipts:
             rrn = receipt.get("rrn", "")
             found = host.transaction_by_rrn(rrn) if rrn else None
-            if found is not None and found.terminal_id != self.terminal_id:
-                found = None
-            for v in judge_receipt(self, seq, receipt, found):
+            for v in judge_receipt(self, seq, receipt, found, n):
                 out[v.invariant].append(v)
+        for v in self.owed.violations(self.pending_seq, self.rrn_owner):
+            out[v.invariant].append(v)
         for n, o in self.intents.items():
             for v in judge_intent(self, o, books.get(n) or IntentBooks()):
                 out[v.invariant].append(v)

@@ -31,18 +31,23 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 (o.seq, *_seqs_for(obs, b.live)),
             )
         )
-    if o.final in ("declined", "failed") and b.net > 0:
+    failed = [f for f in o.accepted() if f.outcome in ("declined", "failed")]
+    if failed and b.net > 0:
+        # Every answer the customer left with is judged, not only the last: a later
+        # display (a late APPROVED, a boot message) does not undo what they were told.
+        f = failed[0]
         out.append(
             Violation(
                 "no-charge-on-failure",
-                f"intent {n} was shown {o.final.upper()} but the host kept "
+                f"intent {n} was shown {f.outcome.upper()} but the host kept "
                 f"{money(b.net)} (rrn {', '.join(t.rrn for t in b.live)}).",
                 n,
                 tuple(t.rrn for t in b.live),
-                (o.final_seq, *_seqs_for(obs, b.live)),
+                (f.seq, *_seqs_for(obs, b.live)),
             )
         )
-    if o.final == "approved":
+    out += _judge_approvals(obs, o, b)
+    if o.shown_approved():
         for txn in b.live:
             if txn.rrn in obs.printed or txn.rrn in obs.pending_seq:
                 continue  # printed, or visibly pending: a reprint completes it
@@ -82,12 +87,81 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
     return out
 
 
+def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violation]:
+    """`approved-means-charged`: every APPROVED display of an intent is backed by a
+    live (approved, not reversed) host purchase of that intent, the one it names;
+    the amount it was approved for is the amount entered (`amount-integrity`)."""
+    out: list[Violation] = []
+    n = o.intent
+    want = intended(o)
+    live = {t.rrn: t for t in b.live}
+    for f in o.finals:
+        if f.outcome != "approved":
+            continue
+        txn = live.get(f.rrn) if f.rrn else (b.live[0] if b.live else None)
+        if txn is None:
+            out.append(
+                Violation(
+                    "approved-means-charged",
+                    f"intent {n} was shown APPROVED"
+                    + (f" (rrn {f.rrn})" if f.rrn else "")
+                    + f" but {_no_charge_because(obs, n, f.rrn, b)}.",
+                    n,
+                    (f.rrn,) if f.rrn else (),
+                    (f.seq, *_seqs_for(obs, b.live)),
+                )
+            )
+        elif txn.amount != want:
+            out.append(
+                Violation(
+                    "amount-integrity",
+                    f"intent {n} was shown APPROVED for the {money(want)} entered but "
+                    f"the host charged {money(txn.amount)} (rrn {txn.rrn}).",
+                    n,
+                    (txn.rrn,),
+                    (f.seq, *_seqs_for(obs, [txn])),
+                )
+            )
+        if len(out) >= 2:
+            break  # one flip-flopping intent says enough in two sentences
+    return out
+
+
+def _no_charge_because(obs: Observations, n: int, rrn: str, b: IntentBooks) -> str:
+    """Why an APPROVED display has no live charge of its intent behind it."""
+    if not rrn:
+        return "the host holds no live charge for it"
+    txn = obs.host.transaction_by_rrn(rrn) if obs.host is not None else None
+    if txn is None:
+        return "the host has no transaction with that rrn"
+    if txn.terminal_id != obs.terminal_id:
+        return f"rrn {rrn} belongs to terminal {txn.terminal_id}"
+    owner = obs.intent_of(txn)
+    if owner != n:
+        whose = f"intent {owner}'s" if owner else "another sale's"
+        return f"rrn {rrn} is {whose} charge; this intent was not charged under it"
+    return f"the host's transaction is {txn.status}"
+
+
 def judge_receipt(
-    obs: Observations, seq: int, receipt: dict[str, Any], txn: HostTxn | None
+    obs: Observations, seq: int, receipt: dict[str, Any], txn: HostTxn | None, n: int = 0
 ) -> list[Violation]:
-    """An APPROVED receipt must match a live host transaction, amount included."""
+    """An APPROVED receipt must match a live host transaction of this terminal: its
+    amount, RRN and masked card, and the intent it was printed for (`n`, from the
+    receipt's key; 0 = unknown), which must not be one shown only DECLINED/FAILED."""
     rrn = receipt.get("rrn", "")
     amount = receipt.get("amount", 0)
+    if txn is not None and txn.terminal_id != obs.terminal_id:
+        return [
+            Violation(
+                "no-receipt-without-record",
+                f"an APPROVED receipt for {money(amount)} names rrn {rrn}, which the host "
+                f"holds for terminal {txn.terminal_id}, not {obs.terminal_id}.",
+                n,
+                (rrn,),
+                (seq,),
+            )
+        ]
     if txn is None or txn.status != "approved":
         problem = (
             "the host has no such transaction"
@@ -99,7 +173,7 @@ def judge_receipt(
                 "no-receipt-without-record",
                 f"an APPROVED receipt for {money(amount)} (rrn {rrn or 'none'}) was printed "
                 f"but {problem}.",
-                obs.intent_of(txn) if txn is not None else 0,
+                n or (obs.intent_of(txn) if txn is not None else 0),
                 (rrn,) if rrn else (),
                 (seq,),
             )
@@ -113,23 +187,63 @@ def judge_receipt(
                 "no-receipt-without-record",
                 f"an APPROVED receipt for sale {key} names rrn {rrn}, which the host "
                 f"holds for another sale ({txn.idem_key}).",
-                obs.intent_of(txn),
+                n or obs.intent_of(txn),
                 (rrn,),
                 (seq,),
             )
         ]
-    if txn.amount != amount:
+    owner = obs.intent_of(txn)
+    if n and owner and n != owner:
+        # The key on the receipt was reused: the host's record is an earlier
+        # customer's charge, the customer holding this receipt paid nothing.
         return [
+            Violation(
+                "no-receipt-without-record",
+                f"an APPROVED receipt printed for intent {n} names rrn {rrn}, which is "
+                f"intent {owner}'s charge: intent {n} has no record of its own.",
+                n,
+                (rrn,),
+                (seq,),
+            )
+        ]
+    out: list[Violation] = []
+    o = obs.intents.get(n) if n else None
+    if o is not None and not o.shown_approved() and o.accepted():
+        shown = o.accepted()[-1]
+        out.append(
+            Violation(
+                "no-receipt-without-record",
+                f"intent {n} was shown {shown.outcome.upper()}, yet an APPROVED receipt "
+                f"(rrn {rrn}) was printed for it.",
+                n,
+                (rrn,),
+                (shown.seq, seq),
+            )
+        )
+    last4 = receipt.get("pan_last4", "")
+    if last4 and txn.pan and txn.pan[-4:] != last4:
+        out.append(
+            Violation(
+                "no-receipt-without-record",
+                f"receipt rrn {rrn} shows card ...{last4} but the host charged card "
+                f"...{txn.pan[-4:]} under that rrn.",
+                owner,
+                (rrn,),
+                (seq,),
+            )
+        )
+    if txn.amount != amount:
+        out.append(
             Violation(
                 "amount-integrity",
                 f"receipt rrn {txn.rrn} says {money(amount)} but the host authorised "
                 f"{money(txn.amount)}.",
-                obs.intent_of(txn),
+                owner,
                 (txn.rrn,),
                 (seq,),
             )
-        ]
-    return []
+        )
+    return out
 
 
 def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
@@ -182,10 +296,19 @@ def _seqs_for(obs: Observations, txns: Iterable[HostTxn]) -> tuple[int, ...]:
 
 DESCRIPTIONS: dict[str, str] = {
     "no-duplicate-charge": "per intent, net money taken <= the amount entered",
-    "no-charge-on-failure": "an intent finally shown declined/failed has zero net debit",
+    "no-charge-on-failure": "an intent shown declined/failed (and not retried) has zero net debit",
     "amount-integrity": "entered = sent = authorised = receipt; no zero/negative sale is sent",
-    "receipt-for-every-charge": "every approved charge has a printed or visibly pending receipt",
-    "no-receipt-without-record": "every APPROVED receipt matches a live host transaction",
+    "receipt-for-every-charge": (
+        "every approved charge has a printed receipt, or a pending one still shown "
+        "as owed after every reboot"
+    ),
+    "no-receipt-without-record": (
+        "every APPROVED receipt matches a live host charge of this terminal (RRN, amount, "
+        "card) of the customer it is printed for; none for a sale shown declined/failed"
+    ),
+    "approved-means-charged": (
+        "every APPROVED display is backed by a live host charge of that intent (the RRN it names)"
+    ),
     "batch-reconciles": "terminal batch totals = host settlement totals",
     "ledger-balances": "the host's double-entry ledger sums to zero",
     "eventually-settles": "after the last fault every intent reaches a final state in time",

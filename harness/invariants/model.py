@@ -37,6 +37,24 @@ def money(minor: int) -> str:
     return f"{sign}{minor // 100}.{minor % 100:02d}"
 
 
+# Final displays kept per intent (a firmware that flips its answer in a loop must
+# not grow memory without limit; the first ones are the ones that matter).
+FINALS_KEPT_MAX = 32
+
+
+@dataclass(slots=True)
+class Shown:
+    """One final display (approved, declined or failed) shown for an intent."""
+
+    outcome: str
+    seq: int
+    t_ms: int
+    rrn: str = ""
+    # The cashier tried again after it (a FAILED attempt): the customer did not
+    # leave with this answer.
+    retried: bool = False
+
+
 @dataclass(slots=True)
 class IntentObs:
     intent: int
@@ -51,6 +69,14 @@ class IntentObs:
     last_display_seq: int = 0
     keys: list[str] = field(default_factory=list)  # idempotency keys sent for it
     stans: list[int] = field(default_factory=list)
+    finals: list[Shown] = field(default_factory=list)  # every final display, in order
+
+    def accepted(self) -> list[Shown]:
+        """The final displays the customer left with (not followed by a retry)."""
+        return [f for f in self.finals if not f.retried]
+
+    def shown_approved(self) -> bool:
+        return any(f.outcome == "approved" for f in self.finals)
 
 
 @dataclass(slots=True)
