@@ -25,6 +25,7 @@ import argparse
 import ast
 import contextlib
 import copy
+import difflib
 import io
 import json
 import multiprocessing as mp
@@ -290,6 +291,16 @@ def build(tree: ast.Module, apply: Any, name: str) -> types.ModuleType:
     return mod
 
 
+def diff(tree: ast.Module, apply: Any) -> str:
+    """The mutant as a unified diff of the unparsed module (comments are lost)."""
+    node_index, fn = apply
+    mutated = copy.deepcopy(tree)
+    fn(list(_in_scope(mutated))[node_index])
+    before = ast.unparse(tree).splitlines()
+    after = ast.unparse(mutated).splitlines()
+    return "\n".join(difflib.unified_diff(before, after, "reference", "mutant", n=2, lineterm=""))
+
+
 def suite_kills(spec: str, suite: list[Any]) -> str:
     """The first built-in scenario the mutant fails ("" = none)."""
     from harness.runner import run_scenario
@@ -372,10 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="per mutant, wall s")
     ap.add_argument("--json", default="", help="write the rows here")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--show", action="store_true", help="print each chosen mutant's diff")
     args = ap.parse_args(argv)
     source = SOURCE.read_text()
-    ms, _, _ = mutants(source)
+    ms, tree, applies = mutants(source)
     chosen = select(ms, args.limit, [s for s in args.ids.split(",") if s])
+    if args.show:
+        for m in chosen:
+            print(f"--- {m.id} ({m.op}: {m.what})")
+            print(diff(tree, applies[int(m.id[1:])]))
+        return 0
     if args.list:
         for m in chosen:
             print(f"{m.id} line {m.line:4d} {m.op:12s} {m.what}")

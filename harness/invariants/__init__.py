@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from acquirer.host import Acquirer, HostTxn
-from acquirer.protocol import AMOUNT_MAX_WIRE, MTI_PURCHASE, PROC_REFUND
+from acquirer.protocol import AMOUNT_MAX_WIRE, MTI_BATCH_RESP, MTI_PURCHASE, PROC_REFUND
 from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
@@ -64,6 +64,8 @@ __all__ = [
 HORIZON_MS = 2 * 3_600_000
 # Try to settle every this many intents.
 SETTLE_EVERY = 2_000
+# Unanswered batch-close requests remembered (the oldest matter most).
+BATCH_ASKED_MAX = 16
 # At most this many violations of one invariant are kept (the rest are counted).
 VIOLATIONS_KEPT_MAX = 100
 
@@ -91,6 +93,8 @@ class Observations:
         # seq, t_ms, receipt, the intent it was printed for (by its key; 0 = unknown)
         self.receipts: deque[tuple[int, int, dict[str, Any], int]] = deque()
         self.owed = OwedReceipts()
+        # Batch closes asked for (input delivered) and not yet answered: seq, t_ms.
+        self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -112,6 +116,7 @@ class Observations:
             "print": self._print,
             "print_start": self._print_start,
             "cashier": self._cashier,
+            "deliver": self._deliver,
             "fault": self._fault,
             "power": self._power,
             "host_down": self._fault,
@@ -152,6 +157,13 @@ class Observations:
                 obs.keyed = rec["amount"]
         elif event == "boot":
             self.owed.boot(rec["seq"])
+        elif event == "batch_close":
+            self.batch_asked.append((rec["seq"], rec["t_ms"]))
+
+    def _deliver(self, rec: Record) -> None:
+        # A batch close is answered when a 0510 reaches the terminal.
+        if self.batch_asked and rec["to"] == "terminal" and rec["msg"]["mti"] == MTI_BATCH_RESP:
+            self.batch_asked.clear()
 
     def _cashier(self, rec: Record) -> None:
         # A retry after a FAILED display: the customer did not leave with it.

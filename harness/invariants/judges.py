@@ -272,6 +272,21 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
             )
         )
     end = obs.end
+    for seq, t_ms in obs.batch_asked:
+        # Asked after the last fault: it must be answered before the run comes to
+        # rest, or within the settling bound.
+        rested = end.get("quiet", True) or end["t_ms"] - t_ms >= obs.settle_within_ms
+        if end and t_ms > obs.last_fault_ms and rested:
+            out.append(
+                Violation(
+                    "eventually-settles",
+                    f"a batch close asked for at {t_ms} ms, after the last fault, was never "
+                    "answered: no 0510 reached the terminal before the run came to rest.",
+                    seqs=(seq,),
+                    klass=LIVENESS,
+                )
+            )
+            break
     if end and not end.get("quiet", True):
         out.append(
             Violation(
@@ -311,5 +326,8 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "batch-reconciles": "terminal batch totals = host settlement totals",
     "ledger-balances": "the host's double-entry ledger sums to zero",
-    "eventually-settles": "after the last fault every intent reaches a final state in time",
+    "eventually-settles": (
+        "after the last fault every intent reaches a final state and every batch close "
+        "asked for is answered, in time"
+    ),
 }

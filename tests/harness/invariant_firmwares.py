@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from acquirer.protocol import RC_APPROVED, Message
-from terminal.firmware import Display, Effect, FirmwareConfig, Outcome, Receipt
+from terminal.firmware import (
+    BatchCloseRequested,
+    Display,
+    Effect,
+    FirmwareConfig,
+    Outcome,
+    Receipt,
+)
 from terminal.reference import ReferenceFirmware, Sale, SaleStatus
 from terminal.zoo.no_reversal import NoReversalFirmware
 
@@ -60,3 +67,10 @@ class StickyRrn(ReferenceFirmware):
     def _on_approved(self, sale: Sale, msg: Message) -> list[Effect]:
         self._first_rrn = self._first_rrn or msg.rrn
         return super()._on_approved(sale, replace(msg, rrn=self._first_rrn))
+
+
+class IgnoresBatchClose(ReferenceFirmware):
+    """Says it will close the batch, and never does."""
+
+    def _on_batch_close_requested(self, event: BatchCloseRequested) -> list[Effect]:
+        return [Display(Outcome.PROMPT, "BATCH WAITING")]

@@ -5,12 +5,14 @@ foreign RRNs. The invariants are stated in docs/invariants.md."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from acquirer.host import HostTxn
+from faults import build_fault
 from harness.invariants import IntentObs, Observations, Shown, judge_receipt
 from harness.runner import RunResult, run_scenario
 from scenarios.loader import load_scenario, scenario_from_dict
@@ -244,3 +246,28 @@ def test_a_response_with_another_sales_rrn_is_blamed_on_the_sale_it_answers() ->
     msg = r.violations["approved-means-charged"][0].message
     assert "intent 1's charge" in msg
     assert run_scenario(sc).violated() == []
+
+
+# ------------------------------------------------------------ batch close liveness
+
+
+def test_a_batch_close_never_answered_breaks_eventually_settles() -> None:
+    sc = scenario(1250)
+    sc = replace(sc, steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")))
+    bad = run_scenario(sc, fw("IgnoresBatchClose"))
+    assert violated(bad) == {"eventually-settles": [0]}
+    assert "never answered" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_batch_close_asked_for_before_the_last_fault_is_not_judged() -> None:
+    """A fault after the request (here a power cut) may end a close the terminal
+    then gives up on; the cashier would ask again. Only requests after the last
+    fault must be answered."""
+    sc = scenario(1250)
+    sc = replace(
+        sc,
+        steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")),
+        faults=(build_fault("power_cut", {"at_ms": 25_000, "off_ms": 1_000}),),
+    )
+    assert "eventually-settles" not in violated(run_scenario(sc, fw("IgnoresBatchClose")))
