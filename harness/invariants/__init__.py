@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from acquirer.host import Acquirer, HostTxn
-from acquirer.protocol import AMOUNT_MAX_WIRE, MTI_BATCH_RESP, MTI_PURCHASE, PROC_REFUND
+from acquirer.protocol import (
+    AMOUNT_MAX_WIRE,
+    MTI_BATCH_RESP,
+    MTI_PURCHASE,
+    MTI_PURCHASE_RESP,
+    PROC_REFUND,
+    RC_APPROVED,
+)
 from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
@@ -95,6 +102,7 @@ class Observations:
         self.owed = OwedReceipts()
         # Batch closes asked for (input delivered) and not yet answered: seq, t_ms.
         self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
+        self.current: IntentObs | None = None  # the intent started last
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -145,7 +153,9 @@ class Observations:
 
     def _intent(self, rec: Record) -> None:
         n = rec["intent"]
-        self.intents[n] = IntentObs(n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"])
+        self.intents[n] = self.current = IntentObs(
+            n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"]
+        )
         if self.host is not None and n % SETTLE_EVERY == 0:
             self.settle(rec["t_ms"] - HORIZON_MS)
 
@@ -161,8 +171,18 @@ class Observations:
             self.batch_asked.append((rec["seq"], rec["t_ms"]))
 
     def _deliver(self, rec: Record) -> None:
-        # A batch close is answered when a 0510 reaches the terminal.
-        if self.batch_asked and rec["to"] == "terminal" and rec["msg"]["mti"] == MTI_BATCH_RESP:
+        if rec["to"] != "terminal":
+            return
+        msg = rec["msg"]
+        mti = msg["mti"]
+        if mti == MTI_PURCHASE_RESP and msg.get("rc") == RC_APPROVED:
+            key = msg.get("idem_key", "")
+            n = self.key_intent.get(key) if key else self.stan_intent.get(msg["stan"])
+            o = self.intents.get(n) if n is not None else None
+            if o is not None and not o.finals and not o.faulted and not o.approval_seq:
+                o.approval_seq = rec["seq"]
+        elif mti == MTI_BATCH_RESP:
+            # A batch close is answered when a 0510 reaches the terminal.
             self.batch_asked.clear()
 
     def _cashier(self, rec: Record) -> None:
@@ -264,6 +284,8 @@ class Observations:
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
+        if self.current is not None and not self.current.finals:
+            self.current.faulted = True
         until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
         self.last_fault_ms = max(self.last_fault_ms, until)
         self.last_fault_seq = rec["seq"]
@@ -271,6 +293,8 @@ class Observations:
     def _power(self, rec: Record) -> None:
         if rec["state"] == "off":
             self.owed.power_off()
+            if self.current is not None and not self.current.finals:
+                self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:
             self.last_fault_ms = max(self.last_fault_ms, rec["t_ms"])
 
@@ -338,6 +362,8 @@ class Observations:
 
     def _forget(self, o: IntentObs, b: IntentBooks) -> None:
         del self.intents[o.intent]
+        if self.current is o:
+            self.current = None
         for key in o.keys:
             if self.key_intent.get(key) == o.intent:
                 del self.key_intent[key]

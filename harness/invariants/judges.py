@@ -61,6 +61,19 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                     (o.final_seq, *_seqs_for(obs, [txn])),
                 )
             )
+    first = o.finals[0] if o.finals else None
+    if o.approval_seq and not o.faulted and first is not None and first.outcome != "approved":
+        out.append(
+            Violation(
+                "eventually-settles",
+                f"intent {n}: the host's approval reached the terminal (line "
+                f"{o.approval_seq}) with no fault during the sale, yet it showed "
+                f"{first.outcome.upper()}: the final state is not the truthful one.",
+                n,
+                seqs=(o.approval_seq, first.seq),
+                klass=LIVENESS,
+            )
+        )
     if not o.final:
         out.append(
             Violation(
@@ -327,7 +340,7 @@ DESCRIPTIONS: dict[str, str] = {
     "batch-reconciles": "terminal batch totals = host settlement totals",
     "ledger-balances": "the host's double-entry ledger sums to zero",
     "eventually-settles": (
-        "after the last fault every intent reaches a final state and every batch close "
-        "asked for is answered, in time"
+        "after the last fault every intent reaches a final (truthful) state and every "
+        "batch close asked for is answered, in time"
     ),
 }

@@ -70,6 +70,10 @@ class IntentObs:
     keys: list[str] = field(default_factory=list)  # idempotency keys sent for it
     stans: list[int] = field(default_factory=list)
     finals: list[Shown] = field(default_factory=list)  # every final display, in order
+    # A fault (or power loss) happened between its start and its first final display.
+    faulted: bool = False
+    # Seq of an approving 0210 for it delivered before any final display (0 = none).
+    approval_seq: int = 0
 
     def accepted(self) -> list[Shown]:
         """The final displays the customer left with (not followed by a retry)."""

@@ -74,3 +74,11 @@ class IgnoresBatchClose(ReferenceFirmware):
 
     def _on_batch_close_requested(self, event: BatchCloseRequested) -> list[Effect]:
         return [Display(Outcome.PROMPT, "BATCH WAITING")]
+
+
+class NeverMatchesAnswers(ReferenceFirmware):
+    """Takes no 0210 as the answer to its sale: every sale times out, is reversed
+    and shown FAILED. Safe with money, but never the truthful outcome."""
+
+    def _matches_sale(self, msg: Message, sale: Sale) -> bool:
+        return False

@@ -271,3 +271,22 @@ def test_a_batch_close_asked_for_before_the_last_fault_is_not_judged() -> None:
         faults=(build_fault("power_cut", {"at_ms": 25_000, "off_ms": 1_000}),),
     )
     assert "eventually-settles" not in violated(run_scenario(sc, fw("IgnoresBatchClose")))
+
+
+# ------------------------------------------------------------ a truthful final state
+
+
+def test_an_approval_delivered_without_faults_must_be_shown_approved() -> None:
+    sc = scenario(1250)
+    bad = run_scenario(sc, fw("NeverMatchesAnswers"))
+    assert violated(bad) == {"eventually-settles": [1]}
+    assert "not the truthful one" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_sale_with_a_fault_is_not_held_to_the_truthful_outcome() -> None:
+    """A fault during the sale (here a 1 ms delay of the answer) may leave a correct
+    terminal unsure; FAILED with a reversal is then an honest answer."""
+    delay = {"delay": {"direction": "to_terminal", "mti": "0210", "nth": 1, "delay_ms": 1}}
+    sc = scenario(1250, faults=[delay])
+    assert violated(run_scenario(sc, fw("NeverMatchesAnswers"))) == {}
