@@ -9,7 +9,12 @@ Attribution. Each purchase step is one intent. The simulated cashier runs one
 intent at a time (a purchase step waits while the previous intent is unfinished
 or the terminal is off), so every display belongs to the intent in progress. A
 purchase request on the wire belongs to the intent that was in progress when its
-idempotency key (or STAN, for firmwares without keys) first appeared.
+idempotency key (or STAN, for firmwares without keys) first appeared; a fresh (not
+repeat) request that reuses a key while another intent is in progress belongs to
+that other intent (a firmware reusing keys, e.g. across boots or devices). A
+display that names a host reference (RRN) belongs to the sale that reference was
+given to, except while the terminal handles a 0210: then it belongs to the sale
+that response answers (by key, else STAN), whatever RRN the response carries.
 """
 
 from __future__ import annotations
@@ -228,6 +233,8 @@ class World:
         self.stan_intent: dict[int, int] = {}
         self.rrn_intent: dict[str, int] = {}
         self.host_rrns: deque[str] = deque(maxlen=8)  # the latest sales' RRNs (host_foreign_rrn)
+        # The 0210 the firmware is handling right now (None outside that).
+        self.answering: Message | None = None
         self._md_cache: dict[int, tuple[Message, dict[str, Any]]] = {}
         self.batch_closed_at_end = False
         self.stuck = False
@@ -560,8 +567,11 @@ class World:
         a = self.active
         if eff.rrn:
             # A display naming a host reference belongs to the sale that got it,
-            # even if the cashier has moved on (e.g. "last sale approved" at boot).
-            n = self.rrn_intent.get(eff.rrn)
+            # even if the cashier has moved on (e.g. "last sale approved" at boot);
+            # one made while handling a 0210 belongs to the sale the 0210 answers,
+            # even if it carries another sale's RRN.
+            answering = self.answering
+            n = self._answered(answering) if answering is not None else self.rrn_intent.get(eff.rrn)
             if n is not None and n in self.intents:
                 a = self.intents[n]
         rec: dict[str, Any] = {"outcome": eff.outcome.value, "text": eff.text}
@@ -707,18 +717,30 @@ class World:
 
     def _attribute(self, msg: Message) -> int:
         """The intent a purchase request belongs to (0: none)."""
+        a = self.active
         if msg.idem_key:
             n = self.key_intent.get(msg.idem_key)
             if n is None:
-                n = self.active.intent if self.active is not None else 0
+                n = a.intent if a is not None else 0
                 self.key_intent[msg.idem_key] = n
                 self.stan_intent.setdefault(msg.stan, n)
+            elif not msg.repeat and a is not None and a.intent != n and not a.final:
+                # A fresh request reusing another intent's key: the sale of the
+                # customer at the counter, whatever the host makes of the key.
+                n = self.key_intent[msg.idem_key] = a.intent
+                self.stan_intent[msg.stan] = n
             return n
         n = self.stan_intent.get(msg.stan)
         if n is None or not msg.repeat:
             n = self.active.intent if self.active is not None else 0
             self.stan_intent[msg.stan] = n
         return n
+
+    def _answered(self, resp: Message) -> int | None:
+        """The intent whose request a 0210 answers: by key, else by STAN."""
+        if resp.idem_key:
+            return self.key_intent.get(resp.idem_key)
+        return self.stan_intent.get(resp.stan)
 
     def _send(self, msg: Message) -> None:
         # The terminal's transport stamps the transmission time (MAC-covered).
@@ -800,7 +822,14 @@ class World:
             self.emit("lost", {"to": "terminal", "reason": "terminal is off", "msg": self._md(msg)})
             return
         self.emit("deliver", {"to": "terminal", "msg": self._md(msg)})
-        self._input(MessageReceived(msg))
+        if msg.mti == MTI_PURCHASE_RESP:
+            self.answering = msg
+            try:
+                self._input(MessageReceived(msg))
+            finally:
+                self.answering = None
+        else:
+            self._input(MessageReceived(msg))
         if self.powered:
             self._power_after("receive", msg.mti)
 

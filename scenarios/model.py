@@ -20,6 +20,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     "amount-integrity",
     "receipt-for-every-charge",
     "no-receipt-without-record",
+    "approved-means-charged",
     "batch-reconciles",
     "ledger-balances",
     "eventually-settles",

@@ -32,6 +32,8 @@ class Intent:
     keys: set[str] = field(default_factory=set)  # idempotency keys sent for it
     stans: set[int] = field(default_factory=set)  # STANs of its 0200s
     displays: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)  # the RRN of each APPROVED display
+    answer_rrn: str = ""  # the RRN of the last 0210 received for it
     # What the terminal did for it, in order: final displays, receipts, responses
     # received, boots and crashes (the position of a fault among them).
     events: list[str] = field(default_factory=list)
@@ -77,6 +79,11 @@ def segment(tlog: Log) -> list[Intent]:
                 cur.events.append(f"display {outcome}")
             if outcome in FINAL:
                 last_final = (outcome, e.ts_ms)
+            if outcome == "approved":
+                # A log's display may not name the RRN: then it is the answer's.
+                cur.approvals.append(str(e.data.get("rrn") or cur.answer_rrn))
+        elif e.event == "recv" and cur is not None and e.data.get("mti") == "0210":
+            cur.answer_rrn = str(e.data.get("rrn", ""))
         if cur is not None:
             token = _token(e)
             if token:
@@ -169,6 +176,16 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             )
         if not i.final:
             find("eventually-settles", f"purchase {i.number} (line {i.line}): no final display")
+        live = {r for r, _ in m.charged if r not in reversed_rrns}
+        for rrn in i.approvals:
+            if (rrn and rrn not in live) or (not rrn and not live):
+                find(
+                    "approved-means-charged",
+                    f"purchase {i.number} (line {i.line}): showed APPROVED"
+                    + (f" rrn {rrn}" if rrn else "")
+                    + " without a live host charge of its own",
+                )
+                break
     printed = _judge_receipts(tlog, approved, reversed_rrns, find)
     for i in intents:
         if i.final != "approved" or "receipt-pending" in i.displays:

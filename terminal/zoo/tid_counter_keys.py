@@ -5,8 +5,9 @@ again at 1 and reuses keys the host has already stored: the new sale is answered
 with an old sale's stored approval (APPROVED, receipt printed, nothing charged), or,
 for another card, refused as a duplicate.
 Real-world failure: receipt printed, but no transaction record.
-Invariant that catches it: ``eventually-settles`` (the new sale is shown APPROVED
-naming the old sale's RRN: it never gets an outcome of its own).
+Invariant that catches it: ``approved-means-charged`` (the new sale is shown APPROVED
+naming the old sale's RRN: no charge of its own behind it) and
+``no-receipt-without-record`` (its receipt names the earlier customer's charge).
 """
 
 from __future__ import annotations

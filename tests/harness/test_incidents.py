@@ -35,8 +35,8 @@ CAUGHT_BY = {
     "batch-counts-reversed": "batch-reconciles",
     "no-echo-check": "no-receipt-without-record",
     # Its replacement device's sale shows APPROVED naming the first sale's RRN (a
-    # stored answer to a reused key): that sale never gets an outcome of its own.
-    "tid-counter-keys": "eventually-settles",
+    # stored answer to a reused key): no charge of its own is behind it.
+    "tid-counter-keys": "approved-means-charged",
 }
 
 

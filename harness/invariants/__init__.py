@@ -12,70 +12,55 @@ intent, the transactions and the trace sequence numbers that show it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from acquirer.host import Acquirer, HostTxn
-from acquirer.protocol import AMOUNT_MAX_WIRE, MTI_PURCHASE, PROC_REFUND
+from acquirer.protocol import (
+    AMOUNT_MAX_WIRE,
+    MTI_BATCH_RESP,
+    MTI_PURCHASE,
+    MTI_PURCHASE_RESP,
+    PROC_REFUND,
+    RC_APPROVED,
+)
 from faults.host import HostDoubleCharge
+from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
-from .trace import Record
+from .judges import DESCRIPTIONS, judge_intent, judge_receipt, judge_run
+from .model import (
+    FINALS_KEPT_MAX,
+    LIVENESS,
+    SAFETY,
+    IntentBooks,
+    IntentObs,
+    Shown,
+    Violation,
+    intended,
+    money,
+)
+from .reboots import OwedReceipts, record_rrn
 
-SAFETY = "safety"
-LIVENESS = "liveness"
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    invariant: str
-    message: str  # one plain sentence
-    intent: int = 0
-    rrns: tuple[str, ...] = ()
-    seqs: tuple[int, ...] = ()  # trace lines that show it
-    klass: str = SAFETY
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "invariant": self.invariant,
-            "message": self.message,
-            "intent": self.intent,
-            "rrns": list(self.rrns),
-            "seqs": list(self.seqs),
-            "class": self.klass,
-        }
-
-
-def money(minor: int) -> str:
-    sign = "-" if minor < 0 else ""
-    minor = abs(minor)
-    return f"{sign}{minor // 100}.{minor % 100:02d}"
-
-
-@dataclass(slots=True)
-class IntentObs:
-    intent: int
-    card: str
-    amount: int  # what the scenario intended
-    seq: int
-    start_ms: int
-    keyed: int | None = None  # the last amount the cashier keyed for it
-    final: str = ""
-    final_ms: int = -1
-    final_seq: int = 0
-    last_display_seq: int = 0
-    keys: list[str] = field(default_factory=list)  # idempotency keys sent for it
-    stans: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class IntentBooks:
-    """What the host holds for one intent."""
-
-    net: int = 0
-    live: list[HostTxn] = field(default_factory=list)  # approved purchases, not reversed
-    rrns: list[str] = field(default_factory=list)  # every transaction's RRN
+__all__ = [
+    "DESCRIPTIONS",
+    "HORIZON_MS",
+    "LIVENESS",
+    "SAFETY",
+    "SETTLE_EVERY",
+    "VIOLATIONS_KEPT_MAX",
+    "IntentBooks",
+    "IntentObs",
+    "Observations",
+    "Shown",
+    "Violation",
+    "check_all",
+    "intended",
+    "judge_intent",
+    "judge_receipt",
+    "judge_run",
+    "money",
+]
 
 
 # A long run is judged as it goes: an intent that reached its final state more than
@@ -86,6 +71,8 @@ class IntentBooks:
 HORIZON_MS = 2 * 3_600_000
 # Try to settle every this many intents.
 SETTLE_EVERY = 2_000
+# Unanswered batch-close requests remembered (the oldest matter most).
+BATCH_ASKED_MAX = 16
 # At most this many violations of one invariant are kept (the rest are counted).
 VIOLATIONS_KEPT_MAX = 100
 
@@ -107,8 +94,15 @@ class Observations:
         self.stan_intent: dict[int, int] = {}
         self.send_seq_by_key: dict[str, int] = {}
         self.host_seq_by_rrn: dict[str, int] = {}
+        # rrn -> the intent whose request the host charged under it (when it did).
+        self.rrn_owner: dict[str, int] = {}
         self.printed: dict[str, int] = {}  # rrn -> seq of an ok print of an approved receipt
-        self.receipts: deque[tuple[int, int, dict[str, Any]]] = deque()  # seq, t_ms, receipt
+        # seq, t_ms, receipt, the intent it was printed for (by its key; 0 = unknown)
+        self.receipts: deque[tuple[int, int, dict[str, Any], int]] = deque()
+        self.owed = OwedReceipts()
+        # Batch closes asked for (input delivered) and not yet answered: seq, t_ms.
+        self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
+        self.current: IntentObs | None = None  # the intent started last
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -128,6 +122,9 @@ class Observations:
             "host": self._host,
             "display": self._display,
             "print": self._print,
+            "print_start": self._print_start,
+            "cashier": self._cashier,
+            "deliver": self._deliver,
             "fault": self._fault,
             "power": self._power,
             "host_down": self._fault,
@@ -141,7 +138,10 @@ class Observations:
         self.settle_within_ms = settle_within_ms
 
     def observe(self, rec: Record) -> None:
-        handler = self._dispatch.get(rec["kind"])
+        kind = rec["kind"]
+        if self.owed.window is not None:
+            self.owed.before(kind)
+        handler = self._dispatch.get(kind)
         if handler is not None:
             handler(rec)
 
@@ -153,15 +153,47 @@ class Observations:
 
     def _intent(self, rec: Record) -> None:
         n = rec["intent"]
-        self.intents[n] = IntentObs(n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"])
+        self.intents[n] = self.current = IntentObs(
+            n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"]
+        )
         if self.host is not None and n % SETTLE_EVERY == 0:
             self.settle(rec["t_ms"] - HORIZON_MS)
 
     def _input(self, rec: Record) -> None:
-        if rec["event"] == "amount_keyed" and "intent" in rec:
+        event = rec["event"]
+        if event == "amount_keyed" and "intent" in rec:
             obs = self.intents.get(rec["intent"])
             if obs is not None:
                 obs.keyed = rec["amount"]
+        elif event == "boot":
+            self.owed.boot(rec["seq"])
+        elif event == "batch_close":
+            self.batch_asked.append((rec["seq"], rec["t_ms"]))
+
+    def _deliver(self, rec: Record) -> None:
+        if rec["to"] != "terminal":
+            return
+        msg = rec["msg"]
+        mti = msg["mti"]
+        if mti == MTI_PURCHASE_RESP and msg.get("rc") == RC_APPROVED:
+            key = msg.get("idem_key", "")
+            n = self.key_intent.get(key) if key else self.stan_intent.get(msg["stan"])
+            o = self.intents.get(n) if n is not None else None
+            if o is not None and not o.finals and not o.faulted and not o.approval_seq:
+                o.approval_seq = rec["seq"]
+        elif mti == MTI_BATCH_RESP:
+            # A batch close is answered when a 0510 reaches the terminal.
+            self.batch_asked.clear()
+
+    def _cashier(self, rec: Record) -> None:
+        # A retry after a FAILED display: the customer did not leave with it.
+        if rec["action"] == "retry" and "intent" in rec:
+            obs = self.intents.get(rec["intent"])
+            if obs is not None and obs.finals:
+                obs.finals[-1].retried = True
+
+    def _print_start(self, rec: Record) -> None:
+        self.owed.print_start(rec["job"])
 
     def _send(self, rec: Record) -> None:
         if rec["from"] != "terminal":
@@ -172,7 +204,9 @@ class Observations:
         n = rec.get("intent", 0)
         obs = self.intents.get(n)
         key = msg.get("idem_key", "")
-        if key and key not in self.key_intent:
+        if key and self.key_intent.get(key) != n:
+            # New, or reused by another intent (the world re-attributes a fresh
+            # request reusing a key to the intent in progress).
             self.key_intent[key] = n
             self.send_seq_by_key[key] = rec["seq"]
             if obs is not None:
@@ -212,12 +246,20 @@ class Observations:
         rrn = rec.get("rrn")
         if rrn and rec["action"] in ("charge", "charge-no-reply", "refund"):
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
+            if rec.get("mti") == MTI_PURCHASE and rrn not in self.rrn_owner:
+                key = rec.get("key", "")
+                n = self.key_intent.get(key) if key else self.stan_intent.get(rec["stan"])
+                if n is not None:
+                    self.rrn_owner[rrn] = n
 
     def _display(self, rec: Record) -> None:
         outcome = rec["outcome"]
-        if outcome == "receipt-pending" and rec.get("rrn"):
-            self.pending_seq[rec["rrn"]] = rec["seq"]
+        rrn = rec.get("rrn", "")
+        if outcome == "receipt-pending" and rrn:
+            self.pending_seq[rrn] = rec["seq"]
         n = rec.get("intent")
+        if rrn:
+            self.owed.display(outcome, rrn, rec["seq"], n or 0)
         obs = self.intents.get(n) if n is not None else None
         if obs is None:
             return
@@ -226,21 +268,33 @@ class Observations:
             obs.final = outcome
             obs.final_ms = rec["t_ms"]
             obs.final_seq = rec["seq"]
+            if len(obs.finals) < FINALS_KEPT_MAX:
+                obs.finals.append(Shown(outcome, rec["seq"], rec["t_ms"], rrn))
 
     def _print(self, rec: Record) -> None:
-        if rec["status"] != "ok":
+        ok = rec["status"] == "ok"
+        self.owed.printed(rec["job"], record_rrn(rec), ok)
+        if not ok:
             return
         receipt = rec["receipt"]
         if receipt.get("status") == "approved":
-            self.receipts.append((rec["seq"], rec["t_ms"], receipt))
+            key = receipt.get("idem_key", "")
+            n = self.key_intent.get(key, 0) if key else 0
+            self.receipts.append((rec["seq"], rec["t_ms"], receipt, n))
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
+        if self.current is not None and not self.current.finals:
+            self.current.faulted = True
         until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
         self.last_fault_ms = max(self.last_fault_ms, until)
         self.last_fault_seq = rec["seq"]
 
     def _power(self, rec: Record) -> None:
+        if rec["state"] == "off":
+            self.owed.power_off()
+            if self.current is not None and not self.current.finals:
+                self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:
             self.last_fault_ms = max(self.last_fault_ms, rec["t_ms"])
 
@@ -253,6 +307,11 @@ class Observations:
     # -------------------------------------------------------------- attribution
 
     def intent_of(self, txn: HostTxn) -> int:
+        """The intent a host transaction belongs to: the one whose request the host
+        charged (a key reused by a later intent does not move an earlier charge)."""
+        n = self.rrn_owner.get(txn.rrn)
+        if n is not None:
+            return n
         # A host_double_charge twin carries its original's key plus a suffix.
         key = txn.idem_key.removesuffix(HostDoubleCharge.TWIN_SUFFIX)
         if key and key in self.key_intent:
@@ -290,8 +349,8 @@ class Observations:
                 self._book(self.books, txn)
             self.txn_cursor = batch[-1].id
         while self.receipts and self.receipts[0][1] < before_ms:
-            seq, _, receipt = self.receipts.popleft()
-            self._judge_receipt(seq, receipt)
+            seq, _, receipt, n = self.receipts.popleft()
+            self._judge_receipt(seq, receipt, n)
         for n in list(self.intents):
             o = self.intents[n]
             if not o.final or o.final_ms >= before_ms:
@@ -303,9 +362,12 @@ class Observations:
 
     def _forget(self, o: IntentObs, b: IntentBooks) -> None:
         del self.intents[o.intent]
+        if self.current is o:
+            self.current = None
         for key in o.keys:
-            self.key_intent.pop(key, None)
-            self.send_seq_by_key.pop(key, None)
+            if self.key_intent.get(key) == o.intent:
+                del self.key_intent[key]
+                self.send_seq_by_key.pop(key, None)
         for stan in o.stans:
             if self.stan_intent.get(stan) == o.intent:
                 del self.stan_intent[stan]
@@ -313,14 +375,14 @@ class Observations:
             self.printed.pop(rrn, None)
             self.pending_seq.pop(rrn, None)
             self.host_seq_by_rrn.pop(rrn, None)
+            self.rrn_owner.pop(rrn, None)
+            self.owed.forget(rrn)
 
-    def _judge_receipt(self, seq: int, receipt: dict[str, Any]) -> None:
+    def _judge_receipt(self, seq: int, receipt: dict[str, Any], n: int) -> None:
         assert self.host is not None
         rrn = receipt.get("rrn", "")
         txn = self.host.transaction_by_rrn(rrn) if rrn else None
-        if txn is not None and txn.terminal_id != self.terminal_id:
-            txn = None
-        for v in judge_receipt(self, seq, receipt, txn):
+        for v in judge_receipt(self, seq, receipt, txn, n):
             self._add(v)
 
     def evaluate(self) -> dict[str, list[Violation]]:
@@ -340,203 +402,19 @@ class Observations:
             for txn in batch:
                 self._book(books, txn)
             cursor = batch[-1].id
-        for seq, _, receipt in self.receipts:
+        for seq, _, receipt, n in self.receipts:
             rrn = receipt.get("rrn", "")
             found = host.transaction_by_rrn(rrn) if rrn else None
-            if found is not None and found.terminal_id != self.terminal_id:
-                found = None
-            for v in judge_receipt(self, seq, receipt, found):
+            for v in judge_receipt(self, seq, receipt, found, n):
                 out[v.invariant].append(v)
+        for v in self.owed.violations(self.pending_seq, self.rrn_owner):
+            out[v.invariant].append(v)
         for n, o in self.intents.items():
             for v in judge_intent(self, o, books.get(n) or IntentBooks()):
                 out[v.invariant].append(v)
         for v in judge_run(self, host):
             out[v.invariant].append(v)
         return out
-
-
-def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violation]:
-    """The per-intent invariants for one intent, given what the host holds for it."""
-    out: list[Violation] = []
-    n = o.intent
-    want = intended(o)
-    if b.net > want:
-        out.append(
-            Violation(
-                "no-duplicate-charge",
-                f"intent {n} ({money(want)} with card ...{o.card[-4:]}) was charged "
-                f"{money(b.net)} net in {len(b.live)} {'debit' if len(b.live) == 1 else 'debits'} "
-                f"(rrn {', '.join(t.rrn for t in b.live)}).",
-                n,
-                tuple(t.rrn for t in b.live),
-                (o.seq, *_seqs_for(obs, b.live)),
-            )
-        )
-    if o.final in ("declined", "failed") and b.net > 0:
-        out.append(
-            Violation(
-                "no-charge-on-failure",
-                f"intent {n} was shown {o.final.upper()} but the host kept "
-                f"{money(b.net)} (rrn {', '.join(t.rrn for t in b.live)}).",
-                n,
-                tuple(t.rrn for t in b.live),
-                (o.final_seq, *_seqs_for(obs, b.live)),
-            )
-        )
-    if o.final == "approved":
-        for txn in b.live:
-            if txn.rrn in obs.printed or txn.rrn in obs.pending_seq:
-                continue  # printed, or visibly pending: a reprint completes it
-            out.append(
-                Violation(
-                    "receipt-for-every-charge",
-                    f"intent {n} was approved and charged {money(txn.amount)} (rrn {txn.rrn}) "
-                    "but no receipt was printed and none is shown as pending.",
-                    n,
-                    (txn.rrn,),
-                    (o.final_seq, *_seqs_for(obs, [txn])),
-                )
-            )
-    if not o.final:
-        out.append(
-            Violation(
-                "eventually-settles",
-                f"intent {n} never reached a final state (approved, declined or failed).",
-                n,
-                seqs=(o.seq, *((o.last_display_seq,) if o.last_display_seq else ())),
-                klass=LIVENESS,
-            )
-        )
-    else:
-        heal_ms = max(obs.last_fault_ms, o.start_ms)
-        if o.final_ms > heal_ms + obs.settle_within_ms:
-            out.append(
-                Violation(
-                    "eventually-settles",
-                    f"intent {n} took until {o.final_ms} ms to reach a final state, more than "
-                    f"{obs.settle_within_ms} ms after the last fault ({heal_ms} ms).",
-                    n,
-                    seqs=(o.seq, o.final_seq),
-                    klass=LIVENESS,
-                )
-            )
-    return out
-
-
-def judge_receipt(
-    obs: Observations, seq: int, receipt: dict[str, Any], txn: HostTxn | None
-) -> list[Violation]:
-    """An APPROVED receipt must match a live host transaction, amount included."""
-    rrn = receipt.get("rrn", "")
-    amount = receipt.get("amount", 0)
-    if txn is None or txn.status != "approved":
-        problem = (
-            "the host has no such transaction"
-            if txn is None
-            else (f"the host's transaction is {txn.status}")
-        )
-        return [
-            Violation(
-                "no-receipt-without-record",
-                f"an APPROVED receipt for {money(amount)} (rrn {rrn or 'none'}) was printed "
-                f"but {problem}.",
-                obs.intent_of(txn) if txn is not None else 0,
-                (rrn,) if rrn else (),
-                (seq,),
-            )
-        ]
-    key = receipt.get("idem_key", "")
-    if key and txn.idem_key and key != txn.idem_key:
-        # The RRN is real but belongs to another sale: the approval was another
-        # request's answer (replayed or spliced), and this sale has no record.
-        return [
-            Violation(
-                "no-receipt-without-record",
-                f"an APPROVED receipt for sale {key} names rrn {rrn}, which the host "
-                f"holds for another sale ({txn.idem_key}).",
-                obs.intent_of(txn),
-                (rrn,),
-                (seq,),
-            )
-        ]
-    if txn.amount != amount:
-        return [
-            Violation(
-                "amount-integrity",
-                f"receipt rrn {txn.rrn} says {money(amount)} but the host authorised "
-                f"{money(txn.amount)}.",
-                obs.intent_of(txn),
-                (txn.rrn,),
-                (seq,),
-            )
-        ]
-    return []
-
-
-def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
-    """Whole-run invariants: settlements, the ledger, and whether the run came to rest."""
-    out: list[Violation] = []
-    for s in host.settlements():
-        if s.matched or s.terminal_id != obs.terminal_id:
-            continue
-        diff = ", ".join(f"stan {i.stan} {money(i.amount)}" for i in s.differing[:10])
-        out.append(
-            Violation(
-                "batch-reconciles",
-                f"batch {s.batch_no}: the terminal counted {s.terminal_count} "
-                f"{'sale' if s.terminal_count == 1 else 'sales'} for "
-                f"{money(s.terminal_amount)}, the host {s.host_count} for "
-                f"{money(s.host_amount)}; differing: {diff or 'none listed'}.",
-                seqs=(obs.batch_seqs[s.batch_no],) if s.batch_no in obs.batch_seqs else (),
-            )
-        )
-    total = host.ledger_sum()
-    if total != 0:
-        out.append(
-            Violation(
-                "ledger-balances",
-                f"the host's double-entry ledger sums to {money(total)} instead of 0.00.",
-            )
-        )
-    end = obs.end
-    if end and not end.get("quiet", True):
-        out.append(
-            Violation(
-                "eventually-settles",
-                f"the run hit its limit at {end['t_ms']} ms with {end.get('pending', 0)} "
-                "events still pending: something never came to rest.",
-                seqs=(end["seq"],),
-                klass=LIVENESS,
-            )
-        )
-    return out
-
-
-def _seqs_for(obs: Observations, txns: Iterable[HostTxn]) -> tuple[int, ...]:
-    out = []
-    for t in txns:
-        s = obs.host_seq_by_rrn.get(t.rrn) or obs.send_seq_by_key.get(t.idem_key)
-        if s:
-            out.append(s)
-    return tuple(sorted(out))
-
-
-def intended(o: IntentObs) -> int:
-    """What the customer agreed to pay: the amount keyed (a keying error is the
-    cashier's to see on the display), never less than nothing."""
-    return max(0, o.keyed if o.keyed is not None else o.amount)
-
-
-DESCRIPTIONS: dict[str, str] = {
-    "no-duplicate-charge": "per intent, net money taken <= the amount entered",
-    "no-charge-on-failure": "an intent finally shown declined/failed has zero net debit",
-    "amount-integrity": "entered = sent = authorised = receipt; no zero/negative sale is sent",
-    "receipt-for-every-charge": "every approved charge has a printed or visibly pending receipt",
-    "no-receipt-without-record": "every APPROVED receipt matches a live host transaction",
-    "batch-reconciles": "terminal batch totals = host settlement totals",
-    "ledger-balances": "the host's double-entry ledger sums to zero",
-    "eventually-settles": "after the last fault every intent reaches a final state in time",
-}
 
 
 def check_all(

@@ -1,0 +1,98 @@
+"""What the invariants work with: a violation, and the per-intent summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from acquirer.host import HostTxn
+
+SAFETY = "safety"
+LIVENESS = "liveness"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    message: str  # one plain sentence
+    intent: int = 0
+    rrns: tuple[str, ...] = ()
+    seqs: tuple[int, ...] = ()  # trace lines that show it
+    klass: str = SAFETY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "invariant": self.invariant,
+            "message": self.message,
+            "intent": self.intent,
+            "rrns": list(self.rrns),
+            "seqs": list(self.seqs),
+            "class": self.klass,
+        }
+
+
+def money(minor: int) -> str:
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    return f"{sign}{minor // 100}.{minor % 100:02d}"
+
+
+# Final displays kept per intent (a firmware that flips its answer in a loop must
+# not grow memory without limit; the first ones are the ones that matter).
+FINALS_KEPT_MAX = 32
+
+
+@dataclass(slots=True)
+class Shown:
+    """One final display (approved, declined or failed) shown for an intent."""
+
+    outcome: str
+    seq: int
+    t_ms: int
+    rrn: str = ""
+    # The cashier tried again after it (a FAILED attempt): the customer did not
+    # leave with this answer.
+    retried: bool = False
+
+
+@dataclass(slots=True)
+class IntentObs:
+    intent: int
+    card: str
+    amount: int  # what the scenario intended
+    seq: int
+    start_ms: int
+    keyed: int | None = None  # the last amount the cashier keyed for it
+    final: str = ""
+    final_ms: int = -1
+    final_seq: int = 0
+    last_display_seq: int = 0
+    keys: list[str] = field(default_factory=list)  # idempotency keys sent for it
+    stans: list[int] = field(default_factory=list)
+    finals: list[Shown] = field(default_factory=list)  # every final display, in order
+    # A fault (or power loss) happened between its start and its first final display.
+    faulted: bool = False
+    # Seq of an approving 0210 for it delivered before any final display (0 = none).
+    approval_seq: int = 0
+
+    def accepted(self) -> list[Shown]:
+        """The final displays the customer left with (not followed by a retry)."""
+        return [f for f in self.finals if not f.retried]
+
+    def shown_approved(self) -> bool:
+        return any(f.outcome == "approved" for f in self.finals)
+
+
+@dataclass(slots=True)
+class IntentBooks:
+    """What the host holds for one intent."""
+
+    net: int = 0
+    live: list[HostTxn] = field(default_factory=list)  # approved purchases, not reversed
+    rrns: list[str] = field(default_factory=list)  # every transaction's RRN
+
+
+def intended(o: IntentObs) -> int:
+    """What the customer agreed to pay: the amount keyed (a keying error is the
+    cashier's to see on the display), never less than nothing."""
+    return max(0, o.keyed if o.keyed is not None else o.amount)

@@ -1,0 +1,84 @@
+"""Firmwares with one flaw each, for the invariant tests (loaded as file.py:Class).
+
+Each differs from the reference in one hook, so a test can show an invariant
+firing on it and holding on the reference in the same scenario.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from acquirer.protocol import RC_APPROVED, Message
+from terminal.firmware import (
+    BatchCloseRequested,
+    Display,
+    Effect,
+    FirmwareConfig,
+    Outcome,
+    Receipt,
+)
+from terminal.reference import ReferenceFirmware, Sale, SaleStatus
+from terminal.zoo.no_reversal import NoReversalFirmware
+
+
+class ApprovesDeclines(ReferenceFirmware):
+    """Shows APPROVED (naming no RRN) when the host declines."""
+
+    def _decline(self, sale: Sale, rc: str) -> list[Effect]:
+        effects = super()._decline(sale, rc)
+        return [*effects[:-1], Display(Outcome.APPROVED, "APPROVED")]
+
+
+class FailedThenLateApproval(NoReversalFirmware):
+    """Shows FAILED on a timeout without reversing, then flips to APPROVED when the
+    late answer comes: the last display says approved, the customer left with FAILED."""
+
+    def _on_unmatched_purchase_response(self, msg: Message) -> list[Effect]:
+        sale = self._sales.get(msg.idem_key)
+        if sale is None or msg.rc != RC_APPROVED:
+            return []
+        if self._status.get(sale.key) is not SaleStatus.DECLINED:
+            return []
+        return self._on_approved(sale, msg)
+
+
+class ForgetsPendingReceiptsAtBoot(ReferenceFirmware):
+    """Keeps pending receipts in volatile memory only: a reboot forgets them."""
+
+    def _recover(self) -> list[Effect]:
+        self._pending_receipts.clear()
+        return super()._recover()
+
+
+class WrongCardOnReceipt(ReferenceFirmware):
+    """Prints another card's last four digits on the receipt."""
+
+    def _render_receipt(self, key: str, copy: bool) -> Receipt:
+        return replace(super()._render_receipt(key, copy), pan_last4="9999")
+
+
+class StickyRrn(ReferenceFirmware):
+    """Journals, shows and prints every approval under the first RRN it ever saw."""
+
+    def __init__(self, config: FirmwareConfig) -> None:
+        super().__init__(config)
+        self._first_rrn = ""
+
+    def _on_approved(self, sale: Sale, msg: Message) -> list[Effect]:
+        self._first_rrn = self._first_rrn or msg.rrn
+        return super()._on_approved(sale, replace(msg, rrn=self._first_rrn))
+
+
+class IgnoresBatchClose(ReferenceFirmware):
+    """Says it will close the batch, and never does."""
+
+    def _on_batch_close_requested(self, event: BatchCloseRequested) -> list[Effect]:
+        return [Display(Outcome.PROMPT, "BATCH WAITING")]
+
+
+class NeverMatchesAnswers(ReferenceFirmware):
+    """Takes no 0210 as the answer to its sale: every sale times out, is reversed
+    and shown FAILED. Safe with money, but never the truthful outcome."""
+
+    def _matches_sale(self, msg: Message, sale: Sale) -> bool:
+        return False

@@ -1,0 +1,292 @@
+"""Each invariant fires on a firmware with the flaw it names and holds on the
+reference in the same scenario; attribution stays right under reused keys and
+foreign RRNs. The invariants are stated in docs/invariants.md."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acquirer.host import HostTxn
+from faults import build_fault
+from harness.invariants import IntentObs, Observations, Shown, judge_receipt
+from harness.runner import RunResult, run_scenario
+from scenarios.loader import load_scenario, scenario_from_dict
+from scenarios.model import Scenario
+
+PAN = "4000000000000002"
+FIRMWARES = Path(__file__).with_name("invariant_firmwares.py")
+INCIDENTS = Path(__file__).resolve().parents[2] / "scenarios" / "incidents"
+
+
+def fw(name: str) -> str:
+    return f"{FIRMWARES}:{name}"
+
+
+def scenario(
+    *amounts: int,
+    faults: list[dict[str, Any]] | None = None,
+    balance: int = 100_000,
+    terminal: dict[str, Any] | None = None,
+    people: dict[str, Any] | None = None,
+) -> Scenario:
+    data: dict[str, Any] = {
+        "name": "t",
+        "seed": 1,
+        "cards": [{"pan": PAN, "balance": balance}],
+        "steps": [
+            {"at_ms": i * 30_000, "purchase": {"card": PAN, "amount": a}}
+            for i, a in enumerate(amounts)
+        ],
+        "faults": faults or [],
+        "expect": {"invariants": "all"},
+    }
+    if terminal:
+        data["terminal"] = terminal
+    if people:
+        data["people"] = people
+    return scenario_from_dict(data)
+
+
+def violated(r: RunResult) -> dict[str, list[int]]:
+    """Violated invariant -> the intents its violations name."""
+    return {name: [v.intent for v in vs] for name, vs in r.violations.items() if vs}
+
+
+# ------------------------------------------------------------ approved-means-charged
+
+
+def test_approved_means_charged_fires_on_an_approval_the_host_declined() -> None:
+    sc = scenario(500, balance=100)  # RC 51: not enough money
+    bad = run_scenario(sc, fw("ApprovesDeclines"))
+    assert violated(bad) == {"approved-means-charged": [1]}
+    assert "holds no live charge" in bad.violations["approved-means-charged"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_approved_means_charged_fires_on_a_late_approval_of_a_reversed_sale() -> None:
+    sc = scenario(
+        1250,
+        faults=[
+            {"delay": {"direction": "to_terminal", "mti": "0210", "nth": 1, "delay_ms": 20_000}}
+        ],
+        terminal={"max_sends": 1},
+    )
+    bad = run_scenario(sc, "zoo:late-approval-flips")
+    assert bad.violations["approved-means-charged"][0].intent == 1
+    assert "reversed" in bad.violations["approved-means-charged"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+# ------------------------------------------------------------ every final display
+
+
+def test_a_later_approved_display_does_not_mask_a_failed_one() -> None:
+    """The customer left with FAILED; the late answer flips the display to APPROVED
+    and the money stays taken. The last display alone would say all is well."""
+    sc = scenario(
+        1250,
+        faults=[
+            {"delay": {"direction": "to_terminal", "mti": "0210", "nth": 1, "delay_ms": 20_000}}
+        ],
+        terminal={"max_sends": 1},
+    )
+    bad = run_scenario(sc, fw("FailedThenLateApproval"))
+    assert violated(bad).get("no-charge-on-failure") == [1]
+    assert "shown FAILED" in bad.violations["no-charge-on-failure"][0].message
+    assert "approved-means-charged" not in violated(bad)  # the approval has its charge
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_failed_attempt_the_cashier_retried_is_not_the_answer() -> None:
+    """FAILED, then the cashier tries again and it is approved and charged once:
+    the FAILED was not what the customer left with, so nothing is violated."""
+    sc = scenario(
+        1250,
+        faults=[{"drop": {"direction": "to_terminal", "mti": "0210", "nth": 1, "count": 2}}],
+        people={"retry_on_failed": 1},
+    )
+    r = run_scenario(sc)
+    assert r.violated() == []
+    assert r.purchases == 1
+
+
+# ------------------------------------------------------------ receipts across reboots
+
+JAM_THEN_CUT = [
+    {"printer_jam": {"nth": 1}},
+    {"power_cut": {"at_ms": 3_000, "off_ms": 1_000}},
+]
+
+
+def test_a_pending_receipt_forgotten_by_a_reboot_breaks_receipt_for_every_charge() -> None:
+    sc = scenario(2599, faults=JAM_THEN_CUT, people={"reprint_on_pending": False})
+    bad = run_scenario(sc, fw("ForgetsPendingReceiptsAtBoot"))
+    assert violated(bad) == {"receipt-for-every-charge": [1]}
+    assert "forgotten" in bad.violations["receipt-for-every-charge"][0].message
+    good = run_scenario(sc)
+    assert good.violated() == []
+
+
+def test_a_pending_receipt_shown_once_used_to_be_enough() -> None:
+    """Without the reboot the same firmware holds: the receipt is still shown as
+    pending, which a reprint completes."""
+    sc = scenario(2599, faults=JAM_THEN_CUT[:1], people={"reprint_on_pending": False})
+    assert run_scenario(sc, fw("ForgetsPendingReceiptsAtBoot")).violated() == []
+
+
+# ------------------------------------------------------------ receipt content
+
+
+def test_a_receipt_with_another_card_breaks_no_receipt_without_record() -> None:
+    sc = scenario(1250)
+    bad = run_scenario(sc, fw("WrongCardOnReceipt"))
+    assert violated(bad) == {"no-receipt-without-record": [1]}
+    assert "card ...9999" in bad.violations["no-receipt-without-record"][0].message
+
+
+def txn(rrn: str = "000000000007", status: str = "approved") -> HostTxn:
+    return HostTxn(7, rrn, "T0001", 7, "T0001-k", "purchase", PAN, 1250, "00", status, 0)
+
+
+def receipt(rrn: str = "000000000007") -> dict[str, Any]:
+    return {
+        "status": "approved",
+        "amount": 1250,
+        "rrn": rrn,
+        "stan": 7,
+        "pan_last4": PAN[-4:],
+        "auth_code": "A1",
+        "idem_key": "T0001-k",
+        "copy": True,
+    }
+
+
+def observations(*shown: Shown) -> Observations:
+    obs = Observations()
+    obs.terminal_id = "T0001"
+    obs.intents[2] = IntentObs(2, PAN, 1250, 1, 0, finals=list(shown))
+    obs.rrn_owner["000000000007"] = 2
+    return obs
+
+
+@pytest.mark.parametrize("outcome", ["declined", "failed"])
+def test_an_approved_receipt_for_a_sale_shown_declined_or_failed_fires(outcome: str) -> None:
+    """A reprint that prints APPROVED for a sale the customer was told had not gone
+    through, even though the host did charge it (that is a separate violation)."""
+    obs = observations(Shown(outcome, 10, 0))
+    (v,) = judge_receipt(obs, 20, receipt(), txn(), 2)
+    assert v.invariant == "no-receipt-without-record" and v.intent == 2
+    assert f"shown {outcome.upper()}" in v.message and v.seqs == (10, 20)
+
+
+def test_an_approved_receipt_for_an_approved_sale_holds() -> None:
+    retried = Shown("failed", 5, 0, retried=True)
+    assert (
+        judge_receipt(observations(retried, Shown("approved", 10, 0)), 20, receipt(), txn(), 2)
+        == []
+    )
+
+
+def test_a_receipt_naming_another_terminals_rrn_fires() -> None:
+    other = HostTxn(7, "000000000007", "T0002", 7, "x", "purchase", PAN, 1250, "00", "approved", 0)
+    (v,) = judge_receipt(observations(Shown("approved", 10, 0)), 20, receipt(), other, 2)
+    assert v.invariant == "no-receipt-without-record" and "terminal T0002" in v.message
+
+
+def test_a_receipt_for_a_reversed_transaction_fires() -> None:
+    (v,) = judge_receipt(observations(), 20, receipt(), txn(status="reversed"), 2)
+    assert v.invariant == "no-receipt-without-record" and "reversed" in v.message
+
+
+# ------------------------------------------------------------ attribution
+
+
+def sends(path: Path) -> list[int]:
+    out = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["kind"] == "send" and rec["from"] == "terminal" and rec["msg"]["mti"] == "0200":
+            out.append(rec["intent"])
+    return out
+
+
+def test_reused_keys_are_blamed_on_the_customer_at_the_counter(tmp_path: Path) -> None:
+    """tid-counter-keys after a device swap: the new device's first sale reuses the
+    old device's first key, and the host answers with that sale's approval. The new
+    customer (intent 2) was shown APPROVED and given a receipt for intent 1's
+    charge; intent 1 was charged once. (It used to surface only as intent 2 never
+    settling, the approval being blamed on intent 1.)"""
+    sc = load_scenario(INCIDENTS / "fault-device_swap.toml")
+    trace = tmp_path / "t.jsonl"
+    r = run_scenario(sc, "zoo:tid-counter-keys", trace_path=trace)
+    got = violated(r)
+    assert got["approved-means-charged"] == [2]
+    assert got["no-receipt-without-record"] == [2]
+    assert "intent 1's charge" in r.violations["approved-means-charged"][0].message
+    assert "eventually-settles" not in got and "no-duplicate-charge" not in got
+    assert sends(trace) == [1, 2]  # the same key, sent for two customers
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_response_with_another_sales_rrn_is_blamed_on_the_sale_it_answers() -> None:
+    """The firmware approves the second sale under the first sale's RRN. Every
+    violation is about intent 2; intent 2 still reaches its (wrong) final state."""
+    sc = scenario(1250, 1250)
+    r = run_scenario(sc, fw("StickyRrn"))
+    got = violated(r)
+    assert got["approved-means-charged"] == [2]
+    assert got["no-receipt-without-record"] == [2]
+    assert {n for ns in got.values() for n in ns} == {2}
+    assert "eventually-settles" not in got
+    msg = r.violations["approved-means-charged"][0].message
+    assert "intent 1's charge" in msg
+    assert run_scenario(sc).violated() == []
+
+
+# ------------------------------------------------------------ batch close liveness
+
+
+def test_a_batch_close_never_answered_breaks_eventually_settles() -> None:
+    sc = scenario(1250)
+    sc = replace(sc, steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")))
+    bad = run_scenario(sc, fw("IgnoresBatchClose"))
+    assert violated(bad) == {"eventually-settles": [0]}
+    assert "never answered" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_batch_close_asked_for_before_the_last_fault_is_not_judged() -> None:
+    """A fault after the request (here a power cut) may end a close the terminal
+    then gives up on; the cashier would ask again. Only requests after the last
+    fault must be answered."""
+    sc = scenario(1250)
+    sc = replace(
+        sc,
+        steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")),
+        faults=(build_fault("power_cut", {"at_ms": 25_000, "off_ms": 1_000}),),
+    )
+    assert "eventually-settles" not in violated(run_scenario(sc, fw("IgnoresBatchClose")))
+
+
+# ------------------------------------------------------------ a truthful final state
+
+
+def test_an_approval_delivered_without_faults_must_be_shown_approved() -> None:
+    sc = scenario(1250)
+    bad = run_scenario(sc, fw("NeverMatchesAnswers"))
+    assert violated(bad) == {"eventually-settles": [1]}
+    assert "not the truthful one" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_sale_with_a_fault_is_not_held_to_the_truthful_outcome() -> None:
+    """A fault during the sale (here a 1 ms delay of the answer) may leave a correct
+    terminal unsure; FAILED with a reversal is then an honest answer."""
+    delay = {"delay": {"direction": "to_terminal", "mti": "0210", "nth": 1, "delay_ms": 1}}
+    sc = scenario(1250, faults=[delay])
+    assert violated(run_scenario(sc, fw("NeverMatchesAnswers"))) == {}
