@@ -132,6 +132,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
     by_stan = {s: i for i in intents for s in i.stans}
     money: dict[int, _Money] = defaultdict(_Money)
     approved: dict[str, int] = {}  # rrn -> amount charged, not reversed
+    charged_key: dict[str, str] = {}  # rrn -> the idempotency key it was charged under
     reversed_rrns: set[str] = set()
     batches_settled: dict[str, int] = defaultdict(int)
     for e in hlog.entries:
@@ -143,6 +144,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             intent = by_key.get(key) if key else by_stan.get(int(e.data["stan"]))
             amount = int(e.data.get("amount", 0))
             approved[rrn] = amount
+            charged_key[rrn] = key
             if intent is not None:
                 money[intent.number].charged.append((rrn, amount))
                 if amount != intent.amount:
@@ -186,7 +188,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
                     + " without a live host charge of its own",
                 )
                 break
-    printed = _judge_receipts(tlog, approved, reversed_rrns, find)
+    printed = _judge_receipts(tlog, approved, charged_key, reversed_rrns, find)
     for i in intents:
         if i.final != "approved" or "receipt-pending" in i.displays:
             continue  # only approved sales need a receipt; a pending one is visible
@@ -201,9 +203,15 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
 
 
 def _judge_receipts(
-    tlog: Log, approved: dict[str, int], reversed_rrns: set[str], find: Callable[[str, str], None]
+    tlog: Log,
+    approved: dict[str, int],
+    charged_key: dict[str, str],
+    reversed_rrns: set[str],
+    find: Callable[[str, str], None],
 ) -> dict[str, int]:
-    """Approved receipts against live host charges; returns rrn -> amount printed."""
+    """Approved receipts against live host charges; returns rrn -> amount printed.
+    A receipt naming another sale's charge (its key differs from the one the host
+    charged under that RRN) is a receipt without a record of its own."""
     printed: dict[str, int] = {}
     for e in tlog.entries:
         if e.event != "print" or e.data["status"] != "ok":
@@ -214,10 +222,17 @@ def _judge_receipts(
         rrn = str(receipt.get("rrn", ""))
         amount = receipt.get("amount")
         printed[rrn] = int(amount) if isinstance(amount, int) else 0
+        key = str(receipt.get("idem_key", ""))
         if rrn not in approved or rrn in reversed_rrns:
             find(
                 "no-receipt-without-record",
                 f"{tlog.path}:{e.line}: approved receipt rrn {rrn} has no live host approval",
+            )
+        elif key and charged_key.get(rrn) and key != charged_key[rrn]:
+            find(
+                "no-receipt-without-record",
+                f"{tlog.path}:{e.line}: approved receipt for {key} names rrn {rrn}, the "
+                f"host's charge of another sale ({charged_key[rrn]})",
             )
         elif printed[rrn] != approved[rrn]:
             find(
