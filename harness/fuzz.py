@@ -33,19 +33,24 @@ from .strategies import scenarios
 # two, large enough that Hypothesis's generation phases have room to work.
 CHUNK_EXAMPLES = 50
 
+# `posharness fuzz` with neither --budget nor --examples runs this long (wall
+# seconds), stopping at the first failure.
+DEFAULT_BUDGET_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    examples: int  # total examples when no --examples / --budget is given
-    derandomize: bool
+    budget_s: float  # wall seconds when no --examples / --budget is given
+    derandomize: bool  # True: no example database unless one is named (--db)
     shrink_rounds: int  # extra rounding passes after Hypothesis's shrink
 
 
 PROFILES: dict[str, Profile] = {
-    # CI: bounded, derandomised, no deadline: the same result on every machine.
-    "ci": Profile(examples=400, derandomize=True, shrink_rounds=1),
-    "dev": Profile(examples=2_000, derandomize=False, shrink_rounds=1),
-    "deep": Profile(examples=100_000, derandomize=False, shrink_rounds=2),
+    # CI: the same examples on every machine; a database only when named (--db).
+    "ci": Profile(budget_s=DEFAULT_BUDGET_S, derandomize=True, shrink_rounds=1),
+    # A developer's machine: the local example database replays past failures.
+    "dev": Profile(budget_s=120.0, derandomize=False, shrink_rounds=1),
+    "deep": Profile(budget_s=3_600.0, derandomize=False, shrink_rounds=2),
 }
 
 
@@ -133,10 +138,16 @@ def campaign(
     kinds: tuple[str, ...] | None = None,
     on_progress: Callable[[Stats], None] | None = None,
 ) -> tuple[Found | None, Stats]:
-    """Run a campaign. Returns the (shrunk, written) violation found, if any."""
+    """Run a campaign. Returns the (shrunk, written) violation found, if any.
+
+    With neither `examples` nor `budget_s`, the profile's time budget applies.
+    `database` is used whatever the profile: a caller that names one (`--db`)
+    wants failures stored and replayed."""
     load_firmware(firmware)  # a bad spec is a usage error before any work
     prof = PROFILES[profile]
-    total = examples if examples is not None else (None if budget_s else prof.examples)
+    total = examples
+    if examples is None and budget_s is None:
+        budget_s = prof.budget_s
     stats = Stats(started_s=time.perf_counter())
     deadline_s = stats.started_s + budget_s if budget_s else None
 
@@ -162,7 +173,7 @@ def campaign(
         test = settings(
             max_examples=size,
             deadline=None,
-            database=None if prof.derandomize else database,
+            database=database,
             derandomize=False,
             report_multiple_bugs=False,
             suppress_health_check=list(HealthCheck),

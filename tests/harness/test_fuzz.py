@@ -122,7 +122,8 @@ def _redis_url() -> str:
 
 
 def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> None:
-    """A failure found by one shard is stored in Redis and replayed first by another."""
+    """A failure found by one shard is stored in Redis and replayed first by another,
+    with the default profile (ci), which runs without a database unless one is named."""
     import redis
     from hypothesis.database import ExampleDatabase
 
@@ -134,7 +135,6 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
     assert db is not None
     first, _ = campaign(
         "zoo:float-amount",
-        profile="dev",
         examples=2_000,
         campaign_seed=1,
         out_dir=tmp_path / "a",
@@ -144,7 +144,6 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
     assert first is not None
     second, _ = campaign(
         "zoo:float-amount",
-        profile="dev",
         examples=2_000,
         campaign_seed=2,
         out_dir=tmp_path / "b",
@@ -155,3 +154,54 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
     assert first.detect_example > 1  # the first shard had to search
     assert second.detect_example == 1  # the second replayed it from Redis first
     redis.Redis.from_url(url).flushdb()
+
+
+def test_fuzz_cli_db_works_with_the_default_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`posharness fuzz --db redis://...` with no --profile: the second campaign, on
+    another seed, replays the first one's failure at example 1."""
+    import redis
+
+    url = _redis_url()
+    redis.Redis.from_url(url).flushdb()
+    common = ["fuzz", "--firmware", "zoo:float-amount", "--db", url, "--examples", "2000"]
+    assert main([*common, "--seed", "1", "--out", str(tmp_path / "a")]) == 1
+    first = capsys.readouterr().out
+    assert redis.Redis.from_url(url).dbsize() > 0  # the failure was stored
+    assert main([*common, "--seed", "2", "--out", str(tmp_path / "b")]) == 1
+    second = capsys.readouterr().out
+    assert "found at example 1 " not in first
+    assert "found at example 1 " in second
+    redis.Redis.from_url(url).flushdb()
+
+
+def test_piped_fuzz_prints_progress_with_elapsed_and_remaining_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.cli
+
+    monkeypatch.setattr(harness.cli, "FUZZ_PROGRESS_S", 0.0)  # a line per chunk
+    assert main(["fuzz", "--budget", "1", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    lines = [x for x in captured.err.splitlines() if x.startswith("fuzz reference: ")]
+    assert lines, captured.err
+    assert all("elapsed" in x and "left" in x and "examples" in x for x in lines)
+    assert "no violation found" in captured.out
+
+
+def test_default_campaign_is_a_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With neither --examples nor --budget, the profile's time budget applies (30 s
+    for the default, ci): campaign() is handed it."""
+    import harness.fuzz
+
+    seen: dict[str, object] = {}
+
+    def fake(firmware: str, **kw: object) -> tuple[None, harness.fuzz.Stats]:
+        seen.update(kw)
+        return None, harness.fuzz.Stats()
+
+    monkeypatch.setattr(harness.fuzz, "campaign", fake)
+    assert main(["fuzz", "--firmware", "zoo:float-amount"]) == 0
+    assert seen["budget_s"] == harness.fuzz.DEFAULT_BUDGET_S == 30.0
+    assert seen["examples"] is None and seen["database"] is None
