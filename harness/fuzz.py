@@ -256,18 +256,72 @@ def _round_ms(value: int) -> list[int]:
     return out
 
 
+# Renumbering tried per removal: at most this many variants of the plan's `nth`s.
+RENUMBER_VARIANTS_MAX = 64
+
+
+def renumbered(plan: tuple[Fault, ...]) -> list[tuple[Fault, ...]]:
+    """`plan` with the `nth` of its faults lowered, fewest and smallest changes
+    first: after a step (or fault) is removed, "the 2nd 0210" may have become the
+    1st. The unchanged plan comes first."""
+    movable = [i for i, f in enumerate(plan) if f.nth > 1]
+    shifts: list[tuple[int, ...]] = [()]
+    for i in movable:
+        shifts = [(*d, k) for d in shifts for k in range(plan[i].nth)]
+    shifts.sort(key=lambda d: (sum(1 for k in d if k), sum(d)))
+    out: list[tuple[Fault, ...]] = []
+    for d in shifts[:RENUMBER_VARIANTS_MAX]:
+        faults = list(plan)
+        for i, k in zip(movable, d, strict=True):
+            if k:
+                faults[i] = dataclasses.replace(faults[i], nth=faults[i].nth - k)
+        out.append(tuple(faults))
+    return out
+
+
+def removals(sc: Scenario) -> list[Scenario]:
+    """Every scenario with one step or one fault fewer, each with the plan's `nth`s
+    renumbered every way `renumbered` tries (a scenario keeps at least one step)."""
+    out: list[Scenario] = []
+    if len(sc.steps) > 1:
+        for i in range(len(sc.steps) - 1, -1, -1):
+            steps = sc.steps[:i] + sc.steps[i + 1 :]
+            out.extend(
+                dataclasses.replace(sc, steps=steps, faults=p) for p in renumbered(sc.faults)
+            )
+    for i in range(len(sc.faults) - 1, -1, -1):
+        rest = sc.faults[:i] + sc.faults[i + 1 :]
+        out.extend(dataclasses.replace(sc, faults=p) for p in renumbered(rest))
+    return out
+
+
+def minimise(sc: Scenario, invariant: str, firmware: str) -> Scenario:
+    """Remove steps and faults, renumbering the faults' `nth`, while the scenario
+    still breaks `invariant`; then lower each remaining `nth` as far as it goes.
+    The result is minimal: no single removal in `removals` still fails."""
+    # Each pass removes one item or ends the loop: bounded by the scenario's size.
+    for _ in range(len(sc.steps) + len(sc.faults)):
+        for cand in removals(sc):
+            if _still_fails(cand, invariant, firmware):
+                sc = cand
+                break
+        else:
+            break
+    for i, f in enumerate(sc.faults):
+        for nth in range(1, f.nth):
+            faults = (*sc.faults[:i], dataclasses.replace(f, nth=nth), *sc.faults[i + 1 :])
+            cand = dataclasses.replace(sc, faults=faults)
+            if _still_fails(cand, invariant, firmware):
+                sc = cand
+                break
+    return sc
+
+
 def tidy(sc: Scenario, invariant: str, firmware: str) -> Scenario:
     """Make a shrunk scenario read well without changing what it shows: drop what
-    is not needed, round times, drop unused cards and seeds."""
-    # Drop steps and faults one at a time (Hypothesis usually has already).
-    for i in range(len(sc.steps) - 1, -1, -1):
-        cand = dataclasses.replace(sc, steps=sc.steps[:i] + sc.steps[i + 1 :])
-        if cand.steps and _still_fails(cand, invariant, firmware):
-            sc = cand
-    for i in range(len(sc.faults) - 1, -1, -1):
-        cand = dataclasses.replace(sc, faults=sc.faults[:i] + sc.faults[i + 1 :])
-        if _still_fails(cand, invariant, firmware):
-            sc = cand
+    is not needed (renumbering the faults that count items), round times, drop
+    unused cards and seeds."""
+    sc = minimise(sc, invariant, firmware)
     # Round step times.
     steps = list(sc.steps)
     for i, step in enumerate(steps):

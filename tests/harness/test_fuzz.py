@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+import faults
 from harness.check import first_failure
 from harness.cli import main
-from harness.fuzz import campaign, chunk_seed, parse_shard
+from harness.fuzz import campaign, chunk_seed, parse_shard, removals, renumbered, tidy
 from harness.runner import UsageError, run_scenario
 from scenarios.loader import load_scenario
+from scenarios.model import INVARIANT_NAMES, CardSpec, Expect, Scenario, Step
 from terminal.zoo import ZOO
 
 # The invariant the fuzzer must report for each zoo firmware. Some flaws surface
@@ -59,6 +62,10 @@ def test_fuzz_finds_every_zoo_firmware_and_the_file_replays(name: str, tmp_path:
         failure = first_failure(result)
         assert failure is not None and failure[0] == found.invariant
     assert found.explanation.startswith(found.result.violations[found.invariant][0].message)
+    # Minimal: no step or fault can go (renumbering the faults' nth) and still fail.
+    for cand in removals(found.scenario):
+        failure = first_failure(run_scenario(cand))
+        assert failure is None or failure[0] != found.invariant, cand
 
 
 def test_reference_survives_a_fixed_seed_campaign(tmp_path: Path) -> None:
@@ -205,3 +212,47 @@ def test_default_campaign_is_a_time_budget(monkeypatch: pytest.MonkeyPatch) -> N
     assert main(["fuzz", "--firmware", "zoo:float-amount"]) == 0
     assert seen["budget_s"] == harness.fuzz.DEFAULT_BUDGET_S == 30.0
     assert seen["examples"] is None and seen["database"] is None
+
+
+def _two_sales_second_answer_lost() -> Scenario:
+    pan = "4000000000000002"
+    return Scenario(
+        name="renumber",
+        cards=(CardSpec(pan=pan, balance=100_000),),
+        steps=(
+            Step(at_ms=0, action="purchase", card=pan, amount=1_000),
+            Step(at_ms=60_000, action="purchase", card=pan, amount=2_000),
+        ),
+        faults=(faults.build_fault("drop", {"direction": "to_terminal", "mti": "0210", "nth": 2}),),
+        expect=Expect(invariants=INVARIANT_NAMES),
+    )
+
+
+def test_tidy_renumbers_a_fault_when_the_step_it_counted_past_goes() -> None:
+    """Two sales, the 2nd answer (0210) lost: naive-retry charges the 2nd sale twice.
+    The 1st sale is not needed, but without it "the 2nd 0210" never comes: tidying
+    must remove the sale *and* make the drop "the 1st 0210"."""
+    sc = _two_sales_second_answer_lost()
+    failure = first_failure(run_scenario(sc, "zoo:naive-retry"))
+    assert failure is not None and failure[0] == "no-duplicate-charge"
+    # Removing the step alone no longer fails: the old one-at-a-time tidy kept it.
+    alone = dataclasses.replace(sc, steps=sc.steps[1:])
+    assert first_failure(run_scenario(alone, "zoo:naive-retry")) is None
+    tidied = tidy(sc, "no-duplicate-charge", "zoo:naive-retry")
+    assert len(tidied.steps) == 1 and len(tidied.faults) == 1
+    assert tidied.faults[0].nth == 1
+    failure = first_failure(run_scenario(tidied, "zoo:naive-retry"))
+    assert failure is not None and failure[0] == "no-duplicate-charge"
+
+
+def test_renumbered_tries_the_plan_unchanged_first_then_single_shifts() -> None:
+    drop = faults.build_fault("drop", {"direction": "to_terminal", "nth": 3})
+    jam = faults.build_fault("printer_jam", {"nth": 2})
+    first = faults.build_fault("delay", {"direction": "to_host", "nth": 1, "delay_ms": 5})
+    variants = renumbered((drop, jam, first))
+    nths = [tuple(f.nth for f in v) for v in variants]
+    assert nths[0] == (3, 2, 1)
+    assert set(nths) == {(a, b, 1) for a in (1, 2, 3) for b in (1, 2)}
+    assert len(nths) == 6
+    # One fault moved by one before two faults moved, or one moved by two.
+    assert nths.index((2, 2, 1)) < nths.index((1, 2, 1)) < nths.index((1, 1, 1))
