@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError("--examples must be > 0")
     if args.profile not in PROFILES:
         raise UsageError(f"--profile must be one of {', '.join(PROFILES)}")
+    if args.jobs < 0:
+        raise UsageError("--jobs must be >= 0 (0: one per core)")
+    from .fuzz_jobs import jobs_for, run_jobs
+
+    load_firmware(args.firmware)  # a bad spec is one line before any process starts
     shard = parse_shard(args.shard)
     prof = PROFILES[args.profile]
     # A named database (--db) is used with every profile; without one, `ci` runs
@@ -303,21 +309,38 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         ticker.update(
             stats.examples,
             f"examples ({stats.rate():.0f}/s), {plural(stats.purchases, 'purchase')}, "
-            f"{plural(len(stats.kinds), 'fault kind')}",
+            f"{plural(len(stats.kinds), 'fault kind')}, "
+            f"{plural(len(stats.behaviours), 'distinct transition')}",
         )
 
+    jobs = jobs_for(args.jobs)
     try:
-        found, stats = campaign(
-            args.firmware,
-            examples=args.examples,
-            budget_s=budget if args.examples is None else None,
-            campaign_seed=args.seed,
-            out_dir=Path(args.out),
-            profile=args.profile,
-            shard=shard,
-            database=database,
-            on_progress=progress,
-        )
+        if jobs > 1:
+            found, stats = run_jobs(
+                args.firmware,
+                jobs,
+                examples=args.examples,
+                budget_s=budget if args.examples is None else None,
+                campaign_seed=args.seed,
+                out_dir=Path(args.out),
+                profile=args.profile,
+                shard=shard,
+                db_url=args.db,
+                on_progress=progress,
+                started_s=time.perf_counter(),
+            )
+        else:
+            found, stats = campaign(
+                args.firmware,
+                examples=args.examples,
+                budget_s=budget if args.examples is None else None,
+                campaign_seed=args.seed,
+                out_dir=Path(args.out),
+                profile=args.profile,
+                shard=shard,
+                database=database,
+                on_progress=progress,
+            )
     finally:
         ticker.close()
     summary = (
@@ -440,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="example database, with any profile: redis://HOST:PORT/N or a directory; "
         "failures found are stored there and replayed first by the next campaign",
+    )
+    fz.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N local shards in parallel, one process each, sharing the example "
+        "database; 0: one per core (default: 1)",
     )
     fz.add_argument("--report", metavar="DIR", help="write an HTML report of the violation here")
     fz.set_defaults(func=cmd_fuzz)

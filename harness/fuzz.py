@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from faults.base import Fault
@@ -54,11 +54,62 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# The field that tells records of one kind apart, for coverage.
+_SIGNATURE_FIELD = {
+    "input": "event",
+    "display": "outcome",
+    "host": "action",
+    "cashier": "action",
+    "power": "state",
+    "print": "status",
+    "fault": "fault",
+    "ignored": "input",
+}
+# Behaviours a campaign remembers (a bound: the vocabulary is far smaller).
+BEHAVIOURS_MAX = 100_000
+
+
+def signature(rec: dict[str, Any]) -> str:
+    """What kind of thing a trace record shows: `send:0210:91`, `display:declined`,
+    `journal:reversal_pending`, `fault:drop`..."""
+    kind: str = rec["kind"]
+    if kind in ("send", "deliver", "lost"):
+        m = rec["msg"]
+        return f"{kind}:{m['mti']}:{m.get('rc', '')}"
+    if kind == "journal":
+        record = rec.get("record")
+        return f"journal:{record.get('type', '') if isinstance(record, dict) else ''}"
+    name = _SIGNATURE_FIELD.get(kind)
+    return f"{kind}:{rec.get(name, '')}" if name else kind
+
+
+class Coverage:
+    """A trace observer: the distinct transitions of one run (pairs of consecutive
+    record signatures), which `target()` maximises to steer Hypothesis towards
+    examples that do more different things."""
+
+    __slots__ = ("faults", "last", "pairs")
+
+    def __init__(self) -> None:
+        self.last = ""
+        self.pairs: set[tuple[str, str]] = set()
+        self.faults = 0
+
+    def observe(self, rec: dict[str, Any]) -> None:
+        sig = signature(rec)
+        if rec["kind"] == "fault":
+            self.faults += 1
+        self.pairs.add((self.last, sig))
+        self.last = sig
+
+
 @dataclass(slots=True)
 class Stats:
     examples: int = 0
     purchases: int = 0
     kinds: set[str] = field(default_factory=set)
+    # Distinct transitions seen over the campaign (see Coverage), for progress.
+    behaviours: set[tuple[str, str]] = field(default_factory=set)
     chunks: int = 0
     started_s: float = 0.0
     # When the first failing example ran (before any shrinking): example number
@@ -155,13 +206,21 @@ def campaign(
         stats.examples += 1
         stats.purchases += sc.purchases()
         stats.kinds.update(f.KIND for f in sc.faults)
+        cov = Coverage()
         try:
-            assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware)
+            assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware, [cov.observe])
         except InvariantViolated:
             if not stats.first_failure_example:
                 stats.first_failure_example = stats.examples
                 stats.first_failure_s = time.perf_counter() - stats.started_s
             raise
+        finally:
+            if len(stats.behaviours) < BEHAVIOURS_MAX:
+                stats.behaviours |= cov.pairs
+        # Steer generation towards runs that do more different things, and that
+        # meet more of their faults.
+        target(float(len(cov.pairs)), label="distinct transitions")
+        target(float(cov.faults), label="faults applied")
 
     chunk = 0
     while True:
