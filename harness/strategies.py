@@ -32,6 +32,7 @@ A drawn scenario is plain data: it can always be written as a file.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
@@ -68,29 +69,51 @@ CATALOGUE_PANS = tuple(c.pan for c in CATALOGUE_CARDS if c.pan not in CARD_PANS)
 AMOUNT_MAX = TerminalSpec().amount_max
 
 
+# Strategies are built once: building one per draw (with its validation) cost
+# more than the simulation of the example it drew.
+_HOW = st.integers(0, 3)
+_DECADE = st.integers(0, 8)
+_MANTISSA = st.integers(0, 10**9 - 1)
+_EDGE_INDEX = st.integers(0, 8)
+_TEST_CARD = st.sampled_from(TEST_CARD_AMOUNTS)
+_COMMON = st.one_of(st.sampled_from(EDGE_AMOUNTS), st.integers(1, 50_000))
+_INDEX = st.integers(0, 63)
+
+
+def pick(draw: st.DrawFn, items: Sequence[Any]) -> Any:
+    """One of `items` (a draw that shrinks towards the first)."""
+    return items[draw(_INDEX) % len(items)]
+
+
 def _log_uniform(draw: st.DrawFn, top: int) -> int:
     """1..top, each decade equally likely (1-9, 10-99, ..., up to `top`)."""
-    decades = len(str(top))
-    e = draw(st.integers(0, decades - 1))
-    return draw(st.integers(10**e, min(10 ** (e + 1) - 1, top)))
+    e = draw(_DECADE) % len(str(top))
+    low = 10**e
+    high = min(10 ** (e + 1) - 1, top)
+    return int(low + draw(_MANTISSA) % (high - low + 1))
 
 
-@st.composite
-def limit_amounts(draw: st.DrawFn, amount_max: int = AMOUNT_MAX, balance: int = 0) -> int:
+def draw_amount(draw: st.DrawFn, amount_max: int = AMOUNT_MAX, balance: int = 0) -> int:
     """An amount across the whole valid range 1..amount_max (log-uniform), or on a
     boundary: the limit and its neighbours (amount_max + 1 must be refused), the
     card's balance and its neighbours, a test-card amount and its neighbours."""
-    how = draw(st.integers(0, 3))
+    how = draw(_HOW)
     if how == 0:
         return _log_uniform(draw, amount_max)
     if how == 1:
         edges = [0, 1, 2, amount_max - 1, amount_max, amount_max + 1]
         if balance:
             edges += [balance - 1, balance, balance + 1]
-        return draw(st.sampled_from(sorted({e for e in edges if e >= 0})))
+        return int(pick(draw, sorted({e for e in edges if e >= 0})))
     if how == 2:
-        return draw(st.sampled_from(TEST_CARD_AMOUNTS))
-    return draw(st.one_of(st.sampled_from(EDGE_AMOUNTS), st.integers(1, 50_000)))
+        return draw(_TEST_CARD)
+    return draw(_COMMON)
+
+
+@st.composite
+def limit_amounts(draw: st.DrawFn, amount_max: int = AMOUNT_MAX, balance: int = 0) -> int:
+    """Amounts as `draw_amount` draws them."""
+    return draw_amount(draw, amount_max, balance)
 
 
 @functools.cache
@@ -321,15 +344,15 @@ def fault_plans(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> tuple[
     head: tuple[Fault, ...] = ()
     if combos is not None and draw(_COMBO_ODDS) == 0:
         head = draw(combos)
-    enabled = draw(_enabled_kinds(allowed))
+    enabled = sorted(draw(_enabled_kinds(allowed)))
     if not enabled:
         return head
-    choose = st.sampled_from(sorted(enabled))
-    count = draw(st.integers(0, FAULTS_MAX - len(head)))
-    return head + tuple(draw(fault_of(draw(choose))) for _ in range(count))
+    count = draw(_FAULT_COUNT) % (FAULTS_MAX - len(head) + 1)
+    return head + tuple(draw(fault_of(pick(draw, enabled))) for _ in range(count))
 
 
 _COMBO_ODDS = st.integers(0, 3)
+_FAULT_COUNT = st.integers(0, FAULTS_MAX)
 
 
 @functools.cache
@@ -343,6 +366,14 @@ _BATCH_AFTER = st.one_of(st.none(), st.integers(0, 60_000))
 # Reprints and batch closes in the middle of things: at a sale's start plus this.
 _OFFSETS = st.sampled_from([0, 100, 1_500, 3_000, 5_000, 20_000, 60_000])
 EXTRA_STEPS_MAX = 3
+_EXTRA_STEPS = st.integers(0, EXTRA_STEPS_MAX)
+
+
+@functools.cache
+def _purchase_count(purchases: tuple[int, int]) -> st.SearchStrategy[int]:
+    return st.integers(*purchases)
+
+
 # eventually-settles bound for examples with unusual (slower) settings.
 SETTLE_SLOW_MS = 600_000
 
@@ -357,20 +388,18 @@ def purchase_steps(
 ) -> tuple[Step, ...]:
     """Purchases, a batch close at the end (or not), and sometimes reprints and
     batch closes in the middle of a sale."""
-    n = draw(st.integers(*purchases))
-    card = st.sampled_from(pans)
-    balance = st.sampled_from(balances) if balances else st.just(0)
+    n = draw(_purchase_count(purchases))
     at = 0
     steps = []
     starts = []
     for _ in range(n):
         at += draw(_GAPS)
         starts.append(at)
-        amount = draw(limit_amounts(amount_max, draw(balance)))
-        steps.append(Step(at_ms=at, action="purchase", card=draw(card), amount=amount))
-    for _ in range(draw(st.integers(0, EXTRA_STEPS_MAX)) if draw(st.booleans()) else 0):
-        when = draw(st.sampled_from(starts)) + draw(_OFFSETS)
-        steps.append(Step(at_ms=when, action=draw(st.sampled_from(["reprint", "batch_close"]))))
+        amount = draw_amount(draw, amount_max, pick(draw, balances) if balances else 0)
+        steps.append(Step(at_ms=at, action="purchase", card=pick(draw, pans), amount=amount))
+    for _ in range(draw(_EXTRA_STEPS) if draw(st.booleans()) else 0):
+        when = pick(draw, starts) + draw(_OFFSETS)
+        steps.append(Step(at_ms=when, action=pick(draw, ("reprint", "batch_close"))))
     batch_after = draw(_BATCH_AFTER)
     if batch_after is not None:
         steps.append(Step(at_ms=at + batch_after, action="batch_close"))
@@ -435,6 +464,7 @@ def _people(draw: st.DrawFn) -> PeopleSpec:
     )
 
 
+_CATALOGUE_PICKS = st.lists(st.sampled_from(CATALOGUE_PANS), max_size=2, unique=True)
 _CARD_RC = _either("", "05", "51", "91")
 _CARD_SLOW = _either(0, 20_000)
 
@@ -462,7 +492,7 @@ def scenarios(
         for p in pans
     )
     if unusual_cards:
-        pans += tuple(draw(st.lists(st.sampled_from(CATALOGUE_PANS), max_size=2, unique=True)))
+        pans += tuple(draw(_CATALOGUE_PICKS))
     terminal = draw(_TERMINAL) if draw(st.booleans()) else TerminalSpec()
     host = draw(_HOST) if draw(st.booleans()) else HostSpec()
     network = draw(_NETWORK) if draw(st.booleans()) else NetworkSpec(latency_ms=draw(_LATENCIES))
