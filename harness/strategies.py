@@ -23,8 +23,8 @@ draw every parameter of the group, so examples range from "a default shop" to
 "everything unusual at once". Amounts cover the whole valid range (log-uniform)
 and every boundary that changes behaviour: the terminal's amount limit, the card's
 balance, and every test-card amount of the mock host (docs/test-cards.md), each
-with its neighbours. Steps include reprints and batch closes at any moment, not
-only purchases.
+with its neighbours. Steps include reprints, batch closes and cancels at any moment,
+not only purchases.
 
 A drawn scenario is plain data: it can always be written as a file.
 """
@@ -364,8 +364,10 @@ def _enabled_kinds(all_kinds: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
 _GAPS = st.sampled_from([0, 500, 2_000, 10_000, 30_000, 60_000])
 _BATCH_AFTER = st.one_of(st.none(), st.integers(0, 60_000))
 # Reprints and batch closes in the middle of things: at a sale's start plus this.
-_OFFSETS = st.sampled_from([0, 100, 1_500, 3_000, 5_000, 20_000, 60_000])
+_OFFSETS = st.sampled_from([0, 100, 500, 1_500, 3_000, 5_000, 20_000, 60_000])
 EXTRA_STEPS_MAX = 3
+# Every step kind of the format besides purchases.
+EXTRA_ACTIONS = ("reprint", "batch_close", "cancel")
 _EXTRA_STEPS = st.integers(0, EXTRA_STEPS_MAX)
 
 
@@ -399,7 +401,7 @@ def purchase_steps(
         steps.append(Step(at_ms=at, action="purchase", card=pick(draw, pans), amount=amount))
     for _ in range(draw(_EXTRA_STEPS) if draw(st.booleans()) else 0):
         when = pick(draw, starts) + draw(_OFFSETS)
-        steps.append(Step(at_ms=when, action=pick(draw, ("reprint", "batch_close"))))
+        steps.append(Step(at_ms=when, action=pick(draw, EXTRA_ACTIONS)))
     batch_after = draw(_BATCH_AFTER)
     if batch_after is not None:
         steps.append(Step(at_ms=at + batch_after, action="batch_close"))

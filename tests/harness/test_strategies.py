@@ -67,7 +67,7 @@ def reach_plan(predicate: Callable[[tuple[faults.Fault, ...]], bool]) -> None:
     assert any(predicate(plan) for plan in sample(_PLANS))
 
 
-@pytest.mark.parametrize("action", ["purchase", "reprint", "batch_close"])
+@pytest.mark.parametrize("action", ["purchase", "reprint", "batch_close", "cancel"])
 def test_every_step_kind_is_drawn(action: str) -> None:
     reach(lambda sc: any(s.action == action for s in sc.steps))
 
