@@ -10,12 +10,14 @@ invariants as different bugs and shrinks each towards its own minimal example.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from scenarios.model import INVARIANT_NAMES, Scenario
 from scenarios.writer import scenario_to_toml
 
 from .invariants import Violation
 from .runner import RunResult, run_scenario
+from .trace import Observer
 
 
 class InvariantViolated(AssertionError):
@@ -53,9 +55,12 @@ def check_scenario(scenario: Scenario, firmware: str | None = None) -> RunResult
     return run_scenario(scenario, firmware)
 
 
-def assert_invariants(scenario: Scenario, firmware: str | None = None) -> RunResult:
-    """Run `scenario` (with `firmware`) and raise InvariantViolated on any violation."""
-    result = run_scenario(scenario, firmware)
+def assert_invariants(
+    scenario: Scenario, firmware: str | None = None, observers: Sequence[Observer] = ()
+) -> RunResult:
+    """Run `scenario` (with `firmware`) and raise InvariantViolated on any violation.
+    `observers` see every trace record of the run (e.g. to measure coverage)."""
+    result = run_scenario(scenario, firmware, observers=observers)
     failure = first_failure(result)
     if failure is None:
         return result

@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 DEFAULT_SUITE = Path("scenarios")
+# Piped fuzz output: a progress line this often (a 30 s default campaign: ~5 lines).
+FUZZ_PROGRESS_S = 5.0
 
 
 RUN_DESCRIPTION = """Run scenario files and judge each run by its [expect] table.
@@ -280,48 +283,69 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError("--examples must be > 0")
     if args.profile not in PROFILES:
         raise UsageError(f"--profile must be one of {', '.join(PROFILES)}")
-    shard = parse_shard(args.shard)
-    database = open_database(args.db)
-    console = make_console()
-    from rich.live import Live
-    from rich.text import Text
+    if args.jobs < 0:
+        raise UsageError("--jobs must be >= 0 (0: one per core)")
+    from .fuzz_jobs import jobs_for, run_jobs
 
+    load_firmware(args.firmware)  # a bad spec is one line before any process starts
+    shard = parse_shard(args.shard)
+    prof = PROFILES[args.profile]
+    # A named database (--db) is used with every profile; without one, `ci` runs
+    # without a database (the same examples everywhere) and the others keep
+    # Hypothesis's local directory.
+    database = open_database(args.db) if args.db or not prof.derandomize else None
+    console = make_console()
     from .fuzz import Stats
 
-    def status(stats: Stats) -> Text:
-        return Text(
-            f"fuzz {args.firmware}: {stats.examples} examples ({stats.rate():.0f}/s), "
-            f"{stats.purchases} purchases, fault kinds exercised: {len(stats.kinds)} "
-            f"({', '.join(sorted(stats.kinds)) or '-'})"
-        )
-
-    live = (
-        Live(status(Stats()), console=console, transient=False, auto_refresh=False)
-        if console.is_terminal
-        else None
+    budget = args.budget
+    if args.examples is None and budget is None:
+        budget = prof.budget_s
+    ticker = Ticker(
+        console,
+        f"fuzz {args.firmware}",
+        total=args.examples,
+        budget_s=None if args.examples is not None else budget,
+        interval_s=FUZZ_PROGRESS_S,
     )
 
     def progress(stats: Stats) -> None:
-        if live is not None:
-            live.update(status(stats), refresh=True)
-
-    if live is not None:
-        live.start()
-    try:
-        found, stats = campaign(
-            args.firmware,
-            examples=args.examples,
-            budget_s=args.budget,
-            campaign_seed=args.seed,
-            out_dir=Path(args.out),
-            profile=args.profile,
-            shard=shard,
-            database=database,
-            on_progress=progress,
+        ticker.update(
+            stats.examples,
+            f"examples ({stats.rate():.0f}/s), {plural(stats.purchases, 'purchase')}, "
+            f"{plural(len(stats.kinds), 'fault kind')}, "
+            f"{plural(len(stats.behaviours), 'distinct transition')}",
         )
+
+    jobs = jobs_for(args.jobs)
+    try:
+        if jobs > 1:
+            found, stats = run_jobs(
+                args.firmware,
+                jobs,
+                examples=args.examples,
+                budget_s=budget if args.examples is None else None,
+                campaign_seed=args.seed,
+                out_dir=Path(args.out),
+                profile=args.profile,
+                shard=shard,
+                db_url=args.db,
+                on_progress=progress,
+                started_s=time.perf_counter(),
+            )
+        else:
+            found, stats = campaign(
+                args.firmware,
+                examples=args.examples,
+                budget_s=budget if args.examples is None else None,
+                campaign_seed=args.seed,
+                out_dir=Path(args.out),
+                profile=args.profile,
+                shard=shard,
+                database=database,
+                on_progress=progress,
+            )
     finally:
-        if live is not None:
-            live.stop()
+        ticker.close()
     summary = (
         f"{plural(stats.examples, 'example')}, {plural(stats.purchases, 'purchase')} "
         f"simulated, {plural(len(stats.kinds), 'fault kind')} exercised, "
@@ -422,21 +446,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limit = fz.add_mutually_exclusive_group()
     limit.add_argument(
-        "--budget", type=float, metavar="SECONDS", help="stop after this much wall time"
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this much wall time (without it, the profile's budget: ci 30, "
+        "dev 120, deep 3600); a campaign always stops at the first violation",
     )
     limit.add_argument(
         "--examples",
         type=int,
         metavar="N",
-        help="stop after N examples (default: the profile's: ci 400, dev 2000, deep 100000)",
+        help="stop after N examples instead of a time budget",
     )
     fz.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     fz.add_argument("--out", default="fuzz-out", metavar="DIR", help="where shrunk scenarios go")
     fz.add_argument(
         "--profile",
         default="ci",
-        help="ci (derandomised: the same examples on every machine, 400 of them) | "
-        "dev (random, 2000) | deep (random, 100000)",
+        help="ci (30 s, no example database unless --db names one) | "
+        "dev (120 s, the local database .hypothesis/posharness) | deep (1 h)",
     )
     fz.add_argument(
         "--shard",
@@ -445,7 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 0/1, the whole campaign)",
     )
     fz.add_argument(
-        "--db", metavar="URL", help="example database: redis://HOST:PORT/N or a directory"
+        "--db",
+        metavar="URL",
+        help="example database, with any profile: redis://HOST:PORT/N or a directory; "
+        "failures found are stored there and replayed first by the next campaign",
+    )
+    fz.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N local shards in parallel, one process each, sharing the example "
+        "database; 0: one per core (default: 1)",
     )
     fz.add_argument("--report", metavar="DIR", help="write an HTML report of the violation here")
     fz.set_defaults(func=cmd_fuzz)

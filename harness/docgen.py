@@ -247,6 +247,13 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "unit": "",
         "meaning": "the cashier asks for a reprint of the last receipt",
     },
+    {
+        "key": "cancel",
+        "type": "boolean",
+        "default": None,
+        "unit": "",
+        "meaning": "the cashier presses cancel (whatever the terminal is doing then)",
+    },
 )
 
 

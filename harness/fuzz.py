@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from faults.base import Fault
@@ -33,20 +33,74 @@ from .strategies import scenarios
 # two, large enough that Hypothesis's generation phases have room to work.
 CHUNK_EXAMPLES = 50
 
+# `posharness fuzz` with neither --budget nor --examples runs this long (wall
+# seconds), stopping at the first failure.
+DEFAULT_BUDGET_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    examples: int  # total examples when no --examples / --budget is given
-    derandomize: bool
+    budget_s: float  # wall seconds when no --examples / --budget is given
+    derandomize: bool  # True: no example database unless one is named (--db)
     shrink_rounds: int  # extra rounding passes after Hypothesis's shrink
 
 
 PROFILES: dict[str, Profile] = {
-    # CI: bounded, derandomised, no deadline: the same result on every machine.
-    "ci": Profile(examples=400, derandomize=True, shrink_rounds=1),
-    "dev": Profile(examples=2_000, derandomize=False, shrink_rounds=1),
-    "deep": Profile(examples=100_000, derandomize=False, shrink_rounds=2),
+    # CI: the same examples on every machine; a database only when named (--db).
+    "ci": Profile(budget_s=DEFAULT_BUDGET_S, derandomize=True, shrink_rounds=1),
+    # A developer's machine: the local example database replays past failures.
+    "dev": Profile(budget_s=120.0, derandomize=False, shrink_rounds=1),
+    "deep": Profile(budget_s=3_600.0, derandomize=False, shrink_rounds=2),
 }
+
+
+# The field that tells records of one kind apart, for coverage.
+_SIGNATURE_FIELD = {
+    "input": "event",
+    "display": "outcome",
+    "host": "action",
+    "cashier": "action",
+    "power": "state",
+    "print": "status",
+    "fault": "fault",
+    "ignored": "input",
+}
+# Behaviours a campaign remembers (a bound: the vocabulary is far smaller).
+BEHAVIOURS_MAX = 100_000
+
+
+def signature(rec: dict[str, Any]) -> str:
+    """What kind of thing a trace record shows: `send:0210:91`, `display:declined`,
+    `journal:reversal_pending`, `fault:drop`..."""
+    kind: str = rec["kind"]
+    if kind in ("send", "deliver", "lost"):
+        m = rec["msg"]
+        return f"{kind}:{m['mti']}:{m.get('rc', '')}"
+    if kind == "journal":
+        record = rec.get("record")
+        return f"journal:{record.get('type', '') if isinstance(record, dict) else ''}"
+    name = _SIGNATURE_FIELD.get(kind)
+    return f"{kind}:{rec.get(name, '')}" if name else kind
+
+
+class Coverage:
+    """A trace observer: the distinct transitions of one run (pairs of consecutive
+    record signatures), which `target()` maximises to steer Hypothesis towards
+    examples that do more different things."""
+
+    __slots__ = ("faults", "last", "pairs")
+
+    def __init__(self) -> None:
+        self.last = ""
+        self.pairs: set[tuple[str, str]] = set()
+        self.faults = 0
+
+    def observe(self, rec: dict[str, Any]) -> None:
+        sig = signature(rec)
+        if rec["kind"] == "fault":
+            self.faults += 1
+        self.pairs.add((self.last, sig))
+        self.last = sig
 
 
 @dataclass(slots=True)
@@ -54,6 +108,8 @@ class Stats:
     examples: int = 0
     purchases: int = 0
     kinds: set[str] = field(default_factory=set)
+    # Distinct transitions seen over the campaign (see Coverage), for progress.
+    behaviours: set[tuple[str, str]] = field(default_factory=set)
     chunks: int = 0
     started_s: float = 0.0
     # When the first failing example ran (before any shrinking): example number
@@ -133,10 +189,16 @@ def campaign(
     kinds: tuple[str, ...] | None = None,
     on_progress: Callable[[Stats], None] | None = None,
 ) -> tuple[Found | None, Stats]:
-    """Run a campaign. Returns the (shrunk, written) violation found, if any."""
+    """Run a campaign. Returns the (shrunk, written) violation found, if any.
+
+    With neither `examples` nor `budget_s`, the profile's time budget applies.
+    `database` is used whatever the profile: a caller that names one (`--db`)
+    wants failures stored and replayed."""
     load_firmware(firmware)  # a bad spec is a usage error before any work
     prof = PROFILES[profile]
-    total = examples if examples is not None else (None if budget_s else prof.examples)
+    total = examples
+    if examples is None and budget_s is None:
+        budget_s = prof.budget_s
     stats = Stats(started_s=time.perf_counter())
     deadline_s = stats.started_s + budget_s if budget_s else None
 
@@ -144,13 +206,21 @@ def campaign(
         stats.examples += 1
         stats.purchases += sc.purchases()
         stats.kinds.update(f.KIND for f in sc.faults)
+        cov = Coverage()
         try:
-            assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware)
+            assert_invariants(dataclasses.replace(sc, firmware=firmware), firmware, [cov.observe])
         except InvariantViolated:
             if not stats.first_failure_example:
                 stats.first_failure_example = stats.examples
                 stats.first_failure_s = time.perf_counter() - stats.started_s
             raise
+        finally:
+            if len(stats.behaviours) < BEHAVIOURS_MAX:
+                stats.behaviours |= cov.pairs
+        # Steer generation towards runs that do more different things, and that
+        # meet more of their faults.
+        target(float(len(cov.pairs)), label="distinct transitions")
+        target(float(cov.faults), label="faults applied")
 
     chunk = 0
     while True:
@@ -162,7 +232,7 @@ def campaign(
         test = settings(
             max_examples=size,
             deadline=None,
-            database=None if prof.derandomize else database,
+            database=database,
             derandomize=False,
             report_multiple_bugs=False,
             suppress_health_check=list(HealthCheck),
@@ -245,18 +315,72 @@ def _round_ms(value: int) -> list[int]:
     return out
 
 
+# Renumbering tried per removal: at most this many variants of the plan's `nth`s.
+RENUMBER_VARIANTS_MAX = 64
+
+
+def renumbered(plan: tuple[Fault, ...]) -> list[tuple[Fault, ...]]:
+    """`plan` with the `nth` of its faults lowered, fewest and smallest changes
+    first: after a step (or fault) is removed, "the 2nd 0210" may have become the
+    1st. The unchanged plan comes first."""
+    movable = [i for i, f in enumerate(plan) if f.nth > 1]
+    shifts: list[tuple[int, ...]] = [()]
+    for i in movable:
+        shifts = [(*d, k) for d in shifts for k in range(plan[i].nth)]
+    shifts.sort(key=lambda d: (sum(1 for k in d if k), sum(d)))
+    out: list[tuple[Fault, ...]] = []
+    for d in shifts[:RENUMBER_VARIANTS_MAX]:
+        faults = list(plan)
+        for i, k in zip(movable, d, strict=True):
+            if k:
+                faults[i] = dataclasses.replace(faults[i], nth=faults[i].nth - k)
+        out.append(tuple(faults))
+    return out
+
+
+def removals(sc: Scenario) -> list[Scenario]:
+    """Every scenario with one step or one fault fewer, each with the plan's `nth`s
+    renumbered every way `renumbered` tries (a scenario keeps at least one step)."""
+    out: list[Scenario] = []
+    if len(sc.steps) > 1:
+        for i in range(len(sc.steps) - 1, -1, -1):
+            steps = sc.steps[:i] + sc.steps[i + 1 :]
+            out.extend(
+                dataclasses.replace(sc, steps=steps, faults=p) for p in renumbered(sc.faults)
+            )
+    for i in range(len(sc.faults) - 1, -1, -1):
+        rest = sc.faults[:i] + sc.faults[i + 1 :]
+        out.extend(dataclasses.replace(sc, faults=p) for p in renumbered(rest))
+    return out
+
+
+def minimise(sc: Scenario, invariant: str, firmware: str) -> Scenario:
+    """Remove steps and faults, renumbering the faults' `nth`, while the scenario
+    still breaks `invariant`; then lower each remaining `nth` as far as it goes.
+    The result is minimal: no single removal in `removals` still fails."""
+    # Each pass removes one item or ends the loop: bounded by the scenario's size.
+    for _ in range(len(sc.steps) + len(sc.faults)):
+        for cand in removals(sc):
+            if _still_fails(cand, invariant, firmware):
+                sc = cand
+                break
+        else:
+            break
+    for i, f in enumerate(sc.faults):
+        for nth in range(1, f.nth):
+            faults = (*sc.faults[:i], dataclasses.replace(f, nth=nth), *sc.faults[i + 1 :])
+            cand = dataclasses.replace(sc, faults=faults)
+            if _still_fails(cand, invariant, firmware):
+                sc = cand
+                break
+    return sc
+
+
 def tidy(sc: Scenario, invariant: str, firmware: str) -> Scenario:
     """Make a shrunk scenario read well without changing what it shows: drop what
-    is not needed, round times, drop unused cards and seeds."""
-    # Drop steps and faults one at a time (Hypothesis usually has already).
-    for i in range(len(sc.steps) - 1, -1, -1):
-        cand = dataclasses.replace(sc, steps=sc.steps[:i] + sc.steps[i + 1 :])
-        if cand.steps and _still_fails(cand, invariant, firmware):
-            sc = cand
-    for i in range(len(sc.faults) - 1, -1, -1):
-        cand = dataclasses.replace(sc, faults=sc.faults[:i] + sc.faults[i + 1 :])
-        if _still_fails(cand, invariant, firmware):
-            sc = cand
+    is not needed (renumbering the faults that count items), round times, drop
+    unused cards and seeds."""
+    sc = minimise(sc, invariant, firmware)
     # Round step times.
     steps = list(sc.steps)
     for i, step in enumerate(steps):

@@ -81,7 +81,9 @@ class Ticker:
     def update(self, done: int, detail: str = "") -> None:
         now = time.perf_counter()
         if self.live is not None:
-            self.live.update(Text(self.line(done, detail, now)), refresh=True)
+            # One line, never wrapped: cut at the terminal's width instead.
+            text = Text(self.line(done, detail, now), no_wrap=True, overflow="ellipsis")
+            self.live.update(text, refresh=True)
         elif now - self.last_line >= self.interval_s:
             self.last_line = now
             print(self.line(done, detail, now), file=self.stream, flush=True)

@@ -11,7 +11,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from terminal.firmware import FirmwareProtocolError
 
 from .engine import SimClock
 from .invariants import Observations, Violation, check_all
-from .trace import Trace, TraceWriter
+from .trace import Observer, Trace, TraceWriter
 from .world import FirmwareFactory, World
 
 
@@ -252,8 +252,10 @@ def run_scenario(
     trace_dir: Path | None = None,
     trace_path: Path | None = None,
     host_db: str = ":memory:",
+    observers: Sequence[Observer] = (),
 ) -> RunResult:
-    """Run `scenario` (with `firmware` overriding its own) and judge it."""
+    """Run `scenario` (with `firmware` overriding its own) and judge it.
+    `observers` see every trace record too (the fuzzer's coverage)."""
     return run_with_world(
         scenario,
         firmware,
@@ -263,6 +265,7 @@ def run_scenario(
         trace_dir=trace_dir,
         trace_path=trace_path,
         host_db=host_db,
+        observers=observers,
     )
 
 
@@ -281,6 +284,7 @@ def run_with_world(
     trace_dir: Path | None = None,
     trace_path: Path | None = None,
     host_db: str = ":memory:",
+    observers: Sequence[Observer] = (),
 ) -> RunResult:
     """Run `scenario` in the world `make_world` builds, on `clock`, and judge it."""
     if firmware:
@@ -302,7 +306,7 @@ def run_with_world(
             index = rec["index"]
             applied[index] = applied.get(index, 0) + 1
 
-    trace = Trace(clock, [obs.observe, count_faults], writer)
+    trace = Trace(clock, [obs.observe, count_faults, *observers], writer)
     started = time.perf_counter()
     world = make_world(
         scenario,

@@ -13,26 +13,43 @@ Public API for firmware teams:
 Swarm mode (TigerBeetle's `options_swarm`): each example first draws which fault
 kinds are switched on, then draws the faults from those kinds only, so examples
 range from "only printer trouble" to "everything at once" and rare combinations
-are reached. A drawn scenario is plain data: it can always be written as a file.
+are reached. Besides the swarm, a plan may start with one of the targeted
+combinations that real incidents are made of (a device fault then a power cut, a
+lost message then a reboot, a duplicate then a reorder).
+
+The same swarm idea applies to the world's parameters: each example decides, per
+group (terminal, host, network, people, cards), whether to keep the defaults or to
+draw every parameter of the group, so examples range from "a default shop" to
+"everything unusual at once". Amounts cover the whole valid range (log-uniform)
+and every boundary that changes behaviour: the terminal's amount limit, the card's
+balance, and every test-card amount of the mock host (docs/test-cards.md), each
+with its neighbours. Steps include reprints, batch closes and cancels at any moment,
+not only purchases.
+
+A drawn scenario is plain data: it can always be written as a file.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
 
 import faults
+from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
 from faults.base import Fault
 from scenarios.model import (
     INVARIANT_NAMES,
     CardSpec,
     Expect,
+    HostSpec,
     NetworkSpec,
     PeopleSpec,
     Scenario,
     Step,
+    TerminalSpec,
 )
 
 # Kept small so shrunk scenarios read well and examples stay fast.
@@ -43,11 +60,66 @@ CARD_PANS = ("4000000000000002", "4000000000000010", "4000000000000028")
 # Amounts worth trying: edges of validation, binary-float traps, test-card magic
 # amounts (500 = RC 05, 5100 = RC 51, 9800 = approve-without-reply ...), big ones.
 EDGE_AMOUNTS = (1, 29, 99, 100, 435, 500, 1300, 5100, 9100, 9600, 9800, 9900, 99_999_999)
+# Every amount the mock host treats specially, with its neighbours on both sides.
+TEST_CARD_AMOUNTS = tuple(
+    sorted({a + d for a in (*AMOUNT_RULES, AMOUNT_NO_REPLY, AMOUNT_SLOW) for d in (-1, 0, 1)})
+)
+# The cards of the mock host's catalogue that decline, fail or answer slowly.
+CATALOGUE_PANS = tuple(c.pan for c in CATALOGUE_CARDS if c.pan not in CARD_PANS)
+AMOUNT_MAX = TerminalSpec().amount_max
+
+
+# Strategies are built once: building one per draw (with its validation) cost
+# more than the simulation of the example it drew.
+_HOW = st.integers(0, 3)
+_DECADE = st.integers(0, 8)
+_MANTISSA = st.integers(0, 10**9 - 1)
+_EDGE_INDEX = st.integers(0, 8)
+_TEST_CARD = st.sampled_from(TEST_CARD_AMOUNTS)
+_COMMON = st.one_of(st.sampled_from(EDGE_AMOUNTS), st.integers(1, 50_000))
+_INDEX = st.integers(0, 63)
+
+
+def pick(draw: st.DrawFn, items: Sequence[Any]) -> Any:
+    """One of `items` (a draw that shrinks towards the first)."""
+    return items[draw(_INDEX) % len(items)]
+
+
+def _log_uniform(draw: st.DrawFn, top: int) -> int:
+    """1..top, each decade equally likely (1-9, 10-99, ..., up to `top`)."""
+    e = draw(_DECADE) % len(str(top))
+    low = 10**e
+    high = min(10 ** (e + 1) - 1, top)
+    return int(low + draw(_MANTISSA) % (high - low + 1))
+
+
+def draw_amount(draw: st.DrawFn, amount_max: int = AMOUNT_MAX, balance: int = 0) -> int:
+    """An amount across the whole valid range 1..amount_max (log-uniform), or on a
+    boundary: the limit and its neighbours (amount_max + 1 must be refused), the
+    card's balance and its neighbours, a test-card amount and its neighbours."""
+    how = draw(_HOW)
+    if how == 0:
+        return _log_uniform(draw, amount_max)
+    if how == 1:
+        edges = [0, 1, 2, amount_max - 1, amount_max, amount_max + 1]
+        if balance:
+            edges += [balance - 1, balance, balance + 1]
+        return int(pick(draw, sorted({e for e in edges if e >= 0})))
+    if how == 2:
+        return draw(_TEST_CARD)
+    return draw(_COMMON)
+
+
+@st.composite
+def limit_amounts(draw: st.DrawFn, amount_max: int = AMOUNT_MAX, balance: int = 0) -> int:
+    """Amounts as `draw_amount` draws them."""
+    return draw_amount(draw, amount_max, balance)
 
 
 @functools.cache
 def amounts() -> st.SearchStrategy[int]:
-    return st.one_of(st.sampled_from(EDGE_AMOUNTS), st.integers(1, 50_000))
+    """Amounts for the default terminal: see `limit_amounts`."""
+    return limit_amounts()
 
 
 def _mti(direction: str) -> st.SearchStrategy[str]:
@@ -196,17 +268,90 @@ def fault_of(kind: str) -> st.SearchStrategy[Fault]:
     return _params(kind).map(lambda params: faults.build_fault(kind, params))
 
 
+# Targeted combinations: (kinds it needs, the faults as scenario data).
+def _combo_device_then_power() -> st.SearchStrategy[tuple[Fault, ...]]:
+    """A printer fault, then power goes after the next print or journal write: is
+    the receipt still owed after the reboot?"""
+    device = st.sampled_from(["printer_jam", "paper_out", "print_failure"]).flatmap(
+        lambda k: fault_of(k)
+    )
+    cut = st.fixed_dictionaries(
+        {
+            "after": st.sampled_from(["print", "journal", "receive"]),
+            "nth": st.integers(1, 4),
+            "off_ms": st.sampled_from([0, 1_000, 20_000]),
+        }
+    ).map(lambda p: faults.build_fault("power_cut", p))
+    return st.tuples(device, cut)
+
+
+def _combo_loss_then_reboot() -> st.SearchStrategy[tuple[Fault, ...]]:
+    """A request or answer is lost, and the terminal reboots while it waits."""
+    loss = st.sampled_from([("to_terminal", "0210"), ("to_host", "0200"), ("to_terminal", "0410")])
+    drop = st.tuples(loss, st.integers(1, 3)).map(
+        lambda t: faults.build_fault("drop", {"direction": t[0][0], "mti": t[0][1], "nth": t[1]})
+    )
+    cut = st.fixed_dictionaries(
+        {
+            "after": st.sampled_from(["send", "journal"]),
+            "nth": st.integers(1, 4),
+            "off_ms": st.sampled_from([0, 1_000, 20_000]),
+        }
+    ).map(lambda p: faults.build_fault("power_cut", p))
+    return st.tuples(drop, cut)
+
+
+def _combo_duplicate_then_reorder() -> st.SearchStrategy[tuple[Fault, ...]]:
+    """A message arrives twice, and the copies overtake each other."""
+    leg = st.sampled_from([("to_terminal", "0210"), ("to_host", "0200"), ("to_host", "0400")])
+    return st.tuples(leg, st.integers(1, 3), st.integers(0, 2_000), st.integers(1, 20_000)).map(
+        lambda t: (
+            faults.build_fault(
+                "duplicate", {"direction": t[0][0], "mti": t[0][1], "nth": t[1], "gap_ms": t[2]}
+            ),
+            faults.build_fault(
+                "reorder", {"direction": t[0][0], "mti": t[0][1], "nth": t[1], "hold_ms": t[3]}
+            ),
+        )
+    )
+
+
+COMBOS: dict[str, tuple[frozenset[str], Any]] = {
+    "device-then-power": (
+        frozenset({"printer_jam", "paper_out", "print_failure", "power_cut"}),
+        _combo_device_then_power,
+    ),
+    "loss-then-reboot": (frozenset({"drop", "power_cut"}), _combo_loss_then_reboot),
+    "duplicate-then-reorder": (frozenset({"duplicate", "reorder"}), _combo_duplicate_then_reorder),
+}
+
+
+@functools.cache
+def _combos(allowed: tuple[str, ...]) -> st.SearchStrategy[tuple[Fault, ...]] | None:
+    """The targeted combinations whose kinds are all allowed."""
+    usable = [
+        make() for kinds, make in (COMBOS[n] for n in sorted(COMBOS)) if kinds <= set(allowed)
+    ]
+    return st.one_of(usable) if usable else None
+
+
 @st.composite
 def fault_plans(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> tuple[Fault, ...]:
-    """Swarm: draw the enabled kinds, then up to FAULTS_MAX faults of those kinds."""
-    enabled = draw(_enabled_kinds(tuple(sorted(kinds or faults.swarm_kinds()))))
+    """Swarm: draw the enabled kinds, then up to FAULTS_MAX faults of those kinds;
+    one plan in four starts with a targeted combination."""
+    allowed = tuple(sorted(kinds or faults.swarm_kinds()))
+    combos = _combos(allowed)
+    head: tuple[Fault, ...] = ()
+    if combos is not None and draw(_COMBO_ODDS) == 0:
+        head = draw(combos)
+    enabled = sorted(draw(_enabled_kinds(allowed)))
     if not enabled:
-        return ()
-    choose = st.sampled_from(sorted(enabled))
-    count = draw(_FAULT_COUNT)
-    return tuple(draw(fault_of(draw(choose))) for _ in range(count))
+        return head
+    count = draw(_FAULT_COUNT) % (FAULTS_MAX - len(head) + 1)
+    return head + tuple(draw(fault_of(pick(draw, enabled))) for _ in range(count))
 
 
+_COMBO_ODDS = st.integers(0, 3)
 _FAULT_COUNT = st.integers(0, FAULTS_MAX)
 
 
@@ -218,19 +363,45 @@ def _enabled_kinds(all_kinds: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
 # Gaps from "while the previous sale is still in flight" to "a minute later".
 _GAPS = st.sampled_from([0, 500, 2_000, 10_000, 30_000, 60_000])
 _BATCH_AFTER = st.one_of(st.none(), st.integers(0, 60_000))
+# Reprints and batch closes in the middle of things: at a sale's start plus this.
+_OFFSETS = st.sampled_from([0, 100, 500, 1_500, 3_000, 5_000, 20_000, 60_000])
+EXTRA_STEPS_MAX = 3
+# Every step kind of the format besides purchases.
+EXTRA_ACTIONS = ("reprint", "batch_close", "cancel")
+_EXTRA_STEPS = st.integers(0, EXTRA_STEPS_MAX)
+
+
+@functools.cache
+def _purchase_count(purchases: tuple[int, int]) -> st.SearchStrategy[int]:
+    return st.integers(*purchases)
+
+
+# eventually-settles bound for examples with unusual (slower) settings.
+SETTLE_SLOW_MS = 600_000
 
 
 @st.composite
 def purchase_steps(
-    draw: st.DrawFn, pans: tuple[str, ...], purchases: tuple[int, int] = (1, PURCHASES_MAX)
+    draw: st.DrawFn,
+    pans: tuple[str, ...],
+    purchases: tuple[int, int] = (1, PURCHASES_MAX),
+    amount_max: int = AMOUNT_MAX,
+    balances: tuple[int, ...] = (),
 ) -> tuple[Step, ...]:
-    n = draw(st.integers(*purchases))
-    card = st.sampled_from(pans)
+    """Purchases, a batch close at the end (or not), and sometimes reprints and
+    batch closes in the middle of a sale."""
+    n = draw(_purchase_count(purchases))
     at = 0
     steps = []
+    starts = []
     for _ in range(n):
         at += draw(_GAPS)
-        steps.append(Step(at_ms=at, action="purchase", card=draw(card), amount=draw(amounts())))
+        starts.append(at)
+        amount = draw_amount(draw, amount_max, pick(draw, balances) if balances else 0)
+        steps.append(Step(at_ms=at, action="purchase", card=pick(draw, pans), amount=amount))
+    for _ in range(draw(_EXTRA_STEPS) if draw(st.booleans()) else 0):
+        when = pick(draw, starts) + draw(_OFFSETS)
+        steps.append(Step(at_ms=when, action=pick(draw, EXTRA_ACTIONS)))
     batch_after = draw(_BATCH_AFTER)
     if batch_after is not None:
         steps.append(Step(at_ms=at + batch_after, action="batch_close"))
@@ -244,6 +415,62 @@ _LATENCIES = st.sampled_from([5, 40, 400])
 _SEEDS = st.integers(0, 2**32 - 1)
 
 
+def _either(default: Any, *others: Any) -> st.SearchStrategy[Any]:
+    return st.sampled_from((default, *others))
+
+
+# Every parameter that changes behaviour, each from its default and a few values
+# around what matters (timeouts against latencies and processing times, limits at
+# 0, 1 and beyond). Values stay inside what a correct firmware can meet: the
+# reference firmware must hold every invariant under any of them.
+_TERMINAL = st.builds(
+    TerminalSpec,
+    response_timeout_ms=_either(15_000, 3_000, 30_000),
+    # Not 1: with a single send, the reference declines on RC 91/96 without a
+    # reversal (by design, tests/terminal), so a duplicated or replayed copy of
+    # that 0200 can still charge the declined sale (found by this strategy; left
+    # to the firmware's owners to decide).
+    max_sends=_either(2, 3),
+    debounce_ms=_either(3_000, 0, 500, 10_000),
+    amount_max=_either(AMOUNT_MAX, 1_000_000, 10_000),
+    reversal_max_tries=_either(60, 10),
+)
+_HOST = st.builds(
+    HostSpec,
+    processing_ms=_either(20, 0, 2_000, 16_000),
+    test_amounts=st.booleans(),
+)
+_NETWORK = st.builds(
+    NetworkSpec, latency_ms=_either(40, 5, 400, 2_000), jitter_ms=_either(0, 30, 1_000)
+)
+
+
+@st.composite
+def _people(draw: st.DrawFn) -> PeopleSpec:
+    # The customer taps after the cashier confirms (a tap before the confirm is
+    # ignored by design, and the sale then waits for ever: not a firmware flaw).
+    confirm = draw(_either(300, 0, 2_000))
+    return PeopleSpec(
+        confirm_after_ms=confirm,
+        tap_after_ms=confirm + draw(_either(700, 100, 5_000)),
+        retap_after_ms=draw(_either(1_000, 0, 5_000)),
+        retry_on_failed=draw(_RETRIES),
+        retry_after_ms=draw(_either(5_000, 0, 500, 20_000)),
+        reprint_on_pending=draw(st.booleans()),
+        reprint_after_ms=draw(_either(3_000, 0, 500, 20_000)),
+        reprints_max=draw(_either(3, 0, 1, 10)),
+        # restart_after_power stays on: without it a sale cut by a power cut is
+        # never finished by anyone, and eventually-settles fires whatever the
+        # firmware does.
+        print_ms=draw(_either(1_500, 0, 100, 10_000)),
+    )
+
+
+_CATALOGUE_PICKS = st.lists(st.sampled_from(CATALOGUE_PANS), max_size=2, unique=True)
+_CARD_RC = _either("", "05", "51", "91")
+_CARD_SLOW = _either(0, 20_000)
+
+
 @st.composite
 def scenarios(
     draw: st.DrawFn,
@@ -252,20 +479,50 @@ def scenarios(
     name: str = "fuzz",
     purchases: tuple[int, int] = (1, PURCHASES_MAX),
 ) -> Scenario:
-    """A whole scenario: cards, purchases, people, network and a swarm fault plan."""
+    """A whole scenario: cards, purchases, people, terminal, host, network and a
+    swarm fault plan. Each parameter group keeps its defaults or is drawn whole."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
-    cards = tuple(CardSpec(pan=p, balance=draw(_BALANCES)) for p in pans)
-    people = PeopleSpec(retry_on_failed=draw(_RETRIES))
-    network = NetworkSpec(latency_ms=draw(_LATENCIES))
+    unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
+    cards = tuple(
+        CardSpec(
+            pan=p,
+            balance=draw(_BALANCES),
+            rc=draw(_CARD_RC) if unusual_cards else "",
+            slow_ms=draw(_CARD_SLOW) if unusual_cards else 0,
+        )
+        for p in pans
+    )
+    if unusual_cards:
+        pans += tuple(draw(_CATALOGUE_PICKS))
+    terminal = draw(_TERMINAL) if draw(st.booleans()) else TerminalSpec()
+    host = draw(_HOST) if draw(st.booleans()) else HostSpec()
+    network = draw(_NETWORK) if draw(st.booleans()) else NetworkSpec(latency_ms=draw(_LATENCIES))
+    people = draw(_people()) if draw(st.booleans()) else PeopleSpec(retry_on_failed=draw(_RETRIES))
+    steps = draw(
+        purchase_steps(pans, purchases, terminal.amount_max, tuple(c.balance for c in cards))
+    )
+    # Slow settings (long timeouts, slow issuers, late retries) legitimately take
+    # longer than the default bound to settle: give those examples room.
+    default_world = (terminal, host, people) == (
+        TerminalSpec(),
+        HostSpec(),
+        PeopleSpec(retry_on_failed=people.retry_on_failed),
+    )
+    slow = not default_world or unusual_cards
     return Scenario(
         name=name,
         seed=draw(_SEEDS),
         firmware=firmware,
+        terminal=terminal,
+        host=host,
         network=network,
         people=people,
         cards=cards,
-        steps=draw(purchase_steps(pans, purchases)),
+        steps=steps,
         faults=draw(fault_plans(kinds)),
-        expect=Expect(invariants=INVARIANT_NAMES),
+        expect=Expect(
+            invariants=INVARIANT_NAMES, settle_within_ms=SETTLE_SLOW_MS if slow else 120_000
+        ),
+        close_batch=draw(st.integers(0, 7)) != 0,
     )

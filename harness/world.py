@@ -359,6 +359,8 @@ class World:
             self._input(BatchCloseRequested())
         elif step.action == "reprint":
             self._input(ReprintRequested())
+        elif step.action == "cancel":
+            self._cancel(None)
 
     def _busy(self) -> bool:
         a = self.active

@@ -51,7 +51,7 @@ TOP_KEYS = (
     "close_batch",
     "max_ms",
 )
-STEP_ACTIONS = ("purchase", "batch_close", "reprint")
+STEP_ACTIONS = ("purchase", "batch_close", "reprint", "cancel")
 # A scenario file larger than this is not a scenario, it is a mistake.
 FILE_BYTES_MAX = 8 * 1024 * 1024
 

@@ -83,10 +83,11 @@ class PeopleSpec:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One thing the world does at `at_ms`: a purchase, a batch close or a reprint."""
+    """One thing the world does at `at_ms`: a purchase, a batch close, a reprint or
+    the cashier pressing cancel."""
 
     at_ms: int
-    action: str  # "purchase" | "batch_close" | "reprint"
+    action: str  # "purchase" | "batch_close" | "reprint" | "cancel"
     card: str = ""
     amount: int = 0
 

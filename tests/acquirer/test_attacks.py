@@ -510,3 +510,16 @@ def test_the_mac_input_example_in_docs_mqtt_md_is_exact() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "mqtt.md").read_text()
     example = p.mac_payload(Message(p.MTI_ECHO, "T1", "M1", 7)).decode()
     assert "`" + example.replace("\n", "\\n") + "`" in doc
+
+
+def test_a_signed_message_verifies_only_with_its_key_and_only_unchanged() -> None:
+    """`sign` remembers the messages it made so that verifying them again costs
+    nothing; that shortcut must never accept another key or a changed copy."""
+    signed = p.sign(p.Message("0200", "T1", "M1", 7, amount=1_250, idem_key="k1"), b"key")
+    assert p.verify(signed, b"key")
+    assert not p.verify(signed, b"other key")
+    assert not p.verify(replace(signed, amount=1_251), b"key")
+    # An equal copy (decoded from the wire) verifies by computing the MAC.
+    copy = p.Message(**{f.name: getattr(signed, f.name) for f in fields(signed)})
+    assert copy is not signed and p.verify(copy, b"key")
+    assert not p.verify(replace(copy, mac="0" * 16), b"key")

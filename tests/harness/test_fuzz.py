@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+import faults
 from harness.check import first_failure
 from harness.cli import main
-from harness.fuzz import campaign, chunk_seed, parse_shard
+from harness.fuzz import campaign, chunk_seed, parse_shard, removals, renumbered, tidy
 from harness.runner import UsageError, run_scenario
 from scenarios.loader import load_scenario
+from scenarios.model import INVARIANT_NAMES, CardSpec, Expect, Scenario, Step
 from terminal.zoo import ZOO
 
 # The invariant the fuzzer must report for each zoo firmware. Some flaws surface
@@ -27,11 +30,19 @@ EXPECTED = {
         "no-charge-on-failure",
     },
     "receipt-from-request": {"no-receipt-without-record"},
-    "no-echo-check": {"no-receipt-without-record", "eventually-settles", "batch-reconciles"},
+    "no-echo-check": {
+        "no-receipt-without-record",
+        "eventually-settles",
+        "batch-reconciles",
+        "receipt-for-every-charge",
+        "approved-means-charged",
+    },
     "tid-counter-keys": {
         "approved-means-charged",
+        "eventually-settles",
         "no-receipt-without-record",
         "batch-reconciles",
+        "amount-integrity",
     },
     "trusts-unsigned": {
         "no-receipt-without-record",
@@ -76,6 +87,10 @@ def test_fuzz_finds_every_zoo_firmware_and_the_file_replays(name: str, tmp_path:
         failure = first_failure(result)
         assert failure is not None and failure[0] == found.invariant
     assert found.explanation.startswith(found.result.violations[found.invariant][0].message)
+    # Minimal: no step or fault can go (renumbering the faults' nth) and still fail.
+    for cand in removals(found.scenario):
+        failure = first_failure(run_scenario(cand))
+        assert failure is None or failure[0] != found.invariant, cand
 
 
 def test_reference_survives_a_fixed_seed_campaign(tmp_path: Path) -> None:
@@ -139,7 +154,8 @@ def _redis_url() -> str:
 
 
 def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> None:
-    """A failure found by one shard is stored in Redis and replayed first by another."""
+    """A failure found by one shard is stored in Redis and replayed first by another,
+    with the default profile (ci), which runs without a database unless one is named."""
     import redis
     from hypothesis.database import ExampleDatabase
 
@@ -151,7 +167,6 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
     assert db is not None
     first, _ = campaign(
         "zoo:float-amount",
-        profile="dev",
         examples=2_000,
         campaign_seed=1,
         out_dir=tmp_path / "a",
@@ -161,7 +176,6 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
     assert first is not None
     second, _ = campaign(
         "zoo:float-amount",
-        profile="dev",
         examples=2_000,
         campaign_seed=2,
         out_dir=tmp_path / "b",
@@ -172,3 +186,118 @@ def test_shared_redis_database_replays_a_found_failure_first(tmp_path: Path) -> 
     assert first.detect_example > 1  # the first shard had to search
     assert second.detect_example == 1  # the second replayed it from Redis first
     redis.Redis.from_url(url).flushdb()
+
+
+def test_fuzz_cli_db_works_with_the_default_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`posharness fuzz --db redis://...` with no --profile: the second campaign, on
+    another seed, replays the first one's failure at example 1."""
+    import redis
+
+    url = _redis_url()
+    redis.Redis.from_url(url).flushdb()
+    common = ["fuzz", "--firmware", "zoo:float-amount", "--db", url, "--examples", "2000"]
+    assert main([*common, "--seed", "1", "--out", str(tmp_path / "a")]) == 1
+    first = capsys.readouterr().out
+    assert redis.Redis.from_url(url).dbsize() > 0  # the failure was stored
+    assert main([*common, "--seed", "2", "--out", str(tmp_path / "b")]) == 1
+    second = capsys.readouterr().out
+    assert "found at example 1 " not in first
+    assert "found at example 1 " in second
+    redis.Redis.from_url(url).flushdb()
+
+
+def test_piped_fuzz_prints_progress_with_elapsed_and_remaining_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.cli
+
+    monkeypatch.setattr(harness.cli, "FUZZ_PROGRESS_S", 0.0)  # a line per chunk
+    assert main(["fuzz", "--budget", "1", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    lines = [x for x in captured.err.splitlines() if x.startswith("fuzz reference: ")]
+    assert lines, captured.err
+    assert all("elapsed" in x and "left" in x and "examples" in x for x in lines)
+    assert "no violation found" in captured.out
+
+
+def test_default_campaign_is_a_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With neither --examples nor --budget, the profile's time budget applies (30 s
+    for the default, ci): campaign() is handed it."""
+    import harness.fuzz
+
+    seen: dict[str, object] = {}
+
+    def fake(firmware: str, **kw: object) -> tuple[None, harness.fuzz.Stats]:
+        seen.update(kw)
+        return None, harness.fuzz.Stats()
+
+    monkeypatch.setattr(harness.fuzz, "campaign", fake)
+    assert main(["fuzz", "--firmware", "zoo:float-amount"]) == 0
+    assert seen["budget_s"] == harness.fuzz.DEFAULT_BUDGET_S == 30.0
+    assert seen["examples"] is None and seen["database"] is None
+
+
+def _two_sales_second_answer_lost() -> Scenario:
+    pan = "4000000000000002"
+    return Scenario(
+        name="renumber",
+        cards=(CardSpec(pan=pan, balance=100_000),),
+        steps=(
+            Step(at_ms=0, action="purchase", card=pan, amount=1_000),
+            Step(at_ms=60_000, action="purchase", card=pan, amount=2_000),
+        ),
+        faults=(faults.build_fault("drop", {"direction": "to_terminal", "mti": "0210", "nth": 2}),),
+        expect=Expect(invariants=INVARIANT_NAMES),
+    )
+
+
+def test_tidy_renumbers_a_fault_when_the_step_it_counted_past_goes() -> None:
+    """Two sales, the 2nd answer (0210) lost: naive-retry charges the 2nd sale twice.
+    The 1st sale is not needed, but without it "the 2nd 0210" never comes: tidying
+    must remove the sale *and* make the drop "the 1st 0210"."""
+    sc = _two_sales_second_answer_lost()
+    failure = first_failure(run_scenario(sc, "zoo:naive-retry"))
+    assert failure is not None and failure[0] == "no-duplicate-charge"
+    # Removing the step alone no longer fails: the old one-at-a-time tidy kept it.
+    alone = dataclasses.replace(sc, steps=sc.steps[1:])
+    assert first_failure(run_scenario(alone, "zoo:naive-retry")) is None
+    tidied = tidy(sc, "no-duplicate-charge", "zoo:naive-retry")
+    assert len(tidied.steps) == 1 and len(tidied.faults) == 1
+    assert tidied.faults[0].nth == 1
+    failure = first_failure(run_scenario(tidied, "zoo:naive-retry"))
+    assert failure is not None and failure[0] == "no-duplicate-charge"
+
+
+def test_renumbered_tries_the_plan_unchanged_first_then_single_shifts() -> None:
+    drop = faults.build_fault("drop", {"direction": "to_terminal", "nth": 3})
+    jam = faults.build_fault("printer_jam", {"nth": 2})
+    first = faults.build_fault("delay", {"direction": "to_host", "nth": 1, "delay_ms": 5})
+    variants = renumbered((drop, jam, first))
+    nths = [tuple(f.nth for f in v) for v in variants]
+    assert nths[0] == (3, 2, 1)
+    assert set(nths) == {(a, b, 1) for a in (1, 2, 3) for b in (1, 2)}
+    assert len(nths) == 6
+    # One fault moved by one before two faults moved, or one moved by two.
+    assert nths.index((2, 2, 1)) < nths.index((1, 2, 1)) < nths.index((1, 1, 1))
+
+
+# The default campaign (30 s) must find every zoo firmware on every seed 0-9;
+# bench/zoo_default.py measures the time. This is the same claim in examples, which
+# do not depend on the machine: the default campaign's examples, in order, up to
+# a count that 30 s covers with room to spare on a loaded 2-core machine.
+DEFAULT_CAMPAIGN_EXAMPLES = 1_500
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("name", list(ZOO))
+def test_the_default_campaign_finds_every_zoo_firmware_on_seeds_0_to_9(
+    name: str, seed: int, tmp_path: Path
+) -> None:
+    found, stats = campaign(
+        f"zoo:{name}", examples=DEFAULT_CAMPAIGN_EXAMPLES, campaign_seed=seed, out_dir=tmp_path
+    )
+    assert found is not None, f"zoo:{name} seed {seed} survived {stats.examples} examples"
+    assert found.invariant in EXPECTED[name]

@@ -39,3 +39,17 @@ def test_a_budget_gives_the_remaining_time_and_an_interval_limits_the_lines() ->
     assert ticker.line(5, "examples", ticker.started).endswith(
         "(0 s elapsed, about 1 h 00 min left)"
     )
+
+
+def test_the_terminal_line_never_wraps() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=40)
+    ticker = Ticker(console, "fuzz zoo:key-per-boot", budget_s=30)
+    ticker.update(450, "examples (89/s), 2409 purchases, 22 fault kinds")
+    ticker.close()
+    # The live line is drawn on one row: cursor moves aside, no row is longer
+    # than the width and none holds the tail of the line.
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    rows = re.split(r"[\r\n]", text)
+    assert all(len(r) <= 40 for r in rows), rows
+    assert not any("elapsed" in r and not r.startswith("fuzz") for r in rows), rows

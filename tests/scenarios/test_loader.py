@@ -128,3 +128,28 @@ def test_builtin_suite_covers_every_fault_kind() -> None:
 
 def test_scenario_type_is_frozen_and_slotted() -> None:
     assert Scenario.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_a_cancel_step_before_the_card_ends_the_sale_uncharged(tmp_path: Path) -> None:
+    """`cancel = true`: the cashier presses cancel. Before the card is presented the
+    reference firmware ends the sale as FAILED and nothing is charged."""
+    from harness.runner import run_scenario
+
+    path = tmp_path / "cancel.toml"
+    path.write_text(
+        'name = "cancel"\n'
+        '[[cards]]\npan = "4000000000000002"\nbalance = 10000\n'
+        '[[steps]]\nat_ms = 0\npurchase = { card = "4000000000000002", amount = 1250 }\n'
+        "[[steps]]\nat_ms = 500\ncancel = true\n"
+        '[expect]\ninvariants = "all"\n',
+        encoding="utf-8",
+    )
+    sc = load_scenario(path)
+    assert [s.action for s in sc.steps] == ["purchase", "cancel"]
+    result = run_scenario(sc)
+    assert result.passed, result.problems
+    trace_dir = tmp_path / "t"
+    traced = run_scenario(sc, trace_dir=trace_dir)
+    text = traced.trace_path.read_text() if traced.trace_path else ""
+    assert '"action":"cancel"' in text and "CANCELLED - NOT CHARGED" in text
+    assert '"mti":"0200"' not in text  # nothing was sent

@@ -1,0 +1,187 @@
+"""The fuzzer's strategies reach the whole scenario space, and what they draw is a
+valid scenario file.
+
+Reachability is shown on one fixed (derandomised) sample of drawn scenarios,
+plans and amounts: each test names one corner of the space and fails when no
+drawn example is in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import faults
+from harness.fuzz import Coverage, signature
+from harness.strategies import (
+    COMBOS,
+    TEST_CARD_AMOUNTS,
+    fault_plans,
+    limit_amounts,
+    scenarios,
+)
+from scenarios.loader import scenario_from_dict
+from scenarios.model import HostSpec, NetworkSpec, PeopleSpec, Scenario, TerminalSpec
+from scenarios.writer import scenario_to_toml
+
+SAMPLE = 1_500
+
+
+@functools.cache
+def sample(strategy: st.SearchStrategy[Any]) -> list[Any]:
+    """SAMPLE examples of `strategy`, the same ones on every run."""
+    out: list[Any] = []
+
+    @settings(
+        max_examples=SAMPLE,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(x: Any) -> None:
+        out.append(x)
+
+    collect()
+    return out
+
+
+_SCENARIOS = scenarios()
+_PLANS = fault_plans()
+_AMOUNTS = limit_amounts()
+
+
+def reach(predicate: Callable[[Scenario], bool]) -> None:
+    assert any(predicate(sc) for sc in sample(_SCENARIOS))
+
+
+def reach_plan(predicate: Callable[[tuple[faults.Fault, ...]], bool]) -> None:
+    assert any(predicate(plan) for plan in sample(_PLANS))
+
+
+@pytest.mark.parametrize("action", ["purchase", "reprint", "batch_close", "cancel"])
+def test_every_step_kind_is_drawn(action: str) -> None:
+    reach(lambda sc: any(s.action == action for s in sc.steps))
+
+
+def test_reprints_and_batch_closes_come_in_the_middle_of_sales() -> None:
+    def middle(sc: Scenario) -> bool:
+        last = max(s.at_ms for s in sc.steps if s.action == "purchase")
+        return any(s.action != "purchase" and s.at_ms < last for s in sc.steps)
+
+    reach(middle)
+
+
+@pytest.mark.parametrize(
+    ("group", "spec"),
+    [
+        ("terminal", TerminalSpec()),
+        ("host", HostSpec()),
+        ("network", NetworkSpec()),
+        ("people", PeopleSpec()),
+    ],
+)
+def test_every_parameter_of_every_group_leaves_its_default(group: str, spec: object) -> None:
+    for name in type(spec).__dataclass_fields__:  # type: ignore[attr-defined]
+        if (group, name) in {
+            ("terminal", "id"),
+            ("terminal", "merchant_id"),
+            ("host", "idempotency_retention_ms"),
+            ("people", "restart_after_power"),
+        }:
+            continue  # identities, and settings no firmware can meet (see strategies)
+        default = getattr(spec, name)
+        reach(lambda sc, g=group, n=name, d=default: getattr(getattr(sc, g), n) != d)
+
+
+def test_amounts_cover_the_whole_valid_range_and_its_boundaries() -> None:
+    # The decade the old strategy never reached (500.01 .. 999,999.98).
+    reach(lambda sc: any(50_001 <= s.amount <= 99_999_998 for s in sc.steps))
+    reach(lambda sc: any(s.amount == sc.terminal.amount_max + 1 for s in sc.steps))
+    reach(lambda sc: any(s.amount == sc.terminal.amount_max for s in sc.steps))
+    balances = lambda sc: {c.balance for c in sc.cards}  # noqa: E731
+    reach(lambda sc: any(s.amount - 1 in balances(sc) for s in sc.steps))
+    amounts = set(sample(_AMOUNTS))
+    assert set(TEST_CARD_AMOUNTS) <= amounts
+    # Every decade of the log-uniform part.
+    for e in range(8):
+        assert any(10**e <= a < 10 ** (e + 1) for a in amounts), e
+
+
+def test_unusual_cards_and_catalogue_cards_are_drawn() -> None:
+    reach(lambda sc: any(c.rc for c in sc.cards))
+    reach(lambda sc: any(c.slow_ms for c in sc.cards))
+    reach(lambda sc: any(s.card == "4000000000000051" for s in sc.steps))
+    reach(lambda sc: not sc.close_batch)
+
+
+@pytest.mark.parametrize("kind", faults.swarm_kinds())
+def test_every_swarm_kind_is_drawn(kind: str) -> None:
+    reach_plan(lambda plan: any(kind == f.KIND for f in plan))
+
+
+def test_host_side_kinds_outside_the_swarm_are_never_drawn() -> None:
+    outside = {k for k, cls in faults.REGISTRY.items() if not cls.SWARM}
+    assert outside  # host_double_charge: a host defect, not the firmware's
+    for plan in sample(_PLANS):
+        assert not {f.KIND for f in plan} & outside
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "then"),
+    [
+        ("device-then-power", {"printer_jam", "paper_out", "print_failure"}, {"power_cut"}),
+        ("loss-then-reboot", {"drop"}, {"power_cut"}),
+        ("duplicate-then-reorder", {"duplicate"}, {"reorder"}),
+    ],
+)
+def test_targeted_combinations_are_drawn(name: str, first: set[str], then: set[str]) -> None:
+    assert name in COMBOS
+
+    def combo(plan: tuple[faults.Fault, ...]) -> bool:
+        return len(plan) >= 2 and plan[0].KIND in first and plan[1].KIND in then
+
+    reach_plan(combo)
+
+
+def test_combinations_respect_the_kinds_asked_for() -> None:
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(fault_plans(("drop", "delay")))
+    def check(plan: tuple[faults.Fault, ...]) -> None:
+        assert {f.KIND for f in plan} <= {"drop", "delay"}
+
+    check()
+
+
+@settings(max_examples=60, database=None, derandomize=True, deadline=None)
+@given(scenarios())
+def test_a_drawn_scenario_is_a_valid_file_that_loads_back_equal(sc: Scenario) -> None:
+    text = scenario_to_toml(sc)
+    back = scenario_from_dict(tomllib.loads(text), "<drawn>")
+    assert dataclasses.replace(back, source="") == sc
+
+
+def test_coverage_counts_distinct_transitions_and_faults() -> None:
+    cov = Coverage()
+    records = [
+        {"kind": "display", "outcome": "approved"},
+        {"kind": "send", "msg": {"mti": "0200"}},
+        {"kind": "fault", "fault": "drop"},
+        {"kind": "send", "msg": {"mti": "0200"}},
+        {"kind": "fault", "fault": "drop"},
+    ]
+    for rec in records:
+        cov.observe(rec)
+    assert signature(records[1]) == "send:0200:"
+    # ("", display), (display, send), (send, fault), (fault, send): the repeat of
+    # (send, fault) is not new.
+    assert len(cov.pairs) == 4
+    assert cov.faults == 2
