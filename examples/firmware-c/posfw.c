@@ -427,9 +427,10 @@ int posfw_main(const posfw_firmware *fw) {
     size_t cap = 0;
     long len;
     bool greeted = false;
-    while ((len = read_line(&line, &cap)) >= 0) {
+    for (;;) {
         at_line++;
         at_event = -1;
+        if ((len = read_line(&line, &cap)) < 0) break;
         cJSON *obj = cJSON_ParseWithLength(line, (size_t)len);
         if (!cJSON_IsObject(obj)) posfw_fail("not a JSON object: %.60s", line);
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "type");

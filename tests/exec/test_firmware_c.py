@@ -1,0 +1,143 @@
+"""The C example's own promises, beyond the traces shared with the JavaScript one
+(tests/exec/test_examples.py): posfw.c refuses a broken pipe protocol with one line
+on stderr naming the line or event, answers what it does not know with nothing,
+reads numbers as the reference types them, and the firmware runs the incident
+suite and generated scenarios under AddressSanitizer and UBSan (any memory error or
+undefined behaviour aborts it: a crash, so a trace unlike the reference's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from harness.runner import run_scenario
+from harness.strategies import scenarios
+from scenarios.loader import load_scenario
+from scenarios.model import Scenario
+
+from .examples import SKIP_C, SKIP_SAN, c_firmware
+
+SUITE = sorted(Path("scenarios/incidents").glob("*.toml"))
+HELLO = json.dumps(
+    {
+        "type": "hello",
+        "protocol": 1,
+        "config": {
+            "terminal_id": "T0001",
+            "merchant_id": "M000000000001",
+            "response_timeout_ms": 15_000,
+            "max_sends": 2,
+            "reversal_backoff_ms": [0, 1_000],
+            "reversal_max_tries": 60,
+            "debounce_ms": 3_000,
+            "amount_max": 99_999_999,
+        },
+    }
+)
+BOOT = '{"n":1,"type":"Boot","journal":[],"nonce":"0000abcd"}'
+
+
+def _binary(sanitize: bool = False) -> str:
+    spec = c_firmware(sanitize=sanitize)
+    if spec is None:
+        if sanitize and c_firmware() is not None:
+            pytest.skip(SKIP_SAN)
+        pytest.skip(SKIP_C)
+    return spec.removeprefix("exec:")
+
+
+def _talk(lines: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_binary()],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([HELLO, "not json"], "posfw: line 2: not a JSON object: not json"),
+        ([BOOT], "posfw: line 1: an event (Boot) before hello"),
+        ([HELLO.replace('"protocol": 1', '"protocol": 2')], "hello: protocol 2, this posfw"),
+        ([HELLO, '{"type":"Boot","journal":[]}'], "line 2: n: missing or not a positive"),
+        ([HELLO, '{"n":1,"type":"Boot"}'], "Boot.journal: missing or not a list"),
+        ([HELLO, "[" * 100 + "x" * (16 << 20)], "posfw: line 2: an input line over 16777216"),
+    ],
+    ids=["not-json", "before-hello", "protocol", "no-n", "no-journal", "huge-line"],
+)
+def test_a_broken_protocol_ends_the_firmware_with_one_line_naming_where(
+    lines: list[str], expected: str
+) -> None:
+    done = _talk(lines)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert expected in line
+
+
+def test_unknown_events_get_no_effects_and_only_an_integer_is_an_amount() -> None:
+    """As the reference: `type(amount) is int`, so 100.0, 1e2 and true are not amounts;
+    an event a newer harness may add is answered with no effects."""
+    events = [
+        BOOT,
+        '{"n":2,"type":"SomethingNew","x":1}',
+        '{"n":3,"type":"AmountKeyed","amount":100.0}',
+        '{"n":4,"type":"AmountKeyed","amount":1e2}',
+        '{"n":5,"type":"AmountKeyed","amount":true}',
+        '{"n":6,"type":"AmountKeyed","amount":100000000000000000000000}',
+        '{"n":7,"type":"AmountKeyed","amount":100}',
+    ]
+    done = _talk([HELLO, *events])
+    assert done.returncode == 0, done.stderr
+    hello, *answers = (json.loads(line) for line in done.stdout.splitlines())
+    assert hello == {"type": "hello", "protocol": 1, "name": "firmware-c", "version": "1.0"}
+    assert [a["n"] for a in answers] == list(range(1, 8))
+    texts = [[e["text"] for e in a["effects"]] for a in answers[1:]]
+    invalid = ["INVALID AMOUNT"]
+    assert texts == [[], invalid, invalid, invalid, invalid, ["CONFIRM AMOUNT"]]
+
+
+def _body(trace: Path) -> list[str]:
+    return trace.read_text(encoding="utf-8").splitlines()[1:]  # the header names the firmware
+
+
+def _same_as_reference(sc: Scenario, spec: str, tmp: Path) -> None:
+    a, b = tmp / "ref.jsonl", tmp / "c.jsonl"
+    expected = run_scenario(sc, "reference", trace_path=a)
+    got = run_scenario(sc, spec, trace_path=b)
+    assert _body(a) == _body(b), sc.name
+    assert got.passed == expected.passed, sc.name
+
+
+def test_under_sanitizers_every_built_in_scenario_gives_the_reference_trace(
+    tmp_path: Path,
+) -> None:
+    spec = f"exec:{_binary(sanitize=True)}"
+    for path in SUITE:
+        _same_as_reference(load_scenario(path), spec, tmp_path)
+
+
+def test_under_sanitizers_generated_scenarios_give_the_reference_trace(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    spec = f"exec:{_binary(sanitize=True)}"
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(scenarios())
+    def same(sc: Scenario) -> None:
+        _same_as_reference(sc, spec, tmp_path_factory.mktemp("san"))
+
+    same()
