@@ -524,8 +524,11 @@ static void decline(posfw_out *out, const sale_t *sale, const char *rc) {
     const char *reason = rc_text(rc);
     if (reason)
         snprintf(text, sizeof text, "DECLINED - %s", reason);
-    else
+    else { /* Python's f"code {rc}".upper() */
         snprintf(text, sizeof text, "DECLINED - CODE %s", rc);
+        for (char *c = text; *c; c++)
+            if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    }
     posfw_display(out, "declined", text, "");
 }
 

@@ -8,16 +8,36 @@ undefined behaviour aborts it: a crash, so a trace unlike the reference's)."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from acquirer.protocol import Message
+from harness.exec_firmware import ExecFactory
 from harness.runner import run_scenario
 from harness.strategies import scenarios
 from scenarios.loader import load_scenario
 from scenarios.model import Scenario
+from terminal.firmware import (
+    AmountKeyed,
+    BatchCloseRequested,
+    CancelPressed,
+    CardPresented,
+    ConfirmPressed,
+    Event,
+    MessageReceived,
+    Print,
+    PrintFinished,
+    PrintStatus,
+    ReprintRequested,
+    Send,
+    TimerExpired,
+)
+from terminal.reference import ReferenceFirmware
+from terminal.testing import Rig, respond
 
 from .examples import SKIP_C, SKIP_SAN, c_firmware
 
@@ -38,6 +58,7 @@ HELLO = json.dumps(
         },
     }
 )
+PAN = "4000000000000002"
 BOOT = '{"n":1,"type":"Boot","journal":[],"nonce":"0000abcd"}'
 
 
@@ -141,3 +162,72 @@ def test_under_sanitizers_generated_scenarios_give_the_reference_trace(
         _same_as_reference(sc, spec, tmp_path_factory.mktemp("san"))
 
     same()
+
+
+# ------------------------------------------------------------ conversations
+
+
+def _conversation(seed: int, spec: str) -> None:
+    """One random conversation fed to the in-process reference and to the C example
+    (terminal/testing.py's Rig over each): the same effects after every event. It
+    reaches what the simulated world rarely does: unknown response codes ("zz"),
+    answers that echo a wrong field, a float amount, timers and power cuts at any
+    point, answers to old requests."""
+    rng = random.Random(seed)
+    factory = ExecFactory(spec)
+    try:
+        ref, c = Rig(ReferenceFirmware), Rig(factory)
+        assert c.boot_effects == ref.boot_effects
+        key = ref.config.mac_key
+        sent: dict[str, list[Message]] = {"0200": [], "0400": [], "0500": []}
+        jobs: list[str] = []
+        for step in range(80):
+            roll = rng.random()
+            events: list[Event] = []
+            if roll < 0.2:
+                amount: int | float = rng.choice([100, 2_500, 1_234_567, 999, 0, 100.0])
+                events = [AmountKeyed(amount), ConfirmPressed(), CardPresented(PAN)]  # type: ignore[arg-type]
+            elif roll < 0.55:
+                mti = rng.choice(["0200", "0200", "0200", "0400", "0500"])
+                if sent[mti]:
+                    request = sent[mti][-1] if rng.random() < 0.7 else rng.choice(sent[mti][-4:])
+                    rc = rng.choice(RCS[mti])
+                    changes = {"amount": request.amount + 1} if rng.random() < 0.1 else {}
+                    events = [MessageReceived(respond(request, key, rc, **changes))]
+            elif roll < 0.75:
+                events = [
+                    TimerExpired(rng.choice(["response", "in-progress", "reversal", "batch"]))
+                ]
+            elif roll < 0.85 and jobs:
+                events = [PrintFinished(rng.choice(jobs[-3:]), rng.choice(list(PrintStatus)))]
+            elif roll < 0.91:
+                events = [rng.choice([ReprintRequested(), CancelPressed(), CardPresented("")])]
+            elif roll < 0.95:
+                events = [BatchCloseRequested()]
+            else:
+                got, want = c.power_cut(), ref.power_cut()
+                assert got == want, f"seed {seed} step {step}: power cut"
+            for event in events:
+                got, want = c.feed(event), ref.feed(event)
+                assert got == want, f"seed {seed} step {step}: {event}"
+                for effect in want:
+                    if isinstance(effect, Send):
+                        sent[effect.message.mti].append(effect.message)
+                    elif isinstance(effect, Print):
+                        jobs.append(effect.job_id)
+        assert c.journal == ref.journal
+    finally:
+        factory.close()
+
+
+RCS = {
+    "0200": ["00", "00", "05", "09", "12", "30", "51", "63", "91", "94", "96", "zz"],
+    "0400": ["00", "00", "12", "96"],
+    "0500": ["00", "95", "96"],
+}
+
+
+def test_random_conversations_get_the_reference_firmwares_effects() -> None:
+    spec = f"exec:{_binary()}"
+    for seed in range(25):
+        _conversation(seed, spec)
