@@ -7,15 +7,18 @@ undefined behaviour aborts it: a crash, so a trace unlike the reference's)."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from acquirer.protocol import Message
+from harness.cli import main
 from harness.exec_firmware import ExecFactory
 from harness.runner import run_scenario
 from harness.strategies import scenarios
@@ -231,3 +234,15 @@ def test_random_conversations_get_the_reference_firmwares_effects() -> None:
     spec = f"exec:{_binary()}"
     for seed in range(25):
         _conversation(seed, spec)
+
+
+def test_check_determinism_passes_the_c_example_and_writes_its_traces(tmp_path: Path) -> None:
+    """`run --check-determinism` runs each scenario twice through the pipe; the trace
+    directory need not exist yet (it is made, as without the option)."""
+    out, err = io.StringIO(), io.StringIO()
+    traces = tmp_path / "new" / "traces"
+    args = ["run", "scenarios/incidents", "--check-determinism", "--trace-dir", str(traces)]
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([*args, "--firmware", f"exec:{_binary()}"])
+    assert code == 0, out.getvalue()[-2000:] + err.getvalue()[-2000:]
+    assert len(list(traces.glob("*.jsonl"))) == len(SUITE)
