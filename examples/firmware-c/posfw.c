@@ -163,6 +163,12 @@ static void read_config(const cJSON *c, posfw_config *cfg) {
     get_int(c, "reversal_max_tries", &cfg->reversal_max_tries);
     get_int(c, "debounce_ms", &cfg->debounce_ms);
     get_int(c, "amount_max", &cfg->amount_max);
+    static cJSON *extra;
+    cJSON_Delete(extra);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(c, "extra");
+    extra = cJSON_IsObject(e) ? cJSON_Duplicate(e, true) : cJSON_CreateObject();
+    if (extra == NULL) die("out of memory");
+    cfg->extra = extra;
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(c, "reversal_backoff_ms"), *it;
     cJSON_ArrayForEach(it, b) {
         long long ms;

@@ -37,6 +37,8 @@ typedef struct {
     long long reversal_max_tries;
     long long debounce_ms;
     long long amount_max;
+    const cJSON *extra; /* config.extra: the firmware's own settings (an object, never
+                           NULL), valid until the next hello */
 } posfw_config;
 
 typedef struct {
