@@ -29,7 +29,7 @@ void posfw_log(const char *fmt, ...) {
     va_end(ap);
 }
 
-_Noreturn void posfw_fail(const char *fmt, ...) {
+POSFW_NORETURN void posfw_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("posfw: ", stderr);

@@ -19,6 +19,13 @@
 
 #include <cjson/cJSON.h>
 
+#ifdef __cplusplus
+#define POSFW_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define POSFW_NORETURN _Noreturn
+#endif
+
 #define POSFW_PROTOCOL 1
 #define POSFW_STR 80 /* room for every string field of a message (keys: 64) */
 #define POSFW_LINE_MAX (16 << 20) /* longest input line (a Boot carries the journal) */
@@ -131,7 +138,7 @@ int posfw_main(const posfw_firmware *firmware);
 /* stderr, prefixed "posfw: event N: " (the harness keeps it and shows the last
  * lines when the firmware dies); posfw_fail also exits with status 2. */
 void posfw_log(const char *fmt, ...);
-_Noreturn void posfw_fail(const char *fmt, ...);
+POSFW_NORETURN void posfw_fail(const char *fmt, ...);
 /* calloc that never returns NULL (out of memory: posfw_fail). */
 void *posfw_alloc(size_t n, size_t size);
 
@@ -156,5 +163,9 @@ bool posfw_rec_get_int(const cJSON *record, const char *key, long long *value);
 
 /* A fresh message with the protocol's defaults. */
 void posfw_message_init(posfw_message *msg, const char *mti);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
