@@ -399,6 +399,7 @@ def run_twice(
             a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
         )
         if trace_path is not None:
+            trace_path.parent.mkdir(parents=True, exist_ok=True)  # as run_scenario does
             shutil.copyfile(a, trace_path)
             first.trace_path = trace_path
     if difference:

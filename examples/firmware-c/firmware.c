@@ -109,10 +109,7 @@ static void *grow(void *ptr, size_t *cap, size_t need, size_t size) {
     size_t next = *cap ? *cap * 2 : 16;
     while (next < need) next *= 2;
     void *p = realloc(ptr, next * size);
-    if (p == NULL) {
-        fputs("firmware-c: out of memory\n", stderr);
-        exit(3);
-    }
+    if (p == NULL) posfw_fail("out of memory (%zu x %zu bytes)", next, size);
     *cap = next;
     return p;
 }
@@ -142,8 +139,7 @@ static void index_rebuild(size_t need) {
     while (want < 2 * need) want *= 2;
     if (want != n_slots) {
         free(slots);
-        slots = malloc(want * sizeof *slots);
-        if (slots == NULL) exit(3);
+        slots = posfw_alloc(want, sizeof *slots);
         n_slots = want;
     }
     memset(slots, 0, n_slots * sizeof *slots);
@@ -227,8 +223,7 @@ static int by_seq(const void *a, const void *b) {
 
 /* The entries in one dict, in its insertion order. Caller frees. */
 static entry_t **ordered(seq_of seq, size_t *n) {
-    entry_t **out = malloc((s.n_entries + 1) * sizeof *out);
-    if (out == NULL) exit(3);
+    entry_t **out = posfw_alloc(s.n_entries + 1, sizeof *out);
     *n = 0;
     for (size_t i = 0; i < s.n_entries; i++)
         if (seq(&s.entries[i])) out[(*n)++] = &s.entries[i];
@@ -427,7 +422,7 @@ static void on_boot(const posfw_event *ev, posfw_out *out) {
     /* Recover: unresolved sales are reversed; pending receipts printed again. */
     size_t k;
     entry_t **sales = ordered(sale_seq, &k);
-    sale_t *unresolved = malloc((k + 1) * sizeof *unresolved);
+    sale_t *unresolved = posfw_alloc(k + 1, sizeof *unresolved);
     size_t n_unresolved = 0;
     for (size_t i = 0; i < k; i++)
         if (sales[i]->status == IN_FLIGHT) unresolved[n_unresolved++] = sales[i]->sale;
@@ -439,7 +434,7 @@ static void on_boot(const posfw_event *ev, posfw_out *out) {
     }
     free(unresolved);
     entry_t **pending = ordered(pending_seq, &k);
-    char (*keys)[KEY] = malloc((k + 1) * sizeof *keys);
+    char (*keys)[KEY] = posfw_alloc(k + 1, sizeof *keys);
     for (size_t i = 0; i < k; i++) snprintf(keys[i], KEY, "%s", pending[i]->key);
     free(pending);
     for (size_t i = 0; i < k; i++) {
@@ -529,8 +524,11 @@ static void decline(posfw_out *out, const sale_t *sale, const char *rc) {
     const char *reason = rc_text(rc);
     if (reason)
         snprintf(text, sizeof text, "DECLINED - %s", reason);
-    else
+    else { /* Python's f"code {rc}".upper() */
         snprintf(text, sizeof text, "DECLINED - CODE %s", rc);
+        for (char *c = text; *c; c++)
+            if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    }
     posfw_display(out, "declined", text, "");
 }
 
@@ -836,7 +834,7 @@ static void maybe_start_batch(posfw_out *out) {
     free(s.batch_message.items);
     posfw_message *m = &s.batch_message;
     posfw_message_init(m, "0500");
-    m->items = calloc(n + 1, sizeof *m->items);
+    m->items = posfw_alloc(n + 1, sizeof *m->items);
     for (size_t i = 0; i < n; i++) {
         const entry_t *e = sales[i];
         if (e->sale.batch_no == s.open_batch_no && e->status == APPROVED && e->has_approval) {

@@ -2,19 +2,81 @@
 #define _POSIX_C_SOURCE 200809L
 #include "posfw.h"
 
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define LINE_MAX_BYTES (16u << 20) /* a Boot line carries the whole journal */
 
 struct posfw_out {
     cJSON *effects;
 };
 
-static void die(const char *what) {
-    fprintf(stderr, "posfw: %s\n", what);
+/* Where the loop is, for error messages: input line number and event number. */
+static unsigned long long at_line;
+static long long at_event = -1;
+
+void posfw_log(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("posfw: ", stderr);
+    if (at_event >= 0)
+        fprintf(stderr, "event %lld: ", at_event);
+    else if (at_line)
+        fprintf(stderr, "line %llu: ", at_line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+POSFW_NORETURN void posfw_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("posfw: ", stderr);
+    if (at_event >= 0)
+        fprintf(stderr, "event %lld: ", at_event);
+    else if (at_line)
+        fprintf(stderr, "line %llu: ", at_line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
     exit(2);
+}
+
+static void die(const char *what) { posfw_fail("%s", what); }
+
+void *posfw_alloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL) posfw_fail("out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+/* The raw line being decoded: cJSON forgets how a number was written (5 or 5.0). */
+static const char *raw_line;
+
+/* Was `"key":` in the raw line written as an integer (no '.', 'e', 'E')? For events
+ * whose only number field is `key` and whose strings cannot contain `"key":`. */
+static bool raw_is_int(const char *key) {
+    char pat[40];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = raw_line ? strstr(raw_line, pat) : NULL;
+    if (p == NULL) return false;
+    p += strlen(pat);
+    p += strspn(p, " \t");
+    size_t len = strspn(p, "-+0123456789.eE");
+    return len > 0 && memchr(p, '.', len) == NULL && memchr(p, 'e', len) == NULL &&
+           memchr(p, 'E', len) == NULL;
+}
+
+/* A JSON number as a long long, if it is an integer a double holds exactly
+ * (|x| <= 2^53: cJSON keeps numbers as doubles). Anything else is refused rather
+ * than rounded or cast out of range (undefined behaviour in C). */
+static bool exact_int(const cJSON *item, long long *value) {
+    if (!cJSON_IsNumber(item)) return false;
+    double d = item->valuedouble;
+    if (!isfinite(d) || fabs(d) > POSFW_INT_EXACT_MAX || d != floor(d)) return false;
+    *value = (long long)d;
+    return true;
 }
 
 static cJSON *int_node(long long value) {
@@ -36,10 +98,7 @@ static void copy_str(char *dst, size_t size, const char *src) {
 /* ------------------------------------------------------------ reading */
 
 static bool get_int(const cJSON *obj, const char *key, long long *value) {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(item)) return false;
-    *value = (long long)item->valuedouble;
-    return true;
+    return exact_int(cJSON_GetObjectItemCaseSensitive(obj, key), value);
 }
 
 static void get_str(const cJSON *obj, const char *key, char *buf, size_t size) {
@@ -82,15 +141,14 @@ static void read_message(const cJSON *m, posfw_message *msg) {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(m, "items");
     int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
     if (n > 0) {
-        msg->items = calloc((size_t)n, sizeof *msg->items);
-        if (msg->items == NULL) die("out of memory");
+        msg->items = posfw_alloc((size_t)n, sizeof *msg->items);
         const cJSON *it;
         cJSON_ArrayForEach(it, items) {
             posfw_item *item = &msg->items[msg->n_items++];
             const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1),
                         *c = cJSON_GetArrayItem(it, 2);
-            item->stan = cJSON_IsNumber(a) ? (long long)a->valuedouble : 0;
-            item->amount = cJSON_IsNumber(b) ? (long long)b->valuedouble : 0;
+            if (!exact_int(a, &item->stan)) item->stan = 0;
+            if (!exact_int(b, &item->amount)) item->amount = 0;
             copy_str(item->rrn, sizeof item->rrn, cJSON_IsString(c) ? c->valuestring : "");
         }
     }
@@ -105,10 +163,19 @@ static void read_config(const cJSON *c, posfw_config *cfg) {
     get_int(c, "reversal_max_tries", &cfg->reversal_max_tries);
     get_int(c, "debounce_ms", &cfg->debounce_ms);
     get_int(c, "amount_max", &cfg->amount_max);
+    static cJSON *extra;
+    cJSON_Delete(extra);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(c, "extra");
+    extra = cJSON_IsObject(e) ? cJSON_Duplicate(e, true) : cJSON_CreateObject();
+    if (extra == NULL) die("out of memory");
+    cfg->extra = extra;
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(c, "reversal_backoff_ms"), *it;
     cJSON_ArrayForEach(it, b) {
-        if (cfg->n_reversal_backoff < 16 && cJSON_IsNumber(it))
-            cfg->reversal_backoff_ms[cfg->n_reversal_backoff++] = (long long)it->valuedouble;
+        long long ms;
+        if (cfg->n_reversal_backoff == POSFW_BACKOFF_MAX)
+            posfw_fail("hello: config.reversal_backoff_ms has over %d steps", POSFW_BACKOFF_MAX);
+        if (!exact_int(it, &ms)) posfw_fail("hello: config.reversal_backoff_ms: not an integer");
+        cfg->reversal_backoff_ms[cfg->n_reversal_backoff++] = ms;
     }
 }
 
@@ -135,25 +202,30 @@ static posfw_event_type event_type(const char *type) {
 
 static void read_event(const cJSON *obj, posfw_event *ev) {
     memset(ev, 0, sizeof *ev);
-    get_int(obj, "n", &ev->n);
+    if (!get_int(obj, "n", &ev->n) || ev->n < 1) posfw_fail("n: missing or not a positive integer");
     char type[32];
     get_str(obj, "type", type, sizeof type);
     ev->type = event_type(type);
     switch (ev->type) {
     case POSFW_BOOT:
         ev->journal = cJSON_GetObjectItemCaseSensitive(obj, "journal");
+        if (!cJSON_IsArray(ev->journal)) posfw_fail("event %lld: Boot.journal: missing or not a list", ev->n);
         get_str(obj, "nonce", ev->nonce, sizeof ev->nonce);
         break;
     case POSFW_AMOUNT_KEYED: {
+        /* Only an integer is an amount: 5.0, "5" or true are not (nor one too
+         * large to read exactly, far above any amount limit). */
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "amount");
-        ev->amount_is_int = cJSON_IsNumber(a) && a->valuedouble == (double)(long long)a->valuedouble;
-        ev->amount = cJSON_IsNumber(a) ? (long long)a->valuedouble : 0;
+        ev->amount_is_int = exact_int(a, &ev->amount) && raw_is_int("amount");
+        if (!ev->amount_is_int) ev->amount = 0;
         break;
     }
     case POSFW_CARD:
         get_str(obj, "pan", ev->pan, sizeof ev->pan);
         break;
     case POSFW_MESSAGE:
+        if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(obj, "message")))
+            posfw_fail("event %lld: MessageReceived.message: missing or not an object", ev->n);
         read_message(cJSON_GetObjectItemCaseSensitive(obj, "message"), &ev->message);
         ev->mac_ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "mac_ok"));
         break;
@@ -291,10 +363,7 @@ bool posfw_rec_get_str(const cJSON *record, const char *key, char *buf, size_t s
 
 bool posfw_rec_get_int(const cJSON *record, const char *key, long long *value) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(record, key);
-    if (cJSON_IsNumber(item)) {
-        *value = (long long)item->valuedouble;
-        return item->valuedouble == (double)*value;
-    }
+    if (cJSON_IsNumber(item)) return exact_int(item, value);
     if (cJSON_IsString(item) && item->valuestring[0]) { /* Python's int("12") */
         char *end = NULL;
         *value = strtoll(item->valuestring, &end, 10);
@@ -314,44 +383,87 @@ static void write_line(cJSON *obj) {
     cJSON_free(text);
 }
 
+/* One line from stdin into *buf (grown as needed, never past POSFW_LINE_MAX bytes),
+ * without its newline; its length, or -1 at the end of input. */
+static long read_line(char **buf, size_t *cap) {
+    size_t len = 0;
+    for (;;) {
+        if (*cap - len < 2) {
+            size_t next = *cap ? *cap * 2 : 65536;
+            if (next > POSFW_LINE_MAX + 2) next = POSFW_LINE_MAX + 2;
+            if (next <= *cap) posfw_fail("an input line over %d bytes", POSFW_LINE_MAX);
+            char *p = realloc(*buf, next);
+            if (p == NULL) posfw_fail("out of memory reading a line");
+            *buf = p;
+            *cap = next;
+        }
+        if (fgets(*buf + len, (int)(*cap - len), stdin) == NULL) {
+            if (ferror(stdin)) posfw_fail("cannot read stdin");
+            return len ? (long)len : -1; /* a last line without a newline still counts */
+        }
+        len += strlen(*buf + len);
+        if (len && (*buf)[len - 1] == '\n') {
+            (*buf)[--len] = '\0';
+            return (long)len;
+        }
+    }
+}
+
+static void greet(const posfw_firmware *fw, const cJSON *obj) {
+    long long protocol = 0;
+    if (!get_int(obj, "protocol", &protocol) || protocol != POSFW_PROTOCOL)
+        posfw_fail("hello: protocol %lld, this posfw speaks %d", protocol, POSFW_PROTOCOL);
+    const cJSON *config = cJSON_GetObjectItemCaseSensitive(obj, "config");
+    if (!cJSON_IsObject(config)) posfw_fail("hello: config missing or not an object");
+    posfw_config cfg;
+    read_config(config, &cfg);
+    fw->init(&cfg);
+    cJSON *hello = cJSON_CreateObject();
+    if (hello == NULL) die("out of memory");
+    add(hello, "type", cJSON_CreateString("hello"));
+    add(hello, "protocol", int_node(POSFW_PROTOCOL));
+    add(hello, "name", cJSON_CreateString(fw->name));
+    add(hello, "version", cJSON_CreateString(fw->version));
+    write_line(hello);
+    cJSON_Delete(hello);
+}
+
 int posfw_main(const posfw_firmware *fw) {
     char *line = NULL;
     size_t cap = 0;
-    ssize_t len;
+    long len;
     bool greeted = false;
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
-        if ((size_t)len > LINE_MAX_BYTES) die("an input line over 16 MiB");
+    for (;;) {
+        at_line++;
+        at_event = -1;
+        if ((len = read_line(&line, &cap)) < 0) break;
         cJSON *obj = cJSON_ParseWithLength(line, (size_t)len);
-        if (obj == NULL) die("not a JSON line");
+        if (!cJSON_IsObject(obj)) posfw_fail("not a JSON object: %.60s", line);
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "type");
-        if (cJSON_IsString(type) && strcmp(type->valuestring, "hello") == 0) {
-            posfw_config cfg;
-            read_config(cJSON_GetObjectItemCaseSensitive(obj, "config"), &cfg);
-            fw->init(&cfg);
+        if (!cJSON_IsString(type)) posfw_fail("type: missing or not a string");
+        if (strcmp(type->valuestring, "hello") == 0) {
+            greet(fw, obj);
             greeted = true;
-            cJSON *hello = cJSON_CreateObject();
-            add(hello, "type", cJSON_CreateString("hello"));
-            add(hello, "protocol", int_node(POSFW_PROTOCOL));
-            add(hello, "name", cJSON_CreateString(fw->name));
-            add(hello, "version", cJSON_CreateString(fw->version));
-            write_line(hello);
-            cJSON_Delete(hello);
             cJSON_Delete(obj);
             continue;
         }
-        if (!greeted) die("an event before hello");
+        if (!greeted) posfw_fail("an event (%.40s) before hello", type->valuestring);
         posfw_event ev;
+        raw_line = line;
         read_event(obj, &ev);
+        at_event = ev.n;
         posfw_out out = {cJSON_CreateArray()};
         if (out.effects == NULL) die("out of memory");
         fw->handle(&ev, &out);
         cJSON *answer = cJSON_CreateObject();
+        if (answer == NULL) die("out of memory");
         add(answer, "n", int_node(ev.n));
         add(answer, "effects", out.effects);
         write_line(answer);
         cJSON_Delete(answer);
         free(ev.message.items);
         cJSON_Delete(obj);
+        raw_line = NULL;
     }
     free(line);
     return 0;

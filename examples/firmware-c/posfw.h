@@ -19,19 +19,33 @@
 
 #include <cjson/cJSON.h>
 
+#ifdef __cplusplus
+#define POSFW_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define POSFW_NORETURN _Noreturn
+#endif
+
 #define POSFW_PROTOCOL 1
 #define POSFW_STR 80 /* room for every string field of a message (keys: 64) */
+#define POSFW_LINE_MAX (16 << 20) /* longest input line (a Boot carries the journal) */
+#define POSFW_BACKOFF_MAX 16      /* steps of config.reversal_backoff_ms */
+/* Integers are read exactly up to 2^53 (cJSON keeps numbers as doubles); a larger
+ * one reads as absent. They are written exactly to 64 bits. */
+#define POSFW_INT_EXACT_MAX 9007199254740992.0
 
 typedef struct {
     char terminal_id[POSFW_STR];
     char merchant_id[POSFW_STR];
     long long response_timeout_ms;
     long long max_sends;
-    long long reversal_backoff_ms[16];
+    long long reversal_backoff_ms[POSFW_BACKOFF_MAX];
     size_t n_reversal_backoff;
     long long reversal_max_tries;
     long long debounce_ms;
     long long amount_max;
+    const cJSON *extra; /* config.extra: the firmware's own settings (an object, never
+                           NULL), valid until the next hello */
 } posfw_config;
 
 typedef struct {
@@ -114,8 +128,19 @@ typedef struct {
     void (*handle)(const posfw_event *event, posfw_out *out);
 } posfw_firmware;
 
-/* Runs the protocol until stdin closes; returns the process exit code. */
+/* Runs the protocol until stdin closes; returns the process exit code. Input that
+ * breaks the protocol (not JSON, an event before hello, another protocol version,
+ * a line over POSFW_LINE_MAX) ends the process with one line on stderr naming the
+ * line or event number, and exit status 2. Unknown event types reach `handle` as
+ * POSFW_UNKNOWN (answer with no effects: newer harnesses may add events). */
 int posfw_main(const posfw_firmware *firmware);
+
+/* stderr, prefixed "posfw: event N: " (the harness keeps it and shows the last
+ * lines when the firmware dies); posfw_fail also exits with status 2. */
+void posfw_log(const char *fmt, ...);
+POSFW_NORETURN void posfw_fail(const char *fmt, ...);
+/* calloc that never returns NULL (out of memory: posfw_fail). */
+void *posfw_alloc(size_t n, size_t size);
 
 /* Effects. Strings are copied. */
 void posfw_send(posfw_out *out, const posfw_message *msg);
@@ -138,5 +163,9 @@ bool posfw_rec_get_int(const cJSON *record, const char *key, long long *value);
 
 /* A fresh message with the protocol's defaults. */
 void posfw_message_init(posfw_message *msg, const char *mti);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -14,20 +14,25 @@ C_DIR = ROOT / "examples" / "firmware-c"
 
 
 @cache
-def c_firmware(flaw: str = "") -> str | None:
-    """`exec:` spec of the C example built (with `flaw`), or None with no compiler or cJSON."""
+def c_firmware(flaw: str = "", sanitize: bool = False) -> str | None:
+    """`exec:` spec of the C example built (with `flaw`; with `sanitize`, under
+    AddressSanitizer and UBSan), or None with no compiler or cJSON (or, for
+    `sanitize`, no sanitizer runtime)."""
     if shutil.which("make") is None or shutil.which("cc") is None:
         return None
     if not Path("/usr/include/cjson/cJSON.h").exists():
         return None
-    build = f"build-{flaw}" if flaw else "build"
+    build = "build" + (f"-{flaw}" if flaw else "") + ("-san" if sanitize else "")
     done = subprocess.run(
-        ["make", "-s", "-C", str(C_DIR), f"BUILD={build}", f"FLAW={flaw}"],
+        ["make", "-s", "-C", str(C_DIR), f"BUILD={build}", f"FLAW={flaw}"]
+        + (["SANITIZE=1"] if sanitize else []),
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
+        if sanitize:
+            return None  # the compiler has no libasan/libubsan: the test says so
         raise RuntimeError(f"make failed: {done.stderr[-2000:]}")
     return f"exec:{C_DIR / build / 'firmware'}"
 
@@ -41,4 +46,5 @@ def js_firmware(flaw: str = "") -> str | None:
 
 
 SKIP_C = "needs cc, make and libcjson-dev (scripts/setup-examples installs them)"
+SKIP_SAN = "the C compiler cannot build with -fsanitize=address,undefined (needs libasan, libubsan)"
 SKIP_JS = "needs node (Node.js; scripts/setup-examples installs it)"
