@@ -43,12 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.mqtt.broker import PrivateBroker  # noqa: E402
-from harness.mqtt.host_service import (  # noqa: E402
-    fleet_pan,
-    fresh_keys,
-    provision,
-    write_credentials,
-)
+from harness.mqtt.host_service import fleet_pan, provision  # noqa: E402
 
 TID = "T0001"
 # Purchases in one terminal run: more than a run between two kills can get through.
@@ -91,10 +86,7 @@ class Stack:
         pan = fleet_pan(1)
         self.script.write_text("".join(f"{100 + n % 900} {pan}\n" for n in range(SCRIPT_PURCHASES)))
         self.empty.write_text("")
-        keys = fresh_keys([TID])  # provisioned as acquirer serve would: a secret key
-        provision(self.host_db, [TID], keys)
-        self.credentials = str(work / "terminals.json")
-        write_credentials(self.credentials, None, {TID: {"mac_key": keys[TID].hex()}})
+        provision(self.host_db, [TID])
         self.host: subprocess.Popen[bytes] | None = None
         self.term: subprocess.Popen[bytes] | None = None
         self.purchases_reported = 0
@@ -132,8 +124,7 @@ class Stack:
 
     def start_terminal(self, script: Path) -> None:
         cmd = [sys.executable, "-m", "harness.mqtt", "terminal", "run", "--id", TID]
-        cmd += ["--broker", self._url(TID), "--credentials", self.credentials]
-        cmd += ["--journal", self.journal, "--script", str(script)]
+        cmd += ["--broker", self._url(TID), "--journal", self.journal, "--script", str(script)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=self._env())
 
         def read() -> None:

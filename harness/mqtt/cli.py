@@ -165,21 +165,18 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
                 "mac_key": keys[tid].hex(),
                 "broker_url": login.url(show_password=True) if login is not None else None,
             }
-        if tids:
-            write_credentials(credentials, addr.url() if broker is None else None, terminals)
+        write_credentials(credentials, addr.url() if broker is None else None, terminals)
 
         async def main() -> None:
             service = HostService(addr, args.db)
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
-            if tids:
-                print(
-                    f"acquirer: {len(tids)} terminals ({tids[0]}..{tids[-1]}); their MAC keys "
-                    f"and broker logins are in {credentials} (mode 0600). A terminal connects "
-                    f"with: posharness terminal run --id {tids[0]} --credentials {credentials} "
-                    "--stdin",
-                    flush=True,
-                )
+            print(
+                f"acquirer: {len(tids)} terminals ({tids[0]}..{tids[-1]}); their MAC keys and "
+                f"broker logins are in {credentials} (mode 0600). A terminal connects with: "
+                f"posharness terminal run --id {tids[0]} --credentials {credentials} --stdin",
+                flush=True,
+            )
             stopping = asyncio.Event()
             _stop_on_signals(stopping.set)
             print("ready", flush=True)
