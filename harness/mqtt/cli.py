@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -37,12 +36,6 @@ def register(sub: Any) -> None:
     serve.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
     serve.add_argument("--db", required=True, help="SQLite file for ledger and idempotency")
     serve.add_argument(
-        "--credentials",
-        metavar="FILE",
-        help="where to write the terminals' MAC keys and broker logins, mode 0600 "
-        "(default: DB.terminals.json)",
-    )
-    serve.add_argument(
         "--provision",
         type=int,
         default=100,
@@ -61,12 +54,6 @@ def register(sub: Any) -> None:
         "--firmware", default="reference", help="reference, zoo:NAME, module:Class, exec:COMMAND"
     )
     run.add_argument("--id", default="T0001", help="terminal id (default T0001)")
-    run.add_argument(
-        "--credentials",
-        metavar="FILE",
-        help="the credentials file `acquirer serve` wrote: this terminal's MAC key and "
-        "broker login (default: a private broker and host with a fresh random key)",
-    )
     run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
@@ -141,42 +128,17 @@ def _login(broker: Broker | None, address: BrokerAddress, user: str) -> BrokerAd
 
 
 def cmd_acquirer_serve(args: argparse.Namespace) -> int:
-    from .host_service import (
-        HostService,
-        fresh_keys,
-        load_keys,
-        provision,
-        terminal_id,
-        write_credentials,
-    )
+    from .host_service import HostService, provision, terminal_id
 
     _setup_logging()
-    tids = [terminal_id(n) for n in range(1, args.provision + 1)]
-    # New terminals get random keys; terminals already in the database keep theirs.
-    provision(args.db, tids, fresh_keys(tids))
-    keys = load_keys(args.db)
-    credentials = args.credentials or f"{args.db}.terminals.json"
-    with _broker_or(args.broker, tids) as (broker, address):
+    provision(args.db, [terminal_id(n) for n in range(1, args.provision + 1)])
+    with _broker_or(args.broker, []) as (broker, address):
         addr = _login(broker, address, "acquirer")
-        terminals = {}
-        for tid in tids:
-            login = _login(broker, address, tid) if broker is not None else None
-            terminals[tid] = {
-                "mac_key": keys[tid].hex(),
-                "broker_url": login.url(show_password=True) if login is not None else None,
-            }
-        write_credentials(credentials, addr.url() if broker is None else None, terminals)
 
         async def main() -> None:
             service = HostService(addr, args.db)
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
-            print(
-                f"acquirer: {len(tids)} terminals ({tids[0]}..{tids[-1]}); their MAC keys and "
-                f"broker logins are in {credentials} (mode 0600). A terminal connects with: "
-                f"posharness terminal run --id {tids[0]} --credentials {credentials} --stdin",
-                flush=True,
-            )
             stopping = asyncio.Event()
             _stop_on_signals(stopping.set)
             print("ready", flush=True)
@@ -247,7 +209,7 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
 def cmd_terminal_run(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
-    from .host_service import HostService, provision, read_credentials
+    from .host_service import HostService, provision
     from .journal import Journal
     from .terminal_driver import single_terminal, terminal_config
 
@@ -259,26 +221,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     journal_path = args.journal or f"{args.id}.journal.db"
-    key = secrets.token_bytes(32)  # a private host's terminal: a fresh key of its own
-    broker_url = args.broker
-    if args.credentials:
-        try:
-            key, url = read_credentials(args.credentials, args.id)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        broker_url = broker_url or url
-        if broker_url is None:
-            print(f"error: {args.credentials}: no broker URL; give --broker", file=sys.stderr)
-            return 2
-    elif args.broker:
-        print(
-            "error: --broker needs --credentials FILE (written by acquirer serve): the "
-            "terminal's MAC key is a secret the host provisioned",
-            file=sys.stderr,
-        )
-        return 2
-    with _broker_or(broker_url, [args.id]) as (broker, address):
+    with _broker_or(args.broker, [args.id]) as (broker, address):
 
         async def main() -> int:
             host: HostService | None = None
@@ -286,10 +229,10 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
             if broker is not None:
                 tmp = tempfile.TemporaryDirectory(prefix="posharness-host-")
                 db = str(Path(tmp.name) / "host.db")
-                provision(db, [args.id], {args.id: key})
+                provision(db, [args.id])
                 host = HostService(broker.address("acquirer"), db)
                 await host.start()
-            cfg = terminal_config(args.id, key)
+            cfg = terminal_config(args.id)
             journal = Journal(journal_path)
             client, driver = single_terminal(
                 _login(broker, address, args.id),

@@ -25,13 +25,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from acquirer import iso8583, store
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
@@ -68,47 +65,6 @@ def terminal_id(n: int) -> str:
 def default_mac_key(tid: str) -> bytes:
     """The MAC key a provisioned terminal gets unless told otherwise (test deployments)."""
     return f"posharness-mac-{tid}".encode()
-
-
-def fresh_keys(tids: Iterable[str]) -> dict[str, bytes]:
-    """A random 256-bit MAC key per terminal (`secrets`): what provisioning hands out
-    on a real deployment, never derived from the terminal id."""
-    return {t: secrets.token_bytes(32) for t in tids}
-
-
-CREDENTIALS_VERSION = 1
-
-
-def write_credentials(path: str, broker_url: str | None, terminals: Mapping[str, Any]) -> None:
-    """The terminals' credentials file: created 0600 (replaced whole, never readable
-    by others even for a moment): broker URL, per terminal its MAC key (hex) and
-    broker login."""
-    body = {"version": CREDENTIALS_VERSION, "broker": broker_url, "terminals": dict(terminals)}
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(body, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_credentials(path: str, tid: str) -> tuple[bytes, str | None]:
-    """(MAC key, broker URL or None) of terminal `tid` from a credentials file.
-    ValueError with one line naming the file and the problem."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            body = json.loads(f.read(1 << 20))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read credentials: {exc}") from None
-    entry = body.get("terminals", {}).get(tid) if isinstance(body, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("mac_key"), str):
-        raise ValueError(f"{path}: no credentials for terminal {tid}")
-    try:
-        key = bytes.fromhex(entry["mac_key"])
-    except ValueError:
-        raise ValueError(f"{path}: terminals.{tid}.mac_key: not hex") from None
-    url = entry.get("broker_url") or body.get("broker")
-    return key, url if isinstance(url, str) else None
 
 
 def provision(db_path: str, tids: Iterable[str], keys: Mapping[str, bytes] | None = None) -> None:
