@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.mqtt.broker import PrivateBroker  # noqa: E402
-from harness.mqtt.host_service import fleet_pan, provision  # noqa: E402
+from harness.mqtt.host_service import fleet_pan  # noqa: E402
+from harness.mqtt.keys import generate, write_key_file  # noqa: E402
 
 TID = "T0001"
 # Purchases in one terminal run: more than a run between two kills can get through.
@@ -86,7 +87,10 @@ class Stack:
         pan = fleet_pan(1)
         self.script.write_text("".join(f"{100 + n % 900} {pan}\n" for n in range(SCRIPT_PURCHASES)))
         self.empty.write_text("")
-        provision(self.host_db, [TID])
+        # A key file as `acquirer serve` writes it (random keys, mode 0600); both
+        # processes read it (never a key on a command line).
+        self.keys = str(work / "keys.json")
+        write_key_file(self.keys, generate([TID]))
         self.host: subprocess.Popen[bytes] | None = None
         self.term: subprocess.Popen[bytes] | None = None
         self.purchases_reported = 0
@@ -102,7 +106,7 @@ class Stack:
 
     def start_host(self) -> None:
         cmd = [sys.executable, "-m", "harness.mqtt", "acquirer", "serve"]
-        cmd += ["--broker", self._url("acquirer"), "--db", self.host_db, "--provision", "0"]
+        cmd += ["--broker", self._url("acquirer"), "--db", self.host_db, "--keys", self.keys]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=self._env())
         assert proc.stdout is not None
         ready = threading.Event()
@@ -125,6 +129,7 @@ class Stack:
     def start_terminal(self, script: Path) -> None:
         cmd = [sys.executable, "-m", "harness.mqtt", "terminal", "run", "--id", TID]
         cmd += ["--broker", self._url(TID), "--journal", self.journal, "--script", str(script)]
+        cmd += ["--keys", self.keys]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=self._env())
 
         def read() -> None:

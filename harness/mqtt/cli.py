@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, BrokerError, start_private_broker
+from .keys import KEYS_ENV, KeyFileError
 from .wire import CODECS, BrokerAddress
 
 if TYPE_CHECKING:
     from .fleet import FleetReport
+    from .keys import TerminalSecret
 
 
 def register(sub: Any) -> None:
@@ -36,11 +38,18 @@ def register(sub: Any) -> None:
     serve.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
     serve.add_argument("--db", required=True, help="SQLite file for ledger and idempotency")
     serve.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="terminal key file (JSON, mode 0600); created with random keys for "
+        "--provision terminals if missing (default: DB.keys.json)",
+    )
+    serve.add_argument(
         "--provision",
         type=int,
         default=100,
         metavar="N",
-        help="make sure terminals T0001..TN exist with default keys (default 100)",
+        help="when the key file is created: terminals T0001..TN (default 100; "
+        "0: no key file, serve the terminals already in --db)",
     )
     serve.set_defaults(func=cmd_acquirer_serve)
 
@@ -52,6 +61,12 @@ def register(sub: Any) -> None:
     )
     run.add_argument("--firmware", default="reference", help="reference, zoo:NAME, module:Class")
     run.add_argument("--id", default="T0001", help="terminal id (default T0001)")
+    run.add_argument(
+        "--keys",
+        metavar="FILE",
+        help=f"key file with this terminal's MAC key (and broker password), as "
+        f"`acquirer serve` writes it; or set ${KEYS_ENV}. Needed with --broker",
+    )
     run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
@@ -104,12 +119,20 @@ def _setup_logging() -> None:
 
 
 @contextmanager
-def _broker_or(url: str | None, users: list[str]) -> Iterator[tuple[Broker | None, BrokerAddress]]:
+def _broker_or(
+    url: str | None,
+    users: list[str],
+    passwords: dict[str, str] | None = None,
+    *,
+    fleet_workers: int = 0,
+) -> Iterator[tuple[Broker | None, BrokerAddress]]:
     if url:
         yield None, BrokerAddress.parse(url)
         return
     try:
-        broker = start_private_broker(users)
+        broker = start_private_broker(
+            users, passwords=passwords, extra_service_users=fleet_worker_users(fleet_workers)
+        )
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -125,18 +148,61 @@ def _login(broker: Broker | None, address: BrokerAddress, user: str) -> BrokerAd
     return broker.address(user)
 
 
+def _serve_keys(args: argparse.Namespace) -> tuple[str, dict[str, TerminalSecret]] | None:
+    """The key file `acquirer serve` uses (created with random keys if missing), or None."""
+    from . import keys as keyfile
+
+    path = args.keys or f"{args.db}.keys.json"
+    if args.keys is None and args.provision == 0:
+        return None
+    if not Path(path).exists():
+        if args.provision < 0 or args.provision > MAX_PROVISION:
+            raise KeyFileError(f"--provision must be between 0 and {MAX_PROVISION}")
+        from .host_service import terminal_id
+
+        tids = [terminal_id(n) for n in range(1, args.provision + 1)]
+        keyfile.write_key_file(path, keyfile.generate(tids))
+        print(f"acquirer: wrote {len(tids)} terminal key(s) to {path} (mode 0600)", flush=True)
+    return path, keyfile.load_key_file(path)
+
+
+# Terminals `acquirer serve --provision N` may create keys for (ids T0001..T9999).
+MAX_PROVISION = 9999
+
+
 def cmd_acquirer_serve(args: argparse.Namespace) -> int:
-    from .host_service import HostService, provision, terminal_id
+    from .host_service import HostService, provision
+    from .keys import mac_keys
 
     _setup_logging()
-    provision(args.db, [terminal_id(n) for n in range(1, args.provision + 1)])
-    with _broker_or(args.broker, []) as (broker, address):
+    try:
+        found = _serve_keys(args)
+    except (KeyFileError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    users: list[str] = []
+    passwords: dict[str, str] = {}
+    if found is not None:
+        provision(args.db, mac_keys(found[1]))
+        passwords = {t: s.broker_password for t, s in found[1].items() if s.broker_password}
+        users = sorted(passwords)
+    with _broker_or(args.broker, users, passwords) as (broker, address):
         addr = _login(broker, address, "acquirer")
 
         async def main() -> None:
             service = HostService(addr, args.db)
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
+            if found is not None:
+                path, secrets_ = found
+                first = min(secrets_, default="T0001")
+                login = f"{first}@" if broker is not None and broker.auth else ""
+                print(
+                    f"acquirer: terminals connect with: posharness terminal run "
+                    f"--broker mqtt://{login}{addr.host}:{addr.port} --id {first} "
+                    f"--keys {path}  (each terminal needs only its own entry of {path})",
+                    flush=True,
+                )
             stopping = asyncio.Event()
             _stop_on_signals(stopping.set)
             print("ready", flush=True)
@@ -204,6 +270,22 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
     return out
 
 
+def _terminal_secret(args: argparse.Namespace) -> TerminalSecret:
+    """This terminal's secrets: from --keys (or $POSHARNESS_KEYS); with a private
+    broker and in-process host and no key file, a random key for this run alone."""
+    from . import keys as keyfile
+
+    path = args.keys or os.environ.get(KEYS_ENV)
+    if path:
+        return keyfile.secret_for(path, keyfile.load_key_file(path), args.id)
+    if args.broker:
+        raise KeyFileError(
+            f"--broker needs this terminal's key: --keys FILE (or ${KEYS_ENV}), the key "
+            f"file `posharness acquirer serve` wrote"
+        )
+    return keyfile.generate([args.id])[args.id]
+
+
 def cmd_terminal_run(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
@@ -215,11 +297,16 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
     factory = load_firmware(args.firmware)
     try:
         purchases = _purchases(args)
-    except ValueError as exc:
+        secret = _terminal_secret(args)
+    except ValueError as exc:  # KeyFileError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     journal_path = args.journal or f"{args.id}.journal.db"
     with _broker_or(args.broker, [args.id]) as (broker, address):
+        if broker is None and address.username is None and secret.broker_password:
+            address = address.with_login(args.id, secret.broker_password)
+        elif broker is None and address.password is None and secret.broker_password:
+            address = address.with_login(address.username, secret.broker_password)
 
         async def main() -> int:
             host: HostService | None = None
@@ -227,10 +314,10 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
             if broker is not None:
                 tmp = tempfile.TemporaryDirectory(prefix="posharness-host-")
                 db = str(Path(tmp.name) / "host.db")
-                provision(db, [args.id])
+                provision(db, {args.id: secret.mac_key})
                 host = HostService(broker.address("acquirer"), db)
                 await host.start()
-            cfg = terminal_config(args.id)
+            cfg = terminal_config(args.id, secret.mac_key)
             journal = Journal(journal_path)
             client, driver = single_terminal(
                 _login(broker, address, args.id),
@@ -280,8 +367,9 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
+    from . import keys as keygen
     from .fleet import FleetOptions, run_fleet
-    from .host_service import HostService, provision, terminal_id
+    from .host_service import HostService, load_keys, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()
@@ -308,15 +396,27 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         first_terminal=args.first_terminal,
     )
     if args.worker_of:
+        # Keys from the host's database (a private temporary file), never from argv.
         part = asyncio.run(
-            run_fleet(BrokerAddress.parse(args.broker), args.worker_of, opts, firmware=factory)
+            run_fleet(
+                BrokerAddress.parse(args.broker),
+                args.worker_of,
+                opts,
+                firmware=factory,
+                mac_keys=load_keys(args.worker_of),
+            )
         )
         print(json.dumps(dataclasses.asdict(part)))
         return 0
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
     db = str(Path(tmp.name) / "host.db")
-    provision(db, [terminal_id(n) for n in range(1, args.terminals + 1)])
-    with _broker_or(args.broker, []) as (broker, address):
+    # Random keys for this run, kept in the host's database only (in a 0700 directory).
+    mac_keys = keygen.mac_keys(
+        keygen.generate(terminal_id(n) for n in range(1, args.terminals + 1))
+    )
+    provision(db, mac_keys)
+    workers = args.procs if args.procs > 1 else 0
+    with _broker_or(args.broker, [], fleet_workers=workers) as (broker, address):
         host_addr = _login(broker, address, "acquirer")
 
         async def main() -> FleetReport:
@@ -332,7 +432,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             try:
                 fleet_addr = _login(broker, address, "fleet")
                 if args.procs > 1:
-                    report = await run_fleet_processes(fleet_addr, db, args)
+                    # One login per worker: the broker makes the user name the client
+                    # id (use_username_as_clientid), so workers must not share one.
+                    logins = [
+                        _login(broker, address, user) for user in fleet_worker_users(args.procs)
+                    ]
+                    report = await run_fleet_processes(logins, db, args)
                 else:
                     report = await run_fleet(
                         fleet_addr,
@@ -341,6 +446,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                         firmware=factory,
                         plan=plan,
                         proxy_address=_login(broker, address, "proxy"),
+                        mac_keys=mac_keys,
                     )
                 host_cpu = _process_cpu_s(proc.pid if proc is not None else None)
                 if host_cpu is not None and host_cpu0 is not None:
@@ -389,8 +495,13 @@ def _process_cpu_s(pid: int | None) -> float | None:
         return None
 
 
+def fleet_worker_users(procs: int) -> list[str]:
+    """Broker users of the `--procs` fleet workers: fleet-1 .. fleet-P."""
+    return [f"fleet-{i}" for i in range(1, procs + 1)] if procs > 1 else []
+
+
 async def run_fleet_processes(
-    address: BrokerAddress, db: str, args: argparse.Namespace
+    logins: list[BrokerAddress], db: str, args: argparse.Namespace
 ) -> FleetReport:
     """`--procs P`: P fleet processes, each with its share of terminals and rate.
 
@@ -406,7 +517,7 @@ async def run_fleet_processes(
     ]
     children = []
     first = 1
-    for size in sizes:
+    for size, address in zip(sizes, logins, strict=True):
         cmd = [sys.executable, "-m", "harness.mqtt", "fleet", "--worker-of", db]
         cmd += ["--broker", f"env:{BROKER_ENV}", "--first-terminal", str(first)]
         cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]

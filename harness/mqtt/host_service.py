@@ -17,7 +17,9 @@ What happens to one frame:
    a repeat -> the stored answer (idempotency), a new request -> decided and
    committed in SQLite before the answer is published.
 
-Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key).
+Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key),
+copied there from a key file at provisioning (harness/mqtt/keys.py): keep the
+database file as private as the key file.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from acquirer import iso8583, store
@@ -62,21 +64,21 @@ def terminal_id(n: int) -> str:
     return f"T{n:04d}"
 
 
-def default_mac_key(tid: str) -> bytes:
-    """The MAC key a provisioned terminal gets unless told otherwise (test deployments)."""
-    return f"posharness-mac-{tid}".encode()
+def provision(db_path: str, keys: Mapping[str, bytes]) -> None:
+    """Add terminals with their MAC keys to the host's terminal table.
 
-
-def provision(db_path: str, tids: Iterable[str], keys: Mapping[str, bytes] | None = None) -> None:
-    """Add terminals (with their MAC keys) to the host's terminal table; existing rows stay."""
+    The keys given win: a terminal already there gets its key replaced (the key
+    file is the source of truth, so a rotated key takes effect at the next start)."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(SQL_KEYS_SCHEMA)
-        rows = [(t, (keys or {}).get(t) or default_mac_key(t)) for t in tids]
+        rows = sorted(keys.items())
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
-            "INSERT INTO terminal_keys VALUES (?, ?) ON CONFLICT (terminal_id) DO NOTHING", rows
+            "INSERT INTO terminal_keys VALUES (?, ?) "
+            "ON CONFLICT (terminal_id) DO UPDATE SET mac_key = excluded.mac_key",
+            rows,
         )
         conn.execute("COMMIT")
     finally:

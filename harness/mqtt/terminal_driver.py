@@ -450,11 +450,11 @@ class TerminalClient:
         await self.stop()
 
 
-def terminal_config(tid: str, mac_key: bytes | None = None, **overrides: Any) -> FirmwareConfig:
-    """A firmware config for terminal `tid` with the host's default key for it."""
-    from .host_service import default_mac_key
-
-    return FirmwareConfig(terminal_id=tid, mac_key=mac_key or default_mac_key(tid), **overrides)
+def terminal_config(tid: str, mac_key: bytes, **overrides: Any) -> FirmwareConfig:
+    """A firmware config for terminal `tid` with its MAC key (from a key file)."""
+    if not mac_key:
+        raise ValueError(f"terminal {tid}: no MAC key")
+    return FirmwareConfig(terminal_id=tid, mac_key=mac_key, **overrides)
 
 
 def single_terminal(
