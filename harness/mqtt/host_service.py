@@ -8,6 +8,8 @@ it comes back.
 
 What happens to one frame:
 
+0. Over its terminal's rate (`ratelimit.RateLimiter`, a token bucket per topic
+   terminal id: 500 frames/s, bursts of 1,000): dropped unread and unanswered, counted.
 1. Longer than FRAME_MAX_BYTES: dropped unread (logged, counted).
 2. Not decodable: RC 30 when the sender's MTI and terminal id can still be read
    and match the topic; otherwise dropped.
@@ -16,6 +18,10 @@ What happens to one frame:
 4. Otherwise `Acquirer.begin` / `finish`: unknown terminal or wrong MAC -> RC 30,
    a repeat -> the stored answer (idempotency), a new request -> decided and
    committed in SQLite before the answer is published.
+
+Warnings about dropped and refused frames go through a `ratelimit.LogThrottle`:
+one full line per terminal per 10 s and a summary of the rest, so a flood of bad
+frames cannot fill the disk with log lines.
 
 Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key),
 copied there from a key file at provisioning (harness/mqtt/keys.py): keep the
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -44,6 +51,7 @@ from acquirer.protocol import (
 
 from . import realclock, wire
 from .journal import fsync_path
+from .ratelimit import LOG_INTERVAL_MS, LogThrottle, RateLimiter
 from .session import Session
 from .wire import BrokerAddress, Codec
 
@@ -68,7 +76,11 @@ def provision(db_path: str, keys: Mapping[str, bytes]) -> None:
     """Add terminals with their MAC keys to the host's terminal table.
 
     The keys given win: a terminal already there gets its key replaced (the key
-    file is the source of truth, so a rotated key takes effect at the next start)."""
+    file is the source of truth, so a rotated key takes effect at the next start).
+    A new database file is created 0600 (it holds the keys; SQLite gives its WAL
+    and shared-memory files the same mode)."""
+    if not os.path.exists(db_path):
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -178,11 +190,18 @@ class HostCore:
         on_action: Callable[[Message, HostAction], None] | None = None,
         *,
         group_commit: bool = False,
+        limiter: RateLimiter | None = None,
+        log_throttle: LogThrottle | None = None,
     ) -> None:
+        """`limiter`: frames per terminal (default `RateLimiter()`); `log_throttle`:
+        warnings per terminal (default `LogThrottle()`)."""
         self.acquirer = acquirer
         self.clock_ms = clock_ms
         self.on_action = on_action
         self.stats: Counter[str] = Counter()
+        # `is None`, not `or`: an empty limiter has len() 0 and is falsy.
+        self.limiter = RateLimiter() if limiter is None else limiter
+        self.log_throttle = LogThrottle() if log_throttle is None else log_throttle
         # Group commit: commits skip their fsync and the caller must `sync()` before
         # publishing any reply (HostService does, for many replies at once).
         self.wal = WalSync.of(acquirer) if group_commit else None
@@ -207,12 +226,32 @@ class HostCore:
             log.exception("host: internal error finishing a request (dropped)")
             return None
 
-    def _drop(self, topic_tid: str, why: str) -> None:
+    def _warn(self, tid: str, reason: str, line: str) -> None:
+        """A warning about `tid`'s frames, through the log throttle."""
+        for out in self.log_throttle.note(tid, reason, line, self.clock_ms()):
+            log.warning("host: %s", out)
+
+    def flush_log(self) -> None:
+        """Log the summaries of suppressed warnings whose interval has ended."""
+        for out in self.log_throttle.flush(self.clock_ms()):
+            log.warning("host: %s", out)
+
+    def _drop(self, topic_tid: str, why: str, reason: str = "dropped") -> None:
         self.stats["dropped"] += 1
-        log.warning("host: dropped a frame on posh/%s/req: %s", topic_tid, why)
+        self._warn(topic_tid, reason, f"dropped a frame on posh/{topic_tid}/req: {why}")
 
     def _handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
         self.stats["frames"] += 1
+        if not self.limiter.allow(topic_tid, self.clock_ms()):
+            # Before decoding and the MAC check: a flood costs the host this much only.
+            self.stats["rate_limited"] += 1
+            self._warn(
+                topic_tid,
+                "over the rate limit",
+                f"{topic_tid} is over {self.limiter.rate_per_s} frames/s: dropping its "
+                f"excess frames unanswered",
+            )
+            return None
         if len(payload) > wire.FRAME_MAX_BYTES:
             self._drop(topic_tid, f"oversize ({len(payload)} bytes)")
             return None
@@ -222,10 +261,10 @@ class HostCore:
             codec = wire.sniff_codec(payload)
             partial = _address_of(payload, codec)
             if partial is None or partial.terminal_id != topic_tid:
-                self._drop(topic_tid, f"malformed, no usable address: {exc}")
+                self._drop(topic_tid, f"malformed, no usable address: {exc}", "malformed")
                 return None
             self.stats["rc30"] += 1
-            log.warning("host: RC 30 to %s: %s", topic_tid, exc)
+            self._warn(topic_tid, "RC 30", f"RC 30 to {topic_tid}: {exc}")
             resp = self.acquirer.respond_error(partial, RC_FORMAT_ERROR)
             return self._encode(topic_tid, resp, codec)
         if msg.terminal_id != topic_tid:
@@ -250,7 +289,7 @@ class HostCore:
             self.stats[action.action] += 1
             if action.rc == RC_FORMAT_ERROR:
                 self.stats["rc30"] += 1
-                log.warning("host: RC 30 to %s: %s", req.terminal_id, action.detail)
+                self._warn(req.terminal_id, "RC 30", f"RC 30 to {req.terminal_id}: {action.detail}")
             if self.on_action is not None:
                 self.on_action(req, action)
             if action.action == "charge-no-reply":
@@ -401,6 +440,7 @@ class HostService:
         self._syncing = False
         self.syncs = 0
         self.sync_failed = False
+        self._log_timer: asyncio.TimerHandle | None = None
         self.session = Session(
             address,
             client_id=client_id,
@@ -487,11 +527,25 @@ class HostService:
     async def start(self) -> None:
         """Start serving; returns once subscribed."""
         await self.session.start()
+        self._schedule_log_flush()
+
+    def _schedule_log_flush(self) -> None:
+        """Every LOG_INTERVAL_MS: log the summaries of suppressed warnings."""
+
+        def tick() -> None:
+            self.core.flush_log()
+            self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
+
+        loop = asyncio.get_running_loop()
+        self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
 
     async def stop(self) -> None:
         """Finish the open group (commit, fsync, answer), disconnect, close the database."""
         if self._syncing and not self.sync_failed:
             self._sync()
+        if self._log_timer is not None:
+            self._log_timer.cancel()
+            self.core.flush_log()
         await self.session.stop()
         self.core.acquirer.close()
 
@@ -504,6 +558,7 @@ class HostService:
 
     async def run(self) -> None:
         """Serve until cancelled."""
+        self._schedule_log_flush()
         try:
             await self.session.run()
         finally:

@@ -92,6 +92,7 @@ def test_serve_creates_the_key_file_once_and_provisions_from_it(tmp_path: Path) 
     assert again is not None and again[1] == first
     provision(db, mac_keys(first))
     assert load_keys(db) == mac_keys(first)
+    assert stat.S_IMODE(Path(db).stat().st_mode) == 0o600  # the database holds the keys
 
 
 def test_provisioning_a_rotated_key_replaces_the_old_one(tmp_path: Path) -> None:
