@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, BrokerError, start_private_broker
 from .keys import KEYS_ENV, KeyFileError
+from .ratelimit import RATE_PER_S
 from .wire import CODECS, BrokerAddress
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="terminal key file (JSON, mode 0600); created with random keys for "
         "--provision terminals if missing (default: DB.keys.json)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=RATE_PER_S,
+        metavar="N",
+        help=f"frames per second per terminal; excess dropped unanswered (default "
+        f"{RATE_PER_S}, bursts of twice that; 0: no limit)",
     )
     serve.add_argument(
         "--provision",
@@ -175,6 +184,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
     from .keys import mac_keys
 
     _setup_logging()
+    if args.rate_limit < 0:
+        print("error: --rate-limit must be >= 0", file=sys.stderr)
+        return 2
     try:
         found = _serve_keys(args)
     except (KeyFileError, OSError) as exc:
@@ -190,7 +202,7 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
         addr = _login(broker, address, "acquirer")
 
         async def main() -> None:
-            service = HostService(addr, args.db)
+            service = HostService(addr, args.db, rate_limit_per_s=args.rate_limit)
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
             if found is not None:

@@ -9,7 +9,8 @@ it comes back.
 What happens to one frame:
 
 0. Over its terminal's rate (`ratelimit.RateLimiter`, a token bucket per topic
-   terminal id: 500 frames/s, bursts of 1,000): dropped unread and unanswered, counted.
+   terminal id: 500 frames/s, bursts of 1,000), or after more than 20 refused frames
+   (RC 30 or dropped; refilled at 5/s): dropped unread and unanswered, counted.
 1. Longer than FRAME_MAX_BYTES: dropped unread (logged, counted).
 2. Not decodable: RC 30 when the sender's MTI and terminal id can still be read
    and match the topic; otherwise dropped.
@@ -51,11 +52,21 @@ from acquirer.protocol import (
 
 from . import realclock, wire
 from .journal import fsync_path
-from .ratelimit import LOG_INTERVAL_MS, LogThrottle, RateLimiter
+from .ratelimit import (
+    BAD_BURST,
+    BAD_RATE_PER_S,
+    LOG_INTERVAL_MS,
+    RATE_PER_S,
+    LogThrottle,
+    RateLimiter,
+)
 from .session import Session
 from .wire import BrokerAddress, Codec
 
 log = logging.getLogger("posharness.mqtt.host")
+
+# A rate no sender reaches (frames/s): the limiter turned off.
+UNLIMITED = 10**12
 
 HOST_CLIENT_ID = "posharness-acquirer"
 # Terminals provisioned by default: T0001 .. T0100 (fleets and docs use these ids).
@@ -192,6 +203,7 @@ class HostCore:
         group_commit: bool = False,
         limiter: RateLimiter | None = None,
         log_throttle: LogThrottle | None = None,
+        bad_limiter: RateLimiter | None = None,
     ) -> None:
         """`limiter`: frames per terminal (default `RateLimiter()`); `log_throttle`:
         warnings per terminal (default `LogThrottle()`)."""
@@ -202,13 +214,45 @@ class HostCore:
         # `is None`, not `or`: an empty limiter has len() 0 and is falsy.
         self.limiter = RateLimiter() if limiter is None else limiter
         self.log_throttle = LogThrottle() if log_throttle is None else log_throttle
+        self.bad_limiter = (
+            RateLimiter(BAD_RATE_PER_S, BAD_BURST) if bad_limiter is None else bad_limiter
+        )
         # Group commit: commits skip their fsync and the caller must `sync()` before
         # publishing any reply (HostService does, for many replies at once).
         self.wal = WalSync.of(acquirer) if group_commit else None
         self._lazy_claim = None if self.wal is not None else _LazyClaim.of(acquirer)
 
-    def handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
-        """Handle one request frame that arrived on `posh/<topic_tid>/req`."""
+    def admit(self, topic_tid: str) -> bool:
+        """Take a frame of `topic_tid`'s within its rate; False (counted, logged through
+        the throttle) when it is over and must be dropped unread and unanswered."""
+        now_ms = self.clock_ms()
+        if not self.bad_limiter.available(topic_tid, now_ms):
+            why = f"sent over {self.bad_limiter.rate_per_s} refused frames/s"
+        elif self.limiter.allow(topic_tid, now_ms):
+            return True
+        else:
+            why = f"is over {self.limiter.rate_per_s} frames/s"
+        self.stats["frames"] += 1
+        self.stats["rate_limited"] += 1
+        self._warn(
+            topic_tid,
+            "over the rate limit",
+            f"{topic_tid} {why}: dropping its frames unanswered for now",
+        )
+        return False
+
+    def _refused(self, tid: str) -> None:
+        """`tid` sent a frame refused as unauthentic or malformed: spend a bad token."""
+        self.bad_limiter.allow(tid, self.clock_ms())
+
+    def handle(
+        self, topic_tid: str, payload: bytes, *, admitted: bool = False
+    ) -> Reply | Deferred | None:
+        """Handle one request frame that arrived on `posh/<topic_tid>/req`.
+
+        `admitted`: the caller already took it through `admit` (and it passed)."""
+        if not admitted and not self.admit(topic_tid):
+            return None
         try:
             return self._handle(topic_tid, payload)
         except Exception:  # the service keeps serving whatever one frame does
@@ -238,20 +282,11 @@ class HostCore:
 
     def _drop(self, topic_tid: str, why: str, reason: str = "dropped") -> None:
         self.stats["dropped"] += 1
+        self._refused(topic_tid)
         self._warn(topic_tid, reason, f"dropped a frame on posh/{topic_tid}/req: {why}")
 
     def _handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
         self.stats["frames"] += 1
-        if not self.limiter.allow(topic_tid, self.clock_ms()):
-            # Before decoding and the MAC check: a flood costs the host this much only.
-            self.stats["rate_limited"] += 1
-            self._warn(
-                topic_tid,
-                "over the rate limit",
-                f"{topic_tid} is over {self.limiter.rate_per_s} frames/s: dropping its "
-                f"excess frames unanswered",
-            )
-            return None
         if len(payload) > wire.FRAME_MAX_BYTES:
             self._drop(topic_tid, f"oversize ({len(payload)} bytes)")
             return None
@@ -264,6 +299,7 @@ class HostCore:
                 self._drop(topic_tid, f"malformed, no usable address: {exc}", "malformed")
                 return None
             self.stats["rc30"] += 1
+            self._refused(topic_tid)
             self._warn(topic_tid, "RC 30", f"RC 30 to {topic_tid}: {exc}")
             resp = self.acquirer.respond_error(partial, RC_FORMAT_ERROR)
             return self._encode(topic_tid, resp, codec)
@@ -289,6 +325,7 @@ class HostCore:
             self.stats[action.action] += 1
             if action.rc == RC_FORMAT_ERROR:
                 self.stats["rc30"] += 1
+                self._refused(req.terminal_id)
                 self._warn(req.terminal_id, "RC 30", f"RC 30 to {req.terminal_id}: {action.detail}")
             if self.on_action is not None:
                 self.on_action(req, action)
@@ -431,10 +468,25 @@ class HostService:
         on_action: Callable[[Message, HostAction], None] | None = None,
         time_scale: float = 1.0,
         client_id: str = HOST_CLIENT_ID,
+        rate_limit_per_s: int = RATE_PER_S,
     ) -> None:
+        """`rate_limit_per_s`: frames per second per terminal (bursts of twice that);
+        0 turns the limit off (for measuring what it buys: bench/flood.py)."""
         self.db_path = db_path
         self.time_scale = time_scale
-        self.core = HostCore(open_acquirer(db_path), on_action=on_action, group_commit=True)
+        limiter = bad = None
+        if rate_limit_per_s == 0:
+            limiter = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
+            bad = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
+        elif rate_limit_per_s != RATE_PER_S:
+            limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=2 * rate_limit_per_s)
+        self.core = HostCore(
+            open_acquirer(db_path),
+            on_action=on_action,
+            group_commit=True,
+            limiter=limiter,
+            bad_limiter=bad,
+        )
         # Replies waiting for the WAL fsync that makes their transactions durable.
         self._unsynced: list[Reply] = []
         self._syncing = False
@@ -453,8 +505,11 @@ class HostService:
         parts = wire.split_topic(name)
         if parts is None or parts[1] != "req":
             return
+        # The rate limit first: a frame over it costs no transaction, decode or MAC.
+        if not self.core.admit(parts[0]):
+            return
         self._open_group()
-        out = self.core.handle(parts[0], payload)
+        out = self.core.handle(parts[0], payload, admitted=True)
         if isinstance(out, Deferred):
             asyncio.get_running_loop().call_later(
                 out.delay_ms / 1000 * self.time_scale, self._finish, out

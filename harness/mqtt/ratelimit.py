@@ -7,7 +7,11 @@ they are deterministic) and never read a clock, sleep or log themselves.
 ACL ties to the login): `rate_per_s` frames per second on average, bursts of up to
 `burst`. A frame over the limit is dropped before it is decoded or its MAC is
 checked (those are what a flood would make the host spend its time on), without
-an answer, and counted. Integer arithmetic in milli-tokens: no float drift.
+an answer, and counted. A second, much smaller bucket counts the frames the host
+refused as unauthentic or malformed (BAD_RATE_PER_S): when it is empty, all of
+that terminal's frames are dropped unread until it refills, so a flood of forged
+frames costs the host a decode and MAC check only 5 times a second. Integer
+arithmetic in milli-tokens: no float drift.
 
 `LogThrottle` turns a flood of per-frame warnings into at most one full line per
 terminal per `interval_ms` plus one summary line per interval that says how many
@@ -30,6 +34,11 @@ from dataclasses import dataclass, field
 # ~200/s at a 5 ms round trip. A flooding login gets 500 frames/s decoded at most.
 RATE_PER_S = 500
 BURST = 1000
+# Frames the host refuses as unauthentic or malformed (RC 30, dropped): a terminal
+# with a working key sends none, a flood sends nothing else. Once a terminal has
+# spent this budget, all its frames are dropped unread until the bucket refills.
+BAD_RATE_PER_S = 5
+BAD_BURST = 20
 MAX_TERMINALS = 100_000
 LOG_INTERVAL_MS = 10_000
 _MILLI = 1000
@@ -53,6 +62,13 @@ class RateLimiter:
 
     def allow(self, tid: str, now_ms: int) -> bool:
         """Take one token from `tid`'s bucket if there is one."""
+        return self._take(tid, now_ms, _MILLI)
+
+    def available(self, tid: str, now_ms: int) -> bool:
+        """Whether `tid`'s bucket holds a token (none is taken)."""
+        return self._take(tid, now_ms, 0)
+
+    def _take(self, tid: str, now_ms: int, cost: int) -> bool:
         cap = self.burst * _MILLI
         found = self._buckets.pop(tid, None)
         if found is None:
@@ -67,7 +83,7 @@ class RateLimiter:
             last = max(last, now_ms)
         ok = tokens >= _MILLI
         if ok:
-            tokens -= _MILLI
+            tokens -= cost
         self._buckets[tid] = (tokens, last)
         return ok
 

@@ -141,3 +141,21 @@ def test_host_drops_a_flood_unanswered_and_keeps_serving_others(
         "host: T0002: 999 more frame(s) refused or dropped within 10 s: "
         "RC 30 9, over the rate limit 990"
     )
+
+
+def test_refused_frames_spend_a_small_budget_then_everything_is_dropped(core: HostCore) -> None:
+    """After 20 refused (bad-MAC) frames within the burst, even a good frame of that
+    terminal is dropped until the bad bucket refills (5/s); another terminal is served."""
+    core.limiter = RateLimiter(rate_per_s=10_000, burst=10_000)
+    now = core.now[0]  # type: ignore[attr-defined]
+    bad = _purchase("T0002", 1, now, b"not the key at all, 32 bytes....")
+    answers = [core.handle("T0002", bad) for _ in range(100)]
+    assert sum(isinstance(a, Reply) for a in answers) == 20
+    good = _purchase("T0002", 2, now, fixed_test_mac_key("T0002"))
+    assert core.handle("T0002", good) is None
+    assert isinstance(
+        core.handle("T0001", _purchase("T0001", 1, now, fixed_test_mac_key("T0001"))), Reply
+    )
+    core.now[0] += 200  # type: ignore[attr-defined]  # one bad token back at 5/s
+    reply = core.handle("T0002", good)
+    assert isinstance(reply, Reply) and wire.decode(reply.payload)[0].rc == "00"
