@@ -80,7 +80,7 @@ def register(sub: Any) -> None:
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
     src = run.add_mutually_exclusive_group()
-    src.add_argument("--script", help="file of lines: AMOUNT PAN")
+    src.add_argument("--script", help="file of lines: AMOUNT [PAN], or BATCH (close the batch)")
     src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
     src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
     run.set_defaults(func=cmd_terminal_run)
@@ -246,7 +246,8 @@ def _cancel_on_signals() -> None:
     _stop_on_signals(task.cancel)
 
 
-def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
+def _purchases(args: argparse.Namespace) -> list[tuple[int, str] | None]:
+    """The purchases to make, in order: (amount, PAN), or None for a batch close."""
     from acquirer.catalogue import PAN_APPROVE
 
     lines: list[str]
@@ -262,22 +263,29 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
                 f"out purchases only. Run it with its faults over MQTT: "
                 f"posharness run {args.scenario} --transport mqtt"
             )
-        return [(s.amount, s.card) for s in sc.steps if s.action == "purchase"]
+        return [
+            (s.amount, s.card) if s.action == "purchase" else None
+            for s in sc.steps
+            if s.action in ("purchase", "batch_close")
+        ]
     if args.script:
         lines = Path(args.script).read_text().splitlines()
     elif args.stdin:
         lines = sys.stdin.read().splitlines()
     else:
         lines = [f"1250 {PAN_APPROVE}"]
-    out = []
+    out: list[tuple[int, str] | None] = []
     for n, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
+        if parts == ["BATCH"]:
+            out.append(None)
+            continue
         try:
             amount = int(parts[0])
         except ValueError:
-            raise ValueError(f"line {n}: expected AMOUNT [PAN], got {line!r}") from None
+            raise ValueError(f"line {n}: expected AMOUNT [PAN] or BATCH, got {line!r}") from None
         out.append((amount, parts[1] if len(parts) > 1 else PAN_APPROVE))
     return out
 
@@ -344,7 +352,17 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
             try:
                 await client.start()
                 driver.boot()
-                for amount, pan in purchases:
+                # Let the terminal finish what its journal left unfinished (resends,
+                # reversals, the owed receipt and its "LAST SALE APPROVED" display)
+                # before the first purchase: otherwise a recovery display would be
+                # taken for the new purchase's outcome (bench/durability.py found it).
+                await driver.idle.wait()
+                for item in purchases:
+                    if item is None:
+                        await driver.close_batch()
+                        print(json.dumps({"batch_close": "done"}), flush=True)
+                        continue
+                    amount, pan = item
                     intent = await driver.purchase(amount, pan)
                     print(
                         json.dumps(
@@ -353,6 +371,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                                 "outcome": intent.outcome,
                                 "text": intent.text,
                                 "latency_ms": round(intent.latency_ms, 2),
+                                "key": intent.key,
                             }
                         ),
                         flush=True,
