@@ -13,7 +13,9 @@ before and after, and the bytes it logged during the flood.
     python bench/flood.py [--terminals 10] [--rate 100] [--duration 8]
                           [--flood-rate 5000] [--rate-limit 500] [--json]
 
-`--rate-limit 0` runs the host without its per-terminal limit (to compare).
+`--rate-limit 0` runs the host without its per-terminal limit (to compare);
+`--flood-leg up` floods a topic nobody reads (a control: the flooder on the same
+machine, and the broker, without the host).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from acquirer.catalogue import PAN_APPROVE  # noqa: E402
 from acquirer.protocol import MTI_PURCHASE, Message, sign, stamp  # noqa: E402
 from harness.mqtt import realclock, wire  # noqa: E402
 from harness.mqtt.broker import PrivateBroker  # noqa: E402
+from harness.mqtt.cli import _process_cpu_s  # noqa: E402
 from harness.mqtt.fleet import FleetOptions, run_fleet  # noqa: E402
 from harness.mqtt.host_service import terminal_id  # noqa: E402
 from harness.mqtt.journal import Journal  # noqa: E402
@@ -58,8 +61,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def flooder(rate: float, duration_s: float) -> None:
-    """Publish `rate` bad-MAC frames/s for `duration_s` seconds as terminal FLOODER."""
+def flooder(rate: float, duration_s: float, leg: str = "req") -> None:
+    """Publish `rate` bad-MAC frames/s for `duration_s` seconds as terminal FLOODER, on
+    its `leg` topic (`req`: to the host; `up`: a topic nobody reads, the control)."""
     import paho.mqtt.client as paho
 
     addr = wire.BrokerAddress.parse(f"env:{URL_ENV}")
@@ -70,7 +74,7 @@ def flooder(rate: float, duration_s: float) -> None:
     c.connect(addr.host, addr.port)
     c.loop_start()
     key = b"not-the-terminal-key-32-bytes..."
-    topic = wire.topic(FLOODER, "req")
+    topic = wire.topic(FLOODER, leg)
     # Frames built beforehand (fresh, well-formed, wrong MAC), so the flooder's own
     # CPU goes into sending them.
     frames = [
@@ -175,6 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tids = [terminal_id(n) for n in range(1, 2 * args.terminals + 1)]
     out: dict[str, Any] = {"terminals": args.terminals, "rate": args.rate}
     out |= {"flood_rate": args.flood_rate, "rate_limit": args.rate_limit}
+    out["flood_leg"] = args.flood_leg
     with (
         tempfile.TemporaryDirectory(prefix="posharness-flood-") as tmp,
         PrivateBroker(terminal_users=[*tids, PROBE, FLOODER]) as broker,
@@ -210,12 +215,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             flood_s = args.duration + 1.0
             flood = subprocess.Popen(
-                [sys.executable, __file__, "--flooder", str(args.flood_rate), str(flood_s)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--flooder",
+                    str(args.flood_rate),
+                    str(flood_s),
+                    args.flood_leg,
+                ],
                 stdout=subprocess.PIPE,
                 env=env,
             )
             started = time.monotonic()
+            cpu0 = _process_cpu_s(host.proc.pid) or 0.0
             flooded = fleet_run(args.terminals + 1)
+            # CPU seconds the host used per wall second of the flood phase (1.0 = a core).
+            cpu1 = _process_cpu_s(host.proc.pid) or 0.0
+            out["host_cores_busy_flood"] = round((cpu1 - cpu0) / (time.monotonic() - started), 2)
             out["p99_ms_flood"] = flooded.latency_ms.get("p99")
             out["p50_ms_flood"] = flooded.latency_ms.get("p50")
             out["completed_flood"] = f"{flooded.completed}/{flooded.offered}"
@@ -246,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--flooder"]:
-        flooder(float(argv[1]), float(argv[2]))
+        flooder(float(argv[1]), float(argv[2]), argv[3])
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--terminals", type=int, default=10)
@@ -254,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
     p.add_argument("--flood-rate", type=float, default=5000.0, help="bad frames/s")
     p.add_argument("--rate-limit", type=int, default=500, help="host's frames/s per terminal")
+    p.add_argument(
+        "--flood-leg",
+        choices=("req", "up"),
+        default="req",
+        help="flood the host (req) or, as a control, a topic nobody reads (up): "
+        "what the flooder's own CPU and the broker cost the others",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     out = run(args)
