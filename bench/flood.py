@@ -227,11 +227,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 env=env,
             )
             started = time.monotonic()
-            cpu0 = _process_cpu_s(host.proc.pid) or 0.0
+            assert broker.proc is not None
+            pids = {"host": host.proc.pid, "broker": broker.proc.pid, "flooder": flood.pid}
+            cpu0 = {k: _process_cpu_s(pid) or 0.0 for k, pid in pids.items()}
             flooded = fleet_run(args.terminals + 1)
-            # CPU seconds the host used per wall second of the flood phase (1.0 = a core).
-            cpu1 = _process_cpu_s(host.proc.pid) or 0.0
-            out["host_cores_busy_flood"] = round((cpu1 - cpu0) / (time.monotonic() - started), 2)
+            # CPU seconds each process used per wall second of the flood phase (1.0 = a core).
+            wall = time.monotonic() - started
+            for k, pid in pids.items():
+                used = (_process_cpu_s(pid) or 0.0) - cpu0[k]
+                out[f"{k}_cores_busy_flood"] = round(used / wall, 2)
             out["p99_ms_flood"] = flooded.latency_ms.get("p99")
             out["p50_ms_flood"] = flooded.latency_ms.get("p50")
             out["completed_flood"] = f"{flooded.completed}/{flooded.offered}"
@@ -252,6 +256,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["rss_kb_after"] = rss_kb(host.proc.pid)
             out["rss_growth_mb"] = round((out["rss_kb_after"] - out["rss_kb_before"]) / 1024, 1)
             out["log_bytes_flood"] = host.log.stat().st_size - log_before
+            with host.log.open("rb") as f:
+                f.seek(log_before)
+                out["host_log_flood"] = f.read(2000).decode(errors="replace").splitlines()[:6]
             p_a, p_f = out["p99_ms_alone"], out["p99_ms_flood"]
             out["p99_ratio"] = round(p_f / p_a, 2) if p_a else None
         finally:
