@@ -15,7 +15,7 @@ before and after, and the bytes it logged during the flood.
 
 `--rate-limit 0` runs the host without its per-terminal limit (to compare);
 `--flood-leg up` floods a topic nobody reads (a control: the flooder on the same
-machine, and the broker, without the host).
+machine, and the broker, without the host); `--flood-qos 0` floods at QoS 0.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def flooder(rate: float, duration_s: float, leg: str = "req") -> None:
+def flooder(rate: float, duration_s: float, leg: str = "req", qos: int = 1) -> None:
     """Publish `rate` bad-MAC frames/s for `duration_s` seconds as terminal FLOODER, on
     its `leg` topic (`req`: to the host; `up`: a topic nobody reads, the control)."""
     import paho.mqtt.client as paho
@@ -105,7 +105,7 @@ def flooder(rate: float, duration_s: float, leg: str = "req") -> None:
     while (now := time.monotonic() - t0) < duration_s:
         due = int(now * rate)
         while sent < due:
-            c.publish(topic, frames[sent % len(frames)], qos=1)
+            c.publish(topic, frames[sent % len(frames)], qos=qos)
             sent += 1
         gate.wait(0.005)
     c.loop_stop()
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tids = [terminal_id(n) for n in range(1, 2 * args.terminals + 1)]
     out: dict[str, Any] = {"terminals": args.terminals, "rate": args.rate}
     out |= {"flood_rate": args.flood_rate, "rate_limit": args.rate_limit}
-    out["flood_leg"] = args.flood_leg
+    out["flood_leg"], out["flood_qos"] = args.flood_leg, args.flood_qos
     with (
         tempfile.TemporaryDirectory(prefix="posharness-flood-") as tmp,
         PrivateBroker(terminal_users=[*tids, PROBE, FLOODER]) as broker,
@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     str(args.flood_rate),
                     str(flood_s),
                     args.flood_leg,
+                    str(args.flood_qos),
                 ],
                 stdout=subprocess.PIPE,
                 env=env,
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--flooder"]:
-        flooder(float(argv[1]), float(argv[2]), argv[3])
+        flooder(float(argv[1]), float(argv[2]), argv[3], int(argv[4]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--terminals", type=int, default=10)
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
     p.add_argument("--flood-rate", type=float, default=5000.0, help="bad frames/s")
     p.add_argument("--rate-limit", type=int, default=500, help="host's frames/s per terminal")
+    p.add_argument("--flood-qos", type=int, choices=(0, 1), default=1)
     p.add_argument(
         "--flood-leg",
         choices=("req", "up"),
