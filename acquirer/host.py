@@ -99,6 +99,11 @@ class HostConfig:
     # False turns off the catalogue's amount conventions (500 -> RC 05, ...),
     # for scenarios that draw amounts freely. Card rules always apply.
     test_amounts: bool = True
+    # A refund must name the approved sale it refunds (`orig_key`): one that names
+    # none would credit any card with any amount, so it is refused (RC 12). True
+    # accepts such "unreferenced" refunds as stand-alone credits (a setting for
+    # tests of other rules and for acquirers that allow them; docs/security.md).
+    unreferenced_refunds: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,14 +672,17 @@ class Acquirer:
         return RC_APPROVED, ""
 
     def _refund_mismatch(self, msg: Message, now_ms: int) -> str:
-        """Why a refund naming its original (`orig_key`) does not fit it ("" if it does).
+        """Why a refund does not fit its original (`orig_key`) ("" if it does).
 
-        A refund without `orig_key` is a stand-alone credit; one that names a sale must
-        name an approved purchase of this terminal, on the same card, for at least the
-        refunded amount, or it is refused (RC 12) and nothing is credited.
+        A refund must name an approved purchase of this terminal, on the same card,
+        for at least the refunded amount, or it is refused (RC 12) and nothing is
+        credited. A refund that names no sale is refused too, unless the host is
+        configured with `unreferenced_refunds` (then it is a stand-alone credit).
         """
         if not msg.orig_key:
-            return ""
+            if self._config.unreferenced_refunds:
+                return ""
+            return "Refund names no sale (orig_key); unreferenced refunds are not accepted."
         rec = self._dedup_get(msg.terminal_id, "k:" + msg.orig_key, now_ms)
         row = None
         if rec is not None and rec.txn_id is not None:

@@ -13,6 +13,14 @@ from acquirer import protocol as p
 from acquirer.protocol import sign
 
 
+def fixed_test_mac_key(terminal_id: str) -> bytes:
+    """A fixed MAC key for `terminal_id`, for tests only.
+
+    Derived from the id, so anyone can compute it: never provision a deployment with
+    it (`posharness acquirer serve` generates random keys in a key file instead)."""
+    return f"posharness-test-mac-{terminal_id}".encode()
+
+
 @dataclass(frozen=True, slots=True)
 class TerminalMessages:
     """Builds requests as terminal `terminal_id` would send them, signed with `key`."""

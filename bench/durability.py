@@ -2,19 +2,27 @@
 
 Runs the acquirer (`python -m harness.mqtt acquirer serve`) and one terminal
 (`python -m harness.mqtt terminal run --script`) as separate processes against a
-private mosquitto, on SQLite files. The terminal buys continuously; at seeded random
-moments one of the two (seeded choice) is killed with SIGKILL and started again on
-the same files. After N kills the terminal is started once more with no purchases so
-that it resumes pending reversals and receipts and exits when idle. Then the checks:
+private mosquitto, on SQLite files. The terminal buys continuously and closes its
+batch every BATCH_EVERY purchases (so it never reaches its batch cap). Each kill
+lands mid-work: after a (re)start the bench waits until the terminal has finished a
+purchase since, then a seeded 0-0.3 s more, then SIGKILLs the terminal, the host or
+the broker (seeded choice; the broker is restarted on the same port, losing its
+sessions and queues: persistence is off) and starts it again on the same files.
+After N kills the terminal is started once more with no purchases so that it
+resumes pending reversals and receipts and exits when idle. Then the checks:
 
 * both files pass `PRAGMA integrity_check`;
-* the host ledger sums to zero (double entry);
+* the host ledger sums to zero (double entry); every settlement matched;
 * every approval in the terminal journal is an approved, unreversed purchase at the
   host with the same idempotency key and amount (no lost ledger entry);
-* every approved, unreversed purchase at the host is an approval in the journal (no
-  lost journal entry: the terminal knows about every charge), so no sale is charged
-  without the terminal's knowledge and none twice (the host's UNIQUE key);
-* no reversal is left pending in the journal.
+* every approved, unreversed, unsettled purchase at the host is an approval in the
+  journal (no lost journal entry: the terminal knows about every charge), so no
+  sale is charged without the terminal's knowledge and none twice (the host's
+  UNIQUE key); settled ones were trimmed from the journal by the batch close;
+* no reversal pending, no receipt pending (approved but never printed), and no
+  idempotency record left "in progress" at the host;
+* every display the terminal reported: APPROVED is an approved host charge of that
+  key and amount; any other outcome has no approved charge.
 
     python bench/durability.py [--kills 100] [--seed 1] [--json]
 
@@ -43,13 +51,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.mqtt.broker import PrivateBroker  # noqa: E402
-from harness.mqtt.host_service import fleet_pan, provision  # noqa: E402
+from harness.mqtt.host_service import fleet_pan  # noqa: E402
+from harness.mqtt.keys import generate, write_key_file  # noqa: E402
 
 TID = "T0001"
 # Purchases in one terminal run: more than a run between two kills can get through.
 SCRIPT_PURCHASES = 5_000
-# Wall seconds between a (re)start and the next kill: seeded, uniform in this range.
-KILL_AFTER_S = (0.05, 0.6)
+# A batch close after every this many purchases of the script (a run between two
+# kills gets through a few purchases only, and each run starts the script again).
+BATCH_EVERY = 3
+# Wall seconds after the first purchase finished since a (re)start until the kill.
+KILL_AFTER_S = (0.0, 0.3)
+# Wall seconds to wait for that first purchase; longer is reported as a problem.
+PROGRESS_TIMEOUT_S = 60.0
+# Probability of killing the terminal, else the host, else the broker.
+P_TERMINAL, P_HOST = 0.4, 0.4
 # Wall seconds the final, purchase-free terminal run may take to go idle.
 FINAL_TIMEOUT_S = 120.0
 HOST_READY_TIMEOUT_S = 30.0
@@ -60,7 +76,11 @@ class Report:
     kills: int = 0
     kills_terminal: int = 0
     kills_host: int = 0
+    kills_broker: int = 0
     purchases_reported: int = 0
+    batches_closed: int = 0
+    displays_checked: int = 0
+    host_settled: int = 0
     journal_records: int = 0
     journal_approvals: int = 0
     host_purchases_approved: int = 0
@@ -84,12 +104,26 @@ class Stack:
         self.script = work / "purchases.txt"
         self.empty = work / "empty.txt"
         pan = fleet_pan(1)
-        self.script.write_text("".join(f"{100 + n % 900} {pan}\n" for n in range(SCRIPT_PURCHASES)))
+        self.script.write_text(
+            "".join(
+                f"{100 + n % 900} {pan}\n"
+                + ("BATCH\n" if (n + 1) % BATCH_EVERY == 0 else "")
+                + ("BATCH\n" if n % BATCH_EVERY == BATCH_EVERY - 1 else "")
+                for n in range(SCRIPT_PURCHASES)
+            )
+        )
         self.empty.write_text("")
-        provision(self.host_db, [TID])
+        # A key file as `acquirer serve` writes it (random keys, mode 0600); both
+        # processes read it (never a key on a command line).
+        self.keys = str(work / "keys.json")
+        write_key_file(self.keys, generate([TID]))
         self.host: subprocess.Popen[bytes] | None = None
         self.term: subprocess.Popen[bytes] | None = None
         self.purchases_reported = 0
+        self.batches_closed = 0
+        # (key, outcome, amount) of every purchase the terminal reported.
+        self.displays: list[tuple[str, str, int]] = []
+        self.progress = threading.Condition()
         # One stdout reader per process (by pid); joined when the process is gone, so
         # every pipe is closed by its reader.
         self._readers: dict[int, threading.Thread] = {}
@@ -102,7 +136,7 @@ class Stack:
 
     def start_host(self) -> None:
         cmd = [sys.executable, "-m", "harness.mqtt", "acquirer", "serve"]
-        cmd += ["--broker", self._url("acquirer"), "--db", self.host_db, "--provision", "0"]
+        cmd += ["--broker", self._url("acquirer"), "--db", self.host_db, "--keys", self.keys]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=self._env())
         assert proc.stdout is not None
         ready = threading.Event()
@@ -125,6 +159,7 @@ class Stack:
     def start_terminal(self, script: Path) -> None:
         cmd = [sys.executable, "-m", "harness.mqtt", "terminal", "run", "--id", TID]
         cmd += ["--broker", self._url(TID), "--journal", self.journal, "--script", str(script)]
+        cmd += ["--keys", self.keys]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=self._env())
 
         def read() -> None:
@@ -132,12 +167,33 @@ class Stack:
             with proc.stdout as out:
                 for line in out:
                     if line.startswith(b'{"amount"'):
-                        self.purchases_reported += 1
+                        rec = json.loads(line)
+                        with self.progress:
+                            shown = f"{rec['outcome']} ({rec['text']})"
+                            self.displays.append((rec["key"], shown, rec["amount"]))
+                            self.purchases_reported += 1
+                            self.progress.notify_all()
+                    elif line.startswith(b'{"batch_close"'):
+                        self.batches_closed += 1
 
         t = threading.Thread(target=read, daemon=True)
         t.start()
         self._readers[proc.pid] = t
         self.term = proc
+
+    def wait_progress(self, since: int, timeout_s: float) -> bool:
+        """Wait until more than `since` purchases were reported; False on timeout."""
+        with self.progress:
+            return self.progress.wait_for(lambda: self.purchases_reported > since, timeout_s)
+
+    def kill_broker(self) -> None:
+        """SIGKILL mosquitto and start it again on the same port (sessions and queues lost)."""
+        proc = self.broker.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        self.broker.stop()
+        self.broker.start()
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
@@ -184,17 +240,30 @@ def run(kills: int, seed: int, keep: Path | None = None) -> Report:
             stack.start_host()
             stack.start_terminal(stack.script)
             gate = threading.Event()  # never set: a wait with a timeout, not a sleep
+            since = 0
             for _ in range(kills):
+                # Mid-work: the terminal has finished a purchase since the last restart.
+                if not stack.wait_progress(since, PROGRESS_TIMEOUT_S):
+                    report.problems.append(
+                        f"no purchase finished within {PROGRESS_TIMEOUT_S:g} s after "
+                        f"kill {report.kills}"
+                    )
+                    break
                 gate.wait(rng.uniform(*KILL_AFTER_S))
-                if rng.random() < 0.5:
+                victim = rng.random()
+                if victim < P_TERMINAL:
                     stack.kill(stack.term)
                     report.kills_terminal += 1
                     stack.start_terminal(stack.script)
-                else:
+                elif victim < P_TERMINAL + P_HOST:
                     stack.kill(stack.host)
                     report.kills_host += 1
                     stack.start_host()
+                else:
+                    stack.kill_broker()
+                    report.kills_broker += 1
                 report.kills += 1
+                since = stack.purchases_reported
             # Last run: no purchases, resume whatever is pending, exit when idle.
             stack.kill(stack.term)
             stack.start_terminal(stack.empty)
@@ -207,12 +276,19 @@ def run(kills: int, seed: int, keep: Path | None = None) -> Report:
         finally:
             stack.stop()
         report.purchases_reported = stack.purchases_reported
-        check(stack.host_db, stack.journal, report)
+        report.batches_closed = stack.batches_closed
+        check(stack.host_db, stack.journal, report, stack.displays)
     report.wall_s = time.perf_counter() - started
     return report
 
 
-def check(host_db: str, journal_db: str, report: Report) -> None:
+def check(
+    host_db: str,
+    journal_db: str,
+    report: Report,
+    displays: list[tuple[str, str, int]] | None = None,
+) -> None:
+    """The checks of the module docstring; `displays`: (key, outcome, amount) reported."""
     for path in (host_db, journal_db):
         conn = sqlite3.connect(path)
         try:
@@ -232,6 +308,7 @@ def check(host_db: str, journal_db: str, report: Report) -> None:
     report.journal_records = len(records)
     approved: dict[str, int] = {}
     pending: set[str] = set()
+    printed: set[str] = set()
     for rec in records:
         kind, key = rec.get("type"), rec.get("key", "")
         if kind == "approved":
@@ -240,9 +317,14 @@ def check(host_db: str, journal_db: str, report: Report) -> None:
             pending.add(key)
         elif kind in ("reversed", "reversal_manual"):
             pending.discard(key)
+        elif kind == "printed":
+            printed.add(key)
     report.journal_approvals = len(approved)
     if pending:
         report.problems.append(f"{len(pending)} reversal(s) still pending: {sorted(pending)[:3]}")
+    owed = sorted(set(approved) - printed)
+    if owed:
+        report.problems.append(f"{len(owed)} receipt(s) still pending: {owed[:3]}")
 
     conn = sqlite3.connect(host_db)
     try:
@@ -250,11 +332,34 @@ def check(host_db: str, journal_db: str, report: Report) -> None:
             0
         ]
         rows: list[Any] = conn.execute(
-            "SELECT idem_key, amount, status FROM txns WHERE terminal_id = ? AND kind = 'purchase'",
+            "SELECT idem_key, amount, status, batch_no FROM txns "
+            "WHERE terminal_id = ? AND kind = 'purchase'",
             (TID,),
         ).fetchall()
+        in_progress = conn.execute(
+            "SELECT COUNT(*) FROM dedup WHERE state = 'progress'"
+        ).fetchone()[0]
+        unmatched = conn.execute("SELECT COUNT(*) FROM settlements WHERE rc != '00'").fetchone()[0]
     finally:
         conn.close()
+    if in_progress:
+        report.problems.append(f"{in_progress} idempotency record(s) left in progress")
+    if unmatched:
+        report.problems.append(f"{unmatched} batch settlement(s) did not match")
+    settled = {key for key, _, status, batch_no in rows if status == "approved" and batch_no}
+    report.host_settled = len(settled)
+    host_approved = {key: amount for key, amount, status, _ in rows if status == "approved"}
+    for key, outcome, amount in displays or []:
+        report.displays_checked += 1
+        approved_shown = outcome.split()[0] == "approved"
+        if approved_shown and host_approved.get(key) != amount:
+            report.problems.append(
+                f"{key or 'no key'}: shown {outcome} for {amount}, "
+                f"host charge {host_approved.get(key)}"
+            )
+        elif not approved_shown and key in host_approved:
+            report.problems.append(f"{key}: shown {outcome}, but charged at the host")
+    rows = [(k, a, s) for k, a, s, batch_no in rows if not batch_no]
     if report.ledger_sum != 0:
         report.problems.append(f"host ledger sums to {report.ledger_sum}, not 0")
     charged = {key: amount for key, amount, status in rows if status == "approved"}

@@ -22,14 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from acquirer.protocol import MTI_PURCHASE, Message, sign  # noqa: E402
+from acquirer.testing import fixed_test_mac_key  # noqa: E402
 from harness.mqtt import wire  # noqa: E402
 from harness.mqtt.host_service import (  # noqa: E402
     HostCore,
-    default_mac_key,
     fleet_pan,
     open_acquirer,
     provision,
 )
+from harness.mqtt.ratelimit import RateLimiter  # noqa: E402
 
 TID = "T0001"
 
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--two-fsync", action="store_true", help="commit the claim with fsync too")
     ap.add_argument("--group", type=int, default=0, help="group commit: one fsync per N")
     a = ap.parse_args()
-    key = default_mac_key(TID)
+    key = fixed_test_mac_key(TID)
     frames = [
         wire.encode(
             sign(
@@ -61,9 +62,11 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="posharness-hostbench-") as tmp:
         db = str(Path(tmp) / "host.db")
-        provision(db, [TID])
+        provision(db, {t: fixed_test_mac_key(t) for t in [TID]})
         acquirer = open_acquirer(db)
-        core = HostCore(acquirer, group_commit=a.group > 0)
+        # No rate limit: this measures the host's own cost per request.
+        unlimited = RateLimiter(rate_per_s=10**9, burst=10**9)
+        core = HostCore(acquirer, group_commit=a.group > 0, limiter=unlimited)
         if a.two_fsync:
             core._lazy_claim = None
         started, cpu0 = time.perf_counter(), time.process_time()

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # A POS terminal in a shell script: one purchase over MQTT (JSON codec, QoS 1), then a
 # duplicate-safe retry of the same purchase (same idempotency key, repeat flag set).
-# Needs mosquitto_pub, mosquitto_sub and openssl. See docs/mqtt.md.
+# Needs mosquitto_rr (mosquitto-clients 2.x) and openssl. See docs/mqtt.md.
 #
-# usage: mqtt-terminal.sh HOST PORT USER PASSWORD TERMINAL_ID MAC_KEY [AMOUNT] [PAN]
+# usage: mqtt-terminal.sh HOST PORT USER PASSWORD TERMINAL_ID MAC_KEY_HEX [AMOUNT] [PAN]
+# MAC_KEY_HEX is the terminal's "mac_key" in the key file `posharness acquirer serve` wrote.
+# (A demonstration: PASSWORD and MAC_KEY_HEX show on command lines, as mosquitto_rr's -P does.)
 set -euo pipefail
 host=$1 port=$2 user=$3 pass=$4 tid=$5 key=$6
 amount=${7:-1250} pan=${8:-4000000000000002}
 mid=M000000000001 stan=1 idem="$tid-sh-$$-$(date +%s)"
 auth=(-h "$host" -p "$port" -u "$user" -P "$pass")
-client="$tid-sh"
 
 mac() {  # HMAC-SHA256 over the canonical form (docs/mqtt.md); first 16 hex digits
-  printf 'posh-mac-v2\n%s' "$1" | openssl dgst -sha256 -hmac "$key" | sed 's/^.*= //' | cut -c1-16
+  printf 'posh-mac-v2\n%s' "$1" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" | sed 's/^.*= //' | cut -c1-16
 }
 
 lp() {  # one field, length-prefixed: "<bytes>:<value>" (the values here are ASCII)
@@ -35,12 +36,12 @@ request() {  # $1 = repeat flag: 0 for the first send, 1 for a retry
 # A missing field is empty, not an error (an RC 30 answer carries no rrn).
 field() { { grep -o "\"$1\":\"[^\"]*\"" || true; } | cut -d'"' -f4; }
 
-# Register a persistent session first, so no response can be missed.
-mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -E
+# One connection per send (the broker allows one per login: its client id is the user
+# name): mosquitto_rr subscribes to the response topic, publishes, waits for one answer.
 for repeat in 0 1; do
-  mosquitto_pub "${auth[@]}" -q 1 -t "posh/$tid/req" -m "$(request $repeat)"
   [ "$repeat" = 0 ] && label=first || label=retry
-  if ! resp=$(mosquitto_sub "${auth[@]}" -i "$client" -c -q 1 -t "posh/$tid/resp" -C 1 -W 10); then
+  if ! resp=$(mosquitto_rr "${auth[@]}" -q 1 -t "posh/$tid/req" -e "posh/$tid/resp" \
+    -m "$(request $repeat)" -W 10); then
     echo "$label: no answer within 10 s (wrong credentials, key or clock? see the host's log)" >&2
     exit 1
   fi

@@ -7,7 +7,14 @@ file that confines each terminal's user to its own topic tree:
 * user ``acquirer``: reads ``posh/+/req``, writes ``posh/+/resp``;
 * user ``proxy``: reads and writes ``posh/#`` (it moves up -> req, resp -> down);
 * user ``fleet``: reads and writes ``posh/#`` (one connection drives many terminals);
+* users ``fleet-1`` .. ``fleet-P`` (`fleet --procs P` workers): as ``fleet``;
 * any other user (a terminal, named by its terminal id): ``posh/<its id>/#`` only.
+
+Hardening (docs/security.md): each login's client id is its user name
+(``use_username_as_clientid``), so no login can take over another's session
+(a terminal cannot connect as ``posharness-acquirer`` and knock the host off);
+payloads over FRAME_MAX_BYTES are not forwarded and packets much larger close
+the connection; every client's queue is capped in messages and in bytes.
 
 When mosquitto is not installed the embedded pure-Python broker (amqtt, the
 optional `mqtt-embedded` extra) is used instead, without authentication or
@@ -27,13 +34,21 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .wire import BrokerAddress
+from .wire import FRAME_MAX_BYTES, BrokerAddress
 
 SERVICE_USERS = ("acquirer", "proxy", "fleet")
+# Largest MQTT packet a client may send: a frame plus topic, header and the CONNECT's
+# will (bytes). Larger closes the connection; payloads over FRAME_MAX_BYTES are dropped.
+MAX_PACKET_BYTES = FRAME_MAX_BYTES + 1024
+# Per-client queue caps (QoS 1 messages beyond those in flight): the host's queue
+# must hold a fleet's burst while it restarts (messages), and no client's may grow
+# the broker without bound (bytes; 64 MiB is ~200,000 fleet frames).
+MAX_QUEUED_MESSAGES = 100_000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # Seconds to wait for the broker to accept connections.
 START_TIMEOUT_S = 10.0
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -62,8 +77,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _acl(terminal_users: Sequence[str]) -> str:
+def _acl(terminal_users: Sequence[str], extra_service_users: Sequence[str] = ()) -> str:
+    extra = [
+        line for u in extra_service_users for line in (f"user {u}", "topic readwrite posh/#", "")
+    ]
     lines = [
+        *extra,
         "user acquirer",
         "topic read posh/+/req",
         "topic write posh/+/resp",
@@ -123,13 +142,19 @@ class PrivateBroker:
         terminal_users: Sequence[str] = (),
         auth: bool = True,
         binary: str | None = None,
+        passwords: Mapping[str, str] | None = None,
+        extra_service_users: Sequence[str] = (),
     ) -> None:
+        """`passwords`: terminal user -> password to use (others get random ones);
+        `extra_service_users`: more users with the fleet's rights (fleet workers)."""
         self.binary = binary or find_mosquitto()
         if self.binary is None:
             raise BrokerError(SETUP_HINT)
         self.port = port or free_port()
         self.auth = auth and shutil.which("mosquitto_passwd") is not None
         self.terminal_users = tuple(terminal_users)
+        self.extra_service_users = tuple(extra_service_users)
+        self._given_passwords = dict(passwords or {})
         self.passwords: dict[str, str] = {}
         self._dir = tempfile.TemporaryDirectory(prefix="posharness-mqtt-")
         self.dir = Path(self._dir.name)
@@ -142,27 +167,39 @@ class PrivateBroker:
             "persistence false",
             # Without it mosquitto's replies wait out Nagle + delayed ACK (~40 ms each).
             "set_tcp_nodelay true",
-            # Unbounded in-flight and a deep queue per client: QoS 1 at fleet rates.
+            # Unbounded in-flight and a deep queue per client (QoS 1 at fleet rates),
+            # capped in bytes too.
             "max_inflight_messages 0",
-            "max_queued_messages 100000",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
+            f"message_size_limit {FRAME_MAX_BYTES}",
+            f"max_packet_size {MAX_PACKET_BYTES}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
         ]
         if self.auth:
             pw = self.dir / "passwd"
-            users = [*SERVICE_USERS, *self.terminal_users]
-            for i, user in enumerate(users):
-                self.passwords[user] = secrets.token_hex(12)
-                flags = ["-c"] if i == 0 else []
-                subprocess.run(
-                    ["mosquitto_passwd", *flags, "-b", str(pw), user, self.passwords[user]],
-                    check=True,
-                    capture_output=True,
-                )
+            users = [*SERVICE_USERS, *self.extra_service_users, *self.terminal_users]
+            for user in users:
+                self.passwords[user] = self._given_passwords.get(user) or secrets.token_hex(12)
+            # Plain "user:password" lines, hashed in place by one mosquitto_passwd call
+            # (one call per user took ~1 s for 100 terminals). Written 0600: the
+            # directory is private too (TemporaryDirectory makes it 0700).
+            fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(f"{u}:{self.passwords[u]}\n" for u in users)
+            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
             acl = self.dir / "acl"
-            acl.write_text(_acl(self.terminal_users))
-            conf += ["allow_anonymous false", f"password_file {pw}", f"acl_file {acl}"]
+            acl.write_text(_acl(self.terminal_users, self.extra_service_users))
+            conf += [
+                "allow_anonymous false",
+                f"password_file {pw}",
+                f"acl_file {acl}",
+                # A login's client id is its user name: no login can take over another
+                # client's session (e.g. a terminal connecting as the host's client id).
+                "use_username_as_clientid true",
+            ]
         else:
             conf += ["allow_anonymous true"]
         (self.dir / "mosquitto.conf").write_text("\n".join(conf) + "\n")
@@ -317,10 +354,20 @@ class EmbeddedBroker:
 Broker = PrivateBroker | EmbeddedBroker
 
 
-def start_private_broker(terminal_users: Sequence[str] = (), quiet: bool = False) -> Broker:
+def start_private_broker(
+    terminal_users: Sequence[str] = (),
+    quiet: bool = False,
+    *,
+    passwords: Mapping[str, str] | None = None,
+    extra_service_users: Sequence[str] = (),
+) -> Broker:
     """mosquitto when installed, else the embedded broker (with a note on stderr)."""
     if find_mosquitto() is not None:
-        return PrivateBroker(terminal_users=terminal_users).start()
+        return PrivateBroker(
+            terminal_users=terminal_users,
+            passwords=passwords,
+            extra_service_users=extra_service_users,
+        ).start()
     broker = EmbeddedBroker()
     if not quiet:
         print(EmbeddedBroker.NOTE, file=sys.stderr)

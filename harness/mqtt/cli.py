@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,10 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, BrokerError, start_private_broker
+from .fleet_procs import (
+    _process_cpu_s,
+    fleet_worker_users,
+    run_fleet_processes,
+    start_host_process,
+)
+from .keys import KEYS_ENV, KeyFileError
+from .ratelimit import RATE_PER_S
 from .wire import CODECS, BrokerAddress
 
 if TYPE_CHECKING:
     from .fleet import FleetReport
+    from .keys import TerminalSecret
 
 
 def register(sub: Any) -> None:
@@ -36,11 +44,26 @@ def register(sub: Any) -> None:
     serve.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
     serve.add_argument("--db", required=True, help="SQLite file for ledger and idempotency")
     serve.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="terminal key file (JSON, mode 0600); created with random keys for "
+        "--provision terminals if missing (default: DB.keys.json)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=RATE_PER_S,
+        metavar="N",
+        help=f"frames per second per terminal; excess dropped unanswered (default "
+        f"{RATE_PER_S}, bursts of twice that; 0: no limit)",
+    )
+    serve.add_argument(
         "--provision",
         type=int,
         default=100,
         metavar="N",
-        help="make sure terminals T0001..TN exist with default keys (default 100)",
+        help="when the key file is created: terminals T0001..TN (default 100; "
+        "0: no key file, serve the terminals already in --db)",
     )
     serve.set_defaults(func=cmd_acquirer_serve)
 
@@ -54,11 +77,17 @@ def register(sub: Any) -> None:
         "--firmware", default="reference", help="reference, zoo:NAME, module:Class, exec:COMMAND"
     )
     run.add_argument("--id", default="T0001", help="terminal id (default T0001)")
+    run.add_argument(
+        "--keys",
+        metavar="FILE",
+        help=f"key file with this terminal's MAC key (and broker password), as "
+        f"`acquirer serve` writes it; or set ${KEYS_ENV}. Needed with --broker",
+    )
     run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
     src = run.add_mutually_exclusive_group()
-    src.add_argument("--script", help="file of lines: AMOUNT PAN")
+    src.add_argument("--script", help="file of lines: AMOUNT [PAN], or BATCH (close the batch)")
     src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
     src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
     run.set_defaults(func=cmd_terminal_run)
@@ -106,12 +135,20 @@ def _setup_logging() -> None:
 
 
 @contextmanager
-def _broker_or(url: str | None, users: list[str]) -> Iterator[tuple[Broker | None, BrokerAddress]]:
+def _broker_or(
+    url: str | None,
+    users: list[str],
+    passwords: dict[str, str] | None = None,
+    *,
+    fleet_workers: int = 0,
+) -> Iterator[tuple[Broker | None, BrokerAddress]]:
     if url:
         yield None, BrokerAddress.parse(url)
         return
     try:
-        broker = start_private_broker(users)
+        broker = start_private_broker(
+            users, passwords=passwords, extra_service_users=fleet_worker_users(fleet_workers)
+        )
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -127,18 +164,64 @@ def _login(broker: Broker | None, address: BrokerAddress, user: str) -> BrokerAd
     return broker.address(user)
 
 
+def _serve_keys(args: argparse.Namespace) -> tuple[str, dict[str, TerminalSecret]] | None:
+    """The key file `acquirer serve` uses (created with random keys if missing), or None."""
+    from . import keys as keyfile
+
+    path = args.keys or f"{args.db}.keys.json"
+    if args.keys is None and args.provision == 0:
+        return None
+    if not Path(path).exists():
+        if args.provision < 0 or args.provision > MAX_PROVISION:
+            raise KeyFileError(f"--provision must be between 0 and {MAX_PROVISION}")
+        from .host_service import terminal_id
+
+        tids = [terminal_id(n) for n in range(1, args.provision + 1)]
+        keyfile.write_key_file(path, keyfile.generate(tids))
+        print(f"acquirer: wrote {len(tids)} terminal key(s) to {path} (mode 0600)", flush=True)
+    return path, keyfile.load_key_file(path)
+
+
+# Terminals `acquirer serve --provision N` may create keys for (ids T0001..T9999).
+MAX_PROVISION = 9999
+
+
 def cmd_acquirer_serve(args: argparse.Namespace) -> int:
-    from .host_service import HostService, provision, terminal_id
+    from .host_service import HostService, provision
+    from .keys import mac_keys
 
     _setup_logging()
-    provision(args.db, [terminal_id(n) for n in range(1, args.provision + 1)])
-    with _broker_or(args.broker, []) as (broker, address):
+    if args.rate_limit < 0:
+        print("error: --rate-limit must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        found = _serve_keys(args)
+    except (KeyFileError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    users: list[str] = []
+    passwords: dict[str, str] = {}
+    if found is not None:
+        provision(args.db, mac_keys(found[1]))
+        passwords = {t: s.broker_password for t, s in found[1].items() if s.broker_password}
+        users = sorted(passwords)
+    with _broker_or(args.broker, users, passwords) as (broker, address):
         addr = _login(broker, address, "acquirer")
 
         async def main() -> None:
-            service = HostService(addr, args.db)
+            service = HostService(addr, args.db, rate_limit_per_s=args.rate_limit)
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
+            if found is not None:
+                path, secrets_ = found
+                first = min(secrets_, default="T0001")
+                login = f"{first}@" if broker is not None and broker.auth else ""
+                print(
+                    f"acquirer: terminals connect with: posharness terminal run "
+                    f"--broker mqtt://{login}{addr.host}:{addr.port} --id {first} "
+                    f"--keys {path}  (each terminal needs only its own entry of {path})",
+                    flush=True,
+                )
             stopping = asyncio.Event()
             _stop_on_signals(stopping.set)
             print("ready", flush=True)
@@ -170,7 +253,8 @@ def _cancel_on_signals() -> None:
     _stop_on_signals(task.cancel)
 
 
-def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
+def _purchases(args: argparse.Namespace) -> list[tuple[int, str] | None]:
+    """The purchases to make, in order: (amount, PAN), or None for a batch close."""
     from acquirer.catalogue import PAN_APPROVE
 
     lines: list[str]
@@ -186,24 +270,47 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str]]:
                 f"out purchases only. Run it with its faults over MQTT: "
                 f"posharness run {args.scenario} --transport mqtt"
             )
-        return [(s.amount, s.card) for s in sc.steps if s.action == "purchase"]
+        return [
+            (s.amount, s.card) if s.action == "purchase" else None
+            for s in sc.steps
+            if s.action in ("purchase", "batch_close")
+        ]
     if args.script:
         lines = Path(args.script).read_text().splitlines()
     elif args.stdin:
         lines = sys.stdin.read().splitlines()
     else:
         lines = [f"1250 {PAN_APPROVE}"]
-    out = []
+    out: list[tuple[int, str] | None] = []
     for n, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
+        if parts == ["BATCH"]:
+            out.append(None)
+            continue
         try:
             amount = int(parts[0])
         except ValueError:
-            raise ValueError(f"line {n}: expected AMOUNT [PAN], got {line!r}") from None
+            raise ValueError(f"line {n}: expected AMOUNT [PAN] or BATCH, got {line!r}") from None
         out.append((amount, parts[1] if len(parts) > 1 else PAN_APPROVE))
     return out
+
+
+def _terminal_secret(args: argparse.Namespace) -> TerminalSecret:
+    """This terminal's secrets: from --keys (or $POSHARNESS_KEYS); with a private
+    broker and in-process host and no key file, a random key for this run alone."""
+    from . import keys as keyfile
+
+    path = args.keys or os.environ.get(KEYS_ENV)
+    if path:
+        return keyfile.secret_for(path, keyfile.load_key_file(path), args.id)
+    if args.broker:
+        raise KeyFileError(
+            f"--broker needs this terminal's key: --keys FILE (or ${KEYS_ENV}), the key "
+            f"file `posharness acquirer serve` wrote"
+        )
+    return keyfile.generate([args.id])[args.id]
 
 
 def cmd_terminal_run(args: argparse.Namespace) -> int:
@@ -217,11 +324,16 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
     factory = load_firmware(args.firmware)
     try:
         purchases = _purchases(args)
-    except ValueError as exc:
+        secret = _terminal_secret(args)
+    except ValueError as exc:  # KeyFileError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     journal_path = args.journal or f"{args.id}.journal.db"
     with _broker_or(args.broker, [args.id]) as (broker, address):
+        if broker is None and address.username is None and secret.broker_password:
+            address = address.with_login(args.id, secret.broker_password)
+        elif broker is None and address.password is None and secret.broker_password:
+            address = address.with_login(address.username, secret.broker_password)
 
         async def main() -> int:
             host: HostService | None = None
@@ -229,10 +341,10 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
             if broker is not None:
                 tmp = tempfile.TemporaryDirectory(prefix="posharness-host-")
                 db = str(Path(tmp.name) / "host.db")
-                provision(db, [args.id])
+                provision(db, {args.id: secret.mac_key})
                 host = HostService(broker.address("acquirer"), db)
                 await host.start()
-            cfg = terminal_config(args.id)
+            cfg = terminal_config(args.id, secret.mac_key)
             journal = Journal(journal_path)
             client, driver = single_terminal(
                 _login(broker, address, args.id),
@@ -247,7 +359,17 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
             try:
                 await client.start()
                 driver.boot()
-                for amount, pan in purchases:
+                # Let the terminal finish what its journal left unfinished (resends,
+                # reversals, the owed receipt and its "LAST SALE APPROVED" display)
+                # before the first purchase: otherwise a recovery display would be
+                # taken for the new purchase's outcome (bench/durability.py found it).
+                await driver.idle.wait()
+                for item in purchases:
+                    if item is None:
+                        await driver.close_batch()
+                        print(json.dumps({"batch_close": "done"}), flush=True)
+                        continue
+                    amount, pan = item
                     intent = await driver.purchase(amount, pan)
                     print(
                         json.dumps(
@@ -256,6 +378,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                                 "outcome": intent.outcome,
                                 "text": intent.text,
                                 "latency_ms": round(intent.latency_ms, 2),
+                                "key": intent.key,
                             }
                         ),
                         flush=True,
@@ -282,8 +405,9 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
+    from . import keys as keygen
     from .fleet import FleetOptions, run_fleet
-    from .host_service import HostService, provision, terminal_id
+    from .host_service import HostService, load_keys, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()
@@ -310,15 +434,27 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         first_terminal=args.first_terminal,
     )
     if args.worker_of:
+        # Keys from the host's database (a private temporary file), never from argv.
         part = asyncio.run(
-            run_fleet(BrokerAddress.parse(args.broker), args.worker_of, opts, firmware=factory)
+            run_fleet(
+                BrokerAddress.parse(args.broker),
+                args.worker_of,
+                opts,
+                firmware=factory,
+                mac_keys=load_keys(args.worker_of),
+            )
         )
         print(json.dumps(dataclasses.asdict(part)))
         return 0
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
     db = str(Path(tmp.name) / "host.db")
-    provision(db, [terminal_id(n) for n in range(1, args.terminals + 1)])
-    with _broker_or(args.broker, []) as (broker, address):
+    # Random keys for this run, kept in the host's database only (in a 0700 directory).
+    mac_keys = keygen.mac_keys(
+        keygen.generate(terminal_id(n) for n in range(1, args.terminals + 1))
+    )
+    provision(db, mac_keys)
+    workers = args.procs if args.procs > 1 else 0
+    with _broker_or(args.broker, [], fleet_workers=workers) as (broker, address):
         host_addr = _login(broker, address, "acquirer")
 
         async def main() -> FleetReport:
@@ -334,7 +470,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             try:
                 fleet_addr = _login(broker, address, "fleet")
                 if args.procs > 1:
-                    report = await run_fleet_processes(fleet_addr, db, args)
+                    # One login per worker: the broker makes the user name the client
+                    # id (use_username_as_clientid), so workers must not share one.
+                    logins = [
+                        _login(broker, address, user) for user in fleet_worker_users(args.procs)
+                    ]
+                    report = await run_fleet_processes(logins, db, args)
                 else:
                     report = await run_fleet(
                         fleet_addr,
@@ -343,6 +484,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                         firmware=factory,
                         plan=plan,
                         proxy_address=_login(broker, address, "proxy"),
+                        mac_keys=mac_keys,
                     )
                 host_cpu = _process_cpu_s(proc.pid if proc is not None else None)
                 if host_cpu is not None and host_cpu0 is not None:
@@ -378,93 +520,6 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0 if report.invariants_ok else 1
-
-
-def _process_cpu_s(pid: int | None) -> float | None:
-    """CPU seconds (user + system) process `pid` has used, from /proc; None if unknown."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-async def run_fleet_processes(
-    address: BrokerAddress, db: str, args: argparse.Namespace
-) -> FleetReport:
-    """`--procs P`: P fleet processes, each with its share of terminals and rate.
-
-    One asyncio loop (one core) drives every terminal of a process; more processes
-    let the load side use more than one core. Each worker has its own journal file
-    and judges its own terminals; the reports are merged.
-    """
-    from .fleet import FleetReport, merge_reports
-
-    procs = args.procs
-    sizes = [
-        args.terminals // procs + (1 if i < args.terminals % procs else 0) for i in range(procs)
-    ]
-    children = []
-    first = 1
-    for size in sizes:
-        cmd = [sys.executable, "-m", "harness.mqtt", "fleet", "--worker-of", db]
-        cmd += ["--broker", f"env:{BROKER_ENV}", "--first-terminal", str(first)]
-        cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]
-        cmd += ["--duration", str(args.duration), "--codec", args.codec]
-        cmd += ["--timeout-ms", str(args.timeout_ms), "--firmware", args.firmware]
-        if args.volatile_journal:
-            cmd.append("--volatile-journal")
-        children.append(
-            await asyncio.create_subprocess_exec(
-                *cmd, stdout=subprocess.PIPE, env=_env_with_broker(address)
-            )
-        )
-        first += size
-    outputs = await asyncio.gather(*(c.communicate() for c in children))
-    parts = []
-    for child, (out, _) in zip(children, outputs, strict=True):
-        if child.returncode != 0 or not out.strip():
-            raise BrokerError(f"fleet worker exited with status {child.returncode}")
-        parts.append(FleetReport(**json.loads(out.decode().strip().splitlines()[-1])))
-    return merge_reports(parts)
-
-
-# Child processes get the broker URL (with its password) in their environment, never
-# on their command line, which any local user can read in /proc/PID/cmdline.
-BROKER_ENV = "POSHARNESS_BROKER_URL"
-
-
-def _env_with_broker(address: BrokerAddress) -> dict[str, str]:
-    return {**os.environ, BROKER_ENV: address.url(show_password=True)}
-
-
-async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
-    """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harness.mqtt",
-        "acquirer",
-        "serve",
-        "--broker",
-        f"env:{BROKER_ENV}",
-        "--db",
-        db,
-        "--provision",
-        "0",
-        stdout=subprocess.PIPE,
-        env=_env_with_broker(address),
-    )
-    assert proc.stdout is not None
-    async with asyncio.timeout(30):
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                raise BrokerError("acquirer process exited before serving")
-            if line.strip() == b"ready":
-                return proc
 
 
 def print_report(report: Any) -> None:

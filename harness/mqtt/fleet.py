@@ -23,7 +23,7 @@ import asyncio
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,11 @@ async def run_fleet(
     plan: FaultPlan | None = None,
     proxy_address: BrokerAddress | None = None,
     journal_dir: str | None = None,
+    mac_keys: Mapping[str, bytes],
 ) -> FleetReport:
-    """Drive the fleet against a host already serving `host_db`; judge and report."""
+    """Drive the fleet against a host already serving `host_db`; judge and report.
+
+    `mac_keys`: terminal id -> MAC key, as provisioned in the host's database."""
     from terminal.reference import ReferenceFirmware
 
     factory = firmware or ReferenceFirmware
@@ -141,7 +144,10 @@ async def run_fleet(
     for n in range(first, first + opts.terminals):
         tid = terminal_id(n)
         cfg = terminal_config(
-            tid, response_timeout_ms=opts.response_timeout_ms, max_sends=opts.max_sends
+            tid,
+            mac_keys[tid],
+            response_timeout_ms=opts.response_timeout_ms,
+            max_sends=opts.max_sends,
         )
         journal = journal_file.journal(tid)
 

@@ -8,6 +8,9 @@ it comes back.
 
 What happens to one frame:
 
+0. Over its terminal's rate (`ratelimit.RateLimiter`, a token bucket per topic
+   terminal id: 500 frames/s, bursts of 1,000), or after more than 20 refused frames
+   (RC 30 or dropped; refilled at 5/s): dropped unread and unanswered, counted.
 1. Longer than FRAME_MAX_BYTES: dropped unread (logged, counted).
 2. Not decodable: RC 30 when the sender's MTI and terminal id can still be read
    and match the topic; otherwise dropped.
@@ -17,7 +20,13 @@ What happens to one frame:
    a repeat -> the stored answer (idempotency), a new request -> decided and
    committed in SQLite before the answer is published.
 
-Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key).
+Warnings about dropped and refused frames go through a `ratelimit.LogThrottle`:
+one full line per terminal per 10 s and a summary of the rest, so a flood of bad
+frames cannot fill the disk with log lines.
+
+Keys live in the host's database, table `terminal_keys` (terminal id -> MAC key),
+copied there from a key file at provisioning (harness/mqtt/keys.py): keep the
+database file as private as the key file.
 """
 
 from __future__ import annotations
@@ -25,9 +34,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from acquirer import iso8583, store
@@ -41,11 +51,22 @@ from acquirer.protocol import (
 )
 
 from . import realclock, wire
-from .journal import fsync_path
+from .ratelimit import (
+    BAD_BURST,
+    BAD_RATE_PER_S,
+    LOG_INTERVAL_MS,
+    RATE_PER_S,
+    LogThrottle,
+    RateLimiter,
+)
 from .session import Session
+from .walsync import WalSync, _LazyClaim
 from .wire import BrokerAddress, Codec
 
 log = logging.getLogger("posharness.mqtt.host")
+
+# A rate no sender reaches (frames/s): the limiter turned off.
+UNLIMITED = 10**12
 
 HOST_CLIENT_ID = "posharness-acquirer"
 # Terminals provisioned by default: T0001 .. T0100 (fleets and docs use these ids).
@@ -62,21 +83,25 @@ def terminal_id(n: int) -> str:
     return f"T{n:04d}"
 
 
-def default_mac_key(tid: str) -> bytes:
-    """The MAC key a provisioned terminal gets unless told otherwise (test deployments)."""
-    return f"posharness-mac-{tid}".encode()
+def provision(db_path: str, keys: Mapping[str, bytes]) -> None:
+    """Add terminals with their MAC keys to the host's terminal table.
 
-
-def provision(db_path: str, tids: Iterable[str], keys: Mapping[str, bytes] | None = None) -> None:
-    """Add terminals (with their MAC keys) to the host's terminal table; existing rows stay."""
+    The keys given win: a terminal already there gets its key replaced (the key
+    file is the source of truth, so a rotated key takes effect at the next start).
+    A new database file is created 0600 (it holds the keys; SQLite gives its WAL
+    and shared-memory files the same mode)."""
+    if not os.path.exists(db_path):
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(SQL_KEYS_SCHEMA)
-        rows = [(t, (keys or {}).get(t) or default_mac_key(t)) for t in tids]
+        rows = sorted(keys.items())
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
-            "INSERT INTO terminal_keys VALUES (?, ?) ON CONFLICT (terminal_id) DO NOTHING", rows
+            "INSERT INTO terminal_keys VALUES (?, ?) "
+            "ON CONFLICT (terminal_id) DO UPDATE SET mac_key = excluded.mac_key",
+            rows,
         )
         conn.execute("COMMIT")
     finally:
@@ -176,18 +201,58 @@ class HostCore:
         on_action: Callable[[Message, HostAction], None] | None = None,
         *,
         group_commit: bool = False,
+        limiter: RateLimiter | None = None,
+        log_throttle: LogThrottle | None = None,
+        bad_limiter: RateLimiter | None = None,
     ) -> None:
+        """`limiter`: frames per terminal (default `RateLimiter()`); `log_throttle`:
+        warnings per terminal (default `LogThrottle()`)."""
         self.acquirer = acquirer
         self.clock_ms = clock_ms
         self.on_action = on_action
         self.stats: Counter[str] = Counter()
+        # `is None`, not `or`: an empty limiter has len() 0 and is falsy.
+        self.limiter = RateLimiter() if limiter is None else limiter
+        self.log_throttle = LogThrottle() if log_throttle is None else log_throttle
+        self.bad_limiter = (
+            RateLimiter(BAD_RATE_PER_S, BAD_BURST) if bad_limiter is None else bad_limiter
+        )
         # Group commit: commits skip their fsync and the caller must `sync()` before
         # publishing any reply (HostService does, for many replies at once).
         self.wal = WalSync.of(acquirer) if group_commit else None
         self._lazy_claim = None if self.wal is not None else _LazyClaim.of(acquirer)
 
-    def handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
-        """Handle one request frame that arrived on `posh/<topic_tid>/req`."""
+    def admit(self, topic_tid: str) -> bool:
+        """Take a frame of `topic_tid`'s within its rate; False (counted, logged through
+        the throttle) when it is over and must be dropped unread and unanswered."""
+        now_ms = self.clock_ms()
+        if not self.bad_limiter.available(topic_tid, now_ms):
+            why = f"sent over {self.bad_limiter.rate_per_s} refused frames/s"
+        elif self.limiter.allow(topic_tid, now_ms):
+            return True
+        else:
+            why = f"is over {self.limiter.rate_per_s} frames/s"
+        self.stats["frames"] += 1
+        self.stats["rate_limited"] += 1
+        self._warn(
+            topic_tid,
+            "over the rate limit",
+            f"{topic_tid} {why}: dropping its frames unanswered for now",
+        )
+        return False
+
+    def _refused(self, tid: str) -> None:
+        """`tid` sent a frame refused as unauthentic or malformed: spend a bad token."""
+        self.bad_limiter.allow(tid, self.clock_ms())
+
+    def handle(
+        self, topic_tid: str, payload: bytes, *, admitted: bool = False
+    ) -> Reply | Deferred | None:
+        """Handle one request frame that arrived on `posh/<topic_tid>/req`.
+
+        `admitted`: the caller already took it through `admit` (and it passed)."""
+        if not admitted and not self.admit(topic_tid):
+            return None
         try:
             return self._handle(topic_tid, payload)
         except Exception:  # the service keeps serving whatever one frame does
@@ -205,9 +270,20 @@ class HostCore:
             log.exception("host: internal error finishing a request (dropped)")
             return None
 
-    def _drop(self, topic_tid: str, why: str) -> None:
+    def _warn(self, tid: str, reason: str, line: str) -> None:
+        """A warning about `tid`'s frames, through the log throttle."""
+        for out in self.log_throttle.note(tid, reason, line, self.clock_ms()):
+            log.warning("host: %s", out)
+
+    def flush_log(self) -> None:
+        """Log the summaries of suppressed warnings whose interval has ended."""
+        for out in self.log_throttle.flush(self.clock_ms()):
+            log.warning("host: %s", out)
+
+    def _drop(self, topic_tid: str, why: str, reason: str = "dropped") -> None:
         self.stats["dropped"] += 1
-        log.warning("host: dropped a frame on posh/%s/req: %s", topic_tid, why)
+        self._refused(topic_tid)
+        self._warn(topic_tid, reason, f"dropped a frame on posh/{topic_tid}/req: {why}")
 
     def _handle(self, topic_tid: str, payload: bytes) -> Reply | Deferred | None:
         self.stats["frames"] += 1
@@ -220,10 +296,11 @@ class HostCore:
             codec = wire.sniff_codec(payload)
             partial = _address_of(payload, codec)
             if partial is None or partial.terminal_id != topic_tid:
-                self._drop(topic_tid, f"malformed, no usable address: {exc}")
+                self._drop(topic_tid, f"malformed, no usable address: {exc}", "malformed")
                 return None
             self.stats["rc30"] += 1
-            log.warning("host: RC 30 to %s: %s", topic_tid, exc)
+            self._refused(topic_tid)
+            self._warn(topic_tid, "RC 30", f"RC 30 to {topic_tid}: {exc}")
             resp = self.acquirer.respond_error(partial, RC_FORMAT_ERROR)
             return self._encode(topic_tid, resp, codec)
         if msg.terminal_id != topic_tid:
@@ -248,7 +325,8 @@ class HostCore:
             self.stats[action.action] += 1
             if action.rc == RC_FORMAT_ERROR:
                 self.stats["rc30"] += 1
-                log.warning("host: RC 30 to %s: %s", req.terminal_id, action.detail)
+                self._refused(req.terminal_id)
+                self._warn(req.terminal_id, "RC 30", f"RC 30 to {req.terminal_id}: {action.detail}")
             if self.on_action is not None:
                 self.on_action(req, action)
             if action.action == "charge-no-reply":
@@ -264,97 +342,6 @@ class HostCore:
             return None
         self.stats["replies"] += 1
         return Reply(tid, payload)
-
-
-class _LazyClaim:
-    """Begin a purchase without its own fsync; the charge's commit makes it durable.
-
-    `Acquirer.begin` commits the idempotency claim (`progress`) and `finish` commits
-    the charge with the claim turned `done`, each with a full fsync (WAL,
-    synchronous=FULL): two fsyncs per purchase, most of the host's time (py-spy).
-    The claim alone needs no fsync: it exists so that a duplicate arriving while
-    the sale is processed is answered "in progress", and a host that dies before
-    the charge has its `progress` claims cleared at start-up anyway
-    (`clear_in_progress`). So the claim is committed with synchronous=NORMAL (the
-    WAL is written, not fsynced: it survives kill -9, and at worst a power loss
-    forgets a claim that charged nothing), and the charge's FULL commit then fsyncs
-    the WAL, claim included. When `begin` instead answers at once (a replay, a
-    refusal, a sale reversed before it arrived), the WAL is fsynced before that
-    answer leaves, so every answer sent is on disk exactly as before.
-    """
-
-    __slots__ = ("_acquirer", "_db", "_wal")
-
-    def __init__(self, acquirer: Acquirer, db: sqlite3.Connection, wal: str) -> None:
-        self._acquirer = acquirer
-        self._db = db
-        self._wal = wal
-
-    @staticmethod
-    def of(acquirer: Acquirer) -> _LazyClaim | None:
-        """The fast path for an acquirer on a WAL file with synchronous=FULL, else None."""
-        found = _wal_of(acquirer)
-        if found is None:
-            return None
-        db, wal = found
-        if db.execute("PRAGMA synchronous").fetchone()[0] != 2:  # 2 = FULL
-            return None
-        return _LazyClaim(acquirer, db, wal)
-
-    def begin(self, msg: Message, now_ms: int) -> tuple[Ticket | Message, HostAction | None]:
-        db = self._db
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            result, action = self._acquirer.begin(msg, now_ms)
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
-        if not isinstance(result, Ticket):
-            fsync_path(self._wal)
-        return result, action
-
-
-def _wal_of(acquirer: Acquirer) -> tuple[sqlite3.Connection, str] | None:
-    """The acquirer's connection and WAL file path when it keeps a WAL-mode file, else None."""
-    db = getattr(acquirer, "_db", None)
-    if not isinstance(db, sqlite3.Connection):
-        return None
-    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-    path = db.execute("PRAGMA database_list").fetchone()[2]
-    if mode != "wal" or not path:
-        return None
-    return db, path + "-wal"
-
-
-class WalSync:
-    """Group commit for an acquirer on a WAL file: commit without fsync, fsync once for many.
-
-    The acquirer's connection is switched to synchronous=NORMAL: a COMMIT writes
-    the transaction to the WAL file (so it survives kill -9: the data is in the
-    OS) but does not fsync it. `sync()` fsyncs the WAL file, making durable every
-    transaction committed before the call. A reply may leave only after a
-    `sync()` that began after its transaction committed; then every answer sent
-    is on disk, exactly as with one fsync per commit, and one fsync covers every
-    request handled meanwhile.
-    """
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    @staticmethod
-    def of(acquirer: Acquirer) -> WalSync | None:
-        """Group commit for an acquirer on a WAL file, or None (nothing to sync)."""
-        found = _wal_of(acquirer)
-        if found is None:
-            return None
-        db, wal = found
-        db.execute("PRAGMA synchronous=NORMAL")
-        return WalSync(wal)
-
-    def sync(self) -> None:
-        """fsync the WAL: every transaction committed before this call is durable after it."""
-        fsync_path(self.path)
 
 
 def _address_of(payload: bytes, codec: Codec) -> Message | None:
@@ -390,15 +377,31 @@ class HostService:
         on_action: Callable[[Message, HostAction], None] | None = None,
         time_scale: float = 1.0,
         client_id: str = HOST_CLIENT_ID,
+        rate_limit_per_s: int = RATE_PER_S,
     ) -> None:
+        """`rate_limit_per_s`: frames per second per terminal (bursts of twice that);
+        0 turns the limit off (for measuring what it buys: bench/flood.py)."""
         self.db_path = db_path
         self.time_scale = time_scale
-        self.core = HostCore(open_acquirer(db_path), on_action=on_action, group_commit=True)
+        limiter = bad = None
+        if rate_limit_per_s == 0:
+            limiter = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
+            bad = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
+        elif rate_limit_per_s != RATE_PER_S:
+            limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=2 * rate_limit_per_s)
+        self.core = HostCore(
+            open_acquirer(db_path),
+            on_action=on_action,
+            group_commit=True,
+            limiter=limiter,
+            bad_limiter=bad,
+        )
         # Replies waiting for the WAL fsync that makes their transactions durable.
         self._unsynced: list[Reply] = []
         self._syncing = False
         self.syncs = 0
         self.sync_failed = False
+        self._log_timer: asyncio.TimerHandle | None = None
         self.session = Session(
             address,
             client_id=client_id,
@@ -411,8 +414,11 @@ class HostService:
         parts = wire.split_topic(name)
         if parts is None or parts[1] != "req":
             return
+        # The rate limit first: a frame over it costs no transaction, decode or MAC.
+        if not self.core.admit(parts[0]):
+            return
         self._open_group()
-        out = self.core.handle(parts[0], payload)
+        out = self.core.handle(parts[0], payload, admitted=True)
         if isinstance(out, Deferred):
             asyncio.get_running_loop().call_later(
                 out.delay_ms / 1000 * self.time_scale, self._finish, out
@@ -485,11 +491,25 @@ class HostService:
     async def start(self) -> None:
         """Start serving; returns once subscribed."""
         await self.session.start()
+        self._schedule_log_flush()
+
+    def _schedule_log_flush(self) -> None:
+        """Every LOG_INTERVAL_MS: log the summaries of suppressed warnings."""
+
+        def tick() -> None:
+            self.core.flush_log()
+            self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
+
+        loop = asyncio.get_running_loop()
+        self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
 
     async def stop(self) -> None:
         """Finish the open group (commit, fsync, answer), disconnect, close the database."""
         if self._syncing and not self.sync_failed:
             self._sync()
+        if self._log_timer is not None:
+            self._log_timer.cancel()
+            self.core.flush_log()
         await self.session.stop()
         self.core.acquirer.close()
 
@@ -502,6 +522,7 @@ class HostService:
 
     async def run(self) -> None:
         """Serve until cancelled."""
+        self._schedule_log_flush()
         try:
             await self.session.run()
         finally:

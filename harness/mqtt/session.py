@@ -139,7 +139,11 @@ def _write_soon(client: aiomqtt.Client) -> None:
                 client._disconnected.set_exception(exc)
             return
         if core.want_write():  # the kernel buffer is full: wait until it drains
-            loop.add_writer(fd, write_now)
+            try:
+                loop.add_writer(fd, write_now)
+            except OSError as exc:  # the socket closed meanwhile (the broker died)
+                if not client._disconnected.done():
+                    client._disconnected.set_exception(exc)
 
     def register(_client: Any, _userdata: Any, _sock: Any) -> None:
         loop.call_soon(write_now)

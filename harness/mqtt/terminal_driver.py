@@ -30,6 +30,7 @@ from acquirer.protocol import MTI_PURCHASE, MTI_REVERSAL, Message, ProtocolError
 from terminal.firmware import (
     FINAL_OUTCOMES,
     AmountKeyed,
+    BatchCloseRequested,
     Boot,
     CancelTimer,
     CardPresented,
@@ -76,6 +77,8 @@ class Intent:
     outcome: str = ""
     text: str = ""
     finished_ms: float = -1.0
+    # The idempotency key of the sale this purchase started ("" until it is sent).
+    key: str = ""
 
     @property
     def latency_ms(self) -> float:
@@ -214,6 +217,13 @@ class TerminalDriver:
         self.offer(amount, pan, finished)
         return await done
 
+    async def close_batch(self) -> None:
+        """End of day: ask for a batch close; return when the terminal is idle again."""
+        if self.stopped:
+            return
+        self._feed(BatchCloseRequested())
+        await self.idle.wait()
+
     def offer(self, amount: int, pan: str, on_finished: OnFinished) -> None:
         """Queue a purchase (one at a time, like one cashier); `on_finished` gets the result.
 
@@ -311,6 +321,10 @@ class TerminalDriver:
                 w.purchases += 1
             if msg.idem_key and msg.idem_key not in w.keys:
                 w.keys[msg.idem_key] = self._intent.n if self._intent is not None else 0
+                # A first send (not a resend of a sale recovered from the journal at
+                # boot, which may go out while this purchase is being keyed).
+                if self._intent is not None and not self._intent.key and not msg.repeat:
+                    self._intent.key = msg.idem_key
         elif msg.mti == MTI_REVERSAL:
             w.reversals += 1
         # The transport stamps the transmission time (MAC-covered, wall clock: the
@@ -450,11 +464,11 @@ class TerminalClient:
         await self.stop()
 
 
-def terminal_config(tid: str, mac_key: bytes | None = None, **overrides: Any) -> FirmwareConfig:
-    """A firmware config for terminal `tid` with the host's default key for it."""
-    from .host_service import default_mac_key
-
-    return FirmwareConfig(terminal_id=tid, mac_key=mac_key or default_mac_key(tid), **overrides)
+def terminal_config(tid: str, mac_key: bytes, **overrides: Any) -> FirmwareConfig:
+    """A firmware config for terminal `tid` with its MAC key (from a key file)."""
+    if not mac_key:
+        raise ValueError(f"terminal {tid}: no MAC key")
+    return FirmwareConfig(terminal_id=tid, mac_key=mac_key, **overrides)
 
 
 def single_terminal(

@@ -43,7 +43,7 @@ def build(n: int, kind: str, key: int, amount: int) -> p.Message:
     if kind == "purchase":
         return T1.purchase(n, amount, PAN, f"k{key}")
     if kind == "refund":
-        return T1.refund(n, amount, PAN, f"r{key}")
+        return T1.refund(n, amount, PAN, f"r{key}", orig_key=f"k{key}")
     if kind == "reversal":
         return T1.reversal(n, orig_key=f"k{key}")
     return T1.batch(n, key)

@@ -418,22 +418,43 @@ def test_reversal_while_the_original_is_in_progress_gets_09(host: Acquirer) -> N
 
 
 def test_refund_credits_the_card_and_debits_the_merchant(host: Acquirer) -> None:
-    resp, action = finish_now(host, refund(1, 250, key="r"), 0)
+    host.handle(purchase(1, 900, key="sale"), 0)
+    resp, action = finish_now(host, refund(2, 250, key="r", orig_key="sale"), 10)
     assert resp.rc == "00" and action is not None and action.action == "refund"
-    assert host.balance(PAN) == PAN_BALANCE + 250
-    assert host.balance(MERCHANT) == -250
-    [txn] = host.transactions()
+    assert host.balance(PAN) == PAN_BALANCE - 900 + 250
+    assert host.balance(MERCHANT) == 900 - 250
+    txn = list(host.transactions())[-1]
     assert (txn.kind, txn.status) == ("refund", "approved")
-    _, action = finish_now(host, refund(1, 250, key="r", repeat=True), 10)
+    _, action = finish_now(host, refund(2, 250, key="r", orig_key="sale", repeat=True), 20)
     assert action is not None and action.action == "replay"
-    assert host.balance(PAN) == PAN_BALANCE + 250
+    assert host.balance(PAN) == PAN_BALANCE - 900 + 250
     assert host.ledger_sum() == 0
 
 
+def test_refund_naming_no_sale_is_refused_12_and_credits_nothing(host: Acquirer) -> None:
+    """Without `orig_key` a refund would credit any card with any amount: refused."""
+    before = snapshot(host)[1:4]
+    resp, action = finish_now(host, refund(1, 250, key="r"), 0)
+    assert resp.rc == p.RC_REVERSAL_REFUSED and p.verify(resp, KEY)
+    assert action is not None and "names no sale" in action.detail
+    assert snapshot(host)[1:4] == before
+
+
+def test_unreferenced_refunds_setting_accepts_a_stand_alone_credit() -> None:
+    acq = make_host(unreferenced_refunds=True)
+    try:
+        resp, _ = finish_now(acq, refund(1, 250, key="r"), 0)
+        assert resp.rc == "00"
+        assert acq.balance(PAN) == PAN_BALANCE + 250 and acq.balance(MERCHANT) == -250
+    finally:
+        acq.close()
+
+
 def test_reversing_a_refund_takes_the_credit_back(host: Acquirer) -> None:
-    host.handle(refund(1, 250, key="r"), 0)
-    host.handle(reversal(2, orig_key="r", amount=250), 10)
-    assert host.balance(PAN) == PAN_BALANCE and host.balance(MERCHANT) == 0
+    host.handle(purchase(1, 900, key="sale"), 0)
+    host.handle(refund(2, 250, key="r", orig_key="sale"), 0)
+    host.handle(reversal(3, orig_key="r", amount=250), 10)
+    assert host.balance(PAN) == PAN_BALANCE - 900 and host.balance(MERCHANT) == 900
 
 
 # -- batches --------------------------------------------------------------------------
@@ -446,7 +467,7 @@ def test_batch_with_matching_totals_closes_with_00_and_stamps_transactions(
     host.handle(purchase(2, 200, key="b"), 0)
     host.handle(purchase(3, 300, key="c"), 0)
     host.handle(reversal(4, orig_key="c", amount=300), 0)
-    host.handle(refund(5, 50, key="d"), 0)
+    host.handle(refund(5, 50, key="d", orig_key="a"), 0)
     host.handle(purchase(6, PAN_BALANCE * 2, key="e"), 0)  # declined: not counted
     msg = batch(7, 1, debit_count=2, debit_amount=300, credit_count=1, credit_amount=50)
     resp, action = finish_now(host, msg, 1_000)
@@ -639,7 +660,8 @@ def test_money_is_conserved_and_ledger_balances_under_any_sequence(
     ops: list[tuple[str, int, int]],
 ) -> None:
     """Whatever the order of purchases, retries, reversals and crashes, money is conserved."""
-    acq = make_host()
+    # Stand-alone refunds allowed: any refund may credit, the harder case for the books.
+    acq = make_host(unreferenced_refunds=True)
     accounts = [PAN, MERCHANT, *[c.pan for c in catalogue.CATALOGUE_CARDS]]
     total = sum(acq.initial_balance(a) for a in accounts)
     for now_ms, (op, k, amount) in enumerate(ops):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from acquirer.testing import fixed_test_mac_key
 from harness.mqtt.broker import SETUP_HINT, PrivateBroker, find_mosquitto
 from harness.mqtt.host_service import provision, terminal_id
 
@@ -26,5 +27,5 @@ def broker() -> Iterator[PrivateBroker]:
 def host_db(tmp_path: Path) -> str:
     """A host database file with T0001..T0005 provisioned."""
     path = str(tmp_path / "host.db")
-    provision(path, TERMINALS)
+    provision(path, {t: fixed_test_mac_key(t) for t in TERMINALS})
     return path

@@ -21,13 +21,15 @@ import durability
 
 @pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
 def test_five_kills_lose_nothing() -> None:
-    """After 5 seeded SIGKILLs of the terminal or the host, every journal approval is
-    charged at the host with the same amount, every host charge is in the journal, the
-    ledger balances, no reversal is pending and both files pass integrity_check."""
+    """After 5 seeded SIGKILLs of the terminal, the host or the broker, each after the
+    terminal finished a purchase since the last restart: every journal approval is
+    charged at the host with the same amount, every unsettled host charge is in the
+    journal, every display agrees with the host, the ledger balances, nothing is left
+    pending or in progress and both files pass integrity_check."""
     report = durability.run(kills=5, seed=3)
     assert report.problems == []
     assert report.kills == 5
-    assert report.journal_approvals > 0
+    assert report.displays_checked >= 5  # one purchase at least before each kill
     assert report.journal_approvals == report.host_purchases_approved
 
 
@@ -57,9 +59,30 @@ def test_checker_finds_a_lost_ledger_entry_and_a_pending_reversal(tmp_path: Path
     )
     report = durability.Report()
     durability.check(host, jpath, report)
-    assert len(report.problems) == 2
+    assert len(report.problems) == 3
     assert any("not charged at the host" in p for p in report.problems)
-    assert any("still pending" in p for p in report.problems)
+    assert any("reversal(s) still pending" in p for p in report.problems)
+    assert any("receipt(s) still pending" in p for p in report.problems)
+
+
+def test_checker_finds_wrong_displays_and_work_left_in_progress(tmp_path: Path) -> None:
+    """A display of APPROVED with no charge, and an idempotency record left in
+    progress at the host, are reported."""
+    host, jpath = _files(tmp_path, [])
+    conn = sqlite3.connect(host)
+    conn.execute(
+        "INSERT INTO dedup (terminal_id, key, state, fp, created_ms) "
+        "VALUES ('T0001', 'T0001-9', 'progress', 'fp', 0)"
+    )
+    conn.commit()
+    conn.close()
+    report = durability.Report()
+    durability.check(host, jpath, report, [("T0001-1", "approved", 100), ("T0001-2", "failed", 5)])
+    assert report.displays_checked == 2
+    assert report.problems == [
+        "1 idempotency record(s) left in progress",
+        "T0001-1: shown approved for 100, host charge None",
+    ]
 
 
 def test_host_restart_clears_requests_a_killed_host_left_in_progress(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ EMBEDDED_SCRIPT = """
 import asyncio, json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
+from acquirer.testing import fixed_test_mac_key
 from harness.mqtt.broker import EmbeddedBroker
 from harness.mqtt.host_service import HostService
 import tests_mqtt_stack as t
@@ -21,7 +22,7 @@ import tests_mqtt_stack as t
 async def main(host_db, tmp):
     with EmbeddedBroker() as embedded:
         async with asyncio.timeout(t.SAFETY_S), HostService(embedded.address("acquirer"), host_db):
-            cfg = t.terminal_config("T0001")
+            cfg = t.terminal_config("T0001", fixed_test_mac_key("T0001"))
             journal = t.Journal(str(Path(tmp) / "t.db"))
             client, drv = t.single_terminal(
                 embedded.address("T0001"), t.ReferenceFirmware(cfg), cfg, journal, codec="json"

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from acquirer.catalogue import PAN_APPROVE
 from acquirer.protocol import MTI_PURCHASE, RC_APPROVED, RC_FORMAT_ERROR, Message, sign
+from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import wire
 from harness.mqtt.host_service import (
     HostCore,
     Reply,
-    default_mac_key,
     open_acquirer,
     provision,
 )
@@ -21,12 +21,12 @@ from harness.mqtt.host_service import (
 
 def _core(tmp: Path) -> HostCore:
     db = str(tmp / "host.db")
-    provision(db, ["T0001"])
+    provision(db, {t: fixed_test_mac_key(t) for t in ["T0001"]})
     clock = iter(range(1_000_000_000, 2_000_000_000, 10))
     return HostCore(open_acquirer(db), clock_ms=lambda: next(clock))
 
 
-def _purchase(stan: int, key: str, mac_key: bytes = default_mac_key("T0001")) -> Message:
+def _purchase(stan: int, key: str, mac_key: bytes = fixed_test_mac_key("T0001")) -> Message:
     """A signed 0200 sent at the start of `_core`'s clock (inside the freshness window)."""
     msg = Message(
         MTI_PURCHASE,

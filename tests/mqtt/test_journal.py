@@ -14,6 +14,7 @@ import pytest
 from acquirer.catalogue import PAN_APPROVE
 from acquirer.host import HostAction
 from acquirer.protocol import MTI_PURCHASE, Message, sign
+from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import realclock, wire
 from harness.mqtt.broker import PrivateBroker
 from harness.mqtt.host_service import (
@@ -21,7 +22,6 @@ from harness.mqtt.host_service import (
     HostService,
     Reply,
     WalSync,
-    default_mac_key,
     open_acquirer,
     provision,
 )
@@ -131,10 +131,10 @@ async def test_the_driver_holds_every_effect_after_a_journal_write_until_it_is_d
     """The sale's request leaves only once the journal holds the sale; a reboot on the same
     file then knows it (the rule a power cut between the two relies on)."""
     host_db = str(tmp_path / "host.db")
-    provision(host_db, ["T0001"])
+    provision(host_db, {t: fixed_test_mac_key(t) for t in ["T0001"]})
     core = HostCore(open_acquirer(host_db))
     jf = JournalFile(str(tmp_path / "j.db"))
-    cfg = terminal_config("T0001")
+    cfg = terminal_config("T0001", fixed_test_mac_key("T0001"))
     sent_after: list[int] = []  # journal rows on disk when each request was published
     loop = asyncio.get_running_loop()
     drivers: list[TerminalDriver] = []
@@ -211,7 +211,7 @@ async def test_the_host_publishes_a_reply_only_after_a_wal_fsync_that_began_afte
                     idem_key=f"T0001-gc-{n}",
                     sent_ms=realclock.wall_ms(),
                 )
-                frame = wire.encode(sign(msg, default_mac_key("T0001")), "iso8583")
+                frame = wire.encode(sign(msg, fixed_test_mac_key("T0001")), "iso8583")
                 await term.publish(wire.topic("T0001", "req"), frame, qos=1)
             replies = 0
             async for _ in term.messages:

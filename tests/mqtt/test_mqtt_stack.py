@@ -18,11 +18,12 @@ import pytest
 from acquirer.catalogue import AMOUNT_NO_REPLY, PAN_APPROVE
 from acquirer.host import HostAction
 from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, sign, stamp
+from acquirer.testing import fixed_test_mac_key
 from faults.network import Corrupt, Drop
 from harness.mqtt import realclock, wire
 from harness.mqtt.broker import PrivateBroker
 from harness.mqtt.fleet import FleetOptions, run_fleet
-from harness.mqtt.host_service import HostService, default_mac_key
+from harness.mqtt.host_service import HOST_CLIENT_ID, HostService, load_keys
 from harness.mqtt.journal import Journal
 from harness.mqtt.proxy import FaultProxy, plan_of
 from harness.mqtt.terminal_driver import single_terminal, terminal_config
@@ -74,13 +75,13 @@ def signed_purchase(tid: str, stan: int, key: str, amount: int = 1250) -> Messag
     msg = Message(
         MTI_PURCHASE, tid, "M000000000001", stan, pan=PAN_APPROVE, amount=amount, idem_key=key
     )
-    return stamp(sign(msg, default_mac_key(tid)), default_mac_key(tid), realclock.wall_ms())
+    return stamp(sign(msg, fixed_test_mac_key(tid)), fixed_test_mac_key(tid), realclock.wall_ms())
 
 
 async def test_approval_end_to_end(broker: PrivateBroker, host_db: str, tmp_path: Path) -> None:
     """A purchase over the broker is approved, charged once, journaled and printed."""
     async with asyncio.timeout(SAFETY_S), HostService(broker.address("acquirer"), host_db):
-        cfg = terminal_config("T0001")
+        cfg = terminal_config("T0001", fixed_test_mac_key("T0001"))
         journal = Journal(str(tmp_path / "t.db"))
         client, drv = single_terminal(
             broker.address("T0001"), ReferenceFirmware(cfg), cfg, journal, codec="json"
@@ -156,7 +157,7 @@ async def test_terminal_killed_mid_sale_reverses_after_restart(
     unresolved sale in its journal file, reverses it, and the books end balanced."""
     actions = Actions()
     path = str(tmp_path / "t.db")
-    cfg = terminal_config("T0004")
+    cfg = terminal_config("T0004", fixed_test_mac_key("T0004"))
     async with (
         asyncio.timeout(SAFETY_S),
         HostService(broker.address("acquirer"), host_db, on_action=actions),
@@ -198,7 +199,7 @@ async def _purchase_through_proxy(
 ) -> tuple[Any, Any, dict[str, int]]:
     """One purchase by `tid` through the wire fault proxy running `faults_`.
     Returns the intent, the driver and the proxy's fault counts."""
-    cfg = terminal_config(tid, response_timeout_ms=300, max_sends=8)
+    cfg = terminal_config(tid, fixed_test_mac_key(tid), response_timeout_ms=300, max_sends=8)
     async with (
         asyncio.timeout(SAFETY_S),
         HostService(broker.address("acquirer"), host_db),
@@ -276,7 +277,9 @@ async def test_small_fleet_keeps_every_invariant(broker: PrivateBroker, host_db:
     """3 terminals, 20 purchases: all complete and the verdicts hold."""
     opts = FleetOptions(terminals=3, rate_per_s=40, duration_s=0.5)
     async with asyncio.timeout(SAFETY_S * 2), HostService(broker.address("acquirer"), host_db):
-        report = await run_fleet(broker.address("fleet"), host_db, opts)
+        report = await run_fleet(
+            broker.address("fleet"), host_db, opts, mac_keys=load_keys(host_db)
+        )
     assert report.completed == 20
     assert report.invariants_ok, report.invariants
     assert report.outcomes == {"approved": 20}
@@ -292,11 +295,11 @@ async def test_small_fleet_keeps_every_invariant(broker: PrivateBroker, host_db:
 async def test_shell_script_terminal_gets_approval_and_safe_retry(
     broker: PrivateBroker, host_db: str
 ) -> None:
-    """docs/mqtt-terminal.sh (mosquitto_pub/sub + openssl) is approved; its retry gets the
+    """docs/mqtt-terminal.sh (mosquitto_rr + openssl) is approved; its retry gets the
     same RRN and nothing more is charged."""
     import shutil
 
-    missing = [t for t in ("mosquitto_pub", "mosquitto_sub", "openssl") if not shutil.which(t)]
+    missing = [t for t in ("mosquitto_rr", "openssl") if not shutil.which(t)]
     if missing:
         pytest.skip(
             f"{', '.join(missing)} not installed: scripts/setup-mqtt installs mosquitto-clients"
@@ -312,7 +315,7 @@ async def test_shell_script_terminal_gets_approval_and_safe_retry(
             a.username or "",
             a.password or "",
             "T0002",
-            default_mac_key("T0002").decode(),
+            fixed_test_mac_key("T0002").hex(),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
@@ -331,7 +334,7 @@ async def test_shell_script_terminal_says_why_when_refused(
     the request was refused or not answered, on stderr."""
     import shutil
 
-    missing = [t for t in ("mosquitto_pub", "mosquitto_sub", "openssl") if not shutil.which(t)]
+    missing = [t for t in ("mosquitto_rr", "openssl") if not shutil.which(t)]
     if missing:
         pytest.skip(
             f"{', '.join(missing)} not installed: scripts/setup-mqtt installs mosquitto-clients"
@@ -347,7 +350,7 @@ async def test_shell_script_terminal_says_why_when_refused(
             a.username or "",
             a.password or "",
             "T0002",
-            "not-the-key",
+            "00" * 32,  # a well-formed key, not this terminal's
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -356,3 +359,33 @@ async def test_shell_script_terminal_says_why_when_refused(
     assert "refused" in err.decode() or "no answer" in err.decode()
     _, charged, txns = books(host_db)
     assert (charged, len(txns)) == (0, 0)
+
+
+async def test_a_terminal_login_cannot_take_over_the_hosts_client_id(
+    broker: PrivateBroker, host_db: str, tmp_path: Path
+) -> None:
+    """A terminal connecting with the host's client id (and the fleet's) used to knock
+    them off the broker; with `use_username_as_clientid` its client id is its own
+    user name, so the host keeps serving and the other terminal is approved."""
+    a = broker.address("T0002")
+    async with (
+        asyncio.timeout(SAFETY_S),
+        HostService(broker.address("acquirer"), host_db) as host,
+    ):
+        for stolen in (HOST_CLIENT_ID, "acquirer", "posh-T0001"):
+            async with aiomqtt.Client(
+                a.host, a.port, username=a.username, password=a.password, identifier=stolen
+            ):
+                pass
+        cfg = terminal_config("T0001", fixed_test_mac_key("T0001"))
+        journal = Journal(str(tmp_path / "t.db"))
+        client, drv = single_terminal(broker.address("T0001"), ReferenceFirmware(cfg), cfg, journal)
+        async with client:
+            drv.boot()
+            intent = await drv.purchase(1250, PAN_APPROVE)
+            await drv.idle.wait()
+        journal.close()
+        # The host's one connection was never broken (the old config: it was, and the
+        # host's persistent session with its queued requests was discarded).
+        assert host.session.connects == 1
+    assert intent.outcome == "approved"

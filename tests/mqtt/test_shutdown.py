@@ -103,7 +103,7 @@ def test_broker_url_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 
 def test_fleet_children_get_the_broker_password_by_environment_not_argv() -> None:
-    from harness.mqtt import cli
+    from harness.mqtt import fleet_procs as cli
 
     env = cli._env_with_broker(BrokerAddress("127.0.0.1", 1883, "fleet", "pw123"))
     assert env[cli.BROKER_ENV] == "mqtt://fleet:pw123@127.0.0.1:1883"

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from acquirer.protocol import MTI_PURCHASE_RESP, Message, sign
+from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import wire
 from harness.mqtt.journal import Journal
 from harness.mqtt.terminal_driver import TerminalDriver, terminal_config
@@ -26,7 +27,7 @@ class Recorder:
 def test_a_frame_in_the_other_codec_is_dropped_unread(tmp_path: Path) -> None:
     """A signed answer in JSON reaches an ISO 8583 terminal's firmware not at all (a
     second parser is a second attack surface); the same answer in ISO 8583 does."""
-    config = terminal_config("T0001")
+    config = terminal_config("T0001", fixed_test_mac_key("T0001"))
     answer = sign(
         Message(MTI_PURCHASE_RESP, "T0001", config.merchant_id, 1, rc="00"), config.mac_key
     )

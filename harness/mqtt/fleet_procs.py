@@ -1,0 +1,113 @@
+"""The processes `posharness fleet` starts: its workers (`--procs`) and the host.
+
+Moved here unchanged from harness/mqtt/cli.py, which uses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .broker import BrokerError
+from .wire import BrokerAddress
+
+if TYPE_CHECKING:
+    from .fleet import FleetReport
+
+
+def _process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) process `pid` has used, from /proc; None if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def fleet_worker_users(procs: int) -> list[str]:
+    """Broker users of the `--procs` fleet workers: fleet-1 .. fleet-P."""
+    return [f"fleet-{i}" for i in range(1, procs + 1)] if procs > 1 else []
+
+
+async def run_fleet_processes(
+    logins: list[BrokerAddress], db: str, args: argparse.Namespace
+) -> FleetReport:
+    """`--procs P`: P fleet processes, each with its share of terminals and rate.
+
+    One asyncio loop (one core) drives every terminal of a process; more processes
+    let the load side use more than one core. Each worker has its own journal file
+    and judges its own terminals; the reports are merged.
+    """
+    from .fleet import FleetReport, merge_reports
+
+    procs = args.procs
+    sizes = [
+        args.terminals // procs + (1 if i < args.terminals % procs else 0) for i in range(procs)
+    ]
+    children = []
+    first = 1
+    for size, address in zip(sizes, logins, strict=True):
+        cmd = [sys.executable, "-m", "harness.mqtt", "fleet", "--worker-of", db]
+        cmd += ["--broker", f"env:{BROKER_ENV}", "--first-terminal", str(first)]
+        cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]
+        cmd += ["--duration", str(args.duration), "--codec", args.codec]
+        cmd += ["--timeout-ms", str(args.timeout_ms), "--firmware", args.firmware]
+        if args.volatile_journal:
+            cmd.append("--volatile-journal")
+        children.append(
+            await asyncio.create_subprocess_exec(
+                *cmd, stdout=subprocess.PIPE, env=_env_with_broker(address)
+            )
+        )
+        first += size
+    outputs = await asyncio.gather(*(c.communicate() for c in children))
+    parts = []
+    for child, (out, _) in zip(children, outputs, strict=True):
+        if child.returncode != 0 or not out.strip():
+            raise BrokerError(f"fleet worker exited with status {child.returncode}")
+        parts.append(FleetReport(**json.loads(out.decode().strip().splitlines()[-1])))
+    return merge_reports(parts)
+
+
+# Child processes get the broker URL (with its password) in their environment, never
+# on their command line, which any local user can read in /proc/PID/cmdline.
+BROKER_ENV = "POSHARNESS_BROKER_URL"
+
+
+def _env_with_broker(address: BrokerAddress) -> dict[str, str]:
+    return {**os.environ, BROKER_ENV: address.url(show_password=True)}
+
+
+async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
+    """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness.mqtt",
+        "acquirer",
+        "serve",
+        "--broker",
+        f"env:{BROKER_ENV}",
+        "--db",
+        db,
+        "--provision",
+        "0",
+        stdout=subprocess.PIPE,
+        env=_env_with_broker(address),
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                raise BrokerError("acquirer process exited before serving")
+            if line.strip() == b"ready":
+                return proc
