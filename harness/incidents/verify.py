@@ -136,7 +136,8 @@ def _verify(imported: Imported, tlog: Log, hlog: Log) -> None:
 
     with tempfile.TemporaryDirectory(prefix="posharness-import-") as tmp:
         trace = Path(tmp) / "replay.jsonl"
-        result = run_scenario(imported.scenario, trace_path=trace)
+        # The firmware came from the command line or a checked header: run it as named.
+        result = run_scenario(imported.scenario, imported.scenario.firmware, trace_path=trace)
         rt, rh = logs_of_trace(trace)
     imported.mismatches = compare_outcomes(outcome_of(tlog, hlog), outcome_of(rt, rh))
     imported.violated = result.violated()

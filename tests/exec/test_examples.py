@@ -125,3 +125,28 @@ def test_the_c_example_runs_a_fleet_over_mqtt(capsys: pytest.CaptureFixture[str]
     assert report["invariants_ok"] is True
     assert report["offered"] == report["completed"] == 20
     assert report["outcomes"] == {"approved": 20}
+
+
+@pytest.mark.parametrize("lang", ["c", "js"])
+def test_incident_import_replays_the_logs_with_an_exec_firmware(lang: str, tmp_path: Path) -> None:
+    """The vendor firmware named on the command line runs the import's replay (the log
+    header's own firmware name would be refused as a file's choice of code)."""
+    case = Path("tests/replay/corpus/c05-printer-jam-paid-no-receipt")
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(
+            [
+                "incident",
+                "import",
+                str(case / "terminal.log"),
+                str(case / "host.log"),
+                "--out",
+                str(tmp_path / "c05.toml"),
+                "--firmware",
+                _spec(lang),
+            ]
+        )
+    # The reference design (ported) does not lose the receipt: the replay differs.
+    assert code == 1, err.getvalue()
+    assert "does NOT reproduce" in out.getvalue()
+    assert load_scenario(tmp_path / "c05.toml").firmware == _spec(lang)
