@@ -18,9 +18,11 @@ from typing import Any
 from acquirer.host import Acquirer, HostTxn
 from acquirer.protocol import (
     AMOUNT_MAX_WIRE,
+    BATCH_ITEMS_MAX,
     MTI_BATCH_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
+    MTI_REVERSAL,
     PROC_REFUND,
     RC_APPROVED,
 )
@@ -103,6 +105,13 @@ class Observations:
         # Batch closes asked for (input delivered) and not yet answered: seq, t_ms.
         self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
         self.current: IntentObs | None = None  # the intent started last
+        # Reasons a correct terminal may refuse a valid sale without asking the host:
+        # any fault so far, a batch close asked for, a reversal sent, a full batch.
+        self.amount_max = 99_999_999
+        self.any_fault = False
+        self.batch_ever_asked = False
+        self.reversal_sent = False
+        self.sales_sent = 0
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -169,6 +178,7 @@ class Observations:
             self.owed.boot(rec["seq"])
         elif event == "batch_close":
             self.batch_asked.append((rec["seq"], rec["t_ms"]))
+            self.batch_ever_asked = True
 
     def _deliver(self, rec: Record) -> None:
         if rec["to"] != "terminal":
@@ -200,10 +210,14 @@ class Observations:
             return
         msg = rec["msg"]
         if msg["mti"] != MTI_PURCHASE:
+            if msg["mti"] == MTI_REVERSAL:
+                self.reversal_sent = True
             return
         n = rec.get("intent", 0)
         obs = self.intents.get(n)
         key = msg.get("idem_key", "")
+        if key and key not in self.key_intent:
+            self.sales_sent += 1
         if key and self.key_intent.get(key) != n:
             # New, or reused by another intent (the world re-attributes a fresh
             # request reusing a key to the intent in progress).
@@ -268,8 +282,23 @@ class Observations:
             obs.final = outcome
             obs.final_ms = rec["t_ms"]
             obs.final_seq = rec["seq"]
+            if not obs.finals and not obs.stans and self._no_reason_to_refuse(obs):
+                obs.refused_seq = rec["seq"]
             if len(obs.finals) < FINALS_KEPT_MAX:
                 obs.finals.append(Shown(outcome, rec["seq"], rec["t_ms"], rrn))
+
+    def _no_reason_to_refuse(self, o: IntentObs) -> bool:
+        """A valid amount, and nothing in the run so far that lets a correct terminal
+        refuse a sale without asking the host (a fault, a batch close, a reversal, a
+        full batch)."""
+        keyed = o.keyed if o.keyed is not None else o.amount
+        return (
+            0 < keyed <= self.amount_max
+            and not self.any_fault
+            and not self.batch_ever_asked
+            and not self.reversal_sent
+            and self.sales_sent < BATCH_ITEMS_MAX
+        )
 
     def _print(self, rec: Record) -> None:
         ok = rec["status"] == "ok"
@@ -284,6 +313,7 @@ class Observations:
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
+        self.any_fault = True
         if self.current is not None and not self.current.finals:
             self.current.faulted = True
         until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
@@ -293,6 +323,7 @@ class Observations:
     def _power(self, rec: Record) -> None:
         if rec["state"] == "off":
             self.owed.power_off()
+            self.any_fault = True
             if self.current is not None and not self.current.finals:
                 self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:

@@ -62,6 +62,19 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 )
             )
     first = o.finals[0] if o.finals else None
+    if o.refused_seq and first is not None:
+        out.append(
+            Violation(
+                "eventually-settles",
+                f"intent {n} ({money(intended(o))}, a valid amount) was shown "
+                f"{first.outcome.upper()} without the terminal asking the host, in a run "
+                "with no fault, batch close or reversal before it: the final state is not "
+                "the truthful one.",
+                n,
+                seqs=(o.seq, o.refused_seq),
+                klass=LIVENESS,
+            )
+        )
     if o.approval_seq and not o.faulted and first is not None and first.outcome != "approved":
         out.append(
             Violation(

@@ -82,3 +82,10 @@ class NeverMatchesAnswers(ReferenceFirmware):
 
     def _matches_sale(self, msg: Message, sale: Sale) -> bool:
         return False
+
+
+class RefusesEverySale(ReferenceFirmware):
+    """Refuses every sale as if a batch close were under way: nothing is ever sent."""
+
+    def _sale_blocked_reason(self) -> str:
+        return "BATCH CLOSING - TRY LATER"

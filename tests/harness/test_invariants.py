@@ -290,3 +290,20 @@ def test_a_sale_with_a_fault_is_not_held_to_the_truthful_outcome() -> None:
     delay = {"delay": {"direction": "to_terminal", "mti": "0210", "nth": 1, "delay_ms": 1}}
     sc = scenario(1250, faults=[delay])
     assert violated(run_scenario(sc, fw("NeverMatchesAnswers"))) == {}
+
+
+def test_a_valid_sale_refused_for_no_reason_is_not_a_truthful_final_state() -> None:
+    sc = scenario(1250)
+    bad = run_scenario(sc, fw("RefusesEverySale"))
+    assert violated(bad) == {"eventually-settles": [1]}
+    assert "without the terminal asking the host" in bad.violations["eventually-settles"][0].message
+
+
+def test_a_refusal_after_a_batch_close_request_is_not_judged() -> None:
+    """The reference refuses sales while a batch closes: a request earlier in the
+    run is a reason, so only the first sale (refused before it) is held against
+    the terminal, not the second."""
+    sc = scenario(1250, 1250)
+    close = replace(sc.steps[0], at_ms=10_000, action="batch_close")
+    sc = replace(sc, steps=(sc.steps[0], close, sc.steps[1]))
+    assert violated(run_scenario(sc, fw("RefusesEverySale"))) == {"eventually-settles": [1]}
