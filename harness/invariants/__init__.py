@@ -19,12 +19,14 @@ from acquirer.host import Acquirer, HostTxn
 from acquirer.protocol import (
     AMOUNT_MAX_WIRE,
     BATCH_ITEMS_MAX,
+    MTI_BATCH,
     MTI_BATCH_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
     MTI_REVERSAL,
     PROC_REFUND,
     RC_APPROVED,
+    RC_RECONCILE_ERROR,
 )
 from faults.host import HostDoubleCharge
 from harness.trace import Record
@@ -73,6 +75,8 @@ __all__ = [
 HORIZON_MS = 2 * 3_600_000
 # Try to settle every this many intents.
 SETTLE_EVERY = 2_000
+# Batch numbers whose first upload is remembered (a run closes few batches).
+BATCH_NOS_KEPT_MAX = 256
 # Unanswered batch-close requests remembered (the oldest matter most).
 BATCH_ASKED_MAX = 16
 # At most this many violations of one invariant are kept (the rest are counted).
@@ -112,6 +116,13 @@ class Observations:
         self.batch_ever_asked = False
         self.reversal_sent = False
         self.sales_sent = 0
+        # Batch uploads: faults seen (a counter) when each batch_no was first sent,
+        # answers that reached the terminal with no fault since, and batches sent
+        # again after such an answer (batch_no, answer seq, send seq).
+        self.faults_seen = 0
+        self.batch_first_sent: dict[int, int] = {}
+        self.batch_answered: dict[int, int] = {}
+        self.batch_ignored: list[tuple[int, int, int]] = []
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -194,6 +205,23 @@ class Observations:
         elif mti == MTI_BATCH_RESP:
             # A batch close is answered when a 0510 reaches the terminal.
             self.batch_asked.clear()
+            b = msg.get("batch_no", 0)
+            clean = self.batch_first_sent.get(b) == self.faults_seen
+            if clean and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
+                self.batch_answered.setdefault(b, rec["seq"])
+
+    def _batch_sent(self, batch_no: int, seq: int) -> None:
+        """A 0500 left the terminal. Sending a batch again after a fault-free answer
+        closed it means the terminal ignored that answer."""
+        answered = self.batch_answered.get(batch_no)
+        if answered is not None:
+            if len(self.batch_ignored) < VIOLATIONS_KEPT_MAX:
+                self.batch_ignored.append((batch_no, answered, seq))
+            return
+        if batch_no not in self.batch_first_sent:
+            if len(self.batch_first_sent) >= BATCH_NOS_KEPT_MAX:
+                del self.batch_first_sent[next(iter(self.batch_first_sent))]
+            self.batch_first_sent[batch_no] = self.faults_seen
 
     def _cashier(self, rec: Record) -> None:
         # A retry after a FAILED display: the customer did not leave with it.
@@ -212,6 +240,8 @@ class Observations:
         if msg["mti"] != MTI_PURCHASE:
             if msg["mti"] == MTI_REVERSAL:
                 self.reversal_sent = True
+            elif msg["mti"] == MTI_BATCH:
+                self._batch_sent(msg.get("batch_no", 0), rec["seq"])
             return
         n = rec.get("intent", 0)
         obs = self.intents.get(n)
@@ -314,6 +344,7 @@ class Observations:
 
     def _fault(self, rec: Record) -> None:
         self.any_fault = True
+        self.faults_seen += 1
         if self.current is not None and not self.current.finals:
             self.current.faulted = True
         until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
@@ -324,6 +355,7 @@ class Observations:
         if rec["state"] == "off":
             self.owed.power_off()
             self.any_fault = True
+            self.faults_seen += 1
             if self.current is not None and not self.current.finals:
                 self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:

@@ -313,6 +313,17 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
                 )
             )
             break
+    for batch_no, answered, sent in obs.batch_ignored[:1]:
+        out.append(
+            Violation(
+                "eventually-settles",
+                f"batch {batch_no} was answered (line {answered}) with no fault since it "
+                f"was sent, yet the terminal sent it again (line {sent}): it ignored the "
+                "answer and its batch never closes.",
+                seqs=(answered, sent),
+                klass=LIVENESS,
+            )
+        )
     if end and not end.get("quiet", True):
         out.append(
             Violation(

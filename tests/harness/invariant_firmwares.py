@@ -89,3 +89,10 @@ class RefusesEverySale(ReferenceFirmware):
 
     def _sale_blocked_reason(self) -> str:
         return "BATCH CLOSING - TRY LATER"
+
+
+class IgnoresBatchAnswers(ReferenceFirmware):
+    """Sends its batch, ignores every answer, and sends it again until it gives up."""
+
+    def _on_batch_response(self, msg: Message) -> list[Effect]:
+        return []
