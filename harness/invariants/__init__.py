@@ -190,6 +190,9 @@ class Observations:
         elif event == "batch_close":
             self.batch_asked.append((rec["seq"], rec["t_ms"]))
             self.batch_ever_asked = True
+            # Sending a batch again because the cashier asked again (after the
+            # terminal gave up waiting, e.g. on a slow host) is not ignoring an answer.
+            self.batch_answered.clear()
 
     def _deliver(self, rec: Record) -> None:
         if rec["to"] != "terminal":
