@@ -318,6 +318,7 @@ def run_with_world(
         firmware_spec=spec,
     )
     obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
+    obs.amount_max = scenario.terminal.amount_max
     try:
         try:
             world.run()

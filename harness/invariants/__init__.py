@@ -18,11 +18,15 @@ from typing import Any
 from acquirer.host import Acquirer, HostTxn
 from acquirer.protocol import (
     AMOUNT_MAX_WIRE,
+    BATCH_ITEMS_MAX,
+    MTI_BATCH,
     MTI_BATCH_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
+    MTI_REVERSAL,
     PROC_REFUND,
     RC_APPROVED,
+    RC_RECONCILE_ERROR,
 )
 from faults.host import HostDoubleCharge
 from harness.trace import Record
@@ -71,6 +75,8 @@ __all__ = [
 HORIZON_MS = 2 * 3_600_000
 # Try to settle every this many intents.
 SETTLE_EVERY = 2_000
+# Batch numbers whose first upload is remembered (a run closes few batches).
+BATCH_NOS_KEPT_MAX = 256
 # Unanswered batch-close requests remembered (the oldest matter most).
 BATCH_ASKED_MAX = 16
 # At most this many violations of one invariant are kept (the rest are counted).
@@ -103,6 +109,20 @@ class Observations:
         # Batch closes asked for (input delivered) and not yet answered: seq, t_ms.
         self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
         self.current: IntentObs | None = None  # the intent started last
+        # Reasons a correct terminal may refuse a valid sale without asking the host:
+        # any fault so far, a batch close asked for, a reversal sent, a full batch.
+        self.amount_max = 99_999_999
+        self.any_fault = False
+        self.batch_ever_asked = False
+        self.reversal_sent = False
+        self.sales_sent = 0
+        # Batch uploads: faults seen (a counter) when each batch_no was first sent,
+        # answers that reached the terminal with no fault since, and batches sent
+        # again after such an answer (batch_no, answer seq, send seq).
+        self.faults_seen = 0
+        self.batch_first_sent: dict[int, int] = {}
+        self.batch_answered: dict[int, int] = {}
+        self.batch_ignored: list[tuple[int, int, int]] = []
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
@@ -169,6 +189,10 @@ class Observations:
             self.owed.boot(rec["seq"])
         elif event == "batch_close":
             self.batch_asked.append((rec["seq"], rec["t_ms"]))
+            self.batch_ever_asked = True
+            # Sending a batch again because the cashier asked again (after the
+            # terminal gave up waiting, e.g. on a slow host) is not ignoring an answer.
+            self.batch_answered.clear()
 
     def _deliver(self, rec: Record) -> None:
         if rec["to"] != "terminal":
@@ -184,6 +208,23 @@ class Observations:
         elif mti == MTI_BATCH_RESP:
             # A batch close is answered when a 0510 reaches the terminal.
             self.batch_asked.clear()
+            b = msg.get("batch_no", 0)
+            clean = self.batch_first_sent.get(b) == self.faults_seen
+            if clean and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
+                self.batch_answered.setdefault(b, rec["seq"])
+
+    def _batch_sent(self, batch_no: int, seq: int) -> None:
+        """A 0500 left the terminal. Sending a batch again after a fault-free answer
+        closed it means the terminal ignored that answer."""
+        answered = self.batch_answered.get(batch_no)
+        if answered is not None:
+            if len(self.batch_ignored) < VIOLATIONS_KEPT_MAX:
+                self.batch_ignored.append((batch_no, answered, seq))
+            return
+        if batch_no not in self.batch_first_sent:
+            if len(self.batch_first_sent) >= BATCH_NOS_KEPT_MAX:
+                del self.batch_first_sent[next(iter(self.batch_first_sent))]
+            self.batch_first_sent[batch_no] = self.faults_seen
 
     def _cashier(self, rec: Record) -> None:
         # A retry after a FAILED display: the customer did not leave with it.
@@ -200,10 +241,16 @@ class Observations:
             return
         msg = rec["msg"]
         if msg["mti"] != MTI_PURCHASE:
+            if msg["mti"] == MTI_REVERSAL:
+                self.reversal_sent = True
+            elif msg["mti"] == MTI_BATCH:
+                self._batch_sent(msg.get("batch_no", 0), rec["seq"])
             return
         n = rec.get("intent", 0)
         obs = self.intents.get(n)
         key = msg.get("idem_key", "")
+        if key and key not in self.key_intent:
+            self.sales_sent += 1
         if key and self.key_intent.get(key) != n:
             # New, or reused by another intent (the world re-attributes a fresh
             # request reusing a key to the intent in progress).
@@ -268,8 +315,23 @@ class Observations:
             obs.final = outcome
             obs.final_ms = rec["t_ms"]
             obs.final_seq = rec["seq"]
+            if not obs.finals and not obs.stans and self._no_reason_to_refuse(obs):
+                obs.refused_seq = rec["seq"]
             if len(obs.finals) < FINALS_KEPT_MAX:
                 obs.finals.append(Shown(outcome, rec["seq"], rec["t_ms"], rrn))
+
+    def _no_reason_to_refuse(self, o: IntentObs) -> bool:
+        """A valid amount, and nothing in the run so far that lets a correct terminal
+        refuse a sale without asking the host (a fault, a batch close, a reversal, a
+        full batch)."""
+        keyed = o.keyed if o.keyed is not None else o.amount
+        return (
+            0 < keyed <= self.amount_max
+            and not self.any_fault
+            and not self.batch_ever_asked
+            and not self.reversal_sent
+            and self.sales_sent < BATCH_ITEMS_MAX
+        )
 
     def _print(self, rec: Record) -> None:
         ok = rec["status"] == "ok"
@@ -284,6 +346,8 @@ class Observations:
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
+        self.any_fault = True
+        self.faults_seen += 1
         if self.current is not None and not self.current.finals:
             self.current.faulted = True
         until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
@@ -293,6 +357,8 @@ class Observations:
     def _power(self, rec: Record) -> None:
         if rec["state"] == "off":
             self.owed.power_off()
+            self.any_fault = True
+            self.faults_seen += 1
             if self.current is not None and not self.current.finals:
                 self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:

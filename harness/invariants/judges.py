@@ -62,6 +62,19 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 )
             )
     first = o.finals[0] if o.finals else None
+    if o.refused_seq and first is not None:
+        out.append(
+            Violation(
+                "eventually-settles",
+                f"intent {n} ({money(intended(o))}, a valid amount) was shown "
+                f"{first.outcome.upper()} without the terminal asking the host, in a run "
+                "with no fault, batch close or reversal before it: the final state is not "
+                "the truthful one.",
+                n,
+                seqs=(o.seq, o.refused_seq),
+                klass=LIVENESS,
+            )
+        )
     if o.approval_seq and not o.faulted and first is not None and first.outcome != "approved":
         out.append(
             Violation(
@@ -300,6 +313,17 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
                 )
             )
             break
+    for batch_no, answered, sent in obs.batch_ignored[:1]:
+        out.append(
+            Violation(
+                "eventually-settles",
+                f"batch {batch_no} was answered (line {answered}) with no fault since it "
+                f"was sent, yet the terminal sent it again (line {sent}): it ignored the "
+                "answer and its batch never closes.",
+                seqs=(answered, sent),
+                klass=LIVENESS,
+            )
+        )
     if end and not end.get("quiet", True):
         out.append(
             Violation(

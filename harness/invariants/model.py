@@ -74,6 +74,9 @@ class IntentObs:
     faulted: bool = False
     # Seq of an approving 0210 for it delivered before any final display (0 = none).
     approval_seq: int = 0
+    # Seq of its first final display when the terminal refused it without asking
+    # the host in a run with no reason to refuse (see Observations._display).
+    refused_seq: int = 0
 
     def accepted(self) -> list[Shown]:
         """The final displays the customer left with (not followed by a retry)."""

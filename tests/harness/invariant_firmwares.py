@@ -82,3 +82,17 @@ class NeverMatchesAnswers(ReferenceFirmware):
 
     def _matches_sale(self, msg: Message, sale: Sale) -> bool:
         return False
+
+
+class RefusesEverySale(ReferenceFirmware):
+    """Refuses every sale as if a batch close were under way: nothing is ever sent."""
+
+    def _sale_blocked_reason(self) -> str:
+        return "BATCH CLOSING - TRY LATER"
+
+
+class IgnoresBatchAnswers(ReferenceFirmware):
+    """Sends its batch, ignores every answer, and sends it again until it gives up."""
+
+    def _on_batch_response(self, msg: Message) -> list[Effect]:
+        return []

@@ -290,3 +290,42 @@ def test_a_sale_with_a_fault_is_not_held_to_the_truthful_outcome() -> None:
     delay = {"delay": {"direction": "to_terminal", "mti": "0210", "nth": 1, "delay_ms": 1}}
     sc = scenario(1250, faults=[delay])
     assert violated(run_scenario(sc, fw("NeverMatchesAnswers"))) == {}
+
+
+def test_a_valid_sale_refused_for_no_reason_is_not_a_truthful_final_state() -> None:
+    sc = scenario(1250)
+    bad = run_scenario(sc, fw("RefusesEverySale"))
+    assert violated(bad) == {"eventually-settles": [1]}
+    assert "without the terminal asking the host" in bad.violations["eventually-settles"][0].message
+
+
+def test_a_refusal_after_a_batch_close_request_is_not_judged() -> None:
+    """The reference refuses sales while a batch closes: a request earlier in the
+    run is a reason, so only the first sale (refused before it) is held against
+    the terminal, not the second."""
+    sc = scenario(1250, 1250)
+    close = replace(sc.steps[0], at_ms=10_000, action="batch_close")
+    sc = replace(sc, steps=(sc.steps[0], close, sc.steps[1]))
+    assert violated(run_scenario(sc, fw("RefusesEverySale"))) == {"eventually-settles": [1]}
+
+
+def test_a_batch_sent_again_after_a_clean_answer_breaks_eventually_settles() -> None:
+    sc = scenario(1250)
+    sc = replace(sc, steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")))
+    bad = run_scenario(sc, fw("IgnoresBatchAnswers"))
+    assert violated(bad) == {"eventually-settles": [0]}
+    assert "ignored the answer" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_batch_answer_after_a_fault_may_be_ignored() -> None:
+    """A fault after the upload (a corrupted or spliced answer may look clean):
+    sending again is then the careful thing to do, and is not judged."""
+    sc = scenario(1250)
+    delay = {"delay": {"direction": "to_terminal", "mti": "0510", "nth": 1, "delay_ms": 1}}
+    sc = replace(
+        sc,
+        steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")),
+        faults=(build_fault("delay", delay["delay"]),),
+    )
+    assert "ignored the answer" not in str(run_scenario(sc, fw("IgnoresBatchAnswers")).violations)
