@@ -306,11 +306,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
 
     def progress(stats: Stats) -> None:
+        found = (
+            f"; violation at example {stats.first_failure_example}, shrinking"
+            if stats.first_failure_example
+            else ""
+        )
         ticker.update(
             stats.examples,
             f"examples ({stats.rate():.0f}/s), {plural(stats.purchases, 'purchase')}, "
             f"{plural(len(stats.kinds), 'fault kind')}, "
-            f"{plural(len(stats.behaviours), 'distinct transition')}",
+            f"{plural(len(stats.behaviours), 'distinct transition')}{found}",
         )
 
     jobs = jobs_for(args.jobs)
