@@ -16,9 +16,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from hypothesis.database import ExampleDatabase
+
+    from .fuzz import Found, Stats
 
 from scenarios.loader import find_scenarios, load_scenario
 from scenarios.model import INVARIANT_NAMES, Scenario, ScenarioError
@@ -275,7 +280,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .fuzz import PROFILES, campaign, open_database, parse_shard, timeline
+    from .fuzz import PROFILES, open_database, parse_shard
 
     if args.budget is not None and args.budget <= 0:
         raise UsageError("--budget must be > 0 seconds")
@@ -285,8 +290,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError(f"--profile must be one of {', '.join(PROFILES)}")
     if args.jobs < 0:
         raise UsageError("--jobs must be >= 0 (0: one per core)")
-    from .fuzz_jobs import jobs_for, run_jobs
-
     load_firmware(args.firmware)  # a bad spec is one line before any process starts
     shard = parse_shard(args.shard)
     prof = PROFILES[args.profile]
@@ -294,12 +297,34 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     # without a database (the same examples everywhere) and the others keep
     # Hypothesis's local directory.
     database = open_database(args.db) if args.db or not prof.derandomize else None
-    console = make_console()
-    from .fuzz import Stats
-
     budget = args.budget
     if args.examples is None and budget is None:
         budget = prof.budget_s
+    console = make_console()
+    found, stats = _fuzz_campaign(args, console, shard, database, budget)
+    summary = (
+        f"{plural(stats.examples, 'example')}, {plural(stats.purchases, 'purchase')} "
+        f"simulated, {plural(len(stats.kinds), 'fault kind')} exercised, "
+        f"{stats.rate():.0f} examples/s"
+    )
+    if found is None:
+        say(console, f"no violation found: {summary}")
+        return EXIT_OK
+    _say_found(console, args, found)
+    return EXIT_FAILED
+
+
+def _fuzz_campaign(
+    args: argparse.Namespace,
+    console: Console,
+    shard: tuple[int, int],
+    database: ExampleDatabase | None,
+    budget: float | None,
+) -> tuple[Found | None, Stats]:
+    """Run the campaign (in `--jobs` processes or this one) with progress."""
+    from .fuzz import campaign
+    from .fuzz_jobs import jobs_for, run_jobs
+
     ticker = Ticker(
         console,
         f"fuzz {args.firmware}",
@@ -309,51 +334,42 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
 
     def progress(stats: Stats) -> None:
+        found = (
+            f"; violation at example {stats.first_failure_example}, shrinking"
+            if stats.first_failure_example
+            else ""
+        )
         ticker.update(
             stats.examples,
             f"examples ({stats.rate():.0f}/s), {plural(stats.purchases, 'purchase')}, "
             f"{plural(len(stats.kinds), 'fault kind')}, "
-            f"{plural(len(stats.behaviours), 'distinct transition')}",
+            f"{plural(len(stats.behaviours), 'distinct transition')}{found}",
         )
 
+    common: dict[str, Any] = {
+        "examples": args.examples,
+        "budget_s": budget if args.examples is None else None,
+        "campaign_seed": args.seed,
+        "out_dir": Path(args.out),
+        "profile": args.profile,
+        "shard": shard,
+        "on_progress": progress,
+    }
     jobs = jobs_for(args.jobs)
     try:
         if jobs > 1:
-            found, stats = run_jobs(
-                args.firmware,
-                jobs,
-                examples=args.examples,
-                budget_s=budget if args.examples is None else None,
-                campaign_seed=args.seed,
-                out_dir=Path(args.out),
-                profile=args.profile,
-                shard=shard,
-                db_url=args.db,
-                on_progress=progress,
-                started_s=time.perf_counter(),
+            return run_jobs(
+                args.firmware, jobs, db_url=args.db, started_s=time.perf_counter(), **common
             )
-        else:
-            found, stats = campaign(
-                args.firmware,
-                examples=args.examples,
-                budget_s=budget if args.examples is None else None,
-                campaign_seed=args.seed,
-                out_dir=Path(args.out),
-                profile=args.profile,
-                shard=shard,
-                database=database,
-                on_progress=progress,
-            )
+        return campaign(args.firmware, database=database, **common)
     finally:
         ticker.close()
-    summary = (
-        f"{plural(stats.examples, 'example')}, {plural(stats.purchases, 'purchase')} "
-        f"simulated, {plural(len(stats.kinds), 'fault kind')} exercised, "
-        f"{stats.rate():.0f} examples/s"
-    )
-    if found is None:
-        say(console, f"no violation found: {summary}")
-        return EXIT_OK
+
+
+def _say_found(console: Console, args: argparse.Namespace, found: Found) -> None:
+    """The violation: what broke, the timeline, the files, how to reproduce."""
+    from .fuzz import timeline
+
     sc = found.scenario
     say(
         console,
@@ -380,7 +396,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         f"  reproduce: posharness run {shlex.quote(str(found.path))} "
         f"--firmware {shlex.quote(args.firmware)}",
     )
-    return EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -435,6 +435,8 @@ _TERMINAL = st.builds(
     amount_max=_either(AMOUNT_MAX, 1_000_000, 10_000),
     reversal_max_tries=_either(60, 10),
 )
+# idempotency_retention_ms is not drawn: shorter than the terminal's repeats and
+# reversals take, a repeat after expiry charges again whatever the firmware does.
 _HOST = st.builds(
     HostSpec,
     processing_ms=_either(20, 0, 2_000, 16_000),

@@ -49,6 +49,8 @@ EXPECTED = {
         "no-receipt-without-record",
         "receipt-for-every-charge",
         "amount-integrity",
+        # A corrupted, unsigned answer "declined" trusted while the host charged.
+        "no-charge-on-failure",
     },
     "no-debounce": {"no-duplicate-charge"},
     "volatile-reversal": {"no-charge-on-failure", "no-duplicate-charge"},
@@ -302,3 +304,31 @@ def test_the_default_campaign_finds_every_zoo_firmware_on_seeds_0_to_9(
     )
     assert found is not None, f"zoo:{name} seed {seed} survived {stats.examples} examples"
     assert found.invariant in EXPECTED[name]
+
+
+def test_a_campaign_does_not_depend_on_which_modules_are_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hypothesis mixes literals from imported local modules into its draws; the
+    CLI imports more modules than a library caller, so without care the same seed
+    gave different campaigns. A campaign must not depend on what else is loaded."""
+    import importlib
+    import sys
+
+    def run(out: str) -> tuple[int, str]:
+        found, stats = campaign(
+            "zoo:trusts-unsigned", examples=1_500, campaign_seed=4, out_dir=tmp_path / out
+        )
+        assert found is not None
+        return stats.examples, found.path.read_text()
+
+    before = run("a")
+    module = tmp_path / "posharness_constants_probe.py"
+    literals = ", ".join(str(7 + 13 * i) for i in range(400))
+    module.write_text(f"VALUES = ({literals})\nTEXT = 'probe'\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("posharness_constants_probe")
+    try:
+        assert run("b") == before
+    finally:
+        sys.modules.pop("posharness_constants_probe", None)
