@@ -113,6 +113,7 @@ class Observations:
         # any fault so far, a batch close asked for, a reversal sent, a full batch.
         self.amount_max = 99_999_999
         self.any_fault = False
+        self.cancel_pressed = False  # a cashier's cancel: a truthful FAILED without asking
         self.batch_ever_asked = False
         self.reversal_sent = False
         self.sales_sent = 0
@@ -227,6 +228,8 @@ class Observations:
             self.batch_first_sent[batch_no] = self.faults_seen
 
     def _cashier(self, rec: Record) -> None:
+        if rec["action"] == "cancel":
+            self.cancel_pressed = True
         # A retry after a FAILED display: the customer did not leave with it.
         if rec["action"] == "retry" and "intent" in rec:
             obs = self.intents.get(rec["intent"])
@@ -323,11 +326,12 @@ class Observations:
     def _no_reason_to_refuse(self, o: IntentObs) -> bool:
         """A valid amount, and nothing in the run so far that lets a correct terminal
         refuse a sale without asking the host (a fault, a batch close, a reversal, a
-        full batch)."""
+        full batch, the cashier's cancel)."""
         keyed = o.keyed if o.keyed is not None else o.amount
         return (
             0 < keyed <= self.amount_max
             and not self.any_fault
+            and not self.cancel_pressed
             and not self.batch_ever_asked
             and not self.reversal_sent
             and self.sales_sent < BATCH_ITEMS_MAX

@@ -329,3 +329,14 @@ def test_a_batch_answer_after_a_fault_may_be_ignored() -> None:
         faults=(build_fault("delay", delay["delay"]),),
     )
     assert "ignored the answer" not in str(run_scenario(sc, fw("IgnoresBatchAnswers")).violations)
+
+
+def test_a_sale_the_cashier_cancels_is_not_a_refusal() -> None:
+    """The cashier's cancel before the card is a truthful FAILED ("CANCELLED - NOT
+    CHARGED") with nothing sent: it must not read as a sale refused for no reason.
+    (Found when the fuzzer began to draw cancel steps.)"""
+    sc = scenario(1250)
+    cancel = replace(sc.steps[0], action="cancel")
+    sc = replace(sc, steps=(sc.steps[0], cancel))
+    result = run_scenario(sc)
+    assert result.violated() == [], result.problems
