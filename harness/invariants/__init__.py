@@ -122,7 +122,8 @@ class Observations:
         # again after such an answer (batch_no, answer seq, send seq).
         self.faults_seen = 0
         self.batch_first_sent: dict[int, int] = {}
-        self.batch_answered: dict[int, int] = {}
+        # batch_no -> (seq of its fault-free answer, faults seen by then)
+        self.batch_answered: dict[int, tuple[int, int]] = {}
         self.batch_ignored: list[tuple[int, int, int]] = []
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
@@ -212,15 +213,17 @@ class Observations:
             b = msg.get("batch_no", 0)
             clean = self.batch_first_sent.get(b) == self.faults_seen
             if clean and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
-                self.batch_answered.setdefault(b, rec["seq"])
+                self.batch_answered.setdefault(b, (rec["seq"], self.faults_seen))
 
     def _batch_sent(self, batch_no: int, seq: int) -> None:
         """A 0500 left the terminal. Sending a batch again after a fault-free answer
-        closed it means the terminal ignored that answer."""
+        closed it, with no fault since (a power cut before the terminal journaled the
+        close is a reason to ask again), means the terminal ignored that answer."""
         answered = self.batch_answered.get(batch_no)
         if answered is not None:
-            if len(self.batch_ignored) < VIOLATIONS_KEPT_MAX:
-                self.batch_ignored.append((batch_no, answered, seq))
+            answer_seq, faults_then = answered
+            if faults_then == self.faults_seen and len(self.batch_ignored) < VIOLATIONS_KEPT_MAX:
+                self.batch_ignored.append((batch_no, answer_seq, seq))
             return
         if batch_no not in self.batch_first_sent:
             if len(self.batch_first_sent) >= BATCH_NOS_KEPT_MAX:
