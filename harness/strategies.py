@@ -316,7 +316,16 @@ def _combo_duplicate_then_reorder() -> st.SearchStrategy[tuple[Fault, ...]]:
     )
 
 
+def _combo_swap_between_sales() -> st.SearchStrategy[tuple[Fault, ...]]:
+    """The device is replaced (a fresh journal, the same terminal id) between two
+    sales: the new device's keys must not collide with the old one's."""
+    return st.sampled_from([2_500, 5_000, 12_000, 35_000]).map(
+        lambda at: (faults.build_fault("device_swap", {"at_ms": at, "off_ms": 0}),)
+    )
+
+
 COMBOS: dict[str, tuple[frozenset[str], Any]] = {
+    "swap-between-sales": (frozenset({"device_swap"}), _combo_swap_between_sales),
     "device-then-power": (
         frozenset({"printer_jam", "paper_out", "print_failure", "power_cut"}),
         _combo_device_then_power,
@@ -394,11 +403,19 @@ def purchase_steps(
     at = 0
     steps = []
     starts = []
+    previous: tuple[str, int] | None = None
     for _ in range(n):
         at += draw(_GAPS)
         starts.append(at)
-        amount = draw_amount(draw, amount_max, pick(draw, balances) if balances else 0)
-        steps.append(Step(at_ms=at, action="purchase", card=pick(draw, pans), amount=amount))
+        if previous is not None and draw(_SAME_AGAIN):
+            # The same card and amount again (a regular's coffee): what makes a
+            # reused idempotency key look like a repeat of the earlier sale.
+            card, amount = previous
+        else:
+            amount = draw_amount(draw, amount_max, pick(draw, balances) if balances else 0)
+            card = pick(draw, pans)
+        previous = (card, amount)
+        steps.append(Step(at_ms=at, action="purchase", card=card, amount=amount))
     for _ in range(draw(_EXTRA_STEPS) if draw(st.booleans()) else 0):
         when = pick(draw, starts) + draw(_OFFSETS)
         steps.append(Step(at_ms=when, action=pick(draw, EXTRA_ACTIONS)))
@@ -409,6 +426,7 @@ def purchase_steps(
 
 
 _N_CARDS = st.integers(1, len(CARD_PANS))
+_SAME_AGAIN = st.integers(0, 3).map(lambda k: k == 0)  # one purchase in four
 _BALANCES = st.sampled_from([100_000_000, 50_000, 3_000])
 _RETRIES = st.integers(0, 2)
 _LATENCIES = st.sampled_from([5, 40, 400])
