@@ -348,6 +348,10 @@ def check(
         report.problems.append(f"{unmatched} batch settlement(s) did not match")
     settled = {key for key, _, status, batch_no in rows if status == "approved" and batch_no}
     report.host_settled = len(settled)
+    # A settled sale's approval stays in the journal while its receipt is owed (the
+    # terminal re-appends it at the batch close): count the unsettled ones, which
+    # must equal the host's unsettled charges.
+    report.journal_approvals = sum(1 for k in approved if k not in settled)
     host_approved = {key: amount for key, amount, status, _ in rows if status == "approved"}
     for key, outcome, amount in displays or []:
         report.displays_checked += 1
