@@ -9,6 +9,9 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+from harness.runner import run_scenario
+from scenarios.model import Scenario
+
 ROOT = Path(__file__).resolve().parents[2]
 C_DIR = ROOT / "examples" / "firmware-c"
 
@@ -48,3 +51,18 @@ def js_firmware(flaw: str = "") -> str | None:
 SKIP_C = "needs cc, make and libcjson-dev (scripts/setup-examples installs them)"
 SKIP_SAN = "the C compiler cannot build with -fsanitize=address,undefined (needs libasan, libubsan)"
 SKIP_JS = "needs node (Node.js; scripts/setup-examples installs it)"
+
+
+def trace_body(trace: Path) -> list[str]:
+    """A trace without its header line (which names the firmware)."""
+    return trace.read_text(encoding="utf-8").splitlines()[1:]
+
+
+def same_as_reference(sc: Scenario, spec: str, tmp: Path) -> bool:
+    """The firmware's run equals the reference's, trace and verdict; did it pass?"""
+    a, b = tmp / "ref.jsonl", tmp / "ex.jsonl"
+    expected = run_scenario(sc, "reference", trace_path=a)
+    got = run_scenario(sc, spec, trace_path=b)
+    assert trace_body(a) == trace_body(b), sc.name
+    assert got.passed == expected.passed, sc.name
+    return got.passed

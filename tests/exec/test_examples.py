@@ -18,7 +18,7 @@ from harness.strategies import scenarios
 from scenarios.loader import load_scenario
 from scenarios.model import Scenario
 
-from .examples import SKIP_C, SKIP_JS, c_firmware, js_firmware
+from .examples import SKIP_C, SKIP_JS, c_firmware, js_firmware, same_as_reference
 
 SUITE = sorted(Path("scenarios/incidents").glob("*.toml"))
 EXAMPLES: list[tuple[str, Callable[..., str | None], str]] = [
@@ -37,27 +37,13 @@ def _spec(lang: str, flaw: str = "") -> str:
     raise AssertionError(lang)
 
 
-def _body(trace: Path) -> list[str]:
-    return trace.read_text(encoding="utf-8").splitlines()[1:]  # the header names the firmware
-
-
-def _same_as_reference(sc: Scenario, spec: str, tmp: Path) -> bool:
-    """The example's run equals the reference's, trace and verdict; did it pass?"""
-    a, b = tmp / "ref.jsonl", tmp / "ex.jsonl"
-    expected = run_scenario(sc, "reference", trace_path=a)
-    got = run_scenario(sc, spec, trace_path=b)
-    assert _body(a) == _body(b), sc.name
-    assert got.passed == expected.passed
-    return got.passed
-
-
 @pytest.mark.parametrize("lang", ["c", "js"])
 def test_every_built_in_scenario_gives_the_reference_firmwares_trace(
     lang: str, tmp_path: Path
 ) -> None:
     spec = _spec(lang)
     for path in SUITE:
-        assert _same_as_reference(load_scenario(path), spec, tmp_path), path.name
+        assert same_as_reference(load_scenario(path), spec, tmp_path), path.name
 
 
 @pytest.mark.parametrize("lang", ["c", "js"])
@@ -75,7 +61,7 @@ def test_generated_scenarios_give_the_reference_firmwares_trace(
     )
     @given(scenarios())
     def same(sc: Scenario) -> None:
-        _same_as_reference(sc, spec, tmp_path_factory.mktemp("gen"))
+        same_as_reference(sc, spec, tmp_path_factory.mktemp("gen"))
 
     same()
 

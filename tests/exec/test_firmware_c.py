@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from acquirer.protocol import Message
 from harness.cli import main
 from harness.exec_firmware import ExecFactory
-from harness.runner import run_scenario
 from harness.strategies import scenarios
 from scenarios.loader import load_scenario
 from scenarios.model import Scenario
@@ -42,7 +41,7 @@ from terminal.firmware import (
 from terminal.reference import ReferenceFirmware
 from terminal.testing import Rig, respond
 
-from .examples import SKIP_C, SKIP_SAN, c_firmware
+from .examples import SKIP_C, SKIP_SAN, c_firmware, same_as_reference
 
 SUITE = sorted(Path("scenarios/incidents").glob("*.toml"))
 HELLO = json.dumps(
@@ -128,24 +127,12 @@ def test_unknown_events_get_no_effects_and_only_an_integer_is_an_amount() -> Non
     assert texts == [[], invalid, invalid, invalid, invalid, ["CONFIRM AMOUNT"]]
 
 
-def _body(trace: Path) -> list[str]:
-    return trace.read_text(encoding="utf-8").splitlines()[1:]  # the header names the firmware
-
-
-def _same_as_reference(sc: Scenario, spec: str, tmp: Path) -> None:
-    a, b = tmp / "ref.jsonl", tmp / "c.jsonl"
-    expected = run_scenario(sc, "reference", trace_path=a)
-    got = run_scenario(sc, spec, trace_path=b)
-    assert _body(a) == _body(b), sc.name
-    assert got.passed == expected.passed, sc.name
-
-
 def test_under_sanitizers_every_built_in_scenario_gives_the_reference_trace(
     tmp_path: Path,
 ) -> None:
     spec = f"exec:{_binary(sanitize=True)}"
     for path in SUITE:
-        _same_as_reference(load_scenario(path), spec, tmp_path)
+        same_as_reference(load_scenario(path), spec, tmp_path)
 
 
 def test_under_sanitizers_generated_scenarios_give_the_reference_trace(
@@ -162,7 +149,7 @@ def test_under_sanitizers_generated_scenarios_give_the_reference_trace(
     )
     @given(scenarios())
     def same(sc: Scenario) -> None:
-        _same_as_reference(sc, spec, tmp_path_factory.mktemp("san"))
+        same_as_reference(sc, spec, tmp_path_factory.mktemp("san"))
 
     same()
 
