@@ -5,7 +5,7 @@ background work run beside it: the reversal queue, pending receipts, and the
 batch close. Everything that must survive a power cut is journaled *before* the
 effect that depends on it, and `Boot(journal)` rebuilds all of it.
 
-How each field failure is prevented (see /work/shared/DOMAIN.md):
+How each field failure is prevented (see docs/domain.md):
 
 1. Duplicate charge: one idempotency key and STAN per sale, journaled before the
    first send and reused on every resend; taps and confirms are debounced by state.
