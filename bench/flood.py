@@ -180,13 +180,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"terminals": args.terminals, "rate": args.rate}
     out |= {"flood_rate": args.flood_rate, "rate_limit": args.rate_limit}
     out["flood_leg"], out["flood_qos"] = args.flood_leg, args.flood_qos
+    out["flooder_keyed"] = args.flooder_keyed
     with (
         tempfile.TemporaryDirectory(prefix="posharness-flood-") as tmp,
         PrivateBroker(terminal_users=[*tids, PROBE, FLOODER]) as broker,
     ):
         work = Path(tmp)
         keys = str(work / "keys.json")
-        write_key_file(keys, generate([*tids, PROBE]))  # no key for the flooder
+        # By default the host holds no key for the flooder (an unknown terminal with a
+        # broker login); `--flooder-keyed` provisions it, so its frames fail the MAC
+        # check of a terminal the host knows (the rate limiter's path).
+        keyed = [FLOODER] if args.flooder_keyed else []
+        write_key_file(keys, generate([*tids, PROBE, *keyed]))
         secrets_ = load_key_file(keys)
         host = Host(broker, work, keys, args.rate_limit)
         try:
@@ -279,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flood-rate", type=float, default=5000.0, help="bad frames/s")
     p.add_argument("--rate-limit", type=int, default=500, help="host's frames/s per terminal")
     p.add_argument("--flood-qos", type=int, choices=(0, 1), default=1)
+    p.add_argument(
+        "--flooder-keyed",
+        action="store_true",
+        help="the host holds a key for the flooder (its frames fail MAC, not 'unknown')",
+    )
     p.add_argument(
         "--flood-leg",
         choices=("req", "up"),

@@ -3,17 +3,48 @@
 # duplicate-safe retry of the same purchase (same idempotency key, repeat flag set).
 # Needs mosquitto_rr (mosquitto-clients 2.x) and openssl. See docs/mqtt.md.
 #
-# usage: mqtt-terminal.sh HOST PORT USER PASSWORD TERMINAL_ID MAC_KEY_HEX [AMOUNT] [PAN]
-# MAC_KEY_HEX is the terminal's "mac_key" in the key file `posharness acquirer serve` wrote.
-# (A demonstration: PASSWORD and MAC_KEY_HEX show on command lines, as mosquitto_rr's -P does.)
+# usage: POSH_PASSWORD=... POSH_MAC_KEY=... mqtt-terminal.sh HOST PORT USER TERMINAL_ID [AMOUNT] [PAN]
+# POSH_PASSWORD is the terminal's broker password and POSH_MAC_KEY its "mac_key" (hex), both
+# from the key file `posharness acquirer serve` wrote. Secrets come from the environment
+# (readable by this user only), never from the command line (/proc/PID/cmdline is readable
+# by everyone): mosquitto_rr reads the password from a config file in a private temporary
+# directory, and the HMAC is computed from SHA-256 with the key only ever on a pipe.
 set -euo pipefail
-host=$1 port=$2 user=$3 pass=$4 tid=$5 key=$6
-amount=${7:-1250} pan=${8:-4000000000000002}
+if [ $# -lt 4 ] || [ -z "${POSH_PASSWORD:-}" ] || [ -z "${POSH_MAC_KEY:-}" ]; then
+  echo "usage: POSH_PASSWORD=... POSH_MAC_KEY=HEX $0 HOST PORT USER TERMINAL_ID [AMOUNT] [PAN]" >&2
+  exit 2
+fi
+if ! [[ $POSH_MAC_KEY =~ ^([0-9a-fA-F]{2}){1,64}$ ]]; then
+  echo "POSH_MAC_KEY: not a hex key of 1 to 64 bytes" >&2
+  exit 2
+fi
+host=$1 port=$2 user=$3 tid=$4 key=$POSH_MAC_KEY
+amount=${5:-1250} pan=${6:-4000000000000002}
 mid=M000000000001 stan=1 idem="$tid-sh-$$-$(date +%s)"
-auth=(-h "$host" -p "$port" -u "$user" -P "$pass")
+conf=$(mktemp -d)  # 0700: mosquitto_rr's config file, with the password, lives here
+trap 'rm -rf "$conf"' EXIT
+printf -- '-h %s\n-p %s\n-u %s\n-P %s\n' "$host" "$port" "$user" "$POSH_PASSWORD" >"$conf/mosquitto_rr"
+
+pad() {  # the key, zero-padded to SHA-256's 64-byte block, XORed with $1, as printf escapes
+  local i b out=""
+  for ((i = 0; i < 64; i++)); do
+    b=0
+    if ((2 * i < ${#key})); then b=$((16#${key:2*i:2})); fi
+    out+=$(printf '\\x%02x' $((b ^ $1)))
+  done
+  printf '%s' "$out"
+}
+
+hex_esc() {  # hex digits on stdin -> printf escapes
+  sed 's/../\\x&/g'
+}
 
 mac() {  # HMAC-SHA256 over the canonical form (docs/mqtt.md); first 16 hex digits
-  printf 'posh-mac-v2\n%s' "$1" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" | sed 's/^.*= //' | cut -c1-16
+  local inner
+  inner=$({ printf "$(pad 0x36)"; printf 'posh-mac-v2\n%s' "$1"; } |
+    openssl dgst -sha256 -binary | od -An -v -tx1 | tr -d ' \n')
+  { printf "$(pad 0x5c)"; printf "$(hex_esc <<<"$inner")"; } |
+    openssl dgst -sha256 -binary | od -An -v -tx1 | tr -d ' \n' | cut -c1-16
 }
 
 lp() {  # one field, length-prefixed: "<bytes>:<value>" (the values here are ASCII)
@@ -40,7 +71,7 @@ field() { { grep -o "\"$1\":\"[^\"]*\"" || true; } | cut -d'"' -f4; }
 # name): mosquitto_rr subscribes to the response topic, publishes, waits for one answer.
 for repeat in 0 1; do
   [ "$repeat" = 0 ] && label=first || label=retry
-  if ! resp=$(mosquitto_rr "${auth[@]}" -q 1 -t "posh/$tid/req" -e "posh/$tid/resp" \
+  if ! resp=$(XDG_CONFIG_HOME=$conf mosquitto_rr -q 1 -t "posh/$tid/req" -e "posh/$tid/resp" \
     -m "$(request $repeat)" -W 10); then
     echo "$label: no answer within 10 s (wrong credentials, key or clock? see the host's log)" >&2
     exit 1

@@ -7,6 +7,7 @@ Every wait is on an event (a host action, a final display, a message); the
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -313,10 +314,13 @@ async def test_shell_script_terminal_gets_approval_and_safe_retry(
             a.host,
             str(a.port),
             a.username or "",
-            a.password or "",
             "T0002",
-            fixed_test_mac_key("T0002").hex(),
             stdout=asyncio.subprocess.PIPE,
+            env={
+                **os.environ,
+                "POSH_PASSWORD": a.password or "",
+                "POSH_MAC_KEY": fixed_test_mac_key("T0002").hex(),
+            },
         )
         out, _ = await proc.communicate()
     assert proc.returncode == 0
@@ -348,17 +352,57 @@ async def test_shell_script_terminal_says_why_when_refused(
             a.host,
             str(a.port),
             a.username or "",
-            a.password or "",
             "T0002",
-            "00" * 32,  # a well-formed key, not this terminal's
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # A well-formed key, not this terminal's.
+            env={**os.environ, "POSH_PASSWORD": a.password or "", "POSH_MAC_KEY": "00" * 32},
         )
         _, err = await proc.communicate()
     assert proc.returncode == 1
     assert "refused" in err.decode() or "no answer" in err.decode()
     _, charged, txns = books(host_db)
     assert (charged, len(txns)) == (0, 0)
+
+
+async def test_shell_script_terminal_puts_no_secret_on_a_command_line(
+    broker: PrivateBroker, host_db: str, tmp_path: Path
+) -> None:
+    """The script used to take the password and MAC key as arguments and pass them on
+    (`mosquitto_rr -P`, `openssl -macopt hexkey:`), readable by anyone in
+    /proc/PID/cmdline. Every program it starts is recorded here by a wrapper: neither
+    secret is in any argv, and the purchase is still approved."""
+    import shutil
+
+    real = {t: shutil.which(t) for t in ("mosquitto_rr", "openssl")}
+    if not all(real.values()):
+        pytest.skip("mosquitto_rr or openssl not installed: scripts/setup-mqtt installs them")
+    bindir, argv_log = tmp_path / "bin", tmp_path / "argv.log"
+    bindir.mkdir()
+    for name, path in real.items():
+        shim = bindir / name
+        shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >>{argv_log}\nexec {path} "$@"\n')
+        shim.chmod(0o755)
+    script = Path(__file__).parents[2] / "docs" / "mqtt-terminal.sh"
+    a = broker.address("T0002")
+    key_hex = fixed_test_mac_key("T0002").hex()
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "POSH_PASSWORD": a.password or "",
+        "POSH_MAC_KEY": key_hex,
+    }
+    async with asyncio.timeout(SAFETY_S), HostService(broker.address("acquirer"), host_db):
+        proc = await asyncio.create_subprocess_exec(
+            "bash", str(script), a.host, str(a.port), a.username or "", "T0002",
+            stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    argvs = argv_log.read_text()
+    assert "mosquitto_rr" in argvs and "openssl" in argvs  # the wrappers did record
+    assert a.password and a.password not in argvs
+    assert key_hex not in argvs and key_hex.upper() not in argvs
 
 
 async def test_a_terminal_login_cannot_take_over_the_hosts_client_id(
