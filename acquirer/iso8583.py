@@ -58,6 +58,7 @@ from acquirer.protocol import (
     BatchItem,
     Message,
     ProtocolError,
+    canonical_mti,
 )
 
 __all__ = ["FRAME_MAX_BYTES", "decode", "decode_address", "encode", "from_json", "to_json"]
@@ -488,7 +489,7 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
     for name in _REQUIRED_FIELDS:
         if name not in doc:
             raise ProtocolError(f"missing field {name}")
-    mti = doc["t"]
+    mti, repeat = canonical_mti(doc["t"])
     if mti not in ALL_MTIS:
         raise ProtocolError(f"unknown MTI {mti!r}")
     proc = doc["3"]
@@ -516,7 +517,6 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
     if not (len(rc) <= 2 and _is_alnum(rc)):
         raise ProtocolError("bad rc")
     idem_key = orig_key = ""
-    repeat = False
     orig_stan = sent_ms = 0
     if "48" in doc:
         private = _parse_tlv(doc["48"], _TAGS_48, "48")
@@ -525,7 +525,7 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
         repeat_text = private.get(_TAG_REPEAT)
         if repeat_text not in (None, "1"):
             raise ProtocolError("bad repeat flag")
-        repeat = repeat_text == "1"
+        repeat = repeat or repeat_text == "1"
         if _TAG_ORIG_STAN in private:
             orig_stan = _int_value(private[_TAG_ORIG_STAN], 6, "orig stan")
         if _TAG_SENT_MS in private:
@@ -609,7 +609,7 @@ def decode_address(frame: bytes) -> Message | None:
         doc = exc.doc_dec  # the fields parsed before the error
     except ValueError:
         return None
-    mti = doc.get("t", "")
+    mti = canonical_mti(doc.get("t", ""))[0]
     if mti not in REQUEST_MTIS:
         return None
     terminal_id = doc.get("41", "").rstrip(" ")
@@ -659,4 +659,8 @@ def from_json(data: bytes) -> Message:
                 )
         else:
             _check(type(value) is expected, f"bad field {name}")
+    mti, repeat = canonical_mti(obj.get("mti", ""))
+    if repeat:
+        _check(obj.get("repeat", True) is True, "repeat MTI with repeat false")
+        obj = {**obj, "mti": mti, "repeat": True}
     return Message.from_dict(obj)

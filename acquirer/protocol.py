@@ -38,6 +38,16 @@ RESPONSE_MTIS = (
     MTI_ECHO_RESP,
 )
 ALL_MTIS = REQUEST_MTIS + RESPONSE_MTIS
+# ISO 8583's repeat MTIs (last digit 1): a resend of the request it names. Decoders
+# accept them and give the request's MTI with `repeat` set, the one canonical form that
+# the host, the MAC and the trace see (so 0201 and 0200 + repeat are the same message).
+REPEAT_MTIS = {"0201": MTI_PURCHASE, "0401": MTI_REVERSAL, "0421": MTI_REVERSAL_ADVICE}
+
+
+def canonical_mti(mti: str) -> tuple[str, bool]:
+    """`(mti, is_repeat)`: a repeat MTI as its request MTI and True; others unchanged."""
+    base = REPEAT_MTIS.get(mti)
+    return (mti, False) if base is None else (base, True)
 
 
 def response_mti(request_mti: str) -> str:
