@@ -380,6 +380,9 @@ def request_problem(msg: Message) -> str | None:
         return f"unknown request MTI {mti!r}"
     if msg.rrn or msg.rc or msg.auth_code:
         return "a request must not carry rrn, rc or auth_code"
+    if msg.stan < 1:
+        # ISO 8583 field 11 numbers a terminal's requests 000001-999999; 0 is none.
+        return "stan must be 1-999999"
     if mti == MTI_PURCHASE:
         if not msg.pan:
             return "pan must be 12-19 digits"

@@ -527,6 +527,21 @@ def test_batch_number_zero_is_a_format_error(host: Acquirer) -> None:
     assert host.settlements() == []
 
 
+@pytest.mark.parametrize("kind", ["purchase", "reversal", "batch"])
+def test_stan_zero_is_a_format_error_and_moves_nothing(host: Acquirer, kind: str) -> None:
+    """STAN 000000 used to be accepted; ISO 8583 field 11 numbers requests 1-999999."""
+    host.handle(purchase(1, 100, key="K1"), 0)
+    before = snapshot(host)
+    msg = {
+        "purchase": purchase(0, 100, key="K0"),
+        "reversal": reversal(0, orig_key="K1", amount=100),
+        "batch": batch(0, 1),
+    }[kind]
+    resp, action = finish_now(host, msg, 10)
+    assert resp.rc == p.RC_FORMAT_ERROR and action is not None and "stan" in action.detail
+    assert snapshot(host) == before
+
+
 # -- echo, errors, MAC ----------------------------------------------------------------
 
 
@@ -633,7 +648,7 @@ def test_on_disk_databases_behave_like_memory(tmp_path: object, path_kind: str) 
 
 def test_transactions_stream_in_id_order(host: Acquirer) -> None:
     for i in range(5):
-        host.handle(purchase(i, 10 + i, key=f"k{i}"), i)
+        host.handle(purchase(i + 1, 10 + i, key=f"k{i}"), i)
     assert [t.id for t in host.transactions()] == [1, 2, 3, 4, 5]
 
 
