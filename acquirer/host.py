@@ -43,6 +43,7 @@ from acquirer.protocol import (
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
     RC_STALE,
+    RC_UNABLE_TO_LOCATE,
     REQUEST_MTIS,
     RESPONSE_CODES,
     TRANSIENT_RCS,
@@ -771,11 +772,12 @@ class Acquirer:
                 # The original may have carried an idempotency key: find it by STAN.
                 row = self._db.execute(store.SQL_TXN_BY_STAN, (tid, day, req.orig_stan)).fetchone()
             if row is None:
-                # Reversal overtook its purchase: leave a tombstone so it is never charged.
+                # Reversal overtook its purchase (or the purchase never arrived): leave a
+                # tombstone so it is never charged, and say the original was not found.
                 self._db.execute(store.SQL_DEDUP_TOMB, (tid, key, now_ms))
-                return self._reply(req, RC_APPROVED), HostAction(
+                return self._reply(req, RC_UNABLE_TO_LOCATE), HostAction(
                     "reverse-tombstone",
-                    RC_APPROVED,
+                    RC_UNABLE_TO_LOCATE,
                     amount=req.amount,
                     detail="Original not found; it will be refused if it arrives.",
                 )
@@ -784,14 +786,16 @@ class Acquirer:
                 "in-progress", RC_IN_PROGRESS, detail="Original still being processed."
             )
         elif rec.state == store.DEDUP_TOMB or rec.txn_id is None:
-            return self._reply(req, RC_APPROVED), HostAction(
-                "reverse-noop", RC_APPROVED, detail="Already reversed before it arrived."
+            return self._reply(req, RC_UNABLE_TO_LOCATE), HostAction(
+                "reverse-noop",
+                RC_UNABLE_TO_LOCATE,
+                detail="Original not found; already blocked by an earlier reversal.",
             )
         else:
             row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
         if row is None:
-            return self._reply(req, RC_APPROVED), HostAction(
-                "reverse-noop", RC_APPROVED, detail="Original record no longer held."
+            return self._reply(req, RC_UNABLE_TO_LOCATE), HostAction(
+                "reverse-noop", RC_UNABLE_TO_LOCATE, detail="Original record no longer held."
             )
         txn = HostTxn(*row)
         if txn.status != "approved":

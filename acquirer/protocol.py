@@ -64,6 +64,7 @@ RC_APPROVED = "00"
 RC_DO_NOT_HONOUR = "05"
 RC_REVERSAL_REFUSED = "12"  # invalid transaction: the reversal does not match its original
 RC_IN_PROGRESS = "09"
+RC_UNABLE_TO_LOCATE = "25"  # a reversal whose original the host does not hold
 RC_INVALID_AMOUNT = "13"
 RC_FORMAT_ERROR = "30"
 RC_INSUFFICIENT_FUNDS = "51"
@@ -79,6 +80,7 @@ RESPONSE_CODES: dict[str, str] = {
     RC_REVERSAL_REFUSED: "invalid transaction",
     RC_IN_PROGRESS: "request in progress",
     RC_INVALID_AMOUNT: "invalid amount",
+    RC_UNABLE_TO_LOCATE: "unable to locate original",
     RC_FORMAT_ERROR: "format error",
     RC_INSUFFICIENT_FUNDS: "insufficient funds",
     RC_STALE: "security violation (stale transmission time)",

@@ -93,6 +93,12 @@ def _valid() -> list[dict[str, Any]]:
             "0500 batch close of the next batch claiming a debit the host never saw: RC 95",
             TERMINAL.batch(6, 2, debit_count=1, debit_amount=999),
         ),
+        (
+            "reversal-of-unknown",
+            "0400 reversal of a sale the host never saw: RC 25 (unable to locate original); "
+            "the host keeps a tombstone so that sale is refused if it arrives later",
+            TERMINAL.reversal(7, "T0001-k-9", 8, amount=500, pan=PAN),
+        ),
     ]
     out = []
     for n, (name, about, msg) in enumerate(cases):

@@ -59,6 +59,7 @@ from acquirer.protocol import (
     RC_REVERSAL_REFUSED,
     RC_STALE,
     RC_SYSTEM_ERROR,
+    RC_UNABLE_TO_LOCATE,
     RESPONSE_CODES,
     STAN_MAX,
     BatchItem,
@@ -128,6 +129,9 @@ BATCH_BASE_MAX = 10**11
 _TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_FORMAT_ERROR, RC_STALE})
 # The only codes that close a batch; anything else (91, 96, 30) is retried.
 _BATCH_CLOSING_RCS = frozenset({RC_APPROVED, RC_RECONCILE_ERROR})
+# A reversal is done when the host reversed the sale (00) or holds no such sale (25: it
+# keeps a tombstone, so the sale can never be charged later).
+_REVERSAL_DONE_RCS = frozenset({RC_APPROVED, RC_UNABLE_TO_LOCATE})
 
 
 class State(Enum):
@@ -798,7 +802,7 @@ class ReferenceFirmware:
             # The host holds an original that differs from this reversal (amount or
             # card): retrying cannot succeed, a human must look at it.
             return self._reversal_manual(key)
-        if msg.rc != RC_APPROVED:
+        if msg.rc not in _REVERSAL_DONE_RCS:
             return []  # refused for now: the timer will try again
         self._reversals.pop(key)
         self._status[key] = SaleStatus.REVERSED

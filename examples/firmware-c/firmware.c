@@ -284,6 +284,7 @@ static const char *rc_text(const char *rc) {
         {"12", "INVALID TRANSACTION"},
         {"09", "REQUEST IN PROGRESS"},
         {"13", "INVALID AMOUNT"},
+        {"25", "UNABLE TO LOCATE ORIGINAL"},
         {"30", "FORMAT ERROR"},
         {"51", "INSUFFICIENT FUNDS"},
         {"63", "SECURITY VIOLATION (STALE TRANSMISSION TIME)"},
@@ -711,7 +712,8 @@ static void on_reversal_response(posfw_out *out, const posfw_message *msg) {
         reversal_manual(out, key);
         return;
     }
-    if (strcmp(msg->rc, "00")) return;
+    /* 25: the host holds no such sale and keeps a tombstone, so it is never charged. */
+    if (strcmp(msg->rc, "00") && strcmp(msg->rc, "25")) return;
     clear_reversal(e);
     e->status = REVERSED;
     journal(out, key_record("reversed", key));

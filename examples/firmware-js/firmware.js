@@ -39,6 +39,7 @@ const RESPONSE_CODES = {
   "12": "invalid transaction",
   "09": "request in progress",
   "13": "invalid amount",
+  "25": "unable to locate original",
   "30": "format error",
   "51": "insufficient funds",
   "63": "security violation (stale transmission time)",
@@ -585,7 +586,8 @@ class ReferenceFirmware {
     const key = this.matchReversal(msg);
     if (!key) return [];
     if (msg.rc === "12") return this.reversalManual(key);
-    if (msg.rc !== "00") return [];
+    // 25: the host holds no such sale and keeps a tombstone, so it is never charged.
+    if (msg.rc !== "00" && msg.rc !== "25") return [];
     this.reversals.delete(key);
     this.status.set(key, REVERSED);
     const effects = [this.journal({ type: "reversed", key })];

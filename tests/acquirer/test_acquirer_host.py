@@ -386,8 +386,14 @@ def test_reversal_of_a_declined_purchase_is_a_noop(host: Acquirer) -> None:
 def test_reversal_before_its_purchase_leaves_a_tombstone_that_blocks_the_charge(
     host: Acquirer,
 ) -> None:
+    """The host answers RC 25 "unable to locate original" (it used to answer 00, as if
+    it had reversed something) and keeps a tombstone so the late original is refused."""
     resp, action = finish_now(host, reversal(2, orig_key="late"), 0)
-    assert resp.rc == "00" and action is not None and action.action == "reverse-tombstone"
+    assert resp.rc == p.RC_UNABLE_TO_LOCATE and p.verify(resp, KEY)
+    assert action is not None and action.action == "reverse-tombstone"
+    # The reversal resent before the original shows up: still not found.
+    again, _ = finish_now(host, reversal(2, orig_key="late", repeat=True), 5)
+    assert again.rc == p.RC_UNABLE_TO_LOCATE
     late, action = host.begin(purchase(1, 900, key="late"), 10)
     assert isinstance(late, Message) and late.rc == p.RC_DO_NOT_HONOUR
     assert action == HostAction("decline", "05", late.rrn, 900, "previously reversed")

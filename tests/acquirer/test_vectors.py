@@ -56,6 +56,7 @@ def test_the_vectors_cover_a_resend_with_the_same_answer_and_a_refused_batch() -
     again = by_name["purchase-resend"]["answer"]["message"]
     assert (first["rc"], first["rrn"]) == (again["rc"], again["rrn"]) == ("00", "000000000001")
     assert by_name["batch-mismatch"]["answer"]["message"]["rc"] == p.RC_RECONCILE_ERROR
+    assert by_name["reversal-of-unknown"]["answer"]["message"]["rc"] == p.RC_UNABLE_TO_LOCATE
     assert "iso8583_repeat_mti" in by_name["purchase-resend"]["request"]
 
 
