@@ -181,7 +181,7 @@ def documents() -> dict[str, str]:
         "terminal_id": TID,
         "merchant_id": MID,
         "mac_key_hex": KEY.hex(),
-        "mac": "first 16 hex digits of HMAC-SHA256(mac_key, mac_input); see docs/mqtt.md",
+        "mac": "first 16 hex digits of HMAC-SHA256(mac_key, mac_input); see docs/protocol.md",
     }
     docs = {
         "valid.json": {**head, "cases": _valid()},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A POS terminal in a shell script: one purchase over MQTT (JSON codec, QoS 1), then a
 # duplicate-safe retry of the same purchase (same idempotency key, repeat flag set).
-# Needs mosquitto_rr (mosquitto-clients 2.x) and openssl. See docs/mqtt.md.
+# Needs mosquitto_rr (mosquitto-clients 2.x) and openssl. See docs/protocol.md and docs/mqtt.md.
 #
 # usage: POSH_PASSWORD=... POSH_MAC_KEY=... mqtt-terminal.sh HOST PORT USER TERMINAL_ID [AMOUNT] [PAN]
 # POSH_PASSWORD is the terminal's broker password and POSH_MAC_KEY its "mac_key" (hex), both
@@ -39,7 +39,7 @@ hex_esc() {  # hex digits on stdin -> printf escapes
   sed 's/../\\x&/g'
 }
 
-mac() {  # HMAC-SHA256 over the canonical form (docs/mqtt.md); first 16 hex digits
+mac() {  # HMAC-SHA256 over the canonical form (docs/protocol.md); first 16 hex digits
   local inner
   inner=$({ printf "$(pad 0x36)"; printf 'posh-mac-v2\n%s' "$1"; } |
     openssl dgst -sha256 -binary | od -An -v -tx1 | tr -d ' \n')

@@ -738,7 +738,7 @@ _text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=2
 def test_mac_covers_every_field_as_documented(msg: Message, key: bytes) -> None:
     """The MAC is HMAC-SHA256 over "posh-mac-v2\\n", then every field but mac in
     declaration order as "<byte length>:<value>" (items: count, then 3 fields each;
-    booleans 1/0), as docs/mqtt.md says: spelled out here the slow, obvious way."""
+    booleans 1/0), as docs/protocol.md says: spelled out here the slow, obvious way."""
     import hashlib
     import hmac
     from dataclasses import fields

@@ -503,11 +503,11 @@ def test_any_signed_hostile_request_is_answered_and_leaves_the_ledger_balanced(
     acq.close()
 
 
-def test_the_mac_input_example_in_docs_mqtt_md_is_exact() -> None:
-    """docs/mqtt.md spells out one MAC input: it must be what the code builds."""
+def test_the_mac_input_example_in_docs_protocol_md_is_exact() -> None:
+    """docs/protocol.md spells out one MAC input: it must be what the code builds."""
     from pathlib import Path
 
-    doc = (Path(__file__).parents[2] / "docs" / "mqtt.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     example = p.mac_payload(Message(p.MTI_ECHO, "T1", "M1", 7)).decode()
     assert "`" + example.replace("\n", "\\n") + "`" in doc
 
