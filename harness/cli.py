@@ -518,10 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
     from .cli_incident import register as register_incident
+    from .conformance import register as register_conformance
     from .mqtt.cli import register as register_mqtt
 
     register_incident(sub)
     register_mqtt(sub)
+    register_conformance(sub)
     _add_external_firmware_flag(p)
     return p
 
