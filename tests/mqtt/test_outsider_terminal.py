@@ -50,9 +50,9 @@ def test_a_terminal_written_from_the_spec_alone_gets_every_answer_right(tmp_path
     if why is not None:
         pytest.skip(why)
     db = tmp_path / "host.db"
+    serve = ["acquirer", "serve", "--db", str(db), "--provision", "1"]
     host = subprocess.Popen(
-        [sys.executable, "-m", "harness.mqtt", "acquirer", "serve", "--db", str(db)]
-        + ["--provision", "1"],
+        [sys.executable, "-m", "harness.mqtt", *serve],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
