@@ -66,6 +66,9 @@ def register(sub: Any) -> None:
         "0: no key file, serve the terminals already in --db)",
     )
     serve.set_defaults(func=cmd_acquirer_serve)
+    from .provisioning import add_provision_command
+
+    add_provision_command(acq_sub)
 
     term = sub.add_parser("terminal", help="a terminal firmware in real time over MQTT")
     term_sub = term.add_subparsers(dest="terminal_command", required=True)

@@ -9,6 +9,7 @@ code). Here the host's books are checked too: one sale reversed, one charged, ba
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.mqtt.broker import SETUP_HINT, find_mosquitto
 
 from .test_shutdown import GUARD_S, ROOT, _read_until_ready
@@ -43,13 +45,8 @@ def _node_ready() -> str | None:
     return None
 
 
-def test_a_terminal_written_from_the_spec_alone_gets_every_answer_right(tmp_path: Path) -> None:
-    if find_mosquitto() is None:
-        pytest.skip(SETUP_HINT)
-    why = _node_ready()
-    if why is not None:
-        pytest.skip(why)
-    db = tmp_path / "host.db"
+def _serve_and_run_js(db: Path, keys: Path, tid: str) -> subprocess.CompletedProcess[str]:
+    """`acquirer serve --db DB` (private broker), then the JS terminal as `tid`."""
     serve = ["acquirer", "serve", "--db", str(db), "--provision", "1"]
     host = subprocess.Popen(
         [sys.executable, "-m", "harness.mqtt", *serve],
@@ -61,14 +58,13 @@ def test_a_terminal_written_from_the_spec_alone_gets_every_answer_right(tmp_path
     try:
         lines = _read_until_ready(host)
         [serving] = [line for line in lines if line.startswith("acquirer: serving ")]
-        url = serving.split()[2]
         env = {
             **os.environ,
-            "POSH_BROKER_URL": url,
-            "POSH_KEYS": f"{db}.keys.json",
-            "POSH_TID": "T0001",
+            "POSH_BROKER_URL": serving.split()[2],
+            "POSH_KEYS": str(keys),
+            "POSH_TID": tid,
         }
-        run = subprocess.run(
+        return subprocess.run(
             ["node", str(TERMINAL_JS / "terminal.js")],
             env=env,
             capture_output=True,
@@ -78,6 +74,20 @@ def test_a_terminal_written_from_the_spec_alone_gets_every_answer_right(tmp_path
     finally:
         host.terminate()
         host.communicate(timeout=GUARD_S)
+
+
+def _skip_unless_ready() -> None:
+    if find_mosquitto() is None:
+        pytest.skip(SETUP_HINT)
+    why = _node_ready()
+    if why is not None:
+        pytest.skip(why)
+
+
+def test_a_terminal_written_from_the_spec_alone_gets_every_answer_right(tmp_path: Path) -> None:
+    _skip_unless_ready()
+    db = tmp_path / "host.db"
+    run = _serve_and_run_js(db, Path(f"{db}.keys.json"), "T0001")
     assert run.returncode == 0, run.stderr
     steps = [line.split()[0] for line in run.stdout.splitlines()]
     assert steps == [
@@ -100,3 +110,36 @@ def test_a_terminal_written_from_the_spec_alone_gets_every_answer_right(tmp_path
         conn.close()
     assert ledger == 0
     assert txns == [(1250, "reversed"), (300, "approved")]
+
+
+def test_a_provisioned_terminal_connects_with_its_own_credentials_file(tmp_path: Path) -> None:
+    """`acquirer provision` writes a credentials file (0600) holding only that terminal's
+    entry; with it alone, the terminal logs in to the broker and is served."""
+    _skip_unless_ready()
+    db, creds = tmp_path / "host.db", tmp_path / "t0101.json"
+    argv = ["acquirer", "provision", "--db", str(db), "--terminal", "T0101", "--out", str(creds)]
+    assert main(argv) == 0
+    assert creds.stat().st_mode & 0o777 == 0o600
+    assert list(json.loads(creds.read_text())) == ["T0101"]
+    run = _serve_and_run_js(db, creds, "T0101")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "reversal-of-unknown rc=25"
+
+
+def test_provisioning_refusals_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "host.db")
+    first = ["acquirer", "provision", "--db", db, "--terminal", "T0101"]
+    assert main([*first, "--out", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    cases = [
+        ([*first, "--out", str(tmp_path / "b.json")], "already provisioned"),
+        ([*first, "--out", str(tmp_path / "a.json")], "exists"),
+        (["acquirer", "provision", "--db", db, "--terminal", "T-1", "--out", "c"], "1-8 letters"),
+    ]
+    for argv, why in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err
+    assert not (tmp_path / "b.json").exists()
