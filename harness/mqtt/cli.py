@@ -65,6 +65,20 @@ def register(sub: Any) -> None:
         help="when the key file is created: terminals T0001..TN (default 100; "
         "0: no key file, serve the terminals already in --db)",
     )
+    serve.add_argument(
+        "--listen",
+        metavar="tcp://HOST:PORT",
+        help="serve ISO 8583 (or JSON) frames over TCP instead of MQTT (docs/tcp.md)",
+    )
+    serve.add_argument(
+        "--header",
+        choices=("2b", "4b", "2a", "4a"),
+        default="2b",
+        help="with --listen: length header, 2/4 bytes binary or ASCII digits (default 2b)",
+    )
+    serve.add_argument(
+        "--tpdu", action="store_true", help="with --listen: each frame carries a 5-byte TPDU"
+    )
     serve.set_defaults(func=cmd_acquirer_serve)
     from .provisioning import add_provision_command
 
@@ -206,6 +220,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
     passwords: dict[str, str] = {}
     if found is not None:
         provision(args.db, mac_keys(found[1]))
+    if args.listen is not None:
+        return _serve_tcp(args)
+    if found is not None:
         passwords = {t: s.broker_password for t, s in found[1].items() if s.broker_password}
         users = sorted(passwords)
     with _broker_or(args.broker, users, passwords) as (broker, address):
@@ -236,6 +253,32 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
 
         with suppress(KeyboardInterrupt):
             asyncio.run(main())
+    return 0
+
+
+def _serve_tcp(args: argparse.Namespace) -> int:
+    """`acquirer serve --listen tcp://...`: the host on a TCP listener until a signal."""
+    from harness.tcp.server import TcpOptions, parse_listen, serve_forever
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    opts = TcpOptions(host, port, args.header, args.tpdu, rate_limit_per_s=args.rate_limit)
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        _stop_on_signals(stopping.set)
+        await serve_forever(args.db, opts, stopping)
+        print("acquirer: stopped", flush=True)
+
+    try:
+        with suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    except OSError as exc:
+        print(f"error: {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -294,7 +294,7 @@ class HostCore:
             msg, codec = wire.decode(payload)
         except ProtocolError as exc:
             codec = wire.sniff_codec(payload)
-            partial = _address_of(payload, codec)
+            partial = address_of(payload, codec)
             if partial is None or partial.terminal_id != topic_tid:
                 self._drop(topic_tid, f"malformed, no usable address: {exc}", "malformed")
                 return None
@@ -344,8 +344,8 @@ class HostCore:
         return Reply(tid, payload)
 
 
-def _address_of(payload: bytes, codec: Codec) -> Message | None:
-    """MTI, terminal, merchant and STAN of a malformed frame, or None."""
+def address_of(payload: bytes, codec: Codec) -> Message | None:
+    """MTI, terminal, merchant and STAN of a frame, even a malformed one, or None."""
     if codec == "iso8583":
         return iso8583.decode_address(payload)
     try:
@@ -366,6 +366,18 @@ def _address_of(payload: bytes, codec: Codec) -> Message | None:
     )
 
 
+def limiters(rate_limit_per_s: int) -> tuple[RateLimiter | None, RateLimiter | None]:
+    """`(limiter, bad_limiter)` for `HostCore` from a frames/s limit (bursts of twice
+    that); 0 turns both off (for measuring what they buy: bench/flood.py); None keeps a
+    default."""
+    if rate_limit_per_s == 0:
+        off = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
+        return off, RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
+    if rate_limit_per_s != RATE_PER_S:
+        return RateLimiter(rate_per_s=rate_limit_per_s, burst=2 * rate_limit_per_s), None
+    return None, None
+
+
 class HostService:
     """`HostCore` on a broker. Use as `async with HostService(...) as svc:` or `run()`."""
 
@@ -383,12 +395,7 @@ class HostService:
         0 turns the limit off (for measuring what it buys: bench/flood.py)."""
         self.db_path = db_path
         self.time_scale = time_scale
-        limiter = bad = None
-        if rate_limit_per_s == 0:
-            limiter = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
-            bad = RateLimiter(rate_per_s=UNLIMITED, burst=UNLIMITED)
-        elif rate_limit_per_s != RATE_PER_S:
-            limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=2 * rate_limit_per_s)
+        limiter, bad = limiters(rate_limit_per_s)
         self.core = HostCore(
             open_acquirer(db_path),
             on_action=on_action,
