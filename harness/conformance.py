@@ -8,7 +8,8 @@ match and the next one that does, malformed and forged frames, a stale transmiss
 STAN 0. Each case prints PASS or FAIL; a failure shows the exchange that failed. Exit 0
 when every case passes, 1 when one fails, 2 on a usage error.
 
-    posharness conformance --broker mqtt://HOST:PORT --keys FILE --terminal T0001
+    posharness conformance (--broker mqtt://HOST:PORT | --host tcp://HOST:PORT [--header 2b])
+                           --keys FILE --terminal T0001
                            [--codec iso8583|json] [--pan PAN] [--timeout S]
 
 The terminal must be provisioned on the host (its MAC key in the key file; its broker
@@ -23,7 +24,7 @@ import argparse
 import asyncio
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +48,7 @@ class ConformanceError(Exception):
 class Probe:
     """One terminal's side of the conversation: send a frame, read its answers."""
 
-    client: aiomqtt.Client
+    transmit: Callable[[bytes], Awaitable[None]]  # one request frame to the host
     tid: str
     key: bytes
     codec: wire.Codec
@@ -77,7 +78,7 @@ class Probe:
         while not self.answers.empty():
             self.answers.get_nowait()
         self.log.append(f"-> {frame[:300]!r}")
-        await self.client.publish(wire.topic(self.tid, "req"), frame, qos=1)
+        await self.transmit(frame)
 
     async def read(self, timeout_s: float) -> p.Message | None:
         """The next answer on our topic, decoded (None after `timeout_s` of silence)."""
@@ -171,7 +172,7 @@ async def case_concurrent_duplicates(t: Probe) -> None:
     sale = purchase(t, fresh_amount())
     frame = wire.encode(sale, t.codec)
     await t.send_raw(frame)
-    await t.client.publish(wire.topic(t.tid, "req"), frame, qos=1)
+    await t.transmit(frame)
     answers = [await t.read(t.timeout_s), await t.read(t.timeout_s)]
     rrns = set()
     for ans in answers:
@@ -297,7 +298,7 @@ class CaseResult:
 
 
 async def run_cases(
-    address: wire.BrokerAddress,
+    address: wire.BrokerAddress | TcpTarget,
     tid: str,
     key: bytes,
     codec: wire.Codec = "iso8583",
@@ -305,8 +306,10 @@ async def run_cases(
     timeout_s: float = ANSWER_TIMEOUT_S,
     only: tuple[str, ...] = (),
 ) -> list[CaseResult]:
-    """Run the cases (all, or those named in `only`) in order; one result each."""
-    results = []
+    """Run the cases (all, or those named in `only`) in order against the host at
+    `address` (a broker, or a TCP listener); one result each."""
+    if isinstance(address, TcpTarget):
+        return await _run_tcp(address, tid, key, codec, pan, timeout_s, only)
     async with aiomqtt.Client(
         address.host,
         address.port,
@@ -315,33 +318,87 @@ async def run_cases(
         identifier=tid,
     ) as client:
         await client.subscribe(wire.topic(tid, "resp"), qos=1)
-        probe = Probe(client, tid, key, codec, pan, timeout_s)
+
+        async def transmit(frame: bytes) -> None:
+            await client.publish(wire.topic(tid, "req"), frame, qos=1)
+
+        probe = Probe(transmit, tid, key, codec, pan, timeout_s)
 
         async def pump() -> None:
             async for message in client.messages:
                 if isinstance(message.payload, bytes):
                     probe.answers.put_nowait(message.payload)
 
-        reader = asyncio.create_task(pump())
-        try:
-            for name, about, case in CASES:
-                if only and name not in only:
-                    continue
-                probe.log = []
-                try:
-                    await case(probe)
-                    results.append(CaseResult(name, about, True))
-                except ConformanceError as exc:
-                    results.append(CaseResult(name, about, False, str(exc), tuple(probe.log)))
-        finally:
-            reader.cancel()
+        return await _with_reader(probe, pump(), only)
+
+
+@dataclass(frozen=True)
+class TcpTarget:
+    """A host listening on TCP (`acquirer serve --listen`), with its length header."""
+
+    host: str
+    port: int
+    header: str = "2b"
+
+
+async def _run_tcp(
+    target: TcpTarget, tid: str, key: bytes, codec: wire.Codec, pan: str,
+    timeout_s: float, only: tuple[str, ...],
+) -> list[CaseResult]:  # fmt: skip
+    from harness.tcp.framing import FrameReader, encode_frame
+
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+
+    async def transmit(frame: bytes) -> None:
+        writer.write(encode_frame(frame, target.header))
+        await writer.drain()
+
+    probe = Probe(transmit, tid, key, codec, pan, timeout_s)
+
+    async def pump() -> None:
+        framer = FrameReader(target.header)
+        while data := await reader.read(65536):
+            for _, message in framer.feed(data):
+                probe.answers.put_nowait(message)
+
+    try:
+        return await _with_reader(probe, pump(), only)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def _with_reader(
+    probe: Probe, pump: Coroutine[Any, Any, None], only: tuple[str, ...]
+) -> list[CaseResult]:
+    """Run the cases while `pump` feeds the host's answers into `probe.answers`."""
+    results = []
+    reader = asyncio.create_task(pump)
+    try:
+        for name, about, case in CASES:
+            if only and name not in only:
+                continue
+            probe.log = []
+            try:
+                await case(probe)
+                results.append(CaseResult(name, about, True))
+            except ConformanceError as exc:
+                results.append(CaseResult(name, about, False, str(exc), tuple(probe.log)))
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
     return results
 
 
 def register(sub: Any) -> None:
     """Add `conformance` to the top-level parser's subparsers."""
     c = sub.add_parser("conformance", help="run the protocol conformance cases against a host")
-    c.add_argument("--broker", required=True, help="mqtt://[user:pass@]host:port or env:NAME")
+    where = c.add_mutually_exclusive_group(required=True)
+    where.add_argument("--broker", help="mqtt://[user:pass@]host:port or env:NAME")
+    where.add_argument("--host", metavar="tcp://HOST:PORT", help="a host listening on TCP")
+    c.add_argument(
+        "--header", choices=("2b", "4b", "2a", "4a"), default="2b", help="with --host (2b)"
+    )
     c.add_argument("--keys", required=True, metavar="FILE", help="key file with the terminal")
     c.add_argument("--terminal", default="T0001", help="terminal id to play (default T0001)")
     c.add_argument("--codec", choices=("iso8583", "json"), default="iso8583")
@@ -361,8 +418,14 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             f"posharness: unknown case {unknown[0]!r} (cases: {', '.join(names)})", file=sys.stderr
         )
         return 2
+    from harness.tcp.server import parse_listen
+
+    address: wire.BrokerAddress | TcpTarget
     try:
-        address = wire.BrokerAddress.parse(args.broker)
+        if args.host is not None:
+            address = TcpTarget(*parse_listen(args.host), args.header)
+        else:
+            address = wire.BrokerAddress.parse(args.broker)
         secret = load_key_file(args.keys).get(args.terminal)
     except (ValueError, KeyFileError, OSError) as exc:
         print(f"posharness: {exc}", file=sys.stderr)
@@ -370,7 +433,11 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if secret is None:
         print(f"posharness: {args.keys}: no entry for terminal {args.terminal}", file=sys.stderr)
         return 2
-    if address.username is None and secret.broker_password:
+    if (
+        isinstance(address, wire.BrokerAddress)
+        and address.username is None
+        and secret.broker_password
+    ):
         address = address.with_login(args.terminal, secret.broker_password)
     try:
         results = asyncio.run(
@@ -379,8 +446,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
                 tuple(args.case),
             )
         )  # fmt: skip
-    except aiomqtt.MqttError as exc:
-        print(f"posharness: broker {address.url()}: {exc}", file=sys.stderr)
+    except (aiomqtt.MqttError, OSError) as exc:
+        print(f"posharness: cannot reach the host: {exc}", file=sys.stderr)
         return 2
     for r in results:
         print(f"{'PASS' if r.ok else 'FAIL'}  {r.name:<18} {r.about}")

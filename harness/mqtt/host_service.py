@@ -48,6 +48,7 @@ from acquirer.protocol import (
     REQUEST_MTIS,
     Message,
     ProtocolError,
+    canonical_mti,
 )
 
 from . import realclock, wire
@@ -355,6 +356,8 @@ def address_of(payload: bytes, codec: Codec) -> Message | None:
     if not isinstance(obj, dict):
         return None
     mti, tid = obj.get("mti"), obj.get("terminal_id")
+    if isinstance(mti, str):
+        mti = canonical_mti(mti)[0]  # a repeat MTI (0201) names its request's
     if mti not in REQUEST_MTIS or not isinstance(tid, str) or not tid.isalnum():
         return None
     mid, stan = obj.get("merchant_id", ""), obj.get("stan", 0)

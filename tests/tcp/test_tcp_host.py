@@ -12,6 +12,7 @@ import pytest
 from acquirer import iso8583
 from acquirer import protocol as p
 from acquirer.testing import fixed_test_mac_key
+from harness import conformance
 from harness.cli import main
 from harness.mqtt import realclock, wire
 from harness.mqtt.host_service import provision
@@ -168,3 +169,14 @@ def test_a_bad_listen_address_is_one_line_exit_2(
     assert main(["acquirer", "serve", "--db", db, "--listen", "udp://x:1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected tcp://HOST:PORT" in err
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("codec", ["iso8583", "json"])
+async def test_the_tcp_host_passes_every_conformance_case(host_db: str, codec: wire.Codec) -> None:
+    """The conformance suite, over TCP: the same semantics as over MQTT."""
+    async with asyncio.timeout(60), TcpHost(host_db, TcpOptions(port=0)) as h:
+        target = conformance.TcpTarget("127.0.0.1", h.port)
+        results = await conformance.run_cases(target, "T0001", fixed_test_mac_key("T0001"), codec)
+    assert len(results) == len(conformance.CASES)
+    assert [(r.name, r.detail) for r in results if not r.ok] == []
