@@ -32,8 +32,11 @@ from .ratelimit import RATE_PER_S
 from .wire import CODECS, BrokerAddress
 
 if TYPE_CHECKING:
+    from terminal.firmware import Firmware, FirmwareConfig
+
     from .fleet import FleetReport
     from .keys import TerminalSecret
+    from .terminal_driver import TerminalDriver
 
 
 def register(sub: Any) -> None:
@@ -89,6 +92,17 @@ def register(sub: Any) -> None:
     run = term_sub.add_parser("run", help="run purchases from a script, stdin or a scenario")
     run.add_argument(
         "--broker", help="mqtt://[user:pass@]host:port (default: private broker with an acquirer)"
+    )
+    run.add_argument(
+        "--host",
+        metavar="tcp://HOST:PORT",
+        help="talk to a host on TCP (acquirer serve --listen) instead of MQTT (needs --keys)",
+    )
+    run.add_argument(
+        "--header",
+        choices=("2b", "4b", "2a", "4a"),
+        default="2b",
+        help="with --host: the host's length header (default 2b)",
     )
     run.add_argument(
         "--firmware", default="reference", help="reference, zoo:NAME, module:Class, exec:COMMAND"
@@ -351,12 +365,80 @@ def _terminal_secret(args: argparse.Namespace) -> TerminalSecret:
     path = args.keys or os.environ.get(KEYS_ENV)
     if path:
         return keyfile.secret_for(path, keyfile.load_key_file(path), args.id)
-    if args.broker:
+    if args.broker or args.host:
         raise KeyFileError(
-            f"--broker needs this terminal's key: --keys FILE (or ${KEYS_ENV}), the key "
-            f"file `posharness acquirer serve` wrote"
+            f"--{'broker' if args.broker else 'host'} needs this terminal's key: --keys FILE "
+            f"(or ${KEYS_ENV}), the key file `posharness acquirer serve` wrote"
         )
     return keyfile.generate([args.id])[args.id]
+
+
+async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str] | None]) -> int:
+    """Boot `driver`, make `purchases` (None: a batch close), print one JSON line per
+    outcome and then the receipts; the number of purchases not approved."""
+    driver.boot()
+    # Let the terminal finish what its journal left unfinished (resends, reversals, the
+    # owed receipt and its "LAST SALE APPROVED" display) before the first purchase:
+    # otherwise a recovery display would be taken for the new purchase's outcome
+    # (bench/durability.py found it).
+    await driver.idle.wait()
+    failed = 0
+    for item in purchases:
+        if item is None:
+            await driver.close_batch()
+            print(json.dumps({"batch_close": "done"}), flush=True)
+            continue
+        amount, pan = item
+        intent = await driver.purchase(amount, pan)
+        outcome = {"amount": amount, "outcome": intent.outcome, "text": intent.text}
+        outcome |= {"latency_ms": round(intent.latency_ms, 2), "key": intent.key}
+        print(json.dumps(outcome), flush=True)
+        failed += intent.outcome != "approved"
+    # Let background work (reversals, receipts) finish before exiting.
+    await driver.idle.wait()
+    for r in driver.receipts:
+        print(json.dumps({"receipt": r.to_dict()}), flush=True)
+    return failed
+
+
+def _terminal_run_tcp(
+    args: argparse.Namespace,
+    firmware: Firmware,
+    cfg: FirmwareConfig,
+    purchases: list[tuple[int, str] | None],
+) -> int:
+    """`terminal run --host tcp://...`: the terminal on a TCP connection to a host."""
+    from harness.tcp.client import TcpTerminalClient
+    from harness.tcp.server import parse_listen
+
+    from .journal import Journal
+    from .terminal_driver import TerminalDriver
+
+    try:
+        host, port = parse_listen(args.host)
+    except ValueError as exc:
+        print(f"error: {str(exc).replace('--listen', '--host')}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        journal = Journal(args.journal or f"{args.id}.journal.db")
+        client = TcpTerminalClient(host, port, args.header)
+        driver = client.add(
+            lambda publish: TerminalDriver(firmware, cfg, journal, publish, codec=args.codec)
+        )
+        _cancel_on_signals()
+        try:
+            await client.start()
+            return 1 if await _drive(driver, purchases) else 0
+        finally:
+            await client.stop()
+            journal.close()
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("terminal: interrupted; stopped cleanly (journal kept)", file=sys.stderr)
+        return 1
 
 
 def cmd_terminal_run(args: argparse.Namespace) -> int:
@@ -374,6 +456,9 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # KeyFileError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.host is not None:
+        cfg = terminal_config(args.id, secret.mac_key)
+        return _terminal_run_tcp(args, factory(cfg), cfg, purchases)
     journal_path = args.journal or f"{args.id}.journal.db"
     with _broker_or(args.broker, [args.id]) as (broker, address):
         if broker is None and address.username is None and secret.broker_password:
@@ -400,40 +485,10 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                 codec=args.codec,
                 via_proxy=args.via_proxy,
             )
-            failed = 0
             _cancel_on_signals()
             try:
                 await client.start()
-                driver.boot()
-                # Let the terminal finish what its journal left unfinished (resends,
-                # reversals, the owed receipt and its "LAST SALE APPROVED" display)
-                # before the first purchase: otherwise a recovery display would be
-                # taken for the new purchase's outcome (bench/durability.py found it).
-                await driver.idle.wait()
-                for item in purchases:
-                    if item is None:
-                        await driver.close_batch()
-                        print(json.dumps({"batch_close": "done"}), flush=True)
-                        continue
-                    amount, pan = item
-                    intent = await driver.purchase(amount, pan)
-                    print(
-                        json.dumps(
-                            {
-                                "amount": amount,
-                                "outcome": intent.outcome,
-                                "text": intent.text,
-                                "latency_ms": round(intent.latency_ms, 2),
-                                "key": intent.key,
-                            }
-                        ),
-                        flush=True,
-                    )
-                    failed += intent.outcome != "approved"
-                # Let background work (reversals, receipts) finish before exiting.
-                await driver.idle.wait()
-                for r in driver.receipts:
-                    print(json.dumps({"receipt": r.to_dict()}), flush=True)
+                failed = await _drive(driver, purchases)
             finally:
                 await client.stop()
                 journal.close()

@@ -67,7 +67,8 @@ class TcpHost:
         self.opts = opts
         self.connections = 0
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        # Open connections: their handler tasks and writers (stop closes them).
+        self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def port(self) -> int:
@@ -82,8 +83,9 @@ class TcpHost:
         """Stop listening, close every connection, then the database."""
         if self._server is not None:
             self._server.close()
-        for task in self._handlers:
-            task.cancel()
+        # Closing a connection ends its handler's read loop: no task is cancelled.
+        for writer in self._handlers.values():
+            writer.close()
         await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -105,7 +107,7 @@ class TcpHost:
         self.connections += 1
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)
+        self._handlers[task] = writer
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -127,7 +129,7 @@ class TcpHost:
             pass
         finally:
             self.connections -= 1
-            self._handlers.discard(task)
+            self._handlers.pop(task, None)
             writer.close()
 
     def _on_frame(self, writer: asyncio.StreamWriter, tpdu: bytes, payload: bytes) -> None:

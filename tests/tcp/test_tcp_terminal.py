@@ -1,0 +1,121 @@
+"""`terminal run --host tcp://...`: terminal drivers on a TCP connection to the host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acquirer.catalogue import PAN_APPROVE
+from acquirer.testing import fixed_test_mac_key
+from harness.mqtt.host_service import provision
+from harness.mqtt.journal import Journal
+from harness.mqtt.terminal_driver import TerminalDriver, terminal_config
+from harness.tcp.client import TcpTerminalClient
+from harness.tcp.server import TcpHost, TcpOptions
+from terminal.reference import ReferenceFirmware
+
+from .test_tcp_host import books
+
+SAFETY_S = 30  # a hang becomes a failure after this long; nothing waits for it to pass
+ROOT = Path(__file__).resolve().parents[2]
+TIDS = ("T0001", "T0002")
+
+
+@pytest.fixture
+def host_db(tmp_path: Path) -> str:
+    path = str(tmp_path / "host.db")
+    provision(path, {t: fixed_test_mac_key(t) for t in TIDS})
+    return path
+
+
+def add_terminal(client: TcpTerminalClient, tid: str, tmp: Path) -> TerminalDriver:
+    cfg = terminal_config(tid, fixed_test_mac_key(tid))
+    journal = Journal(str(tmp / f"{tid}.journal.db"))
+    return client.add(lambda publish: TerminalDriver(ReferenceFirmware(cfg), cfg, journal, publish))
+
+
+@pytest.mark.asyncio
+async def test_two_terminals_on_one_connection_are_each_approved(
+    host_db: str, tmp_path: Path
+) -> None:
+    async with asyncio.timeout(SAFETY_S), TcpHost(host_db, TcpOptions(port=0)) as h:
+        client = TcpTerminalClient("127.0.0.1", h.port)
+        drivers = [add_terminal(client, t, tmp_path) for t in TIDS]
+        async with client:
+            for d in drivers:
+                d.boot()
+            intents = await asyncio.gather(*(d.purchase(1250, PAN_APPROVE) for d in drivers))
+            await asyncio.gather(*(d.idle.wait() for d in drivers))
+    assert [i.outcome for i in intents] == ["approved", "approved"]
+    assert all(len(d.receipts) == 1 for d in drivers)
+    ledger, txns = books(host_db)
+    assert ledger == 0 and len(txns) == 2
+
+
+@pytest.mark.asyncio
+async def test_the_terminal_reconnects_when_the_host_comes_back(
+    host_db: str, tmp_path: Path
+) -> None:
+    """The host restarts on the same port: the client reconnects with backoff, and the
+    next purchase is approved."""
+    async with asyncio.timeout(SAFETY_S):
+        first = TcpHost(host_db, TcpOptions(port=0))
+        await first.start()
+        port = first.port
+        client = TcpTerminalClient("127.0.0.1", port)
+        driver = add_terminal(client, "T0001", tmp_path)
+        async with client:
+            driver.boot()
+            assert (await driver.purchase(1250, PAN_APPROVE)).outcome == "approved"
+            await first.stop()
+            while client.connected.is_set():  # the loss is noticed (no timer: an event)
+                await client.wait_disconnected()
+            async with TcpHost(host_db, TcpOptions(port=port)):
+                await client.connected.wait()
+                await driver.idle.wait()
+                assert (await driver.purchase(300, PAN_APPROVE)).outcome == "approved"
+    ledger, txns = books(host_db)
+    assert ledger == 0 and [t[1] for t in txns] == [1250, 300]
+
+
+def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
+    db = tmp_path / "host.db"
+    serve = ["acquirer", "serve", "--db", str(db), "--provision", "1"]
+    host = subprocess.Popen(
+        [sys.executable, "-m", "harness.mqtt", *serve, "--listen", "tcp://127.0.0.1:0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert host.stdout is not None
+        line = host.stdout.readline()
+        while not line.startswith("acquirer: serving tcp://"):
+            assert line, "acquirer serve exited early"
+            line = host.stdout.readline()
+        url = line.split()[2]
+        script = tmp_path / "script.txt"
+        script.write_text(f"1250 {PAN_APPROVE}\nBATCH\n")
+        argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
+        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db")]
+        run = subprocess.run(
+            [sys.executable, "-m", "harness.mqtt", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SAFETY_S,
+        )
+    finally:
+        host.terminate()
+        host.communicate(timeout=SAFETY_S)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert lines[0]["outcome"] == "approved"
+    assert lines[1] == {"batch_close": "done"}
+    assert lines[2]["receipt"]["amount"] == 1250
