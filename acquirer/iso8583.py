@@ -19,7 +19,7 @@ t     MTI                         one of `protocol.ALL_MTIS`
 49    currency                    3 digits
 62    items                       LLLLVAR "stan,amount,rrn;..."
 63    batch_no and totals         LLLVAR tag-length-value
-64    mac                         16 lowercase hex digits, absent if ""
+64    mac                         16 hex digits (written lower case; read either), absent if ""
 ====  ==========================  =====================================
 
 Every value is checked both ways: `encode` refuses a Message the wire cannot
@@ -548,7 +548,9 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
         items = tuple(parsed)
     mac = ""
     if "64" in doc:
-        mac = doc["64"]
+        # The 8-byte MAC as 16 hex digits: tools that hold it as binary (field 64 is
+        # "b 64" in ISO 8583:1987) print it in upper case; both cases mean the same MAC.
+        mac = doc["64"].lower()
         if not _is_hex16(mac):
             raise ProtocolError("bad mac")
     # Positional: half the cost of 22 keywords (`_MESSAGE_FIELDS` pins the order).

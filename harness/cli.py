@@ -519,11 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
     from .cli_incident import register as register_incident
     from .conformance import register as register_conformance
+    from .framecmd import register as register_frame
     from .mqtt.cli import register as register_mqtt
 
     register_incident(sub)
     register_mqtt(sub)
     register_conformance(sub)
+    register_frame(sub)
     _add_external_firmware_flag(p)
     return p
 

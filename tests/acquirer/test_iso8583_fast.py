@@ -218,7 +218,7 @@ def _oracle_from_doc(doc: Mapping[str, str]) -> p.Message:
         items = tuple(parsed)
     mac = ""
     if "64" in doc:
-        mac = _o_text(doc["64"], _O_HEX16, 16, "mac")
+        mac = _o_text(doc["64"].lower(), _O_HEX16, 16, "mac")
     return p.Message(
         mti=mti,
         terminal_id=terminal_id,
@@ -707,7 +707,8 @@ _BAD_DOC_VALUES: list[tuple[str, str | None]] = [
     ),
     *(("63", v) for v in ["DC002-1", "CA001x", ""]),
     *(("62", v) for v in ["", "1,2", "1,2,R;", "1234567,1,R", "1,1,R-", "1,1,R;2,2,"]),
-    *(("64", v) for v in ["0123456789ABCDEF", "abc", ""]),
+    # Upper case is read (tools print a binary MAC so); other letters are not.
+    *(("64", v) for v in ["0123456789ABCDEG", "abc", ""]),
     *(("5", v) for v in ["x"]),
     *(("70", v) for v in ["y"]),
     *(("h", v) for v in [""]),

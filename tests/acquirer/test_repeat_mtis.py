@@ -80,3 +80,13 @@ def test_a_repeat_mti_of_an_unknown_kind_is_still_unknown() -> None:
     frame = codec.encode(purchase(5, 100, key="k5"))
     with pytest.raises(p.ProtocolError, match="unknown MTI '0501'"):
         codec.decode(b"0501" + frame[4:])
+
+
+def test_an_upper_case_field_64_is_the_same_mac() -> None:
+    """Tools that hold field 64 as 8 binary bytes (iso8583sim's ascii-hex format) print it
+    in upper case; the host used to refuse such a frame as "bad mac"."""
+    msg = purchase(5, 100, key="k5")
+    frame = codec.encode(msg)
+    upper = frame[:-16] + frame[-16:].upper()
+    assert upper != frame and codec.decode(upper) == msg
+    assert p.verify(codec.decode(upper), KEY)
