@@ -32,8 +32,6 @@ from .ratelimit import RATE_PER_S
 from .wire import CODECS, BrokerAddress
 
 if TYPE_CHECKING:
-    from terminal.firmware import Firmware, FirmwareConfig
-
     from .fleet import FleetReport
     from .keys import TerminalSecret
     from .terminal_driver import TerminalDriver
@@ -235,7 +233,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
     if found is not None:
         provision(args.db, mac_keys(found[1]))
     if args.listen is not None:
-        return _serve_tcp(args)
+        from harness.tcp.commands import serve_tcp
+
+        return serve_tcp(args)
     if found is not None:
         passwords = {t: s.broker_password for t, s in found[1].items() if s.broker_password}
         users = sorted(passwords)
@@ -267,32 +267,6 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
 
         with suppress(KeyboardInterrupt):
             asyncio.run(main())
-    return 0
-
-
-def _serve_tcp(args: argparse.Namespace) -> int:
-    """`acquirer serve --listen tcp://...`: the host on a TCP listener until a signal."""
-    from harness.tcp.server import TcpOptions, parse_listen, serve_forever
-
-    try:
-        host, port = parse_listen(args.listen)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    opts = TcpOptions(host, port, args.header, args.tpdu, rate_limit_per_s=args.rate_limit)
-
-    async def main() -> None:
-        stopping = asyncio.Event()
-        _stop_on_signals(stopping.set)
-        await serve_forever(args.db, opts, stopping)
-        print("acquirer: stopped", flush=True)
-
-    try:
-        with suppress(KeyboardInterrupt):
-            asyncio.run(main())
-    except OSError as exc:
-        print(f"error: {args.listen}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
     return 0
 
 
@@ -401,46 +375,6 @@ async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str] | None]
     return failed
 
 
-def _terminal_run_tcp(
-    args: argparse.Namespace,
-    firmware: Firmware,
-    cfg: FirmwareConfig,
-    purchases: list[tuple[int, str] | None],
-) -> int:
-    """`terminal run --host tcp://...`: the terminal on a TCP connection to a host."""
-    from harness.tcp.client import TcpTerminalClient
-    from harness.tcp.server import parse_listen
-
-    from .journal import Journal
-    from .terminal_driver import TerminalDriver
-
-    try:
-        host, port = parse_listen(args.host)
-    except ValueError as exc:
-        print(f"error: {str(exc).replace('--listen', '--host')}", file=sys.stderr)
-        return 2
-
-    async def main() -> int:
-        journal = Journal(args.journal or f"{args.id}.journal.db")
-        client = TcpTerminalClient(host, port, args.header)
-        driver = client.add(
-            lambda publish: TerminalDriver(firmware, cfg, journal, publish, codec=args.codec)
-        )
-        _cancel_on_signals()
-        try:
-            await client.start()
-            return 1 if await _drive(driver, purchases) else 0
-        finally:
-            await client.stop()
-            journal.close()
-
-    try:
-        return asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("terminal: interrupted; stopped cleanly (journal kept)", file=sys.stderr)
-        return 1
-
-
 def cmd_terminal_run(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
@@ -458,7 +392,9 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
         return 2
     if args.host is not None:
         cfg = terminal_config(args.id, secret.mac_key)
-        return _terminal_run_tcp(args, factory(cfg), cfg, purchases)
+        from harness.tcp.commands import terminal_run_tcp
+
+        return terminal_run_tcp(args, factory(cfg), cfg, purchases)
     journal_path = args.journal or f"{args.id}.journal.db"
     with _broker_or(args.broker, [args.id]) as (broker, address):
         if broker is None and address.username is None and secret.broker_password:
