@@ -37,6 +37,17 @@ if TYPE_CHECKING:
     from .terminal_driver import TerminalDriver
 
 
+def _add_tcp_args(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
+    """`flag` tcp://HOST:PORT and its `--header` (docs/tcp.md)."""
+    parser.add_argument(flag, metavar="tcp://HOST:PORT", help=f"{what} (docs/tcp.md)")
+    parser.add_argument(
+        "--header",
+        choices=("2b", "4b", "2a", "4a"),
+        default="2b",
+        help=f"with {flag}: length header, 2/4 bytes binary or ASCII digits (default 2b)",
+    )
+
+
 def register(sub: Any) -> None:
     """Add the MQTT subcommands to the top-level parser's subparsers."""
     acq = sub.add_parser("acquirer", help="the mock acquirer as an MQTT service")
@@ -66,17 +77,7 @@ def register(sub: Any) -> None:
         help="when the key file is created: terminals T0001..TN (default 100; "
         "0: no key file, serve the terminals already in --db)",
     )
-    serve.add_argument(
-        "--listen",
-        metavar="tcp://HOST:PORT",
-        help="serve ISO 8583 (or JSON) frames over TCP instead of MQTT (docs/tcp.md)",
-    )
-    serve.add_argument(
-        "--header",
-        choices=("2b", "4b", "2a", "4a"),
-        default="2b",
-        help="with --listen: length header, 2/4 bytes binary or ASCII digits (default 2b)",
-    )
+    _add_tcp_args(serve, "--listen", "serve ISO 8583 (or JSON) frames over TCP, not MQTT")
     serve.add_argument(
         "--tpdu", action="store_true", help="with --listen: each frame carries a 5-byte TPDU"
     )
@@ -91,17 +92,7 @@ def register(sub: Any) -> None:
     run.add_argument(
         "--broker", help="mqtt://[user:pass@]host:port (default: private broker with an acquirer)"
     )
-    run.add_argument(
-        "--host",
-        metavar="tcp://HOST:PORT",
-        help="talk to a host on TCP (acquirer serve --listen) instead of MQTT (needs --keys)",
-    )
-    run.add_argument(
-        "--header",
-        choices=("2b", "4b", "2a", "4a"),
-        default="2b",
-        help="with --host: the host's length header (default 2b)",
-    )
+    _add_tcp_args(run, "--host", "talk to a host on TCP (acquirer serve --listen), not MQTT")
     run.add_argument(
         "--firmware", default="reference", help="reference, zoo:NAME, module:Class, exec:COMMAND"
     )

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .serving import tcp_host_process
+
 pytestmark = pytest.mark.interop
 
 VERSION = "1.6.0"
@@ -44,21 +46,8 @@ def iso8583sim() -> Path:
 def test_iso8583sim_send_gets_an_approval_from_acquirer_serve_listen(tmp_path: Path) -> None:
     tool = iso8583sim()
     db = tmp_path / "host.db"
-    serve = ["acquirer", "serve", "--db", str(db), "--provision", "1"]
-    host = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *serve, "--listen", "tcp://127.0.0.1:0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert host.stdout is not None
-        line = host.stdout.readline()
-        while not line.startswith("acquirer: serving tcp://"):
-            assert line, "acquirer serve exited early"
-            line = host.stdout.readline()
-        port = line.split()[2].rsplit(":", 1)[1]
+    with tcp_host_process(db) as url:
+        port = url.rsplit(":", 1)[1]
         make = ["frame", "purchase", "--keys", f"{db}.keys.json", "--amount", "1250"]
         frame = subprocess.run(
             [sys.executable, "-m", "harness.cli", *make],
@@ -68,9 +57,6 @@ def test_iso8583sim_send_gets_an_approval_from_acquirer_serve_listen(tmp_path: P
             [str(tool), "send", frame, "--port", port, "--format", "ascii-hex", "--header", "2b"],
             capture_output=True, text=True, timeout=GUARD_S,
         )  # fmt: skip
-    finally:
-        host.terminate()
-        host.communicate(timeout=GUARD_S)
     assert sent.returncode == 0, sent.stderr
     text = " ".join(sent.stdout.replace("\u2502", " ").split())  # without the box edges
     assert "Response code 00: Approved" in text

@@ -19,6 +19,7 @@ from harness.tcp.client import TcpTerminalClient
 from harness.tcp.server import TcpHost, TcpOptions
 from terminal.reference import ReferenceFirmware
 
+from .serving import tcp_host_process
 from .test_tcp_host import books
 
 SAFETY_S = 30  # a hang becomes a failure after this long; nothing waits for it to pass
@@ -85,21 +86,7 @@ async def test_the_terminal_reconnects_when_the_host_comes_back(
 
 def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
     db = tmp_path / "host.db"
-    serve = ["acquirer", "serve", "--db", str(db), "--provision", "1"]
-    host = subprocess.Popen(
-        [sys.executable, "-m", "harness.mqtt", *serve, "--listen", "tcp://127.0.0.1:0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert host.stdout is not None
-        line = host.stdout.readline()
-        while not line.startswith("acquirer: serving tcp://"):
-            assert line, "acquirer serve exited early"
-            line = host.stdout.readline()
-        url = line.split()[2]
+    with tcp_host_process(db) as url:
         script = tmp_path / "script.txt"
         script.write_text(f"1250 {PAN_APPROVE}\nBATCH\n")
         argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
@@ -111,9 +98,6 @@ def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
             text=True,
             timeout=SAFETY_S,
         )
-    finally:
-        host.terminate()
-        host.communicate(timeout=SAFETY_S)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert lines[0]["outcome"] == "approved"
