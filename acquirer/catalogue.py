@@ -21,12 +21,22 @@ CATALOGUE_BALANCE = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class CardAccount:
-    """A cardholder account. `rc` forces a response code; `slow_ms` adds processing time."""
+    """A cardholder account. `rc` forces a response code; `slow_ms` adds processing time.
+
+    A wallet account (a payment code, paid with processing code 900000) also has the
+    customer's phone: `confirm_ms` 0 pays at once, N > 0 waits for the customer to
+    confirm on the phone N ms after the order is created, -1 never confirms (the
+    customer gives up); `answer_rc` is what the pay answer says while the order goes
+    on as if it had been answered normally (96: the wallet's "system error, result
+    unknown", after which the order may well be paid).
+    """
 
     pan: str
     balance: int
     rc: str = ""
     slow_ms: int = 0
+    confirm_ms: int = 0
+    answer_rc: str = ""
 
 
 PAN_APPROVE = "4000000000000002"
@@ -43,6 +53,26 @@ CATALOGUE_CARDS: tuple[CardAccount, ...] = (
     CardAccount(PAN_DO_NOT_HONOUR, CATALOGUE_BALANCE, rc=p.RC_DO_NOT_HONOUR),
     CardAccount(PAN_ISSUER_DOWN, CATALOGUE_BALANCE, rc=p.RC_ISSUER_UNAVAILABLE),
     CardAccount(PAN_SLOW_ISSUER, CATALOGUE_BALANCE, slow_ms=SLOW_ISSUER_MS),
+)
+
+# Test wallets: payment codes (18 digits, as the wallets' codes are) whose customer
+# behaves in a known way. docs/wallet.md has the same table.
+CODE_PAYS = "280000000000000001"  # pays at once (small amount, no password)
+CODE_CONFIRMS = "280000000000000002"  # the customer confirms on the phone after 8 s
+CODE_LATE = "280000000000000003"  # confirms after 45 s: after a 30 s poll has ended
+CODE_NEVER = "280000000000000004"  # never confirms: the order closes unpaid
+CODE_NO_FUNDS = "280000000000000051"  # insufficient funds
+CODE_SYSTEM_ERROR = "280000000000000096"  # answered "system error", but paid at once
+CONFIRM_MS = 8_000
+LATE_CONFIRM_MS = 45_000
+
+CATALOGUE_WALLETS: tuple[CardAccount, ...] = (
+    CardAccount(CODE_PAYS, CATALOGUE_BALANCE),
+    CardAccount(CODE_CONFIRMS, CATALOGUE_BALANCE, confirm_ms=CONFIRM_MS),
+    CardAccount(CODE_LATE, CATALOGUE_BALANCE, confirm_ms=LATE_CONFIRM_MS),
+    CardAccount(CODE_NEVER, CATALOGUE_BALANCE, confirm_ms=-1),
+    CardAccount(CODE_NO_FUNDS, CATALOGUE_BALANCE, rc=p.RC_INSUFFICIENT_FUNDS),
+    CardAccount(CODE_SYSTEM_ERROR, CATALOGUE_BALANCE, answer_rc=p.RC_SYSTEM_ERROR),
 )
 
 # Amount conventions: the amount is the response code times 100 (500 -> RC 05).

@@ -22,17 +22,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from acquirer import catalogue, iso8583, store
-from acquirer.catalogue import CATALOGUE_CARDS, CardAccount
+from acquirer import catalogue, iso8583, store, wallet
+from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
 from acquirer.protocol import (
     BATCH_ITEMS_MAX,
     FRESHNESS_WINDOW_MS,
     MTI_BATCH,
     MTI_ECHO,
+    MTI_INQUIRY,
     MTI_PURCHASE,
     MTI_REVERSAL,
     MTI_REVERSAL_ADVICE,
     PROC_REFUND,
+    PROC_WALLET,
     RC_APPROVED,
     RC_DO_NOT_HONOUR,
     RC_DUPLICATE,
@@ -105,6 +107,9 @@ class HostConfig:
     # accepts such "unreferenced" refunds as stand-alone credits (a setting for
     # tests of other rules and for acquirers that allow them; docs/security.md).
     unreferenced_refunds: bool = False
+    # A wallet order nobody confirms closes unpaid this long after it was created
+    # (WeChat Pay closes after about 45 s of waiting, Alipay after a few minutes).
+    wallet_close_ms: int = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +210,9 @@ class Acquirer:
         self._config = config
         self._keys: dict[str, bytes] = dict(config.mac_keys)
         # Scenario cards override catalogue cards with the same PAN.
-        self._cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS}
+        self._cards: dict[str, CardAccount] = {
+            c.pan: c for c in CATALOGUE_CARDS + CATALOGUE_WALLETS
+        }
         for card in cards:
             self._cards[card.pan] = card
         if config.merchant_account in self._cards:
@@ -225,6 +232,8 @@ class Acquirer:
             raise
         # Transaction ids (and so RRNs) are a plain sequence: deterministic.
         self._next_txn_id: int = db.execute(store.SQL_MAX_TXN).fetchone()[0] + 1
+        # When the next waiting wallet order is due (-1: none); see `wallet_advance`.
+        self.wallet_due_ms = wallet.next_due(self)
         self._next_prune_ms = 0
         # A stored outcome must outlive every request that could replay it.
         self._window_ms = min(config.freshness_window_ms, config.idempotency_retention_ms // 2)
@@ -264,9 +273,18 @@ class Acquirer:
                 amount=msg.amount,
                 detail=f"Transmission time {msg.sent_ms} is outside the {window} ms window.",
             )
+        if 0 <= self.wallet_due_ms <= now_ms:
+            self.wallet_advance(now_ms)
         if msg.mti == MTI_PURCHASE:
             return self._begin_payment(msg, now_ms)
+        if msg.mti == MTI_INQUIRY:
+            return wallet.inquire(self, msg, now_ms)
         return Ticket(msg, now_ms, now_ms + self._config.processing_ms), None
+
+    def wallet_advance(self, now_ms: int) -> list[tuple[HostTxn, HostAction]]:
+        """Apply the wallet confirmations and closes due by `now_ms` (each with the
+        order as it was and what was done); see `acquirer.wallet`."""
+        return wallet.advance(self, now_ms)
 
     def _authentic(self, msg: Message) -> bool:
         """Is `msg` well-formed and signed with its terminal's key?"""
@@ -614,16 +632,24 @@ class Acquirer:
                 amount=msg.amount,
                 detail="Key reused with a different request.",
             )
+        if msg.processing_code == PROC_WALLET and rec.txn_id is not None:
+            # A wallet order changes after its answer (the customer confirms, it
+            # closes): a repeat of the pay is answered with where it stands now.
+            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
+            if row is not None:
+                return wallet.answer_of(self, msg, HostTxn(*row), "replay")
         return self._reply(msg, rec.rc, rec.rrn, rec.auth_code), HostAction(
             "replay", rec.rc, rec.rrn, msg.amount, "Stored response replayed, nothing charged."
         )
 
-    def _insert_txn(self, msg: Message, now_ms: int, rc: str, auth_code: str) -> tuple[int, str]:
+    def _insert_txn(
+        self, msg: Message, now_ms: int, rc: str, auth_code: str, status: str = ""
+    ) -> tuple[int, str]:
         """Store a transaction row with the next id; the caller advances the id after commit."""
         txn_id = self._next_txn_id
         rrn = f"{txn_id:012d}"
         kind = KIND_REFUND if msg.processing_code == PROC_REFUND else KIND_PURCHASE
-        status = "approved" if rc == RC_APPROVED else "declined"
+        status = status or ("approved" if rc == RC_APPROVED else "declined")
         self._db.execute(
             store.SQL_TXN_INSERT,
             (
@@ -704,6 +730,8 @@ class Acquirer:
     ) -> tuple[Message, HostAction]:
         tid = req.terminal_id
         key = _dedup_key(req, started_ms // DAY_MS)
+        if req.processing_code == PROC_WALLET:
+            return wallet.finish_pay(self, req, key, _fingerprint(req), started_ms, now_ms)
         refund = req.processing_code == PROC_REFUND
         db = self._db
         self._tx_begin()
@@ -798,6 +826,8 @@ class Acquirer:
                 "reverse-noop", RC_UNABLE_TO_LOCATE, detail="Original record no longer held."
             )
         txn = HostTxn(*row)
+        if txn.status == wallet.STATUS_PAYING and not _reversal_mismatch(req, txn):
+            return wallet.close_waiting(self, req, txn, now_ms)
         if txn.status != "approved":
             return self._reply(req, RC_APPROVED, txn.rrn), HostAction(
                 "reverse-noop", RC_APPROVED, txn.rrn, txn.amount, f"Original is {txn.status}."

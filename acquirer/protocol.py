@@ -28,14 +28,20 @@ MTI_BATCH = "0500"
 MTI_BATCH_RESP = "0510"
 MTI_ECHO = "0800"
 MTI_ECHO_RESP = "0810"
+# Transaction status inquiry (private use of ISO 8583's administrative class): what
+# became of the request whose idempotency key is `orig_key`? Read-only; the answer's
+# rc is that request's state now (see `inquiry` in docs/protocol.md).
+MTI_INQUIRY = "0600"
+MTI_INQUIRY_RESP = "0610"
 
-REQUEST_MTIS = (MTI_PURCHASE, MTI_REVERSAL, MTI_REVERSAL_ADVICE, MTI_BATCH, MTI_ECHO)
+REQUEST_MTIS = (MTI_PURCHASE, MTI_REVERSAL, MTI_REVERSAL_ADVICE, MTI_BATCH, MTI_ECHO, MTI_INQUIRY)
 RESPONSE_MTIS = (
     MTI_PURCHASE_RESP,
     MTI_REVERSAL_RESP,
     MTI_REVERSAL_ADVICE_RESP,
     MTI_BATCH_RESP,
     MTI_ECHO_RESP,
+    MTI_INQUIRY_RESP,
 )
 ALL_MTIS = REQUEST_MTIS + RESPONSE_MTIS
 # ISO 8583's repeat MTIs (last digit 1): a resend of the request it names. Decoders
@@ -55,9 +61,12 @@ def response_mti(request_mti: str) -> str:
     return request_mti[:2] + str(int(request_mti[2]) + 1) + request_mti[3]
 
 
-# Processing codes (field 3): purchase and refund.
+# Processing codes (field 3): purchase, refund, and a wallet (QR code) payment, in
+# ISO 8583's private-use range 90-99: `pan` then carries the customer's payment code
+# and `idem_key` the merchant's order number.
 PROC_PURCHASE = "000000"
 PROC_REFUND = "200000"
+PROC_WALLET = "900000"
 
 # Response codes (field 39).
 RC_APPROVED = "00"
@@ -73,6 +82,11 @@ RC_ISSUER_UNAVAILABLE = "91"
 RC_DUPLICATE = "94"
 RC_RECONCILE_ERROR = "95"
 RC_SYSTEM_ERROR = "96"
+# Order states a status inquiry (0610) or a wallet payment answer can report, beside
+# 00 (paid), 09 (not final yet: the customer is confirming, or the host is still
+# working), 25 (no such request) and the decline codes.
+RC_CLOSED = "CL"  # closed unpaid (cancelled, or the confirmation window ran out): final
+RC_REVERSED = "RV"  # charged, then reversed or refunded in full: final, nothing kept
 
 RESPONSE_CODES: dict[str, str] = {
     RC_APPROVED: "approved",
@@ -88,6 +102,8 @@ RESPONSE_CODES: dict[str, str] = {
     RC_DUPLICATE: "duplicate transmission",
     RC_RECONCILE_ERROR: "reconcile error",
     RC_SYSTEM_ERROR: "system error",
+    RC_CLOSED: "order closed unpaid",
+    RC_REVERSED: "reversed",
 }
 
 # Codes after which nothing was charged and a resend with the same key is safe:
@@ -113,7 +129,7 @@ BATCH_ITEMS_MAX = 10_000
 TOTAL_MAX = 10**18 - 1
 # Transmission times (virtual ms since the epoch) up to year 2286: 13 digits.
 SENT_MS_MAX = 9_999_999_999_999
-PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_REFUND})
+PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_REFUND, PROC_WALLET})
 _LOWER_HEX = "0123456789abcdef"
 
 
@@ -395,6 +411,8 @@ def request_problem(msg: Message) -> str | None:
             return "reversal must name its original's idempotency key (orig_key)"
     elif mti == MTI_BATCH and msg.batch_no < 1:
         return "batch number must be positive"
+    elif mti == MTI_INQUIRY and not msg.orig_key:
+        return "inquiry must name the request it asks about (orig_key)"
     return None
 
 

@@ -71,6 +71,15 @@ CREATE TABLE IF NOT EXISTS dedup (
     PRIMARY KEY (terminal_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedup_age ON dedup (created_ms);
+-- Wallet orders waiting for the customer (txns.status = 'paying'): when the phone
+-- confirms (-1: never) and when the order closes unpaid; `due_ms` is the earlier.
+CREATE TABLE IF NOT EXISTS wallet_waiting (
+    txn_id INTEGER PRIMARY KEY,
+    confirm_ms INTEGER NOT NULL,
+    close_ms INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wallet_due ON wallet_waiting (due_ms);
 CREATE TABLE IF NOT EXISTS settlements (
     terminal_id TEXT NOT NULL,
     batch_no INTEGER NOT NULL,
@@ -156,7 +165,23 @@ SQL_TXN_UNSETTLED = (
     "SELECT id, stan, amount, rrn, kind FROM txns WHERE terminal_id = ? AND batch_no = 0 "
     "AND status = 'approved' ORDER BY id"
 )
-SQL_TXN_STAMP = "UPDATE txns SET batch_no = ? WHERE terminal_id = ? AND batch_no = 0"
+# A wallet order still waiting for its customer is not in the batch being closed: if it
+# is paid later, it belongs to the next one.
+SQL_TXN_STAMP = (
+    "UPDATE txns SET batch_no = ? WHERE terminal_id = ? AND batch_no = 0 AND status <> 'paying'"
+)
+SQL_TXN_SET_STATUS = "UPDATE txns SET status = ?, rc = ? WHERE id = ?"
+SQL_TXN_CLOSE = "UPDATE txns SET status = 'closed', rc = 'CL', reversed_ms = ? WHERE id = ?"
+
+SQL_WALLET_WAIT = (
+    "INSERT INTO wallet_waiting (txn_id, confirm_ms, close_ms, due_ms) VALUES (?, ?, ?, ?)"
+)
+SQL_WALLET_DUE = (
+    "SELECT txn_id, confirm_ms, close_ms FROM wallet_waiting WHERE due_ms <= ? "
+    "ORDER BY due_ms, txn_id LIMIT 256"
+)
+SQL_WALLET_NEXT = "SELECT MIN(due_ms) FROM wallet_waiting"
+SQL_WALLET_DONE = "DELETE FROM wallet_waiting WHERE txn_id = ?"
 
 SQL_SETTLEMENT_GET = "SELECT rc, differing FROM settlements WHERE terminal_id = ? AND batch_no = ?"
 SQL_SETTLEMENT_INSERT = (
