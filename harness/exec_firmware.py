@@ -28,7 +28,15 @@ from typing import IO
 
 from terminal.firmware import Effect, Event, FirmwareConfig, FirmwareProtocolError
 
-from .exec_wire import LINE_BYTES_MAX, WireError, check_hello, decode_effects, encode_event, hello
+from .exec_wire import (
+    LINE_BYTES_MAX,
+    WireError,
+    check_hello,
+    decode_effects,
+    encode_event,
+    hello,
+    hello_features,
+)
 
 PREFIX = "exec:"
 # Wall-clock seconds a firmware has to answer one event (or the hello) before it is
@@ -192,7 +200,9 @@ class ExecFirmware:
         except FirmwareExited as exc:
             raise FirmwareProtocolError(str(exc)) from None
         try:
-            self.name, self.version = check_hello(_json(answer))
+            said = _json(answer)
+            self.name, self.version = check_hello(said)
+            self.features = hello_features(said)
         except WireError as exc:
             self.process.kill()
             raise FirmwareProtocolError(f"hello: {exc}") from None

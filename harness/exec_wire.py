@@ -28,6 +28,7 @@ from terminal.firmware import (
     CancelPressed,
     CancelTimer,
     CardPresented,
+    CodeScanned,
     ConfirmPressed,
     Display,
     Effect,
@@ -97,12 +98,22 @@ def hello(config: FirmwareConfig) -> bytes:
     )
 
 
+def hello_features(obj: Any) -> frozenset[str]:
+    """The optional "features" of the firmware's hello (checked by `check_hello`)."""
+    return frozenset(obj.get("features", ()))
+
+
 def check_hello(obj: Any) -> tuple[str, str]:
     """The firmware's answer to hello -> (name, version)."""
     if not isinstance(obj, dict) or obj.get("type") != "hello":
         raise WireError('the answer to hello must be {"type": "hello", ...}')
     if obj.get("protocol") != PROTOCOL_VERSION:
         raise WireError(f"protocol: {obj.get('protocol')!r}, the harness speaks {PROTOCOL_VERSION}")
+    features = obj.get("features", [])
+    if not isinstance(features, list) or not all(
+        isinstance(f, str) and 0 < len(f) <= NAME_CHARS_MAX for f in features
+    ):
+        raise WireError('features must be a list of names (e.g. ["wallet"])')
     name, version = obj.get("name", ""), obj.get("version", "")
     if not isinstance(name, str) or not isinstance(version, str):
         raise WireError("name and version must be strings")
@@ -140,6 +151,8 @@ def encode_event(n: int, event: Event, key: bytes) -> bytes:
         return _dumps({"n": n, "type": "AmountKeyed", "amount": event.amount})  # type: ignore[union-attr]
     if tp is CardPresented:
         return _dumps({"n": n, "type": "CardPresented", "pan": event.pan})  # type: ignore[union-attr]
+    if tp is CodeScanned:
+        return _dumps({"n": n, "type": "CodeScanned", "code": event.code})  # type: ignore[union-attr]
     if tp is Boot:
         return _dumps(
             {

@@ -35,6 +35,7 @@ VIOLATIONS_SHOWN_MAX = 3
 
 VERDICT_STYLE = {
     "PASS": "green",
+    "SKIP": "yellow",
     "FIXED": "bold green",
     "FAIL": "bold red",
     "STILL FAILING": "bold red",
@@ -208,6 +209,8 @@ def failure_details(
     for r in results:
         for note in r.notes:
             say(console, f"note: {r.scenario.name}: {note}")
+        if r.skipped:
+            say(console, f"skipped: {r.scenario.name}: {r.skipped}")
         if r.passed:
             continue
         head = Text(r.verdict, style=VERDICT_STYLE[r.verdict])
@@ -237,6 +240,8 @@ def summary_line(results: Sequence[RunResult], bad: Sequence[BadFile] = ()) -> s
     parts = [f"{counts.get('PASS', 0)} passed"]
     if counts.get("FIXED"):
         parts.append(f"{counts['FIXED']} fixed")
+    if counts.get("SKIP"):
+        parts.append(f"{counts['SKIP']} skipped")
     if counts.get("STILL FAILING"):
         parts.append(f"{counts['STILL FAILING']} still failing")
     parts.append(f"{counts.get('FAIL', 0)} failed")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.model import INVARIANT_NAMES, Scenario
-from terminal.firmware import FirmwareProtocolError
+from terminal.firmware import FEATURE_WALLET, FirmwareProtocolError
 
 from .engine import SimClock
 from .invariants import Observations, Violation, check_all
@@ -193,6 +193,7 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     judged: str = JUDGE_EXPECT
     notes: list[str] = field(default_factory=list)  # worth saying, not a failure
+    skipped: str = ""  # why the scenario does not apply to the firmware ("" = it does)
 
     @property
     def passed(self) -> bool:
@@ -202,6 +203,8 @@ class RunResult:
     def verdict(self) -> str:
         """PASS / FAIL, or FIXED / STILL FAILING for a recorded incident run with
         another firmware."""
+        if self.skipped:
+            return "SKIP"
         if self.judged == JUDGE_FIXED:
             return "FIXED" if self.passed else "STILL FAILING"
         return "PASS" if self.passed else "FAIL"
@@ -362,6 +365,14 @@ def run_with_world(
         problems.extend(_unapplied(scenario, applied))
     if world.crashes:
         problems.append(f"firmware crashed {plural(world.crashes, 'time')}: {obs.crashes[0][1]}")
+    skipped = ""
+    if world.fw_seen and FEATURE_WALLET not in world.features and _has_wallet(scenario):
+        skipped = (
+            f"it has wallet payments and the firmware does not declare the "
+            f"{FEATURE_WALLET!r} feature"
+        )
+        problems = []
+        violations = {name: [] for name in violations}  # not judged: it does not apply
     return RunResult(
         scenario=scenario,
         firmware=spec,
@@ -376,7 +387,12 @@ def run_with_world(
         trace_path=trace_path,
         judged=judged,
         notes=notes,
+        skipped=skipped,
     )
+
+
+def _has_wallet(scenario: Scenario) -> bool:
+    return any(s.action == "scan" for s in scenario.steps)
 
 
 def run_twice(

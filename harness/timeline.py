@@ -128,7 +128,7 @@ def rows_of(rec: Record) -> list[Row]:
         return row(
             "people",
             f"customer #{rec.get('intent')} wants to pay {_money(rec.get('amount', 0))} "
-            f"with card {_pan(rec.get('card'))}",
+            f"with {'wallet code' if rec.get('wallet') else 'card'} {_pan(rec.get('card'))}",
         )
     if kind == "input":
         ev = rec.get("event")
@@ -138,6 +138,8 @@ def rows_of(rec: Record) -> list[Row]:
             return row("people", "cashier presses confirm")
         if ev == "card":
             return row("people", f"customer taps card {_pan(rec.get('pan'))}")
+        if ev == "scan":
+            return row("people", f"cashier scans the phone's code {_pan(rec.get('code'))}")
         if ev in ("reprint", "batch_close"):
             return row("people", f"cashier asks for {str(ev).replace('_', ' ')}")
         if ev == "boot":

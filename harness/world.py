@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from acquirer.catalogue import CATALOGUE_CARDS
+from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
 from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, sign, stamp
 from faults.base import Fault, FaultState
@@ -59,6 +59,7 @@ from terminal.firmware import (
     CancelPressed,
     CancelTimer,
     CardPresented,
+    CodeScanned,
     ConfirmPressed,
     Display,
     Event,
@@ -77,6 +78,7 @@ from terminal.firmware import (
     Send,
     SetTimer,
     TimerExpired,
+    firmware_features,
 )
 
 from .engine import EVENTS_MAX_DEFAULT, Scheduler, SimClock
@@ -105,6 +107,7 @@ _INPUT_NAMES = {
     AmountKeyed: "amount_keyed",
     ConfirmPressed: "confirm",
     CardPresented: "card",
+    CodeScanned: "scan",
     TimerExpired: "timer",
     PrintFinished: "print_finished",
     ReprintRequested: "reprint",
@@ -126,6 +129,7 @@ class IntentState:
     final: str = ""
     final_ms: int = -1
     started_ms: int = 0
+    wallet: bool = False  # paid by scanning a wallet code (`card` is the code)
 
 
 def mac_key_for(terminal_id: str) -> bytes:
@@ -165,9 +169,17 @@ class World:
         self.tid = t.id
         key = mac_key_for(t.id)
         self.mac_key = key
-        cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS}
+        cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS + CATALOGUE_WALLETS}
         for c in scenario.cards:
             cards[c.pan] = CardAccount(pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms)
+        for w in scenario.wallets:
+            cards[w.code] = CardAccount(
+                pan=w.code,
+                balance=w.balance,
+                rc=w.rc,
+                confirm_ms=w.confirm_ms if w.confirms else -1,
+                answer_rc=w.answer_rc,
+            )
         self.host = Acquirer(
             HostConfig(
                 mac_keys={t.id: key},
@@ -238,6 +250,10 @@ class World:
         self._md_cache: dict[int, tuple[Message, dict[str, Any]]] = {}
         self.batch_closed_at_end = False
         self.stuck = False
+        # The wallet orders' phones: when the next host tick is scheduled (-1: none).
+        self.wallet_tick_ms = -1
+        self.features: frozenset[str] = frozenset()  # what the firmware declares
+        self.fw_seen = False  # a firmware was made (its features are known)
 
     # ------------------------------------------------------------------ running
 
@@ -350,7 +366,7 @@ class World:
         self._step(step)
 
     def _step(self, step: Step) -> None:
-        if step.action == "purchase":
+        if step.action == "purchase" or step.action == "scan":
             if self._busy():
                 self.waiting.append(step)
                 return
@@ -369,11 +385,21 @@ class World:
     def _start_intent(self, step: Step) -> None:
         self.intents_started += 1
         n = self.intents_started
-        st = IntentState(intent=n, card=step.card, amount=step.amount, started_ms=self.clock.now_ms)
+        wallet = step.action == "scan"
+        st = IntentState(
+            intent=n,
+            card=step.card,
+            amount=step.amount,
+            started_ms=self.clock.now_ms,
+            wallet=wallet,
+        )
         self.intents[n] = st
         self._bound_memory()
         self.active = st
-        self.emit("intent", {"intent": n, "card": step.card, "amount": step.amount})
+        rec: dict[str, Any] = {"intent": n, "card": step.card, "amount": step.amount}
+        if wallet:
+            rec["wallet"] = True
+        self.emit("intent", rec)
         self._attempt(st)
 
     def _attempt(self, st: IntentState) -> None:
@@ -400,26 +426,35 @@ class World:
             self.sched.after(
                 p.confirm_after_ms + double_confirm_gap, self._input_if_on, ConfirmPressed()
             )
-        self.sched.after(p.tap_after_ms, self._tap, st.card)
+        present = self._scan if st.wallet else self._tap
+        self.sched.after(p.tap_after_ms, present, st.card)
         if double_tap_gap >= 0:
-            self.sched.after(p.tap_after_ms + double_tap_gap, self._tap, st.card)
+            self.sched.after(p.tap_after_ms + double_tap_gap, present, st.card)
 
     def _tap(self, pan: str) -> None:
+        self._present(pan, False)
+
+    def _scan(self, code: str) -> None:
+        """The cashier scans the code on the customer's phone (a tap, for wallets)."""
+        self._present(code, True)
+
+    def _present(self, pan: str, wallet: bool) -> None:
         if not self.powered:
-            return self._ignored("card")
+            return self._ignored("scan" if wallet else "card")
         self.tap_no += 1
+        again = self._scan if wallet else self._tap
         for s in self.f_misread:
             if s.hit(self.clock.now_ms):
                 self._fault(s, {"tap": self.tap_no})
-                self._input(CardPresented(""))
+                self._input(CodeScanned("") if wallet else CardPresented(""))
                 if self.retaps < RETAPS_MAX:
                     self.retaps += 1
-                    self.sched.after(self.sc.people.retap_after_ms, self._tap, pan)
+                    self.sched.after(self.sc.people.retap_after_ms, again, pan)
                 else:
                     # The customer gives up on the card; the cashier cancels the sale.
                     self.sched.after(self.sc.people.retap_after_ms, self._cancel, None)
                 return None
-        self._input(CardPresented(pan))
+        self._input(CodeScanned(pan) if wallet else CardPresented(pan))
         return None
 
     def _cancel(self, _: None) -> None:
@@ -490,6 +525,8 @@ class World:
                 rec["intent"] = self.active.intent
         elif isinstance(event, CardPresented):
             rec["pan"] = event.pan
+        elif isinstance(event, CodeScanned):
+            rec["code"] = event.code
         elif isinstance(event, TimerExpired):
             rec["name"] = event.name
         elif isinstance(event, PrintFinished):
@@ -669,6 +706,8 @@ class World:
         self.emit("power", {"state": "on"})
         try:
             self.fw = self.factory(self.fw_config)
+            self.features = firmware_features(self.fw)
+            self.fw_seen = True
         except FirmwareProtocolError:
             raise
         except Exception as exc:
@@ -842,6 +881,8 @@ class World:
         if now < self.host_down_until:
             self.emit("lost", {"to": "host", "reason": "host is down", "msg": self._md(msg)})
             return
+        if 0 <= self.host.wallet_due_ms <= now:
+            self._wallet_tick(self.wallet_tick_ms)  # phones first: the same moment
         self.emit("deliver", {"to": "host", "msg": self._md(msg)})
         extra_ms = 0
         crash: HostCrash | None = None
@@ -897,6 +938,8 @@ class World:
             return
         resp, action = self.host.finish(ticket, self.clock.now_ms)
         self._host_action(ticket.request, action)
+        if self.host.wallet_due_ms >= 0:
+            self._wallet_schedule()
         if twice and action.action == "charge":
             self._host_charge_again(ticket.request)
         if foreign and resp.rrn:
@@ -910,6 +953,32 @@ class World:
             )
             return
         self._host_reply(resp)
+
+    def _wallet_schedule(self) -> None:
+        """Wake the host when the next wallet order is due (a phone confirms, or
+        an order's window closes)."""
+        due = self.host.wallet_due_ms
+        if due >= 0 and (self.wallet_tick_ms < 0 or due < self.wallet_tick_ms):
+            self.wallet_tick_ms = due
+            self.sched.at(max(due, self.clock.now_ms), self._wallet_tick, due)
+
+    def _wallet_tick(self, due: int) -> None:
+        if due != self.wallet_tick_ms:
+            return  # superseded by an earlier tick, which scheduled the next one
+        self.wallet_tick_ms = -1
+        for txn, action in self.host.wallet_advance(self.clock.now_ms):
+            rec: dict[str, Any] = {
+                "action": action.action,
+                "rc": action.rc,
+                "rrn": action.rrn,
+                "amount": action.amount,
+                "mti": MTI_PURCHASE,
+                "stan": txn.stan,
+                "key": txn.idem_key,
+                "detail": action.detail,
+            }
+            self.emit("host", rec)
+        self._wallet_schedule()
 
     def _host_charge_again(self, req: Message) -> None:
         """host_double_charge: charge `req` once more, as a host that lost its

@@ -31,6 +31,7 @@ from .model import (
     ScenarioError,
     Step,
     TerminalSpec,
+    WalletSpec,
 )
 
 T = TypeVar("T")
@@ -45,13 +46,14 @@ TOP_KEYS = (
     "network",
     "people",
     "cards",
+    "wallets",
     "steps",
     "faults",
     "expect",
     "close_batch",
     "max_ms",
 )
-STEP_ACTIONS = ("purchase", "batch_close", "reprint", "cancel")
+STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel")
 # A scenario file larger than this is not a scenario, it is a mistake.
 FILE_BYTES_MAX = 8 * 1024 * 1024
 
@@ -127,7 +129,20 @@ def _card(where: str, data: Any) -> CardSpec:
     return card
 
 
-def _step(where: str, data: Any, pans: set[str]) -> Step:
+def _wallet(where: str, data: Any) -> WalletSpec:
+    if "code" not in _table(where, data):
+        raise ScenarioError(f"{where}.code: missing")
+    wallet = _section(where, data, WalletSpec)
+    if not (12 <= len(wallet.code) <= 19) or not wallet.code.isdigit():
+        raise ScenarioError(f"{where}.code: must be 12-19 digits, got {wallet.code!r}")
+    for key in ("rc", "answer_rc"):
+        value = getattr(wallet, key)
+        if value and not (len(value) == 2 and value.isascii() and value.isalnum()):
+            raise ScenarioError(f"{where}.{key}: must be 2 letters or digits, got {value!r}")
+    return wallet
+
+
+def _step(where: str, data: Any, pans: set[str], codes: Iterable[str] = ()) -> Step:
     table = _table(where, data)
     for key in table:
         if key != "at_ms" and key not in STEP_ACTIONS:
@@ -144,6 +159,8 @@ def _step(where: str, data: Any, pans: set[str]) -> Step:
     if len(actions) != 1:
         raise ScenarioError(f"{where}: needs exactly one of {', '.join(STEP_ACTIONS)}")
     action = actions[0]
+    if action == "scan":
+        return _scan(where, at_ms, table["scan"], codes)
     if action != "purchase":
         if table[action] is not True:
             raise ScenarioError(f"{where}.{action}: expected true")
@@ -165,6 +182,25 @@ def _step(where: str, data: Any, pans: set[str]) -> Step:
     if card not in pans:
         raise ScenarioError(f"{where}.purchase.card: {card!r} is not in [[cards]]")
     return Step(at_ms=at_ms, action="purchase", card=card, amount=amount)
+
+
+def _scan(where: str, at_ms: int, data: Any, codes: Iterable[str]) -> Step:
+    p = _table(f"{where}.scan", data)
+    for key in p:
+        if key not in ("code", "amount"):
+            raise ScenarioError(f"{where}.scan.{key}: unknown key (known: amount, code)")
+    for key in ("code", "amount"):
+        if key not in p:
+            raise ScenarioError(f"{where}.scan.{key}: missing")
+    code = _expect_type(f"{where}.scan.code", p["code"], str)
+    amount = _expect_type(f"{where}.scan.amount", p["amount"], int)
+    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
+        raise ScenarioError(
+            f"{where}.scan.amount: must be between {AMOUNT_MIN} and {AMOUNT_MAX}, got {amount}"
+        )
+    if code not in codes:
+        raise ScenarioError(f"{where}.scan.code: {code!r} is not in [[wallets]]")
+    return Step(at_ms=at_ms, action="scan", card=code, amount=amount)
 
 
 def _fault(where: str, data: Any) -> faults.Fault:
@@ -246,16 +282,27 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         _card(f"cards[{i}]", c)
         for i, c in enumerate(_list("cards", data.get("cards", []), CARDS_MAX))
     )
-    from acquirer.catalogue import CATALOGUE_CARDS
+    from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS
 
     pans = {c.pan for c in cards} | {c.pan for c in CATALOGUE_CARDS}
+    wallets = tuple(
+        _wallet(f"wallets[{i}]", w)
+        for i, w in enumerate(_list("wallets", data.get("wallets", []), CARDS_MAX))
+    )
+    codes = {w.code for w in wallets} | {w.pan for w in CATALOGUE_WALLETS}
     seen: set[str] = set()
     for i, c in enumerate(cards):
         if c.pan in seen:
             raise ScenarioError(f"cards[{i}].pan: {c.pan} is listed twice")
         seen.add(c.pan)
+    for i, w in enumerate(wallets):
+        if w.code in pans:
+            raise ScenarioError(f"wallets[{i}].code: {w.code} is also a card")
+        if w.code in seen:
+            raise ScenarioError(f"wallets[{i}].code: {w.code} is listed twice")
+        seen.add(w.code)
     steps = tuple(
-        _step(f"steps[{i}]", s, pans)
+        _step(f"steps[{i}]", s, pans, codes)
         for i, s in enumerate(_list("steps", data.get("steps", []), STEPS_MAX))
     )
     plan = tuple(
@@ -280,6 +327,7 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         network=_section("network", data.get("network", {}), NetworkSpec),
         people=_section("people", data.get("people", {}), PeopleSpec),
         cards=cards,
+        wallets=wallets,
         steps=tuple(sorted(steps, key=lambda s: s.at_ms)),
         faults=plan,
         expect=_expect("expect", data.get("expect", {})),

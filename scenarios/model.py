@@ -40,6 +40,18 @@ class CardSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class WalletSpec:
+    """A wallet customer: the payment code their phone shows, and how they behave."""
+
+    code: str = ""
+    balance: int = 100_000
+    confirm_ms: int = 0  # 0 pays at once; N: the customer confirms on the phone after N ms
+    confirms: bool = True  # false: the customer never confirms (gives up)
+    rc: str = ""  # force this response code for every payment with the code
+    answer_rc: str = ""  # the pay answer says this (e.g. 96) while the order goes on
+
+
+@dataclass(frozen=True, slots=True)
 class TerminalSpec:
     id: str = "T0001"
     merchant_id: str = "M000000000001"
@@ -83,12 +95,12 @@ class PeopleSpec:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One thing the world does at `at_ms`: a purchase, a batch close, a reprint or
-    the cashier pressing cancel."""
+    """One thing the world does at `at_ms`: a purchase (card or wallet), a batch
+    close, a reprint or the cashier pressing cancel."""
 
     at_ms: int
-    action: str  # "purchase" | "batch_close" | "reprint" | "cancel"
-    card: str = ""
+    action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel"
+    card: str = ""  # the card's PAN, or for "scan" the wallet payment code
     amount: int = 0
 
 
@@ -110,6 +122,7 @@ class Scenario:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     people: PeopleSpec = field(default_factory=PeopleSpec)
     cards: tuple[CardSpec, ...] = ()
+    wallets: tuple[WalletSpec, ...] = ()
     steps: tuple[Step, ...] = ()
     faults: tuple[Fault, ...] = ()
     expect: Expect = field(default_factory=lambda: Expect(invariants=()))
@@ -118,13 +131,15 @@ class Scenario:
     source: str = ""  # the file it came from, for messages
 
     def purchases(self) -> int:
-        return sum(1 for s in self.steps if s.action == "purchase")
+        return sum(1 for s in self.steps if s.action in ("purchase", "scan"))
 
 
 def step_to_dict(s: Step) -> dict[str, Any]:
     """One step as scenario-file data."""
     if s.action == "purchase":
         return {"at_ms": s.at_ms, "purchase": {"card": s.card, "amount": s.amount}}
+    if s.action == "scan":
+        return {"at_ms": s.at_ms, "scan": {"code": s.card, "amount": s.amount}}
     return {"at_ms": s.at_ms, s.action: True}
 
 
@@ -167,6 +182,16 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
         }
         for c in sc.cards
     ]
+    if sc.wallets:
+        blank = WalletSpec()
+        out["wallets"] = [
+            {
+                f.name: getattr(w, f.name)
+                for f in fields(w)
+                if f.name in ("code", "balance") or getattr(w, f.name) != getattr(blank, f.name)
+            }
+            for w in sc.wallets
+        ]
     out["steps"] = [step_to_dict(s) for s in sc.steps]
     out["faults"] = [{f.KIND: f.to_table()} for f in sc.faults]
     invariants: Any = list(sc.expect.invariants)

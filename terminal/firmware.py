@@ -87,6 +87,15 @@ class CardPresented:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeScanned:
+    """The cashier scanned the customer's wallet payment code (a QR or bar code on the
+    phone). `code` is "" when the scanner misread it. Pay it with processing code
+    900000: `pan` = the code, `idem_key` = the order number."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class MessageReceived:
     """A message arrived from the network (not necessarily from the real host)."""
 
@@ -124,6 +133,7 @@ Event = (
     | ConfirmPressed
     | CancelPressed
     | CardPresented
+    | CodeScanned
     | MessageReceived
     | TimerExpired
     | PrintFinished
@@ -238,6 +248,19 @@ class Firmware(Protocol):
     """The whole contract. `handle` must not raise for any event sequence."""
 
     def handle(self, event: Event) -> Sequence[Effect]: ...
+
+
+# Optional abilities a firmware declares (class attribute `features`, or "features"
+# in an exec: firmware's hello). A scenario that needs one the firmware does not
+# declare is skipped for it, not failed: a card-only terminal is not judged on
+# wallet payments.
+FEATURE_WALLET = "wallet"  # takes wallet (QR code) payments: handles CodeScanned
+
+
+def firmware_features(fw: object) -> frozenset[str]:
+    """The features `fw` declares (none when it declares nothing)."""
+    features = getattr(fw, "features", ())
+    return frozenset(f for f in features if isinstance(f, str)) if features else frozenset()
 
 
 class FirmwareContractError(Exception):

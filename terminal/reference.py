@@ -20,7 +20,7 @@ How each field failure is prevented (see docs/domain.md):
 
 Journal records (flat mappings, "type" names the kind):
 
-* ``sale``            key, stan, amount, pan, sale_no, batch_no
+* ``sale``            key, stan, amount, pan, sale_no, batch_no (+ wallet: true)
 * ``approved``        key, rrn, auth_code, amount
 * ``declined``        key, rc
 * ``reversal_pending`` key, stan, amount
@@ -30,6 +30,14 @@ Journal records (flat mappings, "type" names the kind):
 * ``receipt_pending`` key (written at boot before reprinting an unprinted receipt)
 * ``batch_started``   batch_no, sale_no, stan
 * ``batch_closed``    batch_no, rc, sale_no
+
+A wallet (QR code) sale is the same sale with processing code 900000 (`pan` = the
+payment code, the key = the order number), and one difference: when its outcome is
+not known (the customer is confirming on the phone, a system error, no answer) the
+terminal does not give up at once but polls the status inquiry (0600) every
+`WALLET_QUERY_DELAY_MS`, `WALLET_QUERIES_MAX` times, prints from the inquiry's
+answer when it says paid, and only then cancels (a 0400, retried until final) and
+shows FAILED. A paid order's cancel refunds it, so FAILED is always true.
 
 The hook methods (``_make_key``, ``_wire_amount``, ``_on_response_timeout`` ...)
 are the seams the zoo of flawed firmwares overrides, one behaviour each.
@@ -46,10 +54,14 @@ from acquirer.protocol import (
     BATCH_ITEMS_MAX,
     MTI_BATCH,
     MTI_BATCH_RESP,
+    MTI_INQUIRY,
+    MTI_INQUIRY_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
     MTI_REVERSAL,
     MTI_REVERSAL_RESP,
+    PROC_PURCHASE,
+    PROC_WALLET,
     RC_APPROVED,
     RC_DUPLICATE,
     RC_FORMAT_ERROR,
@@ -69,12 +81,14 @@ from acquirer.protocol import (
     verify,
 )
 from terminal.firmware import (
+    FEATURE_WALLET,
     AmountKeyed,
     BatchCloseRequested,
     Boot,
     CancelPressed,
     CancelTimer,
     CardPresented,
+    CodeScanned,
     ConfirmPressed,
     Display,
     Effect,
@@ -100,12 +114,17 @@ RESPONSE_TIMER = "response"  # waiting for the 0210 of the sale in flight
 IN_PROGRESS_TIMER = "in-progress"  # host said RC 09: wait, then resend the same key
 REVERSAL_TIMER = "reversal"  # waiting for the 0410 of the head of the reversal queue
 BATCH_TIMER = "batch"  # waiting for the 0510
+WALLET_TIMER = "wallet-query"  # a wallet sale with an unknown outcome: next inquiry due
 
 # RC 09 means the first attempt is still running at the host: give it time, then
 # ask again with the same key. Bounded, because a host stuck "in progress" must
 # not keep the cashier waiting forever; after that the outcome is unknown.
 IN_PROGRESS_RETRY_DELAY_MS = 2_000
 IN_PROGRESS_RETRIES_MAX = 5
+# Wallet sales: an inquiry every 5 s, 6 of them (30 s, within the wallets' advice of
+# polling every 3-5 s for about 30 s), then the cancel.
+WALLET_QUERY_DELAY_MS = 5_000
+WALLET_QUERIES_MAX = 6
 
 # Limits on everything that can grow. When one is reached new sales are refused
 # (a truthful DECLINED, nothing sent) until the backlog drains; no work is dropped.
@@ -164,9 +183,10 @@ class Sale:
     pan: str
     sale_no: int
     batch_no: int
+    wallet: bool = False  # a wallet (QR code) payment: `pan` is the payment code
 
     def record(self) -> dict[str, Any]:
-        return {
+        record = {
             "type": "sale",
             "key": self.key,
             "stan": self.stan,
@@ -175,6 +195,9 @@ class Sale:
             "sale_no": self.sale_no,
             "batch_no": self.batch_no,
         }
+        if self.wallet:
+            record["wallet"] = True
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +245,8 @@ def reversal_record(sale: Sale) -> dict[str, Any]:
 class ReferenceFirmware:
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
+    features = frozenset({FEATURE_WALLET})
+
     def __init__(self, config: FirmwareConfig) -> None:
         self.config = config
         self._reset()
@@ -232,6 +257,7 @@ class ReferenceFirmware:
             ConfirmPressed: self._on_confirm,
             CancelPressed: self._on_cancel,
             CardPresented: self._on_card,
+            CodeScanned: self._on_code,
             MessageReceived: self._on_message,
             TimerExpired: self._on_timer,
             PrintFinished: self._on_print_finished,
@@ -248,6 +274,7 @@ class ReferenceFirmware:
         self._request: Message | None = None  # unsigned 0200, resent with repeat=True
         self._sends = 0  # 0200 sends of this sale (bounded by config.max_sends)
         self._in_progress_retries = 0
+        self._queries = 0  # status inquiries sent for the wallet sale in flight
         self._sale_timer = ""  # which timer the sale waits on ("" = none)
         self._last_sale: Sale | None = None
         # Durable facts, rebuilt from the journal at boot; pruned at batch close.
@@ -341,6 +368,7 @@ class ReferenceFirmware:
                     str(record["pan"]),
                     int(record["sale_no"]),
                     int(record.get("batch_no", 0)),
+                    record.get("wallet") is True,
                 )
                 self._sales[key] = sale
                 # A re-appended (carried) sale record must not undo a later outcome.
@@ -439,7 +467,7 @@ class ReferenceFirmware:
             return [Display(Outcome.PROMPT, "PRESENT CARD")]
         last = self._last_sale
         if last is not None and self._debounce_accepts_confirm():
-            return self._start_sale(last.amount, last.pan)
+            return self._start_sale(last.amount, last.pan, wallet=last.wallet)
         return []  # a second confirm starts nothing
 
     def _on_cancel(self, event: CancelPressed) -> list[Effect]:
@@ -460,7 +488,21 @@ class ReferenceFirmware:
             return self._start_sale(last.amount, pan)
         return []  # a second tap, or a tap with no fresh amount, starts nothing
 
-    def _start_sale(self, amount: int, pan: str, key: str = "") -> list[Effect]:
+    def _on_code(self, event: CodeScanned) -> list[Effect]:
+        """A scanned wallet payment code: exactly like a tap, for a wallet sale."""
+        code = event.code
+        if self._state is State.AWAITING_CARD:
+            if not code:
+                return [Display(Outcome.PROMPT, "SCAN AGAIN")]
+            return self._start_sale(self._amount, code, wallet=True)
+        last = self._last_sale
+        if code and last is not None and self._debounce_accepts_tap():
+            return self._start_sale(last.amount, code, wallet=True)
+        return []  # a second scan starts nothing
+
+    def _start_sale(
+        self, amount: int, pan: str, key: str = "", wallet: bool = False
+    ) -> list[Effect]:
         """Journal a new sale (key, STAN) and send its 0200. The amount is used up."""
         self._state = State.IDLE
         blocked = self._sale_blocked_reason()
@@ -475,6 +517,7 @@ class ReferenceFirmware:
             pan,
             sale_no,
             self._open_batch_no,
+            wallet,
         )
         self._sales[sale.key] = sale
         self._status[sale.key] = SaleStatus.IN_FLIGHT
@@ -483,6 +526,7 @@ class ReferenceFirmware:
         self._state = State.AUTHORISING
         self._sends = 1
         self._in_progress_retries = 0
+        self._queries = 0
         self._sale_timer = RESPONSE_TIMER
         cfg = self.config
         request = Message(
@@ -491,6 +535,7 @@ class ReferenceFirmware:
             cfg.merchant_id,
             sale.stan,
             pan=pan,
+            processing_code=PROC_WALLET if wallet else PROC_PURCHASE,
             amount=self._wire_amount(amount),
             idem_key=sale.key,
         )
@@ -589,6 +634,18 @@ class ReferenceFirmware:
             return self._on_reversal_response(msg)
         if mti == MTI_BATCH_RESP:
             return self._on_batch_response(msg)
+        if mti == MTI_INQUIRY_RESP:
+            sale = self._sale
+            if (
+                self._state is State.AUTHORISING
+                and sale is not None
+                and sale.wallet
+                and msg.orig_key == sale.key
+                and msg.stan == sale.stan
+                and msg.amount == self._wire_amount(sale.amount)
+            ):
+                return self._on_inquiry_answer(sale, msg)
+            return []  # an answer to an earlier inquiry, or not ours
         return []
 
     def _on_purchase_response(self, msg: Message) -> list[Effect]:
@@ -597,6 +654,10 @@ class ReferenceFirmware:
         if sale is None:
             return []
         rc = msg.rc
+        if sale.wallet and (rc == RC_IN_PROGRESS or rc in _TRANSIENT_RCS):
+            # Not final: the customer may be confirming, or the wallet does not know
+            # yet. Never a decline: ask what became of the order.
+            return self._wallet_pending(msg)
         if rc == RC_IN_PROGRESS:
             return self._on_in_progress(msg)
         if rc in _TRANSIENT_RCS:
@@ -687,6 +748,9 @@ class ReferenceFirmware:
 
     def _on_response_timeout(self) -> list[Effect]:
         """No 0210 in time: resend with the same key, or give up and reverse."""
+        sale = self._sale
+        if sale is not None and sale.wallet:
+            return self._wallet_pending(None)
         if self._sends < self.config.max_sends:
             self._sends += 1
             return self._resend()
@@ -703,6 +767,69 @@ class ReferenceFirmware:
         effects += self._enqueue_reversal(sale)
         effects += self._after_sale()
         return effects
+
+    # ------------------------------------------------------------ wallet sales
+
+    def _wallet_pending(self, msg: Message | None) -> list[Effect]:
+        """A wallet sale's outcome is not known (`msg` is the 0210 that said so, or
+        None after a timeout): poll the status inquiry."""
+        if self._sale_timer == WALLET_TIMER:
+            return []  # already polling
+        timer = self._sale_timer
+        self._sale_timer = WALLET_TIMER
+        effects: list[Effect] = [CancelTimer(timer)] if timer else []
+        return [
+            *effects,
+            Display(Outcome.PENDING, "WAITING FOR CUSTOMER TO CONFIRM"),
+            SetTimer(WALLET_TIMER, WALLET_QUERY_DELAY_MS),
+        ]
+
+    def _on_wallet_timer(self) -> list[Effect]:
+        """The next inquiry is due; after the last one, cancel the order."""
+        sale = self._sale
+        if sale is None:
+            return []
+        if self._queries >= WALLET_QUERIES_MAX:
+            return self._wallet_unpaid()
+        self._queries += 1
+        cfg = self.config
+        query = Message(
+            MTI_INQUIRY,
+            cfg.terminal_id,
+            cfg.merchant_id,
+            sale.stan,
+            pan=sale.pan,
+            processing_code=PROC_WALLET,
+            amount=self._wire_amount(sale.amount),
+            orig_stan=sale.stan,
+            orig_key=sale.key,
+        )
+        return [Send(sign(query, cfg.mac_key)), SetTimer(WALLET_TIMER, WALLET_QUERY_DELAY_MS)]
+
+    def _wallet_unpaid(self) -> list[Effect]:
+        """No inquiry said paid: cancel the order (durably, retried until final: a
+        paid order is refunded, a waiting one closed), then show FAILED."""
+        return self._give_up()
+
+    def _on_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
+        """A signed 0610 about the wallet sale in flight."""
+        rc = msg.rc
+        if rc == RC_APPROVED:
+            effects = self._close_sale()
+            effects += self._on_approved(sale, msg)
+            return effects + self._after_sale()
+        if rc == RC_UNABLE_TO_LOCATE:
+            # The host never got the 0200: send it again (same order number).
+            if self._sends < self.config.max_sends and self._request is not None:
+                self._sends += 1
+                return [Send(sign(replace(self._request, repeat=True), self.config.mac_key))]
+            return []
+        if rc == RC_IN_PROGRESS or rc in _TRANSIENT_RCS:
+            return []  # not final yet: the next inquiry will ask again
+        # Final and unpaid (closed, reversed, declined): nothing was charged.
+        effects = self._close_sale()
+        effects += self._decline(sale, rc)
+        return effects + self._after_sale()
 
     def _close_sale(self) -> list[Effect]:
         """The sale in flight is over: stop its timer, back to IDLE."""
@@ -745,6 +872,7 @@ class ReferenceFirmware:
             cfg.merchant_id,
             sale.stan,
             pan=sale.pan,
+            processing_code=PROC_WALLET if sale.wallet else PROC_PURCHASE,
             amount=self._wire_amount(sale.amount),
             orig_stan=sale.stan,
             orig_key=sale.key,
@@ -1024,6 +1152,10 @@ class ReferenceFirmware:
             if name == RESPONSE_TIMER:
                 return self._on_response_timeout()
             return self._resend()
+        if name == WALLET_TIMER:
+            if self._state is not State.AUTHORISING or self._sale_timer != name:
+                return []
+            return self._on_wallet_timer()
         if name == REVERSAL_TIMER:
             return self._on_reversal_timeout()
         if name == BATCH_TIMER:

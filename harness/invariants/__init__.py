@@ -297,7 +297,7 @@ class Observations:
         if rec["action"].startswith("batch") and "batch_no" in rec:
             self.batch_seqs.setdefault(rec["batch_no"], rec["seq"])
         rrn = rec.get("rrn")
-        if rrn and rec["action"] in ("charge", "charge-no-reply", "refund"):
+        if rrn and rec["action"] in ("charge", "charge-no-reply", "refund", "wallet-paying"):
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
             if rec.get("mti") == MTI_PURCHASE and rrn not in self.rrn_owner:
                 key = rec.get("key", "")

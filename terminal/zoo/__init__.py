@@ -22,6 +22,11 @@ from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
 from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
 from terminal.zoo.trusts_unsigned import TrustsUnsignedFirmware
 from terminal.zoo.volatile_reversal import VolatileReversalFirmware
+from terminal.zoo.wallet_cancel_once import WalletCancelOnceFirmware
+from terminal.zoo.wallet_cancels_success import WalletCancelsSuccessFirmware
+from terminal.zoo.wallet_new_order import WalletNewOrderFirmware
+from terminal.zoo.wallet_no_cancel import WalletNoCancelFirmware
+from terminal.zoo.wallet_pending_failed import WalletPendingFailedFirmware
 
 ZOO: dict[str, type] = {
     # 1. duplicate charge
@@ -46,6 +51,14 @@ ZOO: dict[str, type] = {
     "tid-counter-keys": TidCounterKeysFirmware,
     # beyond the five: reconciliation
     "batch-counts-reversed": BatchCountsReversedFirmware,
+    # wallet (QR code) payments: 4. paid, no receipt / 2. "failed" but charged
+    "wallet-pending-failed": WalletPendingFailedFirmware,
+    "wallet-no-cancel": WalletNoCancelFirmware,
+    "wallet-cancel-once": WalletCancelOnceFirmware,
+    # 5. receipt without record (a paid order cancelled after its receipt)
+    "wallet-cancels-success": WalletCancelsSuccessFirmware,
+    # 1. duplicate charge (a new order number for the same customer)
+    "wallet-new-order": WalletNewOrderFirmware,
 }
 
 __all__ = ["ZOO"]
