@@ -33,6 +33,7 @@ from scenarios.model import (
     PeopleSpec,
     Scenario,
     TerminalSpec,
+    WalletSpec,
 )
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "scenario-format.md"
@@ -79,6 +80,14 @@ FIELD_DOCS: dict[str, str] = {
     "CardSpec.balance": "available funds",
     "CardSpec.rc": "force this response code for every purchase with the card",
     "CardSpec.slow_ms": "extra host processing time for this card's issuer",
+    "WalletSpec.code": "the payment code the customer's phone shows (12-19 digits)",
+    "WalletSpec.balance": "available funds in the wallet",
+    "WalletSpec.confirm_ms": "0 pays at once; N: the customer confirms N ms after the pay",
+    "WalletSpec.confirms": "false: the customer never confirms (gives up; the order closes unpaid)",
+    "WalletSpec.rc": "force this response code for every payment with the code",
+    "WalletSpec.answer_rc": (
+        'the pay answer says this code (e.g. "96": result unknown) while the order goes on'
+    ),
     "Expect.invariants": '"all", or a list of invariant names that must hold',
     "Expect.violated": "invariants that must be violated (zoo demonstrations)",
     "Expect.settle_within_ms": "eventually-settles bound after the last fault",
@@ -120,7 +129,18 @@ FIELD_DOCS: dict[str, str] = {
 # Units by the field name's last part (units last: delay_ms, drift_ppm).
 UNITS = {"ms": "virtual milliseconds", "ppm": "parts per million"}
 MONEY_FIELDS = {"amount", "balance", "amount_max"}
-SKIPPED = {"source", "terminal", "host", "network", "people", "cards", "steps", "faults", "expect"}
+SKIPPED = {
+    "source",
+    "terminal",
+    "host",
+    "network",
+    "people",
+    "cards",
+    "wallets",
+    "steps",
+    "faults",
+    "expect",
+}
 
 
 @cache
@@ -215,6 +235,7 @@ TABLES: tuple[tuple[str, type], ...] = (
     ("[network]", NetworkSpec),
     ("[people]", PeopleSpec),
     ("[[cards]]", CardSpec),
+    ("[[wallets]]", WalletSpec),
     ("[expect]", Expect),
 )
 
@@ -232,6 +253,13 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "default": None,
         "unit": "amount in minor units",
         "meaning": "a customer pays `amount` with `card` (one intent)",
+    },
+    {
+        "key": "scan",
+        "type": "table { code = string, amount = integer }",
+        "default": None,
+        "unit": "amount in minor units",
+        "meaning": "a wallet customer pays `amount`: the cashier scans `code` from the phone",
     },
     {
         "key": "batch_close",

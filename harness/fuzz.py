@@ -25,9 +25,10 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from faults.base import Fault
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
+from terminal.firmware import FEATURE_WALLET
 
 from .check import InvariantViolated, assert_invariants, first_failure
-from .runner import RunResult, UsageError, load_firmware, run_scenario
+from .runner import RunResult, UsageError, declared_features, load_firmware, run_scenario
 from .strategies import scenarios
 
 # Examples per chunk: small enough that a budget is honoured within a second or
@@ -228,6 +229,7 @@ def campaign(
     `database` is used whatever the profile: a caller that names one (`--db`)
     wants failures stored and replayed."""
     load_firmware(firmware)  # a bad spec is a usage error before any work
+    wallets = FEATURE_WALLET in declared_features(firmware)
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -275,7 +277,7 @@ def campaign(
             print_blob=False,
         )(
             seed(chunk_seed(campaign_seed, shard, chunk))(
-                given(scenarios(firmware=firmware, kinds=kinds))(body)
+                given(scenarios(firmware=firmware, kinds=kinds, wallets=wallets))(body)
             )
         )
         before = stats.examples

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.model import INVARIANT_NAMES, Scenario
-from terminal.firmware import FEATURE_WALLET, FirmwareProtocolError
+from terminal.firmware import (
+    FEATURE_WALLET,
+    FirmwareConfig,
+    FirmwareProtocolError,
+    firmware_features,
+)
 
 from .engine import SimClock
 from .invariants import Observations, Violation, check_all
@@ -389,6 +394,20 @@ def run_with_world(
         notes=notes,
         skipped=skipped,
     )
+
+
+def declared_features(spec: str) -> frozenset[str]:
+    """What firmware `spec` declares (one power-on: an exec: firmware is started to
+    say hello, then stopped)."""
+    factory = load_firmware(spec)
+    fw = factory(FirmwareConfig("T0001", "M000000000001", b"probe"))
+    try:
+        return firmware_features(fw)
+    finally:
+        for thing in (fw, factory):
+            close = getattr(thing, "close", None)
+            if close is not None:
+                close()
 
 
 def _has_wallet(scenario: Scenario) -> bool:

@@ -50,12 +50,18 @@ from scenarios.model import (
     Scenario,
     Step,
     TerminalSpec,
+    WalletSpec,
 )
 
 # Kept small so shrunk scenarios read well and examples stay fast.
 PURCHASES_MAX = 10
 FAULTS_MAX = 6
 CARD_PANS = ("4000000000000002", "4000000000000010", "4000000000000028")
+WALLET_CODES = ("280000000000000901", "280000000000000902")
+# How long a wallet customer takes to confirm on the phone: at once, within one
+# status inquiry, within the reference's 30 s of polling, after it, never (None).
+_CONFIRMS = st.sampled_from([0, 3_000, 12_000, 28_000, 33_000, 45_000, 119_000, None])
+_ANSWER_RC = st.sampled_from(["", "", "", "96", "91"])
 
 # Amounts worth trying: edges of validation, binary-float traps, test-card magic
 # amounts (500 = RC 05, 5100 = RC 51, 9800 = approve-without-reply ...), big ones.
@@ -396,6 +402,7 @@ def purchase_steps(
     purchases: tuple[int, int] = (1, PURCHASES_MAX),
     amount_max: int = AMOUNT_MAX,
     balances: tuple[int, ...] = (),
+    codes: tuple[str, ...] = (),
 ) -> tuple[Step, ...]:
     """Purchases, a batch close at the end (or not), and sometimes reprints and
     batch closes in the middle of a sale."""
@@ -413,9 +420,10 @@ def purchase_steps(
             card, amount = previous
         else:
             amount = draw_amount(draw, amount_max, pick(draw, balances) if balances else 0)
-            card = pick(draw, pans)
+            card = pick(draw, pans + codes)
         previous = (card, amount)
-        steps.append(Step(at_ms=at, action="purchase", card=card, amount=amount))
+        action = "scan" if card in codes else "purchase"
+        steps.append(Step(at_ms=at, action=action, card=card, amount=amount))
     for _ in range(draw(_EXTRA_STEPS) if draw(st.booleans()) else 0):
         when = pick(draw, starts) + draw(_OFFSETS)
         steps.append(Step(at_ms=when, action=pick(draw, EXTRA_ACTIONS)))
@@ -426,6 +434,20 @@ def purchase_steps(
 
 
 _N_CARDS = st.integers(1, len(CARD_PANS))
+_N_WALLETS = st.integers(1, len(WALLET_CODES))
+
+
+def _wallet(draw: st.DrawFn, code: str) -> WalletSpec:
+    confirm = draw(_CONFIRMS)
+    return WalletSpec(
+        code=code,
+        balance=draw(_BALANCES),
+        confirm_ms=confirm or 0,
+        confirms=confirm is not None,
+        answer_rc=draw(_ANSWER_RC),
+    )
+
+
 _SAME_AGAIN = st.integers(0, 3).map(lambda k: k == 0)  # one purchase in four
 _BALANCES = st.sampled_from([100_000_000, 50_000, 3_000])
 _RETRIES = st.integers(0, 2)
@@ -498,9 +520,13 @@ def scenarios(
     kinds: tuple[str, ...] | None = None,
     name: str = "fuzz",
     purchases: tuple[int, int] = (1, PURCHASES_MAX),
+    wallets: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
-    swarm fault plan. Each parameter group keeps its defaults or is drawn whole."""
+    swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
+    With `wallets` (for firmwares that declare the wallet feature), half the
+    examples also have wallet customers, each with a phone that confirms after a
+    drawn delay (or never) and sometimes a wallet that answers "unknown"."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -519,8 +545,17 @@ def scenarios(
     host = draw(_HOST) if draw(st.booleans()) else HostSpec()
     network = draw(_NETWORK) if draw(st.booleans()) else NetworkSpec(latency_ms=draw(_LATENCIES))
     people = draw(_people()) if draw(st.booleans()) else PeopleSpec(retry_on_failed=draw(_RETRIES))
+    wallet_specs: tuple[WalletSpec, ...] = ()
+    if wallets and draw(st.booleans()):
+        wallet_specs = tuple(_wallet(draw, code) for code in WALLET_CODES[: draw(_N_WALLETS)])
     steps = draw(
-        purchase_steps(pans, purchases, terminal.amount_max, tuple(c.balance for c in cards))
+        purchase_steps(
+            pans,
+            purchases,
+            terminal.amount_max,
+            tuple(c.balance for c in cards),
+            tuple(w.code for w in wallet_specs),
+        )
     )
     # Slow settings (long timeouts, slow issuers, late retries) legitimately take
     # longer than the default bound to settle: give those examples room.
@@ -529,7 +564,8 @@ def scenarios(
         HostSpec(),
         PeopleSpec(retry_on_failed=people.retry_on_failed),
     )
-    slow = not default_world or unusual_cards
+    # A wallet customer may take up to two minutes per attempt on the phone.
+    slow = not default_world or unusual_cards or bool(wallet_specs)
     return Scenario(
         name=name,
         seed=draw(_SEEDS),
@@ -539,6 +575,7 @@ def scenarios(
         network=network,
         people=people,
         cards=cards,
+        wallets=wallet_specs,
         steps=steps,
         faults=draw(fault_plans(kinds)),
         expect=Expect(

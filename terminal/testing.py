@@ -19,6 +19,7 @@ from terminal.firmware import (
     AmountKeyed,
     Boot,
     CardPresented,
+    CodeScanned,
     ConfirmPressed,
     Display,
     Effect,
@@ -95,6 +96,13 @@ class Rig:
         effects = self.feed(AmountKeyed(amount))
         effects += self.feed(ConfirmPressed())
         effects += self.feed(CardPresented(pan))
+        return effects
+
+    def scan(self, amount: int, code: str = "280000000000000001") -> list[Effect]:
+        """Key `amount`, confirm, scan the wallet code: the effects of all three."""
+        effects = self.feed(AmountKeyed(amount))
+        effects += self.feed(ConfirmPressed())
+        effects += self.feed(CodeScanned(code))
         return effects
 
     def reply(self, request: Message, rc: str = "00", **changes: Any) -> list[Effect]:

@@ -24,6 +24,7 @@ from terminal.firmware import (
     Boot,
     CancelPressed,
     CardPresented,
+    CodeScanned,
     ConfirmPressed,
     FirmwareConfig,
     MessageReceived,
@@ -53,6 +54,8 @@ def event_of(obj: dict) -> object:
         return AmountKeyed(obj["amount"])
     if tp == "CardPresented":
         return CardPresented(obj["pan"])
+    if tp == "CodeScanned":
+        return CodeScanned(obj["code"])
     if tp == "TimerExpired":
         return TimerExpired(obj["name"])
     if tp == "PrintFinished":
@@ -105,7 +108,13 @@ def main() -> None:
                 extra=c["extra"],
             )
             fw = firmware_class(cfg)
-            answer = {"type": "hello", "protocol": 1, "name": "pipe-reference", "version": "1"}
+            answer = {
+                "type": "hello",
+                "protocol": 1,
+                "name": "pipe-reference",
+                "version": "1",
+                "features": ["wallet"],
+            }
             if flaw == "old-protocol":
                 answer["protocol"] = 0
             sys.stdout.write(json.dumps(answer) + "\n")

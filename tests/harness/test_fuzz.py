@@ -58,6 +58,11 @@ EXPECTED = {
     "late-approval-flips": {"no-receipt-without-record"},
     "key-per-boot": {"no-duplicate-charge"},
     "batch-counts-reversed": {"batch-reconciles"},
+    "wallet-pending-failed": {"no-charge-on-failure", "receipt-for-every-charge"},
+    "wallet-no-cancel": {"no-charge-on-failure", "receipt-for-every-charge"},
+    "wallet-cancel-once": {"no-charge-on-failure", "receipt-for-every-charge"},
+    "wallet-cancels-success": {"approved-means-charged", "no-receipt-without-record"},
+    "wallet-new-order": {"no-duplicate-charge", "receipt-for-every-charge"},
 }
 
 

@@ -37,6 +37,13 @@ CAUGHT_BY = {
     # Its replacement device's sale shows APPROVED naming the first sale's RRN (a
     # stored answer to a reused key): no charge of its own is behind it.
     "tid-counter-keys": "approved-means-charged",
+    # Wallet payments (scenarios/incidents/wallet-*.toml).
+    "wallet-pending-failed": "no-charge-on-failure",
+    "wallet-no-cancel": "no-charge-on-failure",
+    "wallet-cancel-once": "no-charge-on-failure",
+    # An APPROVED receipt for an order its own cancel refunded.
+    "wallet-cancels-success": "approved-means-charged",
+    "wallet-new-order": "no-duplicate-charge",
 }
 
 

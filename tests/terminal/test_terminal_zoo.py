@@ -69,6 +69,11 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "no-echo-check",
         "tid-counter-keys",
         "batch-counts-reversed",
+        "wallet-pending-failed",
+        "wallet-no-cancel",
+        "wallet-cancel-once",
+        "wallet-cancels-success",
+        "wallet-new-order",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)
