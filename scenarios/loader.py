@@ -159,48 +159,42 @@ def _step(where: str, data: Any, pans: set[str], codes: Iterable[str] = ()) -> S
     if len(actions) != 1:
         raise ScenarioError(f"{where}: needs exactly one of {', '.join(STEP_ACTIONS)}")
     action = actions[0]
+    if action == "purchase":
+        return _payment(where, at_ms, table, "purchase", "card", pans, "[[cards]]")
     if action == "scan":
-        return _scan(where, at_ms, table["scan"], codes)
-    if action != "purchase":
-        if table[action] is not True:
-            raise ScenarioError(f"{where}.{action}: expected true")
-        return Step(at_ms=at_ms, action=action)
-    p = _table(f"{where}.purchase", table["purchase"])
-    for key in p:
-        if key not in ("card", "amount"):
-            raise ScenarioError(f"{where}.purchase.{key}: unknown key (known: amount, card)")
-    if "card" not in p:
-        raise ScenarioError(f"{where}.purchase.card: missing")
-    if "amount" not in p:
-        raise ScenarioError(f"{where}.purchase.amount: missing")
-    card = _expect_type(f"{where}.purchase.card", p["card"], str)
-    amount = _expect_type(f"{where}.purchase.amount", p["amount"], int)
-    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
-        raise ScenarioError(
-            f"{where}.purchase.amount: must be between {AMOUNT_MIN} and {AMOUNT_MAX}, got {amount}"
-        )
-    if card not in pans:
-        raise ScenarioError(f"{where}.purchase.card: {card!r} is not in [[cards]]")
-    return Step(at_ms=at_ms, action="purchase", card=card, amount=amount)
+        return _payment(where, at_ms, table, "scan", "code", codes, "[[wallets]]")
+    if table[action] is not True:
+        raise ScenarioError(f"{where}.{action}: expected true")
+    return Step(at_ms=at_ms, action=action)
 
 
-def _scan(where: str, at_ms: int, data: Any, codes: Iterable[str]) -> Step:
-    p = _table(f"{where}.scan", data)
+def _payment(
+    where: str,
+    at_ms: int,
+    table: dict[str, Any],
+    action: str,
+    who: str,
+    known: Iterable[str],
+    listed_in: str,
+) -> Step:
+    """A purchase (`who` = "card") or a wallet scan (`who` = "code") step."""
+    here = f"{where}.{action}"
+    p = _table(here, table[action])
     for key in p:
-        if key not in ("code", "amount"):
-            raise ScenarioError(f"{where}.scan.{key}: unknown key (known: amount, code)")
-    for key in ("code", "amount"):
+        if key not in (who, "amount"):
+            raise ScenarioError(f"{here}.{key}: unknown key (known: amount, {who})")
+    for key in (who, "amount"):
         if key not in p:
-            raise ScenarioError(f"{where}.scan.{key}: missing")
-    code = _expect_type(f"{where}.scan.code", p["code"], str)
-    amount = _expect_type(f"{where}.scan.amount", p["amount"], int)
+            raise ScenarioError(f"{here}.{key}: missing")
+    card = _expect_type(f"{here}.{who}", p[who], str)
+    amount = _expect_type(f"{here}.amount", p["amount"], int)
     if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
         raise ScenarioError(
-            f"{where}.scan.amount: must be between {AMOUNT_MIN} and {AMOUNT_MAX}, got {amount}"
+            f"{here}.amount: must be between {AMOUNT_MIN} and {AMOUNT_MAX}, got {amount}"
         )
-    if code not in codes:
-        raise ScenarioError(f"{where}.scan.code: {code!r} is not in [[wallets]]")
-    return Step(at_ms=at_ms, action="scan", card=code, amount=amount)
+    if card not in known:
+        raise ScenarioError(f"{here}.{who}: {card!r} is not in {listed_in}")
+    return Step(at_ms=at_ms, action=action, card=card, amount=amount)
 
 
 def _fault(where: str, data: Any) -> faults.Fault:
