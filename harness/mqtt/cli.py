@@ -107,7 +107,11 @@ def register(sub: Any) -> None:
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
     src = run.add_mutually_exclusive_group()
-    src.add_argument("--script", help="file of lines: AMOUNT [PAN], or BATCH (close the batch)")
+    src.add_argument(
+        "--script",
+        help="file of lines: AMOUNT [PAN], SCAN AMOUNT [CODE] (a wallet payment), "
+        "or BATCH (close the batch)",
+    )
     src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
     src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
     run.set_defaults(func=cmd_terminal_run)
@@ -146,6 +150,13 @@ def register(sub: Any) -> None:
     # Internal: one of --procs workers, against a host already serving this database.
     fl.add_argument("--worker-of", metavar="DB", help=argparse.SUPPRESS)
     fl.add_argument("--first-terminal", type=int, default=1, help=argparse.SUPPRESS)
+    fl.add_argument(
+        "--wallet-share",
+        type=_share,
+        default=0.0,
+        metavar="F",
+        help="this share (0-1) of the purchases is paid by scanning a wallet code",
+    )
     fl.set_defaults(func=cmd_fleet)
 
 
@@ -278,9 +289,17 @@ def _cancel_on_signals() -> None:
     _stop_on_signals(task.cancel)
 
 
-def _purchases(args: argparse.Namespace) -> list[tuple[int, str] | None]:
-    """The purchases to make, in order: (amount, PAN), or None for a batch close."""
-    from acquirer.catalogue import PAN_APPROVE
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _purchases(args: argparse.Namespace) -> list[tuple[int, str, bool] | None]:
+    """The purchases to make, in order: (amount, PAN or wallet code, is a wallet
+    payment), or None for a batch close."""
+    from acquirer.catalogue import CODE_PAYS, PAN_APPROVE
 
     lines: list[str]
     if args.scenario:
@@ -296,9 +315,9 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str] | None]:
                 f"posharness run {args.scenario} --transport mqtt"
             )
         return [
-            (s.amount, s.card) if s.action == "purchase" else None
+            (s.amount, s.card, s.action == "scan") if s.action != "batch_close" else None
             for s in sc.steps
-            if s.action in ("purchase", "batch_close")
+            if s.action in ("purchase", "scan", "batch_close")
         ]
     if args.script:
         lines = Path(args.script).read_text().splitlines()
@@ -306,7 +325,7 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str] | None]:
         lines = sys.stdin.read().splitlines()
     else:
         lines = [f"1250 {PAN_APPROVE}"]
-    out: list[tuple[int, str] | None] = []
+    out: list[tuple[int, str, bool] | None] = []
     for n, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
@@ -314,11 +333,17 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str] | None]:
         if parts == ["BATCH"]:
             out.append(None)
             continue
+        wallet = parts[0] == "SCAN"
+        if wallet:
+            parts = parts[1:]
         try:
             amount = int(parts[0])
-        except ValueError:
-            raise ValueError(f"line {n}: expected AMOUNT [PAN] or BATCH, got {line!r}") from None
-        out.append((amount, parts[1] if len(parts) > 1 else PAN_APPROVE))
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"line {n}: expected AMOUNT [PAN], SCAN AMOUNT [CODE] or BATCH, got {line!r}"
+            ) from None
+        default = CODE_PAYS if wallet else PAN_APPROVE
+        out.append((amount, parts[1] if len(parts) > 1 else default, wallet))
     return out
 
 
@@ -338,7 +363,7 @@ def _terminal_secret(args: argparse.Namespace) -> TerminalSecret:
     return keyfile.generate([args.id])[args.id]
 
 
-async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str] | None]) -> int:
+async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str, bool] | None]) -> int:
     """Boot `driver`, make `purchases` (None: a batch close), print one JSON line per
     outcome and then the receipts; the number of purchases not approved."""
     driver.boot()
@@ -353,8 +378,8 @@ async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str] | None]
             await driver.close_batch()
             print(json.dumps({"batch_close": "done"}), flush=True)
             continue
-        amount, pan = item
-        intent = await driver.purchase(amount, pan)
+        amount, pan, wallet = item
+        intent = await driver.purchase(amount, pan, wallet)
         outcome = {"amount": amount, "outcome": intent.outcome, "text": intent.text}
         outcome |= {"latency_ms": round(intent.latency_ms, 2), "key": intent.key}
         print(json.dumps(outcome), flush=True)
@@ -460,6 +485,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         durable_journal=not args.volatile_journal,
         response_timeout_ms=args.timeout_ms,
         first_terminal=args.first_terminal,
+        wallet_share=args.wallet_share,
     )
     if args.worker_of:
         # Keys from the host's database (a private temporary file), never from argv.

@@ -31,7 +31,7 @@ from typing import Any
 from terminal.firmware import Firmware, FirmwareConfig
 
 from . import realclock
-from .host_service import fleet_pan, terminal_id
+from .host_service import fleet_code, fleet_pan, terminal_id
 from .journal import Journal, JournalFile
 from .proxy import FaultPlan, FaultProxy
 from .terminal_driver import Intent, TerminalClient, TerminalDriver, terminal_config
@@ -56,6 +56,9 @@ class FleetOptions:
     max_sends: int = 2
     # Terminals are T<first_terminal>.. : several fleet processes split one fleet.
     first_terminal: int = 1
+    # This share of the purchases (0..1, spread evenly) is paid by scanning a wallet
+    # code (the fleet wallets pay at once) instead of tapping a card.
+    wallet_share: float = 0.0
 
 
 @dataclass(slots=True)
@@ -190,7 +193,11 @@ async def run_fleet(
             while k < due:
                 idx = k % opts.terminals
                 amount = AMOUNT_MIN + (k % AMOUNT_SPREAD)
-                drivers[idx].offer(amount, fleet_pan(first - 1 + idx), finished)
+                share = opts.wallet_share
+                if share and int((k + 1) * share) > int(k * share):
+                    drivers[idx].offer(amount, fleet_code(first - 1 + idx), finished, True)
+                else:
+                    drivers[idx].offer(amount, fleet_pan(first - 1 + idx), finished)
                 k += 1
             if k < total:
                 next_ms = t0 + k * 1000.0 / opts.rate_per_s

@@ -60,6 +60,7 @@ async def run_fleet_processes(
         cmd += ["--terminals", str(size), "--rate", str(args.rate * size / args.terminals)]
         cmd += ["--duration", str(args.duration), "--codec", args.codec]
         cmd += ["--timeout-ms", str(args.timeout_ms), "--firmware", args.firmware]
+        cmd += ["--wallet-share", str(args.wallet_share)]
         if args.volatile_journal:
             cmd.append("--volatile-journal")
         children.append(

@@ -66,6 +66,10 @@ from .wire import BrokerAddress, Codec
 
 log = logging.getLogger("posharness.mqtt.host")
 
+# How often (ms, scaled like the host's other timers) the service moves wallet orders
+# that are due: a customer's confirmation shows in the books within this.
+WALLET_TICK_MS = 500
+
 # A rate no sender reaches (frames/s): the limiter turned off.
 UNLIMITED = 10**12
 
@@ -133,17 +137,28 @@ def fleet_pan(n: int) -> str:
 FLEET_CARDS = tuple(CardAccount(fleet_pan(n), FLEET_CARD_BALANCE) for n in range(FLEET_CARDS_MAX))
 
 
+def fleet_code(n: int) -> str:
+    """The n-th fleet wallet's payment code (18 digits; pays at once)."""
+    return f"2899{n % FLEET_CARDS_MAX:014d}"  # apart from the catalogue's 2800...
+
+
+FLEET_WALLETS = tuple(
+    CardAccount(fleet_code(n), FLEET_CARD_BALANCE) for n in range(FLEET_CARDS_MAX)
+)
+
+
 def open_acquirer(db_path: str, *, processing_ms: int = 0) -> Acquirer:
     """The acquirer on a durable SQLite file (WAL, synchronous FULL: see acquirer.store).
 
-    Cards: the test-card catalogue plus the fleet cards. Keys: the terminal table.
+    Cards: the test-card and test-wallet catalogues plus the fleet cards and wallets.
+    Keys: the terminal table.
     """
     if db_path in ("", ":memory:"):
         raise ValueError("the MQTT host needs a database file, not an in-memory store")
     keys = load_keys(db_path)
     clear_in_progress(db_path)
     config = HostConfig(mac_keys=keys, db_path=db_path, processing_ms=processing_ms)
-    return Acquirer(config, FLEET_CARDS)
+    return Acquirer(config, FLEET_CARDS + FLEET_WALLETS)
 
 
 def clear_in_progress(db_path: str) -> int:
@@ -270,6 +285,30 @@ class HostCore:
             self.stats["internal_error"] += 1
             log.exception("host: internal error finishing a request (dropped)")
             return None
+
+    def wallet_tick(self) -> int:
+        """Apply the wallet confirmations and closes that are due (the phones, on a
+        real host: nothing else would move an order nobody asks about). Returns how
+        many orders changed. Never raises."""
+        acquirer = self.acquirer
+        due = acquirer.wallet_due_ms
+        if due < 0:
+            return 0
+        now_ms = self.clock_ms()
+        if due > now_ms:
+            return 0
+        try:
+            done = acquirer.wallet_advance(now_ms)
+        except Exception:
+            self.stats["internal_error"] += 1
+            log.exception("host: internal error advancing wallet orders")
+            return 0
+        for txn, action in done:
+            self.stats[f"wallet_{action.action}"] += 1
+            if self.on_action is not None:
+                msg = Message(MTI_PURCHASE, txn.terminal_id, "-", txn.stan, idem_key=txn.idem_key)
+                self.on_action(msg, action)
+        return len(done)
 
     def _warn(self, tid: str, reason: str, line: str) -> None:
         """A warning about `tid`'s frames, through the log throttle."""
@@ -412,6 +451,7 @@ class HostService:
         self.syncs = 0
         self.sync_failed = False
         self._log_timer: asyncio.TimerHandle | None = None
+        self._wallet_timer: asyncio.TimerHandle | None = None
         self.session = Session(
             address,
             client_id=client_id,
@@ -504,19 +544,29 @@ class HostService:
         self._schedule_log_flush()
 
     def _schedule_log_flush(self) -> None:
-        """Every LOG_INTERVAL_MS: log the summaries of suppressed warnings."""
+        """Every LOG_INTERVAL_MS: log the summaries of suppressed warnings. Every
+        WALLET_TICK_MS: move the wallet orders that are due (`HostCore.wallet_tick`)."""
 
         def tick() -> None:
             self.core.flush_log()
             self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
 
+        def wallet() -> None:
+            if 0 <= self.core.acquirer.wallet_due_ms <= self.core.clock_ms():
+                self._open_group()
+                self.core.wallet_tick()
+            self._wallet_timer = loop.call_later(WALLET_TICK_MS / 1000 * self.time_scale, wallet)
+
         loop = asyncio.get_running_loop()
         self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
+        self._wallet_timer = loop.call_later(WALLET_TICK_MS / 1000 * self.time_scale, wallet)
 
     async def stop(self) -> None:
         """Finish the open group (commit, fsync, answer), disconnect, close the database."""
         if self._syncing and not self.sync_failed:
             self._sync()
+        if self._wallet_timer is not None:
+            self._wallet_timer.cancel()
         if self._log_timer is not None:
             self._log_timer.cancel()
             self.core.flush_log()

@@ -34,6 +34,7 @@ from terminal.firmware import (
     Boot,
     CancelTimer,
     CardPresented,
+    CodeScanned,
     ConfirmPressed,
     Display,
     Effect,
@@ -138,7 +139,7 @@ class TerminalDriver:
         # The purchase in progress, and the ones waiting for the cashier, in order.
         self._intent: Intent | None = None
         self._on_finished: OnFinished | None = None
-        self._offers: deque[tuple[int, str, OnFinished]] = deque()
+        self._offers: deque[tuple[int, str, OnFinished, bool]] = deque()
         self._intents = 0
         # Effects not yet carried out, in order; the head waits while a journal
         # write is on its way to disk (`_journaling`).
@@ -171,7 +172,7 @@ class TerminalDriver:
         self._timers.clear()
         self._prints.clear()
         self._effects.clear()
-        waiting = [on for _, _, on in self._offers]
+        waiting = [on for _, _, on, _ in self._offers]
         self._offers.clear()
         if self._on_finished is not None:
             waiting.insert(0, self._on_finished)
@@ -199,8 +200,9 @@ class TerminalDriver:
             return
         self._feed(MessageReceived(msg))
 
-    async def purchase(self, amount: int, pan: str) -> Intent:
-        """Key `amount`, confirm, tap `pan`; return when the terminal shows a final outcome.
+    async def purchase(self, amount: int, pan: str, wallet: bool = False) -> Intent:
+        """Key `amount`, confirm, tap `pan` (scan it, a wallet code, with `wallet`);
+        return when the terminal shows a final outcome.
 
         Raises CancelledError if the terminal is killed first.
         """
@@ -214,7 +216,7 @@ class TerminalDriver:
             else:
                 done.set_result(intent)
 
-        self.offer(amount, pan, finished)
+        self.offer(amount, pan, finished, wallet)
         return await done
 
     async def close_batch(self) -> None:
@@ -224,7 +226,7 @@ class TerminalDriver:
         self._feed(BatchCloseRequested())
         await self.idle.wait()
 
-    def offer(self, amount: int, pan: str, on_finished: OnFinished) -> None:
+    def offer(self, amount: int, pan: str, on_finished: OnFinished, wallet: bool = False) -> None:
         """Queue a purchase (one at a time, like one cashier); `on_finished` gets the result.
 
         The load generator's way in: no task, no future per purchase.
@@ -232,18 +234,19 @@ class TerminalDriver:
         if self.stopped:
             on_finished(None)
             return
-        self._offers.append((amount, pan, on_finished))
+        self._offers.append((amount, pan, on_finished, wallet))
         if self._intent is None:
             self._next_offer()
 
     def _next_offer(self) -> None:
         if self._intent is not None or not self._offers or self.stopped:
             return
-        amount, pan, on_finished = self._offers.popleft()
+        amount, pan, on_finished, wallet = self._offers.popleft()
         self._intents += 1
         intent = Intent(self._intents, amount, pan, realclock.loop_ms())
         self._intent, self._on_finished = intent, on_finished
-        for event in (AmountKeyed(amount), ConfirmPressed(), CardPresented(pan)):
+        present: Event = CodeScanned(pan) if wallet else CardPresented(pan)
+        for event in (AmountKeyed(amount), ConfirmPressed(), present):
             if self._intent is not intent or self.stopped:
                 break
             self._feed(event)
