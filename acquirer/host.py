@@ -18,7 +18,7 @@ IN PROGRESS mark is cleared and a retry is processed afresh.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -234,6 +234,10 @@ class Acquirer:
         self._next_txn_id: int = db.execute(store.SQL_MAX_TXN).fetchone()[0] + 1
         # When the next waiting wallet order is due (-1: none); see `wallet_advance`.
         self.wallet_due_ms = wallet.next_due(self)
+        # The simulated customers' phones (None: each account's own `confirm_ms`):
+        # given a wallet pay and the delay its account says (> 0), the delay that
+        # happens (-1: the customer never confirms). The simulator sets it.
+        self.phone: Callable[[Message, int], int] | None = None
         self._next_prune_ms = 0
         # A stored outcome must outlive every request that could replay it.
         self._window_ms = min(config.freshness_window_ms, config.idempotency_retention_ms // 2)

@@ -101,6 +101,8 @@ def finish_pay(
                 "decline", rc, amount=req.amount, detail=f"{why} Transient, not stored."
             )
         confirm = account.confirm_ms if account is not None else 0
+        if confirm > 0 and rc == RC_APPROVED and host.phone is not None:
+            confirm = host.phone(req, confirm)
         waiting = rc == RC_APPROVED and confirm != 0
         txn_id = host._next_txn_id
         auth_code = auth_code_of(txn_id) if rc == RC_APPROVED and not waiting else ""

@@ -40,6 +40,9 @@ class Fault:
     # invariants whatever the firmware does, so swarm plans and fuzzing never draw
     # it and the built-in suite need not cover it; imported incidents use it.
     SWARM: ClassVar[bool] = True
+    # A firmware feature the fault only makes sense with ("wallet"): swarm plans draw
+    # it only for scenarios that use it (see `swarm_kinds`).
+    NEEDS: ClassVar[str] = ""
 
     from_ms: int = 0
     to_ms: int = -1
@@ -115,9 +118,16 @@ class FaultState:
 REGISTRY: dict[str, type[Fault]] = {}
 
 
-def swarm_kinds() -> tuple[str, ...]:
-    """The kinds a random plan may draw (see Fault.SWARM), sorted."""
-    return tuple(sorted(k for k, cls in REGISTRY.items() if cls.SWARM))
+def swarm_kinds(features: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The kinds a random plan may draw (see Fault.SWARM), sorted; kinds that need a
+    feature (Fault.NEEDS) only when it is in `features`."""
+    return tuple(
+        sorted(
+            k
+            for k, cls in REGISTRY.items()
+            if cls.SWARM and (not cls.NEEDS or cls.NEEDS in features)
+        )
+    )
 
 
 def register(cls: type[Fault]) -> type[Fault]:

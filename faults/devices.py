@@ -67,3 +67,18 @@ class KeyingError(Fault):
     SUMMARY = "the cashier keys `amount` instead of the intended amount on the nth purchase"
 
     amount: int = 0
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class LateConfirm(Fault):
+    """The customer's phone: the nth wallet order that waits for its customer (RC 09)
+    is confirmed `extra_ms` later than the customer would have (or never)."""
+
+    KIND = "late_confirm"
+    LAYER = "phone"
+    SUMMARY = "the customer confirms the nth waiting wallet order extra_ms late (or never)"
+    NEEDS = "wallet"
+
+    extra_ms: int = 30_000
+    never: bool = False

@@ -85,6 +85,12 @@ FIELD_DOCS: dict[str, str] = {
     "WalletSpec.confirm_ms": "0 pays at once; N: the customer confirms N ms after the pay",
     "WalletSpec.confirms": "false: the customer never confirms (gives up; the order closes unpaid)",
     "WalletSpec.rc": "force this response code for every payment with the code",
+    "WalletSpec.stale_screen": (
+        'the phone shows an old "payment successful" screen: the cashier, seeing it, '
+        "presses confirm 2 s after the scan"
+    ),
+    "LateConfirm.extra_ms": "the customer confirms this much later than their phone would",
+    "LateConfirm.never": "the customer never confirms that order",
     "WalletSpec.answer_rc": (
         'the pay answer says this code (e.g. "96": result unknown) while the order goes on'
     ),

@@ -62,6 +62,7 @@ WALLET_CODES = ("280000000000000901", "280000000000000902")
 # status inquiry, within the reference's 30 s of polling, after it, never (None).
 _CONFIRMS = st.sampled_from([0, 3_000, 12_000, 28_000, 33_000, 45_000, 119_000, None])
 _ANSWER_RC = st.sampled_from(["", "", "", "96", "91"])
+_STALE_SCREEN = st.integers(0, 7).map(lambda k: k == 0)  # one phone in eight
 
 # Amounts worth trying: edges of validation, binary-float traps, test-card magic
 # amounts (500 = RC 05, 5100 = RC 51, 9800 = approve-without-reply ...), big ones.
@@ -238,6 +239,14 @@ def _params(kind: str) -> st.SearchStrategy[dict[str, Any]]:
             }
         )
         return st.one_of(at, after, after_send)
+    if kind == "late_confirm":
+        return st.fixed_dictionaries(
+            {
+                "nth": st.integers(1, 3),
+                "extra_ms": st.sampled_from([5_000, 25_000, 40_000, 100_000]),
+                "never": st.booleans(),
+            }
+        )
     if kind == "clock_skew":
         return st.fixed_dictionaries({"drift_ppm": st.integers(-300_000, 300_000)})
     if kind == "splice":
@@ -351,10 +360,14 @@ def _combos(allowed: tuple[str, ...]) -> st.SearchStrategy[tuple[Fault, ...]] | 
 
 
 @st.composite
-def fault_plans(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> tuple[Fault, ...]:
+def fault_plans(
+    draw: st.DrawFn, kinds: tuple[str, ...] | None = None, wallets: bool = False
+) -> tuple[Fault, ...]:
     """Swarm: draw the enabled kinds, then up to FAULTS_MAX faults of those kinds;
-    one plan in four starts with a targeted combination."""
-    allowed = tuple(sorted(kinds or faults.swarm_kinds()))
+    one plan in four starts with a targeted combination. `wallets`: the scenario has
+    wallet customers (their phones' faults may be drawn too)."""
+    features = frozenset({"wallet"}) if wallets else frozenset()
+    allowed = tuple(sorted(kinds or faults.swarm_kinds(features)))
     combos = _combos(allowed)
     head: tuple[Fault, ...] = ()
     if combos is not None and draw(_COMBO_ODDS) == 0:
@@ -445,6 +458,7 @@ def _wallet(draw: st.DrawFn, code: str) -> WalletSpec:
         confirm_ms=confirm or 0,
         confirms=confirm is not None,
         answer_rc=draw(_ANSWER_RC),
+        stale_screen=draw(_STALE_SCREEN),
     )
 
 
@@ -577,7 +591,7 @@ def scenarios(
         cards=cards,
         wallets=wallet_specs,
         steps=steps,
-        faults=draw(fault_plans(kinds)),
+        faults=draw(fault_plans(kinds, bool(wallet_specs))),
         expect=Expect(
             invariants=INVARIANT_NAMES, settle_within_ms=SETTLE_SLOW_MS if slow else 120_000
         ),

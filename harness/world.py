@@ -33,6 +33,7 @@ from faults.devices import (
     DoubleConfirm,
     DoubleTap,
     KeyingError,
+    LateConfirm,
     Misread,
     PaperOut,
     PrinterJam,
@@ -100,6 +101,9 @@ INTENTS_KEPT = 1_000
 # A scenario with more steps than this writes them as `step` trace records, not
 # inline in the first line (which would be tens of megabytes for a load run).
 STEPS_INLINE_MAX = 10_000
+# A phone showing an old "payment successful" screen: the cashier sees it this long
+# after the scan.
+STALE_SCREEN_AFTER_MS = 2_000
 # Default slack after the last step before a run is cut off.
 RUN_TAIL_MS = 3_600_000
 
@@ -219,6 +223,7 @@ class World:
         self.f_power_after: list[FaultState] = []
         self.f_power_at: list[FaultState] = []
         self.f_clock: list[FaultState] = []
+        self.f_phone: list[FaultState] = []
         self.attacker = Attacker(self)  # the attacker faults (harness/attacker.py)
         self.fault_index: dict[int, int] = {}
         for f in scenario.faults:
@@ -252,6 +257,8 @@ class World:
         self.stuck = False
         # The wallet orders' phones: when the next host tick is scheduled (-1: none).
         self.wallet_tick_ms = -1
+        self.host.phone = self._phone
+        self.stale_screens = {w.code for w in scenario.wallets if w.stale_screen}
         self.features: frozenset[str] = frozenset()  # what the firmware declares
         self.fw_seen = False  # a firmware was made (its features are known)
 
@@ -281,6 +288,8 @@ class World:
                 self.sched.at(fault.at_ms, self._power_cut_at, s)
         elif fault.LAYER == "clock":
             self.f_clock.append(s)
+        elif fault.LAYER == "phone":
+            self.f_phone.append(s)
         elif fault.LAYER == "attacker":
             self.attacker.arm(s)
         return s
@@ -455,7 +464,27 @@ class World:
                     self.sched.after(self.sc.people.retap_after_ms, self._cancel, None)
                 return None
         self._input(CodeScanned(pan) if wallet else CardPresented(pan))
+        if wallet and pan in self.stale_screens and self.active is not None:
+            self.sched.after(STALE_SCREEN_AFTER_MS, self._paid_screen, self.active.intent)
         return None
+
+    def _paid_screen(self, n: int) -> None:
+        """The phone shows an old "payment successful" screen; the cashier, seeing
+        it, presses confirm on the terminal as if that settled it."""
+        if self.active is None or self.active.intent != n or self.active.final:
+            return
+        self.emit("cashier", {"intent": n, "action": "sees-paid-screen"})
+        self._input_if_on(ConfirmPressed())
+
+    def _phone(self, req: Message, confirm_ms: int) -> int:
+        """When the customer confirms a waiting wallet order (the host asks): the
+        account's delay, unless a `late_confirm` fault makes it later or never."""
+        for s in self.f_phone:
+            if s.hit(self.clock.now_ms):
+                f: LateConfirm = s.fault  # type: ignore[assignment]
+                confirm_ms = -1 if f.never else confirm_ms + f.extra_ms
+                self._fault(s, {"key": req.idem_key, "confirm_ms": confirm_ms})
+        return confirm_ms
 
     def _cancel(self, _: None) -> None:
         self.emit("cashier", {"action": "cancel"})

@@ -49,6 +49,7 @@ class WalletSpec:
     confirms: bool = True  # false: the customer never confirms (gives up)
     rc: str = ""  # force this response code for every payment with the code
     answer_rc: str = ""  # the pay answer says this (e.g. 96) while the order goes on
+    stale_screen: bool = False  # the phone shows an old "paid" screen; the cashier sees it
 
 
 @dataclass(frozen=True, slots=True)

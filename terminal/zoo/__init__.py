@@ -27,6 +27,7 @@ from terminal.zoo.wallet_cancels_success import WalletCancelsSuccessFirmware
 from terminal.zoo.wallet_new_order import WalletNewOrderFirmware
 from terminal.zoo.wallet_no_cancel import WalletNoCancelFirmware
 from terminal.zoo.wallet_pending_failed import WalletPendingFailedFirmware
+from terminal.zoo.wallet_trusts_screen import WalletTrustsScreenFirmware
 
 ZOO: dict[str, type] = {
     # 1. duplicate charge
@@ -59,6 +60,8 @@ ZOO: dict[str, type] = {
     "wallet-cancels-success": WalletCancelsSuccessFirmware,
     # 1. duplicate charge (a new order number for the same customer)
     "wallet-new-order": WalletNewOrderFirmware,
+    # 5. receipt without record (the customer's screen taken for the wallet's word)
+    "wallet-trusts-screen": WalletTrustsScreenFirmware,
 }
 
 __all__ = ["ZOO"]

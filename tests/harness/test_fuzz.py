@@ -60,9 +60,19 @@ EXPECTED = {
     "batch-counts-reversed": {"batch-reconciles"},
     "wallet-pending-failed": {"no-charge-on-failure", "receipt-for-every-charge"},
     "wallet-no-cancel": {"no-charge-on-failure", "receipt-for-every-charge"},
-    "wallet-cancel-once": {"no-charge-on-failure", "receipt-for-every-charge"},
+    # Counting its cancel as done before the answer: the batch may close first, with
+    # the order still charged at the host.
+    "wallet-cancel-once": {"no-charge-on-failure", "receipt-for-every-charge", "batch-reconciles"},
     "wallet-cancels-success": {"approved-means-charged", "no-receipt-without-record"},
-    "wallet-new-order": {"no-duplicate-charge", "receipt-for-every-charge"},
+    # The forgotten first order is paid: twice, or once for a sale that then failed.
+    "wallet-new-order": {"no-duplicate-charge", "receipt-for-every-charge", "no-charge-on-failure"},
+    # Its receipt names no payment; and a customer who does confirm later is charged
+    # with no receipt of that payment.
+    "wallet-trusts-screen": {
+        "approved-means-charged",
+        "no-receipt-without-record",
+        "receipt-for-every-charge",
+    },
 }
 
 

@@ -44,6 +44,7 @@ CAUGHT_BY = {
     # An APPROVED receipt for an order its own cancel refunded.
     "wallet-cancels-success": "approved-means-charged",
     "wallet-new-order": "no-duplicate-charge",
+    "wallet-trusts-screen": "approved-means-charged",
 }
 
 

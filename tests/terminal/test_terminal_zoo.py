@@ -74,6 +74,7 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "wallet-cancel-once",
         "wallet-cancels-success",
         "wallet-new-order",
+        "wallet-trusts-screen",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)
