@@ -92,6 +92,7 @@ def hello(config: FirmwareConfig) -> bytes:
                 "reversal_max_tries": config.reversal_max_tries,
                 "debounce_ms": config.debounce_ms,
                 "amount_max": config.amount_max,
+                "status_inquiry": config.status_inquiry,
                 "extra": dict(config.extra),
             },
         }

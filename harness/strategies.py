@@ -339,7 +339,27 @@ def _combo_swap_between_sales() -> st.SearchStrategy[tuple[Fault, ...]]:
     )
 
 
+def _combo_late_confirm_then_cancel_fails() -> st.SearchStrategy[tuple[Fault, ...]]:
+    """A wallet customer confirms after the terminal's polling, and its first cancel
+    is refused or lost: is the cancel retried until the order is closed?"""
+    late = st.sampled_from([25_000, 40_000]).map(
+        lambda ms: faults.build_fault("late_confirm", {"nth": 1, "extra_ms": ms})
+    )
+    cancel_fails = st.sampled_from(
+        [
+            {"rc_burst": {"mti": "0400", "nth": 1, "rc": "96"}},
+            {"drop": {"direction": "to_host", "mti": "0400", "nth": 1}},
+            {"drop": {"direction": "to_terminal", "mti": "0410", "nth": 1}},
+        ]
+    ).map(lambda t: faults.build_fault(*next(iter(t.items()))))
+    return st.tuples(late, cancel_fails)
+
+
 COMBOS: dict[str, tuple[frozenset[str], Any]] = {
+    "late-confirm-then-cancel-fails": (
+        frozenset({"late_confirm", "rc_burst", "drop"}),
+        _combo_late_confirm_then_cancel_fails,
+    ),
     "swap-between-sales": (frozenset({"device_swap"}), _combo_swap_between_sales),
     "device-then-power": (
         frozenset({"printer_jam", "paper_out", "print_failure", "power_cut"}),
@@ -488,6 +508,7 @@ _TERMINAL = st.builds(
     debounce_ms=_either(3_000, 0, 500, 10_000),
     amount_max=_either(AMOUNT_MAX, 1_000_000, 10_000),
     reversal_max_tries=_either(60, 10),
+    status_inquiry=_either(True, False),
 )
 # idempotency_retention_ms is not drawn: shorter than the terminal's repeats and
 # reversals take, a repeat after expiry charges again whatever the firmware does.

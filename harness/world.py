@@ -203,6 +203,7 @@ class World:
             debounce_ms=t.debounce_ms,
             amount_max=t.amount_max,
             reversal_max_tries=t.reversal_max_tries,
+            status_inquiry=t.status_inquiry,
         )
         self.factory = factory
         self.fw: Firmware | None = None

@@ -61,6 +61,7 @@ class TerminalSpec:
     debounce_ms: int = 3_000
     amount_max: int = 99_999_999
     reversal_max_tries: int = 60
+    status_inquiry: bool = True  # ask the host before reversing an unanswered card sale
 
 
 @dataclass(frozen=True, slots=True)

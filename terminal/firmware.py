@@ -240,6 +240,9 @@ class FirmwareConfig:
     reversal_max_tries: int = 60  # then flagged for manual handling
     debounce_ms: int = 3_000
     amount_max: int = 99_999_999  # largest sale accepted at entry (minor units)
+    # Ask the host (status inquiry, 0600) before reversing a card sale whose last
+    # send went unanswered; False reverses at once (terminals without the inquiry).
+    status_inquiry: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

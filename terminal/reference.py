@@ -9,9 +9,12 @@ How each field failure is prevented (see docs/domain.md):
 
 1. Duplicate charge: one idempotency key and STAN per sale, journaled before the
    first send and reused on every resend; taps and confirms are debounced by state.
-2. "Failed" but charged: after the last timeout (or RC 94, or too many RC 09) the
-   terminal journals a pending reversal before it shows FAILED, and retries the
-   0400 durably, across reboots, until a signed 0410 arrives. A late 0210 is ignored.
+2. "Failed" but charged: after the last timeout the terminal first asks the host
+   what became of the sale (status inquiry, 0600): approved, it completes the sale;
+   declined, it declines. Otherwise (not found, still in progress, no answer; or RC
+   94, or too many RC 09) it journals a pending reversal before it shows FAILED, and
+   retries the 0400 durably, across reboots, until a signed 0410 arrives. A late
+   0210 is ignored.
 3. Wrong amount: validation at entry; the amount stays an integer in minor units.
 4. Paid, no receipt: the approval is journaled before the display and the print;
    a failed print leaves the receipt pending and visible; reprint from the journal.
@@ -63,9 +66,12 @@ from acquirer.protocol import (
     PROC_PURCHASE,
     PROC_WALLET,
     RC_APPROVED,
+    RC_DO_NOT_HONOUR,
     RC_DUPLICATE,
     RC_FORMAT_ERROR,
     RC_IN_PROGRESS,
+    RC_INSUFFICIENT_FUNDS,
+    RC_INVALID_AMOUNT,
     RC_ISSUER_UNAVAILABLE,
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
@@ -115,6 +121,7 @@ IN_PROGRESS_TIMER = "in-progress"  # host said RC 09: wait, then resend the same
 REVERSAL_TIMER = "reversal"  # waiting for the 0410 of the head of the reversal queue
 BATCH_TIMER = "batch"  # waiting for the 0510
 WALLET_TIMER = "wallet-query"  # a wallet sale with an unknown outcome: next inquiry due
+INQUIRY_TIMER = "inquiry"  # a card sale's last send went unanswered: waiting for the 0610
 
 # RC 09 means the first attempt is still running at the host: give it time, then
 # ask again with the same key. Bounded, because a host stuck "in progress" must
@@ -151,6 +158,9 @@ _BATCH_CLOSING_RCS = frozenset({RC_APPROVED, RC_RECONCILE_ERROR})
 # A reversal is done when the host reversed the sale (00) or holds no such sale (25: it
 # keeps a tombstone, so the sale can never be charged later).
 _REVERSAL_DONE_RCS = frozenset({RC_APPROVED, RC_UNABLE_TO_LOCATE})
+# What a 0610 may report for a sale the host declined and stored (nothing charged,
+# and the key is taken: no late copy of the 0200 can charge it).
+_STORED_DECLINES = frozenset({RC_DO_NOT_HONOUR, RC_INVALID_AMOUNT, RC_INSUFFICIENT_FUNDS})
 
 
 class State(Enum):
@@ -639,12 +649,13 @@ class ReferenceFirmware:
             if (
                 self._state is State.AUTHORISING
                 and sale is not None
-                and sale.wallet
                 and msg.orig_key == sale.key
                 and msg.stan == sale.stan
                 and msg.amount == self._wire_amount(sale.amount)
             ):
-                return self._on_inquiry_answer(sale, msg)
+                if sale.wallet:
+                    return self._on_inquiry_answer(sale, msg)
+                return self._on_card_inquiry_answer(sale, msg)
             return []  # an answer to an earlier inquiry, or not ours
         return []
 
@@ -754,6 +765,44 @@ class ReferenceFirmware:
         if self._sends < self.config.max_sends:
             self._sends += 1
             return self._resend()
+        return self._inquire() if self.config.status_inquiry else self._give_up()
+
+    def _inquire(self) -> list[Effect]:
+        """The outcome is unknown: ask the host what became of the sale (0600) before
+        reversing it. A sale the host approved is then completed, not reversed."""
+        sale, request = self._sale, self._request
+        if sale is None or request is None:
+            return []
+        self._sale_timer = INQUIRY_TIMER
+        cfg = self.config
+        query = Message(
+            MTI_INQUIRY,
+            cfg.terminal_id,
+            cfg.merchant_id,
+            sale.stan,
+            pan=sale.pan,
+            processing_code=request.processing_code,
+            amount=request.amount,
+            orig_stan=sale.stan,
+            orig_key=sale.key,
+        )
+        return [Send(sign(query, cfg.mac_key)), SetTimer(INQUIRY_TIMER, cfg.response_timeout_ms)]
+
+    def _on_card_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
+        """A signed 0610 about the card sale in flight: approved is completed from its
+        RRN and authorisation code; a stored decline is a decline; anything else
+        (not found: the 0200 may still be on its way; in progress; closed) reverses."""
+        if self._sale_timer != INQUIRY_TIMER:
+            return []
+        rc = msg.rc
+        if rc == RC_APPROVED:
+            effects = self._close_sale()
+            effects += self._on_approved(sale, msg)
+            return effects + self._after_sale()
+        if rc in _STORED_DECLINES:
+            effects = self._close_sale()
+            effects += self._decline(sale, rc)
+            return effects + self._after_sale()
         return self._give_up()
 
     def _give_up(self) -> list[Effect]:
@@ -1156,6 +1205,10 @@ class ReferenceFirmware:
             if self._state is not State.AUTHORISING or self._sale_timer != name:
                 return []
             return self._on_wallet_timer()
+        if name == INQUIRY_TIMER:
+            if self._state is not State.AUTHORISING or self._sale_timer != name:
+                return []
+            return self._give_up()  # no answer to the inquiry either: reverse
         if name == REVERSAL_TIMER:
             return self._on_reversal_timeout()
         if name == BATCH_TIMER:

@@ -3,8 +3,10 @@
  * reference's. Read that file's docstring for why each rule exists:
  *   1. one idempotency key (with the boot nonce) per sale, journaled before the
  *      first send and reused on every resend; taps and confirms debounced by state;
- *   2. after the last timeout the reversal is journaled before FAILED is shown and
- *      retried durably, with backoff, across reboots;
+ *   2. after the last timeout the host is asked what became of the sale (status
+ *      inquiry, 0600; unless config.status_inquiry is false): approved completes it,
+ *      a stored decline declines it; otherwise the reversal is journaled before
+ *      FAILED is shown and retried durably, with backoff, across reboots;
  *   3. amounts validated at entry, integer minor units throughout;
  *   4. the approval journaled before the display and the print; a failed print
  *      leaves the receipt pending, reprinted from the journal;
@@ -23,6 +25,7 @@
 #define IN_PROGRESS_TIMER "in-progress"
 #define REVERSAL_TIMER "reversal"
 #define BATCH_TIMER "batch"
+#define INQUIRY_TIMER "inquiry"
 #define IN_PROGRESS_RETRY_DELAY_MS 2000
 #define IN_PROGRESS_RETRIES_MAX 5
 #define REVERSALS_QUEUED_MAX 32
@@ -568,6 +571,22 @@ static void naive_retry(posfw_out *out) {
     posfw_display(out, "failed", "TIMEOUT", "");
 }
 
+/* The outcome is unknown: ask the host what became of the sale before reversing. */
+static void inquire(posfw_out *out) {
+    s.sale_timer = INQUIRY_TIMER;
+    posfw_message q;
+    posfw_message_init(&q, "0600");
+    snprintf(q.terminal_id, POSFW_STR, "%s", cfg.terminal_id);
+    snprintf(q.merchant_id, POSFW_STR, "%s", cfg.merchant_id);
+    q.stan = s.sale.stan;
+    snprintf(q.pan, POSFW_STR, "%s", s.sale.pan);
+    q.amount = s.request.amount;
+    q.orig_stan = s.sale.stan;
+    snprintf(q.orig_key, POSFW_STR, "%s", s.sale.key);
+    posfw_send(out, &q);
+    posfw_set_timer(out, INQUIRY_TIMER, cfg.response_timeout_ms);
+}
+
 static void on_response_timeout(posfw_out *out) {
     if (strcmp(flaw, "naive-retry") == 0) {
         naive_retry(out);
@@ -578,7 +597,10 @@ static void on_response_timeout(posfw_out *out) {
         resend(out);
         return;
     }
-    give_up(out);
+    if (cfg.status_inquiry)
+        inquire(out);
+    else
+        give_up(out);
 }
 
 static void on_approved(posfw_out *out, const sale_t *sale, const posfw_message *msg) {
@@ -635,6 +657,25 @@ static void on_purchase_response(posfw_out *out, const posfw_message *msg) {
     else
         decline(out, &sale, rc);
     after_sale(out);
+}
+
+/* A 0610 about the sale in flight: approved completes it, a stored decline (05, 13,
+ * 51) declines it; anything else (not found, in progress, closed) reverses. */
+static void on_inquiry_answer(posfw_out *out, const posfw_message *msg) {
+    if (strcmp(s.sale_timer, INQUIRY_TIMER)) return;
+    const char *rc = msg->rc;
+    sale_t sale = s.sale;
+    bool approved = !strcmp(rc, "00");
+    if (approved || !strcmp(rc, "05") || !strcmp(rc, "13") || !strcmp(rc, "51")) {
+        close_sale(out);
+        if (approved)
+            on_approved(out, &sale, msg);
+        else
+            decline(out, &sale, rc);
+        after_sale(out);
+        return;
+    }
+    give_up(out);
 }
 
 static bool matches_sale(const posfw_message *msg) {
@@ -930,6 +971,12 @@ static void on_message(posfw_out *out, const posfw_event *ev) {
         return; /* a duplicate, or late after a timeout: never an approval now */
     }
     if (!strcmp(msg->mti, "0410")) on_reversal_response(out, msg);
+    if (!strcmp(msg->mti, "0610")) {
+        if (s.state == AUTHORISING && s.in_sale && !strcmp(msg->orig_key, s.sale.key) &&
+            msg->stan == s.sale.stan && msg->amount == s.request.amount)
+            on_inquiry_answer(out, msg);
+        return;
+    }
     if (!strcmp(msg->mti, "0510")) on_batch_response(out, msg);
 }
 
@@ -940,6 +987,9 @@ static void on_timer(posfw_out *out, const char *name) {
             on_response_timeout(out);
         else
             resend(out);
+    } else if (!strcmp(name, INQUIRY_TIMER)) {
+        if (s.state != AUTHORISING || strcmp(s.sale_timer, name)) return; /* stale */
+        give_up(out); /* no answer to the inquiry either: reverse */
     } else if (!strcmp(name, REVERSAL_TIMER)) {
         if (!s.reversal_key[0]) return;
         if (s.reversal_tries < cfg.reversal_max_tries)

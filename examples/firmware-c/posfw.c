@@ -165,6 +165,8 @@ static void read_config(const cJSON *c, posfw_config *cfg) {
     get_int(c, "reversal_max_tries", &cfg->reversal_max_tries);
     get_int(c, "debounce_ms", &cfg->debounce_ms);
     get_int(c, "amount_max", &cfg->amount_max);
+    const cJSON *inquiry = cJSON_GetObjectItemCaseSensitive(c, "status_inquiry");
+    cfg->status_inquiry = !cJSON_IsFalse(inquiry); /* absent (an older harness): true */
     static cJSON *extra;
     cJSON_Delete(extra);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(c, "extra");

@@ -44,6 +44,7 @@ typedef struct {
     long long reversal_max_tries;
     long long debounce_ms;
     long long amount_max;
+    bool status_inquiry; /* ask the host (0600) before reversing; default true */
     const cJSON *extra; /* config.extra: the firmware's own settings (an object, never
                            NULL), valid until the next hello */
 } posfw_config;

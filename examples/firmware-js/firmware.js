@@ -4,8 +4,10 @@
 // byte the reference's. Read that file's docstring for why each rule exists:
 //   1. one idempotency key (with the boot nonce) per sale, journaled before the
 //      first send, reused on every resend; taps and confirms debounced by state;
-//   2. after the last timeout the reversal is journaled before FAILED is shown and
-//      retried durably, with backoff, across reboots;
+//   2. after the last timeout the host is asked what became of the sale (status
+//      inquiry, 0600; unless config.status_inquiry is false): approved completes
+//      it, a stored decline declines it; otherwise the reversal is journaled before
+//      FAILED is shown and retried durably, with backoff, across reboots;
 //   3. amounts validated at entry, integer minor units throughout;
 //   4. the approval journaled before the display and the print; a failed print
 //      leaves the receipt pending, reprinted from the journal;
@@ -23,6 +25,7 @@ const RESPONSE_TIMER = "response";
 const IN_PROGRESS_TIMER = "in-progress";
 const REVERSAL_TIMER = "reversal";
 const BATCH_TIMER = "batch";
+const INQUIRY_TIMER = "inquiry";
 const IN_PROGRESS_RETRY_DELAY_MS = 2000;
 const IN_PROGRESS_RETRIES_MAX = 5;
 const REVERSALS_QUEUED_MAX = 32;
@@ -50,6 +53,8 @@ const RESPONSE_CODES = {
 };
 const TRANSIENT_RCS = new Set(["91", "96", "30", "63"]);
 const BATCH_CLOSING_RCS = new Set(["00", "95"]);
+// What a 0610 may report for a sale the host declined and stored.
+const STORED_DECLINES = new Set(["05", "13", "51"]);
 
 const IDLE = "idle";
 const AMOUNT_ENTERED = "amount-entered";
@@ -391,6 +396,14 @@ class ReferenceFirmware {
       return []; // a duplicate, or late after a timeout: never an approval now
     }
     if (msg.mti === "0410") return this.onReversalResponse(msg);
+    if (msg.mti === "0610") {
+      const sale = this.sale;
+      const r = this.request;
+      const ours =
+        this.state === AUTHORISING && sale && r !== null &&
+        msg.orig_key === sale.key && msg.stan === sale.stan && msg.amount === r.amount;
+      return ours ? this.onInquiryAnswer(sale, msg) : [];
+    }
     if (msg.mti === "0510") return this.onBatchResponse(msg);
     return [];
   }
@@ -475,7 +488,39 @@ class ReferenceFirmware {
       this.sends += 1;
       return this.resend();
     }
-    return this.giveUp();
+    return this.config.status_inquiry === false ? this.giveUp() : this.inquire();
+  }
+
+  inquire() {
+    // The outcome is unknown: ask the host before reversing.
+    const sale = this.sale;
+    const r = this.request;
+    if (sale === null || r === null) return [];
+    this.saleTimer = INQUIRY_TIMER;
+    const cfg = this.config;
+    const query = {
+      mti: "0600",
+      terminal_id: cfg.terminal_id,
+      merchant_id: cfg.merchant_id,
+      stan: sale.stan,
+      pan: sale.pan,
+      amount: r.amount,
+      orig_stan: sale.stan,
+      orig_key: sale.key,
+    };
+    return [fx.send(query), fx.setTimer(INQUIRY_TIMER, cfg.response_timeout_ms)];
+  }
+
+  onInquiryAnswer(sale, msg) {
+    if (this.saleTimer !== INQUIRY_TIMER) return [];
+    const rc = msg.rc;
+    if (rc === "00" || STORED_DECLINES.has(rc)) {
+      const effects = this.closeSale();
+      return effects
+        .concat(rc === "00" ? this.onApproved(sale, msg) : this.decline(sale, rc))
+        .concat(this.afterSale());
+    }
+    return this.giveUp(); // not found, in progress, closed: reverse
   }
 
   naiveRetry() {
@@ -776,6 +821,10 @@ class ReferenceFirmware {
     if (name === RESPONSE_TIMER || name === IN_PROGRESS_TIMER) {
       if (this.state !== AUTHORISING || this.saleTimer !== name) return [];
       return name === RESPONSE_TIMER ? this.onResponseTimeout() : this.resend();
+    }
+    if (name === INQUIRY_TIMER) {
+      if (this.state !== AUTHORISING || this.saleTimer !== name) return [];
+      return this.giveUp(); // no answer to the inquiry either
     }
     if (name === REVERSAL_TIMER) return this.onReversalTimeout();
     if (name === BATCH_TIMER) return this.onBatchTimeout();

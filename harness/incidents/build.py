@@ -6,7 +6,7 @@ from typing import Any
 
 import faults
 from acquirer.catalogue import amount_rule
-from acquirer.protocol import MTI_PURCHASE
+from acquirer.protocol import MTI_INQUIRY, MTI_PURCHASE
 from scenarios.model import (
     INVARIANT_NAMES,
     Expect,
@@ -319,6 +319,10 @@ def _terminal(tlog: Log, tid: str, notes: list[str], unexplained: list[str]) -> 
         if kwargs["merchant_id"] != merchant:
             notes.append(f"merchant id {merchant!r} replayed as {kwargs['merchant_id']!r} [sure]")
     config = header.get("config", {}) if isinstance(header.get("config"), dict) else {}
+    if not any(e.event == "send" and e.data.get("mti") == MTI_INQUIRY for e in tlog.entries):
+        # The logged terminal never asked the host what became of a sale: replayed
+        # without the status inquiry, as it reversed (or failed) at once.
+        kwargs["status_inquiry"] = False
     for key, value in config.items():
         if key in TerminalSpec.__dataclass_fields__ and key != "id" and isinstance(value, int):
             kwargs[key] = value

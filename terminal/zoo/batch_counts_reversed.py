@@ -9,12 +9,13 @@ Invariant that catches it: ``batch-reconciles``.
 from __future__ import annotations
 
 from acquirer.protocol import BatchItem
-from terminal.reference import ReferenceFirmware, SaleStatus
+from terminal.reference import SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 _REVERSED = (SaleStatus.REVERSING, SaleStatus.REVERSED, SaleStatus.REVERSAL_MANUAL)
 
 
-class BatchCountsReversedFirmware(ReferenceFirmware):
+class BatchCountsReversedFirmware(ClassicFirmware):
     """The batch totals include reversed sales."""
 
     def _batch_sales(self) -> list[BatchItem]:

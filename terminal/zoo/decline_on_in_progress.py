@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from acquirer.protocol import Message
 from terminal.firmware import Effect
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class DeclineOnInProgressFirmware(ReferenceFirmware):
+class DeclineOnInProgressFirmware(ClassicFirmware):
     """RC 09 ("request in progress") is taken as a decline."""
 
     def _on_in_progress(self, msg: Message) -> list[Effect]:

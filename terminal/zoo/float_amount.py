@@ -7,10 +7,10 @@ Invariant that catches it: ``amount-integrity``.
 
 from __future__ import annotations
 
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class FloatAmountFirmware(ReferenceFirmware):
+class FloatAmountFirmware(ClassicFirmware):
     """The wire amount goes through float major units and int() truncation."""
 
     def _wire_amount(self, amount: int) -> int:

@@ -9,10 +9,11 @@ Invariant that catches it: ``no-duplicate-charge``.
 from __future__ import annotations
 
 from terminal.firmware import Effect
-from terminal.reference import ReferenceFirmware, Sale, SaleStatus
+from terminal.reference import Sale, SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 
-class KeyPerBootFirmware(ReferenceFirmware):
+class KeyPerBootFirmware(ClassicFirmware):
     """After a reboot the unfinished sale is re-sent under a new key."""
 
     def _on_boot_unresolved_sale(self, sale: Sale) -> list[Effect]:

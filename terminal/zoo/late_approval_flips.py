@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from acquirer.protocol import RC_APPROVED, Message
 from terminal.firmware import Effect
-from terminal.reference import ReferenceFirmware, SaleStatus
+from terminal.reference import SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 
-class LateApprovalFlipsFirmware(ReferenceFirmware):
+class LateApprovalFlipsFirmware(ClassicFirmware):
     """A late approved 0210 flips a timed-out sale to APPROVED."""
 
     def _on_unmatched_purchase_response(self, msg: Message) -> list[Effect]:

@@ -9,10 +9,11 @@ Invariant that catches it: ``no-duplicate-charge``.
 from __future__ import annotations
 
 from terminal.firmware import Display, Effect, Outcome
-from terminal.reference import ReferenceFirmware, SaleStatus
+from terminal.reference import SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 
-class NaiveRetryFirmware(ReferenceFirmware):
+class NaiveRetryFirmware(ClassicFirmware):
     """A response timeout resends the purchase as a brand-new sale."""
 
     def _on_response_timeout(self) -> list[Effect]:

@@ -7,10 +7,10 @@ Invariant that catches it: ``amount-integrity`` (no zero or negative sale leaves
 
 from __future__ import annotations
 
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class NoAmountCheckFirmware(ReferenceFirmware):
+class NoAmountCheckFirmware(ClassicFirmware):
     """No validation at entry; zero and negative amounts are sent."""
 
     def _amount_is_valid(self, amount: int) -> bool:

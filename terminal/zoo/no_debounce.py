@@ -8,10 +8,10 @@ Invariant that catches it: ``no-duplicate-charge``.
 
 from __future__ import annotations
 
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class NoDebounceFirmware(ReferenceFirmware):
+class NoDebounceFirmware(ClassicFirmware):
     """Every extra tap or confirm starts another sale with the last amount."""
 
     def _debounce_accepts_tap(self) -> bool:

@@ -12,10 +12,11 @@ Invariant that catches it: ``no-receipt-without-record``.
 from __future__ import annotations
 
 from acquirer.protocol import Message
-from terminal.reference import ReferenceFirmware, Sale
+from terminal.reference import Sale
+from terminal.zoo.classic import ClassicFirmware
 
 
-class NoEchoCheckFirmware(ReferenceFirmware):
+class NoEchoCheckFirmware(ClassicFirmware):
     """Any signed 0210 is taken as the answer to the sale in flight."""
 
     def _matches_sale(self, msg: Message, sale: Sale) -> bool:

@@ -8,10 +8,11 @@ Invariant that catches it: ``no-charge-on-failure``.
 from __future__ import annotations
 
 from terminal.firmware import Display, Effect, Outcome
-from terminal.reference import ReferenceFirmware, SaleStatus
+from terminal.reference import SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 
-class NoReversalFirmware(ReferenceFirmware):
+class NoReversalFirmware(ClassicFirmware):
     """After the last response timeout it shows FAILED and never reverses."""
 
     def _give_up(self) -> list[Effect]:

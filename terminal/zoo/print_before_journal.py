@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from acquirer.protocol import Message
 from terminal.firmware import Display, Effect, Outcome, Print, PrintFinished, PrintStatus, Receipt
-from terminal.reference import Approval, ReferenceFirmware, Sale, SaleStatus
+from terminal.reference import Approval, Sale, SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 
-class PrintBeforeJournalFirmware(ReferenceFirmware):
+class PrintBeforeJournalFirmware(ClassicFirmware):
     """Shows APPROVED and prints straight from the 0210; journals later."""
 
     def _reset(self) -> None:

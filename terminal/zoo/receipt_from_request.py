@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from acquirer.protocol import Message
 from terminal.firmware import Effect, Print, Receipt
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class ReceiptFromRequestFirmware(ReferenceFirmware):
+class ReceiptFromRequestFirmware(ClassicFirmware):
     """Any 0210 for the sale prints an "approved" receipt from the request."""
 
     def _on_purchase_response(self, msg: Message) -> list[Effect]:

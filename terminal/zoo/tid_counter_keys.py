@@ -12,10 +12,10 @@ naming the old sale's RRN: no charge of its own behind it) and
 
 from __future__ import annotations
 
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class TidCounterKeysFirmware(ReferenceFirmware):
+class TidCounterKeysFirmware(ClassicFirmware):
     """Idempotency keys are the terminal id and a sale counter only."""
 
     def _make_key(self, sale_no: int) -> str:

@@ -9,10 +9,10 @@ Invariant that catches it: ``no-receipt-without-record``.
 from __future__ import annotations
 
 from acquirer.protocol import Message
-from terminal.reference import ReferenceFirmware
+from terminal.zoo.classic import ClassicFirmware
 
 
-class TrustsUnsignedFirmware(ReferenceFirmware):
+class TrustsUnsignedFirmware(ClassicFirmware):
     """Does not verify the MAC of responses."""
 
     def _accepts_response(self, msg: Message) -> bool:

@@ -10,10 +10,11 @@ Invariant that catches it: ``no-charge-on-failure``.
 from __future__ import annotations
 
 from terminal.firmware import Display, Effect, Outcome
-from terminal.reference import ReferenceFirmware, Sale, SaleStatus
+from terminal.reference import Sale, SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 
 
-class VolatileReversalFirmware(ReferenceFirmware):
+class VolatileReversalFirmware(ClassicFirmware):
     """The pending reversal lives in memory only."""
 
     def _record_reversal_pending(self, sale: Sale) -> list[Effect]:

@@ -142,7 +142,7 @@ def test_the_reported_forged_0410_exactly_is_ignored(host: Acquirer) -> None:
 
 def test_forged_0410_cannot_make_the_terminal_record_a_reversal(host: Acquirer) -> None:
     """The attacker turns a refused frame into a 0410 for a sale being reversed."""
-    r = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1))
+    r = Rig(ReferenceFirmware, replace(CONFIG, max_sends=1, status_inquiry=False))
     request = start_sale(r)
     host.handle(request, 0)  # charged; the answer is lost
     (reversal,) = sends(r.feed(TimerExpired(RESPONSE_TIMER)))

@@ -46,7 +46,9 @@ from .examples import SKIP_C, SKIP_SAN, c_firmware, same_as_reference
 # The C and JavaScript examples are card-only ports of the reference (they do not
 # declare the wallet feature): they are compared on the card scenarios.
 SUITE = sorted(
-    p for p in Path("scenarios/incidents").glob("*.toml") if not p.name.startswith("wallet-")
+    p
+    for p in Path("scenarios/incidents").glob("*.toml")
+    if all(s.action != "scan" for s in load_scenario(p).steps)
 )
 HELLO = json.dumps(
     {
@@ -173,7 +175,7 @@ def _conversation(seed: int, spec: str) -> None:
         ref, c = Rig(ReferenceFirmware), Rig(factory)
         assert c.boot_effects == ref.boot_effects
         key = ref.config.mac_key
-        sent: dict[str, list[Message]] = {"0200": [], "0400": [], "0500": []}
+        sent: dict[str, list[Message]] = {"0200": [], "0400": [], "0500": [], "0600": []}
         jobs: list[str] = []
         for step in range(80):
             roll = rng.random()
@@ -182,7 +184,7 @@ def _conversation(seed: int, spec: str) -> None:
                 amount: int | float = rng.choice([100, 2_500, 1_234_567, 999, 0, 100.0])
                 events = [AmountKeyed(amount), ConfirmPressed(), CardPresented(PAN)]  # type: ignore[arg-type]
             elif roll < 0.55:
-                mti = rng.choice(["0200", "0200", "0200", "0400", "0500"])
+                mti = rng.choice(["0200", "0200", "0200", "0400", "0500", "0600"])
                 if sent[mti]:
                     request = sent[mti][-1] if rng.random() < 0.7 else rng.choice(sent[mti][-4:])
                     rc = rng.choice(RCS[mti])
@@ -190,7 +192,9 @@ def _conversation(seed: int, spec: str) -> None:
                     events = [MessageReceived(respond(request, key, rc, **changes))]
             elif roll < 0.75:
                 events = [
-                    TimerExpired(rng.choice(["response", "in-progress", "reversal", "batch"]))
+                    TimerExpired(
+                        rng.choice(["response", "in-progress", "reversal", "batch", "inquiry"])
+                    )
                 ]
             elif roll < 0.85 and jobs:
                 events = [PrintFinished(rng.choice(jobs[-3:]), rng.choice(list(PrintStatus)))]
@@ -218,6 +222,7 @@ RCS = {
     "0200": ["00", "00", "05", "09", "12", "30", "51", "63", "91", "94", "96", "zz"],
     "0400": ["00", "00", "12", "96"],
     "0500": ["00", "95", "96"],
+    "0600": ["00", "05", "09", "25", "51", "CL", "RV", "zz"],
 }
 
 

@@ -18,6 +18,7 @@ from terminal.firmware import (
     Receipt,
 )
 from terminal.reference import ReferenceFirmware, Sale, SaleStatus
+from terminal.zoo.classic import ClassicFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
 
 
@@ -76,9 +77,10 @@ class IgnoresBatchClose(ReferenceFirmware):
         return [Display(Outcome.PROMPT, "BATCH WAITING")]
 
 
-class NeverMatchesAnswers(ReferenceFirmware):
+class NeverMatchesAnswers(ClassicFirmware):
     """Takes no 0210 as the answer to its sale: every sale times out, is reversed
-    and shown FAILED. Safe with money, but never the truthful outcome."""
+    (no status inquiry first) and shown FAILED. Safe with money, but never the
+    truthful outcome."""
 
     def _matches_sale(self, msg: Message, sale: Sale) -> bool:
         return False

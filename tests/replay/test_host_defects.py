@@ -26,6 +26,8 @@ LOST_REVERSAL = (
     + CARD
     + _sale(0, 1250)
     + '[[faults]]\ndrop = { direction = "to_terminal", mti = "0210", nth = 1, count = 2 }\n'
+    # The status inquiry's answer is lost too: the terminal reverses.
+    + '[[faults]]\ndrop = { direction = "to_terminal", mti = "0610", nth = 1 }\n'
     + "[[faults]]\nhost_lose_reversal = { nth = 1 }\n"
 )
 FOREIGN_RRN = (

@@ -86,11 +86,12 @@ def start_sale(r: Rig, amount: int = 1250) -> Message:
 
 
 def time_out(r: Rig) -> list[Effect]:
-    """Expire the response timer until the sale gives up."""
+    """Expire the response timer until the sale gives up, and the status inquiry's
+    timer after it (no answer to that either): the terminal then reverses."""
     effects: list[Effect] = []
     for _ in range(CONFIG.max_sends):
         effects += r.feed(TimerExpired("response"))
-    return effects
+    return effects + r.feed(TimerExpired("inquiry"))
 
 
 # ---------------------------------------------------------------- approval path
@@ -671,3 +672,61 @@ def test_keys_carry_the_boot_nonce_and_differ_after_a_lost_journal() -> None:
     for key in (first.idem_key, second.idem_key):
         tid, nonce, counter = key.split("-")
         assert (tid, len(nonce), counter) == ("T0001", 8, "0000000001")
+
+
+# ---------------------------------------------------------------- status inquiry
+
+
+def _unanswered(r: Rig) -> tuple[Message, Message]:
+    """A sale whose every send went unanswered: (its request, the inquiry it sent)."""
+    request = start_sale(r)
+    effects = r.feed(TimerExpired("response")) + r.feed(TimerExpired("response"))
+    queries = [m for m in sends(effects) if m.mti == "0600"]
+    assert len(queries) == 1 and not finals(effects)  # asks before deciding anything
+    return request, queries[0]
+
+
+def test_after_the_last_timeout_the_terminal_asks_before_it_reverses() -> None:
+    r = rig()
+    request, query = _unanswered(r)
+    assert (query.orig_key, query.stan, query.amount) == (
+        request.idem_key,
+        request.stan,
+        request.amount,
+    )
+    assert verify(query, CONFIG.mac_key)
+
+
+def test_an_inquiry_that_says_approved_completes_the_sale_from_its_answer() -> None:
+    r = rig()
+    _, query = _unanswered(r)
+    effects = r.reply(query, "00", rrn="000000000042", auth_code="004242")
+    assert finals(effects) == [Outcome.APPROVED]
+    assert journaled(effects)[0]["type"] == "approved"
+    assert prints(effects)[0].receipt.rrn == "000000000042"
+    assert not [m for m in sends(effects) if m.mti == "0400"]  # nothing reversed
+
+
+def test_an_inquiry_that_says_declined_declines_without_a_reversal() -> None:
+    r = rig()
+    _, query = _unanswered(r)
+    effects = r.reply(query, "51")
+    assert finals(effects) == [Outcome.DECLINED] and not sends(effects)
+
+
+@pytest.mark.parametrize("rc", ["25", "09", "CL"])
+def test_an_inquiry_that_cannot_say_leads_to_the_reversal(rc: str) -> None:
+    r = rig()
+    request, query = _unanswered(r)
+    effects = r.reply(query, rc)
+    (reversal,) = sends(effects)
+    assert (reversal.mti, reversal.orig_key) == ("0400", request.idem_key)
+    assert finals(effects) == [Outcome.FAILED]
+
+
+def test_without_the_inquiry_the_last_timeout_reverses_at_once() -> None:
+    r = rig(status_inquiry=False)
+    start_sale(r)
+    effects = r.feed(TimerExpired("response")) + r.feed(TimerExpired("response"))
+    assert [m.mti for m in sends(effects)] == ["0200", "0400"]
+    assert finals(effects) == [Outcome.FAILED]

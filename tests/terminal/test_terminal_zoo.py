@@ -86,6 +86,7 @@ def test_naive_retry_resends_a_timed_out_sale_under_a_new_key_and_never_reverses
     for r in both("naive-retry"):
         r.purchase(1000, PAN)
         effects = r.feed(TimerExpired("response")) + r.feed(TimerExpired("response"))
+        effects += r.feed(TimerExpired("inquiry"))  # unanswered too
         keys = {m.idem_key for m in purchases(r.log)}
         if r.factory is ReferenceFirmware:
             assert len(keys) == 1 and reversals(effects)
@@ -119,6 +120,7 @@ def test_no_reversal_shows_failed_and_sends_no_reversal() -> None:
     for r in both("no-reversal"):
         r.purchase(1000, PAN)
         effects = r.feed(TimerExpired("response")) + r.feed(TimerExpired("response"))
+        effects += r.feed(TimerExpired("inquiry"))  # unanswered too
         assert finals(effects) == [Outcome.FAILED]
         assert bool(reversals(effects)) is (r.factory is ReferenceFirmware)
         # Nor after a reboot: the timed-out sale is journaled as final.
@@ -130,6 +132,7 @@ def test_volatile_reversal_loses_the_reversal_in_a_power_cut() -> None:
         r.purchase(1000, PAN)
         r.feed(TimerExpired("response"))
         r.feed(TimerExpired("response"))
+        r.feed(TimerExpired("inquiry"))
         effects = r.power_cut()
         if r.factory is ReferenceFirmware:
             assert len(reversals(effects)) == 1
@@ -216,8 +219,8 @@ def test_trusts_unsigned_prints_a_forged_approval() -> None:
 def test_late_approval_flips_a_reversed_sale_to_approved_with_a_receipt() -> None:
     for r in both("late-approval-flips"):
         (request,) = purchases(r.purchase(1000, PAN))
-        r.feed(TimerExpired("response"))
-        assert reversals(r.feed(TimerExpired("response")))
+        effects = r.feed(TimerExpired("response")) + r.feed(TimerExpired("response"))
+        assert reversals(effects + r.feed(TimerExpired("inquiry")))  # unanswered too
         effects = r.reply(request, rrn="LATE00000000")
         if r.factory is ReferenceFirmware:
             assert effects == []
@@ -231,8 +234,8 @@ def test_batch_counts_reversed_includes_reversed_sales_in_the_totals() -> None:
         (approved,) = purchases(r.purchase(1000, PAN))
         r.reply(approved)
         r.purchase(250, PAN)
-        r.feed(TimerExpired("response"))
-        (reversal,) = reversals(r.feed(TimerExpired("response")))
+        effects = r.feed(TimerExpired("response")) + r.feed(TimerExpired("response"))
+        (reversal,) = reversals(effects + r.feed(TimerExpired("inquiry")))  # unanswered too
         r.reply(reversal)
         (batch,) = [m for m in sends(r.feed(BatchCloseRequested())) if m.mti == MTI_BATCH]
         expected = (1, 1000) if r.factory is ReferenceFirmware else (2, 1250)
