@@ -188,6 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run: Callable[..., RunResult] = run_scenario
     if args.transport == "mqtt":
         run = _mqtt_runner(args.time_scale)
+    elif args.transport == "tcp":
+        run = _tcp_runner(args.time_scale)
     if args.check_determinism:
         run = functools.partial(run_twice, run=run)
     console = make_console()
@@ -218,6 +220,15 @@ def _mqtt_runner(time_scale: float) -> Callable[..., RunResult]:
     if not time_scale > 0:
         raise UsageError(f"--time-scale must be > 0, got {time_scale}")
     return functools.partial(run_scenario_mqtt, time_scale=time_scale)
+
+
+def _tcp_runner(time_scale: float) -> Callable[..., RunResult]:
+    """`run_scenario` over a loopback TCP link (nothing to install)."""
+    from .tcp.scenario_run import run_scenario_tcp
+
+    if not time_scale > 0:
+        raise UsageError(f"--time-scale must be > 0, got {time_scale}")
+    return functools.partial(run_scenario_tcp, time_scale=time_scale)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -436,16 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--transport",
-        choices=("sim", "mqtt"),
+        choices=("sim", "mqtt", "tcp"),
         default="sim",
-        help="sim (virtual time, default) | mqtt (real broker, scaled real time)",
+        help="sim (virtual time, default) | mqtt (real broker, scaled real time) | "
+        "tcp (ISO 8583 frames over a loopback TCP link, scaled real time)",
     )
     r.add_argument(
         "--time-scale",
         type=float,
         default=50.0,
         metavar="X",
-        help="mqtt only: run time per wall time (default 50: a 15 s timeout takes 0.3 s)",
+        help="mqtt and tcp: run time per wall time (default 50: a 15 s timeout takes 0.3 s)",
     )
     r.set_defaults(func=cmd_run)
     fz = sub.add_parser(

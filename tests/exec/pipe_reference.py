@@ -113,7 +113,7 @@ def main() -> None:
                 "protocol": 1,
                 "name": "pipe-reference",
                 "version": "1",
-                "features": ["wallet"],
+                "features": sorted(getattr(firmware_class, "features", ())),
             }
             if flaw == "old-protocol":
                 answer["protocol"] = 0
