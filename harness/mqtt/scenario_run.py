@@ -174,15 +174,16 @@ class RealScheduler(Scheduler):
             self._wake = None
 
 
-class MqttWorld(World):
-    """`World` whose network hop goes through a real MQTT broker (see the module doc)."""
+class RealTimeWorld(World):
+    """`World` on a `ScaledClock` and a `RealScheduler` over `loop`, whose network hop
+    a subclass makes real (`_connect`, `_disconnect`, `_transmit`): MQTT here, TCP in
+    harness/tcp/scenario_run.py."""
 
     def __init__(
         self,
         scenario: Scenario,
         factory: Any,
         *,
-        broker: PrivateBroker,
         loop: asyncio.AbstractEventLoop,
         seed: int | None = None,
         trace: Any = None,
@@ -191,7 +192,7 @@ class MqttWorld(World):
         firmware_spec: str = "",
     ) -> None:
         if not isinstance(clock, ScaledClock):
-            raise TypeError("MqttWorld needs a ScaledClock")
+            raise TypeError(f"{type(self).__name__} needs a ScaledClock")
         super().__init__(
             scenario,
             factory,
@@ -205,6 +206,31 @@ class MqttWorld(World):
         self.real_sched = RealScheduler(clock, loop)
         self.sched = self.real_sched
         self.loop = loop
+        self.frames_sent = 0
+        self.frames_bad = 0
+
+    def run(self) -> bool:
+        self.loop.run_until_complete(self._connect())
+        try:
+            self.real_clock.start()
+            return super().run()
+        finally:
+            self.loop.run_until_complete(self._disconnect())
+
+    async def _connect(self) -> None:
+        raise NotImplementedError
+
+    async def _disconnect(self) -> None:
+        raise NotImplementedError
+
+
+class MqttWorld(RealTimeWorld):
+    """`World` whose network hop goes through a real MQTT broker (see the module doc)."""
+
+    def __init__(
+        self, scenario: Scenario, factory: Any, *, broker: PrivateBroker, **kwargs: Any
+    ) -> None:
+        super().__init__(scenario, factory, **kwargs)
         tid = self.tid
         self.req_topic = wire.topic(tid, "req")
         self.resp_topic = wire.topic(tid, "resp")
@@ -221,16 +247,6 @@ class MqttWorld(World):
             on_message=self._from_broker,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self.frames_sent = 0
-        self.frames_bad = 0
-
-    def run(self) -> bool:
-        self.loop.run_until_complete(self._connect())
-        try:
-            self.real_clock.start()
-            return super().run()
-        finally:
-            self.loop.run_until_complete(self._disconnect())
 
     async def _connect(self) -> None:
         for session in (self.host_session, self.terminal_session):

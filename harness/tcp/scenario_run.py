@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from acquirer.protocol import Message, ProtocolError
-from harness.engine import SimClock
 from harness.mqtt import wire
-from harness.mqtt.scenario_run import TIME_SCALE_DEFAULT, RealScheduler, ScaledClock
+from harness.mqtt.scenario_run import TIME_SCALE_DEFAULT, RealTimeWorld, ScaledClock
 from harness.runner import RunResult, run_with_world
 from harness.world import World
 from scenarios.model import Scenario
@@ -38,50 +37,15 @@ CONNECT_TIMEOUT_S = 10.0
 HEADER = "2b"
 
 
-class TcpWorld(World):
+class TcpWorld(RealTimeWorld):
     """`World` whose network hop is one loopback TCP connection (see the module doc)."""
 
-    def __init__(
-        self,
-        scenario: Scenario,
-        factory: Any,
-        *,
-        loop: asyncio.AbstractEventLoop,
-        seed: int | None = None,
-        trace: Any = None,
-        clock: SimClock | None = None,
-        host_db: str = ":memory:",
-        firmware_spec: str = "",
-    ) -> None:
-        if not isinstance(clock, ScaledClock):
-            raise TypeError("TcpWorld needs a ScaledClock")
-        super().__init__(
-            scenario,
-            factory,
-            seed=seed,
-            trace=trace,
-            clock=clock,
-            host_db=host_db,
-            firmware_spec=firmware_spec,
-        )
-        self.real_clock = clock
-        self.real_sched = RealScheduler(clock, loop)
-        self.sched = self.real_sched
-        self.loop = loop
+    def __init__(self, scenario: Scenario, factory: Any, **kwargs: Any) -> None:
+        super().__init__(scenario, factory, **kwargs)
         self._server: asyncio.Server | None = None
         self._writers: dict[str, asyncio.StreamWriter] = {}  # "to_host" / "to_terminal"
         self._tasks: list[asyncio.Task[None]] = []
         self._host_side_ready = asyncio.Event()
-        self.frames_sent = 0
-        self.frames_bad = 0
-
-    def run(self) -> bool:
-        self.loop.run_until_complete(self._connect())
-        try:
-            self.real_clock.start()
-            return super().run()
-        finally:
-            self.loop.run_until_complete(self._disconnect())
 
     async def _connect(self) -> None:
         self._server = await asyncio.start_server(self._host_side, "127.0.0.1", 0)
