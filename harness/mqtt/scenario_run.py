@@ -28,6 +28,7 @@ with margin (the default, 50, leaves a 15 s timeout 300 ms against ~1 ms of tran
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 from collections.abc import Callable
@@ -316,26 +317,53 @@ def run_scenario_mqtt(
 
     Raises `broker.BrokerError` (with the install hint) when mosquitto is missing.
     """
+    with PrivateBroker(terminal_users=(scenario.terminal.id,)) as broker:
+        return run_real_time(
+            scenario,
+            firmware,
+            functools.partial(MqttWorld, broker=broker),
+            "mqtt",
+            seed=seed,
+            time_scale=time_scale,
+            trace_dir=trace_dir,
+            trace_path=trace_path,
+            host_db=host_db,
+        )
+
+
+def run_real_time(
+    scenario: Scenario,
+    firmware: str | None,
+    world_class: Callable[..., RealTimeWorld],
+    transport: str,
+    *,
+    seed: int | None,
+    time_scale: float,
+    trace_dir: Path | None,
+    trace_path: Path | None,
+    host_db: str,
+) -> RunResult:
+    """`runner.run_with_world` with a `RealTimeWorld` on a fresh event loop and a
+    `ScaledClock` (`world_class` is called as `RealTimeWorld` is, plus `loop=`)."""
     loop = asyncio.new_event_loop()
     try:
-        with PrivateBroker(terminal_users=(scenario.terminal.id,)) as broker:
-            clock = ScaledClock(loop, time_scale)
+        clock = ScaledClock(loop, time_scale)
 
-            def make_world(sc: Scenario, factory: Any, **kwargs: Any) -> World:
-                return MqttWorld(sc, factory, broker=broker, loop=loop, **kwargs)
+        def make_world(sc: Scenario, factory: Any, **kwargs: Any) -> World:
+            return world_class(sc, factory, loop=loop, **kwargs)
 
-            result = run_with_world(
-                scenario,
-                firmware,
-                make_world,
-                clock,
-                seed=seed,
-                trace_dir=trace_dir,
-                trace_path=trace_path,
-                host_db=host_db,
-            )
+        result = run_with_world(
+            scenario,
+            firmware,
+            make_world,
+            clock,
+            seed=seed,
+            trace_dir=trace_dir,
+            trace_path=trace_path,
+            host_db=host_db,
+        )
     finally:
         loop.close()
-    result.extra["transport"] = "mqtt"
+    result.extra["transport"] = transport
     result.extra["time_scale"] = time_scale
     return result

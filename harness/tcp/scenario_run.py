@@ -25,9 +25,8 @@ from typing import Any
 
 from acquirer.protocol import Message, ProtocolError
 from harness.mqtt import wire
-from harness.mqtt.scenario_run import TIME_SCALE_DEFAULT, RealTimeWorld, ScaledClock
-from harness.runner import RunResult, run_with_world
-from harness.world import World
+from harness.mqtt.scenario_run import TIME_SCALE_DEFAULT, RealTimeWorld, run_real_time
+from harness.runner import RunResult
 from scenarios.model import Scenario
 
 from .framing import FrameError, FrameReader, encode_frame
@@ -144,25 +143,14 @@ def run_scenario_tcp(
     host_db: str = ":memory:",
 ) -> RunResult:
     """`runner.run_scenario`, over a loopback TCP link in scaled real time."""
-    loop = asyncio.new_event_loop()
-    try:
-        clock = ScaledClock(loop, time_scale)
-
-        def make_world(sc: Scenario, factory: Any, **kwargs: Any) -> World:
-            return TcpWorld(sc, factory, loop=loop, **kwargs)
-
-        result = run_with_world(
-            scenario,
-            firmware,
-            make_world,
-            clock,
-            seed=seed,
-            trace_dir=trace_dir,
-            trace_path=trace_path,
-            host_db=host_db,
-        )
-    finally:
-        loop.close()
-    result.extra["transport"] = "tcp"
-    result.extra["time_scale"] = time_scale
-    return result
+    return run_real_time(
+        scenario,
+        firmware,
+        TcpWorld,
+        "tcp",
+        seed=seed,
+        time_scale=time_scale,
+        trace_dir=trace_dir,
+        trace_path=trace_path,
+        host_db=host_db,
+    )
