@@ -40,7 +40,8 @@ not known (the customer is confirming on the phone, a system error, no answer) t
 terminal does not give up at once but polls the status inquiry (0600) every
 `WALLET_QUERY_DELAY_MS`, `WALLET_QUERIES_MAX` times, prints from the inquiry's
 answer when it says paid, and only then cancels (a 0400, retried until final) and
-shows FAILED. A paid order's cancel refunds it, so FAILED is always true.
+shows FAILED. A paid order's cancel refunds it, so FAILED is always true. Those
+inquiry steps (card and wallet) live in terminal/inquiry_flow.py, a base class.
 
 The hook methods (``_make_key``, ``_wire_amount``, ``_on_response_timeout`` ...)
 are the seams the zoo of flawed firmwares overrides, one behaviour each.
@@ -57,7 +58,6 @@ from acquirer.protocol import (
     BATCH_ITEMS_MAX,
     MTI_BATCH,
     MTI_BATCH_RESP,
-    MTI_INQUIRY,
     MTI_INQUIRY_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
@@ -66,17 +66,10 @@ from acquirer.protocol import (
     PROC_PURCHASE,
     PROC_WALLET,
     RC_APPROVED,
-    RC_DO_NOT_HONOUR,
     RC_DUPLICATE,
-    RC_FORMAT_ERROR,
     RC_IN_PROGRESS,
-    RC_INSUFFICIENT_FUNDS,
-    RC_INVALID_AMOUNT,
-    RC_ISSUER_UNAVAILABLE,
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
-    RC_STALE,
-    RC_SYSTEM_ERROR,
     RC_UNABLE_TO_LOCATE,
     RESPONSE_CODES,
     STAN_MAX,
@@ -114,24 +107,28 @@ from terminal.firmware import (
     SetTimer,
     TimerExpired,
 )
+from terminal.inquiry_flow import (
+    _TRANSIENT_RCS,
+    INQUIRY_TIMER,
+    WALLET_TIMER,
+    InquiryFlow,
+)
+
+# The inquiry flow's constants, where they were before it had a module of its own.
+from terminal.inquiry_flow import WALLET_QUERIES_MAX as WALLET_QUERIES_MAX
+from terminal.inquiry_flow import WALLET_QUERY_DELAY_MS as WALLET_QUERY_DELAY_MS
 
 # Timer names. Each names one kind of waiting; re-setting a name replaces it.
 RESPONSE_TIMER = "response"  # waiting for the 0210 of the sale in flight
 IN_PROGRESS_TIMER = "in-progress"  # host said RC 09: wait, then resend the same key
 REVERSAL_TIMER = "reversal"  # waiting for the 0410 of the head of the reversal queue
 BATCH_TIMER = "batch"  # waiting for the 0510
-WALLET_TIMER = "wallet-query"  # a wallet sale with an unknown outcome: next inquiry due
-INQUIRY_TIMER = "inquiry"  # a card sale's last send went unanswered: waiting for the 0610
 
 # RC 09 means the first attempt is still running at the host: give it time, then
 # ask again with the same key. Bounded, because a host stuck "in progress" must
 # not keep the cashier waiting forever; after that the outcome is unknown.
 IN_PROGRESS_RETRY_DELAY_MS = 2_000
 IN_PROGRESS_RETRIES_MAX = 5
-# Wallet sales: an inquiry every 5 s, 6 of them (30 s, within the wallets' advice of
-# polling every 3-5 s for about 30 s), then the cancel.
-WALLET_QUERY_DELAY_MS = 5_000
-WALLET_QUERIES_MAX = 6
 
 # Limits on everything that can grow. When one is reached new sales are refused
 # (a truthful DECLINED, nothing sent) until the backlog drains; no work is dropped.
@@ -146,21 +143,11 @@ BATCH_SENDS_MAX = 5
 BATCH_NOS_PER_DEVICE = 1_000_000
 BATCH_BASE_MAX = 10**11
 
-# Response codes after which nothing was charged *for this frame* and the host did
-# not store the key, so a resend with the same key is safe. RC 30 belongs here: it
-# says one copy arrived damaged, not what became of an earlier copy (found by the
-# fuzzer: a corrupted repeat of an approved sale was shown DECLINED).
-# RC 63 too: the host refused a copy that arrived outside its freshness window
-# (held back in the network); the resend carries a fresh transmission time.
-_TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_FORMAT_ERROR, RC_STALE})
 # The only codes that close a batch; anything else (91, 96, 30) is retried.
 _BATCH_CLOSING_RCS = frozenset({RC_APPROVED, RC_RECONCILE_ERROR})
 # A reversal is done when the host reversed the sale (00) or holds no such sale (25: it
 # keeps a tombstone, so the sale can never be charged later).
 _REVERSAL_DONE_RCS = frozenset({RC_APPROVED, RC_UNABLE_TO_LOCATE})
-# What a 0610 may report for a sale the host declined and stored (nothing charged,
-# and the key is taken: no late copy of the 0200 can charge it).
-_STORED_DECLINES = frozenset({RC_DO_NOT_HONOUR, RC_INVALID_AMOUNT, RC_INSUFFICIENT_FUNDS})
 
 
 class State(Enum):
@@ -252,7 +239,7 @@ def reversal_record(sale: Sale) -> dict[str, Any]:
     return {"type": "reversal_pending", "key": sale.key, "stan": sale.stan, "amount": sale.amount}
 
 
-class ReferenceFirmware:
+class ReferenceFirmware(InquiryFlow):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
     features = frozenset({FEATURE_WALLET})
@@ -767,44 +754,6 @@ class ReferenceFirmware:
             return self._resend()
         return self._inquire() if self.config.status_inquiry else self._give_up()
 
-    def _inquire(self) -> list[Effect]:
-        """The outcome is unknown: ask the host what became of the sale (0600) before
-        reversing it. A sale the host approved is then completed, not reversed."""
-        sale, request = self._sale, self._request
-        if sale is None or request is None:
-            return []
-        self._sale_timer = INQUIRY_TIMER
-        cfg = self.config
-        query = Message(
-            MTI_INQUIRY,
-            cfg.terminal_id,
-            cfg.merchant_id,
-            sale.stan,
-            pan=sale.pan,
-            processing_code=request.processing_code,
-            amount=request.amount,
-            orig_stan=sale.stan,
-            orig_key=sale.key,
-        )
-        return [Send(sign(query, cfg.mac_key)), SetTimer(INQUIRY_TIMER, cfg.response_timeout_ms)]
-
-    def _on_card_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
-        """A signed 0610 about the card sale in flight: approved is completed from its
-        RRN and authorisation code; a stored decline is a decline; anything else
-        (not found: the 0200 may still be on its way; in progress; closed) reverses."""
-        if self._sale_timer != INQUIRY_TIMER:
-            return []
-        rc = msg.rc
-        if rc == RC_APPROVED:
-            effects = self._close_sale()
-            effects += self._on_approved(sale, msg)
-            return effects + self._after_sale()
-        if rc in _STORED_DECLINES:
-            effects = self._close_sale()
-            effects += self._decline(sale, rc)
-            return effects + self._after_sale()
-        return self._give_up()
-
     def _give_up(self) -> list[Effect]:
         """Outcome unknown: journal the reversal BEFORE showing FAILED, then send it."""
         sale = self._sale
@@ -816,69 +765,6 @@ class ReferenceFirmware:
         effects += self._enqueue_reversal(sale)
         effects += self._after_sale()
         return effects
-
-    # ------------------------------------------------------------ wallet sales
-
-    def _wallet_pending(self, msg: Message | None) -> list[Effect]:
-        """A wallet sale's outcome is not known (`msg` is the 0210 that said so, or
-        None after a timeout): poll the status inquiry."""
-        if self._sale_timer == WALLET_TIMER:
-            return []  # already polling
-        timer = self._sale_timer
-        self._sale_timer = WALLET_TIMER
-        effects: list[Effect] = [CancelTimer(timer)] if timer else []
-        return [
-            *effects,
-            Display(Outcome.PENDING, "WAITING FOR CUSTOMER TO CONFIRM"),
-            SetTimer(WALLET_TIMER, WALLET_QUERY_DELAY_MS),
-        ]
-
-    def _on_wallet_timer(self) -> list[Effect]:
-        """The next inquiry is due; after the last one, cancel the order."""
-        sale = self._sale
-        if sale is None:
-            return []
-        if self._queries >= WALLET_QUERIES_MAX:
-            return self._wallet_unpaid()
-        self._queries += 1
-        cfg = self.config
-        query = Message(
-            MTI_INQUIRY,
-            cfg.terminal_id,
-            cfg.merchant_id,
-            sale.stan,
-            pan=sale.pan,
-            processing_code=PROC_WALLET,
-            amount=self._wire_amount(sale.amount),
-            orig_stan=sale.stan,
-            orig_key=sale.key,
-        )
-        return [Send(sign(query, cfg.mac_key)), SetTimer(WALLET_TIMER, WALLET_QUERY_DELAY_MS)]
-
-    def _wallet_unpaid(self) -> list[Effect]:
-        """No inquiry said paid: cancel the order (durably, retried until final: a
-        paid order is refunded, a waiting one closed), then show FAILED."""
-        return self._give_up()
-
-    def _on_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
-        """A signed 0610 about the wallet sale in flight."""
-        rc = msg.rc
-        if rc == RC_APPROVED:
-            effects = self._close_sale()
-            effects += self._on_approved(sale, msg)
-            return effects + self._after_sale()
-        if rc == RC_UNABLE_TO_LOCATE:
-            # The host never got the 0200: send it again (same order number).
-            if self._sends < self.config.max_sends and self._request is not None:
-                self._sends += 1
-                return [Send(sign(replace(self._request, repeat=True), self.config.mac_key))]
-            return []
-        if rc == RC_IN_PROGRESS or rc in _TRANSIENT_RCS:
-            return []  # not final yet: the next inquiry will ask again
-        # Final and unpaid (closed, reversed, declined): nothing was charged.
-        effects = self._close_sale()
-        effects += self._decline(sale, rc)
-        return effects + self._after_sale()
 
     def _close_sale(self) -> list[Effect]:
         """The sale in flight is over: stop its timer, back to IDLE."""
