@@ -327,6 +327,7 @@ def run_with_world(
     )
     obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
     obs.amount_max = scenario.terminal.amount_max
+    obs.response_timeout_ms = scenario.terminal.response_timeout_ms
     try:
         try:
             world.run()

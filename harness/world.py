@@ -47,7 +47,7 @@ from faults.host import (
     RcBurst,
     SlowHost,
 )
-from faults.network import Forge, NetworkFault
+from faults.network import Forge, NetworkFault, Partition
 from faults.power import PowerCut
 from harness.attacker import Attacker
 from scenarios.model import Scenario, Step, scenario_to_dict, step_to_dict
@@ -886,6 +886,10 @@ class World:
     def _fault(self, s: FaultState, detail: dict[str, Any]) -> None:
         rec: dict[str, Any] = {"fault": s.fault.KIND, "index": self.fault_index[id(s)]}
         rec.update(detail)
+        if isinstance(s.fault, Partition):
+            # An outage lasts to its end, not to the last message it swallowed: the
+            # liveness clock ("after the last fault") starts there.
+            rec["until_ms"] = s.fault.to_ms
         self.emit("fault", rec)
 
     def _terminal_receive(self, msg: Message) -> None:

@@ -21,6 +21,7 @@ from acquirer.protocol import (
     BATCH_ITEMS_MAX,
     MTI_BATCH,
     MTI_BATCH_RESP,
+    MTI_INQUIRY_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
     MTI_REVERSAL,
@@ -110,11 +111,16 @@ class Observations:
         self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
         self.current: IntentObs | None = None  # the intent started last
         # Reasons a correct terminal may refuse a valid sale without asking the host:
-        # any fault so far, a batch close asked for, a reversal sent, a full batch.
+        # any fault so far, a batch close not answered yet, a reversal sent, a full
+        # batch.
         self.amount_max = 99_999_999
         self.any_fault = False
         self.cancel_pressed = False  # a cashier's cancel: a truthful FAILED without asking
-        self.batch_ever_asked = False
+        # A batch close asked for and not answered in time yet: while it is, a correct
+        # terminal refuses new sales (the batch must not change under the upload).
+        self.batch_outstanding = False
+        self.batch_last_sent_ms = -1
+        self.response_timeout_ms = 15_000
         self.reversal_sent = False
         self.sales_sent = 0
         # Batch uploads: faults seen (a counter) when each batch_no was first sent,
@@ -129,6 +135,7 @@ class Observations:
         self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
         self.last_fault_seq = 0
+        self.last_power_on_ms = 0
         self.end: Record = {}
         self.crashes: list[tuple[int, str]] = []
         # Judged so far (by settle): kept violations and total counts.
@@ -191,7 +198,7 @@ class Observations:
             self.owed.boot(rec["seq"])
         elif event == "batch_close":
             self.batch_asked.append((rec["seq"], rec["t_ms"]))
-            self.batch_ever_asked = True
+            self.batch_outstanding = True
             # Sending a batch again because the cashier asked again (after the
             # terminal gave up waiting, e.g. on a slow host) is not ignoring an answer.
             self.batch_answered.clear()
@@ -201,8 +208,10 @@ class Observations:
             return
         msg = rec["msg"]
         mti = msg["mti"]
-        if mti == MTI_PURCHASE_RESP and msg.get("rc") == RC_APPROVED:
-            key = msg.get("idem_key", "")
+        if mti in (MTI_PURCHASE_RESP, MTI_INQUIRY_RESP) and msg.get("rc") == RC_APPROVED:
+            # An approval, or a status inquiry's answer that the sale is paid (a
+            # wallet customer who confirmed on the phone).
+            key = msg.get("idem_key", "") or msg.get("orig_key", "")
             n = self.key_intent.get(key) if key else self.stan_intent.get(msg["stan"])
             o = self.intents.get(n) if n is not None else None
             if o is not None and not o.finals and not o.faulted and not o.approval_seq:
@@ -211,6 +220,12 @@ class Observations:
             # A batch close is answered when a 0510 reaches the terminal.
             self.batch_asked.clear()
             b = msg.get("batch_no", 0)
+            # Answered in time (within the terminal's response timeout of the last
+            # upload): the close is over and new sales must be accepted again. A
+            # later answer may come after the terminal gave up waiting.
+            in_time = rec["t_ms"] - self.batch_last_sent_ms <= self.response_timeout_ms
+            if in_time and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
+                self.batch_outstanding = False
             clean = self.batch_first_sent.get(b) == self.faults_seen
             if clean and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
                 self.batch_answered.setdefault(b, (rec["seq"], self.faults_seen))
@@ -250,6 +265,7 @@ class Observations:
             if msg["mti"] == MTI_REVERSAL:
                 self.reversal_sent = True
             elif msg["mti"] == MTI_BATCH:
+                self.batch_last_sent_ms = rec["t_ms"]
                 self._batch_sent(msg.get("batch_no", 0), rec["seq"])
             return
         n = rec.get("intent", 0)
@@ -321,21 +337,23 @@ class Observations:
             obs.final = outcome
             obs.final_ms = rec["t_ms"]
             obs.final_seq = rec["seq"]
-            if not obs.finals and not obs.stans and self._no_reason_to_refuse(obs):
-                obs.refused_seq = rec["seq"]
+            if not obs.finals:
+                obs.waited_ms = rec["t_ms"] - max(obs.start_ms, self.last_power_on_ms)
+                if not obs.stans and self._no_reason_to_refuse(obs):
+                    obs.refused_seq = rec["seq"]
             if len(obs.finals) < FINALS_KEPT_MAX:
                 obs.finals.append(Shown(outcome, rec["seq"], rec["t_ms"], rrn))
 
     def _no_reason_to_refuse(self, o: IntentObs) -> bool:
         """A valid amount, and nothing in the run so far that lets a correct terminal
-        refuse a sale without asking the host (a fault, a batch close, a reversal, a
-        full batch, the cashier's cancel)."""
+        refuse a sale without asking the host (a fault, a batch close not answered
+        yet, a reversal, a full batch, the cashier's cancel)."""
         keyed = o.keyed if o.keyed is not None else o.amount
         return (
             0 < keyed <= self.amount_max
             and not self.any_fault
             and not self.cancel_pressed
-            and not self.batch_ever_asked
+            and not self.batch_outstanding
             and not self.reversal_sent
             and self.sales_sent < BATCH_ITEMS_MAX
         )
@@ -370,6 +388,7 @@ class Observations:
                 self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:
             self.last_fault_ms = max(self.last_fault_ms, rec["t_ms"])
+            self.last_power_on_ms = rec["t_ms"]
 
     def _crash(self, rec: Record) -> None:
         self.crashes.append((rec["seq"], rec["error"]))

@@ -68,8 +68,8 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 "eventually-settles",
                 f"intent {n} ({money(intended(o))}, a valid amount) was shown "
                 f"{first.outcome.upper()} without the terminal asking the host, in a run "
-                "with no fault, batch close or reversal before it: the final state is not "
-                "the truthful one.",
+                "with no fault, batch close under way or reversal before it: the final "
+                "state is not the truthful one.",
                 n,
                 seqs=(o.seq, o.refused_seq),
                 klass=LIVENESS,
@@ -98,6 +98,20 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
             )
         )
     else:
+        if o.waited_ms > obs.settle_within_ms and first is not None:
+            # Whatever the network and host do, a terminal times out: a customer is
+            # not kept waiting through an outage.
+            out.append(
+                Violation(
+                    "eventually-settles",
+                    f"intent {n}: the customer waited {o.waited_ms} ms for a final "
+                    f"state (more than {obs.settle_within_ms} ms) while the terminal "
+                    "had power: it must time out whatever the network and host do.",
+                    n,
+                    seqs=(o.seq, first.seq),
+                    klass=LIVENESS,
+                )
+            )
         heal_ms = max(obs.last_fault_ms, o.start_ms)
         if o.final_ms > heal_ms + obs.settle_within_ms:
             out.append(

@@ -77,6 +77,9 @@ class IntentObs:
     # Seq of its first final display when the terminal refused it without asking
     # the host in a run with no reason to refuse (see Observations._display).
     refused_seq: int = 0
+    # How long the customer waited for the first final display, counted from the
+    # later of the intent's start and the terminal's last power-on (-1: none yet).
+    waited_ms: int = -1
 
     def accepted(self) -> list[Shown]:
         """The final displays the customer left with (not followed by a retry)."""

@@ -98,3 +98,40 @@ class IgnoresBatchAnswers(ReferenceFirmware):
 
     def _on_batch_response(self, msg: Message) -> list[Effect]:
         return []
+
+
+class RefusesAfterBatchClose(ReferenceFirmware):
+    """Closes its batch, then refuses every later sale as if the close were still
+    under way (it forgets to clear the finished batch)."""
+
+    _closed_once = False
+
+    def _on_batch_response(self, msg: Message) -> list[Effect]:
+        effects = super()._on_batch_response(msg)
+        if effects:
+            self._closed_once = True
+        return effects
+
+    def _sale_blocked_reason(self) -> str:
+        return "BATCH CLOSING - TRY LATER" if self._closed_once else super()._sale_blocked_reason()
+
+
+class IgnoresPaidInquiry(ReferenceFirmware):
+    """Polls a wallet order's status and never takes "paid" for an answer: a customer
+    who confirmed on the phone is refunded and told FAILED."""
+
+    def _on_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
+        if msg.rc == RC_APPROVED:
+            return []
+        return super()._on_inquiry_answer(sale, msg)
+
+
+class WaitsOutOutages(ReferenceFirmware):
+    """Resends a sale with the same key for as long as no answer comes: safe with
+    money, but the customer waits as long as the outage lasts."""
+
+    def _on_response_timeout(self) -> list[Effect]:
+        sale = self._sale
+        if sale is not None and not sale.wallet:
+            return self._resend()
+        return super()._on_response_timeout()

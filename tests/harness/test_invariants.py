@@ -292,6 +292,19 @@ def test_a_sale_with_a_fault_is_not_held_to_the_truthful_outcome() -> None:
     assert violated(run_scenario(sc, fw("NeverMatchesAnswers"))) == {}
 
 
+def test_a_customer_kept_waiting_through_an_outage_breaks_eventually_settles() -> None:
+    """A 5-minute outage: the reference times out and shows FAILED (reversing
+    later); a terminal that resends until the network heals keeps the customer at
+    PROCESSING for 5 minutes. Counted from the sale's start, not the fault's end:
+    whatever the network does, a terminal times out (found by mutation testing)."""
+    outage = {"partition": {"from_ms": 0, "to_ms": 300_000}}
+    sc = scenario(1250, faults=[outage])
+    bad = run_scenario(sc, fw("WaitsOutOutages"))
+    assert violated(bad) == {"eventually-settles": [1]}
+    assert "must time out" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
 def test_a_valid_sale_refused_for_no_reason_is_not_a_truthful_final_state() -> None:
     sc = scenario(1250)
     bad = run_scenario(sc, fw("RefusesEverySale"))
@@ -299,14 +312,56 @@ def test_a_valid_sale_refused_for_no_reason_is_not_a_truthful_final_state() -> N
     assert "without the terminal asking the host" in bad.violations["eventually-settles"][0].message
 
 
-def test_a_refusal_after_a_batch_close_request_is_not_judged() -> None:
-    """The reference refuses sales while a batch closes: a request earlier in the
-    run is a reason, so only the first sale (refused before it) is held against
-    the terminal, not the second."""
+def test_a_refusal_while_a_batch_close_is_unanswered_is_not_judged() -> None:
+    """A correct terminal refuses sales while its batch closes. Here the host takes
+    2 s to answer the close: the sale started in those 2 s is not held against the
+    terminal, the ones before and after the close are."""
+    sc = scenario(1250, 1250, 1250)
+    sc = replace(sc, host=replace(sc.host, processing_ms=2_000))
+    close = replace(sc.steps[0], at_ms=20_000, action="batch_close")
+    during = replace(sc.steps[1], at_ms=20_500)
+    after = replace(sc.steps[2], at_ms=40_000)
+    sc = replace(sc, steps=(sc.steps[0], close, during, after))
+    assert violated(run_scenario(sc, fw("RefusesEverySale"))) == {"eventually-settles": [1, 3]}
+    # The reference does refuse the sale during the close (no 0200 for intent 2),
+    # and nothing is judged.
+    seen: list[dict[str, Any]] = []
+    ref = run_scenario(sc, observers=[seen.append])
+    assert ref.violated() == [], ref.problems
+    sales = [r.get("intent") for r in seen if r["kind"] == "send" and r["msg"]["mti"] == "0200"]
+    assert 2 not in sales and {1, 3} <= set(sales)
+
+
+def test_a_refusal_after_the_batch_close_is_answered_is_judged() -> None:
+    """Once the close is answered, a terminal that still refuses sales is stuck:
+    mutation testing found a reference that never cleared its finished batch."""
     sc = scenario(1250, 1250)
     close = replace(sc.steps[0], at_ms=10_000, action="batch_close")
     sc = replace(sc, steps=(sc.steps[0], close, sc.steps[1]))
-    assert violated(run_scenario(sc, fw("RefusesEverySale"))) == {"eventually-settles": [1]}
+    bad = run_scenario(sc, fw("RefusesAfterBatchClose"))
+    assert violated(bad) == {"eventually-settles": [2]}
+    assert "without the terminal asking the host" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
+def test_a_refusal_after_a_batch_answer_that_came_too_late_is_not_judged() -> None:
+    """The host takes 16 s, the terminal waits 3 s per upload: it gives up on the
+    close before the answers come, so the batch is still open for it and the next
+    sale is refused until the cashier closes again. That is not held against it."""
+    sc = scenario(1250, 1250, terminal={"response_timeout_ms": 3_000})
+    sc = replace(sc, host=replace(sc.host, processing_ms=16_000))
+    close = replace(sc.steps[0], at_ms=60_000, action="batch_close")
+    sc = replace(sc, steps=(sc.steps[0], close, replace(sc.steps[1], at_ms=90_000)))
+    seen: list[dict[str, Any]] = []
+    result = run_scenario(sc, observers=[seen.append])
+    assert result.violated() == [], result.problems
+    finals = [
+        r
+        for r in seen
+        if r["kind"] == "display" and r.get("intent") == 2 and r["outcome"] != "prompt"
+    ]
+    assert [r["outcome"] for r in finals][-1] == "declined"  # refused: the close is pending
+    assert not [r for r in seen if r["kind"] == "send" and r.get("intent") == 2]
 
 
 def test_a_batch_sent_again_after_a_clean_answer_breaks_eventually_settles() -> None:

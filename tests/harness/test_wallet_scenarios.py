@@ -122,3 +122,14 @@ def test_wallet_strategies_draw_scans_and_the_reference_holds(sc: Any) -> None:
 @given(scenarios())
 def test_default_strategies_stay_card_only(sc: Any) -> None:
     assert not sc.wallets and all(s.action != "scan" for s in sc.steps)
+
+
+def test_a_paid_inquiry_answer_ignored_is_not_the_truthful_outcome() -> None:
+    """The customer confirms after 8 s; the terminal's status inquiry hears "paid"
+    with no fault, yet it cancels the order and shows FAILED: safe with money, but
+    not the truthful outcome (found by mutation testing)."""
+    sc = scenario_from_dict(base())
+    bad = run_scenario(sc, "tests.harness.invariant_firmwares:IgnoresPaidInquiry")
+    assert [v.intent for v in bad.violations["eventually-settles"]] == [1]
+    assert "not the truthful one" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc, "reference").violated() == []
