@@ -28,10 +28,18 @@ from harness.strategies import (
     scenarios,
 )
 from scenarios.loader import scenario_from_dict
-from scenarios.model import HostSpec, NetworkSpec, PeopleSpec, Scenario, TerminalSpec
+from scenarios.model import (
+    Expect,
+    HostSpec,
+    NetworkSpec,
+    PeopleSpec,
+    Scenario,
+    TerminalSpec,
+)
 from scenarios.writer import scenario_to_toml
 
 SAMPLE = 1_500
+SETTLE_MS = Expect(invariants=()).settle_within_ms  # the default bound
 
 
 @functools.cache
@@ -141,6 +149,8 @@ def test_host_side_kinds_outside_the_swarm_are_never_drawn() -> None:
         ("device-then-power", {"printer_jam", "paper_out", "print_failure"}, {"power_cut"}),
         ("loss-then-reboot", {"drop"}, {"power_cut"}),
         ("duplicate-then-reorder", {"duplicate"}, {"reorder"}),
+        ("transient-after-lost-answer", {"drop", "slow_host"}, {"rc_burst"}),
+        ("batch-then-power", {"power_cut"}, {"drop"}),
     ],
 )
 def test_targeted_combinations_are_drawn(name: str, first: set[str], then: set[str]) -> None:
@@ -185,3 +195,24 @@ def test_coverage_counts_distinct_transitions_and_faults() -> None:
     # (send, fault) is not new.
     assert len(cov.pairs) == 4
     assert cov.faults == 2
+
+
+def test_the_batch_then_power_combination_cuts_during_the_upload() -> None:
+    def cut_on_batch(plan: tuple[faults.Fault, ...]) -> bool:
+        return any(
+            f.KIND == "power_cut" and getattr(f, "mti", "") in ("0500", "0510") for f in plan
+        )
+
+    reach_plan(cut_on_batch)
+
+
+def test_busy_stretches_outnumber_the_pending_receipt_limit() -> None:
+    """Some examples have more sales than a terminal may keep receipts pending (16)."""
+    reach(lambda sc: sc.purchases() > 16)
+
+
+def test_long_outages_outlast_the_default_settle_bound() -> None:
+    def long_outage(plan: tuple[faults.Fault, ...]) -> bool:
+        return any(f.KIND == "partition" and f.to_ms - f.from_ms > SETTLE_MS for f in plan)
+
+    reach_plan(long_outage)
