@@ -360,7 +360,22 @@ class Observations:
 
     def _print(self, rec: Record) -> None:
         ok = rec["status"] == "ok"
-        self.owed.printed(rec["job"], record_rrn(rec), ok)
+        rrn = record_rrn(rec)
+        if ok and rrn and rec["receipt"].get("copy") and rrn in self.owed.owed:
+            n = self.owed.owed[rrn][1] or self.rrn_owner.get(rrn, 0)
+            self._add(
+                Violation(
+                    "receipt-for-every-charge",
+                    f"the terminal printed a COPY of the receipt for rrn {rrn}"
+                    + (f" (intent {n})" if n else "")
+                    + " while that receipt was still owed: the customer's only receipt "
+                    "is marked as a duplicate.",
+                    n,
+                    (rrn,),
+                    (rec["seq"],),
+                )
+            )
+        self.owed.printed(rec["job"], rrn, ok)
         if not ok:
             return
         receipt = rec["receipt"]

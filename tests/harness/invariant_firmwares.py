@@ -11,10 +11,12 @@ from dataclasses import replace
 from acquirer.protocol import RC_APPROVED, Message
 from terminal.firmware import (
     BatchCloseRequested,
+    Boot,
     Display,
     Effect,
     FirmwareConfig,
     Outcome,
+    Print,
     Receipt,
 )
 from terminal.reference import ReferenceFirmware, Sale, SaleStatus
@@ -135,3 +137,19 @@ class WaitsOutOutages(ReferenceFirmware):
         if sale is not None and not sale.wallet:
             return self._resend()
         return super()._on_response_timeout()
+
+
+class OwedReceiptAsCopy(ReferenceFirmware):
+    """After a reboot, prints the receipt it still owes marked COPY."""
+
+    _booting = False
+
+    def _on_boot(self, event: Boot) -> list[Effect]:
+        self._booting = True
+        try:
+            return super()._on_boot(event)
+        finally:
+            self._booting = False
+
+    def _print(self, key: str, copy: bool) -> Print:
+        return super()._print(key, copy or self._booting)

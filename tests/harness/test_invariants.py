@@ -305,6 +305,19 @@ def test_a_customer_kept_waiting_through_an_outage_breaks_eventually_settles() -
     assert run_scenario(sc).violated() == []
 
 
+def test_an_owed_receipt_printed_as_a_copy_breaks_receipt_for_every_charge() -> None:
+    """The printer jams on the receipt, the power fails; after the reboot the terminal
+    prints what it owes marked COPY: the customer's only receipt is a duplicate
+    (found by mutation testing). The reference prints it as the original."""
+    jam = {"printer_jam": {"nth": 1}}
+    cut = {"power_cut": {"at_ms": 20_000, "off_ms": 1_000}}
+    sc = scenario(2599, faults=[jam, cut], people={"reprint_on_pending": False})
+    bad = run_scenario(sc, fw("OwedReceiptAsCopy"))
+    assert violated(bad) == {"receipt-for-every-charge": [1]}
+    assert "marked as a duplicate" in bad.violations["receipt-for-every-charge"][0].message
+    assert run_scenario(sc).violated() == []
+
+
 def test_a_valid_sale_refused_for_no_reason_is_not_a_truthful_final_state() -> None:
     sc = scenario(1250)
     bad = run_scenario(sc, fw("RefusesEverySale"))
