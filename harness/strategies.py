@@ -208,13 +208,24 @@ def _params(kind: str) -> st.SearchStrategy[dict[str, Any]]:
             {"nth": st.integers(1, 4), "extra_ms": st.sampled_from([1_000, 16_000, 25_000, 40_000])}
         )
     if kind == "rc_burst":
-        return st.fixed_dictionaries(
+        transient = st.fixed_dictionaries(
             {
                 "nth": st.integers(1, 4),
                 "count": st.integers(1, 4),
                 "rc": st.sampled_from(["91", "96"]),
             }
         )
+        # A host stuck saying "in progress" (a claim row never finished): the terminal
+        # must stop asking and reverse, not wait for ever.
+        stuck = st.fixed_dictionaries(
+            {
+                "mti": st.just("0200"),
+                "nth": st.integers(1, 4),
+                "count": st.just(100),
+                "rc": st.just("09"),
+            }
+        )
+        return st.one_of(transient, stuck)
     if kind == "paper_out":
         return st.integers(0, 60_000).flatmap(
             lambda s: st.fixed_dictionaries(
