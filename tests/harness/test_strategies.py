@@ -216,3 +216,8 @@ def test_long_outages_outlast_the_default_settle_bound() -> None:
         return any(f.KIND == "partition" and f.to_ms - f.from_ms > SETTLE_MS for f in plan)
 
     reach_plan(long_outage)
+
+
+def test_a_host_stuck_in_progress_is_drawn() -> None:
+    """RC 09 to a hundred sales: a terminal that never stops asking waits for ever."""
+    reach_plan(lambda plan: any(f.KIND == "rc_burst" and f.rc == "09" for f in plan))
