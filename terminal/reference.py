@@ -724,11 +724,15 @@ class ReferenceFirmware(InquiryFlow):
             return []
         multiple_sends = self._sends > 1
         effects = self._close_sale()
+        if multiple_sends:
+            # An earlier copy of the 0200 may have charged (its answer lost), or may
+            # still be delayed in the network and charge when it lands: reverse it
+            # (a tombstone at the host if it has not landed). Journaled before the
+            # decline: a power cut between the two must not leave a declined sale
+            # whose charged copy nobody reverses (found by fuzzing).
+            effects += self._record_reversal_pending(sale)
         effects += self._decline(sale, msg.rc)
         if multiple_sends:
-            # An earlier copy of the 0200 may still be delayed in the network and
-            # charge when it lands; the reversal leaves a tombstone at the host.
-            effects[-1:-1] = self._record_reversal_pending(sale)
             effects += self._enqueue_reversal(sale)
         effects += self._after_sale()
         return effects

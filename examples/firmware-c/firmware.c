@@ -638,12 +638,13 @@ static void on_purchase_response(posfw_out *out, const posfw_message *msg) {
         }
         bool multiple_sends = s.sends > 1;
         close_sale(out);
+        /* The reversal record goes before the decline's: a power cut between them
+         * must not leave a declined sale whose charged first copy nobody reverses. */
+        if (multiple_sends)
+            journal(out, reversal_record(&sale));
         decline(out, &sale, rc);
-        if (multiple_sends) {
-            s.journal_len++;
-            posfw_journal_before_last(out, reversal_record(&sale));
+        if (multiple_sends)
             enqueue_reversal(out, &sale);
-        }
         after_sale(out);
         return;
     }

@@ -467,12 +467,11 @@ class ReferenceFirmware {
     if (sale === null) return [];
     const multipleSends = this.sends > 1;
     let effects = this.closeSale();
+    // The reversal record goes before the decline's: a power cut between them must
+    // not leave a declined sale whose charged first copy nobody reverses.
+    if (multipleSends) effects = effects.concat(this.recordReversalPending(sale));
     effects = effects.concat(this.decline(sale, msg.rc));
-    if (multipleSends) {
-      // The reversal record goes before the DECLINED display.
-      effects.splice(effects.length - 1, 0, ...this.recordReversalPending(sale));
-      effects = effects.concat(this.enqueueReversal(sale));
-    }
+    if (multipleSends) effects = effects.concat(this.enqueueReversal(sale));
     return effects.concat(this.afterSale());
   }
 
