@@ -29,6 +29,11 @@ class CardAccount:
     customer gives up); `answer_rc` is what the pay answer says while the order goes
     on as if it had been answered normally (96: the wallet's "system error, result
     unknown", after which the order may well be paid).
+
+    `partial`: the issuer approves part of a sale the balance cannot cover (RC 10,
+    partial approval: the answer's amount is the balance left) instead of declining
+    it (RC 51). As in the field, only for a terminal that says it can take a partial
+    approval: processing code 000001 instead of 000000.
     """
 
     pan: str
@@ -37,6 +42,7 @@ class CardAccount:
     slow_ms: int = 0
     confirm_ms: int = 0
     answer_rc: str = ""
+    partial: bool = False
 
 
 PAN_APPROVE = "4000000000000002"
@@ -44,6 +50,9 @@ PAN_INSUFFICIENT = "4000000000000051"
 PAN_DO_NOT_HONOUR = "4000000000000005"
 PAN_ISSUER_DOWN = "4000000000000091"
 PAN_SLOW_ISSUER = "4000000000000119"
+PAN_PARTIAL = "4000000000000010"
+# The partial-approval card's balance: a sale over it is approved for what is left.
+PARTIAL_BALANCE = 2_000
 # How much longer the slow issuer takes to answer, in virtual milliseconds.
 SLOW_ISSUER_MS = 20_000
 
@@ -53,6 +62,7 @@ CATALOGUE_CARDS: tuple[CardAccount, ...] = (
     CardAccount(PAN_DO_NOT_HONOUR, CATALOGUE_BALANCE, rc=p.RC_DO_NOT_HONOUR),
     CardAccount(PAN_ISSUER_DOWN, CATALOGUE_BALANCE, rc=p.RC_ISSUER_UNAVAILABLE),
     CardAccount(PAN_SLOW_ISSUER, CATALOGUE_BALANCE, slow_ms=SLOW_ISSUER_MS),
+    CardAccount(PAN_PARTIAL, PARTIAL_BALANCE, partial=True),
 )
 
 # Test wallets: payment codes (18 digits, as the wallets' codes are) whose customer

@@ -33,6 +33,7 @@ from acquirer.protocol import (
     MTI_PURCHASE,
     MTI_REVERSAL,
     MTI_REVERSAL_ADVICE,
+    PROC_PURCHASE_PARTIAL,
     PROC_REFUND,
     PROC_WALLET,
     RC_APPROVED,
@@ -42,6 +43,7 @@ from acquirer.protocol import (
     RC_IN_PROGRESS,
     RC_INSUFFICIENT_FUNDS,
     RC_INVALID_AMOUNT,
+    RC_PARTIAL,
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
     RC_STALE,
@@ -503,8 +505,10 @@ class Acquirer:
         auth_code: str = "",
         items: tuple[BatchItem, ...] = (),
         signed: bool = True,
+        amount: int = -1,
     ) -> Message:
-        """The response to `req`, signed when the terminal has a key and `signed`.
+        """The response to `req`, signed when the terminal has a key and `signed`;
+        `amount` (a partial approval's) replaces the request's amount.
 
         Equal to `sign(dataclasses.replace(req, mti=..., rc=..., ...), key)`, built
         field by field because `replace` costs ~10 us on a 22-field message.
@@ -516,7 +520,7 @@ class Acquirer:
             req.stan,
             req.pan,
             req.processing_code,
-            req.amount,
+            req.amount if amount < 0 else amount,
             req.currency,
             rrn,
             rc,
@@ -642,18 +646,29 @@ class Acquirer:
             row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
             if row is not None:
                 return wallet.answer_of(self, msg, HostTxn(*row), "replay")
-        return self._reply(msg, rec.rc, rec.rrn, rec.auth_code), HostAction(
+        amount = -1
+        if rec.rc == RC_PARTIAL and rec.txn_id is not None:
+            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
+            amount = HostTxn(*row).amount if row is not None else -1
+        return self._reply(msg, rec.rc, rec.rrn, rec.auth_code, amount=amount), HostAction(
             "replay", rec.rc, rec.rrn, msg.amount, "Stored response replayed, nothing charged."
         )
 
     def _insert_txn(
-        self, msg: Message, now_ms: int, rc: str, auth_code: str, status: str = ""
+        self,
+        msg: Message,
+        now_ms: int,
+        rc: str,
+        auth_code: str,
+        status: str = "",
+        amount: int = -1,
     ) -> tuple[int, str]:
-        """Store a transaction row with the next id; the caller advances the id after commit."""
+        """Store a transaction row with the next id; the caller advances the id after
+        commit. `amount`: what was approved when it is not the request's (RC 10)."""
         txn_id = self._next_txn_id
         rrn = f"{txn_id:012d}"
         kind = KIND_REFUND if msg.processing_code == PROC_REFUND else KIND_PURCHASE
-        status = status or ("approved" if rc == RC_APPROVED else "declined")
+        status = status or ("approved" if rc in (RC_APPROVED, RC_PARTIAL) else "declined")
         self._db.execute(
             store.SQL_TXN_INSERT,
             (
@@ -665,7 +680,7 @@ class Acquirer:
                 msg.idem_key,
                 kind,
                 msg.pan,
-                msg.amount,
+                msg.amount if amount < 0 else amount,
                 rc,
                 status,
                 now_ms,
@@ -679,28 +694,32 @@ class Acquirer:
             store.SQL_LEDGER_POST, (txn_id, debit, -amount, now_ms, txn_id, credit, amount, now_ms)
         )
 
-    def _decide(self, msg: Message, refund: bool, now_ms: int) -> tuple[str, str]:
-        """The response code for a payment and why (inside the finish transaction)."""
+    def _decide(self, msg: Message, refund: bool, now_ms: int) -> tuple[str, str, int]:
+        """The response code for a payment, why, and the amount approved (inside the
+        finish transaction)."""
         card = self._cards.get(msg.pan)
         if card is None:
-            return RC_DO_NOT_HONOUR, "Unknown card."
+            return RC_DO_NOT_HONOUR, "Unknown card.", 0
         if msg.amount == 0:
-            return RC_INVALID_AMOUNT, "Zero amount."
+            return RC_INVALID_AMOUNT, "Zero amount.", 0
         if card.rc:
-            return card.rc, "Card rule."
+            return card.rc, "Card rule.", 0
         if refund:
             mismatch = self._refund_mismatch(msg, now_ms)
             if mismatch:
-                return RC_REVERSAL_REFUSED, mismatch
-            return RC_APPROVED, ""
+                return RC_REVERSAL_REFUSED, mismatch, 0
+            return RC_APPROVED, "", msg.amount
         if self._config.test_amounts:
             forced = catalogue.amount_rule(msg.amount)
             if forced is not None:
-                return forced, "Catalogue amount rule."
+                taken = msg.amount if forced == RC_APPROVED else 0
+                return forced, "Catalogue amount rule.", taken
         balance = self._db.execute(store.SQL_BALANCE, (msg.pan,)).fetchone()[0]
         if balance < msg.amount:
-            return RC_INSUFFICIENT_FUNDS, "Insufficient funds."
-        return RC_APPROVED, ""
+            if card.partial and balance > 0 and msg.processing_code == PROC_PURCHASE_PARTIAL:
+                return RC_PARTIAL, "Partial approval: the balance left.", balance
+            return RC_INSUFFICIENT_FUNDS, "Insufficient funds.", 0
+        return RC_APPROVED, "", msg.amount
 
     def _refund_mismatch(self, msg: Message, now_ms: int) -> str:
         """Why a refund does not fit its original (`orig_key`) ("" if it does).
@@ -740,7 +759,7 @@ class Acquirer:
         db = self._db
         self._tx_begin()
         try:
-            rc, why = self._decide(req, refund, now_ms)
+            rc, why, taken = self._decide(req, refund, now_ms)
             if rc in TRANSIENT_RCS:
                 # Nothing charged: forget the key so a retry is processed afresh.
                 db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (tid, key))
@@ -748,16 +767,16 @@ class Acquirer:
                 return self._reply(req, rc), HostAction(
                     "decline", rc, amount=req.amount, detail=f"{why} Transient, not stored."
                 )
-            approved = rc == RC_APPROVED
+            approved = rc in (RC_APPROVED, RC_PARTIAL)
             txn_id = self._next_txn_id
             auth_code = f"{txn_id % 1_000_000:06d}" if approved else ""
-            txn_id, rrn = self._insert_txn(req, now_ms, rc, auth_code)
+            txn_id, rrn = self._insert_txn(req, now_ms, rc, auth_code, amount=taken)
             if approved:
                 card, merchant = req.pan, self._config.merchant_account
                 if refund:
-                    self._post(txn_id, merchant, card, req.amount, now_ms)
+                    self._post(txn_id, merchant, card, taken, now_ms)
                 else:
-                    self._post(txn_id, card, merchant, req.amount, now_ms)
+                    self._post(txn_id, card, merchant, taken, now_ms)
             db.execute(
                 store.SQL_DEDUP_DONE,
                 (tid, key, _fingerprint(req), started_ms, rc, rrn, auth_code, txn_id),
@@ -767,7 +786,7 @@ class Acquirer:
             self._tx_rollback()
             raise
         self._next_txn_id += 1
-        resp = self._reply(req, rc, rrn, auth_code)
+        resp = self._reply(req, rc, rrn, auth_code, amount=taken if rc == RC_PARTIAL else -1)
         if not approved:
             return resp, HostAction("decline", rc, rrn, req.amount, why or RESPONSE_CODES[rc])
         if refund:
@@ -775,6 +794,10 @@ class Acquirer:
         if self._config.test_amounts and req.amount == catalogue.AMOUNT_NO_REPLY:
             return resp, HostAction(
                 "charge-no-reply", rc, rrn, req.amount, "Charged; the response must be dropped."
+            )
+        if rc == RC_PARTIAL:
+            return resp, HostAction(
+                "charge", rc, rrn, taken, f"Card charged {taken} of {req.amount} (partial)."
             )
         return resp, HostAction("charge", rc, rrn, req.amount, "Card charged.")
 
@@ -920,7 +943,9 @@ class Acquirer:
 
 def _reversal_mismatch(req: Message, txn: HostTxn) -> str:
     """Why reversal `req` does not describe original `txn` ("" when it does)."""
-    if req.amount != txn.amount:
+    if req.amount != txn.amount and not (txn.rc == RC_PARTIAL and req.amount > txn.amount):
+        # A partial approval is reversed with the amount asked for (a terminal that
+        # never saw the answer knows no other) or the amount approved.
         return f"Reversal amount {req.amount} differs from the original's {txn.amount}."
     if req.pan and req.pan != txn.pan:
         return "Reversal card differs from the original's."

@@ -65,11 +65,15 @@ def response_mti(request_mti: str) -> str:
 # ISO 8583's private-use range 90-99: `pan` then carries the customer's payment code
 # and `idem_key` the merchant's order number.
 PROC_PURCHASE = "000000"
+# A purchase from a terminal that can take a partial approval (RC 10). Field 3's last
+# digit stands in for the POS data field that carries this capability in the field.
+PROC_PURCHASE_PARTIAL = "000001"
 PROC_REFUND = "200000"
 PROC_WALLET = "900000"
 
 # Response codes (field 39).
 RC_APPROVED = "00"
+RC_PARTIAL = "10"  # partial approval: the answer's amount (field 4) is what was approved
 RC_DO_NOT_HONOUR = "05"
 RC_REVERSAL_REFUSED = "12"  # invalid transaction: the reversal does not match its original
 RC_IN_PROGRESS = "09"
@@ -90,6 +94,7 @@ RC_REVERSED = "RV"  # charged, then reversed or refunded in full: final, nothing
 
 RESPONSE_CODES: dict[str, str] = {
     RC_APPROVED: "approved",
+    RC_PARTIAL: "partial approval",
     RC_DO_NOT_HONOUR: "do not honour",
     RC_REVERSAL_REFUSED: "invalid transaction",
     RC_IN_PROGRESS: "request in progress",
@@ -129,7 +134,7 @@ BATCH_ITEMS_MAX = 10_000
 TOTAL_MAX = 10**18 - 1
 # Transmission times (virtual ms since the epoch) up to year 2286: 13 digits.
 SENT_MS_MAX = 9_999_999_999_999
-PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_REFUND, PROC_WALLET})
+PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_PURCHASE_PARTIAL, PROC_REFUND, PROC_WALLET})
 _LOWER_HEX = "0123456789abcdef"
 
 

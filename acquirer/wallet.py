@@ -34,6 +34,7 @@ from acquirer.protocol import (
     RC_CLOSED,
     RC_IN_PROGRESS,
     RC_INSUFFICIENT_FUNDS,
+    RC_PARTIAL,
     RC_REVERSED,
     RC_UNABLE_TO_LOCATE,
     RESPONSE_CODES,
@@ -58,7 +59,7 @@ def state_rc(txn: HostTxn) -> str:
     """The response code that says where `txn` stands now."""
     status = txn.status
     if status == "approved":
-        return RC_APPROVED
+        return RC_PARTIAL if txn.rc == RC_PARTIAL else RC_APPROVED
     if status == STATUS_PAYING:
         return RC_IN_PROGRESS
     if status == STATUS_CLOSED:
@@ -76,8 +77,9 @@ def answer_of(
     from acquirer.host import HostAction
 
     rc = state_rc(txn)
-    auth = auth_code_of(txn.id) if rc == RC_APPROVED else ""
-    return host._reply(msg, rc, txn.rrn, auth), HostAction(
+    auth = auth_code_of(txn.id) if rc in (RC_APPROVED, RC_PARTIAL) else ""
+    amount = txn.amount if rc == RC_PARTIAL else -1  # what was approved
+    return host._reply(msg, rc, txn.rrn, auth, amount=amount), HostAction(
         action, rc, txn.rrn, txn.amount, f"Order is {RESPONSE_CODES.get(rc, rc)}."
     )
 
@@ -93,7 +95,7 @@ def finish_pay(
     tid = req.terminal_id
     host._tx_begin()
     try:
-        rc, why = host._decide(req, False, now_ms)
+        rc, why, _ = host._decide(req, False, now_ms)
         if rc in TRANSIENT_RCS:
             db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (tid, key))
             host._tx_commit()
