@@ -58,6 +58,10 @@ FIELD_DOCS: dict[str, str] = {
     "TerminalSpec.debounce_ms": "a second confirm or tap within this window is ignored",
     "TerminalSpec.amount_max": "largest sale accepted at entry",
     "TerminalSpec.reversal_max_tries": "reversal sends before it is flagged for manual handling",
+    "TerminalSpec.partial_approval": (
+        "take a partial approval (RC 10) for what a card covers; needs the firmware "
+        "feature `partial`"
+    ),
     "HostSpec.processing_ms": "host time to process one request",
     "HostSpec.idempotency_retention_ms": "how long the host keeps key -> outcome records",
     "HostSpec.test_amounts": (
@@ -80,6 +84,10 @@ FIELD_DOCS: dict[str, str] = {
     "CardSpec.balance": "available funds",
     "CardSpec.rc": "force this response code for every purchase with the card",
     "CardSpec.slow_ms": "extra host processing time for this card's issuer",
+    "CardSpec.partial": (
+        "the issuer approves what the balance covers (RC 10, partial approval) instead of "
+        "declining, for a terminal that can take it (needs the firmware feature `partial`)"
+    ),
     "WalletSpec.code": "the payment code the customer's phone shows (12-19 digits)",
     "WalletSpec.balance": "available funds in the wallet",
     "WalletSpec.confirm_ms": "0 pays at once; N: the customer confirms N ms after the pay",

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from acquirer.protocol import (
+    AMOUNT_MAX_WIRE,
     Message,
     ProtocolError,
     field_problem,
@@ -93,6 +94,7 @@ def hello(config: FirmwareConfig) -> bytes:
                 "debounce_ms": config.debounce_ms,
                 "amount_max": config.amount_max,
                 "status_inquiry": config.status_inquiry,
+                "partial_approval": config.partial_approval,
                 "extra": dict(config.extra),
             },
         }
@@ -242,7 +244,7 @@ def _effect(e: Any, i: int, config: FirmwareConfig) -> Effect:
         _only(e, {"type", "job_id", "receipt"}, where)
         return Print(_name(e, "job_id", where), _receipt(_get(e, "receipt", dict, where), where))
     if kind == "Display":
-        _only(e, {"type", "outcome", "text", "rrn"}, where)
+        _only(e, {"type", "outcome", "text", "rrn", "amount"}, where)
         outcome = _OUTCOMES.get(_get(e, "outcome", str, where))
         if outcome is None:
             raise WireError(f"{where}.outcome: {e['outcome']!r} is not one of {sorted(_OUTCOMES)}")
@@ -250,7 +252,10 @@ def _effect(e: Any, i: int, config: FirmwareConfig) -> Effect:
         rrn = _get(e, "rrn", str, where) if "rrn" in e else ""
         if len(text) > 200 or len(rrn) > 32:
             raise WireError(f"{where}: text over 200 or rrn over 32 characters")
-        return Display(outcome, text, rrn)
+        amount = _get(e, "amount", int, where) if "amount" in e else 0
+        if not 0 <= amount <= AMOUNT_MAX_WIRE:
+            raise WireError(f"{where}.amount: must be 0..{AMOUNT_MAX_WIRE}, got {amount}")
+        return Display(outcome, text, rrn, amount)
     raise WireError(f"{where}.type: {kind!r} is not an effect")
 
 

@@ -25,7 +25,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from faults.base import Fault
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
-from terminal.firmware import FEATURE_WALLET
+from terminal.firmware import FEATURE_PARTIAL, FEATURE_WALLET
 
 from .check import InvariantViolated, assert_invariants, first_failure
 from .runner import RunResult, UsageError, declared_features, load_firmware, run_scenario
@@ -229,7 +229,9 @@ def campaign(
     `database` is used whatever the profile: a caller that names one (`--db`)
     wants failures stored and replayed."""
     load_firmware(firmware)  # a bad spec is a usage error before any work
-    wallets = FEATURE_WALLET in declared_features(firmware)
+    features = declared_features(firmware)
+    wallets = FEATURE_WALLET in features
+    partial = FEATURE_PARTIAL in features
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -277,7 +279,9 @@ def campaign(
             print_blob=False,
         )(
             seed(chunk_seed(campaign_seed, shard, chunk))(
-                given(scenarios(firmware=firmware, kinds=kinds, wallets=wallets))(body)
+                given(scenarios(firmware=firmware, kinds=kinds, wallets=wallets, partial=partial))(
+                    body
+                )
             )
         )
         before = stats.examples

@@ -18,6 +18,7 @@ from typing import Any
 
 from scenarios.model import INVARIANT_NAMES, Scenario
 from terminal.firmware import (
+    FEATURE_PARTIAL,
     FEATURE_WALLET,
     FirmwareConfig,
     FirmwareProtocolError,
@@ -372,10 +373,12 @@ def run_with_world(
     if world.crashes:
         problems.append(f"firmware crashed {plural(world.crashes, 'time')}: {obs.crashes[0][1]}")
     skipped = ""
-    if world.fw_seen and FEATURE_WALLET not in world.features and _has_wallet(scenario):
+    missing = sorted(needed_features(scenario) - world.features) if world.fw_seen else []
+    if missing:
+        what = {FEATURE_WALLET: "wallet payments", FEATURE_PARTIAL: "partial approvals"}
         skipped = (
-            f"it has wallet payments and the firmware does not declare the "
-            f"{FEATURE_WALLET!r} feature"
+            f"it has {what[missing[0]]} and the firmware does not declare the "
+            f"{missing[0]!r} feature"
         )
         problems = []
         violations = {name: [] for name in violations}  # not judged: it does not apply
@@ -411,8 +414,15 @@ def declared_features(spec: str) -> frozenset[str]:
                 close()
 
 
-def _has_wallet(scenario: Scenario) -> bool:
-    return any(s.action == "scan" for s in scenario.steps)
+def needed_features(scenario: Scenario) -> frozenset[str]:
+    """The firmware features `scenario` needs: wallet payments (scan steps), partial
+    approvals (a terminal configured to take them)."""
+    out = set()
+    if any(s.action == "scan" for s in scenario.steps):
+        out.add(FEATURE_WALLET)
+    if scenario.terminal.partial_approval:
+        out.add(FEATURE_PARTIAL)
+    return frozenset(out)
 
 
 def run_twice(

@@ -636,12 +636,15 @@ def scenarios(
     name: str = "fuzz",
     purchases: tuple[int, int] = (1, PURCHASES_MAX),
     wallets: bool = False,
+    partial: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
     With `wallets` (for firmwares that declare the wallet feature), half the
     examples also have wallet customers, each with a phone that confirms after a
-    drawn delay (or never) and sometimes a wallet that answers "unknown"."""
+    drawn delay (or never) and sometimes a wallet that answers "unknown". With
+    `partial` (the firmware declares the `partial` feature), half the examples have
+    a terminal that takes partial approvals and cards whose issuer gives them."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -702,6 +705,14 @@ def scenarios(
         # Drawn last: it leaves every earlier draw (and so every card-only example
         # the strategies drew before the status inquiry existed) as it was.
         sc = replace(sc, terminal=replace(terminal, status_inquiry=False))
+    if partial and draw(st.booleans()):
+        # Drawn last, and only for firmwares that take partial approvals: a terminal
+        # configured to, and cards whose issuer approves what the balance covers.
+        sc = replace(
+            sc,
+            terminal=replace(sc.terminal, partial_approval=True),
+            cards=tuple(replace(c, partial=draw(st.booleans())) for c in sc.cards),
+        )
     return sc
 
 

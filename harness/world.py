@@ -175,7 +175,9 @@ class World:
         self.mac_key = key
         cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS + CATALOGUE_WALLETS}
         for c in scenario.cards:
-            cards[c.pan] = CardAccount(pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms)
+            cards[c.pan] = CardAccount(
+                pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms, partial=c.partial
+            )
         for w in scenario.wallets:
             cards[w.code] = CardAccount(
                 pan=w.code,
@@ -204,6 +206,7 @@ class World:
             amount_max=t.amount_max,
             reversal_max_tries=t.reversal_max_tries,
             status_inquiry=t.status_inquiry,
+            partial_approval=t.partial_approval,
         )
         self.factory = factory
         self.fw: Firmware | None = None
@@ -646,6 +649,8 @@ class World:
         rec: dict[str, Any] = {"outcome": eff.outcome.value, "text": eff.text}
         if eff.rrn:
             rec["rrn"] = eff.rrn
+        if eff.amount:
+            rec["amount"] = eff.amount
         if a is not None:
             rec["intent"] = a.intent
         self.emit("display", rec)

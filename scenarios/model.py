@@ -37,6 +37,9 @@ class CardSpec:
     balance: int = 100_000
     rc: str = ""  # force this response code for every purchase with the card
     slow_ms: int = 0  # extra host processing time for this card's issuer
+    # The issuer approves part of a sale the balance cannot cover (RC 10), for a
+    # terminal that can take a partial approval.
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class TerminalSpec:
     amount_max: int = 99_999_999
     reversal_max_tries: int = 60
     status_inquiry: bool = True  # ask the host before reversing an unanswered card sale
+    partial_approval: bool = False  # take a partial approval (RC 10) for what a card covers
 
 
 @dataclass(frozen=True, slots=True)

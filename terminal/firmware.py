@@ -219,6 +219,9 @@ class Display:
     outcome: Outcome
     text: str = ""
     rrn: str = ""
+    # APPROVED for less than was asked (a partial approval): the amount approved, in
+    # minor units, so the cashier collects the rest. 0: the whole amount.
+    amount: int = 0
 
 
 Effect = Send | SetTimer | CancelTimer | JournalAppend | JournalTrim | Print | Display
@@ -243,6 +246,10 @@ class FirmwareConfig:
     # Ask the host (status inquiry, 0600) before reversing a card sale whose last
     # send went unanswered; False reverses at once (terminals without the inquiry).
     status_inquiry: bool = True
+    # Take a partial approval (RC 10): ask with processing code 000001, show and print
+    # the amount approved (the cashier collects the rest). Off: ask with 000000, and
+    # an issuer declines what the balance cannot cover.
+    partial_approval: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -258,6 +265,9 @@ class Firmware(Protocol):
 # declare is skipped for it, not failed: a card-only terminal is not judged on
 # wallet payments.
 FEATURE_WALLET = "wallet"  # takes wallet (QR code) payments: handles CodeScanned
+# Takes a partial approval (RC 10) when configured to (`partial_approval`): asks with
+# processing code 000001, shows the approved amount (`Display.amount`) and prints it.
+FEATURE_PARTIAL = "partial"
 
 
 def firmware_features(fw: object) -> frozenset[str]:

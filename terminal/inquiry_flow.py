@@ -28,6 +28,7 @@ from acquirer.protocol import (
     RC_INSUFFICIENT_FUNDS,
     RC_INVALID_AMOUNT,
     RC_ISSUER_UNAVAILABLE,
+    RC_PARTIAL,
     RC_STALE,
     RC_SYSTEM_ERROR,
     RC_UNABLE_TO_LOCATE,
@@ -104,7 +105,7 @@ class InquiryFlow:
         if self._sale_timer != INQUIRY_TIMER:
             return []
         rc = msg.rc
-        if rc == RC_APPROVED:
+        if rc in (RC_APPROVED, RC_PARTIAL):
             effects = self._close_sale()
             effects += self._on_approved(sale, msg)
             return effects + self._after_sale()

@@ -64,10 +64,12 @@ from acquirer.protocol import (
     MTI_REVERSAL,
     MTI_REVERSAL_RESP,
     PROC_PURCHASE,
+    PROC_PURCHASE_PARTIAL,
     PROC_WALLET,
     RC_APPROVED,
     RC_DUPLICATE,
     RC_IN_PROGRESS,
+    RC_PARTIAL,
     RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
     RC_UNABLE_TO_LOCATE,
@@ -80,6 +82,7 @@ from acquirer.protocol import (
     verify,
 )
 from terminal.firmware import (
+    FEATURE_PARTIAL,
     FEATURE_WALLET,
     AmountKeyed,
     BatchCloseRequested,
@@ -216,6 +219,11 @@ class Approval:
         }
 
 
+def _money(minor: int) -> str:
+    """Minor units as a display amount: 3000 -> "30.00"."""
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
 @dataclass(frozen=True, slots=True)
 class PendingBatch:
     """A batch upload journaled as started but not yet answered."""
@@ -242,7 +250,7 @@ def reversal_record(sale: Sale) -> dict[str, Any]:
 class ReferenceFirmware(InquiryFlow):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
-    features = frozenset({FEATURE_WALLET})
+    features = frozenset({FEATURE_PARTIAL, FEATURE_WALLET})
 
     def __init__(self, config: FirmwareConfig) -> None:
         self.config = config
@@ -427,7 +435,7 @@ class ReferenceFirmware(InquiryFlow):
             effects.append(self._journal({"type": "receipt_pending", "key": key}))
             # The power may have failed between journaling the approval and showing
             # it: show it again, naming the sale, so nobody runs the sale twice.
-            effects.append(Display(Outcome.APPROVED, "LAST SALE APPROVED", approval.rrn))
+            effects.append(self._approved_display("LAST SALE APPROVED", approval))
             effects.append(Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", approval.rrn))
             effects.append(self._print(key, copy=False))
         effects += self._pump_reversals()
@@ -532,7 +540,7 @@ class ReferenceFirmware(InquiryFlow):
             cfg.merchant_id,
             sale.stan,
             pan=pan,
-            processing_code=PROC_WALLET if wallet else PROC_PURCHASE,
+            processing_code=PROC_WALLET if wallet else self._purchase_code(),
             amount=self._wire_amount(amount),
             idem_key=sale.key,
         )
@@ -582,6 +590,17 @@ class ReferenceFirmware(InquiryFlow):
             return f"{tid}-{self._nonce}-{sale_no:010d}"
         return f"{tid}-{sale_no:010d}"
 
+    def _purchase_code(self) -> str:
+        """Field 3 of a card sale: 000001 says this terminal takes a partial approval."""
+        return PROC_PURCHASE_PARTIAL if self.config.partial_approval else PROC_PURCHASE
+
+    def _answer_amount_ok(self, msg: Message, asked: int) -> bool:
+        """An answer's amount is the one asked for or, for a partial approval this
+        terminal asked to take, less than that and more than nothing."""
+        if msg.amount == asked:
+            return True
+        return msg.rc == RC_PARTIAL and self.config.partial_approval and 0 < msg.amount < asked
+
     def _wire_amount(self, amount: int) -> int:
         """The amount put in field 4: the same integer minor units that were keyed."""
         return amount
@@ -610,7 +629,7 @@ class ReferenceFirmware(InquiryFlow):
             and msg.stan == sale.stan
             and msg.idem_key == sale.key
             and msg.pan == request.pan
-            and msg.amount == request.amount
+            and self._answer_amount_ok(msg, request.amount)
             and msg.processing_code == request.processing_code
             and msg.currency == request.currency
         )
@@ -638,7 +657,7 @@ class ReferenceFirmware(InquiryFlow):
                 and sale is not None
                 and msg.orig_key == sale.key
                 and msg.stan == sale.stan
-                and msg.amount == self._wire_amount(sale.amount)
+                and self._answer_amount_ok(msg, self._wire_amount(sale.amount))
             ):
                 if sale.wallet:
                     return self._on_inquiry_answer(sale, msg)
@@ -664,7 +683,7 @@ class ReferenceFirmware(InquiryFlow):
             # The key was reused with different content: the outcome is unknown.
             return self._give_up()
         effects = self._close_sale()
-        if rc == RC_APPROVED:
+        if rc in (RC_APPROVED, RC_PARTIAL):
             effects += self._on_approved(sale, msg)
         else:
             effects += self._decline(sale, rc)
@@ -690,9 +709,24 @@ class ReferenceFirmware(InquiryFlow):
         self._last_receipt_key = sale.key
         return [
             self._journal(approval.record()),
-            Display(Outcome.APPROVED, "APPROVED", approval.rrn),
+            self._approved_display("APPROVED", approval),
             self._print(sale.key, copy=False),
         ]
+
+    def _approved_display(self, text: str, approval: Approval) -> Display:
+        """APPROVED; for a partial approval with the amount approved and what is left
+        to collect, so the cashier takes the rest another way."""
+        sale = self._sales.get(approval.key)
+        asked = self._wire_amount(sale.amount) if sale is not None else approval.amount
+        if approval.amount >= asked:
+            return Display(Outcome.APPROVED, text, approval.rrn)
+        rest = asked - approval.amount
+        return Display(
+            Outcome.APPROVED,
+            f"PARTIAL {text}: {_money(approval.amount)} - COLLECT {_money(rest)}",
+            approval.rrn,
+            approval.amount,
+        )
 
     def _decline(self, sale: Sale, rc: str) -> list[Effect]:
         self._status[sale.key] = SaleStatus.DECLINED

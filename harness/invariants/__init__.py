@@ -342,7 +342,8 @@ class Observations:
                 if not obs.stans and self._no_reason_to_refuse(obs):
                     obs.refused_seq = rec["seq"]
             if len(obs.finals) < FINALS_KEPT_MAX:
-                obs.finals.append(Shown(outcome, rec["seq"], rec["t_ms"], rrn))
+                shown = Shown(outcome, rec["seq"], rec["t_ms"], rrn, amount=rec.get("amount", 0))
+                obs.finals.append(shown)
 
     def _no_reason_to_refuse(self, o: IntentObs) -> bool:
         """A valid amount, and nothing in the run so far that lets a correct terminal

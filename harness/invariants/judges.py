@@ -130,7 +130,9 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
 def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violation]:
     """`approved-means-charged`: every APPROVED display of an intent is backed by a
     live (approved, not reversed) host purchase of that intent, the one it names;
-    the amount it was approved for is the amount entered (`amount-integrity`)."""
+    the amount it was approved for is the amount entered, or the smaller amount the
+    display states (a partial approval: the cashier collects the rest)
+    (`amount-integrity`)."""
     out: list[Violation] = []
     n = o.intent
     want = intended(o)
@@ -151,12 +153,30 @@ def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vi
                     (f.seq, *_seqs_for(obs, b.live)),
                 )
             )
-        elif txn.amount != want:
+        elif f.amount and (txn.amount != f.amount or f.amount > want):
+            out.append(
+                Violation(
+                    "amount-integrity",
+                    f"intent {n} was shown APPROVED for {money(f.amount)} of the "
+                    f"{money(want)} entered but the host charged {money(txn.amount)} "
+                    f"(rrn {txn.rrn}).",
+                    n,
+                    (txn.rrn,),
+                    (f.seq, *_seqs_for(obs, [txn])),
+                )
+            )
+        elif not f.amount and txn.amount != want:
             out.append(
                 Violation(
                     "amount-integrity",
                     f"intent {n} was shown APPROVED for the {money(want)} entered but "
-                    f"the host charged {money(txn.amount)} (rrn {txn.rrn}).",
+                    f"the host charged {money(txn.amount)} (rrn {txn.rrn})"
+                    + (
+                        ": a partial approval shown as a full one, so the cashier "
+                        "does not collect the rest."
+                        if txn.amount < want
+                        else "."
+                    ),
                     n,
                     (txn.rrn,),
                     (f.seq, *_seqs_for(obs, [txn])),

@@ -53,6 +53,9 @@ class Shown:
     # The cashier tried again after it (a FAILED attempt): the customer did not
     # leave with this answer.
     retried: bool = False
+    # An APPROVED display that states the amount approved (a partial approval);
+    # 0: it stands for the whole amount entered.
+    amount: int = 0
 
 
 @dataclass(slots=True)

@@ -17,6 +17,8 @@ from terminal.zoo.no_amount_check import NoAmountCheckFirmware
 from terminal.zoo.no_debounce import NoDebounceFirmware
 from terminal.zoo.no_echo_check import NoEchoCheckFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
+from terminal.zoo.partial_as_decline import PartialAsDeclineFirmware
+from terminal.zoo.partial_as_full import PartialAsFullFirmware
 from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
 from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
 from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
@@ -62,6 +64,9 @@ ZOO: dict[str, type] = {
     "wallet-new-order": WalletNewOrderFirmware,
     # 5. receipt without record (the customer's screen taken for the wallet's word)
     "wallet-trusts-screen": WalletTrustsScreenFirmware,
+    # partial approval (RC 10): 3. wrong amount / 2. "failed" but charged
+    "partial-as-full": PartialAsFullFirmware,
+    "partial-as-decline": PartialAsDeclineFirmware,
 }
 
 __all__ = ["ZOO"]

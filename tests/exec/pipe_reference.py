@@ -76,7 +76,10 @@ def effect_out(eff: object) -> dict:
     if tp == "Print":
         return {"type": tp, "job_id": eff.job_id, "receipt": eff.receipt.to_dict()}  # type: ignore[attr-defined]
     if tp == "Display":
-        return {"type": tp, "outcome": eff.outcome.value, "text": eff.text, "rrn": eff.rrn}  # type: ignore[attr-defined]
+        out = {"type": tp, "outcome": eff.outcome.value, "text": eff.text, "rrn": eff.rrn}  # type: ignore[attr-defined]
+        if eff.amount:  # type: ignore[attr-defined]
+            out["amount"] = eff.amount  # type: ignore[attr-defined]
+        return out
     if tp == "JournalAppend":
         return {"type": tp, "record": dict(eff.record)}  # type: ignore[attr-defined]
     fields = {k: getattr(eff, k) for k in eff.__slots__}  # type: ignore[attr-defined]
@@ -105,6 +108,8 @@ def main() -> None:
                 reversal_max_tries=c["reversal_max_tries"],
                 debounce_ms=c["debounce_ms"],
                 amount_max=c["amount_max"],
+                status_inquiry=c.get("status_inquiry", True),
+                partial_approval=c.get("partial_approval", False),
                 extra=c["extra"],
             )
             fw = firmware_class(cfg)

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from acquirer.protocol import Message
 from harness.cli import main
 from harness.exec_firmware import ExecFactory
+from harness.runner import needed_features
 from harness.strategies import scenarios
 from scenarios.loader import load_scenario
 from scenarios.model import Scenario
@@ -43,12 +44,10 @@ from terminal.testing import Rig, respond
 
 from .examples import SKIP_C, SKIP_SAN, c_firmware, same_as_reference
 
-# The C and JavaScript examples are card-only ports of the reference (they do not
-# declare the wallet feature): they are compared on the card scenarios.
+# The C and JavaScript examples are card-only ports of the reference that take no
+# partial approvals (they declare no feature): compared on the scenarios needing none.
 SUITE = sorted(
-    p
-    for p in Path("scenarios/incidents").glob("*.toml")
-    if all(s.action != "scan" for s in load_scenario(p).steps)
+    p for p in Path("scenarios/incidents").glob("*.toml") if not needed_features(load_scenario(p))
 )
 HELLO = json.dumps(
     {
@@ -243,6 +242,7 @@ def test_check_determinism_passes_the_c_example_and_writes_its_traces(tmp_path: 
     assert code == 0, out.getvalue()[-2000:] + err.getvalue()[-2000:]
     every = list(Path("scenarios/incidents").glob("*.toml"))
     assert len(list(traces.glob("*.jsonl"))) == len(every)
-    # The wallet scenarios run too, and are skipped: the C example takes cards only.
-    wallet = len(every) - len(SUITE)
-    assert wallet > 0 and f"{wallet} skipped" in out.getvalue()
+    # The wallet and partial-approval scenarios run too, and are skipped: the C
+    # example takes cards only, and no partial approvals.
+    skipped = len(every) - len(SUITE)
+    assert skipped > 0 and f"{skipped} skipped" in out.getvalue()

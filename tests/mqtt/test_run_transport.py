@@ -38,6 +38,9 @@ pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
         ("wallet-paid-no-receipt", "reference"),
         ("wallet-late-confirm", "reference"),
         ("wallet-late-confirm", "zoo:wallet-no-cancel"),
+        # Partial approvals: processing code 000001 and RC 10 with a smaller amount.
+        ("partial-approval", "reference"),
+        ("partial-approval", "zoo:partial-as-full"),
     ],
 )
 def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path) -> None:
@@ -52,6 +55,8 @@ def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path
     assert real.extra["transport"] == "mqtt"
     if firmware == "zoo:naive-retry":
         assert "no-duplicate-charge" in real.violated()  # the flaw is caught, not just matched
+    elif firmware == "zoo:partial-as-full":
+        assert "amount-integrity" in real.violated()
     elif firmware != "reference":
         assert "no-charge-on-failure" in real.violated()
     kinds = [rec["kind"] for rec in read_trace(trace)]

@@ -30,6 +30,9 @@ INCIDENTS = Path(__file__).resolve().parents[2] / "scenarios" / "incidents"
         ("fault-corrupt", "reference", ""),
         ("fault-duplicate", "reference", ""),
         ("wallet-late-confirm", "zoo:wallet-no-cancel", "no-charge-on-failure"),
+        ("partial-approval-lost-answer", "reference", ""),
+        ("partial-approval", "zoo:partial-as-full", "amount-integrity"),
+        ("partial-approval", "zoo:partial-as-decline", "no-charge-on-failure"),
     ],
 )
 def test_tcp_verdicts_equal_simulation(
