@@ -183,6 +183,7 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
                 ("balance", c.balance),
                 ("rc", c.rc),
                 ("slow_ms", c.slow_ms),
+                ("partial", c.partial),
             )
             if k in ("pan", "balance") or v
         }

@@ -73,6 +73,9 @@ EXPECTED = {
         "no-receipt-without-record",
         "receipt-for-every-charge",
     },
+    "partial-as-full": {"amount-integrity"},
+    # The decline leaves the partial charge; the batch then counts it on one side only.
+    "partial-as-decline": {"no-charge-on-failure", "batch-reconciles"},
 }
 
 

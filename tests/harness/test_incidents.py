@@ -45,6 +45,9 @@ CAUGHT_BY = {
     "wallet-cancels-success": "approved-means-charged",
     "wallet-new-order": "no-duplicate-charge",
     "wallet-trusts-screen": "approved-means-charged",
+    # Partial approvals (scenarios/incidents/partial-*.toml).
+    "partial-as-full": "amount-integrity",
+    "partial-as-decline": "no-charge-on-failure",
 }
 
 

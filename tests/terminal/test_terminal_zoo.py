@@ -75,6 +75,8 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "wallet-cancels-success",
         "wallet-new-order",
         "wallet-trusts-screen",
+        "partial-as-full",
+        "partial-as-decline",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)
