@@ -224,3 +224,14 @@ def test_long_outages_outlast_the_default_settle_bound() -> None:
 def test_a_host_stuck_in_progress_is_drawn() -> None:
     """RC 09 to a hundred sales: a terminal that never stops asking waits for ever."""
     reach_plan(lambda plan: any(f.KIND == "rc_burst" and f.rc == "09" for f in plan))
+
+
+def test_one_price_stalls_are_drawn() -> None:
+    """Every customer pays the same amount with the same card: a reused key then
+    always comes back with identical content."""
+
+    def one_price(sc: Scenario) -> bool:
+        buys = [(s.card, s.amount) for s in sc.steps if s.action == "purchase"]
+        return len(buys) >= 4 and len(set(buys)) == 1
+
+    reach(one_price)
