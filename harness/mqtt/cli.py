@@ -104,6 +104,12 @@ def register(sub: Any) -> None:
         f"`acquirer serve` writes it; or set ${KEYS_ENV}. Needed with --broker",
     )
     run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
+    run.add_argument(
+        "--partial-approval",
+        action="store_true",
+        help="take partial approvals (RC 10: asks with processing code 000001; test card "
+        "4000000000000010)",
+    )
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
     src = run.add_mutually_exclusive_group()
@@ -407,7 +413,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.host is not None:
-        cfg = terminal_config(args.id, secret.mac_key)
+        cfg = terminal_config(args.id, secret.mac_key, partial_approval=args.partial_approval)
         from harness.tcp.commands import terminal_run_tcp
 
         return terminal_run_tcp(args, factory(cfg), cfg, purchases)
@@ -427,7 +433,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                 provision(db, {args.id: secret.mac_key})
                 host = HostService(broker.address("acquirer"), db)
                 await host.start()
-            cfg = terminal_config(args.id, secret.mac_key)
+            cfg = terminal_config(args.id, secret.mac_key, partial_approval=args.partial_approval)
             journal = Journal(journal_path)
             client, driver = single_terminal(
                 _login(broker, address, args.id),

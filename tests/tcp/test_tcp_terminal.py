@@ -103,3 +103,27 @@ def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
     assert lines[0]["outcome"] == "approved"
     assert lines[1] == {"batch_close": "done"}
     assert lines[2]["receipt"]["amount"] == 1250
+
+
+def test_terminal_run_takes_a_partial_approval_when_told_to(tmp_path: Path) -> None:
+    """`terminal run --partial-approval`: the test card 4000000000000010 covers 20.00 of
+    a 50.00 sale; the terminal prints 20.00 (without the flag it would be declined)."""
+    db = tmp_path / "host.db"
+    with tcp_host_process(db) as url:
+        script = tmp_path / "script.txt"
+        script.write_text("5000 4000000000000010\n")
+        argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
+        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db")]
+        argv += ["--partial-approval"]
+        run = subprocess.run(
+            [sys.executable, "-m", "harness.mqtt", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SAFETY_S,
+        )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert lines[0]["outcome"] == "approved", lines
+    assert "PARTIAL" in lines[0]["text"]
+    assert lines[1]["receipt"]["amount"] == 2000
