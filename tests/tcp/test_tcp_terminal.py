@@ -84,20 +84,27 @@ async def test_the_terminal_reconnects_when_the_host_comes_back(
     assert ledger == 0 and [t[1] for t in txns] == [1250, 300]
 
 
-def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
+def _terminal_run(
+    tmp_path: Path, script_text: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`posharness terminal run --host` against a TCP host process, with a script."""
     db = tmp_path / "host.db"
     with tcp_host_process(db) as url:
         script = tmp_path / "script.txt"
-        script.write_text(f"1250 {PAN_APPROVE}\nBATCH\n")
+        script.write_text(script_text)
         argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
-        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db")]
-        run = subprocess.run(
+        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db"), *extra]
+        return subprocess.run(
             [sys.executable, "-m", "harness.mqtt", *argv],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=SAFETY_S,
         )
+
+
+def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
+    run = _terminal_run(tmp_path, f"1250 {PAN_APPROVE}\nBATCH\n")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert lines[0]["outcome"] == "approved"
@@ -108,20 +115,7 @@ def test_terminal_run_host_tcp_from_the_command_line(tmp_path: Path) -> None:
 def test_terminal_run_takes_a_partial_approval_when_told_to(tmp_path: Path) -> None:
     """`terminal run --partial-approval`: the test card 4000000000000010 covers 20.00 of
     a 50.00 sale; the terminal prints 20.00 (without the flag it would be declined)."""
-    db = tmp_path / "host.db"
-    with tcp_host_process(db) as url:
-        script = tmp_path / "script.txt"
-        script.write_text("5000 4000000000000010\n")
-        argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
-        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db")]
-        argv += ["--partial-approval"]
-        run = subprocess.run(
-            [sys.executable, "-m", "harness.mqtt", *argv],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=SAFETY_S,
-        )
+    run = _terminal_run(tmp_path, "5000 4000000000000010\n", "--partial-approval")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert lines[0]["outcome"] == "approved", lines
