@@ -197,6 +197,13 @@ class Message:
             raise ProtocolError(f"bad message: {exc}") from None
 
 
+def money(minor: int) -> str:
+    """Minor units as an amount to show: 3000 -> "30.00", -5 -> "-0.05"."""
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    return f"{sign}{minor // 100}.{minor % 100:02d}"
+
+
 class ProtocolError(Exception):
     """The remote side sent something malformed (their fault, not ours)."""
 

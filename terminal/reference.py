@@ -77,6 +77,7 @@ from acquirer.protocol import (
     STAN_MAX,
     BatchItem,
     Message,
+    money,
     sign,
     validate_response,
     verify,
@@ -217,11 +218,6 @@ class Approval:
             "auth_code": self.auth_code,
             "amount": self.amount,
         }
-
-
-def _money(minor: int) -> str:
-    """Minor units as a display amount: 3000 -> "30.00"."""
-    return f"{minor // 100}.{minor % 100:02d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -723,7 +719,7 @@ class ReferenceFirmware(InquiryFlow):
         rest = asked - approval.amount
         return Display(
             Outcome.APPROVED,
-            f"PARTIAL {text}: {_money(approval.amount)} - COLLECT {_money(rest)}",
+            f"PARTIAL {text}: {money(approval.amount)} - COLLECT {money(rest)}",
             approval.rrn,
             approval.amount,
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acquirer.host import HostTxn
+from acquirer.protocol import money as money
 
 SAFETY = "safety"
 LIVENESS = "liveness"
@@ -29,12 +30,6 @@ class Violation:
             "seqs": list(self.seqs),
             "class": self.klass,
         }
-
-
-def money(minor: int) -> str:
-    sign = "-" if minor < 0 else ""
-    minor = abs(minor)
-    return f"{sign}{minor // 100}.{minor % 100:02d}"
 
 
 # Final displays kept per intent (a firmware that flips its answer in a loop must
