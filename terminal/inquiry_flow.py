@@ -84,6 +84,11 @@ class InquiryFlow:
         if sale is None or request is None:
             return []
         self._sale_timer = INQUIRY_TIMER
+        query = self._inquiry(sale, request.processing_code, request.amount)
+        return [query, SetTimer(INQUIRY_TIMER, self.config.response_timeout_ms)]
+
+    def _inquiry(self, sale: Sale, processing_code: str, amount: int) -> Send:
+        """The signed 0600 asking what became of `sale`."""
         cfg = self.config
         query = Message(
             MTI_INQUIRY,
@@ -91,12 +96,12 @@ class InquiryFlow:
             cfg.merchant_id,
             sale.stan,
             pan=sale.pan,
-            processing_code=request.processing_code,
-            amount=request.amount,
+            processing_code=processing_code,
+            amount=amount,
             orig_stan=sale.stan,
             orig_key=sale.key,
         )
-        return [Send(sign(query, cfg.mac_key)), SetTimer(INQUIRY_TIMER, cfg.response_timeout_ms)]
+        return Send(sign(query, cfg.mac_key))
 
     def _on_card_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
         """A signed 0610 about the card sale in flight: approved is completed from its
@@ -139,19 +144,8 @@ class InquiryFlow:
         if self._queries >= WALLET_QUERIES_MAX:
             return self._wallet_unpaid()
         self._queries += 1
-        cfg = self.config
-        query = Message(
-            MTI_INQUIRY,
-            cfg.terminal_id,
-            cfg.merchant_id,
-            sale.stan,
-            pan=sale.pan,
-            processing_code=PROC_WALLET,
-            amount=self._wire_amount(sale.amount),
-            orig_stan=sale.stan,
-            orig_key=sale.key,
-        )
-        return [Send(sign(query, cfg.mac_key)), SetTimer(WALLET_TIMER, WALLET_QUERY_DELAY_MS)]
+        query = self._inquiry(sale, PROC_WALLET, self._wire_amount(sale.amount))
+        return [query, SetTimer(WALLET_TIMER, WALLET_QUERY_DELAY_MS)]
 
     def _wallet_unpaid(self) -> list[Effect]:
         """No inquiry said paid: cancel the order (durably, retried until final: a
