@@ -9,9 +9,12 @@ Two hosts on loopback, measured in the same run:
   ~/.cache/posharness, as tests/tcp/test_interop_iso8583sim.py installs it): a rule-based
   host that approves and keeps no books.
 
-posharness is loaded by this script's own client (signed frames built beforehand, one
-connection, `--concurrency` requests in flight, answers matched by terminal and STAN);
-iso8583sim by its `load` command. Both print requests/s and latency percentiles.
+posharness is loaded twice: by this script's own client (this protocol's signed frames
+built beforehand, one connection, `--concurrency` requests in flight, answers matched by
+terminal and STAN), and by `iso8583sim load` as a standard terminal (plain 1987
+authorisations, MAC-less, `--standard-terminals`, the rate limit off: one terminal id
+carries the whole load). iso8583sim's own host is loaded by its `load` command. All
+print requests/s and latency percentiles.
 
     python bench/tcp.py [--count 3000] [--concurrency 32]
 """
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -43,7 +47,7 @@ TERMINALS = 10
 TOOL = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     / "posharness"
-    / "iso8583sim-1.6.0"
+    / "iso8583sim-1.6.0-security"
     / "bin"
     / "iso8583sim"
 )
@@ -116,20 +120,25 @@ async def load(
     }
 
 
+def start_host(tmp: str, extra: list[str]) -> tuple[subprocess.Popen[str], str, int]:
+    """`acquirer serve --listen` on a fresh database in `tmp`: (process, db, port)."""
+    db = str(Path(tmp) / "host.db")
+    serve = ["acquirer", "serve", "--db", db, "--provision", str(TERMINALS), *extra]
+    host = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *serve, "--listen", "tcp://127.0.0.1:0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert host.stdout is not None
+    line = host.stdout.readline()
+    while not line.startswith("acquirer: serving tcp://"):
+        line = host.stdout.readline()
+    return host, db, int(line.split()[2].rsplit(":", 1)[1])
+
+
 def posharness_host(count: int, concurrency: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="posharness-tcp-bench-") as tmp:
-        db = str(Path(tmp) / "host.db")
-        serve = ["acquirer", "serve", "--db", db, "--provision", str(TERMINALS)]
-        host = subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", *serve, "--listen", "tcp://127.0.0.1:0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+        host, db, port = start_host(tmp, [])
         try:
-            assert host.stdout is not None
-            line = host.stdout.readline()
-            while not line.startswith("acquirer: serving tcp://"):
-                line = host.stdout.readline()
-            port = int(line.split()[2].rsplit(":", 1)[1])
             work = frames(f"{db}.keys.json", 2 * count)
             return {
                 f"c={concurrency}": asyncio.run(load(port, work[:count], concurrency)),
@@ -138,6 +147,47 @@ def posharness_host(count: int, concurrency: int) -> dict[str, dict[str, float]]
         finally:
             host.terminate()
             host.wait()
+
+
+def tool_load(port: int, count: int, concurrency: int) -> str:
+    """`iso8583sim load` of `count` requests at `concurrency`, its summary flattened."""
+    argv = ["load", "--port", str(port), "-n", str(count), "-c", str(concurrency)]
+    run = subprocess.run(
+        [str(TOOL), *argv, "--format", "ascii-hex"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    return " ".join(run.stdout.replace("\u2502", " ").split())[:600]
+
+
+def modes(count: int, concurrency: int) -> tuple[tuple[int, int], ...]:
+    """(concurrency, requests) of each row: `count` at `concurrency`, a third one at a time."""
+    return ((concurrency, count), (1, count // 3))
+
+
+def posharness_standard(count: int, concurrency: int) -> dict[str, str]:
+    """`iso8583sim load` against a MAC-less standard terminal, each mode on a fresh host
+    (the tool restarts its STANs at 1 and sends no field 7: on the same host a second run
+    would be answered from the first one's stored outcomes); the sales booked after each."""
+    if not TOOL.exists():
+        return {"skipped": f"{TOOL} missing (scripts/test -m interop installs it)"}
+    out = {}
+    for c, n in modes(count, concurrency):
+        with tempfile.TemporaryDirectory(prefix="posharness-tcp-bench-") as tmp:
+            cfg = Path(tmp) / "standard.json"
+            cfg.write_text('{"TERM0001": {"mac": "none"}}')
+            cfg.chmod(0o600)
+            extra = ["--standard-terminals", str(cfg), "--rate-limit", "0"]
+            host, db, port = start_host(tmp, extra)
+            try:
+                text = tool_load(port, n, c)
+            finally:
+                host.terminate()
+                host.wait()
+            conn = sqlite3.connect(db)
+            booked = conn.execute("SELECT COUNT(*) FROM txns WHERE status = 'approved'")
+            out[f"c={c}"] = f"{text} | sales booked: {booked.fetchone()[0]}"
+            conn.close()
+    return out
 
 
 def iso8583sim_host(count: int, concurrency: int) -> dict[str, str]:
@@ -155,15 +205,7 @@ def iso8583sim_host(count: int, concurrency: int) -> dict[str, str]:
                 break
             except OSError:
                 time.sleep(0.05)
-        out = {}
-        for c, n in ((concurrency, count), (1, count // 3)):
-            argv = ["load", "--port", str(port), "-n", str(n), "-c", str(c)]
-            run = subprocess.run(
-                [str(TOOL), *argv, "--format", "ascii-hex"],
-                capture_output=True, text=True, timeout=600,
-            )  # fmt: skip
-            out[f"c={c}"] = " ".join(run.stdout.replace("\u2502", " ").split())[:600]
-        return out
+        return {f"c={c}": tool_load(port, n, c) for c, n in modes(count, concurrency)}
     finally:
         serve.terminate()
         serve.wait()
@@ -177,6 +219,9 @@ def main() -> int:
     print("posharness acquirer serve --listen (MAC, books, fsync per request):")
     for mode, row in posharness_host(args.count, args.concurrency).items():
         print(f"  {mode}: {row}")
+    print("posharness acquirer serve --listen, a MAC-less standard terminal, by iso8583sim load:")
+    for mode, text in posharness_standard(args.count, args.concurrency).items():
+        print(f"  {mode}: {text}")
     print("iso8583sim serve (approve all, no books), measured by iso8583sim load:")
     for mode, text in iso8583sim_host(args.count, args.concurrency).items():
         print(f"  {mode}: {text}")

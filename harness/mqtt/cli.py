@@ -81,6 +81,12 @@ def register(sub: Any) -> None:
     serve.add_argument(
         "--tpdu", action="store_true", help="with --listen: each frame carries a 5-byte TPDU"
     )
+    serve.add_argument(
+        "--standard-terminals",
+        metavar="FILE",
+        help="with --listen: terminals that speak plain ISO 8583:1987 (outside tools), "
+        'JSON {"TID": {"mac": "x919", "key": HEX} or {"mac": "none"}} (docs/tcp.md)',
+    )
     serve.set_defaults(func=cmd_acquirer_serve)
     from .provisioning import add_provision_command
 
@@ -230,6 +236,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
     _setup_logging()
     if args.rate_limit < 0:
         print("error: --rate-limit must be >= 0", file=sys.stderr)
+        return 2
+    if args.standard_terminals is not None and args.listen is None:
+        print("error: --standard-terminals needs --listen tcp://HOST:PORT", file=sys.stderr)
         return 2
     try:
         found = _serve_keys(args)

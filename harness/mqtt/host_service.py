@@ -136,6 +136,19 @@ def fleet_pan(n: int) -> str:
 
 FLEET_CARDS = tuple(CardAccount(fleet_pan(n), FLEET_CARD_BALANCE) for n in range(FLEET_CARDS_MAX))
 
+# The networks' public test card numbers that outside tools send by default
+# (iso8583sim's sample messages among them): approved, with a fleet card's balance,
+# on the real host only (the simulation has its own catalogue). docs/test-cards.md.
+PUBLIC_TEST_PANS = (
+    "4111111111111111",  # Visa
+    "5555555555554444",  # Mastercard
+    "378282246310005",  # American Express
+    "6011111111111117",  # Discover
+    "3530111333300000",  # JCB
+    "6200000000000005",  # UnionPay
+)
+PUBLIC_TEST_CARDS = tuple(CardAccount(pan, FLEET_CARD_BALANCE) for pan in PUBLIC_TEST_PANS)
+
 
 def fleet_code(n: int) -> str:
     """The n-th fleet wallet's payment code (18 digits; pays at once)."""
@@ -158,7 +171,7 @@ def open_acquirer(db_path: str, *, processing_ms: int = 0) -> Acquirer:
     keys = load_keys(db_path)
     clear_in_progress(db_path)
     config = HostConfig(mac_keys=keys, db_path=db_path, processing_ms=processing_ms)
-    return Acquirer(config, FLEET_CARDS + FLEET_WALLETS)
+    return Acquirer(config, FLEET_CARDS + FLEET_WALLETS + PUBLIC_TEST_CARDS)
 
 
 def clear_in_progress(db_path: str) -> int:

@@ -127,8 +127,10 @@ def _entry(path: Path, tid: str, value: object) -> TerminalSecret:
     return TerminalSecret(_hex_key(path, tid, value.get("mac_key")), password)
 
 
-def load_key_file(path: str | Path) -> dict[str, TerminalSecret]:
-    """The secrets in key file `path`; KeyFileError (one line) if it cannot be used."""
+def read_secret_json(path: str | Path, what: str) -> dict[str, object]:
+    """The JSON object in secrets file `path` (regular, mode 0600 or stricter, at most
+    KEY_FILE_MAX_BYTES); KeyFileError (one line naming the file) otherwise. `what`
+    says what the object maps, for the error."""
     path = Path(path)
     try:
         with open_regular(path) as f:
@@ -150,8 +152,14 @@ def load_key_file(path: str | Path) -> dict[str, TerminalSecret]:
     except (ValueError, RecursionError) as exc:
         raise KeyFileError(f"{path}: not JSON: {str(exc).splitlines()[0]}") from None
     if not isinstance(obj, dict):
-        raise KeyFileError(f"{path}: expected a JSON object of terminal id -> key")
-    return {tid: _entry(path, tid, value) for tid, value in obj.items()}
+        raise KeyFileError(f"{path}: expected a JSON object of {what}")
+    return obj
+
+
+def load_key_file(path: str | Path) -> dict[str, TerminalSecret]:
+    """The secrets in key file `path`; KeyFileError (one line) if it cannot be used."""
+    obj = read_secret_json(path, "terminal id -> key")
+    return {tid: _entry(Path(path), tid, value) for tid, value in obj.items()}
 
 
 def mac_keys(keys: Mapping[str, TerminalSecret]) -> dict[str, bytes]:

@@ -25,11 +25,22 @@ def serve_tcp(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     opts = TcpOptions(host, port, args.header, args.tpdu, rate_limit_per_s=args.rate_limit)
+    standard = None
+    if args.standard_terminals is not None:
+        from harness.mqtt.keys import KeyFileError
+
+        from .standard import load_standard_terminals
+
+        try:
+            standard = load_standard_terminals(args.standard_terminals)
+        except KeyFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     async def main() -> None:
         stopping = asyncio.Event()
         _stop_on_signals(stopping.set)
-        await serve_forever(args.db, opts, stopping)
+        await serve_forever(args.db, opts, stopping, standard)
         print("acquirer: stopped", flush=True)
 
     try:

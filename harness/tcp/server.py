@@ -22,13 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.mqtt import wire
-from harness.mqtt.host_service import Deferred, HostCore, address_of, limiters, open_acquirer
+from harness.mqtt.host_service import (
+    Deferred,
+    HostCore,
+    address_of,
+    limiters,
+    open_acquirer,
+    provision,
+)
 from harness.mqtt.ratelimit import RATE_PER_S
 
 from .framing import FrameError, FrameReader, answer_tpdu, encode_frame
+from .standard import Routed, StandardGateway, StandardTerminal
 
 log = logging.getLogger("posharness.tcp.host")
 
@@ -61,8 +70,17 @@ def parse_listen(url: str) -> tuple[str, int]:
 class TcpHost:
     """`HostCore` behind an asyncio TCP server. `async with TcpHost(db, opts) as h:`."""
 
-    def __init__(self, db_path: str, opts: TcpOptions) -> None:
+    def __init__(
+        self,
+        db_path: str,
+        opts: TcpOptions,
+        standard: Mapping[str, StandardTerminal] | None = None,
+    ) -> None:
+        """`standard`: terminals speaking plain ISO 8583:1987 (standard.py)."""
         limiter, bad = limiters(opts.rate_limit_per_s)
+        self.gateway = StandardGateway(standard) if standard else None
+        if self.gateway is not None:
+            provision(db_path, self.gateway.protocol_keys)
         self.core = HostCore(open_acquirer(db_path), limiter=limiter, bad_limiter=bad)
         self.opts = opts
         self.connections = 0
@@ -133,6 +151,11 @@ class TcpHost:
             writer.close()
 
     def _on_frame(self, writer: asyncio.StreamWriter, tpdu: bytes, payload: bytes) -> None:
+        if self.gateway is not None:
+            routed = self.gateway.route(payload, self.core.clock_ms())
+            if routed is not None:
+                self._on_standard(writer, tpdu, routed)
+                return
         named = address_of(payload, wire.sniff_codec(payload))
         if named is None:
             self.core.stats["frames"] += 1
@@ -146,10 +169,41 @@ class TcpHost:
         elif out is not None:
             self._write(writer, tpdu, out.payload)
 
-    def _finish(self, writer: asyncio.StreamWriter, tpdu: bytes, deferred: Deferred) -> None:
+    def _on_standard(self, writer: asyncio.StreamWriter, tpdu: bytes, routed: Routed) -> None:
+        """A standard terminal's frame: refused at once, or through the core and back."""
+        if not routed.payload:
+            if routed.answer:
+                self._write(writer, tpdu, routed.answer)
+            return
+        out = self.core.handle(routed.terminal.tid, routed.payload)
+        if isinstance(out, Deferred):
+            loop = asyncio.get_running_loop()
+            loop.call_later(out.delay_ms / 1000, self._finish, writer, tpdu, out, routed)
+        elif out is not None:
+            self._write_standard(writer, tpdu, routed, out.payload)
+
+    def _finish(
+        self,
+        writer: asyncio.StreamWriter,
+        tpdu: bytes,
+        deferred: Deferred,
+        routed: Routed | None = None,
+    ) -> None:
         out = self.core.finish(deferred)
-        if out is not None:
+        if out is None:
+            return
+        if routed is None:
             self._write(writer, tpdu, out.payload)
+        else:
+            self._write_standard(writer, tpdu, routed, out.payload)
+
+    def _write_standard(
+        self, writer: asyncio.StreamWriter, tpdu: bytes, routed: Routed, reply: bytes
+    ) -> None:
+        assert self.gateway is not None
+        answer = self.gateway.answer(routed, reply)
+        if answer:
+            self._write(writer, tpdu, answer)
 
     def _write(self, writer: asyncio.StreamWriter, tpdu: bytes, payload: bytes) -> None:
         if writer.is_closing():
@@ -158,14 +212,21 @@ class TcpHost:
         writer.write(encode_frame(payload, self.opts.header, answer_tpdu(tpdu)))
 
 
-async def serve_forever(db_path: str, opts: TcpOptions, stopping: asyncio.Event) -> None:
+async def serve_forever(
+    db_path: str,
+    opts: TcpOptions,
+    stopping: asyncio.Event,
+    standard: Mapping[str, StandardTerminal] | None = None,
+) -> None:
     """Serve until `stopping` is set; prints where it listens, then "ready"."""
-    async with TcpHost(db_path, opts) as host:
+    async with TcpHost(db_path, opts, standard) as host:
         tpdu = " with a TPDU" if opts.tpdu else ""
         print(
             f"acquirer: serving tcp://{opts.host}:{host.port} db={db_path} "
             f"(ISO 8583 or JSON frames, {opts.header} length header{tpdu})",
             flush=True,
         )
+        for line in host.gateway.banner() if host.gateway is not None else ():
+            print(f"acquirer: {line}", flush=True)
         print("ready", flush=True)
         await stopping.wait()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,10 +13,10 @@ GUARD_S = 60  # a hang becomes a failure after this long; nothing waits for it t
 
 
 @contextmanager
-def tcp_host_process(db: Path) -> Iterator[str]:
+def tcp_host_process(db: Path, extra: Sequence[str] = ()) -> Iterator[str]:
     """The host on `db` (T0001 provisioned, keys in DB.keys.json) listening on a free
-    loopback port; yields its tcp:// URL, and stops it on exit."""
-    serve = ["acquirer", "serve", "--db", str(db), "--provision", "1"]
+    loopback port, with `extra` options; yields its tcp:// URL, and stops it on exit."""
+    serve = ["acquirer", "serve", "--db", str(db), "--provision", "1", *extra]
     host = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", *serve, "--listen", "tcp://127.0.0.1:0"],
         cwd=ROOT,
