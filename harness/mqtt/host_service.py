@@ -52,6 +52,7 @@ from acquirer.protocol import (
 )
 
 from . import realclock, wire
+from .groupcommit import GroupCommit
 from .ratelimit import (
     BAD_BURST,
     BAD_RATE_PER_S,
@@ -458,11 +459,7 @@ class HostService:
             limiter=limiter,
             bad_limiter=bad,
         )
-        # Replies waiting for the WAL fsync that makes their transactions durable.
-        self._unsynced: list[Reply] = []
-        self._syncing = False
-        self.syncs = 0
-        self.sync_failed = False
+        self.group = GroupCommit(self.core)
         self._log_timer: asyncio.TimerHandle | None = None
         self._wallet_timer: asyncio.TimerHandle | None = None
         self.session = Session(
@@ -480,7 +477,7 @@ class HostService:
         # The rate limit first: a frame over it costs no transaction, decode or MAC.
         if not self.core.admit(parts[0]):
             return
-        self._open_group()
+        self.group.open()
         out = self.core.handle(parts[0], payload, admitted=True)
         if isinstance(out, Deferred):
             asyncio.get_running_loop().call_later(
@@ -490,66 +487,25 @@ class HostService:
             self._reply(out)
 
     def _finish(self, deferred: Deferred) -> None:
-        self._open_group()
+        self.group.open()
         out = self.core.finish(deferred)
         if out is not None:
             self._reply(out)
 
-    # Group commit. Requests handled in one iteration of the event loop share one
-    # SQLite transaction (`Acquirer.begin_group`; each request is a savepoint in
-    # it) and one WAL fsync, at the end of the iteration; their replies leave
-    # after both. The fsync runs on the loop: a helper thread was measured and
-    # lost (see harness/mqtt/journal.py).
-
-    def _open_group(self) -> None:
-        acquirer = self.core.acquirer
-        if self.core.wal is not None and not acquirer.in_group and not self.sync_failed:
-            acquirer.begin_group()
-            self._schedule_sync()
-
-    def _schedule_sync(self) -> None:
-        if not self._syncing:
-            self._syncing = True
-            # The rest of this loop iteration's requests join the group.
-            asyncio.get_running_loop().call_soon(self._sync)
+    # Group commit (groupcommit.py): the requests of one event-loop iteration share
+    # one transaction and one WAL fsync; their replies leave after both.
 
     def _reply(self, out: Reply) -> None:
-        if self.sync_failed:
-            self.core.stats["withheld"] += 1
-            return
-        if self.core.wal is None:
-            self.session.publish(wire.topic(out.tid, "resp"), out.payload)
-            return
-        self._unsynced.append(out)
-        self._schedule_sync()
+        topic = wire.topic(out.tid, "resp")
+        self.group.send(lambda: self.session.publish(topic, out.payload))
 
-    def _sync(self) -> None:
-        """Commit the open group, fsync the WAL once, then publish the group's replies."""
-        self._syncing = False
-        acquirer, wal = self.core.acquirer, self.core.wal
-        replies, self._unsynced = self._unsynced, []
-        try:
-            if acquirer.in_group:
-                acquirer.commit_group()
-            if wal is not None and replies:
-                wal.sync()
-        except (sqlite3.Error, OSError) as exc:
-            self.core.stats["withheld"] += len(replies)
-            self._fail(f"group commit failed: {exc}")
-            return
-        self.syncs += 1
-        for out in replies:
-            self.session.publish(wire.topic(out.tid, "resp"), out.payload)
+    @property
+    def syncs(self) -> int:
+        return self.group.syncs
 
-    def _fail(self, why: str) -> None:
-        """The file's state is unknown (a retried fsync can "succeed" over lost pages):
-        no answer leaves this process again. Terminals time out and reverse;
-        restarting the host recovers the file as after a crash."""
-        self.sync_failed = True
-        self._syncing = False
-        self.core.stats["withheld"] += len(self._unsynced)
-        self._unsynced.clear()
-        log.critical("host: %s; no more answers are sent: restart the host", why)
+    @property
+    def sync_failed(self) -> bool:
+        return self.group.failed
 
     async def start(self) -> None:
         """Start serving; returns once subscribed."""
@@ -566,7 +522,7 @@ class HostService:
 
         def wallet() -> None:
             if 0 <= self.core.acquirer.wallet_due_ms <= self.core.clock_ms():
-                self._open_group()
+                self.group.open()
                 self.core.wallet_tick()
             self._wallet_timer = loop.call_later(WALLET_TICK_MS / 1000 * self.time_scale, wallet)
 
@@ -576,8 +532,7 @@ class HostService:
 
     async def stop(self) -> None:
         """Finish the open group (commit, fsync, answer), disconnect, close the database."""
-        if self._syncing and not self.sync_failed:
-            self._sync()
+        self.group.flush()
         if self._wallet_timer is not None:
             self._wallet_timer.cancel()
         if self._log_timer is not None:
@@ -599,6 +554,5 @@ class HostService:
         try:
             await self.session.run()
         finally:
-            if self._syncing and not self.sync_failed:
-                self._sync()
+            self.group.flush()
             self.core.acquirer.close()
