@@ -137,6 +137,13 @@ def register(sub: Any) -> None:
     fl.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
     fl.add_argument("--codec", choices=CODECS, default="iso8583")
     fl.add_argument(
+        "--transport",
+        choices=("mqtt", "tcp"),
+        default="mqtt",
+        help="tcp: the host on a loopback TCP listener, the terminals on one TCP connection "
+        "(no broker; docs/tcp.md)",
+    )
+    fl.add_argument(
         "--firmware",
         default="reference",
         help="every terminal's firmware: reference, zoo:NAME, module:Class, exec:COMMAND",
@@ -488,6 +495,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.procs > 1 and args.faults:
         print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
         return 2
+    if args.transport == "tcp" and (args.faults or args.procs > 1 or args.broker):
+        print("error: --transport tcp takes no --faults, --procs or --broker yet", file=sys.stderr)
+        return 2
     from harness.runner import load_firmware
 
     factory = load_firmware(args.firmware)  # UsageError (exit 2) when unknown
@@ -522,6 +532,15 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         keygen.generate(terminal_id(n) for n in range(1, args.terminals + 1))
     )
     provision(db, mac_keys)
+    if args.transport == "tcp":
+        from harness.tcp.commands import fleet_tcp
+
+        with tmp:
+            report = fleet_tcp(db, opts, factory, mac_keys)
+        if report is None:
+            return 1
+        print(json.dumps(report.to_json())) if args.json else print_report(report)
+        return 0 if report.invariants_ok else 1
     workers = args.procs if args.procs > 1 else 0
     with _broker_or(args.broker, [], fleet_workers=workers) as (broker, address):
         host_addr = _login(broker, address, "acquirer")

@@ -121,10 +121,14 @@ async def run_fleet(
     proxy_address: BrokerAddress | None = None,
     journal_dir: str | None = None,
     mac_keys: Mapping[str, bytes],
+    tcp: tuple[str, int] | None = None,
 ) -> FleetReport:
     """Drive the fleet against a host already serving `host_db`; judge and report.
 
-    `mac_keys`: terminal id -> MAC key, as provisioned in the host's database."""
+    `mac_keys`: terminal id -> MAC key, as provisioned in the host's database.
+    `tcp`: (host, port) of a host on TCP (`acquirer serve --listen`): the terminals
+    share one TCP connection to it instead of the broker at `address`."""
+    from harness.tcp.client import TcpTerminalClient
     from terminal.reference import ReferenceFirmware
 
     factory = firmware or ReferenceFirmware
@@ -138,7 +142,13 @@ async def run_fleet(
     client_id = FLEET_CLIENT_ID
     if opts.first_terminal != 1:
         client_id = f"{FLEET_CLIENT_ID}-{opts.first_terminal}"
-    client = TerminalClient(address, client_id=client_id, via_proxy=via_proxy)
+    if tcp is not None and via_proxy:
+        raise ValueError("fault plans are not applied to TCP links yet")
+    client: TerminalClient | TcpTerminalClient = (
+        TcpTerminalClient(*tcp)
+        if tcp is not None
+        else TerminalClient(address, client_id=client_id, via_proxy=via_proxy)
+    )
     # One journal file for the whole process: one group commit (one fsync) carries
     # the journal writes of every terminal that wrote meanwhile.
     journal_file = JournalFile(str(Path(journal_dir) / "journal.db"), durable=opts.durable_journal)

@@ -87,28 +87,39 @@ def _env_with_broker(address: BrokerAddress) -> dict[str, str]:
     return {**os.environ, BROKER_ENV: address.url(show_password=True)}
 
 
-async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
-    """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
+async def _serve_process(
+    db: str, where: list[str], env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, list[bytes]]:
+    """`python -m harness.mqtt acquirer serve --db DB` with `where` (a broker or a TCP
+    listener) in its own process; returns it and the lines it printed, once "ready"."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "harness.mqtt",
-        "acquirer",
-        "serve",
-        "--broker",
-        f"env:{BROKER_ENV}",
-        "--db",
-        db,
-        "--provision",
-        "0",
+        *("-m", "harness.mqtt", "acquirer", "serve", *where),
+        *("--db", db, "--provision", "0"),
         stdout=subprocess.PIPE,
-        env=_env_with_broker(address),
+        env=env,
     )
     assert proc.stdout is not None
+    lines: list[bytes] = []
     async with asyncio.timeout(30):
         while True:
             line = await proc.stdout.readline()
             if not line:
                 raise BrokerError("acquirer process exited before serving")
             if line.strip() == b"ready":
-                return proc
+                return proc, lines
+            lines.append(line)
+
+
+async def start_tcp_host_process(db: str) -> tuple[asyncio.subprocess.Process, int]:
+    """`acquirer serve --listen tcp://127.0.0.1:0` in its own process on `db` (its
+    terminals already provisioned); returns it and its port once it serves."""
+    proc, lines = await _serve_process(db, ["--listen", "tcp://127.0.0.1:0"])
+    serving = [x for x in lines if x.startswith(b"acquirer: serving tcp://")]
+    return proc, int(serving[0].split()[2].rsplit(b":", 1)[1])
+
+
+async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
+    """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
+    where = ["--broker", f"env:{BROKER_ENV}"]
+    return (await _serve_process(db, where, _env_with_broker(address)))[0]

@@ -1,17 +1,21 @@
-"""The TCP forms of `acquirer serve` and `terminal run` (`--listen`, `--host`), called by
-harness/mqtt/cli.py, which parses the arguments and owns the MQTT forms."""
+"""The TCP forms of `acquirer serve`, `terminal run` and `fleet` (`--listen`, `--host`,
+`--transport tcp`), called by harness/mqtt/cli.py, which parses the arguments and owns the
+MQTT forms."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
+from harness.mqtt.broker import BrokerError
 from harness.mqtt.cli import _cancel_on_signals, _drive, _stop_on_signals
 
 if TYPE_CHECKING:
+    from harness.mqtt.fleet import FleetOptions, FleetReport
     from terminal.firmware import Firmware, FirmwareConfig
 
 
@@ -90,3 +94,47 @@ def terminal_run_tcp(
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("terminal: interrupted; stopped cleanly (journal kept)", file=sys.stderr)
         return 1
+
+
+def fleet_tcp(
+    db: str,
+    opts: FleetOptions,
+    factory: Callable[[FirmwareConfig], Firmware],
+    mac_keys: Mapping[str, bytes],
+) -> FleetReport | None:
+    """`fleet --transport tcp`: the host (`acquirer serve --listen`) in its own process
+    on `db`, the fleet's terminals on one TCP connection to it; the report, or None
+    (said on stderr) when interrupted or the host would not start."""
+    from harness.mqtt.fleet import run_fleet
+    from harness.mqtt.fleet_procs import _process_cpu_s, start_tcp_host_process
+    from harness.mqtt.wire import BrokerAddress
+
+    async def main() -> FleetReport:
+        proc, port = await start_tcp_host_process(db)
+        cpu0 = _process_cpu_s(proc.pid)
+        try:
+            address = BrokerAddress()  # unused: no broker on TCP
+            report = await run_fleet(
+                address, db, opts, firmware=factory, mac_keys=mac_keys, tcp=("127.0.0.1", port)
+            )
+            cpu = _process_cpu_s(proc.pid)
+            if cpu is not None and cpu0 is not None:
+                report.host_cpu_s = cpu - cpu0
+            if proc.returncode is not None:
+                report.invariants["host-alive"] = [
+                    f"the acquirer process died during the run (exit {proc.returncode})"
+                ]
+            return report
+        finally:
+            if proc.returncode is None:
+                with suppress(ProcessLookupError):
+                    proc.terminate()
+            await proc.wait()
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("fleet: interrupted; stopped cleanly", file=sys.stderr)
+    except BrokerError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+    return None

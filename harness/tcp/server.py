@@ -10,8 +10,10 @@ answers after a quick one). A frame's terminal is the one it names (field 41); a
 naming none is dropped.
 
 Durability: every transaction is committed (SQLite WAL, synchronous FULL) before its
-answer is written, so an answer never announces what a crash could undo; there is no
-group commit over TCP yet (each request pays its own fsync). Bounds: frames of at most
+answer is written, so an answer never announces what a crash could undo. Group commit
+as over MQTT (harness/mqtt/groupcommit.py): the requests read in one iteration of the
+event loop, from any connection, share one transaction and one fsync, and their answers
+are written after it. Bounds: frames of at most
 `MAX_FRAME_BYTES`, `max_connections` connections, a connection idle for `idle_s` is
 closed, a broken length header closes its connection, and reading pauses while a peer
 does not read its answers (`drain`).
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.mqtt import wire
+from harness.mqtt.groupcommit import GroupCommit
 from harness.mqtt.host_service import (
     Deferred,
     HostCore,
@@ -81,7 +84,10 @@ class TcpHost:
         self.gateway = StandardGateway(standard) if standard else None
         if self.gateway is not None:
             provision(db_path, self.gateway.protocol_keys)
-        self.core = HostCore(open_acquirer(db_path), limiter=limiter, bad_limiter=bad)
+        self.core = HostCore(
+            open_acquirer(db_path), group_commit=True, limiter=limiter, bad_limiter=bad
+        )
+        self.group = GroupCommit(self.core)
         self.opts = opts
         self.connections = 0
         self._server: asyncio.Server | None = None
@@ -98,9 +104,11 @@ class TcpHost:
         self._server = await asyncio.start_server(self._serve, self.opts.host, self.opts.port)
 
     async def stop(self) -> None:
-        """Stop listening, close every connection, then the database."""
+        """Stop listening, answer what is handled (commit, fsync, write), close every
+        connection, then the database."""
         if self._server is not None:
             self._server.close()
+        self.group.flush()
         # Closing a connection ends its handler's read loop: no task is cancelled.
         for writer in self._handlers.values():
             writer.close()
@@ -162,12 +170,13 @@ class TcpHost:
             self.core.stats["dropped"] += 1
             log.warning("host: dropped a frame naming no terminal (%d bytes)", len(payload))
             return
+        self.group.open()
         out = self.core.handle(named.terminal_id, payload)
         if isinstance(out, Deferred):
             loop = asyncio.get_running_loop()
             loop.call_later(out.delay_ms / 1000, self._finish, writer, tpdu, out)
         elif out is not None:
-            self._write(writer, tpdu, out.payload)
+            self._answer(writer, tpdu, out.payload)
 
     def _on_standard(self, writer: asyncio.StreamWriter, tpdu: bytes, routed: Routed) -> None:
         """A standard terminal's frame: refused at once, or through the core and back."""
@@ -175,6 +184,7 @@ class TcpHost:
             if routed.answer:
                 self._write(writer, tpdu, routed.answer)
             return
+        self.group.open()
         out = self.core.handle(routed.terminal.tid, routed.payload)
         if isinstance(out, Deferred):
             loop = asyncio.get_running_loop()
@@ -189,11 +199,12 @@ class TcpHost:
         deferred: Deferred,
         routed: Routed | None = None,
     ) -> None:
+        self.group.open()
         out = self.core.finish(deferred)
         if out is None:
             return
         if routed is None:
-            self._write(writer, tpdu, out.payload)
+            self._answer(writer, tpdu, out.payload)
         else:
             self._write_standard(writer, tpdu, routed, out.payload)
 
@@ -203,7 +214,11 @@ class TcpHost:
         assert self.gateway is not None
         answer = self.gateway.answer(routed, reply)
         if answer:
-            self._write(writer, tpdu, answer)
+            self._answer(writer, tpdu, answer)
+
+    def _answer(self, writer: asyncio.StreamWriter, tpdu: bytes, payload: bytes) -> None:
+        """Write an answer of the host core's once its transaction is durable."""
+        self.group.send(lambda: self._write(writer, tpdu, payload))
 
     def _write(self, writer: asyncio.StreamWriter, tpdu: bytes, payload: bytes) -> None:
         if writer.is_closing():
