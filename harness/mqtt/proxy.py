@@ -124,12 +124,12 @@ def _flip(payload: bytes) -> bytes:
     return payload[:i] + bytes([payload[i] ^ 0x01]) + payload[i + 1 :]
 
 
-class FaultProxy:
-    """Moves frames up -> req and resp -> down through a fault plan."""
+class FaultRouter:
+    """Sans-I/O: what the fault plan does to each frame on the wire. Shared by the MQTT
+    proxy (below) and the TCP proxy (harness/tcp/proxy.py)."""
 
-    def __init__(self, address: BrokerAddress, plan: FaultPlan, *, time_scale: float = 1.0) -> None:
+    def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
-        self.time_scale = time_scale
         self.states = [FaultState(f) for f in plan.faults]
         self.burst = (
             _BurstState(plan.bursty, random.Random(f"{plan.seed}:bursty"))
@@ -137,6 +137,50 @@ class FaultProxy:
             else None
         )
         self.stats: Counter[str] = Counter()
+
+    def route(
+        self, direction: str, payload: bytes, now_ms: int
+    ) -> tuple[list[tuple[int, bytes]], list[NetworkFault]]:
+        """The deliveries `(extra_delay_ms, frame)` of a frame going `direction`
+        ("to_host" or "to_terminal") at plan time `now_ms`, and the faults that hit it."""
+        self.stats["frames"] += 1
+        if self.burst is not None and self.burst.lose(direction):
+            self.stats["bursty_loss"] += 1
+            return [], []
+        try:
+            msg, codec = wire.decode(payload)
+        except ProtocolError:
+            return [(0, payload)], []  # not ours to judge: pass it on
+        deliveries: list[tuple[int, Message]] = [(0, msg)]
+        hits: list[NetworkFault] = []
+        for s in self.states:
+            f = s.fault
+            assert isinstance(f, NetworkFault)
+            if f.matches(direction, msg) and s.hit(now_ms):
+                self.stats[f.KIND] += 1
+                log.info("proxy: %s on %s %s stan %d", f.KIND, direction, msg.mti, msg.stan)
+                deliveries = f.apply(deliveries)
+                hits.append(f)
+        out: list[tuple[int, bytes]] = []
+        for extra_ms, m in deliveries:
+            frame = payload
+            if m is not msg:
+                try:
+                    frame = wire.encode(m, codec)
+                except ProtocolError:
+                    frame = _flip(payload)
+            out.append((extra_ms, frame))
+        return out, hits
+
+
+class FaultProxy:
+    """Moves frames up -> req and resp -> down through a fault plan."""
+
+    def __init__(self, address: BrokerAddress, plan: FaultPlan, *, time_scale: float = 1.0) -> None:
+        self.plan = plan
+        self.time_scale = time_scale
+        self.router = FaultRouter(plan)
+        self.stats = self.router.stats
         self.session = Session(
             address,
             client_id=PROXY_CLIENT_ID,
@@ -160,32 +204,8 @@ class FaultProxy:
             direction, target = "to_terminal", wire.topic(tid, "down")
         else:
             return
-        self.stats["frames"] += 1
-        if self.burst is not None and self.burst.lose(direction):
-            self.stats["bursty_loss"] += 1
-            return
-        try:
-            msg, codec = wire.decode(payload)
-        except ProtocolError:
-            self._deliver(0, target, payload)  # not ours to judge: pass it on
-            return
-        deliveries: list[tuple[int, Message]] = [(0, msg)]
-        now = self.now_ms()
-        for s in self.states:
-            f = s.fault
-            assert isinstance(f, NetworkFault)
-            if f.matches(direction, msg) and s.hit(now):
-                self.stats[f.KIND] += 1
-                log.info("proxy: %s on %s %s stan %d", f.KIND, direction, msg.mti, msg.stan)
-                deliveries = f.apply(deliveries)
-        for extra_ms, m in deliveries:
-            out = payload
-            if m is not msg:
-                try:
-                    out = wire.encode(m, codec)
-                except ProtocolError:
-                    out = _flip(payload)
-            self._deliver(extra_ms, target, out)
+        for extra_ms, frame in self.router.route(direction, payload, self.now_ms())[0]:
+            self._deliver(extra_ms, target, frame)
 
     def _deliver(self, delay_ms: int, target: str, payload: bytes) -> None:
         if delay_ms <= 0:
