@@ -17,6 +17,8 @@ from .base import Fault, FaultSpecError, register
 Deliveries = list[tuple[int, Message]]
 
 DIRECTIONS = ("to_host", "to_terminal", "any")
+# A silent (half-open) TCP connection is closed after at most this long.
+HALF_OPEN_HOLD_MAX_MS = 600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,64 @@ class Partition(NetworkFault):
 
     def apply(self, deliveries: Deliveries) -> Deliveries:
         return []
+
+
+# Link faults: what a TCP connection can do that a message bus cannot. On a TCP link
+# (the TCP fault proxy, harness/tcp/proxy.py) they act on the connection that carries
+# the message; in the simulation and over MQTT, which have no connections, they are a
+# lost message (reset, half_open) or a late one (slow_reader), which drop and delay
+# already draw: SWARM is False.
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Reset(NetworkFault):
+    KIND = "reset"
+    SUMMARY = (
+        "TCP: the connection carrying the message is reset (RST both ways), the message and "
+        "anything else in flight on it lost; elsewhere the message is lost"
+    )
+    SWARM = False
+
+    def apply(self, deliveries: Deliveries) -> Deliveries:
+        return []
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class HalfOpen(NetworkFault):
+    KIND = "half_open"
+    SUMMARY = (
+        "TCP: the connection goes silent from the message on, neither side told, for hold_ms, "
+        "then is closed; elsewhere the message is lost"
+    )
+    SWARM = False
+
+    hold_ms: int = 30_000
+
+    def check(self) -> None:
+        NetworkFault.check(self)
+        if not 1 <= self.hold_ms <= HALF_OPEN_HOLD_MAX_MS:
+            raise FaultSpecError(f"hold_ms: must be 1-{HALF_OPEN_HOLD_MAX_MS}")
+
+    def apply(self, deliveries: Deliveries) -> Deliveries:
+        return []
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class SlowReader(NetworkFault):
+    KIND = "slow_reader"
+    SUMMARY = (
+        "TCP: the receiving side stops reading for pause_ms at the message (the sender's "
+        "writes back up; nothing overtakes it); elsewhere the message is pause_ms late"
+    )
+    SWARM = False
+
+    pause_ms: int = 2_000
+
+    def apply(self, deliveries: Deliveries) -> Deliveries:
+        return [(d + self.pause_ms, m) for d, m in deliveries]
 
 
 @register

@@ -495,8 +495,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.procs > 1 and args.faults:
         print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
         return 2
-    if args.transport == "tcp" and (args.faults or args.procs > 1 or args.broker):
-        print("error: --transport tcp takes no --faults, --procs or --broker yet", file=sys.stderr)
+    if args.transport == "tcp" and (args.procs > 1 or args.broker):
+        print("error: --transport tcp takes no --procs or --broker yet", file=sys.stderr)
         return 2
     from harness.runner import load_firmware
 
@@ -536,7 +536,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         from harness.tcp.commands import fleet_tcp
 
         with tmp:
-            report = fleet_tcp(db, opts, factory, mac_keys)
+            report = fleet_tcp(db, opts, factory, mac_keys, plan)
         if report is None:
             return 1
         print(json.dumps(report.to_json())) if args.json else print_report(report)
@@ -623,6 +623,8 @@ def print_report(report: Any) -> None:
     if j["host_cpu_s"] is not None:
         cpu += f", host {j['host_cpu_s'] * 1e6 / done:.0f} us/purchase"
     print(cpu)
+    if j.get("faults"):
+        print("faults      " + ", ".join(f"{k} {n}" for k, n in j["faults"].items()))
     for name, problems in report.invariants.items():
         print(
             f"{'ok  ' if not problems else 'FAIL'}  {name}"

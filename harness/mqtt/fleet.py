@@ -76,6 +76,8 @@ class FleetReport:
     # CPU seconds the host process used meanwhile (when the fleet started it), else None.
     host_cpu_s: float | None = None
     invariants: dict[str, list[str]] = field(default_factory=dict)
+    # Faults the wire proxy applied, by kind (with --faults), and frames it saw.
+    faults: dict[str, int] = field(default_factory=dict)
     # Raw material for merging the reports of several fleet processes: every
     # latency (ms) and the loop-clock span (monotonic ms, shared by processes).
     latencies_ms: list[float] = field(default_factory=list)
@@ -100,6 +102,7 @@ class FleetReport:
             "host_cpu_s": None if self.host_cpu_s is None else round(self.host_cpu_s, 3),
             "invariants_ok": self.invariants_ok,
             "invariants": {k: v[:10] for k, v in self.invariants.items()},
+            "faults": dict(sorted(self.faults.items())),
         }
 
 
@@ -129,6 +132,7 @@ async def run_fleet(
     `tcp`: (host, port) of a host on TCP (`acquirer serve --listen`): the terminals
     share one TCP connection to it instead of the broker at `address`."""
     from harness.tcp.client import TcpTerminalClient
+    from harness.tcp.proxy import TcpFaultProxy
     from terminal.reference import ReferenceFirmware
 
     factory = firmware or ReferenceFirmware
@@ -138,17 +142,18 @@ async def run_fleet(
     if journal_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-")
         journal_dir = tmp.name
-    proxy = FaultProxy(proxy_address or address, plan) if plan is not None else None
     client_id = FLEET_CLIENT_ID
     if opts.first_terminal != 1:
         client_id = f"{FLEET_CLIENT_ID}-{opts.first_terminal}"
-    if tcp is not None and via_proxy:
-        raise ValueError("fault plans are not applied to TCP links yet")
-    client: TerminalClient | TcpTerminalClient = (
-        TcpTerminalClient(*tcp)
-        if tcp is not None
-        else TerminalClient(address, client_id=client_id, via_proxy=via_proxy)
-    )
+    proxy: FaultProxy | TcpFaultProxy | None = None
+    client: TerminalClient | TcpTerminalClient
+    if tcp is not None:
+        # A connection that goes silent is given up after twice a response timeout.
+        client = TcpTerminalClient(*tcp, silence_s=2 * opts.response_timeout_ms / 1000)
+        proxy = TcpFaultProxy(tcp, plan) if plan is not None else None
+    else:
+        proxy = FaultProxy(proxy_address or address, plan) if plan is not None else None
+        client = TerminalClient(address, client_id=client_id, via_proxy=via_proxy)
     # One journal file for the whole process: one group commit (one fsync) carries
     # the journal writes of every terminal that wrote meanwhile.
     journal_file = JournalFile(str(Path(journal_dir) / "journal.db"), durable=opts.durable_journal)
@@ -175,6 +180,8 @@ async def run_fleet(
     try:
         if proxy is not None:
             await proxy.start()
+        if isinstance(proxy, TcpFaultProxy) and isinstance(client, TcpTerminalClient):
+            client.host, client.port = "127.0.0.1", proxy.port  # through the proxy
         await client.start()
         for d in drivers:
             d.boot()
@@ -247,6 +254,7 @@ async def run_fleet(
             progress_task.cancel()
         await client.stop()
         if proxy is not None:
+            report.faults = dict(proxy.stats)
             await proxy.stop()
         journal_file.close()
         if tmp is not None:

@@ -7,6 +7,11 @@ driver of the terminal it names (field 41), so one connection carries many termi
 The connection is kept up: after a loss or a refused connect it is retried with
 backoff (50 ms doubling to 2 s); while it is down `publish` returns False (the frame is
 counted lost, and the firmware's timers resend, exactly as after a lost MQTT frame).
+
+A connection can die without either end being told (a half-open connection: a NAT or
+firewall dropped it, the host's machine lost power). With `silence_s`, a connection on
+which a frame was written and then nothing at all was read for `silence_s` is given up
+and a new one made; the firmware's own resends and reversals then go out on it.
 """
 
 from __future__ import annotations
@@ -35,8 +40,14 @@ READ_BYTES = 65536
 class TcpTerminalClient:
     """Many terminal drivers sharing one TCP connection to a host."""
 
-    def __init__(self, host: str, port: int, header: str = "2b") -> None:
+    def __init__(
+        self, host: str, port: int, header: str = "2b", *, silence_s: float | None = None
+    ) -> None:
         self.host, self.port, self.header = host, port, header
+        self.silence_s = silence_s
+        # Loop time of the first frame written since anything was last read (or None).
+        self._unanswered_since: float | None = None
+        self.silent_drops = 0
         self.drivers: dict[str, TerminalDriver] = {}
         self.connected = asyncio.Event()
         self._disconnected = asyncio.Event()
@@ -60,6 +71,8 @@ class TcpTerminalClient:
             return False
         writer.write(encode_frame(payload, self.header))
         self.published += 1
+        if self._unanswered_since is None:
+            self._unanswered_since = realclock.loop_ms()
         return True
 
     async def wait_disconnected(self) -> None:
@@ -101,13 +114,17 @@ class TcpTerminalClient:
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._writer = writer
+            self._unanswered_since = None
             self._disconnected.clear()
             self.connected.set()
+            watchdog = asyncio.create_task(self._watch(writer)) if self.silence_s else None
             try:
                 await self._read(reader)
             except (FrameError, ConnectionError) as exc:
                 log.warning("terminal: connection to the host lost: %s", exc)
             finally:
+                if watchdog is not None:
+                    watchdog.cancel()
                 self._writer = None
                 self.connected.clear()
                 self._disconnected.set()
@@ -116,10 +133,28 @@ class TcpTerminalClient:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         framer = FrameReader(self.header)
         while data := await reader.read(READ_BYTES):
+            self._unanswered_since = None
             for _, payload in framer.feed(data):
                 driver = self._driver_for(payload)
                 if driver is not None:
                     driver.receive(payload)
+
+    async def _watch(self, writer: asyncio.StreamWriter) -> None:
+        """Give up `writer`'s connection once a frame written on it has met `silence_s`
+        of silence (nothing read since)."""
+        assert self.silence_s is not None
+        while not writer.is_closing():
+            await realclock.pause(self.silence_s / 4)
+            since = self._unanswered_since
+            if since is not None and realclock.loop_ms() - since >= self.silence_s * 1000:
+                self.silent_drops += 1
+                log.warning(
+                    "terminal: nothing read from %s:%d for %.1f s after a request: "
+                    "reconnecting (a half-open connection?)",
+                    self.host, self.port, self.silence_s,
+                )  # fmt: skip
+                writer.transport.abort()
+                return
 
     def _driver_for(self, payload: bytes) -> TerminalDriver | None:
         """The driver of the terminal an answer names (the only one, if one)."""

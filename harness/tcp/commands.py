@@ -16,6 +16,7 @@ from harness.mqtt.cli import _cancel_on_signals, _drive, _stop_on_signals
 
 if TYPE_CHECKING:
     from harness.mqtt.fleet import FleetOptions, FleetReport
+    from harness.mqtt.proxy import FaultPlan
     from terminal.firmware import Firmware, FirmwareConfig
 
 
@@ -101,10 +102,12 @@ def fleet_tcp(
     opts: FleetOptions,
     factory: Callable[[FirmwareConfig], Firmware],
     mac_keys: Mapping[str, bytes],
+    plan: FaultPlan | None = None,
 ) -> FleetReport | None:
     """`fleet --transport tcp`: the host (`acquirer serve --listen`) in its own process
-    on `db`, the fleet's terminals on one TCP connection to it; the report, or None
-    (said on stderr) when interrupted or the host would not start."""
+    on `db`, the fleet's terminals on one TCP connection to it (through the TCP fault
+    proxy with `plan`); the report, or None (said on stderr) when interrupted or the
+    host would not start."""
     from harness.mqtt.fleet import run_fleet
     from harness.mqtt.fleet_procs import _process_cpu_s, start_tcp_host_process
     from harness.mqtt.wire import BrokerAddress
@@ -115,7 +118,13 @@ def fleet_tcp(
         try:
             address = BrokerAddress()  # unused: no broker on TCP
             report = await run_fleet(
-                address, db, opts, firmware=factory, mac_keys=mac_keys, tcp=("127.0.0.1", port)
+                address,
+                db,
+                opts,
+                firmware=factory,
+                plan=plan,
+                mac_keys=mac_keys,
+                tcp=("127.0.0.1", port),
             )
             cpu = _process_cpu_s(proc.pid)
             if cpu is not None and cpu0 is not None:

@@ -35,7 +35,7 @@ def test_a_flawed_firmware_fails_the_tcp_fleet_verdict(capsys: pytest.CaptureFix
     assert isinstance(invariants, dict) and invariants["approved-is-charged"]
 
 
-@pytest.mark.parametrize("extra", [["--faults", "plan.toml"], ["--procs", "2"]])
+@pytest.mark.parametrize("extra", [["--procs", "2"], ["--broker", "mqtt://127.0.0.1:1"]])
 def test_what_tcp_fleets_do_not_take_yet_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], extra: list[str]
 ) -> None:
