@@ -100,6 +100,12 @@ def register(sub: Any) -> None:
     )
     _add_tcp_args(run, "--host", "talk to a host on TCP (acquirer serve --listen), not MQTT")
     run.add_argument(
+        "--standard-host",
+        metavar="FILE",
+        help="with --host: the host speaks plain ISO 8583:1987; FILE says how this terminal's "
+        'link is signed, {"TID": {"mac": "x919", "key": HEX} or {"mac": "none"}} (docs/tcp.md)',
+    )
+    run.add_argument(
         "--firmware", default="reference", help="reference, zoo:NAME, module:Class, exec:COMMAND"
     )
     run.add_argument("--id", default="T0001", help="terminal id (default T0001)")
@@ -110,6 +116,12 @@ def register(sub: Any) -> None:
         f"`acquirer serve` writes it; or set ${KEYS_ENV}. Needed with --broker",
     )
     run.add_argument("--journal", help="journal SQLite file (default: ./<id>.journal.db)")
+    run.add_argument(
+        "--timeout-ms",
+        type=_positive_int,
+        metavar="MS",
+        help="the firmware's response timeout (default: its own, 15000 for the reference)",
+    )
     run.add_argument(
         "--partial-approval",
         action="store_true",
@@ -318,6 +330,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def _purchases(args: argparse.Namespace) -> list[tuple[int, str, bool] | None]:
     """The purchases to make, in order: (amount, PAN or wallet code, is a wallet
     payment), or None for a batch close."""
@@ -428,8 +450,17 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # KeyFileError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.standard_host is not None and args.host is None:
+        print("error: --standard-host needs --host tcp://HOST:PORT", file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {"partial_approval": args.partial_approval}
+    if args.timeout_ms is not None:
+        overrides["response_timeout_ms"] = args.timeout_ms
     if args.host is not None:
-        cfg = terminal_config(args.id, secret.mac_key, partial_approval=args.partial_approval)
+        if args.standard_host is not None:
+            # A plain ISO 8583:1987 host has no status inquiry (0600): run without it.
+            overrides["status_inquiry"] = False
+        cfg = terminal_config(args.id, secret.mac_key, **overrides)
         from harness.tcp.commands import terminal_run_tcp
 
         return terminal_run_tcp(args, factory(cfg), cfg, purchases)
@@ -449,7 +480,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                 provision(db, {args.id: secret.mac_key})
                 host = HostService(broker.address("acquirer"), db)
                 await host.start()
-            cfg = terminal_config(args.id, secret.mac_key, partial_approval=args.partial_approval)
+            cfg = terminal_config(args.id, secret.mac_key, **overrides)
             journal = Journal(journal_path)
             client, driver = single_terminal(
                 _login(broker, address, args.id),

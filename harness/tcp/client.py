@@ -31,6 +31,8 @@ from .framing import FrameError, FrameReader, encode_frame
 if TYPE_CHECKING:
     from harness.mqtt.terminal_driver import TerminalDriver
 
+    from .standard_host import StandardHostLink
+
 log = logging.getLogger("posharness.tcp.terminal")
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.05, 2.0
@@ -41,9 +43,17 @@ class TcpTerminalClient:
     """Many terminal drivers sharing one TCP connection to a host."""
 
     def __init__(
-        self, host: str, port: int, header: str = "2b", *, silence_s: float | None = None
+        self,
+        host: str,
+        port: int,
+        header: str = "2b",
+        *,
+        silence_s: float | None = None,
+        link: StandardHostLink | None = None,
     ) -> None:
+        """`link`: the host speaks plain ISO 8583:1987 (standard_host.py)."""
         self.host, self.port, self.header = host, port, header
+        self.link = link
         self.silence_s = silence_s
         # Loop time of the first frame written since anything was last read (or None).
         self._unanswered_since: float | None = None
@@ -69,6 +79,12 @@ class TcpTerminalClient:
         if writer is None or writer.is_closing():
             self.lost += 1
             return False
+        if self.link is not None:
+            plain = self.link.outgoing(payload)
+            if plain is None:
+                self.lost += 1  # no plain form (a status inquiry): the firmware times out
+                return False
+            payload = plain
         writer.write(encode_frame(payload, self.header))
         self.published += 1
         if self._unanswered_since is None:
@@ -134,7 +150,10 @@ class TcpTerminalClient:
         framer = FrameReader(self.header)
         while data := await reader.read(READ_BYTES):
             self._unanswered_since = None
-            for _, payload in framer.feed(data):
+            for _, frame in framer.feed(data):
+                payload = frame if self.link is None else self.link.incoming(frame)
+                if payload is None:
+                    continue
                 driver = self._driver_for(payload)
                 if driver is not None:
                     driver.receive(payload)

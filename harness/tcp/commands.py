@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -17,6 +18,7 @@ from harness.mqtt.cli import _cancel_on_signals, _drive, _stop_on_signals
 if TYPE_CHECKING:
     from harness.mqtt.fleet import FleetOptions, FleetReport
     from harness.mqtt.proxy import FaultPlan
+    from harness.tcp.standard import StandardTerminal
     from terminal.firmware import Firmware, FirmwareConfig
 
 
@@ -32,14 +34,8 @@ def serve_tcp(args: argparse.Namespace) -> int:
     opts = TcpOptions(host, port, args.header, args.tpdu, rate_limit_per_s=args.rate_limit)
     standard = None
     if args.standard_terminals is not None:
-        from harness.mqtt.keys import KeyFileError
-
-        from .standard import load_standard_terminals
-
-        try:
-            standard = load_standard_terminals(args.standard_terminals)
-        except KeyFileError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        standard = _standard_terminals(args.standard_terminals)
+        if standard is None:
             return 2
 
     async def main() -> None:
@@ -55,6 +51,19 @@ def serve_tcp(args: argparse.Namespace) -> int:
         print(f"error: {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _standard_terminals(path: str) -> dict[str, StandardTerminal] | None:
+    """The standard-terminal config at `path`, or None after one line on stderr."""
+    from harness.mqtt.keys import KeyFileError
+
+    from .standard import load_standard_terminals
+
+    try:
+        return load_standard_terminals(path)
+    except KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def terminal_run_tcp(
@@ -76,9 +85,23 @@ def terminal_run_tcp(
         print(f"error: {str(exc).replace('--listen', '--host')}", file=sys.stderr)
         return 2
 
+    link = None
+    if args.standard_host is not None:
+        from .standard_host import StandardHostLink
+
+        terminals = _standard_terminals(args.standard_host)
+        if terminals is None:
+            return 2
+        if args.id not in terminals:
+            print(f"error: {args.standard_host}: no entry for terminal {args.id}", file=sys.stderr)
+            return 2
+        link = StandardHostLink({args.id: terminals[args.id]}, {args.id: cfg.mac_key})
+        for line in link.banner():
+            print(f"terminal: {line}", file=sys.stderr, flush=True)
+
     async def main() -> int:
         journal = Journal(args.journal or f"{args.id}.journal.db")
-        client = TcpTerminalClient(host, port, args.header)
+        client = TcpTerminalClient(host, port, args.header, link=link)
         driver = client.add(
             lambda publish: TerminalDriver(firmware, cfg, journal, publish, codec=args.codec)
         )
@@ -89,6 +112,8 @@ def terminal_run_tcp(
         finally:
             await client.stop()
             journal.close()
+            if link is not None:  # what crossed the plain link, by MTI
+                print(json.dumps({"link": dict(sorted(link.stats.items()))}), flush=True)
 
     try:
         return asyncio.run(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -171,3 +172,74 @@ def test_iso8583sims_own_x919_mac_signs_requests_and_checks_the_answers(
         "0210 30 000000099999 no-mac",
     ]
     assert books(db) == (0, [("POS00001", 1, 2500, "approved")])
+
+
+RULES = {
+    "rules": [
+        # The 77.00 sale is never answered (its reversal is); 51.00 is declined.
+        {
+            "match": {"mti": ["0200", "0201"], "amount_gt": 7699, "amount_lt": 7701},
+            "action": "drop",
+        },
+        {"match": {"amount_gt": 5099, "amount_lt": 5101}, "respond": "51"},
+    ]
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_reference_terminal_against_iso8583sims_host(tmp_path: Path) -> None:
+    """`terminal run --standard-host` against `iso8583sim serve`, a rule-based host nobody
+    here wrote: an approval printed, a decline shown, a sale the host never answers timed
+    out, shown FAILED and reversed (the host answers the 0400), the next sale approved."""
+    tool = iso8583sim()
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"T0001": {"mac_key": "ab" * 32}}))
+    keys.chmod(0o600)
+    link_file = tmp_path / "link.json"  # this terminal's link to the host: MAC-less
+    link_file.write_text(json.dumps({"T0001": {"mac": "none"}}))
+    link_file.chmod(0o600)
+    script = tmp_path / "script.txt"
+    script.write_text("".join(f"{a} 4000000000000002\n" for a in (1000, 5100, 7700, 1200)))
+    port = free_port()
+    host = subprocess.Popen(
+        [str(tool), "serve", "--port", str(port), "--format", "ascii-hex", "--rules", str(rules)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert host.stdout is not None
+        assert "listening" in host.stdout.readline()  # it prints this once it serves
+        run = [
+            sys.executable, "-m", "harness.cli", "terminal", "run",
+            "--host", f"tcp://127.0.0.1:{port}", "--standard-host", str(link_file),
+            "--keys", str(keys), "--id", "T0001", "--journal", str(tmp_path / "j.db"),
+            "--script", str(script), "--timeout-ms", "500",
+        ]  # fmt: skip
+        ran = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=GUARD_S)
+    finally:
+        host.terminate()
+        host.communicate(timeout=GUARD_S)
+    assert ran.returncode == 1, ran.stderr  # two sales were not approved
+    lines = [json.loads(x) for x in ran.stdout.splitlines()]
+    outcomes = [(x["amount"], x["outcome"]) for x in lines if "outcome" in x]
+    assert outcomes == [
+        (1000, "approved"),
+        (5100, "declined"),
+        (7700, "failed"),
+        (1200, "approved"),
+    ]
+    receipts = [x["receipt"] for x in lines if "receipt" in x]
+    assert [(r["amount"], r["status"]) for r in receipts] == [
+        (1000, "approved"),
+        (1200, "approved"),
+    ]
+    link = next(x["link"] for x in lines if "link" in x)
+    assert link["sent_0201"] >= 1 and link["sent_0400"] >= 1  # resent, then reversed
+    assert link["answered_0410"] == 1  # the reversal was answered: the terminal is done
+    assert "UNSIGNED" in ran.stderr
