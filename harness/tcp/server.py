@@ -245,3 +245,8 @@ async def serve_forever(
             print(f"acquirer: {line}", flush=True)
         print("ready", flush=True)
         await stopping.wait()
+        if host.gateway is not None and host.gateway.stats:
+            counts = ", ".join(f"{k} {n}" for k, n in sorted(host.gateway.stats.items()))
+            unsigned = host.gateway.stats["unsigned_frames"]
+            note = f" ({unsigned} UNSIGNED: no MAC was checked)" if unsigned else ""
+            print(f"acquirer: standard terminals: {counts}{note}", flush=True)
