@@ -9,10 +9,11 @@ either no MAC or an ISO 9797-1 MAC in field 64. This module reads and writes tho
 frames and computes that MAC; harness/tcp/standard.py maps them onto the host.
 
 Fields read: MTI, 2 (PAN), 3 (processing code), 4 (amount), 7 (transmission
-date and time), 11 (STAN), 12, 13, 14, 22, 24, 25, 41 (terminal), 42 (merchant),
-49 (currency), 64 (MAC); any other field of the 1987 map is read and ignored.
-An answer echoes 2, 3, 4, 7, 11, 12, 13, 41, 42 and 49 and adds 37 (RRN),
-38 (approval code) and 39 (response code), as iso8583sim's host does.
+date and time), 11 (STAN), 41 (terminal), 42 (merchant), 49 (currency), 64 (MAC),
+90 (a reversal's original); any other field of the 1987 map is read and ignored.
+An answer echoes 2, 3, 4, 7, 11, 12, 13, 41, 42, 49 and 90 and adds 37 (RRN),
+38 (approval code) and 39 (response code), as iso8583sim's host does (it does not
+echo 90).
 
 MAC (`x919`): ISO 9797-1 MAC algorithm 3 (the ANSI X9.19 "retail MAC": single
 DES CBC under the key's left half, the last block decrypted under the right half
@@ -40,7 +41,7 @@ FORMATS: tuple[Format, ...] = ("ascii-hex", "ascii-binary")
 FRAME_MAX_BYTES = 8192
 X919_KEY_BYTES = 16
 MAC_HEX_DIGITS = 16
-ECHOED_FIELDS = ("2", "3", "4", "7", "11", "12", "13", "41", "42", "49")
+ECHOED_FIELDS = ("2", "3", "4", "7", "11", "12", "13", "41", "42", "49", "90")
 
 
 class StandardFrameError(ValueError):

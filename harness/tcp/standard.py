@@ -13,13 +13,15 @@ durability). The host's answer is mapped back and, for an `x919` terminal, signe
 The mapping (docs/tcp.md, "Standard terminals"):
 - 0100 and 0200 (and their repeats 0101, 0201) are sales: this mock acquirer is
   single-message, so an authorisation is booked as a sale at once (there is no
-  separate completion). 0800 is an echo. Anything else is answered RC 12.
+  separate completion). 0400 and 0420 (repeats 0401, 0421) reverse the sale their
+  field 90 names. 0800 is an echo. Anything else is answered RC 12.
 - Idempotency: plain 1987 has no idempotency key; the classic duplicate rule
-  stands in for it: the key is the terminal's field 7 (transmission date and time;
-  else field 13, the local date) and STAN. A resend with the same STAN and date
-  gets the stored answer, never a second charge; a tool that restarts its STANs
-  within the host's idempotency window without sending field 7 gets its earlier
-  answers back (RC 94 if the amount differs).
+  stands in for it: the key is the terminal's field 7 (transmission date and time,
+  or none) and STAN. A resend with the same STAN and date gets the stored answer,
+  never a second charge; a tool that restarts its STANs within the host's
+  idempotency window without sending field 7 gets its earlier answers back (RC 94
+  if the amount differs). A reversal names its sale by field 90's STAN and date and
+  time (zeros: the sale sent no field 7).
 - Freshness: the host's transmission-time check is this gateway's own clock (the
   1987 field 7 is not covered by the protocol's MAC and has no year).
 
@@ -35,7 +37,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +45,8 @@ from acquirer import iso87
 from acquirer.protocol import (
     MTI_ECHO,
     MTI_PURCHASE,
+    MTI_REVERSAL,
+    MTI_REVERSAL_ADVICE,
     PROC_PURCHASE,
     PROC_PURCHASE_PARTIAL,
     PROC_REFUND,
@@ -66,6 +70,13 @@ MacScheme = Literal["none", "x919"]
 MAC_SCHEMES: tuple[MacScheme, ...] = ("none", "x919")
 STANDARD_TERMINALS_MAX = 10_000
 _SALE_MTIS = {"0100": False, "0101": True, "0200": False, "0201": True}
+# Reversal MTIs: this protocol's MTI and whether it is a resend.
+_REVERSAL_MTIS = {
+    "0400": (MTI_REVERSAL, False),
+    "0401": (MTI_REVERSAL, True),
+    "0420": (MTI_REVERSAL_ADVICE, False),
+    "0421": (MTI_REVERSAL_ADVICE, True),
+}
 _PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_PURCHASE_PARTIAL, PROC_REFUND})
 UNSIGNED = "UNSIGNED (MAC-less: anyone who reaches the port can act as it)"
 
@@ -185,14 +196,26 @@ class StandardGateway:
         merchant, stan = _merchant(doc, terminal), _stan(doc)
         if mti == "0800":
             msg = Message(MTI_ECHO, terminal.tid, merchant, stan, sent_ms=now_ms)
-        elif mti not in _SALE_MTIS:
-            why = f"MTI {mti} is not taken from standard terminals (0100, 0200, 0800)"
+        elif mti not in _SALE_MTIS and mti not in _REVERSAL_MTIS:
+            why = f"MTI {mti} is not taken from standard terminals (01x0, 02x0, 04x0, 0800)"
             return None, RC_INVALID_TRANSACTION, why
         elif doc.get("3", "") not in _PROCESSING_CODES:
             why = f"processing code {doc.get('3', '')!r} is not taken (000000, 000001, 200000)"
             return None, RC_INVALID_TRANSACTION, why
         elif not doc.get("4", "").isdigit():
             return None, RC_FORMAT_ERROR, "field 4 (amount) must be digits"
+        elif mti in _REVERSAL_MTIS:
+            original = _original(doc.get("90", ""))
+            if original is None:
+                return None, RC_FORMAT_ERROR, "a reversal needs field 90 (42 digits, a 0100/0200)"
+            msg = replace(
+                self._sale(terminal, doc, "0200", now_ms),
+                mti=_REVERSAL_MTIS[mti][0],
+                idem_key="",
+                repeat=_REVERSAL_MTIS[mti][1],
+                orig_stan=original[0],
+                orig_key=original[1],
+            )
         else:
             msg = self._sale(terminal, doc, mti, now_ms)
         problem = field_problem(msg)
@@ -202,7 +225,6 @@ class StandardGateway:
 
     @staticmethod
     def _sale(terminal: StandardTerminal, doc: Mapping[str, str], mti: str, now_ms: int) -> Message:
-        when = doc.get("7") or doc.get("13") or "-"
         return Message(
             MTI_PURCHASE,
             terminal.tid,
@@ -212,7 +234,7 @@ class StandardGateway:
             processing_code=doc["3"],
             amount=int(doc["4"]),
             currency=doc.get("49", ""),
-            idem_key=f"iso87:{when}:{doc.get('11', '')}",
+            idem_key=sale_key(doc.get("7", ""), doc.get("11", "")),
             repeat=_SALE_MTIS[mti],
             sent_ms=now_ms,
         )
@@ -251,6 +273,21 @@ class StandardGateway:
         except iso87.StandardFrameError:
             self.stats["standard_unencodable"] += 1
             return b""
+
+
+def sale_key(when: str, stan: str) -> str:
+    """The idempotency key of a standard terminal's sale: its field 7 (transmission date
+    and time, "-" when absent) and STAN, the classic duplicate rule."""
+    return f"iso87:{when or '-'}:{stan}"
+
+
+def _original(field_90: str) -> tuple[int, str] | None:
+    """(STAN, key) of the sale a reversal's field 90 names (original MTI, STAN, date and
+    time, two institution codes: 42 digits), or None."""
+    if len(field_90) != 42 or not field_90.isdigit() or field_90[:2] not in ("01", "02"):
+        return None
+    stan, when = field_90[4:10], field_90[10:20]
+    return int(stan), sale_key("" if when == "0" * 10 else when, stan)
 
 
 def _merchant(doc: Mapping[str, str], terminal: StandardTerminal) -> str:

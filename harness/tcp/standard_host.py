@@ -17,11 +17,14 @@ could not.
 The same config file as the host side's `--standard-terminals` (harness/tcp/standard.py).
 
 Mapping (docs/tcp.md, "A terminal against a host nobody here wrote"):
-- 0200 (a resend: 0201) -> 0200/0201 with fields 2, 3, 4, 7 (the transmission time, UTC),
-  11, 41, 42, 49; the idempotency key stays at the terminal (a plain host has none).
+- 0200 (a resend: 0201) -> 0200/0201 with fields 2, 3, 4, 11, 41, 42, 49; the
+  idempotency key stays at the terminal (a plain host has none).
 - 0400/0420 (repeats 0401/0421) -> the same MTI with field 90 (original data elements:
   0200, the original's STAN, zeros) besides the sale's fields.
-- 0500 -> 0500 with 7, 11, 41, 42; 0800 -> 0800 with 7, 11, 41.
+- 0500 -> 0500 with 11, 41, 42; 0800 -> 0800 with 11, 41.
+No field 7 is sent: a reversal rebuilt from the journal after a restart must name its
+sale exactly as the first one did, and the link does not outlive the process; field
+90's date and time are zeros, which says the sale sent none.
 - 0600 (status inquiry) has no plain 1987 form: not sent (counted); the terminal is run
   without it (`status_inquiry = false`).
 """
@@ -29,7 +32,6 @@ Mapping (docs/tcp.md, "A terminal against a host nobody here wrote"):
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter, OrderedDict
 from dataclasses import replace
 
@@ -140,10 +142,8 @@ def mti_of(fields: dict[str, str]) -> str:
 def _plain(msg: Message) -> dict[str, str]:
     """`msg` (a request of this protocol) as plain ISO 8583:1987 fields."""
     mti = msg.mti[:3] + "1" if msg.repeat else msg.mti  # a resend: 0201, 0401, 0421
-    sent = time.gmtime(msg.sent_ms // 1000)
     out = {
         "t": mti,
-        "7": time.strftime("%m%d%H%M%S", sent),
         "11": f"{msg.stan:06d}",
         "41": msg.terminal_id.ljust(8),
         "42": msg.merchant_id.ljust(15),

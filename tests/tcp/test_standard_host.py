@@ -40,8 +40,7 @@ def test_requests_become_plain_1987_messages() -> None:
     assert out is not None
     assert iso87.decode(out) == ("ascii-hex", {
         "t": "0200", "2": "4000000000000002", "3": "000000", "4": "000000001250",
-        "7": "1204130000", "11": "000007", "41": "T0001   ", "42": "M000000000001  ",
-        "49": "978",
+        "11": "000007", "41": "T0001   ", "42": "M000000000001  ", "49": "978",
     })  # fmt: skip
     resend = iso87.decode(link().outgoing(iso8583.encode(sale(repeat=True))) or b"")[1]
     assert resend["t"] == "0201"

@@ -148,13 +148,18 @@ async def test_an_x919_terminal_is_served_only_with_its_mac_and_its_answers_are_
 async def test_what_a_standard_terminal_cannot_ask_is_refused_and_books_nothing(db: str) -> None:
     answers = await exchange(
         db,
-        iso87.encode(sale("TERM0001", 1, mti="0400"), "ascii-hex"),  # reversals: not mapped
+        iso87.encode(sale("TERM0001", 1, mti="0400"), "ascii-hex"),  # a reversal without 90
         iso87.encode(sale("TERM0001", 2, **{"3": "310000"}), "ascii-hex"),  # balance inquiry
         iso87.encode(sale("TERM0001", 3, **{"2": "123"}), "ascii-hex"),  # PAN too short
         iso87.encode({"t": "0800", "11": "000004", "41": "TERM0001"}, "ascii-hex"),
     )
     rcs = [(d["t"], d["39"]) for d in (iso87.decode(a)[1] for a in answers)]
-    assert rcs == [("0410", "12"), ("0210", "12"), ("0210", p.RC_FORMAT_ERROR), ("0810", "00")]
+    assert rcs == [
+        ("0410", p.RC_FORMAT_ERROR),
+        ("0210", "12"),
+        ("0210", p.RC_FORMAT_ERROR),
+        ("0810", "00"),
+    ]
     assert books(db) == (0, [])
 
 
@@ -210,3 +215,66 @@ def test_the_command_line_says_what_is_wrong(
     assert main([*args, "--standard-terminals", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "mac must be one of" in err and "\n" not in err
+
+
+def original(stan: int, when: str = "0" * 10) -> str:
+    """Field 90 naming sale `stan` (sent with field 7 `when`, zeros for none)."""
+    return "0200" + f"{stan:06d}" + when + "0" * 22
+
+
+@pytest.mark.asyncio
+async def test_a_reversal_names_its_sale_by_field_90(db: str) -> None:
+    with_date = {"7": "1204130501"}
+    frames = [
+        sale("TERM0001", 1),  # no field 7
+        sale("TERM0001", 2, **with_date),
+        sale("TERM0001", 3, mti="0400", **{"90": original(1)}),
+        sale("TERM0001", 4, mti="0400", **{"90": original(2, "1204130501")}),
+        sale("TERM0001", 5, mti="0401", **{"90": original(2, "1204130501")}),  # a resend
+        sale("TERM0001", 6, mti="0400", **{"90": original(9)}),  # no such sale
+    ]
+    answers = await exchange(db, *(iso87.encode(f, "ascii-hex") for f in frames))
+    got = [(d["t"], d["39"]) for d in (iso87.decode(a)[1] for a in answers)]
+    assert got == [("0210", "00"), ("0210", "00"), ("0410", "00"), ("0410", "00"), ("0410", "00"),
+                   ("0410", p.RC_UNABLE_TO_LOCATE)]  # fmt: skip
+    assert books(db) == (0, [("TERM0001", 1000, "reversed")] * 2)
+
+
+@pytest.mark.asyncio
+async def test_a_posharness_terminal_and_host_over_plain_iso_8583_both_ways(
+    db: str, tmp_path: Path
+) -> None:
+    """The reference firmware through the terminal-side link (standard_host.py) to the host
+    through the gateway (standard.py), X9.19 on the link: approvals, and the catalogue's
+    9800 (approved and booked, the answer never sent) timed out and, with one send
+    allowed, reversed by field 90: FAILED, nothing kept."""
+    from acquirer.catalogue import PAN_APPROVE
+    from harness.mqtt.journal import Journal
+    from harness.mqtt.terminal_driver import TerminalDriver, terminal_config
+    from harness.tcp.client import TcpTerminalClient
+    from harness.tcp.standard_host import StandardHostLink
+    from terminal.reference import ReferenceFirmware
+
+    key = fixed_test_mac_key("POS00001")
+    cfg = terminal_config(
+        "POS00001", key, response_timeout_ms=300, max_sends=1, status_inquiry=False
+    )
+    link = StandardHostLink({"POS00001": TERMINALS["POS00001"]}, {"POS00001": key})
+    journal = Journal(str(tmp_path / "j.db"))
+    async with asyncio.timeout(SAFETY_S), TcpHost(db, TcpOptions(port=0), TERMINALS) as h:
+        client = TcpTerminalClient("127.0.0.1", h.port, link=link)
+        driver = client.add(lambda pub: TerminalDriver(ReferenceFirmware(cfg), cfg, journal, pub))
+        async with client:
+            driver.boot()
+            outcomes = [(await driver.purchase(a, PAN_APPROVE)).outcome for a in (700, 9800, 800)]
+            await driver.idle.wait()
+    journal.close()
+    assert outcomes == ["approved", "failed", "approved"]
+    ledger, txns = books(db)
+    assert ledger == 0
+    assert [(t[1], t[2]) for t in txns] == [
+        (700, "approved"),
+        (9800, "reversed"),
+        (800, "approved"),
+    ]
+    assert link.stats["sent_0400"] >= 1 and link.stats["answered_0410"] == 1
