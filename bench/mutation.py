@@ -14,9 +14,15 @@ changed). Each mutant is compiled under a fresh module name and run as a firmwar
 Mutant ids are deterministic: sites are numbered in source order, so `m0042` is
 the same mutant on every run of the same reference.py.
 
+`--files` mutates other modules of the reference firmware as well (the default is
+`terminal/reference.py` alone): a mutant of a helper module, say
+`terminal/inquiry_flow.py`, has the id `inquiry_flow.m0007`, and is run as the
+unchanged reference importing the mutated helper. So the reference can be split into
+modules without mutants escaping the bench: pass every file the split makes.
+
     python bench/mutation.py --limit 50 --fuzz-seconds 4 --jobs 1
     python bench/mutation.py --ids m0042,m0107 --fuzz-seconds 60
-    python bench/mutation.py --list
+    python bench/mutation.py --files terminal/reference.py,terminal/inquiry_flow.py --list
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SOURCE = ROOT / "terminal" / "reference.py"
+REFERENCE_MODULE = "terminal.reference"
 
 _FLIP = {
     ast.Eq: ast.NotEq,
@@ -268,26 +275,67 @@ def _drop_stmt(field: str, k: int) -> Any:
     return fn
 
 
-def mutants(source: str | None = None) -> tuple[list[Mutant], ast.Module, list[Any]]:
+def mutants(
+    source: str | None = None, prefix: str = ""
+) -> tuple[list[Mutant], ast.Module, list[Any]]:
+    """The mutants of `source` (reference.py's by default), their ids prefixed."""
     text = source if source is not None else SOURCE.read_text()
     tree = ast.parse(text)
     sites = _sites(tree)
-    ms = [Mutant(f"m{i:04d}", key[0], key[2], what) for i, (key, what, _) in enumerate(sites)]
+    ms = [
+        Mutant(f"{prefix}m{i:04d}", key[0], key[2], what) for i, (key, what, _) in enumerate(sites)
+    ]
     return ms, tree, [apply for _, _, apply in sites]
 
 
-def build(tree: ast.Module, apply: Any, name: str) -> types.ModuleType:
-    """The mutated reference module, compiled and registered as `name`."""
+@dataclass(frozen=True)
+class Target:
+    """One module of the reference firmware to mutate."""
+
+    path: Path
+    module: str  # its import name, e.g. terminal.inquiry_flow
+    prefix: str  # of its mutant ids: "" for reference.py, else "<stem>."
+
+
+def target(relative: str) -> Target:
+    path = (ROOT / relative).resolve()
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    prefix = "" if module == REFERENCE_MODULE else f"{path.stem}."
+    return Target(path, module, prefix)
+
+
+def split_id(mid: str) -> tuple[str, int]:
+    """(prefix, site index) of a mutant id: "m0042" -> ("", 42)."""
+    prefix, _, number = mid.rpartition("m")
+    return prefix, int(number)
+
+
+def build(
+    tree: ast.Module, apply: Any, name: str, module: str = REFERENCE_MODULE
+) -> types.ModuleType:
+    """The reference module with one mutation, compiled and registered as `name`.
+
+    A mutation of a helper `module` is compiled as that module and put in its place in
+    `sys.modules` (in the worker process, which is thrown away), then the unchanged
+    reference is compiled under `name` and imports it."""
     node_index, fn = apply
     mutated = copy.deepcopy(tree)
     nodes = list(_in_scope(mutated))
     fn(nodes[node_index])
     ast.fix_missing_locations(mutated)
-    code = compile(mutated, f"<mutant {name}>", "exec")
+    if module != REFERENCE_MODULE:
+        helper = _compile(mutated, f"{name}_{module.rpartition('.')[2]}")
+        sys.modules[module] = helper
+        mutated = ast.parse(SOURCE.read_text())
+    return _compile(mutated, name)
+
+
+def _compile(tree: ast.Module, name: str) -> types.ModuleType:
+    code = compile(tree, f"<mutant {name}>", "exec")
     mod = types.ModuleType(name)
     mod.__file__ = f"<mutant {name}>"
     sys.modules[name] = mod
-    exec(code, mod.__dict__)  # our own reference source, mutated
+    exec(code, mod.__dict__)  # our own firmware source, mutated
     return mod
 
 
@@ -335,13 +383,20 @@ def fuzz_kills(spec: str, seconds: float, seed: int) -> tuple[str, float]:
     return found.invariant, found.detect_s
 
 
-def run_one(tree: ast.Module, apply: Any, m: Mutant, seconds: float, seed: int) -> dict[str, Any]:
+def run_one(
+    tree: ast.Module,
+    apply: Any,
+    m: Mutant,
+    seconds: float,
+    seed: int,
+    module: str = REFERENCE_MODULE,
+) -> dict[str, Any]:
     from scenarios.loader import find_scenarios, load_scenario
 
     row: dict[str, Any] = {"id": m.id, "line": m.line, "op": m.op, "what": m.what}
-    name = f"posharness_mutant_{m.id}"
+    name = f"posharness_mutant_{m.id.replace('.', '_')}"
     try:
-        build(tree, apply, name)
+        build(tree, apply, name, module)
     except Exception as exc:  # not even importable: killed by anything
         row.update(suite="import error", fuzz=f"import error: {exc}"[:80], fuzz_s=0.0)
         return row
@@ -355,11 +410,12 @@ def run_one(tree: ast.Module, apply: Any, m: Mutant, seconds: float, seed: int) 
     return row
 
 
-def _worker(args: tuple[str, str, float, int], q: Any) -> None:
-    mid, source, seconds, seed = args
-    ms, tree, applies = mutants(source)
-    i = int(mid[1:])
-    q.put(run_one(tree, applies[i], ms[i], seconds, seed))
+def _worker(args: tuple[str, str, str, float, int], q: Any) -> None:
+    mid, relative, source, seconds, seed = args
+    t = target(relative)
+    ms, tree, applies = mutants(source, t.prefix)
+    i = split_id(mid)[1]
+    q.put(run_one(tree, applies[i], ms[i], seconds, seed, t.module))
 
 
 def select(ms: list[Mutant], limit: int | None, ids: list[str] | None) -> list[Mutant]:
@@ -384,14 +440,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="", help="write the rows here")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--show", action="store_true", help="print each chosen mutant's diff")
+    ap.add_argument(
+        "--files",
+        default="terminal/reference.py",
+        help="comma-separated modules of the reference to mutate (default: reference.py)",
+    )
     args = ap.parse_args(argv)
-    source = SOURCE.read_text()
-    ms, tree, applies = mutants(source)
+    files = [f for f in args.files.split(",") if f]
+    by_prefix: dict[str, tuple[str, str, ast.Module, list[Any]]] = {}
+    ms: list[Mutant] = []
+    for relative in files:
+        t = target(relative)
+        source = t.path.read_text()
+        file_ms, tree, applies = mutants(source, t.prefix)
+        by_prefix[t.prefix] = (relative, source, tree, applies)
+        ms += file_ms
     chosen = select(ms, args.limit, [s for s in args.ids.split(",") if s])
     if args.show:
         for m in chosen:
+            prefix, i = split_id(m.id)
             print(f"--- {m.id} ({m.op}: {m.what})")
-            print(diff(tree, applies[int(m.id[1:])]))
+            print(diff(by_prefix[prefix][2], by_prefix[prefix][3][i]))
         return 0
     if args.list:
         for m in chosen:
@@ -407,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         while todo and len(running) < max(1, args.jobs):
             m = todo.pop(0)
             q = ctx.Queue()
-            p = ctx.Process(target=_worker, args=((m.id, source, args.fuzz_seconds, args.seed), q))
+            relative, source = by_prefix[split_id(m.id)[0]][:2]
+            job = (m.id, relative, source, args.fuzz_seconds, args.seed)
+            p = ctx.Process(target=_worker, args=(job, q))
             p.start()
             running.append((m, p, q, time.perf_counter()))
         time.sleep(0.05)
