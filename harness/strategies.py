@@ -197,6 +197,8 @@ def purchase_steps(
 
 
 _N_CARDS = st.integers(1, len(CARD_PANS))
+# A card's chip, for a chip terminal: accepts (half the time), declines, or is pulled.
+_CHIP_CARDS = st.sampled_from(("", "", "decline", "removed"))
 _N_WALLETS = st.integers(1, len(WALLET_CODES))
 
 
@@ -287,6 +289,7 @@ def scenarios(
     purchases: tuple[int, int] = (1, PURCHASES_MAX),
     wallets: bool = False,
     partial: bool = False,
+    chip: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -294,7 +297,9 @@ def scenarios(
     examples also have wallet customers, each with a phone that confirms after a
     drawn delay (or never) and sometimes a wallet that answers "unknown". With
     `partial` (the firmware declares the `partial` feature), half the examples have
-    a terminal that takes partial approvals and cards whose issuer gives them."""
+    a terminal that takes partial approvals and cards whose issuer gives them. With
+    `chip` (the firmware declares the `chip` feature), half the examples have a chip
+    terminal, and cards whose chip declines the approval or is pulled too early."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -362,6 +367,14 @@ def scenarios(
             sc,
             terminal=replace(sc.terminal, partial_approval=True),
             cards=tuple(replace(c, partial=draw(st.booleans())) for c in sc.cards),
+        )
+    if chip and draw(st.booleans()):
+        # Drawn last, and only for firmwares that complete chip cards: a chip terminal,
+        # and each card accepts the approval, declines it or is pulled too early.
+        sc = replace(
+            sc,
+            terminal=replace(sc.terminal, chip=True),
+            cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
         )
     return sc
 

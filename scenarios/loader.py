@@ -20,6 +20,7 @@ from .files import FileRefused, read_bounded
 from .model import (
     AT_MS_MAX,
     CARDS_MAX,
+    CHIP_BEHAVIOURS,
     INVARIANT_NAMES,
     STEPS_MAX,
     CardSpec,
@@ -126,6 +127,8 @@ def _card(where: str, data: Any) -> CardSpec:
         raise ScenarioError(f"{where}.pan: missing")
     if not (12 <= len(card.pan) <= 19) or not card.pan.isdigit():
         raise ScenarioError(f"{where}.pan: must be 12-19 digits, got {card.pan!r}")
+    if card.chip not in CHIP_BEHAVIOURS:
+        raise ScenarioError(f'{where}.chip: must be "decline" or "removed", got {card.chip!r}')
     return card
 
 
