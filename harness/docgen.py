@@ -106,6 +106,10 @@ FIELD_DOCS: dict[str, str] = {
         'the phone shows an old "payment successful" screen: the cashier, seeing it, '
         "presses confirm 2 s after the scan"
     ),
+    "ChipRefusal.reason": (
+        '"decline": the card declines the approval (issuer authentication failed); '
+        '"removed": it is pulled from the reader before the terminal is done'
+    ),
     "LateConfirm.extra_ms": "the customer confirms this much later than their phone would",
     "LateConfirm.never": "the customer never confirms that order",
     "WalletSpec.answer_rc": (

@@ -38,6 +38,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
+from faults.base import Fault
+from faults.devices import CHIP_REFUSALS, ChipRefusal
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
 from harness.fault_strategies import fault_of as fault_of
@@ -199,6 +201,8 @@ def purchase_steps(
 _N_CARDS = st.integers(1, len(CARD_PANS))
 # A card's chip, for a chip terminal: accepts (half the time), declines, or is pulled.
 _CHIP_CARDS = st.sampled_from(("", "", "decline", "removed"))
+_CHIP_NTH = st.integers(1, 3)
+_CHIP_REFUSAL = st.sampled_from(CHIP_REFUSALS)
 _N_WALLETS = st.integers(1, len(WALLET_CODES))
 
 
@@ -370,11 +374,16 @@ def scenarios(
         )
     if chip and draw(st.booleans()):
         # Drawn last, and only for firmwares that complete chip cards: a chip terminal,
-        # and each card accepts the approval, declines it or is pulled too early.
+        # each card accepts the approval, declines it or is pulled too early, and one
+        # example in two has a chip_refusal fault (the nth completion refused).
+        refusal: tuple[Fault, ...] = ()
+        if draw(st.booleans()):
+            refusal = (ChipRefusal(nth=draw(_CHIP_NTH), reason=draw(_CHIP_REFUSAL)),)
         sc = replace(
             sc,
             terminal=replace(sc.terminal, chip=True),
             cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
+            faults=sc.faults + refusal,
         )
     return sc
 

@@ -300,6 +300,8 @@ class World:
             self.f_clock.append(s)
         elif fault.LAYER == "phone":
             self.f_phone.append(s)
+        elif fault.LAYER == "chip":
+            self.chip.faults.append(s)
         elif fault.LAYER == "attacker":
             self.attacker.arm(s)
         return s

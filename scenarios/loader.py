@@ -314,6 +314,11 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         raise ScenarioError(f"terminal.id: must be 1-8 letters or digits, got {terminal.id!r}")
     if terminal.max_sends < 1:
         raise ScenarioError("terminal.max_sends: must be >= 1")
+    for i, f in enumerate(plan):
+        if f.LAYER == "chip" and not terminal.chip:
+            raise ScenarioError(
+                f"faults[{i}]: {f.KIND} needs a chip terminal ([terminal] chip = true)"
+            )
     return Scenario(
         name=name,
         description=_expect_type("description", data.get("description", ""), str),

@@ -50,6 +50,34 @@ def test_a_firmware_without_the_chip_feature_is_skipped() -> None:
     assert "'chip' feature" in result.skipped
 
 
+def _refused_second_completion(chip_terminal: bool = True) -> dict[str, object]:
+    card = "4000000000000002"
+    steps = [{"at_ms": t, "purchase": {"card": card, "amount": 1500}} for t in (0, 30_000)]
+    return {
+        "name": "chip-refusal",
+        "terminal": {"chip": chip_terminal},
+        "cards": [{"pan": card}],
+        "steps": steps,
+        "faults": [{"chip_refusal": {"nth": 2, "reason": "removed"}}],
+    }
+
+
+def test_a_chip_refusal_fault_refuses_the_nth_completion(tmp_path: Path) -> None:
+    sc = scenario_from_dict(_refused_second_completion())
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(sc, "reference", trace_path=trace).verdict == "PASS"
+    text = trace.read_text()
+    assert '"result":"ok"' in text and '"result":"removed"' in text
+    assert '"fault":"chip_refusal"' in text
+    bad = run_scenario(sc, "zoo:chip-decline-no-reversal")
+    assert "no-charge-on-failure" in bad.violated()
+
+
+def test_a_chip_refusal_fault_needs_a_chip_terminal() -> None:
+    with pytest.raises(ScenarioError, match=r"faults\[0\]: chip_refusal needs a chip terminal"):
+        scenario_from_dict(_refused_second_completion(chip_terminal=False))
+
+
 def test_a_bad_chip_value_is_one_clear_error() -> None:
     data = {"name": "x", "cards": [{"pan": "4000000000000002", "chip": "maybe"}], "steps": []}
     with pytest.raises(ScenarioError, match=r"cards\[0\]\.chip: must be"):
@@ -73,5 +101,7 @@ def test_chip_strategies_reach_refusing_cards_and_default_ones_never() -> None:
     sample = drawn(scenarios(chip=True))
     for refusal in ("decline", "removed"):
         assert any(sc.terminal.chip and any(c.chip == refusal for c in sc.cards) for sc in sample)
+    assert any(f.KIND == "chip_refusal" for sc in sample for f in sc.faults)
     for sc in drawn(scenarios()):
         assert not sc.terminal.chip and not any(c.chip for c in sc.cards)
+        assert not any(f.KIND == "chip_refusal" for f in sc.faults)
