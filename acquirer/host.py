@@ -50,6 +50,7 @@ from acquirer.protocol import (
     RC_UNABLE_TO_LOCATE,
     REQUEST_MTIS,
     RESPONSE_CODES,
+    REVERSAL_REASONS,
     TRANSIENT_RCS,
     BatchItem,
     Message,
@@ -382,6 +383,15 @@ class Acquirer:
             return None
         row = self._db.execute(store.SQL_TXN_BY_ID, (int(rrn),)).fetchone()
         return HostTxn(*row) if row else None
+
+    def reversal_reason(self, rrn: str) -> str:
+        """The reason (field 39 of its 0400) the transaction with this RRN was reversed
+        for: "96", "98", "A0"; "" when its reversal gave none, or it is not reversed."""
+        txn = self.transaction_by_rrn(rrn)
+        if txn is None:
+            return ""
+        row = self._db.execute(store.SQL_REVERSAL_REASON_GET, (txn.id,)).fetchone()
+        return str(row[0]) if row else ""
 
     def ledger_sum(self) -> int:
         """Sum of all ledger entries: 0 when the books balance."""
@@ -872,8 +882,13 @@ class Acquirer:
         else:
             self._post(txn.id, merchant, card, txn.amount, now_ms)
         self._db.execute(store.SQL_TXN_REVERSE, (now_ms, txn.id))
+        detail = "Original reversed, card credited back."
+        if req.rc:
+            self._db.execute(store.SQL_REVERSAL_REASON_INSERT, (txn.id, req.rc))
+            why = REVERSAL_REASONS[req.rc]
+            detail = f"Original reversed (reason {req.rc}: {why}), card credited back."
         return self._reply(req, RC_APPROVED, txn.rrn), HostAction(
-            "reverse", RC_APPROVED, txn.rrn, txn.amount, "Original reversed, card credited back."
+            "reverse", RC_APPROVED, txn.rrn, txn.amount, detail
         )
 
     def _finish_batch(self, req: Message, now_ms: int) -> tuple[Message, HostAction]:

@@ -10,7 +10,7 @@ t     MTI                         one of `protocol.ALL_MTIS`
 11    stan                        6 digits
 37    rrn                         12 letters/digits, absent if ""
 38    auth_code                   6 letters/digits, absent if ""
-39    rc                          2 letters/digits, absent if ""
+39    rc                          2 letters/digits, absent if "" (a 0400/0420: its reason)
 41    terminal_id                 8, letters/digits, space-padded right
 42    merchant_id                 15, letters/digits, space-padded right
 48    idem_key, repeat,           LLLVAR tag-length-value: tag (2 letters),

@@ -111,6 +111,17 @@ RESPONSE_CODES: dict[str, str] = {
     RC_REVERSED: "reversed",
 }
 
+# Reversal reasons: field 39 of a reversal request (0400/0420), China UnionPay style.
+# A reversal without one (the terminal's older reversals) says nothing about why.
+REVERSAL_NO_RESPONSE = "98"  # no answer to the original in time
+REVERSAL_NOT_COMPLETED = "96"  # approved, but the terminal failed to finish (chip declined)
+REVERSAL_MAC_FAILURE = "A0"  # the approval's MAC did not verify
+REVERSAL_REASONS: dict[str, str] = {
+    REVERSAL_NO_RESPONSE: "no response",
+    REVERSAL_NOT_COMPLETED: "approved but terminal failed to finish",
+    REVERSAL_MAC_FAILURE: "MAC failure on the approval",
+}
+
 # Codes after which nothing was charged and a resend with the same key is safe:
 # the host does not store them under the idempotency key.
 TRANSIENT_RCS = frozenset({RC_ISSUER_UNAVAILABLE, RC_SYSTEM_ERROR, RC_IN_PROGRESS, RC_STALE})
@@ -394,7 +405,7 @@ def validate_request(msg: Message) -> str | None:
     Every field is checked on every MTI (type, charset, length, range), then what
     the MTI needs: a purchase its card and idempotency key, a reversal the key of
     its original, a batch a positive batch number. A request never carries the
-    host's fields (rrn, rc, auth_code).
+    host's fields (rrn, rc, auth_code), except a reversal's reason in rc.
     """
     problem = field_problem(msg)
     if problem is not None:
@@ -408,7 +419,10 @@ def request_problem(msg: Message) -> str | None:
     mti = msg.mti
     if mti not in REQUEST_MTIS:
         return f"unknown request MTI {mti!r}"
-    if msg.rrn or msg.rc or msg.auth_code:
+    reversal = mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE)
+    if msg.rc and reversal and msg.rc not in REVERSAL_REASONS:
+        return f"reversal reason (rc) must be one of {', '.join(sorted(REVERSAL_REASONS))}"
+    if msg.rrn or (msg.rc and not reversal) or msg.auth_code:
         return "a request must not carry rrn, rc or auth_code"
     if msg.stan < 1:
         # ISO 8583 field 11 numbers a terminal's requests 000001-999999; 0 is none.

@@ -80,6 +80,11 @@ CREATE TABLE IF NOT EXISTS wallet_waiting (
     due_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS wallet_due ON wallet_waiting (due_ms);
+-- Why the terminal reversed a sale, when its reversal said (field 39 of the 0400).
+CREATE TABLE IF NOT EXISTS reversal_reasons (
+    txn_id INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settlements (
     terminal_id TEXT NOT NULL,
     batch_no INTEGER NOT NULL,
@@ -161,6 +166,10 @@ SQL_TXN_RANGE = (
 )
 SQL_TXN_BY_ID = f"SELECT {TXN_COLUMNS} FROM txns WHERE id = ?"
 SQL_TXN_REVERSE = "UPDATE txns SET status = 'reversed', reversed_ms = ? WHERE id = ?"
+SQL_REVERSAL_REASON_INSERT = (
+    "INSERT INTO reversal_reasons (txn_id, reason) VALUES (?, ?) ON CONFLICT (txn_id) DO NOTHING"
+)
+SQL_REVERSAL_REASON_GET = "SELECT reason FROM reversal_reasons WHERE txn_id = ?"
 SQL_TXN_UNSETTLED = (
     "SELECT id, stan, amount, rrn, kind FROM txns WHERE terminal_id = ? AND batch_no = 0 "
     "AND status = 'approved' ORDER BY id"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Fault, register
+from .base import Fault, FaultSpecError, register
 
 
 @register
@@ -82,3 +82,28 @@ class LateConfirm(Fault):
 
     extra_ms: int = 30_000
     never: bool = False
+
+
+# What a chip card does instead of accepting the approval (`ChipRefusal.reason`).
+CHIP_REFUSALS = ("decline", "removed")
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ChipRefusal(Fault):
+    """The chip card in the reader: the nth completion of an approved sale (the EMV
+    second GENERATE AC) is refused, whatever the card's own `chip` says. Only on a
+    chip terminal (`[terminal] chip = true`)."""
+
+    KIND = "chip_refusal"
+    LAYER = "chip"
+    SUMMARY = "the chip card declines the nth approval it is asked to complete, or is pulled"
+    NEEDS = "chip"
+    SWARM = False  # drawn with the chip terminal, last (harness/strategies.py)
+
+    reason: str = "decline"
+
+    def check(self) -> None:
+        Fault.check(self)
+        if self.reason not in CHIP_REFUSALS:
+            raise FaultSpecError(f"reason: must be one of {', '.join(CHIP_REFUSALS)}")

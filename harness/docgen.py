@@ -62,6 +62,10 @@ FIELD_DOCS: dict[str, str] = {
         "take a partial approval (RC 10) for what a card covers; needs the firmware "
         "feature `partial`"
     ),
+    "TerminalSpec.chip": (
+        "read cards by chip: an approved card sale stands only once the card accepts "
+        "the approval (EMV second GENERATE AC); needs the firmware feature `chip`"
+    ),
     "HostSpec.processing_ms": "host time to process one request",
     "HostSpec.idempotency_retention_ms": "how long the host keeps key -> outcome records",
     "HostSpec.test_amounts": (
@@ -88,6 +92,11 @@ FIELD_DOCS: dict[str, str] = {
         "the issuer approves what the balance covers (RC 10, partial approval) instead of "
         "declining, for a terminal that can take it (needs the firmware feature `partial`)"
     ),
+    "CardSpec.chip": (
+        '"" the chip accepts the approval; "decline": it declines it (issuer '
+        'authentication failed); "removed": the card is pulled before the terminal is '
+        "done. Only on a chip terminal (`[terminal] chip`)"
+    ),
     "WalletSpec.code": "the payment code the customer's phone shows (12-19 digits)",
     "WalletSpec.balance": "available funds in the wallet",
     "WalletSpec.confirm_ms": "0 pays at once; N: the customer confirms N ms after the pay",
@@ -96,6 +105,10 @@ FIELD_DOCS: dict[str, str] = {
     "WalletSpec.stale_screen": (
         'the phone shows an old "payment successful" screen: the cashier, seeing it, '
         "presses confirm 2 s after the scan"
+    ),
+    "ChipRefusal.reason": (
+        '"decline": the card declines the approval (issuer authentication failed); '
+        '"removed": it is pulled from the reader before the terminal is done'
     ),
     "LateConfirm.extra_ms": "the customer confirms this much later than their phone would",
     "LateConfirm.never": "the customer never confirms that order",

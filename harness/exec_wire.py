@@ -29,6 +29,8 @@ from terminal.firmware import (
     CancelPressed,
     CancelTimer,
     CardPresented,
+    ChipComplete,
+    ChipResult,
     CodeScanned,
     ConfirmPressed,
     Display,
@@ -95,6 +97,7 @@ def hello(config: FirmwareConfig) -> bytes:
                 "amount_max": config.amount_max,
                 "status_inquiry": config.status_inquiry,
                 "partial_approval": config.partial_approval,
+                "chip": config.chip,
                 "extra": dict(config.extra),
             },
         }
@@ -156,6 +159,9 @@ def encode_event(n: int, event: Event, key: bytes) -> bytes:
         return _dumps({"n": n, "type": "CardPresented", "pan": event.pan})  # type: ignore[union-attr]
     if tp is CodeScanned:
         return _dumps({"n": n, "type": "CodeScanned", "code": event.code})  # type: ignore[union-attr]
+    if tp is ChipResult:
+        chip = {"n": n, "type": "ChipResult", "key": event.key, "ok": event.ok}  # type: ignore[union-attr]
+        return _dumps({**chip, "reason": event.reason})  # type: ignore[union-attr]
     if tp is Boot:
         return _dumps(
             {
@@ -256,6 +262,9 @@ def _effect(e: Any, i: int, config: FirmwareConfig) -> Effect:
         if not 0 <= amount <= AMOUNT_MAX_WIRE:
             raise WireError(f"{where}.amount: must be 0..{AMOUNT_MAX_WIRE}, got {amount}")
         return Display(outcome, text, rrn, amount)
+    if kind == "ChipComplete":
+        _only(e, {"type", "key"}, where)
+        return ChipComplete(_name(e, "key", where))
     raise WireError(f"{where}.type: {kind!r} is not an effect")
 
 

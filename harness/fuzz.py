@@ -25,7 +25,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from faults.base import Fault
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
-from terminal.firmware import FEATURE_PARTIAL, FEATURE_WALLET
+from terminal.firmware import FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET
 
 from .check import InvariantViolated, assert_invariants, first_failure
 from .runner import RunResult, UsageError, declared_features, load_firmware, run_scenario
@@ -232,6 +232,7 @@ def campaign(
     features = declared_features(firmware)
     wallets = FEATURE_WALLET in features
     partial = FEATURE_PARTIAL in features
+    chip = FEATURE_CHIP in features
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -279,9 +280,15 @@ def campaign(
             print_blob=False,
         )(
             seed(chunk_seed(campaign_seed, shard, chunk))(
-                given(scenarios(firmware=firmware, kinds=kinds, wallets=wallets, partial=partial))(
-                    body
-                )
+                given(
+                    scenarios(
+                        firmware=firmware,
+                        kinds=kinds,
+                        wallets=wallets,
+                        partial=partial,
+                        chip=chip,
+                    )
+                )(body)
             )
         )
         before = stats.examples

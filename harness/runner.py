@@ -18,6 +18,7 @@ from typing import Any
 
 from scenarios.model import INVARIANT_NAMES, Scenario
 from terminal.firmware import (
+    FEATURE_CHIP,
     FEATURE_PARTIAL,
     FEATURE_WALLET,
     FirmwareConfig,
@@ -375,7 +376,11 @@ def run_with_world(
     skipped = ""
     missing = sorted(needed_features(scenario) - world.features) if world.fw_seen else []
     if missing:
-        what = {FEATURE_WALLET: "wallet payments", FEATURE_PARTIAL: "partial approvals"}
+        what = {
+            FEATURE_WALLET: "wallet payments",
+            FEATURE_PARTIAL: "partial approvals",
+            FEATURE_CHIP: "chip card completion",
+        }
         skipped = (
             f"it has {what[missing[0]]} and the firmware does not declare the "
             f"{missing[0]!r} feature"
@@ -416,12 +421,15 @@ def declared_features(spec: str) -> frozenset[str]:
 
 def needed_features(scenario: Scenario) -> frozenset[str]:
     """The firmware features `scenario` needs: wallet payments (scan steps), partial
-    approvals (a terminal configured to take them)."""
+    approvals (a terminal configured to take them), chip card completion (a terminal
+    that reads cards by chip)."""
     out = set()
     if any(s.action == "scan" for s in scenario.steps):
         out.add(FEATURE_WALLET)
     if scenario.terminal.partial_approval:
         out.add(FEATURE_PARTIAL)
+    if scenario.terminal.chip:
+        out.add(FEATURE_CHIP)
     return frozenset(out)
 
 

@@ -38,6 +38,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
+from faults.base import Fault
+from faults.devices import CHIP_REFUSALS, ChipRefusal
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
 from harness.fault_strategies import fault_of as fault_of
@@ -197,6 +199,10 @@ def purchase_steps(
 
 
 _N_CARDS = st.integers(1, len(CARD_PANS))
+# A card's chip, for a chip terminal: accepts (half the time), declines, or is pulled.
+_CHIP_CARDS = st.sampled_from(("", "", "decline", "removed"))
+_CHIP_NTH = st.integers(1, 3)
+_CHIP_REFUSAL = st.sampled_from(CHIP_REFUSALS)
 _N_WALLETS = st.integers(1, len(WALLET_CODES))
 
 
@@ -287,6 +293,7 @@ def scenarios(
     purchases: tuple[int, int] = (1, PURCHASES_MAX),
     wallets: bool = False,
     partial: bool = False,
+    chip: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -294,7 +301,9 @@ def scenarios(
     examples also have wallet customers, each with a phone that confirms after a
     drawn delay (or never) and sometimes a wallet that answers "unknown". With
     `partial` (the firmware declares the `partial` feature), half the examples have
-    a terminal that takes partial approvals and cards whose issuer gives them."""
+    a terminal that takes partial approvals and cards whose issuer gives them. With
+    `chip` (the firmware declares the `chip` feature), half the examples have a chip
+    terminal, and cards whose chip declines the approval or is pulled too early."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -362,6 +371,19 @@ def scenarios(
             sc,
             terminal=replace(sc.terminal, partial_approval=True),
             cards=tuple(replace(c, partial=draw(st.booleans())) for c in sc.cards),
+        )
+    if chip and draw(st.booleans()):
+        # Drawn last, and only for firmwares that complete chip cards: a chip terminal,
+        # each card accepts the approval, declines it or is pulled too early, and one
+        # example in two has a chip_refusal fault (the nth completion refused).
+        refusal: tuple[Fault, ...] = ()
+        if draw(st.booleans()):
+            refusal = (ChipRefusal(nth=draw(_CHIP_NTH), reason=draw(_CHIP_REFUSAL)),)
+        sc = replace(
+            sc,
+            terminal=replace(sc.terminal, chip=True),
+            cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
+            faults=sc.faults + refusal,
         )
     return sc
 

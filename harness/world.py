@@ -50,6 +50,7 @@ from faults.host import (
 from faults.network import Forge, NetworkFault, Partition
 from faults.power import PowerCut
 from harness.attacker import Attacker
+from harness.chip import ChipReader
 from scenarios.model import Scenario, Step, scenario_to_dict, step_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
@@ -60,6 +61,8 @@ from terminal.firmware import (
     CancelPressed,
     CancelTimer,
     CardPresented,
+    ChipComplete,
+    ChipResult,
     CodeScanned,
     ConfirmPressed,
     Display,
@@ -116,6 +119,7 @@ _INPUT_NAMES = {
     PrintFinished: "print_finished",
     ReprintRequested: "reprint",
     BatchCloseRequested: "batch_close",
+    ChipResult: "chip_result",
     Boot: "boot",
     CancelPressed: "cancel",
     MessageReceived: "message",
@@ -207,6 +211,7 @@ class World:
             reversal_max_tries=t.reversal_max_tries,
             status_inquiry=t.status_inquiry,
             partial_approval=t.partial_approval,
+            chip=t.chip,
         )
         self.factory = factory
         self.fw: Firmware | None = None
@@ -229,6 +234,7 @@ class World:
         self.f_clock: list[FaultState] = []
         self.f_phone: list[FaultState] = []
         self.attacker = Attacker(self)  # the attacker faults (harness/attacker.py)
+        self.chip = ChipReader(self)  # the chip card in the reader (harness/chip.py)
         self.fault_index: dict[int, int] = {}
         for f in scenario.faults:
             self.add_fault(f)
@@ -294,6 +300,8 @@ class World:
             self.f_clock.append(s)
         elif fault.LAYER == "phone":
             self.f_phone.append(s)
+        elif fault.LAYER == "chip":
+            self.chip.faults.append(s)
         elif fault.LAYER == "attacker":
             self.attacker.arm(s)
         return s
@@ -467,6 +475,8 @@ class World:
                     # The customer gives up on the card; the cashier cancels the sale.
                     self.sched.after(self.sc.people.retap_after_ms, self._cancel, None)
                 return None
+        if not wallet:
+            self.chip.pan = pan
         self._input(CodeScanned(pan) if wallet else CardPresented(pan))
         if wallet and pan in self.stale_screens and self.active is not None:
             self.sched.after(STALE_SCREEN_AFTER_MS, self._paid_screen, self.active.intent)
@@ -560,6 +570,11 @@ class World:
             rec["pan"] = event.pan
         elif isinstance(event, CodeScanned):
             rec["code"] = event.code
+        elif isinstance(event, ChipResult):
+            rec["key"] = event.key
+            rec["ok"] = event.ok
+            if event.reason:
+                rec["reason"] = event.reason
         elif isinstance(event, TimerExpired):
             rec["name"] = event.name
         elif isinstance(event, PrintFinished):
@@ -606,6 +621,8 @@ class World:
                 self._display(eff)
             elif tp is Print:
                 self._print(eff)
+            elif tp is ChipComplete:
+                self.chip.complete(eff)
             elif tp is JournalTrim:
                 count = max(0, min(eff.count, len(self.journal)))
                 del self.journal[:count]

@@ -20,6 +20,7 @@ from .files import FileRefused, read_bounded
 from .model import (
     AT_MS_MAX,
     CARDS_MAX,
+    CHIP_BEHAVIOURS,
     INVARIANT_NAMES,
     STEPS_MAX,
     CardSpec,
@@ -126,6 +127,8 @@ def _card(where: str, data: Any) -> CardSpec:
         raise ScenarioError(f"{where}.pan: missing")
     if not (12 <= len(card.pan) <= 19) or not card.pan.isdigit():
         raise ScenarioError(f"{where}.pan: must be 12-19 digits, got {card.pan!r}")
+    if card.chip not in CHIP_BEHAVIOURS:
+        raise ScenarioError(f'{where}.chip: must be "decline" or "removed", got {card.chip!r}')
     return card
 
 
@@ -311,6 +314,11 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         raise ScenarioError(f"terminal.id: must be 1-8 letters or digits, got {terminal.id!r}")
     if terminal.max_sends < 1:
         raise ScenarioError("terminal.max_sends: must be >= 1")
+    for i, f in enumerate(plan):
+        if f.LAYER == "chip" and not terminal.chip:
+            raise ScenarioError(
+                f"faults[{i}]: {f.KIND} needs a chip terminal ([terminal] chip = true)"
+            )
     return Scenario(
         name=name,
         description=_expect_type("description", data.get("description", ""), str),

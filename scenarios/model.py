@@ -31,6 +31,10 @@ class ScenarioError(Exception):
     """A scenario file (or dict) is wrong. The message is one line naming file and key."""
 
 
+# What a card's chip answers when a chip terminal completes an approved sale.
+CHIP_BEHAVIOURS = ("", "decline", "removed")
+
+
 @dataclass(frozen=True, slots=True)
 class CardSpec:
     pan: str = ""
@@ -40,6 +44,9 @@ class CardSpec:
     # The issuer approves part of a sale the balance cannot cover (RC 10), for a
     # terminal that can take a partial approval.
     partial: bool = False
+    # The chip's answer when a chip terminal completes an approved sale: "" accepts,
+    # "decline" declines (issuer authentication failed), "removed" is pulled too early.
+    chip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,7 @@ class TerminalSpec:
     reversal_max_tries: int = 60
     status_inquiry: bool = True  # ask the host before reversing an unanswered card sale
     partial_approval: bool = False  # take a partial approval (RC 10) for what a card covers
+    chip: bool = False  # read cards by chip: the card must accept each approval (EMV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +192,7 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
                 ("rc", c.rc),
                 ("slow_ms", c.slow_ms),
                 ("partial", c.partial),
+                ("chip", c.chip),
             )
             if k in ("pan", "balance") or v
         }

@@ -127,6 +127,23 @@ class BatchCloseRequested:
     """End of day: send batch totals to the host."""
 
 
+# Why a chip card did not complete (`ChipResult.reason`).
+CHIP_DECLINED = "declined"  # the second GENERATE AC answered AAC (issuer authentication failed)
+CHIP_REMOVED = "removed"  # the card left the reader before the terminal completed it
+CHIP_REASONS = frozenset({CHIP_DECLINED, CHIP_REMOVED})
+
+
+@dataclass(frozen=True, slots=True)
+class ChipResult:
+    """The chip card's answer to `ChipComplete(key)`: `ok` when the card accepted the
+    host's approval (second GENERATE AC answered TC); else `reason` says why not
+    (`CHIP_DECLINED`, `CHIP_REMOVED`) and the sale must not stand."""
+
+    key: str
+    ok: bool
+    reason: str = ""
+
+
 Event = (
     Boot
     | AmountKeyed
@@ -139,6 +156,7 @@ Event = (
     | PrintFinished
     | ReprintRequested
     | BatchCloseRequested
+    | ChipResult
 )
 
 # ---------------------------------------------------------------- effects out
@@ -224,7 +242,18 @@ class Display:
     amount: int = 0
 
 
-Effect = Send | SetTimer | CancelTimer | JournalAppend | JournalTrim | Print | Display
+@dataclass(frozen=True, slots=True)
+class ChipComplete:
+    """The host approved card sale `key`: hand its answer to the chip card in the
+    reader (EMV second GENERATE AC). `ChipResult(key, ...)` follows, unless the power
+    fails first. Only for a terminal configured with `chip`."""
+
+    key: str
+
+
+Effect = (
+    Send | SetTimer | CancelTimer | JournalAppend | JournalTrim | Print | Display | ChipComplete
+)
 
 
 # ---------------------------------------------------------------- contract
@@ -250,6 +279,10 @@ class FirmwareConfig:
     # the amount approved (the cashier collects the rest). Off: ask with 000000, and
     # an issuer declines what the balance cannot cover.
     partial_approval: bool = False
+    # Cards are read by chip (EMV contact): an approved card sale is not final until
+    # the card accepts the host's answer (`ChipComplete` -> `ChipResult`). A card that
+    # declines it, or is pulled early, makes the sale a decline that must be reversed.
+    chip: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -268,6 +301,9 @@ FEATURE_WALLET = "wallet"  # takes wallet (QR code) payments: handles CodeScanne
 # Takes a partial approval (RC 10) when configured to (`partial_approval`): asks with
 # processing code 000001, shows the approved amount (`Display.amount`) and prints it.
 FEATURE_PARTIAL = "partial"
+# Completes chip cards when configured to (`chip`): answers a host approval with
+# `ChipComplete`, and on a `ChipResult` that is not ok shows DECLINED and reverses.
+FEATURE_CHIP = "chip"
 
 
 def firmware_features(fw: object) -> frozenset[str]:
@@ -285,4 +321,13 @@ class FirmwareProtocolError(Exception):
     effect, no answer in time): the run cannot go on and gets no verdict."""
 
 
-EFFECT_TYPES = (Send, SetTimer, CancelTimer, JournalAppend, JournalTrim, Print, Display)
+EFFECT_TYPES = (
+    Send,
+    SetTimer,
+    CancelTimer,
+    JournalAppend,
+    JournalTrim,
+    Print,
+    Display,
+    ChipComplete,
+)

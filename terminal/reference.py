@@ -74,6 +74,8 @@ from acquirer.protocol import (
     RC_REVERSAL_REFUSED,
     RC_UNABLE_TO_LOCATE,
     RESPONSE_CODES,
+    REVERSAL_NOT_COMPLETED,
+    REVERSAL_REASONS,
     STAN_MAX,
     BatchItem,
     Message,
@@ -82,7 +84,9 @@ from acquirer.protocol import (
     validate_response,
     verify,
 )
+from terminal.chip_flow import CHIP_TIMER, ChipFlow
 from terminal.firmware import (
+    FEATURE_CHIP,
     FEATURE_PARTIAL,
     FEATURE_WALLET,
     AmountKeyed,
@@ -91,6 +95,7 @@ from terminal.firmware import (
     CancelPressed,
     CancelTimer,
     CardPresented,
+    ChipResult,
     CodeScanned,
     ConfirmPressed,
     Display,
@@ -169,6 +174,7 @@ class SaleStatus(Enum):
     IN_FLIGHT = "in-flight"  # no final record: outcome unknown
     APPROVED = "approved"
     DECLINED = "declined"
+    COMPLETING = "completing"  # approved by the host, the chip card not done yet
     REVERSING = "reversing"
     REVERSED = "reversed"
     REVERSAL_MANUAL = "reversal-manual"
@@ -239,14 +245,18 @@ def stan_for(sale_no: int) -> int:
     return (sale_no - 1) % STAN_MAX + 1
 
 
-def reversal_record(sale: Sale) -> dict[str, Any]:
-    return {"type": "reversal_pending", "key": sale.key, "stan": sale.stan, "amount": sale.amount}
+def reversal_record(sale: Sale, reason: str = "") -> dict[str, Any]:
+    """A reversal journaled as owed; `reason` (field 39 of the 0400) when it has one."""
+    record = {"type": "reversal_pending", "key": sale.key, "stan": sale.stan, "amount": sale.amount}
+    if reason:
+        record["reason"] = reason
+    return record
 
 
-class ReferenceFirmware(InquiryFlow):
+class ReferenceFirmware(InquiryFlow, ChipFlow):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
-    features = frozenset({FEATURE_PARTIAL, FEATURE_WALLET})
+    features = frozenset({FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET})
 
     def __init__(self, config: FirmwareConfig) -> None:
         self.config = config
@@ -264,6 +274,7 @@ class ReferenceFirmware(InquiryFlow):
             PrintFinished: self._on_print_finished,
             ReprintRequested: self._on_reprint,
             BatchCloseRequested: self._on_batch_close_requested,
+            ChipResult: self._on_chip_result,
         }
 
     def _reset(self) -> None:
@@ -293,6 +304,10 @@ class ReferenceFirmware(InquiryFlow):
         self._reversals: dict[str, Sale] = {}
         self._reversal_key = ""  # head being tried ("" = none)
         self._reversal_tries = 0
+        self._reversal_reasons: dict[str, str] = {}  # key -> field 39 of its 0400
+        # The chip card sale being completed (ChipComplete sent, no ChipResult yet).
+        self._chip_key = ""
+        self._chip_approval: Approval | None = None
         # Receipts: approved but not yet printed, oldest first; jobs in flight.
         self._pending_receipts: dict[str, None] = {}
         self._print_jobs: dict[str, tuple[str, bool]] = {}  # job_id -> (key, copy)
@@ -385,7 +400,13 @@ class ReferenceFirmware(InquiryFlow):
                 self._last_receipt_key = key
             elif kind == "declined":
                 self._status[key] = SaleStatus.DECLINED
+            elif kind == "chip_pending":
+                if self._status.get(key) is SaleStatus.IN_FLIGHT:
+                    self._status[key] = SaleStatus.COMPLETING
             elif kind == "reversal_pending":
+                reason = record.get("reason", "")
+                if reason in REVERSAL_REASONS:
+                    self._reversal_reasons[key] = reason
                 if self._status.get(key) not in (SaleStatus.REVERSED, SaleStatus.REVERSAL_MANUAL):
                     sale = self._sales.get(key) or Sale(
                         key, int(record["stan"]), int(record["amount"]), "", 0, 0
@@ -395,9 +416,11 @@ class ReferenceFirmware(InquiryFlow):
             elif kind == "reversed":
                 self._status[key] = SaleStatus.REVERSED
                 self._reversals.pop(key, None)
+                self._reversal_reasons.pop(key, None)
             elif kind == "reversal_manual":
                 self._status[key] = SaleStatus.REVERSAL_MANUAL
                 self._reversals.pop(key, None)
+                self._reversal_reasons.pop(key, None)
             elif kind == "printed":
                 self._pending_receipts.pop(key, None)
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -420,10 +443,17 @@ class ReferenceFirmware(InquiryFlow):
         """Finish whatever the journal says was left unfinished."""
         effects: list[Effect] = []
         unresolved = [
-            sale for key, sale in self._sales.items() if self._status[key] is SaleStatus.IN_FLIGHT
+            sale
+            for key, sale in self._sales.items()
+            if self._status[key] in (SaleStatus.IN_FLIGHT, SaleStatus.COMPLETING)
         ]
         for sale in unresolved:
-            effects += self._on_boot_unresolved_sale(sale)
+            # A chip card cut off mid-completion never accepted the approval: reason 96.
+            completing = self._status[sale.key] is SaleStatus.COMPLETING
+            effects += self._on_boot_unresolved_sale(
+                sale, REVERSAL_NOT_COMPLETED if completing else ""
+            )
+        effects += self._chip_recover(unresolved)
         for key in list(self._pending_receipts):
             approval = self._approvals[key]
             # Journaled first: it records that the receipt is still owed, and it moves
@@ -443,11 +473,11 @@ class ReferenceFirmware(InquiryFlow):
             effects += self._maybe_start_batch()
         return effects
 
-    def _on_boot_unresolved_sale(self, sale: Sale) -> list[Effect]:
+    def _on_boot_unresolved_sale(self, sale: Sale, reason: str = "") -> list[Effect]:
         """A sale with no final record: it may or may not have been charged. Reverse it."""
-        effects = self._record_reversal_pending(sale)
+        effects = self._record_reversal_pending(sale, reason)
         effects.append(Display(Outcome.FAILED, "LAST SALE NOT COMPLETED - REVERSED"))
-        effects += self._enqueue_reversal(sale)
+        effects += self._enqueue_reversal(sale, reason)
         return effects
 
     # ------------------------------------------------------------ keypad and reader
@@ -552,6 +582,8 @@ class ReferenceFirmware(InquiryFlow):
         """Why a new sale may not start now ("" = it may)."""
         if self._batch_wanted or self._batch is not None:
             return "BATCH CLOSING - TRY LATER"
+        if self._chip_key:
+            return "CARD IN USE - TRY LATER"
         if len(self._reversals) >= REVERSALS_QUEUED_MAX:
             return "REVERSALS PENDING - TRY LATER"
         if len(self._pending_receipts) >= RECEIPTS_PENDING_MAX:
@@ -695,10 +727,16 @@ class ReferenceFirmware(InquiryFlow):
         return []
 
     def _on_approved(self, sale: Sale, msg: Message) -> list[Effect]:
-        """Journal the approval, then show it, then print from the journal record."""
+        """The host approved: a chip card must accept it first (terminal/chip_flow.py)."""
         approval = Approval(
             sale.key, msg.rrn, msg.auth_code, msg.amount if msg.amount > 0 else sale.amount
         )
+        if self.config.chip and not sale.wallet:
+            return self._chip_start(sale, approval)
+        return self._approve(sale, approval)
+
+    def _approve(self, sale: Sale, approval: Approval) -> list[Effect]:
+        """Journal the approval, then show it, then print from the journal record."""
         self._approvals[sale.key] = approval
         self._status[sale.key] = SaleStatus.APPROVED
         self._pending_receipts[sale.key] = None
@@ -725,12 +763,13 @@ class ReferenceFirmware(InquiryFlow):
         )
 
     def _decline(self, sale: Sale, rc: str) -> list[Effect]:
-        self._status[sale.key] = SaleStatus.DECLINED
         reason = RESPONSE_CODES.get(rc, f"code {rc}").upper()
-        return [
-            self._journal({"type": "declined", "key": sale.key, "rc": rc}),
-            Display(Outcome.DECLINED, f"DECLINED - {reason}"),
-        ]
+        return [*self._mark_declined(sale, rc), Display(Outcome.DECLINED, f"DECLINED - {reason}")]
+
+    def _mark_declined(self, sale: Sale, rc: str) -> list[Effect]:
+        """The durable half of a decline (its display follows)."""
+        self._status[sale.key] = SaleStatus.DECLINED
+        return [self._journal({"type": "declined", "key": sale.key, "rc": rc})]
 
     def _on_in_progress(self, msg: Message) -> list[Effect]:
         """RC 09: the first attempt still runs at the host. Wait, then ask again."""
@@ -814,12 +853,14 @@ class ReferenceFirmware(InquiryFlow):
 
     # ------------------------------------------------------------ reversals
 
-    def _record_reversal_pending(self, sale: Sale) -> list[Effect]:
+    def _record_reversal_pending(self, sale: Sale, reason: str = "") -> list[Effect]:
         """The durable half of a reversal: without it a power cut would lose it."""
-        return [self._journal(reversal_record(sale))]
+        return [self._journal(reversal_record(sale, reason))]
 
-    def _enqueue_reversal(self, sale: Sale) -> list[Effect]:
+    def _enqueue_reversal(self, sale: Sale, reason: str = "") -> list[Effect]:
         self._reversals[sale.key] = sale
+        if reason:
+            self._reversal_reasons[sale.key] = reason
         self._status[sale.key] = SaleStatus.REVERSING
         return self._pump_reversals()
 
@@ -843,6 +884,7 @@ class ReferenceFirmware(InquiryFlow):
             pan=sale.pan,
             processing_code=PROC_WALLET if sale.wallet else PROC_PURCHASE,
             amount=self._wire_amount(sale.amount),
+            rc=self._reversal_reasons.get(sale.key, ""),
             orig_stan=sale.stan,
             orig_key=sale.key,
             repeat=self._reversal_tries > 1,
@@ -872,6 +914,7 @@ class ReferenceFirmware(InquiryFlow):
         else:
             effects = []
         self._reversals.pop(key, None)
+        self._reversal_reasons.pop(key, None)
         self._status[key] = SaleStatus.REVERSAL_MANUAL
         effects += [
             self._journal({"type": "reversal_manual", "key": key}),
@@ -902,6 +945,7 @@ class ReferenceFirmware(InquiryFlow):
         if msg.rc not in _REVERSAL_DONE_RCS:
             return []  # refused for now: the timer will try again
         self._reversals.pop(key)
+        self._reversal_reasons.pop(key, None)
         self._status[key] = SaleStatus.REVERSED
         effects: list[Effect] = [self._journal({"type": "reversed", "key": key})]
         if key == self._reversal_key:
@@ -983,6 +1027,7 @@ class ReferenceFirmware(InquiryFlow):
             not self._batch_wanted
             or self._batch_sends
             or self._state is State.AUTHORISING
+            or self._chip_key
             or self._reversals
         ):
             return []
@@ -1131,6 +1176,8 @@ class ReferenceFirmware(InquiryFlow):
             return self._give_up()  # no answer to the inquiry either: reverse
         if name == REVERSAL_TIMER:
             return self._on_reversal_timeout()
+        if name == CHIP_TIMER:
+            return self._on_chip_timeout()
         if name == BATCH_TIMER:
             return self._on_batch_timeout()
         return []

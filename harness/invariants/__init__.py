@@ -159,6 +159,7 @@ class Observations:
             "host_down": self._fault,
             "end": self._end,
             "crash": self._crash,
+            "chip": self._chip,
         }
 
     def attach(self, host: Acquirer, terminal_id: str, settle_within_ms: int) -> None:
@@ -405,6 +406,13 @@ class Observations:
         if rec["state"] == "on" and rec["seq"] > 1:
             self.last_fault_ms = max(self.last_fault_ms, rec["t_ms"])
             self.last_power_on_ms = rec["t_ms"]
+
+    def _chip(self, rec: Record) -> None:
+        """A chip card answered a completion: one that refused the host's approval
+        (declined, or pulled too early) makes DECLINED the truthful outcome."""
+        o = self.intents.get(rec.get("intent", 0))
+        if o is not None and rec["result"] != "ok":
+            o.chip_refused = True
 
     def _crash(self, rec: Record) -> None:
         self.crashes.append((rec["seq"], rec["error"]))

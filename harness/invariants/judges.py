@@ -75,7 +75,13 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 klass=LIVENESS,
             )
         )
-    if o.approval_seq and not o.faulted and first is not None and first.outcome != "approved":
+    if (
+        o.approval_seq
+        and not o.faulted
+        and not o.chip_refused
+        and first is not None
+        and first.outcome != "approved"
+    ):
         out.append(
             Violation(
                 "eventually-settles",

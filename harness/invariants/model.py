@@ -72,6 +72,9 @@ class IntentObs:
     faulted: bool = False
     # Seq of an approving 0210 for it delivered before any final display (0 = none).
     approval_seq: int = 0
+    # Its chip card refused the host's approval (a `chip` record not "ok"): the sale
+    # must end declined and reversed, not approved.
+    chip_refused: bool = False
     # Seq of its first final display when the terminal refused it without asking
     # the host in a run with no reason to refuse (see Observations._display).
     refused_seq: int = 0

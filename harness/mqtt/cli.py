@@ -20,6 +20,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from terminal.firmware import CHIP_DECLINED, CHIP_REMOVED
+
 from .broker import Broker, BrokerError, start_private_broker
 from .fleet_procs import (
     _process_cpu_s,
@@ -32,6 +34,8 @@ from .ratelimit import RATE_PER_S
 from .wire import CODECS, BrokerAddress
 
 if TYPE_CHECKING:
+    from terminal.firmware import FirmwareConfig
+
     from .fleet import FleetReport
     from .keys import TerminalSecret
     from .terminal_driver import TerminalDriver
@@ -128,13 +132,19 @@ def register(sub: Any) -> None:
         help="take partial approvals (RC 10: asks with processing code 000001; test card "
         "4000000000000010)",
     )
+    run.add_argument(
+        "--chip",
+        action="store_true",
+        help="read cards by chip: the card must accept each approval; a script line "
+        "AMOUNT PAN decline (or removed) makes that card refuse it",
+    )
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
     src = run.add_mutually_exclusive_group()
     src.add_argument(
         "--script",
-        help="file of lines: AMOUNT [PAN], SCAN AMOUNT [CODE] (a wallet payment), "
-        "or BATCH (close the batch)",
+        help="file of lines: AMOUNT [PAN [decline|removed]], SCAN AMOUNT [CODE] (a wallet "
+        "payment), or BATCH (close the batch)",
     )
     src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
     src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
@@ -340,9 +350,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _purchases(args: argparse.Namespace) -> list[tuple[int, str, bool] | None]:
+def _config(args: argparse.Namespace, mac_key: bytes, **extra: Any) -> FirmwareConfig:
+    """`terminal run`'s firmware config: its id and key, and the options asked for."""
+    from .terminal_driver import terminal_config
+
+    overrides: dict[str, Any] = {"partial_approval": args.partial_approval, "chip": args.chip}
+    if args.timeout_ms is not None:
+        overrides["response_timeout_ms"] = args.timeout_ms
+    return terminal_config(args.id, mac_key, **overrides, **extra)
+
+
+_CHIP_WORDS = {"decline": CHIP_DECLINED, "removed": CHIP_REMOVED}
+
+
+def _purchases(
+    args: argparse.Namespace, chips: dict[str, str]
+) -> list[tuple[int, str, bool] | None]:
     """The purchases to make, in order: (amount, PAN or wallet code, is a wallet
-    payment), or None for a batch close."""
+    payment), or None for a batch close. Chip cards that refuse an approval go into
+    `chips` (PAN -> "declined" or "removed")."""
     from acquirer.catalogue import CODE_PAYS, PAN_APPROVE
 
     lines: list[str]
@@ -358,6 +384,7 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str, bool] | None]:
                 f"out purchases only. Run it with its faults over MQTT: "
                 f"posharness run {args.scenario} --transport mqtt"
             )
+        chips.update({c.pan: _CHIP_WORDS[c.chip] for c in sc.cards if c.chip})
         return [
             (s.amount, s.card, s.action == "scan") if s.action != "batch_close" else None
             for s in sc.steps
@@ -387,6 +414,13 @@ def _purchases(args: argparse.Namespace) -> list[tuple[int, str, bool] | None]:
                 f"line {n}: expected AMOUNT [PAN], SCAN AMOUNT [CODE] or BATCH, got {line!r}"
             ) from None
         default = CODE_PAYS if wallet else PAN_APPROVE
+        if len(parts) == 3 and not wallet and parts[2] in _CHIP_WORDS:
+            chips[parts[1]] = _CHIP_WORDS[parts[2]]
+        elif len(parts) > 2:
+            raise ValueError(
+                f"line {n}: after AMOUNT PAN only decline or removed (a chip card that "
+                f"refuses the approval), got {line!r}"
+            )
         out.append((amount, parts[1] if len(parts) > 1 else default, wallet))
     return out
 
@@ -440,12 +474,13 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
     from .host_service import HostService, provision
     from .journal import Journal
-    from .terminal_driver import single_terminal, terminal_config
+    from .terminal_driver import single_terminal
 
     _setup_logging()
     factory = load_firmware(args.firmware)
     try:
-        purchases = _purchases(args)
+        args.chip_cards = {}
+        purchases = _purchases(args, args.chip_cards)
         secret = _terminal_secret(args)
     except ValueError as exc:  # KeyFileError included
         print(f"error: {exc}", file=sys.stderr)
@@ -453,14 +488,10 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
     if args.standard_host is not None and args.host is None:
         print("error: --standard-host needs --host tcp://HOST:PORT", file=sys.stderr)
         return 2
-    overrides: dict[str, Any] = {"partial_approval": args.partial_approval}
-    if args.timeout_ms is not None:
-        overrides["response_timeout_ms"] = args.timeout_ms
     if args.host is not None:
-        if args.standard_host is not None:
-            # A plain ISO 8583:1987 host has no status inquiry (0600): run without it.
-            overrides["status_inquiry"] = False
-        cfg = terminal_config(args.id, secret.mac_key, **overrides)
+        # A plain ISO 8583:1987 host has no status inquiry (0600): run without it.
+        plain = {"status_inquiry": False} if args.standard_host is not None else {}
+        cfg = _config(args, secret.mac_key, **plain)
         from harness.tcp.commands import terminal_run_tcp
 
         return terminal_run_tcp(args, factory(cfg), cfg, purchases)
@@ -480,7 +511,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                 provision(db, {args.id: secret.mac_key})
                 host = HostService(broker.address("acquirer"), db)
                 await host.start()
-            cfg = terminal_config(args.id, secret.mac_key, **overrides)
+            cfg = _config(args, secret.mac_key)
             journal = Journal(journal_path)
             client, driver = single_terminal(
                 _login(broker, address, args.id),
@@ -490,6 +521,7 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
                 codec=args.codec,
                 via_proxy=args.via_proxy,
             )
+            driver.chip_cards = args.chip_cards
             _cancel_on_signals()
             try:
                 await client.start()

@@ -9,7 +9,9 @@ The firmware is the same sans-I/O object the simulator drives (`handle(event)
   commit (harness.mqtt.journal); the effects after it wait until it is on disk
   (the crash boundary), while other terminals carry on;
 * `Print`         a simulated printer that finishes after `print_ms`;
-* `Display`       recorded and logged; final outcomes resolve the purchase.
+* `Display`       recorded and logged; final outcomes resolve the purchase;
+* `ChipComplete`  the card in the reader answers at once (`ChipResult`): as
+  `chip_cards` says for its PAN ("declined", "removed"), else it accepts.
 
 Inbound frames that do not decode are dropped here; everything that decodes
 goes to the firmware, which checks the MAC itself (a forged or tampered "approved"
@@ -34,6 +36,8 @@ from terminal.firmware import (
     Boot,
     CancelTimer,
     CardPresented,
+    ChipComplete,
+    ChipResult,
     CodeScanned,
     ConfirmPressed,
     Display,
@@ -154,7 +158,10 @@ class TerminalDriver:
             Display: self._display,
             JournalAppend: self._journal_append,
             JournalTrim: self._journal_trim,
+            ChipComplete: self._chip_complete,
         }
+        # The chip cards that refuse an approval, by PAN: "declined" or "removed".
+        self.chip_cards: dict[str, str] = {}
         self._log_info = log.isEnabledFor(logging.INFO)
 
     # ---------------------------------------------------------------- lifecycle
@@ -275,6 +282,13 @@ class TerminalDriver:
             if handler is not None:
                 handler(eff)
         self._update_idle()
+
+    def _chip_complete(self, eff: ChipComplete) -> None:
+        """The card in the reader (the purchase's) answers the approval, after the
+        effects before it: a refusal as `chip_cards` says, else it accepts."""
+        intent = self._intent
+        reason = self.chip_cards.get(intent.pan, "") if intent is not None else ""
+        self._loop.call_soon(self._feed, ChipResult(eff.key, not reason, reason))
 
     def _journal_append(self, eff: JournalAppend) -> None:
         self._journaling = True

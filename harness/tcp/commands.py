@@ -105,6 +105,7 @@ def terminal_run_tcp(
         driver = client.add(
             lambda publish: TerminalDriver(firmware, cfg, journal, publish, codec=args.codec)
         )
+        driver.chip_cards = getattr(args, "chip_cards", {})
         _cancel_on_signals()
         try:
             await client.start()

@@ -8,6 +8,8 @@ the failure classes in DOMAIN.md.
 from __future__ import annotations
 
 from terminal.zoo.batch_counts_reversed import BatchCountsReversedFirmware
+from terminal.zoo.chip_decline_no_reversal import ChipDeclineNoReversalFirmware
+from terminal.zoo.chip_receipt_before_card import ChipReceiptBeforeCardFirmware
 from terminal.zoo.decline_on_in_progress import DeclineOnInProgressFirmware
 from terminal.zoo.float_amount import FloatAmountFirmware
 from terminal.zoo.key_per_boot import KeyPerBootFirmware
@@ -67,6 +69,9 @@ ZOO: dict[str, type] = {
     # partial approval (RC 10): 3. wrong amount / 2. "failed" but charged
     "partial-as-full": PartialAsFullFirmware,
     "partial-as-decline": PartialAsDeclineFirmware,
+    # chip decline after online approval: 2. "failed" but charged / 5. receipt without record
+    "chip-decline-no-reversal": ChipDeclineNoReversalFirmware,
+    "chip-receipt-before-card": ChipReceiptBeforeCardFirmware,
 }
 
 __all__ = ["ZOO"]

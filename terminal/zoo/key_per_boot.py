@@ -16,7 +16,7 @@ from terminal.zoo.classic import ClassicFirmware
 class KeyPerBootFirmware(ClassicFirmware):
     """After a reboot the unfinished sale is re-sent under a new key."""
 
-    def _on_boot_unresolved_sale(self, sale: Sale) -> list[Effect]:
+    def _on_boot_unresolved_sale(self, sale: Sale, reason: str = "") -> list[Effect]:
         # The old record is closed so it is not re-sent on every boot.
         self._status[sale.key] = SaleStatus.DECLINED
         effects: list[Effect] = [

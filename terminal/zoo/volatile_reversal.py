@@ -17,10 +17,10 @@ from terminal.zoo.classic import ClassicFirmware
 class VolatileReversalFirmware(ClassicFirmware):
     """The pending reversal lives in memory only."""
 
-    def _record_reversal_pending(self, sale: Sale) -> list[Effect]:
+    def _record_reversal_pending(self, sale: Sale, reason: str = "") -> list[Effect]:
         return []  # the flaw: nothing durable
 
-    def _on_boot_unresolved_sale(self, sale: Sale) -> list[Effect]:
+    def _on_boot_unresolved_sale(self, sale: Sale, reason: str = "") -> list[Effect]:
         self._status[sale.key] = SaleStatus.DECLINED
         return [
             self._journal({"type": "declined", "key": sale.key, "rc": "boot"}),

@@ -24,6 +24,7 @@ from terminal.firmware import (
     Boot,
     CancelPressed,
     CardPresented,
+    ChipResult,
     CodeScanned,
     ConfirmPressed,
     FirmwareConfig,
@@ -56,6 +57,8 @@ def event_of(obj: dict) -> object:
         return CardPresented(obj["pan"])
     if tp == "CodeScanned":
         return CodeScanned(obj["code"])
+    if tp == "ChipResult":
+        return ChipResult(obj["key"], obj["ok"], obj["reason"])
     if tp == "TimerExpired":
         return TimerExpired(obj["name"])
     if tp == "PrintFinished":
@@ -110,6 +113,7 @@ def main() -> None:
                 amount_max=c["amount_max"],
                 status_inquiry=c.get("status_inquiry", True),
                 partial_approval=c.get("partial_approval", False),
+                chip=c.get("chip", False),
                 extra=c["extra"],
             )
             fw = firmware_class(cfg)

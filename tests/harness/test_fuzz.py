@@ -76,6 +76,10 @@ EXPECTED = {
     "partial-as-full": {"amount-integrity"},
     # The decline leaves the partial charge; the batch then counts it on one side only.
     "partial-as-decline": {"no-charge-on-failure", "batch-reconciles"},
+    # The declined chip sale stays charged; the batch counts it on one side only.
+    "chip-decline-no-reversal": {"no-charge-on-failure", "batch-reconciles"},
+    # The receipt printed before the card declined names a reversed sale.
+    "chip-receipt-before-card": {"no-receipt-without-record"},
 }
 
 

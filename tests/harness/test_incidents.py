@@ -48,6 +48,9 @@ CAUGHT_BY = {
     # Partial approvals (scenarios/incidents/partial-*.toml).
     "partial-as-full": "amount-integrity",
     "partial-as-decline": "no-charge-on-failure",
+    # Chip decline after online approval (scenarios/incidents/chip-*.toml).
+    "chip-decline-no-reversal": "no-charge-on-failure",
+    "chip-receipt-before-card": "no-receipt-without-record",
 }
 
 

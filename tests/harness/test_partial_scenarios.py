@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from harness.runner import run_scenario
 from harness.strategies import scenarios
 from scenarios.loader import load_scenario
-from scenarios.model import Scenario
+from tests.harness.samples import drawn
 
 SUITE = [
     load_scenario(Path("scenarios/incidents") / f"{name}.toml")
@@ -50,27 +47,8 @@ def test_a_firmware_without_the_partial_feature_is_skipped() -> None:
     assert "'partial' feature" in result.skipped
 
 
-def _drawn(strategy: st.SearchStrategy[Scenario]) -> list[Scenario]:
-    """200 examples of `strategy`, the same on every run."""
-    seen: list[Scenario] = []
-
-    @settings(
-        max_examples=200,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(strategy)
-    def collect(sc: Scenario) -> None:
-        seen.append(sc)
-
-    collect()
-    return seen
-
-
 def test_partial_strategies_reach_partial_cards_and_default_ones_never() -> None:
-    drawn = _drawn(scenarios(partial=True))
-    assert any(sc.terminal.partial_approval and any(c.partial for c in sc.cards) for sc in drawn)
-    for sc in _drawn(scenarios()):
+    sample = drawn(scenarios(partial=True))
+    assert any(sc.terminal.partial_approval and any(c.partial for c in sc.cards) for sc in sample)
+    for sc in drawn(scenarios()):
         assert not sc.terminal.partial_approval and not any(c.partial for c in sc.cards)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import faults
@@ -37,6 +37,7 @@ from scenarios.model import (
     TerminalSpec,
 )
 from scenarios.writer import scenario_to_toml
+from tests.harness.samples import drawn
 
 SAMPLE = 1_500
 SETTLE_MS = Expect(invariants=()).settle_within_ms  # the default bound
@@ -45,21 +46,7 @@ SETTLE_MS = Expect(invariants=()).settle_within_ms  # the default bound
 @functools.cache
 def sample(strategy: st.SearchStrategy[Any]) -> list[Any]:
     """SAMPLE examples of `strategy`, the same ones on every run."""
-    out: list[Any] = []
-
-    @settings(
-        max_examples=SAMPLE,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(strategy)
-    def collect(x: Any) -> None:
-        out.append(x)
-
-    collect()
-    return out
+    return drawn(strategy, SAMPLE)
 
 
 _SCENARIOS = scenarios()
@@ -107,6 +94,7 @@ def test_every_parameter_of_every_group_leaves_its_default(group: str, spec: obj
             # Drawn only for a firmware that declares `partial`
             # (tests/harness/test_partial_scenarios.py).
             ("terminal", "partial_approval"),
+            ("terminal", "chip"),  # likewise, for `chip` (tests/harness/test_chip_scenarios.py)
         }:
             continue  # identities, and settings no firmware can meet (see strategies)
         default = getattr(spec, name)

@@ -153,3 +153,16 @@ def test_generated_broker_config_is_hardened() -> None:
         assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
     finally:
         b.close()
+
+
+def test_terminal_run_refuses_a_script_line_with_an_unknown_chip_word(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After AMOUNT PAN only `decline` or `removed` (a chip card refusing the approval)."""
+    script = tmp_path / "script.txt"
+    script.write_text("2500 4000000000000002 maybe\n")
+    argv = ["terminal", "run", "--broker", "mqtt://127.0.0.1:1", "--script", str(script)]
+    assert main([*argv, "--chip"]) == 2
+    err = capsys.readouterr().err
+    assert "line 1: after AMOUNT PAN only decline or removed" in err
+    assert len(err.strip().splitlines()) == 1

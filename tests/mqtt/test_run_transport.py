@@ -41,6 +41,9 @@ pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
         # Partial approvals: processing code 000001 and RC 10 with a smaller amount.
         ("partial-approval", "reference"),
         ("partial-approval", "zoo:partial-as-full"),
+        # Chip decline after online approval: a 0400 with reason 96 in field 39.
+        ("chip-decline-after-approval", "reference"),
+        ("chip-decline-after-approval", "zoo:chip-decline-no-reversal"),
     ],
 )
 def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path) -> None:

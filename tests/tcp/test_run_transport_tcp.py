@@ -33,6 +33,9 @@ INCIDENTS = Path(__file__).resolve().parents[2] / "scenarios" / "incidents"
         ("partial-approval-lost-answer", "reference", ""),
         ("partial-approval", "zoo:partial-as-full", "amount-integrity"),
         ("partial-approval", "zoo:partial-as-decline", "no-charge-on-failure"),
+        # Chip decline after online approval: the 0400 carries its reason in field 39.
+        ("chip-decline-after-approval", "reference", ""),
+        ("chip-decline-after-approval", "zoo:chip-decline-no-reversal", "no-charge-on-failure"),
     ],
 )
 def test_tcp_verdicts_equal_simulation(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,31 @@ def test_terminal_run_takes_a_partial_approval_when_told_to(tmp_path: Path) -> N
     assert lines[0]["outcome"] == "approved", lines
     assert "PARTIAL" in lines[0]["text"]
     assert lines[1]["receipt"]["amount"] == 2000
+
+
+def test_terminal_run_reverses_a_chip_declined_approval(tmp_path: Path) -> None:
+    """`terminal run --chip`: a script line's card that declines the host's approval is
+    shown DECLINED and reversed with reason 96; the next card completes and prints."""
+    db = tmp_path / "host.db"
+    with tcp_host_process(db) as url:
+        script = tmp_path / "script.txt"
+        script.write_text("2500 4000000000000002 decline\n1000 4000000000000010\n")
+        argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
+        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db"), "--chip"]
+        run = subprocess.run(
+            [sys.executable, "-m", "harness.mqtt", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SAFETY_S,
+        )
+        ledger, txns = books(str(db))
+        with closing(sqlite3.connect(db)) as conn:
+            reasons = conn.execute("SELECT reason FROM reversal_reasons").fetchall()
+    assert run.returncode == 1, run.stderr  # one purchase not approved
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert (lines[0]["outcome"], lines[0]["text"]) == ("declined", "DECLINED - CARD DECLINED")
+    assert lines[1]["outcome"] == "approved"
+    assert [line["receipt"]["amount"] for line in lines[2:]] == [1000]
+    assert ledger == 0 and [(a, s) for _k, a, s in txns] == [(2500, "reversed"), (1000, "approved")]
+    assert reasons == [("96",)]

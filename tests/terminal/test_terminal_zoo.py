@@ -77,6 +77,8 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "wallet-trusts-screen",
         "partial-as-full",
         "partial-as-decline",
+        "chip-decline-no-reversal",
+        "chip-receipt-before-card",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)
