@@ -24,12 +24,8 @@ sys.path.insert(0, str(ROOT))
 from acquirer.protocol import MTI_PURCHASE, Message, sign  # noqa: E402
 from acquirer.testing import fixed_test_mac_key  # noqa: E402
 from harness.mqtt import wire  # noqa: E402
-from harness.mqtt.host_service import (  # noqa: E402
-    HostCore,
-    fleet_pan,
-    open_acquirer,
-    provision,
-)
+from harness.mqtt.host_service import HostCore  # noqa: E402
+from harness.mqtt.hostdb import fleet_pan, open_acquirer, provision  # noqa: E402
 from harness.mqtt.ratelimit import RateLimiter  # noqa: E402
 
 TID = "T0001"

@@ -54,7 +54,18 @@ def register(sub: Any) -> None:
     acq_sub = acq.add_subparsers(dest="acquirer_command", required=True)
     serve = acq_sub.add_parser("serve", help="serve posh/+/req until interrupted")
     serve.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
-    serve.add_argument("--db", required=True, help="SQLite file for ledger and idempotency")
+    serve.add_argument(
+        "--db",
+        required=True,
+        help="SQLite file for ledger and idempotency, or a postgresql:// URL "
+        "(several instances may share it: --share; docs/scale-out.md)",
+    )
+    serve.add_argument(
+        "--share",
+        metavar="GROUP",
+        help="one of several instances on one --db postgresql:// URL: take a share of the "
+        "requests through the MQTT shared subscription $share/GROUP/posh/+/req",
+    )
     serve.add_argument(
         "--keys",
         metavar="FILE",
@@ -211,7 +222,7 @@ def _serve_keys(args: argparse.Namespace) -> tuple[str, dict[str, TerminalSecret
     if not Path(path).exists():
         if args.provision < 0 or args.provision > MAX_PROVISION:
             raise KeyFileError(f"--provision must be between 0 and {MAX_PROVISION}")
-        from .host_service import terminal_id
+        from .hostdb import terminal_id
 
         tids = [terminal_id(n) for n in range(1, args.provision + 1)]
         keyfile.write_key_file(path, keyfile.generate(tids))
@@ -219,17 +230,38 @@ def _serve_keys(args: argparse.Namespace) -> tuple[str, dict[str, TerminalSecret
     return path, keyfile.load_key_file(path)
 
 
+def _serve_db_problem(args: argparse.Namespace) -> str:
+    """What is wrong with `--db`, `--share` and `--keys` together ("" if nothing)."""
+    from acquirer.store import is_url
+
+    if args.share is not None:
+        if not is_url(args.db):
+            return "--share needs --db postgresql://...: a SQLite file has one host process"
+        if not args.share or any(c in args.share for c in "/+#"):
+            return f"--share {args.share!r}: a group name without '/', '+' or '#'"
+        if args.listen is not None:
+            return "--share is for MQTT; TCP instances share a database without it"
+    if is_url(args.db) and args.keys is None and args.provision != 0:
+        return "--db postgresql://... needs --keys FILE (the key file all instances share)"
+    return ""
+
+
 # Terminals `acquirer serve --provision N` may create keys for (ids T0001..T9999).
 MAX_PROVISION = 9999
 
 
 def cmd_acquirer_serve(args: argparse.Namespace) -> int:
-    from .host_service import HostService, provision
+    from .host_service import HostService
+    from .hostdb import provision
     from .keys import mac_keys
 
     _setup_logging()
     if args.rate_limit < 0:
         print("error: --rate-limit must be >= 0", file=sys.stderr)
+        return 2
+    problem = _serve_db_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         found = _serve_keys(args)
@@ -251,7 +283,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
         addr = _login(broker, address, "acquirer")
 
         async def main() -> None:
-            service = HostService(addr, args.db, rate_limit_per_s=args.rate_limit)
+            service = HostService(
+                addr, args.db, rate_limit_per_s=args.rate_limit, share=args.share or ""
+            )
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
             if found is not None:
@@ -400,7 +434,8 @@ async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str, bool] |
 def cmd_terminal_run(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
-    from .host_service import HostService, provision
+    from .host_service import HostService
+    from .hostdb import provision
     from .journal import Journal
     from .terminal_driver import single_terminal, terminal_config
 
@@ -466,7 +501,8 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 def cmd_fleet(args: argparse.Namespace) -> int:
     from . import keys as keygen
     from .fleet import FleetOptions, run_fleet
-    from .host_service import HostService, load_keys, provision, terminal_id
+    from .host_service import HostService
+    from .hostdb import load_keys, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()

@@ -31,7 +31,7 @@ from typing import Any
 from terminal.firmware import Firmware, FirmwareConfig
 
 from . import realclock
-from .host_service import fleet_code, fleet_pan, terminal_id
+from .hostdb import fleet_code, fleet_pan, terminal_id
 from .journal import Journal, JournalFile
 from .proxy import FaultPlan, FaultProxy
 from .terminal_driver import Intent, TerminalClient, TerminalDriver, terminal_config
