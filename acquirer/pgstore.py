@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from acquirer import store
@@ -146,3 +149,25 @@ def connect(url: str) -> PgConnection:
     `public` is chosen in the URL: `?options=-csearch_path%3DNAME`.
     """
     return PgConnection(url)
+
+
+def with_schema(url: str, schema: str) -> str:
+    """`url` with `schema` as the search path."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+@contextmanager
+def scratch_schema(url: str, prefix: str) -> Iterator[str]:
+    """A new, empty schema in the database at `url` for the duration, dropped after;
+    yields the URL that uses it (tests, and `posharness fleet --db`)."""
+    import psycopg
+
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_schema(url, schema)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

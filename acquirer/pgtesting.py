@@ -9,7 +9,6 @@ other's rows and may run while others use the same database.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,22 +38,10 @@ def unavailable() -> str | None:
     return None
 
 
-def schema_url(schema: str) -> str:
-    """The base URL with `schema` as the search path."""
-    sep = "&" if "?" in base_url() else "?"
-    return f"{base_url()}{sep}options=-csearch_path%3D{schema}"
-
-
 @contextmanager
 def scratch_schema(prefix: str = "t") -> Iterator[str]:
-    """A new, empty schema for the duration; yields the URL that uses it."""
-    import psycopg
+    """A new, empty schema on the test server for the duration; yields its URL."""
+    from acquirer import pgstore
 
-    schema = f"{prefix}_{secrets.token_hex(6)}"
-    with psycopg.connect(base_url(), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield schema_url(schema)
-    finally:
-        with psycopg.connect(base_url(), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pgstore.scratch_schema(base_url(), prefix) as url:
+        yield url

@@ -16,16 +16,18 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, BrokerError, start_private_broker
 from .fleet_procs import (
-    _process_cpu_s,
+    fleet_hosts_problem,
     fleet_worker_users,
+    host_users,
+    hosts_cpu_s,
     run_fleet_processes,
-    start_host_process,
+    start_host_processes,
 )
 from .keys import KEYS_ENV, KeyFileError
 from .ratelimit import RATE_PER_S
@@ -158,6 +160,19 @@ def register(sub: Any) -> None:
         help="run the host in this process (default: a separate process)",
     )
     fl.add_argument(
+        "--db",
+        metavar="URL",
+        help="the host's database: postgresql://... (a private schema in it, dropped "
+        "after; default: a private SQLite file)",
+    )
+    fl.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        metavar="H",
+        help="H host processes sharing the requests (--share; needs --db postgresql://...)",
+    )
+    fl.add_argument(
         "--procs",
         type=int,
         default=1,
@@ -189,13 +204,16 @@ def _broker_or(
     passwords: dict[str, str] | None = None,
     *,
     fleet_workers: int = 0,
+    service_users: list[str] | None = None,
 ) -> Iterator[tuple[Broker | None, BrokerAddress]]:
     if url:
         yield None, BrokerAddress.parse(url)
         return
     try:
         broker = start_private_broker(
-            users, passwords=passwords, extra_service_users=fleet_worker_users(fleet_workers)
+            users,
+            passwords=passwords,
+            extra_service_users=fleet_worker_users(fleet_workers) + (service_users or []),
         )
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -230,22 +248,6 @@ def _serve_keys(args: argparse.Namespace) -> tuple[str, dict[str, TerminalSecret
     return path, keyfile.load_key_file(path)
 
 
-def _serve_db_problem(args: argparse.Namespace) -> str:
-    """What is wrong with `--db`, `--share` and `--keys` together ("" if nothing)."""
-    from acquirer.store import is_url
-
-    if args.share is not None:
-        if not is_url(args.db):
-            return "--share needs --db postgresql://...: a SQLite file has one host process"
-        if not args.share or any(c in args.share for c in "/+#"):
-            return f"--share {args.share!r}: a group name without '/', '+' or '#'"
-        if args.listen is not None:
-            return "--share is for MQTT; TCP instances share a database without it"
-    if is_url(args.db) and args.keys is None and args.provision != 0:
-        return "--db postgresql://... needs --keys FILE (the key file all instances share)"
-    return ""
-
-
 # Terminals `acquirer serve --provision N` may create keys for (ids T0001..T9999).
 MAX_PROVISION = 9999
 
@@ -259,7 +261,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
     if args.rate_limit < 0:
         print("error: --rate-limit must be >= 0", file=sys.stderr)
         return 2
-    problem = _serve_db_problem(args)
+    from .hostdb import serve_db_problem
+
+    problem = serve_db_problem(args.db, args.share, args.listen, args.keys, args.provision)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -515,6 +519,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.procs > 1 and args.faults:
         print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
         return 2
+    problem = fleet_hosts_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from harness.runner import load_firmware
 
     factory = load_firmware(args.firmware)  # UsageError (exit 2) when unknown
@@ -542,27 +550,37 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         )
         print(json.dumps(dataclasses.asdict(part)))
         return 0
+    tmp_stack = ExitStack()
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
     db = str(Path(tmp.name) / "host.db")
+    if args.db:
+        # A private schema in the named database, dropped at the end (the verdicts
+        # judge every row of the host's books).
+        from acquirer.pgstore import scratch_schema
+
+        db = tmp_stack.enter_context(scratch_schema(args.db, "fleet"))
     # Random keys for this run, kept in the host's database only (in a 0700 directory).
     mac_keys = keygen.mac_keys(
         keygen.generate(terminal_id(n) for n in range(1, args.terminals + 1))
     )
     provision(db, mac_keys)
     workers = args.procs if args.procs > 1 else 0
-    with _broker_or(args.broker, [], fleet_workers=workers) as (broker, address):
+    with _broker_or(
+        args.broker, [], fleet_workers=workers, service_users=host_users(args.hosts)
+    ) as (broker, address):
         host_addr = _login(broker, address, "acquirer")
 
         async def main() -> FleetReport:
-            proc = None
             service = None
             _cancel_on_signals()
+            procs: list[asyncio.subprocess.Process] = []
             if args.inproc_host:
                 service = HostService(host_addr, db)
                 await service.start()
             else:
-                proc = await start_host_process(host_addr, db)
-            host_cpu0 = _process_cpu_s(proc.pid if proc is not None else None)
+                hosts = [host_addr] + [_login(broker, address, u) for u in host_users(args.hosts)]
+                procs = await start_host_processes(hosts, db)
+            host_cpu0 = hosts_cpu_s(procs)
             try:
                 fleet_addr = _login(broker, address, "fleet")
                 if args.procs > 1:
@@ -582,19 +600,20 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                         proxy_address=_login(broker, address, "proxy"),
                         mac_keys=mac_keys,
                     )
-                host_cpu = _process_cpu_s(proc.pid if proc is not None else None)
+                host_cpu = hosts_cpu_s(procs)
                 if host_cpu is not None and host_cpu0 is not None:
                     report.host_cpu_s = host_cpu - host_cpu0
-                if proc is not None and proc.returncode is not None:
+                dead = [p.returncode for p in procs if p.returncode is not None]
+                if dead:
                     # The verdict cannot be trusted if the host was gone for part of it.
                     report.invariants["host-alive"] = [
-                        f"the acquirer process died during the run (exit {proc.returncode})"
+                        f"an acquirer process died during the run (exit {dead[0]})"
                     ]
                 return report
             finally:
                 if service is not None:
                     await service.stop()
-                if proc is not None:
+                for proc in procs:
                     if proc.returncode is None:
                         with suppress(ProcessLookupError):
                             proc.terminate()
@@ -603,13 +622,16 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         try:
             report = asyncio.run(main())
         except (KeyboardInterrupt, asyncio.CancelledError):
+            tmp_stack.close()
             tmp.cleanup()
             print("fleet: interrupted; stopped cleanly", file=sys.stderr)
             return 1
         except BrokerError as exc:
+            tmp_stack.close()
             tmp.cleanup()
             print(f"fleet: {exc}", file=sys.stderr)
             return 1
+    tmp_stack.close()
     tmp.cleanup()
     if args.json:
         print(json.dumps(report.to_json()))

@@ -87,7 +87,24 @@ def _env_with_broker(address: BrokerAddress) -> dict[str, str]:
     return {**os.environ, BROKER_ENV: address.url(show_password=True)}
 
 
-async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
+def host_users(hosts: int) -> list[str]:
+    """Broker users of the second and later host processes (`fleet --hosts H`): the
+    private broker makes the user name the client id, so instances must not share one."""
+    return [f"acquirer-{i}" for i in range(2, hosts + 1)]
+
+
+async def start_host_processes(
+    logins: list[BrokerAddress], db: str
+) -> list[asyncio.subprocess.Process]:
+    """One host process on `db` per login; more than one share the requests
+    (`--share fleet`)."""
+    share = "fleet" if len(logins) > 1 else ""
+    return [await start_host_process(address, db, share) for address in logins]
+
+
+async def start_host_process(
+    address: BrokerAddress, db: str, share: str = ""
+) -> asyncio.subprocess.Process:
     """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -101,6 +118,7 @@ async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subproc
         db,
         "--provision",
         "0",
+        *(["--share", share] if share else []),
         stdout=subprocess.PIPE,
         env=_env_with_broker(address),
     )
@@ -112,3 +130,22 @@ async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subproc
                 raise BrokerError("acquirer process exited before serving")
             if line.strip() == b"ready":
                 return proc
+
+
+def hosts_cpu_s(procs: list[asyncio.subprocess.Process]) -> float | None:
+    """CPU seconds the host processes have used together (None if unknown)."""
+    each = [_process_cpu_s(p.pid) for p in procs]
+    return None if not each or None in each else sum(c for c in each if c is not None)
+
+
+def fleet_hosts_problem(args: argparse.Namespace) -> str:
+    """What is wrong with `fleet --db` and `--hosts` ("" if nothing)."""
+    from acquirer.store import is_url
+
+    if args.db is not None and not is_url(args.db):
+        return f"--db {args.db!r}: fleet takes a postgresql:// URL (default: a SQLite file)"
+    if args.hosts < 1 or args.hosts > 16:
+        return "--hosts must be between 1 and 16"
+    if args.hosts > 1 and (args.db is None or args.inproc_host):
+        return "--hosts > 1 needs --db postgresql://... and separate host processes"
+    return ""

@@ -27,7 +27,7 @@ log = logging.getLogger("posharness.mqtt.host")
 CLAIM_LEASE_MS = 60_000
 
 
-def _open(db_path: str) -> Any:
+def open_db(db_path: str) -> Any:
     """A connection to the host's database: sqlite3 for a file, else PostgreSQL."""
     if store.is_url(db_path):
         from acquirer import pgstore
@@ -57,7 +57,7 @@ def provision(db_path: str, keys: Mapping[str, bytes]) -> None:
     shared = store.is_url(db_path)
     if not shared and not os.path.exists(db_path):
         os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    conn = _open(db_path)
+    conn = open_db(db_path)
     try:
         if not shared:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -76,7 +76,7 @@ def provision(db_path: str, keys: Mapping[str, bytes]) -> None:
 
 def load_keys(db_path: str) -> dict[str, bytes]:
     """Every terminal's MAC key from the host's terminal table."""
-    conn = _open(db_path)
+    conn = open_db(db_path)
     try:
         conn.execute(SQL_KEYS_SCHEMA)
         return {str(t): bytes(k) for t, k in conn.execute("SELECT * FROM terminal_keys")}
@@ -140,7 +140,7 @@ def clear_in_progress(db_path: str, now_ms: int | None = None) -> int:
     (the service calls this at start and then periodically).
     """
     shared = store.is_url(db_path)
-    conn = _open(db_path)
+    conn = open_db(db_path)
     try:
         if shared:
             if now_ms is None:
@@ -160,3 +160,19 @@ def clear_in_progress(db_path: str, now_ms: int | None = None) -> int:
         return int(cur.rowcount)
     finally:
         conn.close()
+
+
+def serve_db_problem(
+    db: str, share: str | None, listen: str | None, keys: str | None, provision_n: int
+) -> str:
+    """What is wrong with `acquirer serve`'s --db, --share and --keys ("" if nothing)."""
+    if share is not None:
+        if not store.is_url(db):
+            return "--share needs --db postgresql://...: a SQLite file has one host process"
+        if not share or any(c in share for c in "/+#"):
+            return f"--share {share!r}: a group name without '/', '+' or '#'"
+        if listen is not None:
+            return "--share is for MQTT; TCP instances share a database without it"
+    if store.is_url(db) and keys is None and provision_n != 0:
+        return "--db postgresql://... needs --keys FILE (the key file all instances share)"
+    return ""

@@ -1,0 +1,60 @@
+"""`posharness fleet --hosts 2 --db postgresql://...`: two host processes sharing the
+requests (MQTT shared subscription), one database, every invariant kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acquirer import pgtesting
+from harness.cli import main
+from harness.mqtt.broker import SETUP_HINT, find_mosquitto
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
+def test_fleet_served_by_two_host_instances_keeps_every_invariant(
+    pg_available: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["fleet", "--terminals", "4", "--rate", "40", "--duration", "1", "--json"]
+    code = main([*args, "--hosts", "2", "--db", pgtesting.base_url()])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["invariants"] == {
+        "no-duplicate-charge": [],
+        "no-charge-on-failure": [],
+        "approved-is-charged": [],
+        "ledger-balances": [],
+        "eventually-settles": [],
+    }
+    assert report["completed"] == report["offered"] > 0
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--hosts", "2"], "--hosts > 1 needs --db postgresql://"),
+        (["--db", "host.db"], "fleet takes a postgresql:// URL"),
+        (["--hosts", "0"], "--hosts must be between 1 and 16"),
+    ],
+)
+def test_fleet_refuses_hosts_it_cannot_share(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fleet", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--db", "x.db", "--share", "hosts"], "--share needs --db postgresql://"),
+        (["--db", "postgresql://h/db"], "needs --keys FILE"),
+        (["--db", "postgresql://h/db", "--keys", "k", "--share", "a/b"], "a group name"),
+    ],
+)
+def test_serve_refuses_a_share_it_cannot_keep(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["acquirer", "serve", *extra]) == 2
+    assert message in capsys.readouterr().err
