@@ -4,6 +4,7 @@ requests (MQTT shared subscription), one database, every invariant kept."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,12 +12,24 @@ from acquirer import pgtesting
 from harness.cli import main
 from harness.mqtt.broker import SETUP_HINT, find_mosquitto
 
+# Every sale delivered twice at once: the broker's shared subscription hands the two
+# copies to the two instances in turn, so they race on the same request.
+DUPLICATE_EVERY_SALE = """
+[[faults]]
+duplicate = { direction = "to_host", mti = "0200", nth = 0, gap_ms = 0 }
+"""
+
 
 @pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
+@pytest.mark.parametrize("duplicated", [False, True], ids=["clean", "every-sale-twice"])
 def test_fleet_served_by_two_host_instances_keeps_every_invariant(
-    pg_available: None, capsys: pytest.CaptureFixture[str]
+    pg_available: None, duplicated: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["fleet", "--terminals", "4", "--rate", "40", "--duration", "1", "--json"]
+    if duplicated:
+        plan = tmp_path / "plan.toml"
+        plan.write_text(DUPLICATE_EVERY_SALE)
+        args += ["--faults", str(plan)]
     code = main([*args, "--hosts", "2", "--db", pgtesting.base_url()])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["invariants"] == {
