@@ -57,6 +57,25 @@ def purchase_frames(count: int, first: int = 0) -> list[bytes]:
     ]
 
 
+def feed(core: HostCore, frames: list[bytes], group: int) -> tuple[float, float]:
+    """Every frame into `core` (group commit of `group` when the core has one);
+    returns (wall s, this process's CPU s)."""
+    acquirer = core.acquirer
+    started, cpu0 = time.perf_counter(), time.process_time()
+    for n, frame in enumerate(frames, 1):
+        if core.wal is not None and not acquirer.in_group:
+            acquirer.begin_group()
+        core.handle(TID, frame)
+        if core.wal is not None and n % group == 0:
+            acquirer.commit_group()
+            core.wal.sync()
+    if acquirer.in_group:
+        acquirer.commit_group()
+    if core.wal is not None:
+        core.wal.sync()
+    return time.perf_counter() - started, time.process_time() - cpu0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--purchases", type=int, default=2000)
@@ -73,20 +92,7 @@ def main() -> None:
         core = HostCore(acquirer, group_commit=a.group > 0, limiter=unlimited)
         if a.two_fsync:
             core._lazy_claim = None
-        started, cpu0 = time.perf_counter(), time.process_time()
-        for n, frame in enumerate(frames, 1):
-            if core.wal is not None and not acquirer.in_group:
-                acquirer.begin_group()
-            core.handle(TID, frame)
-            if core.wal is not None and n % a.group == 0:
-                acquirer.commit_group()
-                core.wal.sync()
-        if acquirer.in_group:
-            acquirer.commit_group()
-        if core.wal is not None:
-            core.wal.sync()
-        wall_s = time.perf_counter() - started
-        cpu_s = time.process_time() - cpu0
+        wall_s, cpu_s = feed(core, frames, a.group)
         acquirer.close()
     if a.group:
         mode = f"group commit, one fsync per {a.group}"

@@ -29,14 +29,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from host_core import TID, purchase_frames  # noqa: E402
+from host_core import TID, feed, purchase_frames  # noqa: E402
 
 from acquirer.pgtesting import base_url, scratch_schema, unavailable  # noqa: E402
 from acquirer.races import PAN, TERMINAL, pair  # noqa: E402
@@ -57,20 +56,7 @@ def host_cost(db: str, frames: list[bytes], group: int) -> dict[str, int]:
     unlimited = RateLimiter(rate_per_s=10**9, burst=10**9)
     core = HostCore(acquirer, group_commit=group > 0, limiter=unlimited)
     server0 = _process_cpu_s(backend) or 0.0
-    started, cpu0 = time.perf_counter(), time.process_time()
-    for n, frame in enumerate(frames, 1):
-        if core.wal is not None and not acquirer.in_group:
-            acquirer.begin_group()
-        core.handle(TID, frame)
-        if core.wal is not None and n % group == 0:
-            acquirer.commit_group()
-            core.wal.sync()
-    if acquirer.in_group:
-        acquirer.commit_group()
-    if core.wal is not None:
-        core.wal.sync()
-    wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu0
+    wall, cpu = feed(core, frames, group)
     server = (_process_cpu_s(backend) or 0.0) - server0
     charged = core.stats["charge"]
     acquirer.close()
