@@ -17,6 +17,9 @@ request is one transaction at READ COMMITTED, and
 - the ledger trigger locks the accounts it moves in account order (a
   statement-level trigger), so postings never deadlock each other;
 - the transaction id comes from a sequence (ids stay unique, not gap-free);
+- an outcome replaces only its own idempotency claim (`ClaimLost` otherwise), so a
+  claim another instance cleared as a dead one's and took over is never charged
+  twice;
 - what the database refuses anyway (a tombstone or settlement inserted twice by
   racing requests, a deadlock) raises one of `retryable()`, and
   `acquirer.shared.SharedAcquirer` runs the whole request again: it then sees
@@ -36,7 +39,7 @@ from acquirer import store
 
 # Statements that lock what they read (see the module docstring). `SQL_BALANCE` is
 # also used by read-only queries outside a transaction, where the lock ends at once.
-_LOCKING = {
+_PG_FORMS = {
     store.SQL_DEDUP_GET: store.SQL_DEDUP_GET + " FOR UPDATE",
     store.SQL_BALANCE: store.SQL_BALANCE + " FOR UPDATE",
     # Two instances moving due wallet orders take disjoint ones.
@@ -44,6 +47,18 @@ _LOCKING = {
 }
 
 _BEGIN = {"BEGIN IMMEDIATE": "BEGIN"}
+
+# A request's outcome replaces its own claim only: another instance may have cleared
+# a claim it thought dead and claimed the key again (harness.mqtt.hostdb.CLAIM_LEASE_MS).
+# A claim is told from another by when it was made; `execute` raises ClaimLost when
+# the outcome replaced nothing, and the request is rolled back uncharged.
+_OWN_CLAIM = " WHERE dedup.state <> 'progress' OR dedup.created_ms = excluded.created_ms"
+_PG_FORMS[store.SQL_DEDUP_DONE] = store.SQL_DEDUP_DONE + _OWN_CLAIM
+
+
+class ClaimLost(Exception):
+    """The request's idempotency claim is no longer its own: nothing may be charged."""
+
 
 SQL_NEXT_TXN_ID = "SELECT nextval('txn_ids')"
 
@@ -92,7 +107,7 @@ def ddl(sqlite_ddl: str) -> str:
 @functools.cache
 def statement(sql: str) -> str:
     """One statement of `acquirer.store` in PostgreSQL's dialect (cached)."""
-    sql = _BEGIN.get(sql, _LOCKING.get(sql, sql))
+    sql = _BEGIN.get(sql, _PG_FORMS.get(sql, sql))
     if "CREATE " in sql:
         sql = ddl(sql)
     # No statement in acquirer.store contains a literal '?' or '%'.
@@ -126,7 +141,10 @@ class PgConnection:
             self._conn.execute("SELECT pg_advisory_unlock(5432016)")
 
     def execute(self, sql: str, params: Any = ()) -> Any:
-        return self._conn.execute(statement(sql), params)
+        cur = self._conn.execute(statement(sql), params)
+        if sql == store.SQL_DEDUP_DONE and cur.rowcount == 0:
+            raise ClaimLost(f"claim of {params[0]} {params[1]} was cleared or taken over")
+        return cur
 
     def executemany(self, sql: str, rows: Any) -> None:
         with self._conn.cursor() as cur:

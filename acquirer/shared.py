@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from acquirer import pgstore, store, wallet
 from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, HostTxn, Ticket
-from acquirer.protocol import Message
+from acquirer.protocol import RC_IN_PROGRESS, Message
 
 T = TypeVar("T")
 
@@ -47,7 +47,13 @@ class SharedAcquirer(Acquirer):
         return self._again(lambda: Acquirer.begin(self, msg, now_ms))
 
     def finish(self, ticket: Ticket, now_ms: int) -> tuple[Message, HostAction]:
-        return self._again(lambda: Acquirer.finish(self, ticket, now_ms))
+        try:
+            return self._again(lambda: Acquirer.finish(self, ticket, now_ms))
+        except pgstore.ClaimLost as exc:
+            # Rolled back: nothing charged. Another instance owns the key now.
+            return self._reply(ticket.request, RC_IN_PROGRESS), HostAction(
+                "in-progress", RC_IN_PROGRESS, detail=f"{exc}; nothing charged."
+            )
 
     def abandon(self, ticket: Ticket) -> None:
         self._again(lambda: Acquirer.abandon(self, ticket))

@@ -26,6 +26,7 @@ from .fleet_procs import (
     fleet_worker_users,
     host_users,
     hosts_cpu_s,
+    kill_host_later,
     run_fleet_processes,
     start_host_processes,
 )
@@ -171,6 +172,12 @@ def register(sub: Any) -> None:
         default=1,
         metavar="H",
         help="H host processes sharing the requests (--share; needs --db postgresql://...)",
+    )
+    fl.add_argument(
+        "--kill-host-after",
+        type=float,
+        metavar="S",
+        help="with --hosts 2 or more: kill -9 one host process S seconds into the load",
     )
     fl.add_argument(
         "--procs",
@@ -580,6 +587,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             else:
                 hosts = [host_addr] + [_login(broker, address, u) for u in host_users(args.hosts)]
                 procs = await start_host_processes(hosts, db)
+            victim = kill_host_later(procs, args.kill_host_after)
             host_cpu0 = hosts_cpu_s(procs)
             try:
                 fleet_addr = _login(broker, address, "fleet")
@@ -603,7 +611,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                 host_cpu = hosts_cpu_s(procs)
                 if host_cpu is not None and host_cpu0 is not None:
                     report.host_cpu_s = host_cpu - host_cpu0
-                dead = [p.returncode for p in procs if p.returncode is not None]
+                dead = [p.returncode for p in procs if p.returncode is not None and p is not victim]
                 if dead:
                     # The verdict cannot be trusted if the host was gone for part of it.
                     report.invariants["host-alive"] = [

@@ -148,4 +148,24 @@ def fleet_hosts_problem(args: argparse.Namespace) -> str:
         return "--hosts must be between 1 and 16"
     if args.hosts > 1 and (args.db is None or args.inproc_host):
         return "--hosts > 1 needs --db postgresql://... and separate host processes"
+    if args.kill_host_after is not None and (args.hosts < 2 or args.kill_host_after < 0):
+        return "--kill-host-after needs --hosts 2 or more, and seconds >= 0"
     return ""
+
+
+def kill_host_later(
+    procs: list[asyncio.subprocess.Process], after_s: float | None
+) -> asyncio.subprocess.Process | None:
+    """`fleet --kill-host-after S`: kill -9 the last host process S seconds from now
+    (the others serve on); returns the one that will be killed."""
+    if after_s is None or len(procs) < 2:
+        return None
+    victim = procs[-1]
+
+    def kill() -> None:
+        if victim.returncode is None:
+            victim.kill()
+            print(f"fleet: killed host process {victim.pid} (kill -9)", file=sys.stderr)
+
+    asyncio.get_running_loop().call_later(after_s, kill)
+    return victim

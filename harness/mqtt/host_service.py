@@ -450,14 +450,16 @@ class HostService:
 
         def tick() -> None:
             self.core.flush_log()
-            if isinstance(acquirer, SharedAcquirer):
-                # Claims left by an instance that died (see hostdb.clear_in_progress).
-                acquirer.clear_stale_claims(self.core.clock_ms() - CLAIM_LEASE_MS)
             self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
 
         def wallet() -> None:
             if isinstance(acquirer, SharedAcquirer):
-                acquirer.refresh_wallet_due()  # other instances take orders too
+                try:
+                    # Claims of an instance that died (see hostdb.clear_in_progress).
+                    acquirer.clear_stale_claims(self.core.clock_ms() - CLAIM_LEASE_MS)
+                    acquirer.refresh_wallet_due()  # other instances take orders too
+                except Exception:  # the timer keeps running whatever the database does
+                    log.exception("host: internal error clearing stale claims")
             if 0 <= self.core.acquirer.wallet_due_ms <= self.core.clock_ms():
                 self._open_group()
                 self.core.wallet_tick()

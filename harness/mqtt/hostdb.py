@@ -21,10 +21,13 @@ from . import realclock
 
 log = logging.getLogger("posharness.mqtt.host")
 
-# On a shared database a `progress` claim older than this belongs to a host process
-# that died mid-request (a live one finishes within seconds: the slowest test
-# amount takes 30 s more): see `clear_in_progress`.
-CLAIM_LEASE_MS = 60_000
+# On a shared database a `progress` claim older than this is taken for one of a host
+# process that died mid-request, and cleared (see `clear_in_progress`). A live
+# instance slower than this loses nothing either: its outcome may only replace its own
+# claim (acquirer.pgstore.ClaimLost), so it is rolled back uncharged if the claim was
+# cleared and taken. The lease only decides how long a dead instance's requests are
+# answered "in progress".
+CLAIM_LEASE_MS = 10_000
 
 
 def open_db(db_path: str) -> Any:
@@ -137,7 +140,7 @@ def clear_in_progress(db_path: str, now_ms: int | None = None) -> int:
     On a SQLite file one host process owns the file, so every such record is
     cleared. On a shared PostgreSQL database other processes' live claims are
     there too: only claims older than CLAIM_LEASE_MS before `now_ms` are cleared
-    (the service calls this at start and then periodically).
+    (at start; the MQTT service then every WALLET_TICK_MS).
     """
     shared = store.is_url(db_path)
     conn = open_db(db_path)

@@ -115,6 +115,24 @@ def test_reversal_racing_its_originals_claim_is_retried_and_told_to_come_back(
         assert race.charges() == 0 and race.a.ledger_sum() == 0
 
 
+def test_a_claim_cleared_as_dead_and_taken_over_is_never_charged_twice(pg_url: str) -> None:
+    """Instance a stalls after claiming; b clears the claim as a dead instance's and
+    claims the resend. a's late finish must not charge: it answers 09, b charges."""
+    with pair(pg_url) as race:
+        msg = purchase(9)
+        stalled, _ = race.a.begin(msg, 0)
+        assert isinstance(stalled, Ticket)
+        assert race.b.clear_stale_claims(before_ms=1) == 1
+        taken, _ = race.b.begin(msg, 5)
+        assert isinstance(taken, Ticket)
+        late, action = race.a.finish(stalled, 10)
+        assert late.rc == p.RC_IN_PROGRESS and action.action == "in-progress"
+        won, _ = race.b.finish(taken, 20)
+        assert won.rc == p.RC_APPROVED
+        assert race.a.handle(msg, 30).rrn == won.rrn
+        assert race.charges() == 1 and race.a.ledger_sum() == 0
+
+
 def test_both_instances_handling_the_same_requests_at_once_never_double_charge(
     pg_url: str,
 ) -> None:

@@ -43,10 +43,29 @@ def test_fleet_served_by_two_host_instances_keeps_every_invariant(
     assert code == 0
 
 
+@pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
+def test_kill_9_of_one_instance_under_load_loses_and_doubles_nothing(
+    pg_available: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One of two instances is killed a second into the load: the other serves on,
+    a request the dead one had claimed is answered 09 until its claim's lease ends,
+    and every purchase still completes with every invariant kept."""
+    args = ["fleet", "--terminals", "6", "--rate", "60", "--duration", "2", "--json"]
+    args += ["--hosts", "2", "--kill-host-after", "1", "--db", pgtesting.base_url()]
+    code = main(args)
+    out = capsys.readouterr()
+    report = json.loads(out.out.strip().splitlines()[-1])
+    assert "fleet: killed host process" in out.err
+    assert report["invariants_ok"] is True, report["invariants"]
+    assert report["completed"] == report["offered"] > 0
+    assert code == 0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--hosts", "2"], "--hosts > 1 needs --db postgresql://"),
+        (["--kill-host-after", "1"], "--kill-host-after needs --hosts 2"),
         (["--db", "host.db"], "fleet takes a postgresql:// URL"),
         (["--hosts", "0"], "--hosts must be between 1 and 16"),
     ],
