@@ -18,6 +18,7 @@ IN PROGRESS mark is cleared and a retry is processed afresh.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -233,8 +234,10 @@ class Acquirer:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        # Transaction ids (and so RRNs) are a plain sequence: deterministic.
+        # Transaction ids (and so RRNs) are a plain sequence: deterministic. A store
+        # shared by several processes (PostgreSQL) hands them out itself.
         self._next_txn_id: int = db.execute(store.SQL_MAX_TXN).fetchone()[0] + 1
+        self._ids_from_store = not isinstance(db, sqlite3.Connection)
         # When the next waiting wallet order is due (-1: none); see `wallet_advance`.
         self.wallet_due_ms = wallet.next_due(self)
         # The simulated customers' phones (None: each account's own `confirm_ms`):
@@ -634,7 +637,7 @@ class Acquirer:
             )
         if rec.state == store.DEDUP_TOMB:
             # The reversal overtook its purchase: never charge it.
-            txn_id, rrn = self._insert_txn(msg, now_ms, RC_DO_NOT_HONOUR, "")
+            txn_id, rrn = self._insert_txn(msg, now_ms, RC_DO_NOT_HONOUR)
             self._db.execute(
                 store.SQL_DEDUP_DONE,
                 (msg.terminal_id, key, fp, now_ms, RC_DO_NOT_HONOUR, rrn, "", txn_id),
@@ -669,12 +672,13 @@ class Acquirer:
         msg: Message,
         now_ms: int,
         rc: str,
-        auth_code: str,
         status: str = "",
         amount: int = -1,
     ) -> tuple[int, str]:
         """Store a transaction row with the next id; the caller advances the id after
         commit. `amount`: what was approved when it is not the request's (RC 10)."""
+        if self._ids_from_store:
+            self._next_txn_id = self._db.next_txn_id()  # type: ignore[attr-defined]
         txn_id = self._next_txn_id
         rrn = f"{txn_id:012d}"
         kind = KIND_REFUND if msg.processing_code == PROC_REFUND else KIND_PURCHASE
@@ -778,9 +782,8 @@ class Acquirer:
                     "decline", rc, amount=req.amount, detail=f"{why} Transient, not stored."
                 )
             approved = rc in (RC_APPROVED, RC_PARTIAL)
-            txn_id = self._next_txn_id
+            txn_id, rrn = self._insert_txn(req, now_ms, rc, amount=taken)
             auth_code = f"{txn_id % 1_000_000:06d}" if approved else ""
-            txn_id, rrn = self._insert_txn(req, now_ms, rc, auth_code, amount=taken)
             if approved:
                 card, merchant = req.pan, self._config.merchant_account
                 if refund:

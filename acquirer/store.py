@@ -1,5 +1,7 @@
 """SQLite storage for the mock acquirer: schema, pragmas and every SQL statement.
 
+The same statements run on PostgreSQL, rewritten by `acquirer.pgstore`.
+
 The host keeps its state the way a production acquirer does: uniqueness is
 enforced by the database (PRIMARY KEY / UNIQUE), and each request runs inside one
 `BEGIN IMMEDIATE ... COMMIT` transaction. All SQL text lives here as constants so
@@ -145,6 +147,7 @@ SQL_DEDUP_PRUNE = (
     "DELETE FROM dedup WHERE (terminal_id, key) IN (SELECT terminal_id, key FROM dedup "
     f"WHERE created_ms < ? ORDER BY created_ms LIMIT {PRUNE_BATCH_MAX})"
 )
+SQL_DEDUP_CLEAR_STALE = "DELETE FROM dedup WHERE state = 'progress' AND created_ms < ?"
 SQL_DEDUP_COUNT = "SELECT COUNT(*) FROM dedup"
 
 SQL_TXN_INSERT = (
@@ -217,6 +220,14 @@ class DedupRow:
     txn_id: int | None
 
 
+URL_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_url(db: str) -> bool:
+    """Does `db` name a PostgreSQL database rather than a SQLite file?"""
+    return db.startswith(URL_PREFIXES)
+
+
 @functools.cache
 def _empty_image() -> bytes:
     """An in-memory database with the schema and nothing else, serialised."""
@@ -228,12 +239,18 @@ def _empty_image() -> bytes:
 
 
 def connect(db_path: str) -> sqlite3.Connection:
-    """Open the store and create the schema.
+    """Open the store and create the schema (a postgresql:// URL: `acquirer.pgstore`,
+    which takes the same statements and calls).
 
     ":memory:" and "" (a private temporary file) hold nothing worth keeping, so
     they trade durability for speed; a real file gets WAL and full fsync, as a
     production host would.
     """
+    if is_url(db_path):
+        from acquirer import pgstore
+
+        # Duck-typed: the host calls only execute, executemany and close.
+        return pgstore.connect(db_path)  # type: ignore[return-value]
     # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
     conn = sqlite3.connect(db_path, isolation_level=None, cached_statements=256)
     if db_path == ":memory:":

@@ -106,12 +106,9 @@ def finish_pay(
         if confirm > 0 and rc == RC_APPROVED and host.phone is not None:
             confirm = host.phone(req, confirm)
         waiting = rc == RC_APPROVED and confirm != 0
-        txn_id = host._next_txn_id
-        auth_code = auth_code_of(txn_id) if rc == RC_APPROVED and not waiting else ""
         stored_rc = RC_IN_PROGRESS if waiting else rc
-        txn_id, rrn = host._insert_txn(
-            req, now_ms, stored_rc, auth_code, STATUS_PAYING if waiting else ""
-        )
+        txn_id, rrn = host._insert_txn(req, now_ms, stored_rc, STATUS_PAYING if waiting else "")
+        auth_code = auth_code_of(txn_id) if rc == RC_APPROVED and not waiting else ""
         due = -1
         if waiting:
             close_ms = now_ms + host._config.wallet_close_ms

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.mqtt.broker import PrivateBroker  # noqa: E402
-from harness.mqtt.host_service import fleet_pan  # noqa: E402
+from harness.mqtt.hostdb import fleet_pan  # noqa: E402
 from harness.mqtt.keys import generate, write_key_file  # noqa: E402
 
 TID = "T0001"

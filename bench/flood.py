@@ -41,7 +41,7 @@ from harness.mqtt import realclock, wire  # noqa: E402
 from harness.mqtt.broker import PrivateBroker  # noqa: E402
 from harness.mqtt.cli import _process_cpu_s  # noqa: E402
 from harness.mqtt.fleet import FleetOptions, run_fleet  # noqa: E402
-from harness.mqtt.host_service import terminal_id  # noqa: E402
+from harness.mqtt.hostdb import terminal_id  # noqa: E402
 from harness.mqtt.journal import Journal  # noqa: E402
 from harness.mqtt.keys import generate, load_key_file, mac_keys, write_key_file  # noqa: E402
 from harness.mqtt.terminal_driver import single_terminal, terminal_config  # noqa: E402

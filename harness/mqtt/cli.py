@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +24,13 @@ from terminal.firmware import CHIP_DECLINED, CHIP_REMOVED
 
 from .broker import Broker, BrokerError, start_private_broker
 from .fleet_procs import (
-    _process_cpu_s,
+    fleet_hosts_problem,
     fleet_worker_users,
+    host_users,
+    hosts_cpu_s,
+    kill_host_later,
     run_fleet_processes,
-    start_host_process,
+    start_host_processes,
 )
 from .keys import KEYS_ENV, KeyFileError
 from .ratelimit import RATE_PER_S
@@ -58,7 +61,18 @@ def register(sub: Any) -> None:
     acq_sub = acq.add_subparsers(dest="acquirer_command", required=True)
     serve = acq_sub.add_parser("serve", help="serve posh/+/req until interrupted")
     serve.add_argument("--broker", help="mqtt://[user:pass@]host:port (default: private broker)")
-    serve.add_argument("--db", required=True, help="SQLite file for ledger and idempotency")
+    serve.add_argument(
+        "--db",
+        required=True,
+        help="SQLite file for ledger and idempotency, or a postgresql:// URL "
+        "(several instances may share it: --share; docs/scale-out.md)",
+    )
+    serve.add_argument(
+        "--share",
+        metavar="GROUP",
+        help="one of several instances on one --db postgresql:// URL: take a share of the "
+        "requests through the MQTT shared subscription $share/GROUP/posh/+/req",
+    )
     serve.add_argument(
         "--keys",
         metavar="FILE",
@@ -182,6 +196,25 @@ def register(sub: Any) -> None:
         help="run the host in this process (default: a separate process)",
     )
     fl.add_argument(
+        "--db",
+        metavar="URL",
+        help="the host's database: postgresql://... (a private schema in it, dropped "
+        "after; default: a private SQLite file)",
+    )
+    fl.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        metavar="H",
+        help="H host processes sharing the requests (--share; needs --db postgresql://...)",
+    )
+    fl.add_argument(
+        "--kill-host-after",
+        type=float,
+        metavar="S",
+        help="with --hosts 2 or more: kill -9 one host process S seconds into the load",
+    )
+    fl.add_argument(
         "--procs",
         type=int,
         default=1,
@@ -213,13 +246,16 @@ def _broker_or(
     passwords: dict[str, str] | None = None,
     *,
     fleet_workers: int = 0,
+    service_users: list[str] | None = None,
 ) -> Iterator[tuple[Broker | None, BrokerAddress]]:
     if url:
         yield None, BrokerAddress.parse(url)
         return
     try:
         broker = start_private_broker(
-            users, passwords=passwords, extra_service_users=fleet_worker_users(fleet_workers)
+            users,
+            passwords=passwords,
+            extra_service_users=fleet_worker_users(fleet_workers) + (service_users or []),
         )
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -246,7 +282,7 @@ def _serve_keys(args: argparse.Namespace) -> tuple[str, dict[str, TerminalSecret
     if not Path(path).exists():
         if args.provision < 0 or args.provision > MAX_PROVISION:
             raise KeyFileError(f"--provision must be between 0 and {MAX_PROVISION}")
-        from .host_service import terminal_id
+        from .hostdb import terminal_id
 
         tids = [terminal_id(n) for n in range(1, args.provision + 1)]
         keyfile.write_key_file(path, keyfile.generate(tids))
@@ -259,7 +295,8 @@ MAX_PROVISION = 9999
 
 
 def cmd_acquirer_serve(args: argparse.Namespace) -> int:
-    from .host_service import HostService, provision
+    from .host_service import HostService
+    from .hostdb import provision
     from .keys import mac_keys
 
     _setup_logging()
@@ -268,6 +305,12 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
         return 2
     if args.standard_terminals is not None and args.listen is None:
         print("error: --standard-terminals needs --listen tcp://HOST:PORT", file=sys.stderr)
+        return 2
+    from .hostdb import serve_db_problem
+
+    problem = serve_db_problem(args.db, args.share, args.listen, args.keys, args.provision)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         found = _serve_keys(args)
@@ -289,7 +332,9 @@ def cmd_acquirer_serve(args: argparse.Namespace) -> int:
         addr = _login(broker, address, "acquirer")
 
         async def main() -> None:
-            service = HostService(addr, args.db, rate_limit_per_s=args.rate_limit)
+            service = HostService(
+                addr, args.db, rate_limit_per_s=args.rate_limit, share=args.share or ""
+            )
             await service.start()
             print(f"acquirer: serving {addr.url()} db={args.db}", flush=True)
             if found is not None:
@@ -472,7 +517,8 @@ async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str, bool] |
 def cmd_terminal_run(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
-    from .host_service import HostService, provision
+    from .host_service import HostService
+    from .hostdb import provision
     from .journal import Journal
     from .terminal_driver import single_terminal
 
@@ -545,7 +591,8 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 def cmd_fleet(args: argparse.Namespace) -> int:
     from . import keys as keygen
     from .fleet import FleetOptions, run_fleet
-    from .host_service import HostService, load_keys, provision, terminal_id
+    from .host_service import HostService
+    from .hostdb import load_keys, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()
@@ -558,8 +605,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.procs > 1 and args.faults:
         print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
         return 2
-    if args.transport == "tcp" and (args.procs > 1 or args.broker):
-        print("error: --transport tcp takes no --procs or --broker yet", file=sys.stderr)
+    if args.transport == "tcp" and (args.procs > 1 or args.broker or args.hosts > 1):
+        print("error: --transport tcp takes no --procs, --broker or --hosts yet", file=sys.stderr)
+        return 2
+    problem = fleet_hosts_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     from harness.runner import load_firmware
 
@@ -588,8 +639,15 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         )
         print(json.dumps(dataclasses.asdict(part)))
         return 0
+    tmp_stack = ExitStack()
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
     db = str(Path(tmp.name) / "host.db")
+    if args.db:
+        # A private schema in the named database, dropped at the end (the verdicts
+        # judge every row of the host's books).
+        from acquirer.pgstore import scratch_schema
+
+        db = tmp_stack.enter_context(scratch_schema(args.db, "fleet"))
     # Random keys for this run, kept in the host's database only (in a 0700 directory).
     mac_keys = keygen.mac_keys(
         keygen.generate(terminal_id(n) for n in range(1, args.terminals + 1))
@@ -598,26 +656,30 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.transport == "tcp":
         from harness.tcp.commands import fleet_tcp
 
-        with tmp:
+        with tmp, tmp_stack:
             report = fleet_tcp(db, opts, factory, mac_keys, plan)
         if report is None:
             return 1
         print(json.dumps(report.to_json())) if args.json else print_report(report)
         return 0 if report.invariants_ok else 1
     workers = args.procs if args.procs > 1 else 0
-    with _broker_or(args.broker, [], fleet_workers=workers) as (broker, address):
+    with _broker_or(
+        args.broker, [], fleet_workers=workers, service_users=host_users(args.hosts)
+    ) as (broker, address):
         host_addr = _login(broker, address, "acquirer")
 
         async def main() -> FleetReport:
-            proc = None
             service = None
             _cancel_on_signals()
+            procs: list[asyncio.subprocess.Process] = []
             if args.inproc_host:
                 service = HostService(host_addr, db)
                 await service.start()
             else:
-                proc = await start_host_process(host_addr, db)
-            host_cpu0 = _process_cpu_s(proc.pid if proc is not None else None)
+                hosts = [host_addr] + [_login(broker, address, u) for u in host_users(args.hosts)]
+                procs = await start_host_processes(hosts, db)
+            victim = kill_host_later(procs, args.kill_host_after)
+            host_cpu0 = hosts_cpu_s(procs)
             try:
                 fleet_addr = _login(broker, address, "fleet")
                 if args.procs > 1:
@@ -637,19 +699,20 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                         proxy_address=_login(broker, address, "proxy"),
                         mac_keys=mac_keys,
                     )
-                host_cpu = _process_cpu_s(proc.pid if proc is not None else None)
+                host_cpu = hosts_cpu_s(procs)
                 if host_cpu is not None and host_cpu0 is not None:
                     report.host_cpu_s = host_cpu - host_cpu0
-                if proc is not None and proc.returncode is not None:
+                dead = [p.returncode for p in procs if p.returncode is not None and p is not victim]
+                if dead:
                     # The verdict cannot be trusted if the host was gone for part of it.
                     report.invariants["host-alive"] = [
-                        f"the acquirer process died during the run (exit {proc.returncode})"
+                        f"an acquirer process died during the run (exit {dead[0]})"
                     ]
                 return report
             finally:
                 if service is not None:
                     await service.stop()
-                if proc is not None:
+                for proc in procs:
                     if proc.returncode is None:
                         with suppress(ProcessLookupError):
                             proc.terminate()
@@ -658,13 +721,16 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         try:
             report = asyncio.run(main())
         except (KeyboardInterrupt, asyncio.CancelledError):
+            tmp_stack.close()
             tmp.cleanup()
             print("fleet: interrupted; stopped cleanly", file=sys.stderr)
             return 1
         except BrokerError as exc:
+            tmp_stack.close()
             tmp.cleanup()
             print(f"fleet: {exc}", file=sys.stderr)
             return 1
+    tmp_stack.close()
     tmp.cleanup()
     if args.json:
         print(json.dumps(report.to_json()))

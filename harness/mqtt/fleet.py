@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acquirer import store
 from terminal.firmware import Firmware, FirmwareConfig
 
 from . import realclock
-from .host_service import fleet_code, fleet_pan, terminal_id
+from .hostdb import fleet_code, fleet_pan, open_db, terminal_id
 from .journal import Journal, JournalFile
 from .proxy import FaultPlan, FaultProxy
 from .terminal_driver import Intent, TerminalClient, TerminalDriver, terminal_config
@@ -328,7 +329,10 @@ def judge(
     by_driver = {d.tid: d for d in drivers}
     # (tid, purchase n) -> what the terminal finally showed for it.
     shown: dict[tuple[str, int], Intent] = {}
-    conn = sqlite3.connect(f"file:{host_db}?mode=ro", uri=True)
+    if store.is_url(host_db):
+        conn = open_db(host_db)
+    else:
+        conn = sqlite3.connect(f"file:{host_db}?mode=ro", uri=True)
     try:
         net: dict[tuple[str, int], int] = {}
         rows = conn.execute(

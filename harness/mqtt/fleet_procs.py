@@ -87,6 +87,21 @@ def _env_with_broker(address: BrokerAddress) -> dict[str, str]:
     return {**os.environ, BROKER_ENV: address.url(show_password=True)}
 
 
+def host_users(hosts: int) -> list[str]:
+    """Broker users of the second and later host processes (`fleet --hosts H`): the
+    private broker makes the user name the client id, so instances must not share one."""
+    return [f"acquirer-{i}" for i in range(2, hosts + 1)]
+
+
+async def start_host_processes(
+    logins: list[BrokerAddress], db: str
+) -> list[asyncio.subprocess.Process]:
+    """One host process on `db` per login; more than one share the requests
+    (`--share fleet`)."""
+    share = "fleet" if len(logins) > 1 else ""
+    return [await start_host_process(address, db, share) for address in logins]
+
+
 async def _serve_process(
     db: str, where: list[str], env: dict[str, str] | None = None
 ) -> tuple[asyncio.subprocess.Process, list[bytes]]:
@@ -119,7 +134,48 @@ async def start_tcp_host_process(db: str) -> tuple[asyncio.subprocess.Process, i
     return proc, int(serving[0].split()[2].rsplit(b":", 1)[1])
 
 
-async def start_host_process(address: BrokerAddress, db: str) -> asyncio.subprocess.Process:
+async def start_host_process(
+    address: BrokerAddress, db: str, share: str = ""
+) -> asyncio.subprocess.Process:
     """`python -m harness.mqtt acquirer serve` in its own process; returns once it serves."""
-    where = ["--broker", f"env:{BROKER_ENV}"]
+    where = ["--broker", f"env:{BROKER_ENV}", *(["--share", share] if share else [])]
     return (await _serve_process(db, where, _env_with_broker(address)))[0]
+
+
+def hosts_cpu_s(procs: list[asyncio.subprocess.Process]) -> float | None:
+    """CPU seconds the host processes have used together (None if unknown)."""
+    each = [_process_cpu_s(p.pid) for p in procs]
+    return None if not each or None in each else sum(c for c in each if c is not None)
+
+
+def fleet_hosts_problem(args: argparse.Namespace) -> str:
+    """What is wrong with `fleet --db` and `--hosts` ("" if nothing)."""
+    from acquirer.store import is_url
+
+    if args.db is not None and not is_url(args.db):
+        return f"--db {args.db!r}: fleet takes a postgresql:// URL (default: a SQLite file)"
+    if args.hosts < 1 or args.hosts > 16:
+        return "--hosts must be between 1 and 16"
+    if args.hosts > 1 and (args.db is None or args.inproc_host):
+        return "--hosts > 1 needs --db postgresql://... and separate host processes"
+    if args.kill_host_after is not None and (args.hosts < 2 or args.kill_host_after < 0):
+        return "--kill-host-after needs --hosts 2 or more, and seconds >= 0"
+    return ""
+
+
+def kill_host_later(
+    procs: list[asyncio.subprocess.Process], after_s: float | None
+) -> asyncio.subprocess.Process | None:
+    """`fleet --kill-host-after S`: kill -9 the last host process S seconds from now
+    (the others serve on); returns the one that will be killed."""
+    if after_s is None or len(procs) < 2:
+        return None
+    victim = procs[-1]
+
+    def kill() -> None:
+        if victim.returncode is None:
+            victim.kill()
+            print(f"fleet: killed host process {victim.pid} (kill -9)", file=sys.stderr)
+
+    asyncio.get_running_loop().call_later(after_s, kill)
+    return victim

@@ -35,13 +35,12 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from acquirer import iso8583, store
-from acquirer.host import Acquirer, CardAccount, HostAction, HostConfig, Ticket
+from acquirer import iso8583
+from acquirer.host import Acquirer, HostAction, Ticket
 from acquirer.protocol import (
     MTI_PURCHASE,
     RC_FORMAT_ERROR,
@@ -50,9 +49,11 @@ from acquirer.protocol import (
     ProtocolError,
     canonical_mti,
 )
+from acquirer.shared import SharedAcquirer
 
 from . import realclock, wire
 from .groupcommit import GroupCommit
+from .hostdb import CLAIM_LEASE_MS, open_acquirer
 from .ratelimit import (
     BAD_BURST,
     BAD_RATE_PER_S,
@@ -77,131 +78,6 @@ UNLIMITED = 10**12
 HOST_CLIENT_ID = "posharness-acquirer"
 # Terminals provisioned by default: T0001 .. T0100 (fleets and docs use these ids).
 PROVISION_DEFAULT = 100
-
-SQL_KEYS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS terminal_keys ("
-    "terminal_id TEXT PRIMARY KEY, mac_key BLOB NOT NULL) WITHOUT ROWID"
-)
-
-
-def terminal_id(n: int) -> str:
-    """The n-th terminal's id: T0001, T0002, ..."""
-    return f"T{n:04d}"
-
-
-def provision(db_path: str, keys: Mapping[str, bytes]) -> None:
-    """Add terminals with their MAC keys to the host's terminal table.
-
-    The keys given win: a terminal already there gets its key replaced (the key
-    file is the source of truth, so a rotated key takes effect at the next start).
-    A new database file is created 0600 (it holds the keys; SQLite gives its WAL
-    and shared-memory files the same mode)."""
-    if not os.path.exists(db_path):
-        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(SQL_KEYS_SCHEMA)
-        rows = sorted(keys.items())
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO terminal_keys VALUES (?, ?) "
-            "ON CONFLICT (terminal_id) DO UPDATE SET mac_key = excluded.mac_key",
-            rows,
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def load_keys(db_path: str) -> dict[str, bytes]:
-    """Every terminal's MAC key from the host's terminal table."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        conn.execute(SQL_KEYS_SCHEMA)
-        return {str(t): bytes(k) for t, k in conn.execute("SELECT * FROM terminal_keys")}
-    finally:
-        conn.close()
-
-
-# Fleet cards: one per terminal slot, each with a balance no load run exhausts,
-# so fleet outcomes are decided by faults, not by cards running dry.
-FLEET_CARDS_MAX = 1000
-FLEET_CARD_BALANCE = 10**15
-
-
-def fleet_pan(n: int) -> str:
-    """The n-th fleet card's PAN (16 digits)."""
-    return f"5{n % FLEET_CARDS_MAX:015d}"
-
-
-FLEET_CARDS = tuple(CardAccount(fleet_pan(n), FLEET_CARD_BALANCE) for n in range(FLEET_CARDS_MAX))
-
-# The networks' public test card numbers that outside tools send by default
-# (iso8583sim's sample messages among them): approved, with a fleet card's balance,
-# on the real host only (the simulation has its own catalogue). docs/test-cards.md.
-PUBLIC_TEST_PANS = (
-    "4111111111111111",  # Visa
-    "5555555555554444",  # Mastercard
-    "378282246310005",  # American Express
-    "6011111111111117",  # Discover
-    "3530111333300000",  # JCB
-    "6200000000000005",  # UnionPay
-)
-PUBLIC_TEST_CARDS = tuple(CardAccount(pan, FLEET_CARD_BALANCE) for pan in PUBLIC_TEST_PANS)
-
-
-def fleet_code(n: int) -> str:
-    """The n-th fleet wallet's payment code (18 digits; pays at once)."""
-    return f"2899{n % FLEET_CARDS_MAX:014d}"  # apart from the catalogue's 2800...
-
-
-FLEET_WALLETS = tuple(
-    CardAccount(fleet_code(n), FLEET_CARD_BALANCE) for n in range(FLEET_CARDS_MAX)
-)
-
-
-def open_acquirer(db_path: str, *, processing_ms: int = 0) -> Acquirer:
-    """The acquirer on a durable SQLite file (WAL, synchronous FULL: see acquirer.store).
-
-    Cards: the test-card and test-wallet catalogues plus the fleet cards and wallets.
-    Keys: the terminal table.
-    """
-    if db_path in ("", ":memory:"):
-        raise ValueError("the MQTT host needs a database file, not an in-memory store")
-    keys = load_keys(db_path)
-    clear_in_progress(db_path)
-    config = HostConfig(mac_keys=keys, db_path=db_path, processing_ms=processing_ms)
-    return Acquirer(config, FLEET_CARDS + FLEET_WALLETS + PUBLIC_TEST_CARDS)
-
-
-def clear_in_progress(db_path: str) -> int:
-    """Forget the previous host process's unfinished requests; returns how many.
-
-    A request's idempotency record is written as `progress` when the host begins
-    it and becomes `done` in the same transaction that charges the card. A
-    `progress` record found at start-up therefore belongs to a host that was
-    killed between the two (kill -9, power loss) and charged nothing. Left in
-    place it would answer every resend "09 in progress" and every reversal of it
-    "09" forever (bench/durability.py found exactly that); cleared, the resend is
-    processed afresh, as `Acquirer.abandon` does for a simulated host crash. Only
-    valid because one host process owns the file (the service is not clustered).
-    """
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        found = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup'"
-        ).fetchone()
-        if found is None:
-            return 0
-        cur = conn.execute(f"DELETE FROM dedup WHERE state = '{store.DEDUP_PROGRESS}'")
-        if cur.rowcount:
-            log.warning(
-                "acquirer: cleared %d request(s) a killed host left unfinished", cur.rowcount
-            )
-        return cur.rowcount
-    finally:
-        conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,9 +322,12 @@ class HostService:
         time_scale: float = 1.0,
         client_id: str = HOST_CLIENT_ID,
         rate_limit_per_s: int = RATE_PER_S,
+        share: str = "",
     ) -> None:
         """`rate_limit_per_s`: frames per second per terminal (bursts of twice that);
-        0 turns the limit off (for measuring what it buys: bench/flood.py)."""
+        0 turns the limit off (for measuring what it buys: bench/flood.py). `share`:
+        one of several instances on one PostgreSQL database, taking its share of the
+        requests through the shared subscription `$share/<share>/posh/+/req`."""
         self.db_path = db_path
         self.time_scale = time_scale
         limiter, bad = limiters(rate_limit_per_s)
@@ -462,12 +341,20 @@ class HostService:
         self.group = GroupCommit(self.core)
         self._log_timer: asyncio.TimerHandle | None = None
         self._wallet_timer: asyncio.TimerHandle | None = None
+        requests = wire.topic("+", "req")
+        if share:
+            # Each instance its own client, and no persistent session: the broker would
+            # keep queueing a dead instance's share for it instead of giving it to
+            # the live ones (the terminals resend what was in flight).
+            client_id = f"{client_id}-{share}-{os.getpid()}"
+            requests = f"$share/{share}/{requests}"
+        self.share = share
         self.session = Session(
             address,
             client_id=client_id,
-            subscriptions=[wire.topic("+", "req")],
+            subscriptions=[requests],
             on_message=self._on_message,
-            persistent=True,
+            persistent=not share,
         )
 
     def _on_message(self, name: str, payload: bytes) -> None:
@@ -521,12 +408,20 @@ class HostService:
             self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
 
         def wallet() -> None:
+            if isinstance(acquirer, SharedAcquirer):
+                try:
+                    # Claims of an instance that died (see hostdb.clear_in_progress).
+                    acquirer.clear_stale_claims(self.core.clock_ms() - CLAIM_LEASE_MS)
+                    acquirer.refresh_wallet_due()  # other instances take orders too
+                except Exception:  # the timer keeps running whatever the database does
+                    log.exception("host: internal error clearing stale claims")
             if 0 <= self.core.acquirer.wallet_due_ms <= self.core.clock_ms():
                 self.group.open()
                 self.core.wallet_tick()
             self._wallet_timer = loop.call_later(WALLET_TICK_MS / 1000 * self.time_scale, wallet)
 
         loop = asyncio.get_running_loop()
+        acquirer = self.core.acquirer
         self._log_timer = loop.call_later(LOG_INTERVAL_MS / 1000, tick)
         self._wallet_timer = loop.call_later(WALLET_TICK_MS / 1000 * self.time_scale, wallet)
 

@@ -23,7 +23,9 @@ from .keys import KeyFileError, generate, load_key_file, write_key_file
 def add_provision_command(acq_sub: Any) -> None:
     """Add `provision` under `posharness acquirer`."""
     p = acq_sub.add_parser("provision", help="add a terminal: fresh key and broker login")
-    p.add_argument("--db", required=True, help="the host's SQLite file (as for serve)")
+    p.add_argument(
+        "--db", required=True, help="the host's SQLite file or postgresql:// URL (as for serve)"
+    )
     p.add_argument(
         "--terminal", required=True, metavar="TID", help="terminal id (1-8 letters/digits)"
     )
@@ -33,7 +35,7 @@ def add_provision_command(acq_sub: Any) -> None:
 
 
 def cmd_acquirer_provision(args: argparse.Namespace) -> int:
-    from .host_service import provision
+    from .hostdb import provision
 
     tid = args.terminal
     keys_path = Path(args.keys or f"{args.db}.keys.json")

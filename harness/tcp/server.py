@@ -29,14 +29,8 @@ from dataclasses import dataclass
 
 from harness.mqtt import wire
 from harness.mqtt.groupcommit import GroupCommit
-from harness.mqtt.host_service import (
-    Deferred,
-    HostCore,
-    address_of,
-    limiters,
-    open_acquirer,
-    provision,
-)
+from harness.mqtt.host_service import Deferred, HostCore, address_of, limiters
+from harness.mqtt.hostdb import open_acquirer, provision
 from harness.mqtt.ratelimit import RATE_PER_S
 
 from .framing import FrameError, FrameReader, answer_tpdu, encode_frame

@@ -113,7 +113,7 @@ def test_a_request_that_fails_inside_a_group_is_undone_alone(
         assert acq.ledger_sum() == 0
         assert [t.amount for t in acq.transactions()] == [1000, 300]
         # As without groups, the claim (its own operation) stays: a retry is "in progress"
-        # until the host restarts (host_service.clear_in_progress).
+        # until the host restarts (hostdb.clear_in_progress).
         assert acq.handle(T1.purchase(4, 700, PAN, "k2"), 3).rc == "09"
     finally:
         acq.close()

@@ -9,7 +9,7 @@ import pytest
 
 from acquirer.testing import fixed_test_mac_key
 from harness.mqtt.broker import SETUP_HINT, PrivateBroker, find_mosquitto
-from harness.mqtt.host_service import provision, terminal_id
+from harness.mqtt.hostdb import provision, terminal_id
 
 TERMINALS = tuple(terminal_id(n) for n in range(1, 6))
 

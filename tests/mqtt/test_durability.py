@@ -34,7 +34,7 @@ def test_five_kills_lose_nothing() -> None:
 
 
 def _files(tmp_path: Path, journal: list[dict[str, object]]) -> tuple[str, str]:
-    from harness.mqtt.host_service import open_acquirer
+    from harness.mqtt.hostdb import open_acquirer
 
     host = str(tmp_path / "host.db")
     open_acquirer(host).close()  # the host's schema, no transactions
@@ -89,7 +89,7 @@ def test_host_restart_clears_requests_a_killed_host_left_in_progress(tmp_path: P
     """A `progress` idempotency record (host killed between begin and charge) is cleared
     when the host opens its file again, so the terminal's resend and reversal are
     processed instead of being answered "09 in progress" forever."""
-    from harness.mqtt.host_service import clear_in_progress, open_acquirer
+    from harness.mqtt.hostdb import clear_in_progress, open_acquirer
 
     host = str(tmp_path / "host.db")
     open_acquirer(host).close()

@@ -11,12 +11,8 @@ from acquirer.catalogue import PAN_APPROVE
 from acquirer.protocol import MTI_PURCHASE, RC_APPROVED, RC_FORMAT_ERROR, Message, sign
 from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import wire
-from harness.mqtt.host_service import (
-    HostCore,
-    Reply,
-    open_acquirer,
-    provision,
-)
+from harness.mqtt.host_service import HostCore, Reply
+from harness.mqtt.hostdb import open_acquirer, provision
 
 
 def _core(tmp: Path) -> HostCore:

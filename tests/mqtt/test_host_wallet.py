@@ -21,7 +21,8 @@ from acquirer.protocol import (
 from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import wire
 from harness.mqtt.cli import _purchases
-from harness.mqtt.host_service import HostCore, Reply, fleet_code, open_acquirer, provision
+from harness.mqtt.host_service import HostCore, Reply
+from harness.mqtt.hostdb import fleet_code, open_acquirer, provision
 
 T0 = 1_000_000_000
 KEY = fixed_test_mac_key("T0001")

@@ -17,14 +17,8 @@ from acquirer.protocol import MTI_PURCHASE, Message, sign
 from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import realclock, wire
 from harness.mqtt.broker import PrivateBroker
-from harness.mqtt.host_service import (
-    HostCore,
-    HostService,
-    Reply,
-    WalSync,
-    open_acquirer,
-    provision,
-)
+from harness.mqtt.host_service import HostCore, HostService, Reply, WalSync
+from harness.mqtt.hostdb import open_acquirer, provision
 from harness.mqtt.journal import Journal, JournalFile
 from harness.mqtt.terminal_driver import TerminalDriver, terminal_config
 from terminal.reference import ReferenceFirmware

@@ -13,7 +13,7 @@ import pytest
 from harness.cli import main
 from harness.mqtt import broker as broker_mod
 from harness.mqtt.cli import _serve_keys, fleet_worker_users
-from harness.mqtt.host_service import load_keys, provision
+from harness.mqtt.hostdb import load_keys, provision
 from harness.mqtt.keys import (
     KeyFileError,
     TerminalSecret,

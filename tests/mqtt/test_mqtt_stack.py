@@ -24,7 +24,8 @@ from faults.network import Corrupt, Drop
 from harness.mqtt import realclock, wire
 from harness.mqtt.broker import PrivateBroker
 from harness.mqtt.fleet import FleetOptions, run_fleet
-from harness.mqtt.host_service import HOST_CLIENT_ID, HostService, load_keys
+from harness.mqtt.host_service import HOST_CLIENT_ID, HostService
+from harness.mqtt.hostdb import load_keys
 from harness.mqtt.journal import Journal
 from harness.mqtt.proxy import FaultProxy, plan_of
 from harness.mqtt.terminal_driver import single_terminal, terminal_config

@@ -13,7 +13,8 @@ from acquirer.catalogue import PAN_APPROVE
 from acquirer.protocol import MTI_PURCHASE, Message, sign, stamp
 from acquirer.testing import fixed_test_mac_key
 from harness.mqtt import wire
-from harness.mqtt.host_service import HostCore, Reply, open_acquirer, provision
+from harness.mqtt.host_service import HostCore, Reply
+from harness.mqtt.hostdb import open_acquirer, provision
 from harness.mqtt.ratelimit import LogThrottle, RateLimiter
 
 

@@ -15,7 +15,7 @@ from acquirer.testing import fixed_test_mac_key
 from harness import conformance
 from harness.cli import main
 from harness.mqtt import realclock, wire
-from harness.mqtt.host_service import provision
+from harness.mqtt.hostdb import provision
 from harness.tcp.framing import FrameReader, encode_frame
 from harness.tcp.server import TcpHost, TcpOptions
 

@@ -16,7 +16,7 @@ from acquirer.testing import fixed_test_mac_key
 from faults import FaultSpecError, build_fault
 from harness.cli import main
 from harness.mqtt import realclock, wire
-from harness.mqtt.host_service import provision
+from harness.mqtt.hostdb import provision
 from harness.mqtt.proxy import plan_of
 from harness.tcp.framing import FrameReader, encode_frame
 from harness.tcp.proxy import TcpFaultProxy

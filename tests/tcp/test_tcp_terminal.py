@@ -14,7 +14,7 @@ import pytest
 
 from acquirer.catalogue import PAN_APPROVE
 from acquirer.testing import fixed_test_mac_key
-from harness.mqtt.host_service import provision
+from harness.mqtt.hostdb import provision
 from harness.mqtt.journal import Journal
 from harness.mqtt.terminal_driver import TerminalDriver, terminal_config
 from harness.tcp.client import TcpTerminalClient
