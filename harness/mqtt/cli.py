@@ -409,12 +409,15 @@ _CHIP_WORDS = {"decline": CHIP_DECLINED, "removed": CHIP_REMOVED}
 
 
 def _purchases(
-    args: argparse.Namespace, chips: dict[str, str]
+    args: argparse.Namespace, chips: dict[str, str] | None = None
 ) -> list[tuple[int, str, bool] | None]:
     """The purchases to make, in order: (amount, PAN or wallet code, is a wallet
     payment), or None for a batch close. Chip cards that refuse an approval go into
     `chips` (PAN -> "declined" or "removed")."""
     from acquirer.catalogue import CODE_PAYS, PAN_APPROVE
+
+    if chips is None:
+        chips = {}
 
     lines: list[str]
     if args.scenario:
