@@ -120,6 +120,7 @@ class Observations:
         # terminal refuses new sales (the batch must not change under the upload).
         self.batch_outstanding = False
         self.batch_last_sent_ms = -1
+        self.batch_last_sent_no = -1
         self.response_timeout_ms = 15_000
         self.reversal_sent = False
         self.sales_sent = 0
@@ -224,8 +225,11 @@ class Observations:
             # Answered in time (within the terminal's response timeout of the last
             # upload): the close is over and new sales must be accepted again. A
             # later answer may come after the terminal gave up waiting.
+            # A late answer to an earlier batch (a resend of it, answered after the
+            # next close was asked for) does not end the close under way.
             in_time = rec["t_ms"] - self.batch_last_sent_ms <= self.response_timeout_ms
-            if in_time and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
+            current = b == self.batch_last_sent_no
+            if in_time and current and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
                 self.batch_outstanding = False
             clean = self.batch_first_sent.get(b) == self.faults_seen
             if clean and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
@@ -267,6 +271,7 @@ class Observations:
                 self.reversal_sent = True
             elif msg["mti"] == MTI_BATCH:
                 self.batch_last_sent_ms = rec["t_ms"]
+                self.batch_last_sent_no = msg.get("batch_no", 0)
                 self._batch_sent(msg.get("batch_no", 0), rec["seq"])
             return
         n = rec.get("intent", 0)
