@@ -592,6 +592,8 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
+    from faults import FaultSpecError
+
     from . import keys as keygen
     from .fleet import FleetOptions, run_fleet
     from .host_service import HostService
@@ -618,7 +620,13 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from harness.runner import load_firmware
 
     factory = load_firmware(args.firmware)  # UsageError (exit 2) when unknown
-    plan: FaultPlan | None = load_plan(args.faults) if args.faults else None
+    plan: FaultPlan | None = None
+    if args.faults:
+        try:
+            plan = load_plan(args.faults)
+        except (FaultSpecError, OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
+            print(f"error: {args.faults}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            return 2
     opts = FleetOptions(
         terminals=args.terminals,
         rate_per_s=args.rate,

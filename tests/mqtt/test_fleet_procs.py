@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,17 @@ def test_fleet_with_an_unknown_firmware_is_a_usage_error(
     assert main(["fleet", "--firmware", "zoo:nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown zoo firmware 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("[[faults]]\ndrop = {nth = -1}\n", "nth: must be >= 0"), ("[[faults\n", "Expected")],
+)
+def test_a_bad_fault_plan_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, says: str
+) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(text)
+    assert main(["fleet", "--faults", str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {plan}: ") and says in err and err.count("\n") == 1
