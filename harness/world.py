@@ -107,7 +107,8 @@ STEPS_INLINE_MAX = 10_000
 # A phone showing an old "payment successful" screen: the cashier sees it this long
 # after the scan.
 STALE_SCREEN_AFTER_MS = 2_000
-# Default slack after the last step before a run is cut off.
+# Default slack after the last step before a run is cut off (besides each customer's
+# own time, `World._queue_ms`).
 RUN_TAIL_MS = 3_600_000
 
 _INPUT_NAMES = {
@@ -338,6 +339,13 @@ class World:
         self.attacker.start()
         self._power_on(None)
 
+    def _queue_ms(self) -> int:
+        """How long the customers may take after the last step: the cashier serves them
+        one at a time, and each may take `settle_within_ms` (eventually-settles), so
+        customers queued at once on a slow host are not cut off by the run's limit."""
+        customers = sum(1 for s in self.sc.steps if s.action in ("purchase", "scan"))
+        return customers * max(0, self.sc.expect.settle_within_ms)
+
     def inject(self, step: Step) -> None:
         """Schedule one more step (for interactive drivers such as stateful tests)."""
         self.sched.at(step.at_ms, self._step, step)
@@ -347,7 +355,7 @@ class World:
         sc = self.sc
         self.start()
         last_ms = sc.steps[-1].at_ms if sc.steps else 0
-        until_ms = sc.max_ms if sc.max_ms >= 0 else last_ms + RUN_TAIL_MS
+        until_ms = sc.max_ms if sc.max_ms >= 0 else last_ms + RUN_TAIL_MS + self._queue_ms()
         events_max = EVENTS_MAX_DEFAULT + 1_000 * len(sc.steps)
         quiet = self.sched.run(until_ms, events_max)
         while quiet and self.waiting and self.active is not None and not self.active.final:

@@ -394,6 +394,32 @@ def test_a_late_answer_to_an_earlier_batch_does_not_end_the_close_under_way() ->
     assert len(refused) == 2  # both sales refused while batch 2 closes
 
 
+def test_customers_queued_on_a_slow_host_are_not_cut_off_by_the_runs_limit() -> None:
+    """27 customers at once, a host slower than the terminal's timeout, a card the issuer
+    never answers (RC 91), each customer retrying twice: served one at a time, they take
+    longer than the run's fixed hour. Each customer gets its own time now, so the run comes
+    to rest (found by the property test, whose draws depend on the tests run before it)."""
+    sc = scenario(
+        *[1] * 27,
+        terminal={"response_timeout_ms": 15_000, "max_sends": 3, "status_inquiry": False},
+        people={"retry_on_failed": 2, "retry_after_ms": 20_000},
+    )
+    sc = replace(
+        sc,
+        steps=tuple(replace(st, at_ms=0) for st in sc.steps),
+        cards=(replace(sc.cards[0], rc="91"),),
+        host=replace(sc.host, processing_ms=16_000, test_amounts=False),
+        expect=replace(sc.expect, settle_within_ms=600_000),  # each takes 136 s
+    )
+    seen: list[dict[str, Any]] = []
+    result = run_scenario(sc, observers=[seen.append])
+    assert result.violated() == [], result.problems
+    end = next(r for r in seen if r["kind"] == "end")
+    assert end["t_ms"] > 3_600_000  # past the old limit, at rest
+    finals = {r["intent"] for r in seen if r["kind"] == "display" and r["outcome"] != "prompt"}
+    assert finals >= set(range(1, 28))
+
+
 def test_a_batch_sent_again_after_a_clean_answer_breaks_eventually_settles() -> None:
     sc = scenario(1250)
     sc = replace(sc, steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")))
