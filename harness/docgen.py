@@ -50,7 +50,9 @@ FIELD_DOCS: dict[str, str] = {
         "from the command line, `--firmware`)"
     ),
     "Scenario.close_batch": "close the batch once the world is quiet",
-    "Scenario.max_ms": "stop the run at this virtual time (-1: last step + 1 hour + settle_within_ms per customer)",
+    "Scenario.max_ms": (
+        "stop the run at this virtual time (-1: last step + 1 hour + settle_within_ms per customer)"
+    ),
     "TerminalSpec.id": "terminal id (ISO 8583 field 41)",
     "TerminalSpec.merchant_id": "merchant id (ISO 8583 field 42)",
     "TerminalSpec.response_timeout_ms": "how long the terminal waits for an answer",
