@@ -50,18 +50,14 @@ are the seams the zoo of flawed firmwares overrides, one behaviour each.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 
 from acquirer.protocol import (
-    BATCH_ITEMS_MAX,
-    MTI_BATCH,
     MTI_BATCH_RESP,
     MTI_INQUIRY_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
-    MTI_REVERSAL,
     MTI_REVERSAL_RESP,
     PROC_PURCHASE,
     PROC_PURCHASE_PARTIAL,
@@ -70,20 +66,14 @@ from acquirer.protocol import (
     RC_DUPLICATE,
     RC_IN_PROGRESS,
     RC_PARTIAL,
-    RC_RECONCILE_ERROR,
-    RC_REVERSAL_REFUSED,
-    RC_UNABLE_TO_LOCATE,
     RESPONSE_CODES,
-    REVERSAL_NOT_COMPLETED,
-    REVERSAL_REASONS,
-    STAN_MAX,
-    BatchItem,
     Message,
     money,
     sign,
     validate_response,
     verify,
 )
+from terminal.batch_flow import BatchFlow
 from terminal.chip_flow import CHIP_TIMER, ChipFlow
 from terminal.firmware import (
     FEATURE_CHIP,
@@ -103,8 +93,6 @@ from terminal.firmware import (
     Event,
     FirmwareConfig,
     JournalAppend,
-    JournalRecord,
-    JournalTrim,
     MessageReceived,
     Outcome,
     Print,
@@ -126,134 +114,76 @@ from terminal.inquiry_flow import (
 # The inquiry flow's constants, where they were before it had a module of its own.
 from terminal.inquiry_flow import WALLET_QUERIES_MAX as WALLET_QUERIES_MAX
 from terminal.inquiry_flow import WALLET_QUERY_DELAY_MS as WALLET_QUERY_DELAY_MS
+from terminal.recovery import RecoveryFlow
+from terminal.ref_model import (
+    _BATCH_CLOSING_RCS as _BATCH_CLOSING_RCS,
+)
+from terminal.ref_model import (
+    _REVERSAL_DONE_RCS as _REVERSAL_DONE_RCS,
+)
+from terminal.ref_model import (
+    BATCH_BASE_MAX as BATCH_BASE_MAX,
+)
+from terminal.ref_model import (
+    BATCH_NOS_PER_DEVICE as BATCH_NOS_PER_DEVICE,
+)
+from terminal.ref_model import (
+    BATCH_SENDS_MAX as BATCH_SENDS_MAX,
+)
+from terminal.ref_model import (
+    BATCH_TIMER as BATCH_TIMER,
+)
+from terminal.ref_model import (
+    IN_PROGRESS_RETRIES_MAX as IN_PROGRESS_RETRIES_MAX,
+)
+from terminal.ref_model import (
+    IN_PROGRESS_RETRY_DELAY_MS as IN_PROGRESS_RETRY_DELAY_MS,
+)
+from terminal.ref_model import (
+    IN_PROGRESS_TIMER as IN_PROGRESS_TIMER,
+)
+from terminal.ref_model import (
+    RECEIPTS_PENDING_MAX as RECEIPTS_PENDING_MAX,
+)
 
-# Timer names. Each names one kind of waiting; re-setting a name replaces it.
-RESPONSE_TIMER = "response"  # waiting for the 0210 of the sale in flight
-IN_PROGRESS_TIMER = "in-progress"  # host said RC 09: wait, then resend the same key
-REVERSAL_TIMER = "reversal"  # waiting for the 0410 of the head of the reversal queue
-BATCH_TIMER = "batch"  # waiting for the 0510
-
-# RC 09 means the first attempt is still running at the host: give it time, then
-# ask again with the same key. Bounded, because a host stuck "in progress" must
-# not keep the cashier waiting forever; after that the outcome is unknown.
-IN_PROGRESS_RETRY_DELAY_MS = 2_000
-IN_PROGRESS_RETRIES_MAX = 5
-
-# Limits on everything that can grow. When one is reached new sales are refused
-# (a truthful DECLINED, nothing sent) until the backlog drains; no work is dropped.
-REVERSALS_QUEUED_MAX = 32
-RECEIPTS_PENDING_MAX = 16
-# One batch upload lists at most BATCH_ITEMS_MAX sales, so an open batch may hold
-# no more; this also bounds the journal between two batch closes.
-SALES_PER_BATCH_MAX = BATCH_ITEMS_MAX
-BATCH_SENDS_MAX = 5
-# A fresh device's first batch number is drawn from its boot nonce (see
-# `_first_open_batch_no`): at most 10**11 bases of 10**6 numbers, 17 digits in all.
-BATCH_NOS_PER_DEVICE = 1_000_000
-BATCH_BASE_MAX = 10**11
-
-# The only codes that close a batch; anything else (91, 96, 30) is retried.
-_BATCH_CLOSING_RCS = frozenset({RC_APPROVED, RC_RECONCILE_ERROR})
-# A reversal is done when the host reversed the sale (00) or holds no such sale (25: it
-# keeps a tombstone, so the sale can never be charged later).
-_REVERSAL_DONE_RCS = frozenset({RC_APPROVED, RC_UNABLE_TO_LOCATE})
-
-
-class State(Enum):
-    """Where the foreground purchase is. Background work has its own fields."""
-
-    IDLE = "idle"  # nothing keyed
-    AMOUNT_ENTERED = "amount-entered"  # a valid amount keyed, waiting for confirm
-    AWAITING_CARD = "awaiting-card"  # confirmed, waiting for a tap
-    AUTHORISING = "authorising"  # 0200 sent, outcome not known yet
-
-
-class SaleStatus(Enum):
-    """What the journal says about one sale."""
-
-    IN_FLIGHT = "in-flight"  # no final record: outcome unknown
-    APPROVED = "approved"
-    DECLINED = "declined"
-    COMPLETING = "completing"  # approved by the host, the chip card not done yet
-    REVERSING = "reversing"
-    REVERSED = "reversed"
-    REVERSAL_MANUAL = "reversal-manual"
-
-
-@dataclass(frozen=True, slots=True)
-class Sale:
-    """One purchase as journaled before its first send."""
-
-    key: str
-    stan: int
-    amount: int
-    pan: str
-    sale_no: int
-    batch_no: int
-    wallet: bool = False  # a wallet (QR code) payment: `pan` is the payment code
-
-    def record(self) -> dict[str, Any]:
-        record = {
-            "type": "sale",
-            "key": self.key,
-            "stan": self.stan,
-            "amount": self.amount,
-            "pan": self.pan,
-            "sale_no": self.sale_no,
-            "batch_no": self.batch_no,
-        }
-        if self.wallet:
-            record["wallet"] = True
-        return record
+# The firmware's data, where it was before it had a module of its own.
+from terminal.ref_model import (
+    RESPONSE_TIMER as RESPONSE_TIMER,
+)
+from terminal.ref_model import (
+    REVERSAL_TIMER as REVERSAL_TIMER,
+)
+from terminal.ref_model import (
+    REVERSALS_QUEUED_MAX as REVERSALS_QUEUED_MAX,
+)
+from terminal.ref_model import (
+    SALES_PER_BATCH_MAX as SALES_PER_BATCH_MAX,
+)
+from terminal.ref_model import (
+    Approval as Approval,
+)
+from terminal.ref_model import (
+    PendingBatch as PendingBatch,
+)
+from terminal.ref_model import (
+    Sale as Sale,
+)
+from terminal.ref_model import (
+    SaleStatus as SaleStatus,
+)
+from terminal.ref_model import (
+    State as State,
+)
+from terminal.ref_model import (
+    reversal_record as reversal_record,
+)
+from terminal.ref_model import (
+    stan_for as stan_for,
+)
+from terminal.reversal_flow import ReversalFlow
 
 
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """The host's approval of one sale, as journaled: the only source of receipts."""
-
-    key: str
-    rrn: str
-    auth_code: str
-    amount: int
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "type": "approved",
-            "key": self.key,
-            "rrn": self.rrn,
-            "auth_code": self.auth_code,
-            "amount": self.amount,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class PendingBatch:
-    """A batch upload journaled as started but not yet answered."""
-
-    batch_no: int
-    sale_no: int
-    stan: int
-
-
-def stan_for(sale_no: int) -> int:
-    """STAN of sequence number `sale_no`: 1..STAN_MAX, wrapping.
-
-    Deriving the STAN from the monotonic sequence number (instead of journaling a
-    separate "last STAN") means a replayed or re-appended record can never move it
-    backwards and make the terminal reuse a STAN the host has already seen.
-    """
-    return (sale_no - 1) % STAN_MAX + 1
-
-
-def reversal_record(sale: Sale, reason: str = "") -> dict[str, Any]:
-    """A reversal journaled as owed; `reason` (field 39 of the 0400) when it has one."""
-    record = {"type": "reversal_pending", "key": sale.key, "stan": sale.stan, "amount": sale.amount}
-    if reason:
-        record["reason"] = reason
-    return record
-
-
-class ReferenceFirmware(InquiryFlow, ChipFlow):
+class ReferenceFirmware(InquiryFlow, ChipFlow, RecoveryFlow, ReversalFlow, BatchFlow):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
     features = frozenset({FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET})
@@ -328,157 +258,6 @@ class ReferenceFirmware(InquiryFlow, ChipFlow):
         if handler is None:
             return []
         return handler(event)
-
-    # ------------------------------------------------------------ boot and replay
-
-    def _on_boot(self, event: Boot) -> list[Effect]:
-        self._reset()
-        journal = event.journal
-        self._journal_len = len(journal)
-        self._epoch = len(journal)
-        nonce = event.nonce
-        # Only a well-formed nonce (1-16 hex digits) goes into keys and batch numbers.
-        hex_nonce = 0 < len(nonce) <= 16 and not nonce.strip("0123456789abcdef")
-        self._nonce = nonce if hex_nonce else ""
-        for record in journal:
-            self._replay(record)
-        self._open_batch_no = self._first_open_batch_no()
-        self._open_batch_count = sum(
-            1 for sale in self._sales.values() if sale.batch_no == self._open_batch_no
-        )
-        return self._recover()
-
-    def _first_open_batch_no(self) -> int:
-        """The batch sales go into now: the one after the last closed batch.
-
-        A device that has never closed a batch (new, replaced, or its journal wiped)
-        must not restart at batch 1: the host would take its close for the old
-        device's batch 1 and replay that settlement. Its first batch number comes
-        from the boot nonce (nonce * 10**6 + 1; room for a million closes), or from
-        the sales and batch upload it has already journaled under that number.
-        """
-        if self._last_closed_batch:
-            return self._last_closed_batch + 1
-        if self._batch is not None:
-            return self._batch.batch_no
-        journaled = [sale.batch_no for sale in self._sales.values() if sale.batch_no]
-        if journaled:
-            return max(journaled)
-        if self._nonce:
-            return int(self._nonce, 16) % BATCH_BASE_MAX * BATCH_NOS_PER_DEVICE + 1
-        return 1
-
-    def _replay(self, record: JournalRecord) -> None:
-        """Apply one journal record. Re-applying a record changes nothing (idempotent)."""
-        try:
-            kind = record.get("type")
-            if kind == "batch_closed" or kind == "batch_started":
-                self._replay_batch(kind, record)
-                return
-            key = str(record["key"])
-            if kind == "sale":
-                sale = Sale(
-                    key,
-                    int(record["stan"]),
-                    int(record["amount"]),
-                    str(record["pan"]),
-                    int(record["sale_no"]),
-                    int(record.get("batch_no", 0)),
-                    record.get("wallet") is True,
-                )
-                self._sales[key] = sale
-                # A re-appended (carried) sale record must not undo a later outcome.
-                self._status.setdefault(key, SaleStatus.IN_FLIGHT)
-                self._sale_no = max(self._sale_no, sale.sale_no)
-            elif kind == "approved":
-                approval = Approval(
-                    key, str(record["rrn"]), str(record["auth_code"]), int(record["amount"])
-                )
-                self._approvals[key] = approval
-                self._status[key] = SaleStatus.APPROVED
-                self._pending_receipts[key] = None
-                self._last_receipt_key = key
-            elif kind == "declined":
-                self._status[key] = SaleStatus.DECLINED
-            elif kind == "chip_pending":
-                if self._status.get(key) is SaleStatus.IN_FLIGHT:
-                    self._status[key] = SaleStatus.COMPLETING
-            elif kind == "reversal_pending":
-                reason = record.get("reason", "")
-                if reason in REVERSAL_REASONS:
-                    self._reversal_reasons[key] = reason
-                if self._status.get(key) not in (SaleStatus.REVERSED, SaleStatus.REVERSAL_MANUAL):
-                    sale = self._sales.get(key) or Sale(
-                        key, int(record["stan"]), int(record["amount"]), "", 0, 0
-                    )
-                    self._reversals[key] = sale
-                    self._status[key] = SaleStatus.REVERSING
-            elif kind == "reversed":
-                self._status[key] = SaleStatus.REVERSED
-                self._reversals.pop(key, None)
-                self._reversal_reasons.pop(key, None)
-            elif kind == "reversal_manual":
-                self._status[key] = SaleStatus.REVERSAL_MANUAL
-                self._reversals.pop(key, None)
-                self._reversal_reasons.pop(key, None)
-            elif kind == "printed":
-                self._pending_receipts.pop(key, None)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            # A malformed record (a user's tool wrote it, or storage rot) is skipped:
-            # refusing to boot would strand every other record's unfinished work.
-            return
-
-    def _replay_batch(self, kind: object, record: JournalRecord) -> None:
-        batch_no = int(record["batch_no"])
-        self._sale_no = max(self._sale_no, int(record["sale_no"]))
-        if kind == "batch_started":
-            if batch_no > self._last_closed_batch:
-                self._batch = PendingBatch(batch_no, int(record["sale_no"]), int(record["stan"]))
-        else:
-            self._last_closed_batch = max(self._last_closed_batch, batch_no)
-            if self._batch is not None and self._batch.batch_no <= batch_no:
-                self._batch = None
-
-    def _recover(self) -> list[Effect]:
-        """Finish whatever the journal says was left unfinished."""
-        effects: list[Effect] = []
-        unresolved = [
-            sale
-            for key, sale in self._sales.items()
-            if self._status[key] in (SaleStatus.IN_FLIGHT, SaleStatus.COMPLETING)
-        ]
-        for sale in unresolved:
-            # A chip card cut off mid-completion never accepted the approval: reason 96.
-            completing = self._status[sale.key] is SaleStatus.COMPLETING
-            effects += self._on_boot_unresolved_sale(
-                sale, REVERSAL_NOT_COMPLETED if completing else ""
-            )
-        effects += self._chip_recover(unresolved)
-        for key in list(self._pending_receipts):
-            approval = self._approvals[key]
-            # Journaled first: it records that the receipt is still owed, and it moves
-            # the epoch so this boot's print job ids differ from the last boot's.
-            effects.append(self._journal({"type": "receipt_pending", "key": key}))
-            # The power may have failed between journaling the approval and showing
-            # it: show it again, naming the sale, so nobody runs the sale twice.
-            effects.append(self._approved_display("LAST SALE APPROVED", approval))
-            effects.append(Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", approval.rrn))
-            effects.append(self._print(key, copy=False))
-        effects += self._pump_reversals()
-        if self._batch is not None:
-            # A batch upload started before the power cut is finished first, with the
-            # same batch_no and STAN, marked as a repeat.
-            self._batch_wanted = True
-            self._batch_resumed = True
-            effects += self._maybe_start_batch()
-        return effects
-
-    def _on_boot_unresolved_sale(self, sale: Sale, reason: str = "") -> list[Effect]:
-        """A sale with no final record: it may or may not have been charged. Reverse it."""
-        effects = self._record_reversal_pending(sale, reason)
-        effects.append(Display(Outcome.FAILED, "LAST SALE NOT COMPLETED - REVERSED"))
-        effects += self._enqueue_reversal(sale, reason)
-        return effects
 
     # ------------------------------------------------------------ keypad and reader
 
@@ -851,114 +630,6 @@ class ReferenceFirmware(InquiryFlow, ChipFlow):
     def _after_sale(self) -> list[Effect]:
         return self._maybe_start_batch() if self._batch_wanted else []
 
-    # ------------------------------------------------------------ reversals
-
-    def _record_reversal_pending(self, sale: Sale, reason: str = "") -> list[Effect]:
-        """The durable half of a reversal: without it a power cut would lose it."""
-        return [self._journal(reversal_record(sale, reason))]
-
-    def _enqueue_reversal(self, sale: Sale, reason: str = "") -> list[Effect]:
-        self._reversals[sale.key] = sale
-        if reason:
-            self._reversal_reasons[sale.key] = reason
-        self._status[sale.key] = SaleStatus.REVERSING
-        return self._pump_reversals()
-
-    def _pump_reversals(self) -> list[Effect]:
-        """Start on the head of the queue if nothing is being tried."""
-        if self._reversal_key or not self._reversals:
-            return []
-        self._reversal_key = next(iter(self._reversals))
-        self._reversal_tries = 0
-        return self._send_reversal()
-
-    def _send_reversal(self) -> list[Effect]:
-        sale = self._reversals[self._reversal_key]
-        self._reversal_tries += 1
-        cfg = self.config
-        msg = Message(
-            MTI_REVERSAL,
-            cfg.terminal_id,
-            cfg.merchant_id,
-            sale.stan,
-            pan=sale.pan,
-            processing_code=PROC_WALLET if sale.wallet else PROC_PURCHASE,
-            amount=self._wire_amount(sale.amount),
-            rc=self._reversal_reasons.get(sale.key, ""),
-            orig_stan=sale.stan,
-            orig_key=sale.key,
-            repeat=self._reversal_tries > 1,
-        )
-        backoff = cfg.reversal_backoff_ms
-        delay_ms = backoff[min(self._reversal_tries, len(backoff) - 1)] if backoff else 0
-        # A zero wait could never hear the 0410: wait at least one response timeout.
-        return [
-            Send(sign(msg, cfg.mac_key)),
-            SetTimer(REVERSAL_TIMER, delay_ms or cfg.response_timeout_ms),
-        ]
-
-    def _on_reversal_timeout(self) -> list[Effect]:
-        key = self._reversal_key
-        if not key:
-            return []
-        if self._reversal_tries < self.config.reversal_max_tries:
-            return self._send_reversal()
-        # Out of tries: hand it to a human, durably, and move on to the next one.
-        return self._reversal_manual(key)
-
-    def _reversal_manual(self, key: str) -> list[Effect]:
-        """Give up on reversal `key`: journal it for manual handling, move on."""
-        if key == self._reversal_key:
-            self._reversal_key = ""
-            effects: list[Effect] = [CancelTimer(REVERSAL_TIMER)]
-        else:
-            effects = []
-        self._reversals.pop(key, None)
-        self._reversal_reasons.pop(key, None)
-        self._status[key] = SaleStatus.REVERSAL_MANUAL
-        effects += [
-            self._journal({"type": "reversal_manual", "key": key}),
-            Display(Outcome.PROMPT, "REVERSAL NEEDS MANUAL HANDLING"),
-        ]
-        return effects + self._after_reversal()
-
-    def _match_reversal(self, msg: Message) -> str:
-        """The queued reversal a 0410 answers: its key, STAN and amount echoed, or ""."""
-        sale = self._reversals.get(msg.orig_key)
-        if (
-            sale is None
-            or msg.orig_stan != sale.stan
-            or msg.stan != sale.stan
-            or msg.amount != self._wire_amount(sale.amount)
-        ):
-            return ""
-        return sale.key
-
-    def _on_reversal_response(self, msg: Message) -> list[Effect]:
-        key = self._match_reversal(msg)
-        if not key:
-            return []  # not ours: the timer will try again
-        if msg.rc == RC_REVERSAL_REFUSED:
-            # The host holds an original that differs from this reversal (amount or
-            # card): retrying cannot succeed, a human must look at it.
-            return self._reversal_manual(key)
-        if msg.rc not in _REVERSAL_DONE_RCS:
-            return []  # refused for now: the timer will try again
-        self._reversals.pop(key)
-        self._reversal_reasons.pop(key, None)
-        self._status[key] = SaleStatus.REVERSED
-        effects: list[Effect] = [self._journal({"type": "reversed", "key": key})]
-        if key == self._reversal_key:
-            self._reversal_key = ""
-            effects.append(CancelTimer(REVERSAL_TIMER))
-        return effects + self._after_reversal()
-
-    def _after_reversal(self) -> list[Effect]:
-        effects = self._pump_reversals()
-        if self._batch_wanted:
-            effects += self._maybe_start_batch()
-        return effects
-
     # ------------------------------------------------------------ receipts
 
     def _render_receipt(self, key: str, copy: bool) -> Receipt:
@@ -1011,150 +682,6 @@ class ReferenceFirmware(InquiryFlow, ChipFlow):
         if any(copy for _, copy in self._print_jobs.values()):
             return [Display(Outcome.PROMPT, "PRINTING")]  # one copy at a time
         return [self._print(key, copy=True)]
-
-    # ------------------------------------------------------------ batch close
-
-    def _on_batch_close_requested(self, event: BatchCloseRequested) -> list[Effect]:
-        if self._batch_wanted:
-            return [Display(Outcome.PROMPT, "BATCH IN PROGRESS")]
-        self._batch_wanted = True
-        effects = self._maybe_start_batch()
-        return effects or [Display(Outcome.PROMPT, "BATCH WAITING")]
-
-    def _maybe_start_batch(self) -> list[Effect]:
-        """Send the 0500 once no sale is in flight and the reversal queue is empty."""
-        if (
-            not self._batch_wanted
-            or self._batch_sends
-            or self._state is State.AUTHORISING
-            or self._chip_key
-            or self._reversals
-        ):
-            return []
-        effects: list[Effect] = []
-        batch = self._batch
-        if batch is None:
-            self._sale_no += 1
-            batch = PendingBatch(self._open_batch_no, self._sale_no, stan_for(self._sale_no))
-            self._batch = batch
-            effects.append(
-                self._journal(
-                    {
-                        "type": "batch_started",
-                        "batch_no": batch.batch_no,
-                        "sale_no": batch.sale_no,
-                        "stan": batch.stan,
-                    }
-                )
-            )
-        items = tuple(self._batch_sales())
-        cfg = self.config
-        self._batch_message = Message(
-            MTI_BATCH,
-            cfg.terminal_id,
-            cfg.merchant_id,
-            batch.stan,
-            batch_no=batch.batch_no,
-            debit_count=len(items),
-            debit_amount=sum(item.amount for item in items),
-            items=items,
-        )
-        effects.append(Display(Outcome.PROMPT, "BATCH CLOSING"))
-        return effects + self._send_batch()
-
-    def _batch_sales(self) -> list[BatchItem]:
-        """Approved, non-reversed sales of the open batch, in journal order."""
-        out: list[BatchItem] = []
-        open_batch_no = self._open_batch_no
-        for key, sale in self._sales.items():
-            if sale.batch_no == open_batch_no and self._status.get(key) is SaleStatus.APPROVED:
-                approval = self._approvals.get(key)
-                if approval is not None:  # a subclass may mark APPROVED before recording it
-                    out.append(BatchItem(sale.stan, approval.amount, approval.rrn))
-        return out
-
-    def _send_batch(self) -> list[Effect]:
-        msg = self._batch_message
-        if msg is None:
-            return []
-        repeat = self._batch_resumed or self._batch_sends > 0
-        self._batch_sends += 1
-        return [
-            Send(sign(replace(msg, repeat=repeat), self.config.mac_key)),
-            SetTimer(BATCH_TIMER, self.config.response_timeout_ms),
-        ]
-
-    def _on_batch_timeout(self) -> list[Effect]:
-        if not self._batch_sends:
-            return []
-        if self._batch_sends < BATCH_SENDS_MAX:
-            return self._send_batch()
-        # Give up for now. The started batch stays journaled and new sales stay
-        # blocked, so the next request resends exactly the same content.
-        self._batch_wanted = False
-        self._batch_sends = 0
-        self._batch_resumed = True
-        return [Display(Outcome.PROMPT, "BATCH NOT CONFIRMED - CLOSE AGAIN")]
-
-    def _on_batch_response(self, msg: Message) -> list[Effect]:
-        batch = self._batch
-        sent = self._batch_message
-        if (
-            batch is None
-            or sent is None
-            or not self._batch_sends
-            or msg.batch_no != batch.batch_no
-            or msg.stan != batch.stan
-            or (msg.debit_count, msg.debit_amount, msg.credit_count, msg.credit_amount)
-            != (sent.debit_count, sent.debit_amount, sent.credit_count, sent.credit_amount)
-            or msg.rc not in _BATCH_CLOSING_RCS
-        ):
-            return []
-        effects: list[Effect] = [CancelTimer(BATCH_TIMER)]
-        # Everything journaled so far is settled by this close, except unfinished
-        # work: re-append its records after the old ones, then trim the old ones.
-        trim_count = self._journal_len
-        keep: set[str] = set()
-        for key in self._pending_receipts:
-            keep.add(key)
-            sale = self._sales.get(key)
-            if sale is not None:
-                effects.append(self._journal(sale.record()))
-            effects.append(self._journal(self._approvals[key].record()))
-        for key, sale in self._reversals.items():
-            keep.add(key)
-            if sale.sale_no:
-                effects.append(self._journal(sale.record()))
-            effects.append(self._journal(reversal_record(sale)))
-        effects.append(
-            self._journal(
-                {
-                    "type": "batch_closed",
-                    "batch_no": batch.batch_no,
-                    "rc": msg.rc,
-                    "sale_no": self._sale_no,
-                }
-            )
-        )
-        effects.append(JournalTrim(trim_count))
-        self._journal_len -= trim_count
-        # Prune memory to match the journal (keep the last receipt for a copy).
-        if self._last_receipt_key:
-            keep.add(self._last_receipt_key)
-        self._sales = {k: v for k, v in self._sales.items() if k in keep}
-        self._status = {k: v for k, v in self._status.items() if k in keep}
-        self._approvals = {k: v for k, v in self._approvals.items() if k in keep}
-        self._last_closed_batch = batch.batch_no
-        self._open_batch_no = batch.batch_no + 1
-        self._open_batch_count = 0
-        self._batch = None
-        self._batch_message = None
-        self._batch_wanted = False
-        self._batch_sends = 0
-        self._batch_resumed = False
-        ok = msg.rc == RC_APPROVED
-        effects.append(Display(Outcome.PROMPT, "BATCH OK" if ok else "BATCH MISMATCH"))
-        return effects
 
     # ------------------------------------------------------------ timers and journal
 
