@@ -14,11 +14,11 @@ changed). Each mutant is compiled under a fresh module name and run as a firmwar
 Mutant ids are deterministic: sites are numbered in source order, so `m0042` is
 the same mutant on every run of the same reference.py.
 
-`--files` mutates other modules of the reference firmware as well (the default is
-`terminal/reference.py` alone): a mutant of a helper module, say
+The reference firmware is several modules (`PARTS`); by default every one of them is
+mutated (`--files` picks some). A mutant of a module other than reference.py, say
 `terminal/inquiry_flow.py`, has the id `inquiry_flow.m0007`, and is run as the
-unchanged reference importing the mutated helper. So the reference can be split into
-modules without mutants escaping the bench: pass every file the split makes.
+reference with that module mutated and every other part compiled afresh to import it.
+A new module of the firmware must be added to `PARTS`.
 
     python bench/mutation.py --limit 50 --fuzz-seconds 4 --jobs 1
     python bench/mutation.py --ids m0042,m0107 --fuzz-seconds 60
@@ -49,6 +49,18 @@ sys.path.insert(0, str(ROOT))
 
 SOURCE = ROOT / "terminal" / "reference.py"
 REFERENCE_MODULE = "terminal.reference"
+# The reference firmware's modules, each after those it imports.
+PARTS = (
+    "terminal.ref_model",
+    "terminal.ref_state",
+    "terminal.inquiry_flow",
+    "terminal.chip_flow",
+    "terminal.recovery",
+    "terminal.reversal_flow",
+    "terminal.batch_flow",
+    REFERENCE_MODULE,
+)
+DEFAULT_FILES = ",".join(p.replace(".", "/") + ".py" for p in PARTS if p != "terminal.ref_state")
 
 _FLIP = {
     ast.Eq: ast.NotEq,
@@ -313,21 +325,26 @@ def split_id(mid: str) -> tuple[str, int]:
 def build(
     tree: ast.Module, apply: Any, name: str, module: str = REFERENCE_MODULE
 ) -> types.ModuleType:
-    """The reference module with one mutation, compiled and registered as `name`.
+    """The reference firmware with one mutation, its module registered as `name`.
 
-    A mutation of a helper `module` is compiled as that module and put in its place in
-    `sys.modules` (in the worker process, which is thrown away), then the unchanged
-    reference is compiled under `name` and imports it."""
+    A mutation of one of its other modules is compiled as that module; then every part
+    of the firmware (`PARTS`, in import order) is compiled afresh under its own name in
+    `sys.modules` (in the worker process, which is thrown away), so that each imports
+    the mutated module and none keeps a name from the original; reference.py last,
+    under `name`."""
     node_index, fn = apply
     mutated = copy.deepcopy(tree)
     nodes = list(_in_scope(mutated))
     fn(nodes[node_index])
     ast.fix_missing_locations(mutated)
-    if module != REFERENCE_MODULE:
-        helper = _compile(mutated, f"{name}_{module.rpartition('.')[2]}")
-        sys.modules[module] = helper
-        mutated = ast.parse(SOURCE.read_text())
-    return _compile(mutated, name)
+    if module == REFERENCE_MODULE:
+        return _compile(mutated, name)
+    for part in PARTS:
+        if part == REFERENCE_MODULE:
+            continue
+        path = ROOT / (part.replace(".", "/") + ".py")
+        _compile(mutated if part == module else ast.parse(path.read_text()), part)
+    return _compile(ast.parse(SOURCE.read_text()), name)
 
 
 def _compile(tree: ast.Module, name: str) -> types.ModuleType:
@@ -442,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--show", action="store_true", help="print each chosen mutant's diff")
     ap.add_argument(
         "--files",
-        default="terminal/reference.py",
-        help="comma-separated modules of the reference to mutate (default: reference.py)",
+        default=DEFAULT_FILES,
+        help="comma-separated modules of the reference to mutate (default: all of them)",
     )
     args = ap.parse_args(argv)
     files = [f for f in args.files.split(",") if f]
