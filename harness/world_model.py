@@ -1,0 +1,81 @@
+"""The simulated world's constants and small types (moved out of harness/world.py,
+which re-exports every name)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from terminal.firmware import (
+    AmountKeyed,
+    BatchCloseRequested,
+    Boot,
+    CancelPressed,
+    CardPresented,
+    ChipResult,
+    CodeScanned,
+    ConfirmPressed,
+    Firmware,
+    FirmwareConfig,
+    MessageReceived,
+    PrintFinished,
+    ReprintRequested,
+    TimerExpired,
+)
+
+FirmwareFactory = Callable[[FirmwareConfig], Firmware]
+
+# The customer taps again at most this many times after misreads, per attempt.
+RETAPS_MAX = 5
+# A watchdog reboots a crashed firmware after this long.
+WATCHDOG_REBOOT_MS = 2_000
+# After this many crashes in one run the watchdog stops rebooting: a firmware that
+# crashes in a loop would otherwise run until the event limit.
+CRASHES_MAX = 20
+# How many keys, STANs and RRNs the world remembers for attribution, and how many
+# finished intents it keeps: bounds memory on long runs.
+ATTRIBUTION_WINDOW = 50_000
+INTENTS_KEPT = 1_000
+# A scenario with more steps than this writes them as `step` trace records, not
+# inline in the first line (which would be tens of megabytes for a load run).
+STEPS_INLINE_MAX = 10_000
+# A phone showing an old "payment successful" screen: the cashier sees it this long
+# after the scan.
+STALE_SCREEN_AFTER_MS = 2_000
+# Default slack after the last step before a run is cut off (besides each customer's
+# own time, `World._queue_ms`).
+RUN_TAIL_MS = 3_600_000
+
+_INPUT_NAMES = {
+    AmountKeyed: "amount_keyed",
+    ConfirmPressed: "confirm",
+    CardPresented: "card",
+    CodeScanned: "scan",
+    TimerExpired: "timer",
+    PrintFinished: "print_finished",
+    ReprintRequested: "reprint",
+    BatchCloseRequested: "batch_close",
+    ChipResult: "chip_result",
+    Boot: "boot",
+    CancelPressed: "cancel",
+    MessageReceived: "message",
+}
+
+
+@dataclass(slots=True)
+class IntentState:
+    """What the harness knows about one purchase intent while the run goes on."""
+
+    intent: int
+    card: str
+    amount: int
+    attempts: int = 0
+    final: str = ""
+    final_ms: int = -1
+    started_ms: int = 0
+    wallet: bool = False  # paid by scanning a wallet code (`card` is the code)
+
+
+def mac_key_for(terminal_id: str) -> bytes:
+    """The MAC key the simulated host and terminal share (per terminal)."""
+    return f"posharness-mac-{terminal_id}".encode()
