@@ -1,4 +1,5 @@
-"""Subcommands `acquirer`, `terminal` and `fleet` (registered into harness.cli).
+"""Subcommands `acquirer`, `terminal` and `fleet` (registered into harness.cli; `fleet`
+runs in cli_fleet.py).
 
 Without `--broker` each command starts a private broker (mosquitto, else the
 embedded one) on a free loopback port and stops it on exit.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +24,7 @@ from terminal.firmware import CHIP_DECLINED, CHIP_REMOVED
 
 from .broker import Broker, BrokerError, start_private_broker
 from .fleet_procs import (
-    fleet_hosts_problem,
     fleet_worker_users,
-    host_users,
-    hosts_cpu_s,
-    kill_host_later,
-    run_fleet_processes,
-    start_host_processes,
 )
 from .keys import KEYS_ENV, KeyFileError
 from .ratelimit import RATE_PER_S
@@ -39,7 +33,6 @@ from .wire import CODECS, BrokerAddress
 if TYPE_CHECKING:
     from terminal.firmware import FirmwareConfig
 
-    from .fleet import FleetReport
     from .keys import TerminalSecret
     from .terminal_driver import TerminalDriver
 
@@ -592,162 +585,10 @@ def cmd_terminal_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from faults import FaultSpecError
+    """`posharness fleet` (harness/mqtt/cli_fleet.py)."""
+    from .cli_fleet import cmd_fleet as run
 
-    from . import keys as keygen
-    from .fleet import FleetOptions, run_fleet
-    from .host_service import HostService
-    from .hostdb import load_keys, provision, terminal_id
-    from .proxy import FaultPlan, load_plan
-
-    _setup_logging()
-    if args.terminals < 1 or args.rate <= 0 or args.duration <= 0:
-        print("error: --terminals, --rate and --duration must be positive", file=sys.stderr)
-        return 2
-    if args.procs < 1 or args.procs > args.terminals:
-        print("error: --procs must be between 1 and --terminals", file=sys.stderr)
-        return 2
-    if args.procs > 1 and args.faults:
-        print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
-        return 2
-    if args.transport == "tcp" and (args.procs > 1 or args.broker or args.hosts > 1):
-        print("error: --transport tcp takes no --procs, --broker or --hosts yet", file=sys.stderr)
-        return 2
-    problem = fleet_hosts_problem(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    from harness.runner import load_firmware
-
-    factory = load_firmware(args.firmware)  # UsageError (exit 2) when unknown
-    plan: FaultPlan | None = None
-    if args.faults:
-        try:
-            plan = load_plan(args.faults)
-        except (FaultSpecError, OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
-            print(f"error: {args.faults}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-            return 2
-    opts = FleetOptions(
-        terminals=args.terminals,
-        rate_per_s=args.rate,
-        duration_s=args.duration,
-        codec=args.codec,
-        durable_journal=not args.volatile_journal,
-        response_timeout_ms=args.timeout_ms,
-        first_terminal=args.first_terminal,
-        wallet_share=args.wallet_share,
-    )
-    if args.worker_of:
-        # Keys from the host's database (a private temporary file), never from argv.
-        part = asyncio.run(
-            run_fleet(
-                BrokerAddress.parse(args.broker),
-                args.worker_of,
-                opts,
-                firmware=factory,
-                mac_keys=load_keys(args.worker_of),
-            )
-        )
-        print(json.dumps(dataclasses.asdict(part)))
-        return 0
-    tmp_stack = ExitStack()
-    tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
-    db = str(Path(tmp.name) / "host.db")
-    if args.db:
-        # A private schema in the named database, dropped at the end (the verdicts
-        # judge every row of the host's books).
-        from acquirer.pgstore import scratch_schema
-
-        db = tmp_stack.enter_context(scratch_schema(args.db, "fleet"))
-    # Random keys for this run, kept in the host's database only (in a 0700 directory).
-    mac_keys = keygen.mac_keys(
-        keygen.generate(terminal_id(n) for n in range(1, args.terminals + 1))
-    )
-    provision(db, mac_keys)
-    if args.transport == "tcp":
-        from harness.tcp.commands import fleet_tcp
-
-        with tmp, tmp_stack:
-            report = fleet_tcp(db, opts, factory, mac_keys, plan)
-        if report is None:
-            return 1
-        print(json.dumps(report.to_json())) if args.json else print_report(report)
-        return 0 if report.invariants_ok else 1
-    workers = args.procs if args.procs > 1 else 0
-    with _broker_or(
-        args.broker, [], fleet_workers=workers, service_users=host_users(args.hosts)
-    ) as (broker, address):
-        host_addr = _login(broker, address, "acquirer")
-
-        async def main() -> FleetReport:
-            service = None
-            _cancel_on_signals()
-            procs: list[asyncio.subprocess.Process] = []
-            if args.inproc_host:
-                service = HostService(host_addr, db)
-                await service.start()
-            else:
-                hosts = [host_addr] + [_login(broker, address, u) for u in host_users(args.hosts)]
-                procs = await start_host_processes(hosts, db)
-            victim = kill_host_later(procs, args.kill_host_after)
-            host_cpu0 = hosts_cpu_s(procs)
-            try:
-                fleet_addr = _login(broker, address, "fleet")
-                if args.procs > 1:
-                    # One login per worker: the broker makes the user name the client
-                    # id (use_username_as_clientid), so workers must not share one.
-                    logins = [
-                        _login(broker, address, user) for user in fleet_worker_users(args.procs)
-                    ]
-                    report = await run_fleet_processes(logins, db, args)
-                else:
-                    report = await run_fleet(
-                        fleet_addr,
-                        db,
-                        opts,
-                        firmware=factory,
-                        plan=plan,
-                        proxy_address=_login(broker, address, "proxy"),
-                        mac_keys=mac_keys,
-                    )
-                host_cpu = hosts_cpu_s(procs)
-                if host_cpu is not None and host_cpu0 is not None:
-                    report.host_cpu_s = host_cpu - host_cpu0
-                dead = [p.returncode for p in procs if p.returncode is not None and p is not victim]
-                if dead:
-                    # The verdict cannot be trusted if the host was gone for part of it.
-                    report.invariants["host-alive"] = [
-                        f"an acquirer process died during the run (exit {dead[0]})"
-                    ]
-                return report
-            finally:
-                if service is not None:
-                    await service.stop()
-                for proc in procs:
-                    if proc.returncode is None:
-                        with suppress(ProcessLookupError):
-                            proc.terminate()
-                    await proc.wait()
-
-        try:
-            report = asyncio.run(main())
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            tmp_stack.close()
-            tmp.cleanup()
-            print("fleet: interrupted; stopped cleanly", file=sys.stderr)
-            return 1
-        except BrokerError as exc:
-            tmp_stack.close()
-            tmp.cleanup()
-            print(f"fleet: {exc}", file=sys.stderr)
-            return 1
-    tmp_stack.close()
-    tmp.cleanup()
-    if args.json:
-        print(json.dumps(report.to_json()))
-    else:
-        print_report(report)
-    return 0 if report.invariants_ok else 1
+    return run(args)
 
 
 def print_report(report: Any) -> None:
