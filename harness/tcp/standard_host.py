@@ -98,7 +98,7 @@ class StandardHostLink:
         self._pending.move_to_end(key)
         while len(self._pending) > PENDING_MAX:
             self._pending.popitem(last=False)
-        self.stats[f"sent_{mti_of(fields)}"] += 1
+        self.stats[f"sent_{fields['t']}"] += 1
         return iso87.encode(fields, self.fmt)
 
     def incoming(self, frame: bytes) -> bytes | None:
@@ -135,10 +135,6 @@ class StandardHostLink:
         return None
 
 
-def mti_of(fields: dict[str, str]) -> str:
-    return fields.get("t", "")
-
-
 def _plain(msg: Message) -> dict[str, str]:
     """`msg` (a request of this protocol) as plain ISO 8583:1987 fields."""
     mti = msg.mti[:3] + "1" if msg.repeat else msg.mti  # a resend: 0201, 0401, 0421
@@ -167,18 +163,15 @@ def _answer(request: Message, doc: dict[str, str]) -> Message:
     """This protocol's answer to `request` from the plain answer `doc`: what the host
     decided (39, 38, 37) and echoed (2, 3, 4, 49) on the request's own fields."""
 
-    def echoed(name: str, default: str) -> str:
-        return doc.get(name, default)
-
-    amount = echoed("4", f"{request.amount:012d}")
+    amount = doc.get("4", f"{request.amount:012d}")
     return replace(
         request,
         mti=response_mti(canonical_mti(request.mti)[0]),
         repeat=False,
-        pan=echoed("2", request.pan) if request.pan else request.pan,
-        processing_code=echoed("3", request.processing_code),
+        pan=doc.get("2", request.pan) if request.pan else request.pan,
+        processing_code=doc.get("3", request.processing_code),
         amount=int(amount) if amount.isdigit() else -1,
-        currency=echoed("49", request.currency),
+        currency=doc.get("49", request.currency),
         rrn=doc.get("37", "").strip(" "),
         auth_code=doc.get("38", "").strip(" "),
         rc=doc.get("39", ""),
