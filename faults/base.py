@@ -52,6 +52,9 @@ class Fault:
     # (a typo in `mti`, an `nth` beyond the matches). `optional = true` allows it:
     # for faults that may or may not meet their trigger, by design.
     optional: bool = False
+    # In a world of several terminals: the one whose messages, devices or power the
+    # fault acts on, by its name ("": the first).
+    terminal: str = ""
 
     def check(self) -> None:
         """Raise FaultSpecError naming the first bad field."""

@@ -64,6 +64,13 @@ FIELD_DOCS: dict[str, str] = {
         "take a partial approval (RC 10) for what a card covers; needs the firmware "
         "feature `partial`"
     ),
+    "TerminalSpec.name": (
+        "only in `[[terminals]]`: the name steps and faults give this terminal "
+        "(default: its id; a clone, two entries with one id, needs one)"
+    ),
+    "TerminalSpec.firmware": (
+        "only in `[[terminals]]`: the firmware this terminal runs (default: the scenario's)"
+    ),
     "TerminalSpec.chip": (
         "read cards by chip: an approved card sale stands only once the card accepts "
         "the approval (EMV second GENERATE AC); needs the firmware feature `chip`"
@@ -86,6 +93,10 @@ FIELD_DOCS: dict[str, str] = {
     "PeopleSpec.reprints_max": "reprint requests per receipt before the cashier gives up",
     "PeopleSpec.restart_after_power": "re-run an unfinished purchase after a reboot",
     "PeopleSpec.print_ms": "time one receipt takes to print",
+    "PeopleSpec.next_terminal_on_failed": (
+        "several terminals: a customer whose sale ends FAILED walks to the next terminal "
+        "and pays there (once)"
+    ),
     "CardSpec.pan": "card number (digits)",
     "CardSpec.balance": "available funds",
     "CardSpec.rc": "force this response code for every purchase with the card",
@@ -125,6 +136,10 @@ FIELD_DOCS: dict[str, str] = {
     "*.to_ms": "the window closes at this virtual time (-1: never)",
     "*.nth": "apply to the nth matching item (1 = the first; 0 = every match in the window)",
     "*.count": "and to this many matching items from the nth on",
+    "*.terminal": (
+        "several terminals: the name of the terminal whose messages, devices or power "
+        'the fault acts on ("": the first)'
+    ),
     "*.optional": (
         "allow the fault never to apply (by default a fault that never applies fails the run)"
     ),
@@ -171,6 +186,7 @@ SKIPPED = {
     "steps",
     "faults",
     "expect",
+    "terminals",
 }
 
 
@@ -277,6 +293,13 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "default": None,
         "unit": "virtual milliseconds",
         "meaning": "when the step happens (required)",
+    },
+    {
+        "key": "terminal",
+        "type": "string",
+        "default": "",
+        "unit": "",
+        "meaning": "several terminals: the name of the terminal it happens at (default: the first)",
     },
     {
         "key": "purchase",
@@ -386,9 +409,18 @@ def render_markdown() -> str:
         lines += ["", f"## `{title}`", "", *_table(rows)]
     lines += [
         "",
+        "## `[[terminals]]`",
+        "",
+        "A world of several terminals on one host (at most 16): one entry per terminal,",
+        "each with an `id` and any key of `[terminal]`, whose table gives the defaults.",
+        "`name` (default: the id) is how steps and faults address it (`terminal = NAME`);",
+        "`firmware` runs another firmware there. Two entries with one `id` are two",
+        "devices provisioned as one terminal (a clone): each needs a `name`. Without",
+        "`[[terminals]]` a scenario has the one terminal `[terminal]` describes.",
+        "",
         "## `[[steps]]`",
         "",
-        "Each step has `at_ms` and exactly one of the other keys.",
+        "Each step has `at_ms`, optionally `terminal`, and exactly one of the other keys.",
         "",
         *_table(ref["steps"]),
         "",
@@ -396,8 +428,9 @@ def render_markdown() -> str:
         "",
         "Each fault is a table with one key, the fault kind, whose value is a table of",
         'parameters: `drop = { direction = "to_terminal", mti = "0210", nth = 1 }`.',
-        "Every kind takes the trigger keys `from_ms`, `to_ms`, `nth`, `count` and",
-        "`optional`; the tables below list them with each kind's own parameters.",
+        "Every kind takes the trigger keys `from_ms`, `to_ms`, `nth`, `count`,",
+        "`optional` and `terminal`; the tables below list them with each kind's own",
+        "parameters.",
     ]
     for fk in ref["faults"]:
         lines += [

@@ -28,6 +28,7 @@ from scenarios.writer import scenario_to_toml
 from terminal.firmware import FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET
 
 from .check import InvariantViolated, assert_invariants, first_failure
+from .lanes import fewer_terminals
 from .runner import RunResult, UsageError, declared_features, load_firmware, run_scenario
 from .strategies import scenarios
 
@@ -88,12 +89,14 @@ def signature(rec: dict[str, Any]) -> str:
 class Coverage:
     """A trace observer: the distinct transitions of one run (pairs of consecutive
     record signatures), which `target()` maximises to steer Hypothesis towards
-    examples that do more different things."""
+    examples that do more different things. In a world of several terminals each
+    terminal's records make their own sequence (`term`)."""
 
-    __slots__ = ("faults", "last", "pairs")
+    __slots__ = ("faults", "lanes", "last", "pairs")
 
     def __init__(self) -> None:
         self.last = ""
+        self.lanes: dict[str, str] = {}  # term -> its last signature
         self.pairs: set[tuple[str, str]] = set()
         self.faults = 0
 
@@ -101,8 +104,13 @@ class Coverage:
         sig = signature(rec)
         if rec["kind"] == "fault":
             self.faults += 1
-        self.pairs.add((self.last, sig))
-        self.last = sig
+        term = rec.get("term")
+        if term is None:
+            self.pairs.add((self.last, sig))
+            self.last = sig
+        else:
+            self.pairs.add((self.lanes.get(term, ""), sig))
+            self.lanes[term] = sig
 
 
 @dataclass(slots=True)
@@ -386,9 +394,10 @@ def renumbered(plan: tuple[Fault, ...]) -> list[tuple[Fault, ...]]:
 
 
 def removals(sc: Scenario) -> list[Scenario]:
-    """Every scenario with one step or one fault fewer, each with the plan's `nth`s
+    """Every scenario with one terminal (`fewer_terminals`), one step or one fault
+    fewer, each with the plan's `nth`s
     renumbered every way `renumbered` tries (a scenario keeps at least one step)."""
-    out: list[Scenario] = []
+    out: list[Scenario] = fewer_terminals(sc)
     if len(sc.steps) > 1:
         for i in range(len(sc.steps) - 1, -1, -1):
             steps = sc.steps[:i] + sc.steps[i + 1 :]
@@ -406,7 +415,7 @@ def minimise(sc: Scenario, invariant: str, firmware: str) -> Scenario:
     still breaks `invariant`; then lower each remaining `nth` as far as it goes.
     The result is minimal: no single removal in `removals` still fails."""
     # Each pass removes one item or ends the loop: bounded by the scenario's size.
-    for _ in range(len(sc.steps) + len(sc.faults)):
+    for _ in range(len(sc.steps) + len(sc.faults) + len(sc.terminals)):
         for cand in removals(sc):
             if _still_fails(cand, invariant, firmware):
                 sc = cand

@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .timeline import LANES, ROWS_MAX_DEFAULT, Diagram, _money, load, violation_summaries
+from .timeline import ROWS_MAX_DEFAULT, Diagram, _money, load, violation_summaries
 
 if TYPE_CHECKING:
     from .runner import RunResult
@@ -148,12 +148,12 @@ def render_html(d: Diagram, source: str = "", reproduce: str = "") -> str:
     out.append('<h2>Sequence diagram</h2><table class="diagram" id="diagram">')
     out.append(
         "<tr><th>seq</th><th>t (s)</th>"
-        + "".join(f"<th>{escape(lane)}</th>" for lane in LANES)
+        + "".join(f"<th>{escape(lane)}</th>" for lane in d.lanes)
         + "</tr>"
     )
     for r in d.rows:
         cells = []
-        for lane in LANES:
+        for lane in d.lanes:
             if lane == r.lane:
                 cells.append(
                     f'<td class="lane {escape(r.style)}" data-kind="{escape(r.style)}">'

@@ -34,6 +34,7 @@ class RunHeader:
     seed: int
     firmware: str
     scenario: Scenario
+    own_firmware: bool = False  # terminals ran firmwares of their own (not `firmware`)
 
 
 def read_header(path: Path) -> RunHeader:
@@ -68,7 +69,10 @@ def header_from_record(path: Path, rec: Record) -> RunHeader:
         scenario = scenario_from_dict(data, f"{path}:1: scenario")
     except ScenarioError as exc:
         raise TraceReadError(str(exc)) from None
-    return RunHeader(path, str(rec.get("name", scenario.name)), seed, firmware, scenario)
+    # A world of several terminals whose terminals ran firmwares of their own: the
+    # run's firmware did not replace them (see harness/lanes.py).
+    own = bool(rec.get("lane_firmware"))
+    return RunHeader(path, str(rec.get("name", scenario.name)), seed, firmware, scenario, own)
 
 
 def check_trace(path: Path) -> RunHeader:
@@ -186,7 +190,8 @@ def replay(path: Path, trace_out: Path | None = None) -> ReplayResult:
     header = check_trace(path)
     with tempfile.TemporaryDirectory(prefix="posharness-replay-") as tmp:
         out = trace_out if trace_out is not None else Path(tmp) / "replay.jsonl"
-        result = run_scenario(header.scenario, header.firmware, seed=header.seed, trace_path=out)
+        firmware = None if header.own_firmware else header.firmware
+        result = run_scenario(header.scenario, firmware, seed=header.seed, trace_path=out)
         divergence = compare_traces(path, out)
     return ReplayResult(header, result, divergence, out)
 

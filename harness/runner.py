@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -28,6 +29,7 @@ from terminal.firmware import (
 
 from .engine import SimClock
 from .invariants import Observations, Violation, check_all
+from .lanes import LaneJudge, Lanes, lane_factories
 from .trace import Observer, Trace, TraceWriter
 from .world import FirmwareFactory, World
 
@@ -180,7 +182,10 @@ JUDGE_FIXED = "fixed"
 
 def judged_as(scenario: Scenario, firmware: str | None) -> str:
     """JUDGE_FIXED when `firmware` replaces the firmware of a recorded incident."""
-    other = firmware is not None and firmware != scenario.firmware
+    # A world of several terminals may name a firmware per terminal: `firmware`
+    # replaces them all, so it is another firmware unless it was every one of them.
+    used = {t.firmware or scenario.firmware for t in scenario.lanes()}
+    other = firmware is not None and used != {firmware}
     return JUDGE_FIXED if other and scenario.expect.violated else JUDGE_EXPECT
 
 
@@ -303,7 +308,13 @@ def run_with_world(
         spec = file_firmware(scenario.firmware, f"{scenario.source or scenario.name}: firmware")
     factory = load_firmware(spec)
     run_seed = scenario.seed if seed is None else seed
-    obs = Observations()
+    several = bool(scenario.terminals)
+    if several and make_world is not World:
+        raise UsageError(
+            f"{scenario.source or scenario.name}: several terminals ([[terminals]]) run "
+            "in the simulation only"
+        )
+    obs: Observations | LaneJudge = LaneJudge(scenario) if several else Observations()
     writer = None
     if trace_path is None and trace_dir is not None:
         trace_path = trace_dir / trace_file_name(scenario, spec, run_seed)
@@ -318,7 +329,13 @@ def run_with_world(
 
     trace = Trace(clock, [obs.observe, count_faults, *observers], writer)
     started = time.perf_counter()
-    world = make_world(
+    factories: list[Any] = [factory]
+    maker: Callable[..., Any] = make_world
+    if several:
+        own = {} if firmware else lane_factories(scenario, _lane_firmware(scenario))
+        factories.extend(own.values())
+        maker = functools.partial(Lanes, factories=own)
+    world = maker(
         scenario,
         factory,
         seed=run_seed,
@@ -327,17 +344,23 @@ def run_with_world(
         host_db=host_db,
         firmware_spec=spec,
     )
-    obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
-    obs.amount_max = scenario.terminal.amount_max
-    obs.response_timeout_ms = scenario.terminal.response_timeout_ms
+    if isinstance(obs, LaneJudge):
+        obs.attach(world.host)
+    else:
+        obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
+        obs.amount_max = scenario.terminal.amount_max
+        obs.response_timeout_ms = scenario.terminal.response_timeout_ms
     try:
         try:
             world.run()
         except FirmwareProtocolError as exc:
             raise UsageError(f"firmware {spec}: {exc}") from None
-        violations = check_all(
-            obs, world.host, scenario.terminal.id, scenario.expect.settle_within_ms
-        )
+        if isinstance(obs, LaneJudge):
+            violations = obs.evaluate(world.host)
+        else:
+            violations = check_all(
+                obs, world.host, scenario.terminal.id, scenario.expect.settle_within_ms
+            )
         for name, vs in violations.items():
             if vs:
                 trace.emit(
@@ -346,9 +369,10 @@ def run_with_world(
     finally:
         trace.close()
         world.host.close()
-        close = getattr(factory, "close", None)
-        if close is not None:
-            close()  # an exec: firmware's process ends with its run
+        for f in factories:
+            close = getattr(f, "close", None)
+            if close is not None:
+                close()  # an exec: firmware's process ends with its run
     wall_s = time.perf_counter() - started
     judged = judged_as(scenario, firmware)
     problems: list[str] = []
@@ -419,6 +443,16 @@ def declared_features(spec: str) -> frozenset[str]:
                 close()
 
 
+def _lane_firmware(scenario: Scenario) -> Callable[[str], FirmwareFactory]:
+    """Loads the firmware a terminal of `scenario` names (`[[terminals]] firmware`)."""
+    where = scenario.source or scenario.name
+
+    def load(name: str) -> FirmwareFactory:
+        return load_firmware(file_firmware(name, f"{where}: terminals.firmware"))
+
+    return load
+
+
 def needed_features(scenario: Scenario) -> frozenset[str]:
     """The firmware features `scenario` needs: wallet payments (scan steps), partial
     approvals (a terminal configured to take them), chip card completion (a terminal
@@ -426,9 +460,9 @@ def needed_features(scenario: Scenario) -> frozenset[str]:
     out = set()
     if any(s.action == "scan" for s in scenario.steps):
         out.add(FEATURE_WALLET)
-    if scenario.terminal.partial_approval:
+    if any(t.partial_approval for t in scenario.lanes()):
         out.add(FEATURE_PARTIAL)
-    if scenario.terminal.chip:
+    if any(t.chip for t in scenario.lanes()):
         out.add(FEATURE_CHIP)
     return frozenset(out)
 

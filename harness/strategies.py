@@ -294,6 +294,7 @@ def scenarios(
     wallets: bool = False,
     partial: bool = False,
     chip: bool = False,
+    terminals: bool = True,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -303,7 +304,9 @@ def scenarios(
     `partial` (the firmware declares the `partial` feature), half the examples have
     a terminal that takes partial approvals and cards whose issuer gives them. With
     `chip` (the firmware declares the `chip` feature), half the examples have a chip
-    terminal, and cards whose chip declines the approval or is pulled too early."""
+    terminal, and cards whose chip declines the approval or is pulled too early.
+    With `terminals`, one example in four is a world of 2-4 terminals on one host
+    (see `several_terminals`)."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -385,7 +388,43 @@ def scenarios(
             cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
             faults=sc.faults + refusal,
         )
+    if terminals and not sc.wallets and draw(_SEVERAL):
+        sc = several_terminals(draw, sc)
     return sc
+
+
+# One example in four (shrinking towards 0 goes towards one terminal, no clone).
+_SEVERAL = st.integers(0, 3).map(lambda k: k == 3)
+_LANES_N = st.integers(2, 4)
+_LANE_PICK = st.integers(0, 3)
+_CLONE = st.integers(0, 3).map(lambda k: k == 3)  # one world of several in four
+
+
+def several_terminals(draw: st.DrawFn, sc: Scenario) -> Scenario:
+    """`sc` as a world of 2-4 terminals on its host (drawn last, so every example
+    of one terminal stays as it was): each step and fault goes to a drawn terminal;
+    one world in four has a clone (the last terminal shares the first one's id, on
+    a fresh journal); customers told FAILED may walk to the next terminal; the
+    second merchant has every other terminal."""
+    k = draw(_LANES_N)
+    clone = draw(_CLONE)
+    ids = [sc.terminal.id, *(x for x in (f"T{j:04d}" for j in range(2, 9)) if x != sc.terminal.id)]
+    terminals = tuple(
+        replace(
+            sc.terminal,
+            id=ids[0] if clone and i == k - 1 else ids[i],
+            name=f"L{i + 1}",
+            merchant_id=sc.terminal.merchant_id if i % 2 == 0 else "M000000000002",
+        )
+        for i in range(k)
+    )
+    if clone:
+        terminals = (*terminals[:-1], replace(terminals[-1], merchant_id=terminals[0].merchant_id))
+    names = [t.lane for t in terminals]
+    steps = tuple(replace(s, terminal=names[draw(_LANE_PICK) % k]) for s in sc.steps)
+    faults = tuple(replace(f, terminal=names[draw(_LANE_PICK) % k]) for f in sc.faults)
+    people = replace(sc.people, next_terminal_on_failed=draw(st.booleans()))
+    return replace(sc, terminals=terminals, steps=steps, faults=faults, people=people)
 
 
 _INQUIRY_ON = st.integers(0, 3).map(lambda k: k != 0)  # one drawn terminal in four: off

@@ -1,7 +1,9 @@
 """A trace as a sequence diagram: one row per event, one lane per party.
 
 Lanes, left to right: people (cashier and customer), terminal, network, host,
-printer. Messages are arrows in the network lane, faults and lost messages are
+printer. A world of several terminals has one lane per terminal instead (its
+people, terminal and printer), then network and host, whose rows name the
+terminal. Messages are arrows in the network lane, faults and lost messages are
 marked, violations are listed at the end. The same rows feed the terminal
 rendering (rich) and the HTML report (harness.htmlreport).
 """
@@ -61,6 +63,7 @@ class Diagram:
     plan: list[str] = field(default_factory=list)  # the scenario's faults, described
     applied: dict[int, int] = field(default_factory=dict)  # plan index -> times applied
     violating: set[int] = field(default_factory=set)  # seqs the violations cite
+    lanes: tuple[str, ...] = LANES  # a world of several: one per terminal, network, host
 
     def fault_plan(self) -> list[str]:
         """One line per planned fault, with how often it applied."""
@@ -125,10 +128,12 @@ def rows_of(rec: Record) -> list[Row]:
         return [Row(seq, t, lane, text, style)]
 
     if kind == "intent":
+        walked = f" (walked from {rec['from']})" if rec.get("from") else ""
         return row(
             "people",
-            f"customer #{rec.get('intent')} wants to pay {_money(rec.get('amount', 0))} "
-            f"with {'wallet code' if rec.get('wallet') else 'card'} {_pan(rec.get('card'))}",
+            f"customer #{rec.get('intent')}{walked} wants to pay "
+            f"{_money(rec.get('amount', 0))} with "
+            f"{'wallet code' if rec.get('wallet') else 'card'} {_pan(rec.get('card'))}",
         )
     if kind == "input":
         ev = rec.get("event")
@@ -149,6 +154,8 @@ def rows_of(rec: Record) -> list[Row]:
             return row("terminal", f"timer '{rec.get('name', '')}' fires")
         return []  # print_finished: the printer row says it
     if kind == "cashier":
+        if rec.get("action") == "next-terminal":
+            return row("people", f"customer #{rec.get('intent')} walks to terminal {rec.get('to')}")
         return row("people", f"cashier: {rec.get('action', '')}")
     if kind == "ignored":
         return row("people", f"{rec.get('input', '')} ignored: {rec.get('reason', '')}", "dim")
@@ -238,6 +245,7 @@ def build(records: Iterable[Record], limit: int = ROWS_MAX_DEFAULT) -> Diagram:
             sc = rec.get("scenario")
             plan = sc.get("faults", []) if isinstance(sc, dict) else []
             d.plan = [_describe_fault(f) for f in plan] if isinstance(plan, list) else []
+            d.lanes = _lanes(sc)
             continue
         if kind == "violation":
             d.violations.append(rec)
@@ -252,11 +260,31 @@ def build(records: Iterable[Record], limit: int = ROWS_MAX_DEFAULT) -> Diagram:
             d.ledger.append(rec)
         elif kind == "print":
             d.receipts.append(rec)
+        term = rec.get("term")
         for r in rows_of(rec):
+            if term is not None and d.lanes is not LANES:
+                r = _in_lane(r, str(term), d.lanes)
             d.total_rows += 1
             if len(d.rows) < limit:
                 d.rows.append(r)
     return d
+
+
+def _lanes(sc: Any) -> tuple[str, ...]:
+    """The diagram's lanes for a run's scenario data (untrusted): the five, or one
+    per terminal of a world of several, then network and host."""
+    terminals = sc.get("terminals") if isinstance(sc, dict) else None
+    if not isinstance(terminals, list) or not terminals:
+        return LANES
+    names = [str(t.get("name") or t.get("id")) for t in terminals if isinstance(t, dict)]
+    return (*dict.fromkeys(n for n in names if n not in ("network", "host")), "network", "host")
+
+
+def _in_lane(r: Row, term: str, lanes: tuple[str, ...]) -> Row:
+    """Row `r` of terminal `term`: in its terminal's lane, or naming it."""
+    if r.lane in ("network", "host") or term not in lanes:
+        return Row(r.seq, r.t_ms, r.lane, f"{term}: {r.text}", r.style)
+    return Row(r.seq, r.t_ms, term, r.text, r.style)
 
 
 def load(path: Path, limit: int = ROWS_MAX_DEFAULT) -> Diagram:
@@ -337,11 +365,11 @@ def render(d: Diagram, console: Console) -> None:
     )
     table.add_column("seq", justify="right", style="dim", no_wrap=True)
     table.add_column("t (s)", justify="right", style="dim", no_wrap=True)
-    for lane in LANES:
+    for lane in d.lanes:
         table.add_column(lane, overflow="fold", ratio=1)
     for r in d.rows:
-        cells: list[Text | str] = ["" for _ in LANES]
-        cells[LANES.index(r.lane)] = Text(r.text, style=_RICH_STYLE.get(r.style, ""))
+        cells: list[Text | str] = ["" for _ in d.lanes]
+        cells[d.lanes.index(r.lane)] = Text(r.text, style=_RICH_STYLE.get(r.style, ""))
         cited = r.seq in d.violating
         table.add_row(
             f"!{r.seq}" if cited else str(r.seq),
@@ -355,13 +383,13 @@ def render(d: Diagram, console: Console) -> None:
 
 def _fits(d: Diagram, width: int) -> bool:
     """Whether the lane table fits `width` columns without splitting a word."""
-    longest = dict.fromkeys(LANES, 0)
+    longest = dict.fromkeys(d.lanes, 0)
     for r in d.rows:
         word = max((len(w) for w in r.text.split()), default=0)
         longest[r.lane] = max(longest[r.lane], word)
-    lanes = sum(max(len(lane), longest[lane]) for lane in LANES)
+    lanes = sum(max(len(lane), longest[lane]) for lane in d.lanes)
     fixed = len(str(d.rows[-1].seq if d.rows else 0)) + 1 + len("t (s)") + 3
-    return fixed + lanes + 3 * (len(LANES) + 2) + 1 <= width
+    return fixed + lanes + 3 * (len(d.lanes) + 2) + 1 <= width
 
 
 def _render_lines(d: Diagram, console: Console) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -109,6 +109,10 @@ from .world_model import (
     FirmwareFactory as FirmwareFactory,
 )
 from .world_model import (
+    HostSite,
+    Lane,
+)
+from .world_model import (
     IntentState as IntentState,
 )
 from .world_model import (
@@ -116,6 +120,43 @@ from .world_model import (
 )
 from .world_people import PeopleMixin
 from .world_wire import WireMixin
+
+
+def make_host(scenario: Scenario, host_db: str = ":memory:") -> Acquirer:
+    """The mock acquirer of a scenario: its cards and wallets over the test-card
+    catalogue, a MAC key for each terminal."""
+    cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS + CATALOGUE_WALLETS}
+    for c in scenario.cards:
+        cards[c.pan] = CardAccount(
+            pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms, partial=c.partial
+        )
+    for w in scenario.wallets:
+        cards[w.code] = CardAccount(
+            pan=w.code,
+            balance=w.balance,
+            rc=w.rc,
+            confirm_ms=w.confirm_ms if w.confirms else -1,
+            answer_rc=w.answer_rc,
+        )
+    return Acquirer(
+        HostConfig(
+            mac_keys={t.id: mac_key_for(t.id) for t in scenario.lanes()},
+            processing_ms=scenario.host.processing_ms,
+            idempotency_retention_ms=scenario.host.idempotency_retention_ms,
+            db_path=host_db,
+            test_amounts=scenario.host.test_amounts,
+        ),
+        [cards[p] for p in sorted(cards)],
+    )
+
+
+def _tagged(emit: Callable[[str, dict[str, Any]], int], term: str) -> Callable[..., int]:
+    """`emit` with every record naming the terminal `term` (a world of several)."""
+
+    def tagged(kind: str, fields: dict[str, Any]) -> int:
+        return emit(kind, {"term": term, **fields})
+
+    return tagged
 
 
 class World(PeopleMixin, WireMixin):
@@ -131,48 +172,28 @@ class World(PeopleMixin, WireMixin):
         clock: SimClock | None = None,
         host_db: str = ":memory:",
         firmware_spec: str = "",
+        lane: Lane | None = None,
     ) -> None:
         self.sc = scenario
         self.seed = scenario.seed if seed is None else seed
         self.clock = clock or SimClock()
-        self.sched = Scheduler(self.clock)
+        self.sched = lane.sched if lane is not None else Scheduler(self.clock)
         self.trace = trace or Trace(self.clock)
-        self.emit = self.trace.emit
+        self.emit = self.trace.emit if lane is None else _tagged(self.trace.emit, lane.name)
         self.firmware_spec = firmware_spec or scenario.firmware
         self.stream_steps = len(scenario.steps) > STEPS_INLINE_MAX
         # One seed, one RNG per component, derived by name so that components do
-        # not shift each other's draws.
-        self.rng_net = random.Random(f"{self.seed}:network")
+        # not shift each other's draws (nor terminals each other's).
+        prefix = f"{self.seed}" if lane is None else f"{self.seed}:{lane.name}"
+        self.rng_net = random.Random(f"{prefix}:network")
         # Each boot's nonce (the random part of the terminal's idempotency keys).
-        self.rng_boot = random.Random(f"{self.seed}:boot")
+        self.rng_boot = random.Random(f"{prefix}:boot")
 
         t = scenario.terminal
         self.tid = t.id
         key = mac_key_for(t.id)
         self.mac_key = key
-        cards: dict[str, CardAccount] = {c.pan: c for c in CATALOGUE_CARDS + CATALOGUE_WALLETS}
-        for c in scenario.cards:
-            cards[c.pan] = CardAccount(
-                pan=c.pan, balance=c.balance, rc=c.rc, slow_ms=c.slow_ms, partial=c.partial
-            )
-        for w in scenario.wallets:
-            cards[w.code] = CardAccount(
-                pan=w.code,
-                balance=w.balance,
-                rc=w.rc,
-                confirm_ms=w.confirm_ms if w.confirms else -1,
-                answer_rc=w.answer_rc,
-            )
-        self.host = Acquirer(
-            HostConfig(
-                mac_keys={t.id: key},
-                processing_ms=scenario.host.processing_ms,
-                idempotency_retention_ms=scenario.host.idempotency_retention_ms,
-                db_path=host_db,
-                test_amounts=scenario.host.test_amounts,
-            ),
-            [cards[p] for p in sorted(cards)],
-        )
+        self.host = lane.host if lane is not None else make_host(scenario, host_db)
         self.fw_config = FirmwareConfig(
             terminal_id=t.id,
             merchant_id=t.merchant_id,
@@ -209,12 +230,12 @@ class World(PeopleMixin, WireMixin):
         self.attacker = Attacker(self)  # the attacker faults (harness/attacker.py)
         self.chip = ChipReader(self)  # the chip card in the reader (harness/chip.py)
         self.fault_index: dict[int, int] = {}
+        self.fault_numbers = lane.fault_numbers if lane is not None else []
         for f in scenario.faults:
             self.add_fault(f)
 
         # Host state outside the host's own store: down after a crash.
-        self.host_down_until = -1
-        self.host_epoch = 0
+        self.site = lane.site if lane is not None else HostSite()
 
         # Printer: one job at a time.
         self.printer_free_ms = 0
@@ -244,13 +265,16 @@ class World(PeopleMixin, WireMixin):
         self.stale_screens = {w.code for w in scenario.wallets if w.stale_screen}
         self.features: frozenset[str] = frozenset()  # what the firmware declares
         self.fw_seen = False  # a firmware was made (its features are known)
+        # A world of several terminals: how a customer walks to the next one.
+        self.walk: Callable[[Any, IntentState], None] | None = None
 
     # ------------------------------------------------------------------ running
 
     def add_fault(self, fault: Fault) -> FaultState:
         """Arm one more fault. Its counters start now: `nth = 1` is the next match."""
         s = FaultState(fault)
-        self.fault_index[id(s)] = len(self.fault_index)
+        k = len(self.fault_index)
+        self.fault_index[id(s)] = self.fault_numbers[k] if k < len(self.fault_numbers) else k
         if isinstance(fault, NetworkFault):
             self.f_net.append(s)
         elif isinstance(fault, Forge):
@@ -279,8 +303,22 @@ class World(PeopleMixin, WireMixin):
             self.attacker.arm(s)
         return s
 
-    def start(self) -> None:
-        """Power on and schedule the scenario's steps and timed faults."""
+    def start(self, *, emit_run: bool = True) -> None:
+        """Power on and schedule the scenario's steps and timed faults (a terminal in
+        a world of several leaves the `run` record to the world)."""
+        if emit_run:
+            self.emit_run()
+        # Steps are scheduled one at a time, each when the one before it runs, so a
+        # run of a million purchases never holds a million queued events.
+        self._next_step = 0
+        self._schedule_next_step()
+        for s in self.f_power_at:
+            self.sched.at(s.fault.at_ms, self._power_cut_at, s)  # type: ignore[attr-defined]
+        self.attacker.start()
+        self._power_on(None)
+
+    def emit_run(self) -> None:
+        """The trace's first record: the run and its whole scenario."""
         sc = self.sc
         self.emit(
             "run",
@@ -302,14 +340,6 @@ class World(PeopleMixin, WireMixin):
                 ),
             },
         )
-        # Steps are scheduled one at a time, each when the one before it runs, so a
-        # run of a million purchases never holds a million queued events.
-        self._next_step = 0
-        self._schedule_next_step()
-        for s in self.f_power_at:
-            self.sched.at(s.fault.at_ms, self._power_cut_at, s)  # type: ignore[attr-defined]
-        self.attacker.start()
-        self._power_on(None)
 
     def _queue_ms(self) -> int:
         """How long the customers may take after the last step: the cashier serves them

@@ -4,7 +4,8 @@ which re-exports every name)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from terminal.firmware import (
     AmountKeyed,
@@ -22,6 +23,10 @@ from terminal.firmware import (
     ReprintRequested,
     TimerExpired,
 )
+
+if TYPE_CHECKING:
+    from acquirer.host import Acquirer
+    from harness.engine import Scheduler
 
 FirmwareFactory = Callable[[FirmwareConfig], Firmware]
 
@@ -74,8 +79,32 @@ class IntentState:
     final_ms: int = -1
     started_ms: int = 0
     wallet: bool = False  # paid by scanning a wallet code (`card` is the code)
+    walked_in: bool = False  # came from another terminal after a FAILED sale
 
 
 def mac_key_for(terminal_id: str) -> bytes:
     """The MAC key the simulated host and terminal share (per terminal)."""
     return f"posharness-mac-{terminal_id}".encode()
+
+
+@dataclass(slots=True)
+class HostSite:
+    """The host's state outside its own store, shared by every terminal of a world:
+    down after a crash until `down_until`; `epoch` bumps on each crash (work begun
+    before it is abandoned)."""
+
+    down_until: int = -1
+    epoch: int = 0
+
+
+@dataclass(slots=True)
+class Lane:
+    """One terminal's place in a world of several (harness/lanes.py): its name (the
+    `term` of its trace records) and what it shares with the others."""
+
+    name: str
+    host: Acquirer
+    sched: Scheduler
+    site: HostSite
+    # The plan index of each of this terminal's faults, in order.
+    fault_numbers: list[int] = field(default_factory=list)

@@ -77,6 +77,7 @@ class PeopleMixin(WorldState):
             amount=step.amount,
             started_ms=self.clock.now_ms,
             wallet=wallet,
+            walked_in=bool(step.origin),
         )
         self.intents[n] = st
         self._bound_memory()
@@ -84,6 +85,8 @@ class PeopleMixin(WorldState):
         rec: dict[str, Any] = {"intent": n, "card": step.card, "amount": step.amount}
         if wallet:
             rec["wallet"] = True
+        if step.origin:
+            rec["from"] = step.origin
         self.emit("intent", rec)
         self._attempt(st)
 
@@ -188,6 +191,9 @@ class PeopleMixin(WorldState):
             )
             self.sched.after(p.retry_after_ms, self._retry, (st.intent, st.attempts))
             return
+        walks = p.next_terminal_on_failed and not st.walked_in and self.walk is not None
+        if walks and outcome == Outcome.FAILED.value:
+            self.walk(self, st)  # type: ignore[misc]
         self._next_waiting()
 
     def _retry(self, arg: tuple[int, int]) -> None:

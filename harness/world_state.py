@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from harness.chip import ChipReader
     from harness.engine import Scheduler, SimClock
     from harness.trace import Trace
-    from harness.world_model import IntentState
+    from harness.world_model import HostSite, IntentState
     from scenarios.model import Scenario, Step
     from terminal.firmware import Display, Event, Firmware, FirmwareConfig, Print, PrintStatus
 
@@ -62,8 +62,8 @@ class WorldState:
         fw_config: FirmwareConfig
         fw_seen: bool
         host: Acquirer
-        host_down_until: int
-        host_epoch: int
+        site: HostSite
+        walk: Callable[[Any, IntentState], None] | None
         host_rrns: deque[str]
         intents: dict[int, IntentState]
         intents_started: int

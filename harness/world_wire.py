@@ -181,7 +181,7 @@ class WireMixin(WorldState):
 
     def _host_receive(self, msg: Message) -> None:
         now = self.clock.now_ms
-        if now < self.host_down_until:
+        if now < self.site.down_until:
             self.emit("lost", {"to": "host", "reason": "host is down", "msg": self._md(msg)})
             return
         if 0 <= self.host.wallet_due_ms <= now:
@@ -230,12 +230,12 @@ class WireMixin(WorldState):
         self.sched.at(
             result.finish_at_ms + extra_ms,
             self._host_finish,
-            (result, crash, self.host_epoch, twice, foreign),
+            (result, crash, self.site.epoch, twice, foreign),
         )
 
     def _host_finish(self, arg: tuple[Ticket, HostCrash | None, int, bool, bool]) -> None:
         ticket, crash, epoch, twice, foreign = arg
-        if epoch != self.host_epoch:
+        if epoch != self.site.epoch:
             self.host.abandon(ticket)
             self.emit("host", {"action": "abandoned", "stan": ticket.request.stan})
             return
@@ -311,9 +311,9 @@ class WireMixin(WorldState):
         return sign(replace(resp, rrn=rrn, mac=""), self.mac_key)
 
     def _host_crash(self, down_ms: int) -> None:
-        self.host_epoch += 1
-        self.host_down_until = self.clock.now_ms + down_ms
-        self.emit("host_down", {"until_ms": self.host_down_until})
+        self.site.epoch += 1
+        self.site.down_until = self.clock.now_ms + down_ms
+        self.emit("host_down", {"until_ms": self.site.down_until})
 
     def _host_action(self, req: Message, action: HostAction) -> None:
         rec: dict[str, Any] = {"action": action.action, "rc": action.rc}

@@ -23,6 +23,7 @@ from .model import (
     CHIP_BEHAVIOURS,
     INVARIANT_NAMES,
     STEPS_MAX,
+    TERMINALS_MAX,
     CardSpec,
     Expect,
     HostSpec,
@@ -53,6 +54,7 @@ TOP_KEYS = (
     "expect",
     "close_batch",
     "max_ms",
+    "terminals",
 )
 STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel")
 # A scenario file larger than this is not a scenario, it is a mistake.
@@ -148,11 +150,17 @@ def _wallet(where: str, data: Any) -> WalletSpec:
 def _step(where: str, data: Any, pans: set[str], codes: Iterable[str] = ()) -> Step:
     table = _table(where, data)
     for key in table:
-        if key != "at_ms" and key not in STEP_ACTIONS:
+        if key not in ("at_ms", "terminal") and key not in STEP_ACTIONS:
             raise ScenarioError(
-                f"{where}.{key}: unknown key (a step has at_ms and one of "
-                f"{', '.join(STEP_ACTIONS)})"
+                f"{where}.{key}: unknown key (a step has at_ms, optionally terminal, and "
+                f"one of {', '.join(STEP_ACTIONS)})"
             )
+    terminal = _expect_type(f"{where}.terminal", table.get("terminal", ""), str)
+    step = _step_action(where, table, pans, codes)
+    return dataclasses.replace(step, terminal=terminal) if terminal else step
+
+
+def _step_action(where: str, table: dict[str, Any], pans: set[str], codes: Iterable[str]) -> Step:
     if "at_ms" not in table:
         raise ScenarioError(f"{where}.at_ms: missing")
     at_ms = _expect_type(f"{where}.at_ms", table["at_ms"], int)
@@ -309,13 +317,22 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     max_ms = _expect_type("max_ms", data.get("max_ms", -1), int)
     if max_ms < -1:
         raise ScenarioError("max_ms: must be >= 0 (or -1 for the default)")
-    terminal = _section("terminal", data.get("terminal", {}), TerminalSpec)
-    if not (1 <= len(terminal.id) <= 8) or not terminal.id.isalnum():
-        raise ScenarioError(f"terminal.id: must be 1-8 letters or digits, got {terminal.id!r}")
-    if terminal.max_sends < 1:
-        raise ScenarioError("terminal.max_sends: must be >= 1")
+    terminal = _terminal("terminal", data.get("terminal", {}), {})
+    for key in ("name", "firmware"):
+        if getattr(terminal, key):
+            raise ScenarioError(f"terminal.{key}: only a [[terminals]] entry has a {key}")
+    terminals = _terminals(data, terminal)
+    lanes = {t.lane: t for t in terminals or (terminal,)}
+    first = next(iter(lanes))
+    if terminals and wallets:
+        raise ScenarioError("wallets: a scenario with several terminals takes cards only (for now)")
+    for i, st in enumerate(steps):
+        if st.terminal and st.terminal not in lanes:
+            raise ScenarioError(f"steps[{i}].terminal: {_no_lane(st.terminal, lanes)}")
     for i, f in enumerate(plan):
-        if f.LAYER == "chip" and not terminal.chip:
+        if f.terminal and f.terminal not in lanes:
+            raise ScenarioError(f"faults[{i}].{f.KIND}.terminal: {_no_lane(f.terminal, lanes)}")
+        if f.LAYER == "chip" and not lanes[f.terminal or first].chip:
             raise ScenarioError(
                 f"faults[{i}]: {f.KIND} needs a chip terminal ([terminal] chip = true)"
             )
@@ -336,7 +353,49 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         close_batch=_expect_type("close_batch", data.get("close_batch", True), bool),
         max_ms=max_ms,
         source=source,
+        terminals=terminals,
     )
+
+
+def _terminal(where: str, data: Any, defaults: dict[str, Any]) -> TerminalSpec:
+    """One terminal's table, over `defaults` (the [terminal] table, for [[terminals]])."""
+    t = _section(where, {**defaults, **_table(where, data)}, TerminalSpec)
+    if not (1 <= len(t.id) <= 8) or not t.id.isalnum():
+        raise ScenarioError(f"{where}.id: must be 1-8 letters or digits, got {t.id!r}")
+    if t.name and (len(t.name) > 16 or not t.name.replace("-", "").isalnum()):
+        raise ScenarioError(f"{where}.name: must be 1-16 letters, digits or '-', got {t.name!r}")
+    if t.max_sends < 1:
+        raise ScenarioError(f"{where}.max_sends: must be >= 1")
+    return t
+
+
+def _terminals(data: dict[str, Any], terminal: TerminalSpec) -> tuple[TerminalSpec, ...]:
+    """The [[terminals]] of a world of several, each over the [terminal] table."""
+    if "terminals" not in data:
+        return ()
+    entries = _list("terminals", data["terminals"], TERMINALS_MAX)
+    if not entries:
+        raise ScenarioError("terminals: give at least one terminal (or leave the key out)")
+    defaults = _table("terminal", data.get("terminal", {}))
+    out: list[TerminalSpec] = []
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        where = f"terminals[{i}]"
+        if "id" not in _table(where, entry):
+            raise ScenarioError(f"{where}.id: missing")
+        t = _terminal(where, entry, defaults)
+        if t.lane in names:
+            raise ScenarioError(
+                f"{where}: a second terminal named {t.lane!r} (a clone of a terminal id "
+                'needs a name of its own: name = "...")'
+            )
+        names.add(t.lane)
+        out.append(t)
+    return tuple(out)
+
+
+def _no_lane(name: str, lanes: dict[str, TerminalSpec]) -> str:
+    return f"no terminal named {name!r} (known: {', '.join(lanes)})"
 
 
 def load_scenario(path: str | Path) -> Scenario:

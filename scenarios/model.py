@@ -10,6 +10,7 @@ from faults.base import Fault
 # Limits on what one scenario may ask for, so a typo cannot ask for a week of work.
 STEPS_MAX = 100_000
 CARDS_MAX = 10_000
+TERMINALS_MAX = 16  # terminals in one world ([[terminals]])
 AT_MS_MAX = 30 * 86_400_000  # 30 virtual days
 
 
@@ -21,6 +22,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     "receipt-for-every-charge",
     "no-receipt-without-record",
     "approved-means-charged",
+    "one-terminal-per-charge",
     "batch-reconciles",
     "ledger-balances",
     "eventually-settles",
@@ -74,6 +76,16 @@ class TerminalSpec:
     status_inquiry: bool = True  # ask the host before reversing an unanswered card sale
     partial_approval: bool = False  # take a partial approval (RC 10) for what a card covers
     chip: bool = False  # read cards by chip: the card must accept each approval (EMV)
+    # Only in [[terminals]]: the name steps and faults use for this terminal (default:
+    # its id; two devices given one id, a clone, need names of their own), and the
+    # firmware it runs (default: the scenario's).
+    name: str = ""
+    firmware: str = ""
+
+    @property
+    def lane(self) -> str:
+        """The name steps and faults address this terminal by."""
+        return self.name or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +117,9 @@ class PeopleSpec:
     reprints_max: int = 3
     restart_after_power: bool = True  # re-run an unfinished purchase after a reboot
     print_ms: int = 1_500  # time one receipt takes to print
+    # In a world of several terminals: a customer whose sale ends FAILED walks to
+    # the next terminal and pays there (once).
+    next_terminal_on_failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,10 @@ class Step:
     action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel"
     card: str = ""  # the card's PAN, or for "scan" the wallet payment code
     amount: int = 0
+    terminal: str = ""  # the terminal's name in a world of several ("": the first)
+    # Not in files: "<terminal>:<intent>" for a customer who walked here from another
+    # terminal after a FAILED sale (harness/lanes.py).
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,18 +162,40 @@ class Scenario:
     close_batch: bool = True  # close the batch once the world is quiet
     max_ms: int = -1  # stop the run at this virtual time (-1: last step + 1 hour)
     source: str = ""  # the file it came from, for messages
+    # Several terminals on one host ([[terminals]]); empty: the one `terminal`.
+    terminals: tuple[TerminalSpec, ...] = ()
 
     def purchases(self) -> int:
         return sum(1 for s in self.steps if s.action in ("purchase", "scan"))
 
+    def lanes(self) -> tuple[TerminalSpec, ...]:
+        """The terminals of the world, in order (the first is the default)."""
+        return self.terminals or (self.terminal,)
+
 
 def step_to_dict(s: Step) -> dict[str, Any]:
     """One step as scenario-file data."""
+    out: dict[str, Any] = {"at_ms": s.at_ms}
+    if s.terminal:
+        out["terminal"] = s.terminal
     if s.action == "purchase":
-        return {"at_ms": s.at_ms, "purchase": {"card": s.card, "amount": s.amount}}
-    if s.action == "scan":
-        return {"at_ms": s.at_ms, "scan": {"code": s.card, "amount": s.amount}}
-    return {"at_ms": s.at_ms, s.action: True}
+        out["purchase"] = {"card": s.card, "amount": s.amount}
+    elif s.action == "scan":
+        out["scan"] = {"code": s.card, "amount": s.amount}
+    else:
+        out[s.action] = True
+    return out
+
+
+def _changed(obj: Any, default: Any) -> dict[str, Any]:
+    """The fields of a flat dataclass that differ from `default`'s."""
+    from dataclasses import fields
+
+    return {
+        f.name: getattr(obj, f.name)
+        for f in fields(obj)
+        if getattr(obj, f.name) != getattr(default, f.name)
+    }
 
 
 def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
@@ -172,13 +213,12 @@ def scenario_to_dict(sc: Scenario) -> dict[str, Any]:
         ("network", sc.network, NetworkSpec()),
         ("people", sc.people, PeopleSpec()),
     ):
-        table = {
-            f.name: getattr(obj, f.name)
-            for f in fields(obj)
-            if getattr(obj, f.name) != getattr(default, f.name)
-        }
+        table = _changed(obj, default)
         if table:
             out[key] = table
+    if sc.terminals:
+        # Each terminal as it differs from [terminal] (its defaults); the id always.
+        out["terminals"] = [{"id": t.id, **_changed(t, sc.terminal)} for t in sc.terminals]
     if not sc.close_batch:
         out["close_batch"] = False
     if sc.max_ms != -1:

@@ -82,6 +82,10 @@ BATCH_NOS_KEPT_MAX = 256
 BATCH_ASKED_MAX = 16
 # At most this many violations of one invariant are kept (the rest are counted).
 VIOLATIONS_KEPT_MAX = 100
+# Host actions that made a transaction of the terminal whose request it was, and
+# how many of their RRNs a terminal in a world of several remembers.
+_OWN_ACTIONS = frozenset({"charge", "charge-no-reply", "refund", "decline"})
+OWN_RRNS_MAX = 200_000
 
 
 class Observations:
@@ -138,6 +142,11 @@ class Observations:
         self.last_fault_seq = 0
         self.last_power_on_ms = 0
         self.end: Record = {}
+        # In a world of several terminals (harness/lanes.py): book only the host
+        # transactions this terminal's own requests made (`own_rrns`, from its host
+        # records), not every transaction under its terminal id (a clone's).
+        self.own_books_only = False
+        self.own_rrns: dict[str, None] = {}
         self.crashes: list[tuple[int, str]] = []
         # Judged so far (by settle): kept violations and total counts.
         self.found: dict[str, list[Violation]] = {name: [] for name in INVARIANT_NAMES}
@@ -319,6 +328,10 @@ class Observations:
         if rec["action"].startswith("batch") and "batch_no" in rec:
             self.batch_seqs.setdefault(rec["batch_no"], rec["seq"])
         rrn = rec.get("rrn")
+        if rrn and self.own_books_only and rec["action"] in _OWN_ACTIONS:
+            if len(self.own_rrns) >= OWN_RRNS_MAX:
+                del self.own_rrns[next(iter(self.own_rrns))]
+            self.own_rrns[rrn] = None
         if rrn and rec["action"] in ("charge", "charge-no-reply", "refund", "wallet-paying"):
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
             if rec.get("mti") == MTI_PURCHASE and rrn not in self.rrn_owner:
@@ -442,6 +455,8 @@ class Observations:
     def _book(self, books: dict[int, IntentBooks], txn: HostTxn) -> None:
         if txn.terminal_id != self.terminal_id:
             return
+        if self.own_books_only and txn.rrn not in self.own_rrns:
+            return  # another device's, under the same terminal id
         n = self.intent_of(txn)
         b = books.get(n)
         if b is None:
@@ -497,6 +512,7 @@ class Observations:
             self.pending_seq.pop(rrn, None)
             self.host_seq_by_rrn.pop(rrn, None)
             self.rrn_owner.pop(rrn, None)
+            self.own_rrns.pop(rrn, None)
             self.owed.forget(rrn)
 
     def _judge_receipt(self, seq: int, receipt: dict[str, Any], n: int) -> None:

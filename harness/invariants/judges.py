@@ -202,6 +202,8 @@ def _no_charge_because(obs: Observations, n: int, rrn: str, b: IntentBooks) -> s
         return "the host has no transaction with that rrn"
     if txn.terminal_id != obs.terminal_id:
         return f"rrn {rrn} belongs to terminal {txn.terminal_id}"
+    if obs.own_books_only and rrn not in obs.own_rrns:
+        return f"rrn {rrn} is a charge another device made under this terminal's id"
     owner = obs.intent_of(txn)
     if owner != n:
         whose = f"intent {owner}'s" if owner else "another sale's"
@@ -400,6 +402,10 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "approved-means-charged": (
         "every APPROVED display is backed by a live host charge of that intent (the RRN it names)"
+    ),
+    "one-terminal-per-charge": (
+        "in a world of several terminals, no host charge (RRN) is shown or printed as "
+        "approved at two terminals"
     ),
     "batch-reconciles": "terminal batch totals = host settlement totals",
     "ledger-balances": "the host's double-entry ledger sums to zero",

@@ -1,0 +1,233 @@
+"""A world of several terminals: the file format, one host and one clock shared,
+per-terminal judging, `one-terminal-per-charge`, customers who walk to the next
+terminal, clones, determinism, replay, shrinking and the strategies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.fuzz import minimise, removals
+from harness.lanes import fewer_terminals
+from harness.replay import replay
+from harness.runner import run_scenario, run_twice
+from harness.strategies import scenarios
+from harness.timeline import load as load_diagram
+from scenarios.loader import load_scenario, scenario_from_dict
+from scenarios.model import INVARIANT_NAMES, Expect, Scenario, ScenarioError, scenario_to_dict
+from tests.harness.samples import drawn
+
+SUITE_DIR = Path("scenarios/lanes")
+SUITE = sorted(SUITE_DIR.glob("*.toml"))
+CARD = "4000000000000002"
+
+
+def _world(**extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "lanes",
+        "terminals": [{"id": "T0001", "name": "A"}, {"id": "T0002", "name": "B"}],
+        "cards": [{"pan": CARD}],
+        "steps": [
+            {"at_ms": 0, "terminal": "A", "purchase": {"card": CARD, "amount": 1000}},
+            {"at_ms": 0, "terminal": "B", "purchase": {"card": CARD, "amount": 2000}},
+        ],
+    }
+    data.update(extra)
+    return data
+
+
+# ------------------------------------------------------------------ the format
+
+
+def test_terminals_take_the_terminal_table_as_their_defaults() -> None:
+    sc = scenario_from_dict(_world(terminal={"max_sends": 3, "status_inquiry": False}))
+    assert [t.lane for t in sc.lanes()] == ["A", "B"]
+    assert all(t.max_sends == 3 and not t.status_inquiry for t in sc.terminals)
+    assert scenario_from_dict(scenario_to_dict(sc)) == replace(sc, source="<scenario>")
+
+
+def test_a_scenario_of_one_terminal_is_unchanged() -> None:
+    sc = load_scenario("scenarios/incidents/failed-charged-timeout.toml")
+    assert sc.terminals == () and sc.lanes() == (sc.terminal,)
+    assert "terminals" not in scenario_to_dict(sc)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"terminals": []}, "terminals: give at least one terminal"),
+        ({"terminals": [{"name": "A"}]}, "terminals[0].id: missing"),
+        (
+            {"terminals": [{"id": "T0001"}, {"id": "T0001"}]},
+            "terminals[1]: a second terminal named 'T0001' (a clone",
+        ),
+        ({"terminal": {"name": "A"}}, "terminal.name: only a [[terminals]] entry has a name"),
+        ({"terminals": [{"id": "T0001", "nmae": "A"}]}, "terminals[0].nmae: unknown key"),
+        (
+            {"steps": [{"at_ms": 0, "terminal": "Z", "purchase": {"card": CARD, "amount": 1}}]},
+            "steps[0].terminal: no terminal named 'Z' (known: A, B)",
+        ),
+        (
+            {"faults": [{"drop": {"nth": 1, "terminal": "Z"}}]},
+            "faults[0].drop.terminal: no terminal named 'Z'",
+        ),
+        (
+            {"wallets": [{"code": "280000000000000901"}]},
+            "wallets: a scenario with several terminals takes cards only",
+        ),
+    ],
+)
+def test_a_wrong_world_is_one_line_naming_the_key(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(_world(**change), "x.toml")
+    assert str(err.value).startswith("x.toml: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_step_of_a_single_terminal_file_may_name_its_terminal_only() -> None:
+    data = {
+        "name": "one",
+        "cards": [{"pan": CARD}],
+        "steps": [{"at_ms": 0, "terminal": "T0009", "purchase": {"card": CARD, "amount": 5}}],
+    }
+    with pytest.raises(ScenarioError, match=r"no terminal named 'T0009' \(known: T0001\)"):
+        scenario_from_dict(data)
+    data["steps"][0]["terminal"] = "T0001"  # type: ignore[index]
+    assert scenario_from_dict(data).steps[0].terminal == "T0001"
+
+
+# ------------------------------------------------------------------ running
+
+
+@pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
+def test_the_suite_passes_is_deterministic_and_replays(path: Path, tmp_path: Path) -> None:
+    sc = load_scenario(path)
+    assert len(sc.terminals) == 3
+    trace = tmp_path / "t.jsonl"
+    result = run_twice(sc, trace_path=trace)
+    assert result.verdict == "PASS", result.problems
+    assert replay(trace).identical
+
+
+@pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
+def test_the_reference_holds_every_invariant_on_the_suite(path: Path) -> None:
+    result = run_scenario(load_scenario(path), "reference")
+    assert result.verdict in ("PASS", "FIXED"), result.problems
+    assert not result.violated()
+
+
+def test_records_name_their_terminal_and_the_host_and_clock_are_shared(tmp_path: Path) -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-host-crash-shared.toml")
+    trace = tmp_path / "t.jsonl"
+    run_scenario(sc, trace_path=trace)
+    text = trace.read_text()
+    # The crash was triggered by A's request; B's sale and C's batch close are lost.
+    assert '"term":"A","fault":"host_crash"' in text
+    assert '"kind":"lost","term":"B","to":"host","reason":"host is down"' in text
+    assert '"kind":"lost","term":"C","to":"host","reason":"host is down"' in text
+    assert text.count('"kind":"run"') == 1 and text.count('"kind":"end"') == 1
+
+
+def test_a_customer_told_failed_walks_to_the_next_terminal(tmp_path: Path) -> None:
+    sc = load_scenario(SUITE_DIR / "three-lanes-outage-walk.toml")
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(sc, trace_path=trace).verdict == "PASS"
+    text = trace.read_text()
+    assert '"term":"A","intent":1,"action":"next-terminal","to":"B"' in text
+    assert (
+        '"kind":"intent","term":"B","intent":1,"card":"4000000000000002","amount":3999,"from":"A:1"'
+        in text
+    )
+    # Without the walk nobody pays at B.
+    still = replace(sc, people=replace(sc.people, next_terminal_on_failed=False))
+    trace2 = tmp_path / "u.jsonl"
+    run_scenario(still, trace_path=trace2)
+    assert '"kind":"intent","term":"B"' not in trace2.read_text()
+
+
+def test_a_terminal_runs_its_own_firmware_and_is_judged_alone() -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-walk-no-reversal.toml")
+    result = run_scenario(sc)
+    assert result.verdict == "PASS"  # the violation the file expects
+    first = result.violations["no-charge-on-failure"][0]
+    assert first.message.startswith("terminal A: ")
+    # --firmware replaces every terminal's: the reference fixes it.
+    assert run_scenario(sc, "reference").verdict == "FIXED"
+
+
+def test_one_charge_claimed_at_two_terminals_is_caught_on_a_clone() -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-cloned-terminal-id.toml")
+    bad = run_scenario(sc, "zoo:tid-counter-keys")
+    cross = bad.violations["one-terminal-per-charge"]
+    assert len(cross) == 1 and "terminal back claims the charge rrn" in cross[0].message
+    # The same clone with per-boot keys: nothing to see, and no double charge is
+    # imagined from the other device's transactions under the shared id.
+    assert not run_scenario(sc, "reference").violated()
+
+
+def test_batch_reconciles_is_not_judged_for_a_cloned_id_only() -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-walk-no-reversal.toml")
+    bad = run_scenario(sc, "zoo:no-reversal")
+    assert "batch-reconciles" in bad.violated()  # distinct ids: judged
+    cloned = replace(sc, terminals=(sc.terminals[0], replace(sc.terminals[1], id="T0001")))
+    assert "batch-reconciles" not in run_scenario(cloned, "zoo:no-reversal").violated()
+
+
+def test_run_wide_violations_are_said_once(tmp_path: Path) -> None:
+    sc = scenario_from_dict(_world(max_ms=500))
+    result = run_scenario(sc)
+    limit = [v for v in result.violations["eventually-settles"] if "hit its limit" in v.message]
+    assert len(limit) == 1
+
+
+def test_the_diagram_has_a_lane_per_terminal(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    run_scenario(load_scenario(SUITE_DIR / "three-lanes-outage-walk.toml"), trace_path=trace)
+    d = load_diagram(trace)
+    assert d.lanes == ("A", "B", "C", "network", "host")
+    assert {r.lane for r in d.rows} == set(d.lanes)
+    assert any(r.lane == "network" and r.text.startswith("C: 0200") for r in d.rows)
+    assert any(r.lane == "A" and "walks to terminal B" in r.text for r in d.rows)
+
+
+# ------------------------------------------------------------------ fuzzing
+
+
+def test_shrinking_drops_terminals_a_failure_does_not_need() -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-walk-no-reversal.toml")
+    fewer = fewer_terminals(sc)
+    # Without C, without B, without A (and with them their steps and faults).
+    assert [[t.lane for t in c.terminals] for c in fewer] == [["A", "B"], ["A", "C"], ["B", "C"]]
+    assert [len(c.steps) for c in fewer] == [1, 2, 1] and len(fewer[2].faults) == 0
+    assert fewer[0] in removals(sc)
+    judged = replace(sc, expect=Expect(invariants=INVARIANT_NAMES))  # as the fuzzer's
+    small = minimise(judged, "no-charge-on-failure", "zoo:no-reversal")
+    assert small.terminals == () and len(small.steps) == 1 and len(small.faults) == 1
+    assert "no-charge-on-failure" in run_scenario(small, "zoo:no-reversal").violated()
+
+
+def test_a_world_left_with_one_terminal_keeps_that_terminals_firmware() -> None:
+    sc = scenario_from_dict(
+        _world(
+            terminals=[
+                {"id": "T0001", "name": "A", "firmware": "zoo:no-reversal"},
+                {"id": "T0002", "name": "B"},
+            ]
+        )
+    )
+    (single, _) = fewer_terminals(sc)
+    assert single.terminals == () and single.firmware == "zoo:no-reversal"
+    assert single.terminal.id == "T0001" and single.terminal.name == ""
+
+
+def test_the_strategies_draw_worlds_of_two_to_four_terminals_that_round_trip() -> None:
+    examples: list[Scenario] = drawn(scenarios(), 300)
+    several = [sc for sc in examples if sc.terminals]
+    assert {len(sc.terminals) for sc in several} == {2, 3, 4}
+    assert any(len({t.id for t in sc.terminals}) < len(sc.terminals) for sc in several)
+    assert any(sc.people.next_terminal_on_failed for sc in several)
+    for sc in several:
+        assert scenario_from_dict(scenario_to_dict(sc)) == replace(sc, source="<scenario>")
