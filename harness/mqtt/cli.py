@@ -214,6 +214,28 @@ def register(sub: Any) -> None:
         metavar="P",
         help="split the terminals over P fleet processes (default 1; not with --faults)",
     )
+    fl.add_argument(
+        "--remote-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="coordinate a run whose terminals N workers on other machines drive "
+        "(fleet --join RUN there; needs --broker and --db postgresql://...)",
+    )
+    fl.add_argument("--run", default="fleet", metavar="NAME", help="the run's name (default fleet)")
+    fl.add_argument(
+        "--join",
+        metavar="RUN",
+        help="be one worker of run RUN, which another `fleet --remote-workers` coordinates",
+    )
+    fl.add_argument("--worker-id", metavar="ID", help="this worker's name (default host-pid)")
+    fl.add_argument(
+        "--join-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="how long the coordinator waits for workers, and a worker for its slice",
+    )
     # Internal: one of --procs workers, against a host already serving this database.
     fl.add_argument("--worker-of", metavar="DB", help=argparse.SUPPRESS)
     fl.add_argument("--first-terminal", type=int, default=1, help=argparse.SUPPRESS)

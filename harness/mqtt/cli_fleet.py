@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from .fleet_procs import (
     run_fleet_processes,
     start_host_processes,
 )
+from .fleet_remote_cli import _db_url, cmd_fleet_join, coordinate_run, remote_problem
 from .wire import BrokerAddress
 
 if TYPE_CHECKING:
@@ -35,12 +35,14 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from faults import FaultSpecError
 
     from . import keys as keygen
-    from .fleet import FleetOptions, run_fleet
+    from .fleet import FleetOptions, report_to_wire, run_fleet
     from .host_service import HostService
     from .hostdb import load_keys, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()
+    if args.db and args.db.startswith("env:"):
+        args.db = _db_url(args.db)  # the URL, with its password, stays off argv
     if args.terminals < 1 or args.rate <= 0 or args.duration <= 0:
         print("error: --terminals, --rate and --duration must be positive", file=sys.stderr)
         return 2
@@ -53,10 +55,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.transport == "tcp" and (args.procs > 1 or args.broker or args.hosts > 1):
         print("error: --transport tcp takes no --procs, --broker or --hosts yet", file=sys.stderr)
         return 2
-    problem = fleet_hosts_problem(args)
+    problem = fleet_hosts_problem(args) or remote_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.join:
+        return cmd_fleet_join(args)
     from harness.runner import load_firmware
 
     factory = load_firmware(args.firmware)  # UsageError (exit 2) when unknown
@@ -88,7 +92,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
                 mac_keys=load_keys(args.worker_of),
             )
         )
-        print(json.dumps(dataclasses.asdict(part)))
+        print(json.dumps(report_to_wire(part)))
         return 0
     tmp_stack = ExitStack()
     tmp = tempfile.TemporaryDirectory(prefix="posharness-fleet-host-")
@@ -133,7 +137,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             host_cpu0 = hosts_cpu_s(procs)
             try:
                 fleet_addr = _login(broker, address, "fleet")
-                if args.procs > 1:
+                if args.remote_workers:
+                    report = await coordinate_run(fleet_addr, db, args)
+                elif args.procs > 1:
                     # One login per worker: the broker makes the user name the client
                     # id (use_username_as_clientid), so workers must not share one.
                     logins = [

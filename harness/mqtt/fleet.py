@@ -32,6 +32,7 @@ from acquirer import store
 from terminal.firmware import Firmware, FirmwareConfig
 
 from . import realclock
+from .histogram import Histogram
 from .hostdb import fleet_code, fleet_pan, open_db, terminal_id
 from .journal import Journal, JournalFile
 from .proxy import FaultPlan, FaultProxy
@@ -79,11 +80,13 @@ class FleetReport:
     invariants: dict[str, list[str]] = field(default_factory=dict)
     # Faults the wire proxy applied, by kind (with --faults), and frames it saw.
     faults: dict[str, int] = field(default_factory=dict)
-    # Raw material for merging the reports of several fleet processes: every
-    # latency (ms) and the loop-clock span (monotonic ms, shared by processes).
+    # Every latency (ms) of this process, and for merging the reports of several
+    # processes or machines: the same as a histogram (harness/mqtt/histogram.py;
+    # merged histograms give true percentiles, never averaged ones) and the span
+    # from the first offer to the last finish on this process's own clock.
     latencies_ms: list[float] = field(default_factory=list)
-    t0_ms: float = 0.0
-    t_end_ms: float = 0.0
+    histogram: Histogram = field(default_factory=Histogram)
+    span_s: float = 0.0
 
     @property
     def invariants_ok(self) -> bool:
@@ -245,7 +248,8 @@ async def run_fleet(
         span_s = max(1e-9, (t_end - t0) / 1000)
         report.throughput_per_s = len(intents) / span_s
         report.latencies_ms = sorted(i.latency_ms for i in intents)
-        report.t0_ms, report.t_end_ms = t0, t_end
+        report.histogram = Histogram.of(report.latencies_ms)
+        report.span_s = span_s
         report.latency_ms = latency_summary(report.latencies_ms)
         report.retries = sum(d.wire.retries for d in drivers)
         report.reversals = sum(d.wire.reversals for d in drivers)
@@ -289,7 +293,10 @@ def latency_summary(sorted_ms: list[float]) -> dict[str, float]:
 
 
 def merge_reports(parts: list[FleetReport]) -> FleetReport:
-    """One report for a fleet split over several processes (each judged its terminals)."""
+    """One report for a fleet split over several processes or machines (each judged
+    its terminals). Percentiles come from the merged histograms (every latency of
+    every part, to within 1 %); throughput is every purchase over the longest part's
+    span (parts start together, on a signal; their clocks need not agree)."""
     out = FleetReport()
     for p in parts:
         out.offered += p.offered
@@ -300,16 +307,73 @@ def merge_reports(parts: list[FleetReport]) -> FleetReport:
         out.reversals += p.reversals
         out.wall_s = max(out.wall_s, p.wall_s)
         out.cpu_s += p.cpu_s
-        out.latencies_ms.extend(p.latencies_ms)
+        out.histogram.merge(p.histogram)
         for name, problems in p.invariants.items():
             out.invariants.setdefault(name, []).extend(problems)
-    out.latencies_ms.sort()
-    out.latency_ms = latency_summary(out.latencies_ms)
+        for k, n in p.faults.items():
+            out.faults[k] = out.faults.get(k, 0) + n
+    out.latency_ms = out.histogram.summary()
     if parts:
-        out.t0_ms = min(p.t0_ms for p in parts)
-        out.t_end_ms = max(p.t_end_ms for p in parts)
-        out.throughput_per_s = out.completed / max(1e-9, (out.t_end_ms - out.t0_ms) / 1000)
+        out.span_s = max(p.span_s for p in parts)
+        out.throughput_per_s = out.completed / max(1e-9, out.span_s)
     return out
+
+
+# Bounds on a report read from another process or machine.
+_WIRE_COUNTS = ("offered", "completed", "retries", "reversals")
+_WIRE_NUMBERS = ("wall_s", "cpu_s", "span_s")
+WIRE_PROBLEMS_MAX = 100  # problems kept per invariant
+WIRE_NAMES_MAX = 64  # invariants, outcomes and fault kinds
+
+
+def report_to_wire(r: FleetReport) -> dict[str, Any]:
+    """What a fleet worker sends its coordinator (no raw latencies: the histogram)."""
+    return {
+        **{k: getattr(r, k) for k in (*_WIRE_COUNTS, *_WIRE_NUMBERS)},
+        "outcomes": r.outcomes,
+        "invariants": {k: v[:WIRE_PROBLEMS_MAX] for k, v in r.invariants.items()},
+        "faults": r.faults,
+        "histogram": r.histogram.to_json(),
+    }
+
+
+def report_from_wire(data: Any) -> FleetReport:
+    """A worker's report, checked (it crossed a process or a network): ValueError
+    naming the field on anything malformed."""
+    if not isinstance(data, dict):
+        raise ValueError("report: expected a JSON object")
+    r = FleetReport()
+    for k in _WIRE_COUNTS:
+        v = data.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"report.{k}: expected an integer >= 0, got {v!r}"[:200])
+        setattr(r, k, v)
+    for k in _WIRE_NUMBERS:
+        v = data.get(k)
+        if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v < 1e9:
+            raise ValueError(f"report.{k}: expected a number >= 0, got {v!r}"[:200])
+        setattr(r, k, float(v))
+    r.outcomes = _counts(data.get("outcomes"), "outcomes")
+    r.faults = _counts(data.get("faults"), "faults")
+    inv = data.get("invariants")
+    if not isinstance(inv, dict) or len(inv) > WIRE_NAMES_MAX:
+        raise ValueError("report.invariants: expected an object of lists")
+    for name, problems in inv.items():
+        if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+            raise ValueError(f"report.invariants.{name}: expected a list of strings"[:200])
+        r.invariants[str(name)] = [p[:500] for p in problems[:WIRE_PROBLEMS_MAX]]
+    r.histogram = Histogram.from_json(data.get("histogram"))
+    r.latency_ms = r.histogram.summary()
+    return r
+
+
+def _counts(value: Any, where: str) -> dict[str, int]:
+    if not isinstance(value, dict) or len(value) > WIRE_NAMES_MAX:
+        raise ValueError(f"report.{where}: expected an object of counts")
+    for k, n in value.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"report.{where}.{k}: expected an integer >= 0"[:200])
+    return {str(k): n for k, n in value.items()}
 
 
 def judge(

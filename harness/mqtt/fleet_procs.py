@@ -46,7 +46,7 @@ async def run_fleet_processes(
     let the load side use more than one core. Each worker has its own journal file
     and judges its own terminals; the reports are merged.
     """
-    from .fleet import FleetReport, merge_reports
+    from .fleet import merge_reports, report_from_wire
 
     procs = args.procs
     sizes = [
@@ -74,7 +74,10 @@ async def run_fleet_processes(
     for child, (out, _) in zip(children, outputs, strict=True):
         if child.returncode != 0 or not out.strip():
             raise BrokerError(f"fleet worker exited with status {child.returncode}")
-        parts.append(FleetReport(**json.loads(out.decode().strip().splitlines()[-1])))
+        try:
+            parts.append(report_from_wire(json.loads(out.decode().strip().splitlines()[-1])))
+        except ValueError as exc:  # JSONDecodeError too
+            raise BrokerError(f"fleet worker: unreadable report: {exc}") from None
     return merge_reports(parts)
 
 

@@ -224,7 +224,7 @@ def test_a_world_left_with_one_terminal_keeps_that_terminals_firmware() -> None:
 
 
 def test_the_strategies_draw_worlds_of_two_to_four_terminals_that_round_trip() -> None:
-    examples: list[Scenario] = drawn(scenarios(), 300)
+    examples: list[Scenario] = drawn(scenarios(), 600)
     several = [sc for sc in examples if sc.terminals]
     assert {len(sc.terminals) for sc in several} == {2, 3, 4}
     assert any(len({t.id for t in sc.terminals}) < len(sc.terminals) for sc in several)

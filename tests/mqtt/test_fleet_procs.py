@@ -1,4 +1,5 @@
-"""`posharness fleet --procs P`: one fleet split over several processes, one verdict."""
+"""`posharness fleet --procs P`: one fleet split over several processes, one verdict.
+(Merging the processes' reports: tests/mqtt/test_fleet_remote.py.)"""
 
 from __future__ import annotations
 
@@ -9,24 +10,6 @@ import pytest
 
 from harness.cli import main
 from harness.mqtt.broker import SETUP_HINT, find_mosquitto
-from harness.mqtt.fleet import FleetReport, merge_reports
-
-
-def test_merge_reports_adds_counts_and_recomputes_percentiles() -> None:
-    """Merged percentiles come from every latency, throughput from the shared span, and a
-    problem found by one process fails the whole fleet."""
-    a = FleetReport(offered=2, completed=2, outcomes={"approved": 2}, retries=1)
-    a.latencies_ms, a.t0_ms, a.t_end_ms = [10.0, 30.0], 1000.0, 2000.0
-    a.invariants = {"ledger-balances": []}
-    b = FleetReport(offered=2, completed=2, outcomes={"approved": 1, "declined": 1})
-    b.latencies_ms, b.t0_ms, b.t_end_ms = [20.0, 40.0], 1500.0, 3000.0
-    b.invariants = {"ledger-balances": ["ledger sums to 5, not 0"]}
-    m = merge_reports([a, b])
-    assert (m.offered, m.completed, m.retries) == (4, 4, 1)
-    assert m.outcomes == {"approved": 3, "declined": 1}
-    assert m.latency_ms["p50"] == 20.0 and m.latency_ms["max"] == 40.0
-    assert m.throughput_per_s == pytest.approx(2.0)  # 4 purchases over 2 s
-    assert not m.invariants_ok
 
 
 @pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
