@@ -3,6 +3,7 @@ invariant on, and the wall time of the built-in suites.
 
     python bench/throughput.py                       # 20,000 purchases, clean + faulty
     python bench/throughput.py --purchases 1000000 --memory   # the 1M-purchase memory run
+    python bench/throughput.py --terminals 3         # one terminal vs a world of three
 
 Numbers go to stdout as a table and, with --json, as one JSON object. Wall time is
 measured here, never asserted in tests.
@@ -24,23 +25,42 @@ sys.path.insert(0, str(ROOT))
 import faults  # noqa: E402
 from harness.runner import run_scenario  # noqa: E402
 from scenarios.loader import find_scenarios, load_scenario  # noqa: E402
-from scenarios.model import INVARIANT_NAMES, CardSpec, Expect, Scenario, Step  # noqa: E402
+from scenarios.model import (  # noqa: E402
+    INVARIANT_NAMES,
+    CardSpec,
+    Expect,
+    Scenario,
+    Step,
+    TerminalSpec,
+)
 
 PANS = tuple(f"40000000000{i:05d}" for i in range(8))
 GAP_MS = 3_000  # one purchase every 3 s of virtual time: each takes about 2.6 s
 BATCH_EVERY = 1_000  # purchases per batch (the reference refuses more than 10,000)
 
 
-def bench_scenario(purchases: int, faulty: bool) -> Scenario:
+def bench_scenario(purchases: int, faulty: bool, terminals: int = 1) -> Scenario:
+    """`purchases` at one terminal, or spread round-robin over a world of `terminals`
+    (each terminal at the same pace: the world is that many times busier)."""
     steps: list[Step] = []
+    lanes = (
+        tuple(TerminalSpec(id=f"T{k + 1:04d}") for k in range(terminals)) if terminals > 1 else ()
+    )
     for i in range(purchases):
-        at = i * GAP_MS
+        lane = lanes[i % terminals].id if lanes else ""
+        at = (i // terminals) * GAP_MS
         steps.append(
-            Step(at_ms=at, action="purchase", card=PANS[i % len(PANS)], amount=100 + i % 4_000)
+            Step(
+                at_ms=at,
+                action="purchase",
+                card=PANS[i % len(PANS)],
+                amount=100 + i % 4_000,
+                terminal=lane,
+            )
         )
-        if i % BATCH_EVERY == BATCH_EVERY - 1:
+        if (i // terminals) % BATCH_EVERY == BATCH_EVERY - 1:
             # End of a shift: close the batch (the terminal then trims its journal).
-            steps.append(Step(at_ms=at + GAP_MS // 2, action="batch_close"))
+            steps.append(Step(at_ms=at + GAP_MS // 2, action="batch_close", terminal=lane))
     plan: list[faults.Fault] = []
     if faulty:
         # Spread up to 250 faults evenly over the run: lost answers, lost requests,
@@ -59,13 +79,15 @@ def bench_scenario(purchases: int, faulty: bool) -> Scenario:
                 nth = 1 + (j * purchases) // per_kind + k
                 plan.append(faults.build_fault(kind, {**params, "nth": nth}))
     return Scenario(
-        name=f"bench-{purchases}-{'faulty' if faulty else 'clean'}",
+        name=f"bench-{purchases}-{'faulty' if faulty else 'clean'}"
+        + (f"-{terminals}-terminals" if lanes else ""),
         seed=1,
         cards=tuple(CardSpec(pan=p, balance=10**12) for p in PANS),
         steps=tuple(steps),
         faults=tuple(plan),
         expect=Expect(invariants=INVARIANT_NAMES),
         max_ms=purchases * GAP_MS + 3_600_000,
+        terminals=lanes,
     )
 
 
@@ -73,8 +95,10 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(purchases: int, faulty: bool, trace: bool, host_db: str) -> dict[str, object]:
-    sc = bench_scenario(purchases, faulty)
+def run_one(
+    purchases: int, faulty: bool, trace: bool, host_db: str, terminals: int = 1
+) -> dict[str, object]:
+    sc = bench_scenario(purchases, faulty, terminals)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         r = run_scenario(sc, trace_path=Path(tmp) / "t.jsonl" if trace else None, host_db=host_db)
@@ -111,16 +135,22 @@ def main() -> int:
     ap.add_argument(
         "--memory", action="store_true", help="one clean run, trace on, host DB on disk"
     )
+    ap.add_argument(
+        "--terminals", type=int, default=1, help="also a world of N terminals, same purchases"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows: list[dict[str, object]] = []
-    if args.memory:
+    if args.terminals > 1:
+        rows.append(run_one(args.purchases, faulty=False, trace=True, host_db=":memory:"))
+        rows.append(run_one(args.purchases, False, True, ":memory:", terminals=args.terminals))
+    elif args.memory:
         rows.append(run_one(args.purchases, faulty=False, trace=True, host_db=""))
     else:
         rows.append(run_one(args.purchases, faulty=False, trace=False, host_db=":memory:"))
         rows.append(run_one(args.purchases, faulty=False, trace=True, host_db=":memory:"))
         rows.append(run_one(args.purchases, faulty=True, trace=True, host_db=":memory:"))
-    extra = {} if args.memory else suite_wall()
+    extra = {} if args.memory or args.terminals > 1 else suite_wall()
     if args.json:
         print(json.dumps({"runs": rows, **extra}))
         return 0
