@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.fuzz import minimise, removals
+from harness.fuzz import campaign, minimise, removals
 from harness.lanes import fewer_terminals
 from harness.replay import replay
 from harness.runner import run_scenario, run_twice
@@ -231,3 +231,19 @@ def test_the_strategies_draw_worlds_of_two_to_four_terminals_that_round_trip() -
     assert any(sc.people.next_terminal_on_failed for sc in several)
     for sc in several:
         assert scenario_from_dict(scenario_to_dict(sc)) == replace(sc, source="<scenario>")
+
+
+def test_the_fuzzer_finds_a_flaw_only_a_clone_shows_and_shrinks_it_to_two_terminals(
+    tmp_path: Path,
+) -> None:
+    """zoo:tid-counter-keys is caught on one terminal only through faults (a swapped
+    device, a wiped journal). With no faults at all, only a world with a clone shows
+    it: two devices as one id, each sale answered for the other."""
+    found, _ = campaign(
+        "zoo:tid-counter-keys", kinds=(), examples=1500, out_dir=tmp_path, campaign_seed=1
+    )
+    assert found is not None
+    shrunk = load_scenario(found.path)
+    assert [t.id for t in shrunk.terminals] == ["T0001", "T0001"]
+    assert len(shrunk.steps) == 2 and shrunk.faults == ()
+    assert "another device made under this terminal's id" in shrunk.description
