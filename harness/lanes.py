@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from acquirer.host import Acquirer
+from acquirer.host import Acquirer, HostTxn
+from acquirer.protocol import Message
 from scenarios.model import Scenario, Step, scenario_to_dict
 from terminal.firmware import BatchCloseRequested
 
@@ -94,7 +96,11 @@ class Lanes:
             )
             lane.walk = self._walk
             lane.stream_steps = self.stream_steps
+            lane.txn_emit = self._txn_emit
             self.lanes.append(lane)
+        # Wallet orders: the customer's phone and the host's records of an order
+        # belong to the terminal that took it.
+        self.host.phone = self._phone
 
     # ------------------------------------------------------------ what runs read
 
@@ -168,6 +174,18 @@ class Lanes:
         )
         return quiet
 
+    def _owner(self, terminal_id: str, key: str) -> World:
+        """The terminal a request (by its terminal id and idempotency key) came from:
+        of two devices with one id (a clone), the one that sent that key."""
+        same = [w for w in self.lanes if w.tid == terminal_id] or self.lanes
+        return next((w for w in same if key and key in w.key_intent), same[0])
+
+    def _phone(self, req: Message, confirm_ms: int) -> int:
+        return self._owner(req.terminal_id, req.idem_key)._phone(req, confirm_ms)
+
+    def _txn_emit(self, txn: HostTxn) -> Callable[[str, dict[str, Any]], int]:
+        return self._owner(txn.terminal_id, txn.idem_key).emit
+
     def _walk(self, src: World, st: IntentState) -> None:
         """A customer leaves terminal `src` with a FAILED sale and pays at the next."""
         i = self.lanes.index(src)
@@ -178,7 +196,7 @@ class Lanes:
         src.emit("cashier", {"intent": st.intent, "action": "next-terminal", "to": dst_name})
         step = Step(
             at_ms=self.clock.now_ms + src.sc.people.retry_after_ms,
-            action="purchase",
+            action="scan" if st.wallet else "purchase",
             card=st.card,
             amount=st.amount,
             terminal=dst_name,

@@ -388,7 +388,7 @@ def scenarios(
             cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
             faults=sc.faults + refusal,
         )
-    if terminals and not sc.wallets and draw(_SEVERAL):
+    if terminals and draw(_SEVERAL):
         sc = several_terminals(draw, sc)
     return sc
 

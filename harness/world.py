@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS
-from acquirer.host import Acquirer, CardAccount, HostConfig
+from acquirer.host import Acquirer, CardAccount, HostConfig, HostTxn
 from acquirer.protocol import Message
 from faults.base import Fault, FaultState
 from faults.devices import (
@@ -260,8 +260,9 @@ class World(PeopleMixin, WireMixin):
         self.batch_closed_at_end = False
         self.stuck = False
         # The wallet orders' phones: when the next host tick is scheduled (-1: none).
-        self.wallet_tick_ms = -1
         self.host.phone = self._phone
+        # A world of several terminals: whose trace a wallet order's host record goes to.
+        self.txn_emit: Callable[[HostTxn], Callable[[str, dict[str, Any]], int]] | None = None
         self.stale_screens = {w.code for w in scenario.wallets if w.stale_screen}
         self.features: frozenset[str] = frozenset()  # what the firmware declares
         self.fw_seen = False  # a firmware was made (its features are known)

@@ -91,10 +91,12 @@ def mac_key_for(terminal_id: str) -> bytes:
 class HostSite:
     """The host's state outside its own store, shared by every terminal of a world:
     down after a crash until `down_until`; `epoch` bumps on each crash (work begun
-    before it is abandoned)."""
+    before it is abandoned); the next wallet tick."""
 
     down_until: int = -1
     epoch: int = 0
+    # When the host is next woken for its wallet orders (-1: not scheduled).
+    wallet_tick_ms: int = -1
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from acquirer.host import Acquirer, HostAction, Ticket
+    from acquirer.host import Acquirer, HostAction, HostTxn, Ticket
     from acquirer.protocol import Message
     from faults.base import Fault, FaultState
     from faults.host import HostCrash
@@ -92,7 +92,7 @@ class WorldState:
         timers: dict[str, int]
         trace: Trace
         waiting: deque[Step]
-        wallet_tick_ms: int
+        txn_emit: Callable[[HostTxn], Callable[[str, dict[str, Any]], int]] | None
 
         def add_fault(self, fault: Fault) -> FaultState: ...
         def start(self) -> None: ...

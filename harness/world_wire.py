@@ -185,7 +185,7 @@ class WireMixin(WorldState):
             self.emit("lost", {"to": "host", "reason": "host is down", "msg": self._md(msg)})
             return
         if 0 <= self.host.wallet_due_ms <= now:
-            self._wallet_tick(self.wallet_tick_ms)  # phones first: the same moment
+            self._wallet_tick(self.site.wallet_tick_ms)  # phones first: the same moment
         self.emit("deliver", {"to": "host", "msg": self._md(msg)})
         extra_ms = 0
         crash: HostCrash | None = None
@@ -261,15 +261,16 @@ class WireMixin(WorldState):
         """Wake the host when the next wallet order is due (a phone confirms, or
         an order's window closes)."""
         due = self.host.wallet_due_ms
-        if due >= 0 and (self.wallet_tick_ms < 0 or due < self.wallet_tick_ms):
-            self.wallet_tick_ms = due
+        if due >= 0 and (self.site.wallet_tick_ms < 0 or due < self.site.wallet_tick_ms):
+            self.site.wallet_tick_ms = due
             self.sched.at(max(due, self.clock.now_ms), self._wallet_tick, due)
 
     def _wallet_tick(self, due: int) -> None:
-        if due != self.wallet_tick_ms:
+        if due != self.site.wallet_tick_ms:
             return  # superseded by an earlier tick, which scheduled the next one
-        self.wallet_tick_ms = -1
+        self.site.wallet_tick_ms = -1
         for txn, action in self.host.wallet_advance(self.clock.now_ms):
+            emit = self.emit if self.txn_emit is None else self.txn_emit(txn)
             rec: dict[str, Any] = {
                 "action": action.action,
                 "rc": action.rc,
@@ -280,7 +281,7 @@ class WireMixin(WorldState):
                 "key": txn.idem_key,
                 "detail": action.detail,
             }
-            self.emit("host", rec)
+            emit("host", rec)
         self._wallet_schedule()
 
     def _host_charge_again(self, req: Message) -> None:

@@ -324,8 +324,6 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     terminals = _terminals(data, terminal)
     lanes = {t.lane: t for t in terminals or (terminal,)}
     first = next(iter(lanes))
-    if terminals and wallets:
-        raise ScenarioError("wallets: a scenario with several terminals takes cards only (for now)")
     for i, st in enumerate(steps):
         if st.terminal and st.terminal not in lanes:
             raise ScenarioError(f"steps[{i}].terminal: {_no_lane(st.terminal, lanes)}")

@@ -74,10 +74,6 @@ def test_a_scenario_of_one_terminal_is_unchanged() -> None:
             {"faults": [{"drop": {"nth": 1, "terminal": "Z"}}]},
             "faults[0].drop.terminal: no terminal named 'Z'",
         ),
-        (
-            {"wallets": [{"code": "280000000000000901"}]},
-            "wallets: a scenario with several terminals takes cards only",
-        ),
     ],
 )
 def test_a_wrong_world_is_one_line_naming_the_key(change: dict[str, Any], message: str) -> None:
@@ -174,6 +170,22 @@ def test_batch_reconciles_is_not_judged_for_a_cloned_id_only() -> None:
     assert "batch-reconciles" in bad.violated()  # distinct ids: judged
     cloned = replace(sc, terminals=(sc.terminals[0], replace(sc.terminals[1], id="T0001")))
     assert "batch-reconciles" not in run_scenario(cloned, "zoo:no-reversal").violated()
+
+
+def test_wallet_orders_belong_to_the_terminal_that_took_them(tmp_path: Path) -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-wallet-late-confirm.toml")
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(sc, trace_path=trace).verdict == "PASS"
+    text = trace.read_text()
+    # The host's wallet tick closes A's order and charges B's, each in its terminal.
+    assert '"kind":"host","term":"A","action":"wallet-close"' in text
+    assert '"kind":"host","term":"B","action":"charge","rc":"00"' in text
+    assert (
+        '"term":"B","intent":2,"card":"280000000000000779","amount":1800,"wallet":true,"from":"A:1"'
+        in text
+    )
+    bad = run_scenario(sc, "zoo:wallet-no-cancel")
+    assert bad.violations["no-charge-on-failure"][0].message.startswith("terminal A: ")
 
 
 def test_run_wide_violations_are_said_once(tmp_path: Path) -> None:
