@@ -309,11 +309,8 @@ def run_with_world(
     factory = load_firmware(spec)
     run_seed = scenario.seed if seed is None else seed
     several = bool(scenario.terminals)
-    if several and make_world is not World:
-        raise UsageError(
-            f"{scenario.source or scenario.name}: several terminals ([[terminals]]) run "
-            "in the simulation only"
-        )
+    if make_world is not World:
+        simulation_only(scenario)
     obs: Observations | LaneJudge = LaneJudge(scenario) if several else Observations()
     writer = None
     if trace_path is None and trace_dir is not None:
@@ -441,6 +438,15 @@ def declared_features(spec: str) -> frozenset[str]:
             close = getattr(thing, "close", None)
             if close is not None:
                 close()
+
+
+def simulation_only(scenario: Scenario) -> None:
+    """UsageError for a scenario a real transport cannot run: several terminals."""
+    if scenario.terminals:
+        raise UsageError(
+            f"{scenario.source or scenario.name}: several terminals ([[terminals]]) run "
+            "in the simulation only"
+        )
 
 
 def _lane_firmware(scenario: Scenario) -> Callable[[str], FirmwareFactory]:

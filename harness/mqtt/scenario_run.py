@@ -37,7 +37,7 @@ from typing import Any
 
 from acquirer.protocol import Message, ProtocolError
 from harness.engine import Scheduler, SimClock
-from harness.runner import RunResult, run_with_world
+from harness.runner import RunResult, run_with_world, simulation_only
 from harness.world import World
 from scenarios.model import Scenario
 
@@ -317,6 +317,7 @@ def run_scenario_mqtt(
 
     Raises `broker.BrokerError` (with the install hint) when mosquitto is missing.
     """
+    simulation_only(scenario)  # before starting a broker
     with PrivateBroker(terminal_users=(scenario.terminal.id,)) as broker:
         return run_real_time(
             scenario,

@@ -26,7 +26,7 @@ from typing import Any
 from acquirer.protocol import Message, ProtocolError
 from harness.mqtt import wire
 from harness.mqtt.scenario_run import TIME_SCALE_DEFAULT, RealTimeWorld, run_real_time
-from harness.runner import RunResult
+from harness.runner import RunResult, simulation_only
 from scenarios.model import Scenario
 
 from .framing import FrameError, FrameReader, encode_frame
@@ -143,6 +143,7 @@ def run_scenario_tcp(
     host_db: str = ":memory:",
 ) -> RunResult:
     """`runner.run_scenario`, over a loopback TCP link in scaled real time."""
+    simulation_only(scenario)
     return run_real_time(
         scenario,
         firmware,

@@ -259,3 +259,15 @@ def test_the_fuzzer_finds_a_flaw_only_a_clone_shows_and_shrinks_it_to_two_termin
     assert [t.id for t in shrunk.terminals] == ["T0001", "T0001"]
     assert len(shrunk.steps) == 2 and shrunk.faults == ()
     assert "another device made under this terminal's id" in shrunk.description
+
+
+@pytest.mark.parametrize("transport", ["mqtt", "tcp"])
+def test_a_real_transport_refuses_several_terminals_in_one_line(
+    transport: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    path = SUITE_DIR / "three-lanes-outage-walk.toml"
+    assert main(["run", str(path), "--transport", transport]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: several terminals ([[terminals]]) run in the simulation only" in err
