@@ -291,10 +291,11 @@ class LaneJudge:
 
 
 def lane_factories(
-    scenario: Scenario, load: Callable[[str], FirmwareFactory]
+    scenario: Scenario, load: Callable[[int, str], FirmwareFactory]
 ) -> dict[str, FirmwareFactory]:
-    """The firmware of each terminal that names its own (`[[terminals]] firmware`)."""
-    return {t.lane: load(t.firmware) for t in scenario.terminals if t.firmware}
+    """The firmware of each terminal that names its own (`[[terminals]] firmware`),
+    loaded by `load(index, spec)`."""
+    return {t.lane: load(i, t.firmware) for i, t in enumerate(scenario.terminals) if t.firmware}
 
 
 def fewer_terminals(sc: Scenario) -> list[Scenario]:

@@ -449,12 +449,18 @@ def simulation_only(scenario: Scenario) -> None:
         )
 
 
-def _lane_firmware(scenario: Scenario) -> Callable[[str], FirmwareFactory]:
-    """Loads the firmware a terminal of `scenario` names (`[[terminals]] firmware`)."""
+def _lane_firmware(scenario: Scenario) -> Callable[[int, str], FirmwareFactory]:
+    """Loads the firmware the i-th terminal of `scenario` names (`[[terminals]]
+    firmware`); a UsageError names the file and the key."""
     where = scenario.source or scenario.name
 
-    def load(name: str) -> FirmwareFactory:
-        return load_firmware(file_firmware(name, f"{where}: terminals.firmware"))
+    def load(i: int, name: str) -> FirmwareFactory:
+        key = f"{where}: terminals[{i}].firmware"
+        try:
+            return load_firmware(file_firmware(name, key))
+        except UsageError as exc:
+            text = str(exc)
+            raise UsageError(text if text.startswith(key) else f"{key}: {text}") from None
 
     return load
 

@@ -271,3 +271,17 @@ def test_a_real_transport_refuses_several_terminals_in_one_line(
     assert main(["run", str(path), "--transport", transport]) == 2
     err = capsys.readouterr().err
     assert f"{path}: several terminals ([[terminals]]) run in the simulation only" in err
+
+
+def test_a_terminals_unknown_firmware_names_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "x"\n[[terminals]]\nid = "T0001"\n[[terminals]]\nid = "T0002"\n'
+        'firmware = "zoo:nope"\n[[steps]]\nat_ms = 0\nbatch_close = true\n'
+    )
+    assert main(["run", str(bad)]) == 2
+    assert f"{bad}: terminals[1].firmware: unknown zoo firmware 'nope'" in capsys.readouterr().err
