@@ -19,8 +19,10 @@ from terminal.firmware import (
     FirmwareConfig,
     MessageReceived,
     PrintFinished,
+    RefundRequested,
     ReprintRequested,
     TimerExpired,
+    VoidRequested,
 )
 
 FirmwareFactory = Callable[[FirmwareConfig], Firmware]
@@ -59,6 +61,8 @@ _INPUT_NAMES = {
     Boot: "boot",
     CancelPressed: "cancel",
     MessageReceived: "message",
+    VoidRequested: "void",
+    RefundRequested: "refund",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import faults
 from faults.base import PLAN_FAULTS_MAX, FaultSpecError, toml_value
 
+from .credits import CREDIT_ACTIONS, check_credit_steps, credit_step
 from .files import FileRefused, read_bounded
 from .model import (
     AT_MS_MAX,
@@ -54,7 +55,7 @@ TOP_KEYS = (
     "close_batch",
     "max_ms",
 )
-STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel")
+STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel", "void", "refund")
 # A scenario file larger than this is not a scenario, it is a mistake.
 FILE_BYTES_MAX = 8 * 1024 * 1024
 
@@ -166,6 +167,8 @@ def _step(where: str, data: Any, pans: set[str], codes: Iterable[str] = ()) -> S
         return _payment(where, at_ms, table, "purchase", "card", pans, "[[cards]]")
     if action == "scan":
         return _payment(where, at_ms, table, "scan", "code", codes, "[[wallets]]")
+    if action in CREDIT_ACTIONS:
+        return credit_step(where, at_ms, table, action)
     if table[action] is not True:
         raise ScenarioError(f"{where}.{action}: expected true")
     return Step(at_ms=at_ms, action=action)
@@ -309,6 +312,8 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     max_ms = _expect_type("max_ms", data.get("max_ms", -1), int)
     if max_ms < -1:
         raise ScenarioError("max_ms: must be >= 0 (or -1 for the default)")
+    steps = tuple(sorted(steps, key=lambda s: s.at_ms))
+    check_credit_steps(steps)
     terminal = _section("terminal", data.get("terminal", {}), TerminalSpec)
     if not (1 <= len(terminal.id) <= 8) or not terminal.id.isalnum():
         raise ScenarioError(f"terminal.id: must be 1-8 letters or digits, got {terminal.id!r}")
@@ -330,7 +335,7 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         people=_section("people", data.get("people", {}), PeopleSpec),
         cards=cards,
         wallets=wallets,
-        steps=tuple(sorted(steps, key=lambda s: s.at_ms)),
+        steps=steps,
         faults=plan,
         expect=_expect("expect", data.get("expect", {})),
         close_batch=_expect_type("close_batch", data.get("close_batch", True), bool),

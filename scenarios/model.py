@@ -23,6 +23,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     "approved-means-charged",
     "batch-reconciles",
     "ledger-balances",
+    "no-over-credit",
     "eventually-settles",
 )
 
@@ -110,12 +111,15 @@ class PeopleSpec:
 @dataclass(frozen=True, slots=True)
 class Step:
     """One thing the world does at `at_ms`: a purchase (card or wallet), a batch
-    close, a reprint or the cashier pressing cancel."""
+    close, a reprint, the cashier pressing cancel, or voiding or refunding a sale."""
 
     at_ms: int
-    action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel"
+    action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel" | "void" | "refund"
     card: str = ""  # the card's PAN, or for "scan" the wallet payment code
-    amount: int = 0
+    amount: int = 0  # for "refund": what to give back (0 = the whole sale)
+    # "void" / "refund": the sale it names, by its place among the payment steps (1 =
+    # the first purchase or scan step of the run); see scenarios/credits.py.
+    sale: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,10 @@ def step_to_dict(s: Step) -> dict[str, Any]:
         return {"at_ms": s.at_ms, "purchase": {"card": s.card, "amount": s.amount}}
     if s.action == "scan":
         return {"at_ms": s.at_ms, "scan": {"code": s.card, "amount": s.amount}}
+    if s.action in ("void", "refund"):
+        from scenarios.credits import credit_step_to_dict
+
+        return credit_step_to_dict(s)
     return {"at_ms": s.at_ms, s.action: True}
 
 
