@@ -124,6 +124,8 @@ class RefundFlow(FirmwareState):
         for key, approval in self._approvals.items():
             if approval.rrn != rrn:
                 continue
+            if key in self._voids:
+                return self._voids[key]  # voided, or being voided
             sale = self._sales.get(key)
             if sale is None or sale.wallet or self._status.get(key) is not SaleStatus.APPROVED:
                 return None
