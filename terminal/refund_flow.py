@@ -18,8 +18,12 @@ The cashier names the sale by its host reference (RRN, printed on its receipt):
   refunds of one sale never total more than the sale (what was approved).
 
 Refunds are credits in the batch upload (0500 credit count and amount). A batch close
-waits for refunds in flight, and carries the sales it settles forward as `sale_ref`
-records (the latest `SALE_REFS_MAX`), so a settled sale can still be refunded.
+waits for refunds in flight. The sales it settles stay refundable (the latest
+`SALE_REFS_MAX`) in memory only, so that the journal a close leaves behind is the one it
+always was (the example firmwares in C and JavaScript write the same journal): after a
+power cut, a sale settled before it is no longer known here ("NO SUCH SALE") and must be
+refunded from the acquirer's back office. Nothing can be credited twice for that: what
+the terminal does not know it refuses.
 """
 
 from __future__ import annotations
@@ -54,11 +58,11 @@ from terminal.ref_state import FirmwareState
 REFUND_TIMER = "refund"  # waiting for the 0210 of the head of the refund queue
 # Refunds waiting for the host at once; more are refused until the queue drains.
 REFUNDS_QUEUED_MAX = 16
-# Settled sales kept refundable across batch closes (the newest; older ones must be
-# refunded by the acquirer's back office).
+# Settled sales kept refundable across batch closes, in memory (the newest; older ones,
+# and all of them after a power cut, are refunded by the acquirer's back office).
 SALE_REFS_MAX = 64
 REFUND_RECORDS = frozenset(
-    {"void", "void_refused", "refund", "refund_done", "refund_refused", "refund_manual", "sale_ref"}
+    {"void", "void_refused", "refund", "refund_done", "refund_refused", "refund_manual"}
 )
 
 
@@ -179,7 +183,9 @@ class RefundFlow(FirmwareState):
         """Journal a refund (its own key and STAN) before anything is sent, then queue it."""
         if len(self._refunds) >= REFUNDS_QUEUED_MAX:
             return [Display(Outcome.PROMPT, "REFUNDS PENDING - TRY LATER")]
-        if self._batch_wanted or self._batch is not None:
+        if self._batch is not None:
+            # An upload under way lists the batch's credits: none may join it now. (A
+            # close only asked for waits for refunds in flight.)
             return [Display(Outcome.PROMPT, "BATCH CLOSING - TRY LATER")]
         self._sale_no += 1
         sale_no = self._sale_no
@@ -339,8 +345,10 @@ class RefundFlow(FirmwareState):
         ]
 
     def _carry_refunds(self) -> list[Effect]:
-        """At a batch close (before the journal is trimmed): re-journal what voids and
-        refunds still need, the settled sales (as `sale_ref`) and refunds in flight."""
+        """At a batch close (before the journal is trimmed): keep the sales it settles
+        refundable, in memory (the latest `SALE_REFS_MAX`, with what was refunded of
+        them), and re-journal refunds in flight (a close waits for them: none, unless
+        a subclass does otherwise)."""
         refs = dict(self._sale_refs)
         for key, sale in self._sales.items():
             approval = self._approvals.get(key)
@@ -352,29 +360,12 @@ class RefundFlow(FirmwareState):
             )
         while len(refs) > SALE_REFS_MAX:
             del refs[next(iter(refs))]
-        pending: dict[str, int] = {}
-        for job in self._refunds.values():
-            pending[job.orig_key] = pending.get(job.orig_key, 0) + job.amount
-        effects: list[Effect] = []
-        for ref in refs.values():
-            credited = self._credited.get(ref.key, 0) - pending.get(ref.key, 0)
-            record = {
-                "type": "sale_ref",
-                "key": ref.key,
-                "rrn": ref.rrn,
-                "pan": ref.pan,
-                "amount": ref.amount,
-                "stan": ref.stan,
-                "credited": credited,
-            }
-            effects.append(self._journal(record))
-        effects += [self._journal(job.record()) for job in self._refunds.values()]
         self._sale_refs = refs
-        keys = {ref.key for ref in refs.values()} | set(pending)
+        keys = {ref.key for ref in refs.values()} | {j.orig_key for j in self._refunds.values()}
         self._credited = {k: v for k, v in self._credited.items() if k in keys}
         self._refund_credits = {}
         self._voids = {}
-        return effects
+        return [self._journal(job.record()) for job in self._refunds.values()]
 
     def _replay_refund(self, kind: str, record: JournalRecord) -> None:
         """Apply one void/refund journal record (see REFUND_RECORDS)."""
@@ -408,17 +399,6 @@ class RefundFlow(FirmwareState):
                 self._credited[job.orig_key] = self._credited.get(job.orig_key, 0) + job.amount
             self._refunds[key] = job
             self._sale_no = max(self._sale_no, job.sale_no)
-        elif kind == "sale_ref":
-            ref = SaleRef(
-                key,
-                str(record["rrn"]),
-                str(record["pan"]),
-                int(record["amount"]),
-                True,
-                int(record.get("stan", 0)),
-            )
-            self._sale_refs[ref.rrn] = ref
-            self._credited[key] = int(record["credited"])
         else:
             self._replay_refund_outcome(kind, key, record)
 

@@ -93,13 +93,24 @@ def test_a_void_the_host_refuses_becomes_a_refund_of_the_whole_sale() -> None:
     assert not any(d.outcome is Outcome.VOIDED for d in displays(r.log))
 
 
-def test_a_settled_sale_is_refunded_not_voided_even_after_a_reboot() -> None:
+def test_a_settled_sale_is_refunded_not_voided() -> None:
     r = sold(1000)
     close(r)
-    r.power_cut()
+    assert r.journal == [{"type": "batch_closed", "batch_no": 1, "rc": "00", "sale_no": 2}]
     (refund,) = sends(r.feed(VoidRequested(RRN)))
     assert (refund.mti, refund.processing_code, refund.amount) == ("0200", PROC_REFUND, 1000)
     assert refund.orig_key == "T0001-0000000001"
+
+
+def test_a_sale_settled_before_a_power_cut_is_no_longer_known() -> None:
+    """Settled sales stay refundable in memory only (the journal a close leaves is the
+    one it always was): after a reboot the terminal refuses, and sends nothing."""
+    r = sold(1000)
+    close(r)
+    r.power_cut()
+    for event in (VoidRequested(RRN), RefundRequested(RRN, 10)):
+        effects = r.feed(event)
+        assert sends(effects) == [] and "NO SUCH SALE" in displays(effects)[0].text
 
 
 def test_never_both_a_void_and_a_refund() -> None:

@@ -43,7 +43,6 @@ from terminal.reference import (
     ReferenceFirmware,
     stan_for,
 )
-from terminal.refund_flow import SALE_REFS_MAX
 from terminal.testing import Rig, displays, journaled, prints, respond, sends
 
 PAN = "4000000000000002"
@@ -558,16 +557,7 @@ def test_batch_sends_totals_of_approved_non_reversed_sales_and_trims() -> None:
     i_trim = index(effects, lambda e: isinstance(e, JournalTrim))
     assert i_closed < i_trim
     assert Display(Outcome.PROMPT, "BATCH OK") in effects
-    # What is left: the settled sales, still refundable (terminal/refund_flow.py), then
-    # the close.
-    refs = [rec for rec in r.journal if rec["type"] == "sale_ref"]
-    assert [(rec["rrn"], rec["amount"], rec["credited"]) for rec in refs] == [
-        ("R10000000000", 1000, 0),
-        ("R40000000000", 300, 0),
-    ]
-    assert r.journal[len(refs) :] == [
-        {"type": "batch_closed", "batch_no": 1, "rc": "00", "sale_no": 5}
-    ]
+    assert r.journal == [{"type": "batch_closed", "batch_no": 1, "rc": "00", "sale_no": 5}]
 
 
 def test_batch_mismatch_is_shown() -> None:
@@ -615,7 +605,7 @@ def test_trim_keeps_pending_receipts_and_they_survive_a_reboot() -> None:
     r.feed(PrintFinished(job.job_id, PrintStatus.NO_PAPER))
     close_batch(r)
     types = [rec["type"] for rec in r.journal]
-    assert types == ["sale", "approved", "sale_ref", "batch_closed"]
+    assert types == ["sale", "approved", "batch_closed"]
     effects = r.power_cut()
     (again,) = prints(effects)
     assert (again.receipt.rrn, again.receipt.amount) == ("RP0000000000", 500)
@@ -667,8 +657,7 @@ def test_many_purchases_against_an_approving_host_are_all_settled() -> None:
     assert [rec["type"] for rec in r.journal].count("printed") == 200
     batch, _ = close_batch(r)
     assert (batch.debit_count, batch.debit_amount) == (200, sum(range(1, 201)))
-    # The close keeps the newest settled sales refundable, a bounded number of them.
-    assert [rec["type"] for rec in r.journal] == ["sale_ref"] * SALE_REFS_MAX + ["batch_closed"]
+    assert len(r.journal) == 1
 
 
 def test_keys_carry_the_boot_nonce_and_differ_after_a_lost_journal() -> None:
