@@ -392,7 +392,8 @@ def scenarios(
     if refund and draw(st.booleans()):
         # Drawn last, and only for firmwares that void and refund: the cashier voids
         # or refunds some of the sales (harness/credit_strategies.py).
-        sc = replace(sc, steps=draw(credit_steps(sc.steps)))
+        steps, lost = draw(credit_steps(sc.steps))
+        sc = replace(sc, steps=steps, faults=sc.faults + lost)
     return sc
 
 
