@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from acquirer import catalogue, iso8583, store, wallet
+from acquirer import catalogue, iso8583, refunds, store, wallet
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
 from acquirer.protocol import (
     BATCH_ITEMS_MAX,
@@ -758,9 +758,7 @@ class Acquirer:
             return f"Refund names a {txn.status} {txn.kind}, not an approved purchase."
         if txn.pan != msg.pan:
             return "Refund card differs from the original's."
-        if msg.amount > txn.amount:
-            return f"Refund amount {msg.amount} exceeds the original's {txn.amount}."
-        return ""
+        return refunds.over_sale(self, txn, msg.amount)
 
     def _finish_payment(
         self, req: Message, started_ms: int, now_ms: int
@@ -788,6 +786,7 @@ class Acquirer:
                 card, merchant = req.pan, self._config.merchant_account
                 if refund:
                     self._post(txn_id, merchant, card, taken, now_ms)
+                    refunds.link(self, txn_id, req, now_ms)
                 else:
                     self._post(txn_id, card, merchant, taken, now_ms)
             db.execute(
@@ -872,7 +871,7 @@ class Acquirer:
             return self._reply(req, RC_APPROVED, txn.rrn), HostAction(
                 "reverse-noop", RC_APPROVED, txn.rrn, txn.amount, f"Original is {txn.status}."
             )
-        mismatch = _reversal_mismatch(req, txn)
+        mismatch = _reversal_mismatch(req, txn) or refunds.void_too_late(txn)
         if mismatch:
             # Never reverse a different sale than the terminal means: a key reused
             # after a lost journal would otherwise undo an earlier, legitimate sale.

@@ -75,7 +75,9 @@ PROC_WALLET = "900000"
 RC_APPROVED = "00"
 RC_PARTIAL = "10"  # partial approval: the answer's amount (field 4) is what was approved
 RC_DO_NOT_HONOUR = "05"
-RC_REVERSAL_REFUSED = "12"  # invalid transaction: the reversal does not match its original
+# Invalid transaction: a reversal that does not match its original or comes after the
+# batch close settled it, a refund that does not fit its sale (acquirer/refunds.py).
+RC_REVERSAL_REFUSED = "12"
 RC_IN_PROGRESS = "09"
 RC_UNABLE_TO_LOCATE = "25"  # a reversal whose original the host does not hold
 RC_INVALID_AMOUNT = "13"

@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS reversal_reasons (
     txn_id INTEGER PRIMARY KEY,
     reason TEXT NOT NULL
 );
+-- Which sale an approved refund refunds (acquirer/refunds.py).
+CREATE TABLE IF NOT EXISTS refund_links (
+    refund_txn_id INTEGER PRIMARY KEY,
+    orig_txn_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refund_links_orig ON refund_links (orig_txn_id);
 CREATE TABLE IF NOT EXISTS settlements (
     terminal_id TEXT NOT NULL,
     batch_no INTEGER NOT NULL,

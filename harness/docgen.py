@@ -336,6 +336,27 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "unit": "",
         "meaning": "the cashier presses cancel (whatever the terminal is doing then)",
     },
+    {
+        "key": "void",
+        "type": "table { sale = integer }",
+        "default": None,
+        "unit": "",
+        "meaning": (
+            "the cashier voids (cancels in full) payment step `sale` (1 = the first "
+            "purchase or scan step, in time order), named by the RRN of its approved "
+            "charge; skipped when it has none. The firmware needs the `refund` feature"
+        ),
+    },
+    {
+        "key": "refund",
+        "type": "table { sale = integer, amount = integer }",
+        "default": None,
+        "unit": "amount in minor units",
+        "meaning": (
+            "the cashier refunds `amount` (left out: the whole sale) of payment step "
+            "`sale`, as for `void`"
+        ),
+    },
 )
 
 

@@ -44,10 +44,12 @@ from terminal.firmware import (
     Print,
     PrintFinished,
     Receipt,
+    RefundRequested,
     ReprintRequested,
     Send,
     SetTimer,
     TimerExpired,
+    VoidRequested,
 )
 
 PROTOCOL_VERSION = 1
@@ -162,6 +164,11 @@ def encode_event(n: int, event: Event, key: bytes) -> bytes:
     if tp is ChipResult:
         chip = {"n": n, "type": "ChipResult", "key": event.key, "ok": event.ok}  # type: ignore[union-attr]
         return _dumps({**chip, "reason": event.reason})  # type: ignore[union-attr]
+    if tp is VoidRequested:
+        return _dumps({"n": n, "type": "VoidRequested", "rrn": event.rrn})  # type: ignore[union-attr]
+    if tp is RefundRequested:
+        refund = {"n": n, "type": "RefundRequested", "rrn": event.rrn}  # type: ignore[union-attr]
+        return _dumps({**refund, "amount": event.amount})  # type: ignore[union-attr]
     if tp is Boot:
         return _dumps(
             {

@@ -25,7 +25,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from faults.base import Fault
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
-from terminal.firmware import FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET
+from terminal.firmware import FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_REFUND, FEATURE_WALLET
 
 from .check import InvariantViolated, assert_invariants, first_failure
 from .lanes import fewer_terminals
@@ -241,6 +241,7 @@ def campaign(
     wallets = FEATURE_WALLET in features
     partial = FEATURE_PARTIAL in features
     chip = FEATURE_CHIP in features
+    refund = FEATURE_REFUND in features
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -295,6 +296,7 @@ def campaign(
                         wallets=wallets,
                         partial=partial,
                         chip=chip,
+                        refund=refund,
                     )
                 )(body)
             )

@@ -21,6 +21,7 @@ from scenarios.model import INVARIANT_NAMES, Scenario
 from terminal.firmware import (
     FEATURE_CHIP,
     FEATURE_PARTIAL,
+    FEATURE_REFUND,
     FEATURE_WALLET,
     FirmwareConfig,
     FirmwareProtocolError,
@@ -401,6 +402,7 @@ def run_with_world(
             FEATURE_WALLET: "wallet payments",
             FEATURE_PARTIAL: "partial approvals",
             FEATURE_CHIP: "chip card completion",
+            FEATURE_REFUND: "voids and refunds",
         }
         skipped = (
             f"it has {what[missing[0]]} and the firmware does not declare the "
@@ -476,6 +478,8 @@ def needed_features(scenario: Scenario) -> frozenset[str]:
         out.add(FEATURE_PARTIAL)
     if any(t.chip for t in scenario.lanes()):
         out.add(FEATURE_CHIP)
+    if any(s.action in ("void", "refund") for s in scenario.steps):
+        out.add(FEATURE_REFUND)
     return frozenset(out)
 
 

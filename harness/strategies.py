@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
 from faults.base import Fault
 from faults.devices import CHIP_REFUSALS, ChipRefusal
+from harness.credit_strategies import credit_steps
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
 from harness.fault_strategies import fault_of as fault_of
@@ -295,6 +296,7 @@ def scenarios(
     partial: bool = False,
     chip: bool = False,
     terminals: bool = True,
+    refund: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -304,9 +306,11 @@ def scenarios(
     `partial` (the firmware declares the `partial` feature), half the examples have
     a terminal that takes partial approvals and cards whose issuer gives them. With
     `chip` (the firmware declares the `chip` feature), half the examples have a chip
-    terminal, and cards whose chip declines the approval or is pulled too early.
-    With `terminals`, one example in four is a world of 2-4 terminals on one host
-    (see `several_terminals`)."""
+    terminal, and cards whose chip declines the approval or is pulled too early. With
+    `refund` (the firmware declares the `refund` feature), half the examples have the
+    cashier void or refund some of the sales. With `terminals`, one example in four
+    (without voids or refunds) is a world of 2-4 terminals on one host (see
+    `several_terminals`)."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -388,7 +392,13 @@ def scenarios(
             cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
             faults=sc.faults + refusal,
         )
-    if terminals and draw(_SEVERAL):
+    if refund and draw(st.booleans()):
+        # Drawn last, and only for firmwares that void and refund: the cashier voids
+        # or refunds some of the sales (harness/credit_strategies.py).
+        steps, lost = draw(credit_steps(sc.steps))
+        sc = replace(sc, steps=steps, faults=sc.faults + lost)
+    credits = any(s.action in ("void", "refund") for s in sc.steps)
+    if terminals and not credits and draw(_SEVERAL):
         sc = several_terminals(draw, sc)
     return sc
 

@@ -42,6 +42,7 @@ from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
 from harness.attacker import Attacker
 from harness.chip import ChipReader
+from harness.credits import CashierCredits
 from scenarios.model import Scenario, Step, scenario_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
@@ -229,6 +230,7 @@ class World(PeopleMixin, WireMixin):
         self.f_phone: list[FaultState] = []
         self.attacker = Attacker(self)  # the attacker faults (harness/attacker.py)
         self.chip = ChipReader(self)  # the chip card in the reader (harness/chip.py)
+        self.credits = CashierCredits(self)  # voids and refunds (harness/credits.py)
         self.fault_index: dict[int, int] = {}
         self.fault_numbers = lane.fault_numbers if lane is not None else []
         for f in scenario.faults:
@@ -487,6 +489,8 @@ class World(PeopleMixin, WireMixin):
             # one made while handling a 0210 belongs to the sale the 0210 answers,
             # even if it carries another sale's RRN.
             answering = self.answering
+            if eff.outcome in (Outcome.VOIDED, Outcome.REFUNDED):
+                answering = None  # about the sale it names, not the refund's answer
             n = self._answered(answering) if answering is not None else self.rrn_intent.get(eff.rrn)
             if n is not None and n in self.intents:
                 a = self.intents[n]

@@ -20,8 +20,10 @@ from terminal.firmware import (
     FirmwareConfig,
     MessageReceived,
     PrintFinished,
+    RefundRequested,
     ReprintRequested,
     TimerExpired,
+    VoidRequested,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ _INPUT_NAMES = {
     Boot: "boot",
     CancelPressed: "cancel",
     MessageReceived: "message",
+    VoidRequested: "void",
+    RefundRequested: "refund",
 }
 
 

@@ -62,6 +62,8 @@ class PeopleMixin(WorldState):
             self._input(ReprintRequested())
         elif step.action == "cancel":
             self._cancel(None)
+        elif step.action in ("void", "refund"):
+            self.credits.request(step)  # harness/credits.py
 
     def _busy(self) -> bool:
         a = self.active

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from faults.host import HostCrash
     from harness.attacker import Attacker
     from harness.chip import ChipReader
+    from harness.credits import CashierCredits
     from harness.engine import Scheduler, SimClock
     from harness.trace import Trace
     from harness.world_model import HostSite, IntentState
@@ -40,6 +41,7 @@ class WorldState:
         attacker: Attacker
         batch_closed_at_end: bool
         chip: ChipReader
+        credits: CashierCredits
         clock: SimClock
         crashes: int
         emit: Callable[[str, dict[str, Any]], int]

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from acquirer.host import HostAction, Ticket
-from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, Message, sign, stamp
+from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, PROC_REFUND, Message, sign, stamp
 from faults.base import FaultState
 from faults.host import (
     HostCrash,
@@ -86,8 +86,8 @@ class WireMixin(WorldState):
         # The terminal's transport stamps the transmission time (MAC-covered).
         msg = stamp(msg, self.fw_config.mac_key, self.clock.now_ms)
         rec: dict[str, Any] = {"from": "terminal", "msg": self._md(msg)}
-        if msg.mti == MTI_PURCHASE:
-            rec["intent"] = self._attribute(msg)
+        if msg.mti == MTI_PURCHASE and msg.processing_code != PROC_REFUND:
+            rec["intent"] = self._attribute(msg)  # a refund is no customer's purchase
         self.emit("send", rec)
         self._link("to_host", msg, self._host_receive)
         if self.attacker.faults:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import faults
 from faults.base import PLAN_FAULTS_MAX, FaultSpecError, toml_value
 
+from .credits import CREDIT_ACTIONS, check_credit_steps, credit_step
 from .files import FileRefused, read_bounded
 from .model import (
     AT_MS_MAX,
@@ -56,7 +57,7 @@ TOP_KEYS = (
     "max_ms",
     "terminals",
 )
-STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel")
+STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel", "void", "refund")
 # A scenario file larger than this is not a scenario, it is a mistake.
 FILE_BYTES_MAX = 8 * 1024 * 1024
 
@@ -174,6 +175,8 @@ def _step_action(where: str, table: dict[str, Any], pans: set[str], codes: Itera
         return _payment(where, at_ms, table, "purchase", "card", pans, "[[cards]]")
     if action == "scan":
         return _payment(where, at_ms, table, "scan", "code", codes, "[[wallets]]")
+    if action in CREDIT_ACTIONS:
+        return credit_step(where, at_ms, table, action)
     if table[action] is not True:
         raise ScenarioError(f"{where}.{action}: expected true")
     return Step(at_ms=at_ms, action=action)
@@ -317,6 +320,8 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     max_ms = _expect_type("max_ms", data.get("max_ms", -1), int)
     if max_ms < -1:
         raise ScenarioError("max_ms: must be >= 0 (or -1 for the default)")
+    steps = tuple(sorted(steps, key=lambda s: s.at_ms))
+    check_credit_steps(steps)
     terminal = _terminal("terminal", data.get("terminal", {}), {})
     for key in ("name", "firmware"):
         if getattr(terminal, key):
@@ -327,6 +332,11 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     for i, st in enumerate(steps):
         if st.terminal and st.terminal not in lanes:
             raise ScenarioError(f"steps[{i}].terminal: {_no_lane(st.terminal, lanes)}")
+        if terminals and st.action in ("void", "refund"):
+            raise ScenarioError(
+                f"steps[{i}].{st.action}: voids and refunds are for a scenario of one "
+                "terminal (for now)"
+            )
     for i, f in enumerate(plan):
         if f.terminal and f.terminal not in lanes:
             raise ScenarioError(f"faults[{i}].{f.KIND}.terminal: {_no_lane(f.terminal, lanes)}")
@@ -345,7 +355,7 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         people=_section("people", data.get("people", {}), PeopleSpec),
         cards=cards,
         wallets=wallets,
-        steps=tuple(sorted(steps, key=lambda s: s.at_ms)),
+        steps=steps,
         faults=plan,
         expect=_expect("expect", data.get("expect", {})),
         close_batch=_expect_type("close_batch", data.get("close_batch", True), bool),

@@ -25,6 +25,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     "one-terminal-per-charge",
     "batch-reconciles",
     "ledger-balances",
+    "no-over-credit",
     "eventually-settles",
 )
 
@@ -125,12 +126,15 @@ class PeopleSpec:
 @dataclass(frozen=True, slots=True)
 class Step:
     """One thing the world does at `at_ms`: a purchase (card or wallet), a batch
-    close, a reprint or the cashier pressing cancel."""
+    close, a reprint, the cashier pressing cancel, or voiding or refunding a sale."""
 
     at_ms: int
-    action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel"
+    action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel" | "void" | "refund"
     card: str = ""  # the card's PAN, or for "scan" the wallet payment code
-    amount: int = 0
+    amount: int = 0  # for "refund": what to give back (0 = the whole sale)
+    # "void" / "refund": the sale it names, by its place among the payment steps (1 =
+    # the first purchase or scan step of the run); see scenarios/credits.py.
+    sale: int = 0
     terminal: str = ""  # the terminal's name in a world of several ("": the first)
     # Not in files: "<terminal>:<intent>" for a customer who walked here from another
     # terminal after a FAILED sale (harness/lanes.py).
@@ -182,6 +186,10 @@ def step_to_dict(s: Step) -> dict[str, Any]:
         out["purchase"] = {"card": s.card, "amount": s.amount}
     elif s.action == "scan":
         out["scan"] = {"code": s.card, "amount": s.amount}
+    elif s.action in ("void", "refund"):
+        from scenarios.credits import credit_step_to_dict
+
+        return credit_step_to_dict(s)
     else:
         out[s.action] = True
     return out

@@ -61,6 +61,7 @@ class BatchFlow(FirmwareState):
             or self._state is State.AUTHORISING
             or self._chip_key
             or self._reversals
+            or self._refunds
         ):
             return []
         effects: list[Effect] = []
@@ -79,7 +80,9 @@ class BatchFlow(FirmwareState):
                     }
                 )
             )
-        items = tuple(self._batch_sales())
+        sales = self._batch_sales()
+        credits = self._batch_credits()  # approved refunds (terminal/refund_flow.py)
+        items = (*sales, *credits)
         cfg = self.config
         self._batch_message = Message(
             MTI_BATCH,
@@ -87,8 +90,10 @@ class BatchFlow(FirmwareState):
             cfg.merchant_id,
             batch.stan,
             batch_no=batch.batch_no,
-            debit_count=len(items),
-            debit_amount=sum(item.amount for item in items),
+            debit_count=len(sales),
+            debit_amount=sum(item.amount for item in sales),
+            credit_count=len(credits),
+            credit_amount=sum(item.amount for item in credits),
             items=items,
         )
         effects.append(Display(Outcome.PROMPT, "BATCH CLOSING"))
@@ -158,6 +163,7 @@ class BatchFlow(FirmwareState):
             if sale.sale_no:
                 effects.append(self._journal(sale.record()))
             effects.append(self._journal(reversal_record(sale)))
+        effects += self._carry_refunds()  # settled sales stay refundable
         effects.append(
             self._journal(
                 {

@@ -32,6 +32,11 @@ class Outcome(StrEnum):
     DECLINED = "declined"
     FAILED = "failed"
     RECEIPT_PENDING = "receipt-pending"  # approved, receipt not printed yet: reprint it
+    # The cashier's void / refund of an earlier sale is done at the host. `Display.rrn`
+    # names the sale (its RRN), `Display.amount` what the refund gave back. Not a final
+    # outcome of a purchase: it is about the sale it names.
+    VOIDED = "voided"
+    REFUNDED = "refunded"
 
 
 FINAL_OUTCOMES = frozenset({Outcome.APPROVED, Outcome.DECLINED, Outcome.FAILED})
@@ -144,6 +149,24 @@ class ChipResult:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class VoidRequested:
+    """The cashier asked to void (cancel in full) the earlier sale with host reference
+    `rrn` (as printed on its receipt). Only inside the batch window: a sale already
+    settled by a batch close must be refunded instead."""
+
+    rrn: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequested:
+    """The cashier asked to give back `amount` (minor units) of the earlier sale with
+    host reference `rrn`: a new credit to its card, naming the sale (`orig_key`)."""
+
+    rrn: str
+    amount: int
+
+
 Event = (
     Boot
     | AmountKeyed
@@ -157,6 +180,8 @@ Event = (
     | ReprintRequested
     | BatchCloseRequested
     | ChipResult
+    | VoidRequested
+    | RefundRequested
 )
 
 # ---------------------------------------------------------------- effects out
@@ -304,6 +329,9 @@ FEATURE_PARTIAL = "partial"
 # Completes chip cards when configured to (`chip`): answers a host approval with
 # `ChipComplete`, and on a `ChipResult` that is not ok shows DECLINED and reverses.
 FEATURE_CHIP = "chip"
+# Voids and refunds a named earlier sale: handles `VoidRequested` and `RefundRequested`,
+# shows VOIDED / REFUNDED (naming the sale's RRN) once the host has booked it.
+FEATURE_REFUND = "refund"
 
 
 def firmware_features(fw: object) -> frozenset[str]:

@@ -28,6 +28,7 @@ from terminal.ref_model import (
     SaleStatus,
 )
 from terminal.ref_state import FirmwareState
+from terminal.refund_flow import REFUND_RECORDS
 
 
 class RecoveryFlow(FirmwareState):
@@ -76,6 +77,9 @@ class RecoveryFlow(FirmwareState):
             kind = record.get("type")
             if kind == "batch_closed" or kind == "batch_started":
                 self._replay_batch(kind, record)
+                return
+            if kind in REFUND_RECORDS:
+                self._replay_refund(str(kind), record)  # terminal/refund_flow.py
                 return
             key = str(record["key"])
             if kind == "sale":
@@ -167,6 +171,7 @@ class RecoveryFlow(FirmwareState):
             effects.append(Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", approval.rrn))
             effects.append(self._print(key, copy=False))
         effects += self._pump_reversals()
+        effects += self._pump_refunds()
         if self._batch is not None:
             # A batch upload started before the power cut is finished first, with the
             # same batch_no and STAN, marked as a repeat.

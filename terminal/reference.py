@@ -61,6 +61,7 @@ from acquirer.protocol import (
     MTI_REVERSAL_RESP,
     PROC_PURCHASE,
     PROC_PURCHASE_PARTIAL,
+    PROC_REFUND,
     PROC_WALLET,
     RC_APPROVED,
     RC_DUPLICATE,
@@ -78,6 +79,7 @@ from terminal.chip_flow import CHIP_TIMER, ChipFlow
 from terminal.firmware import (
     FEATURE_CHIP,
     FEATURE_PARTIAL,
+    FEATURE_REFUND,
     FEATURE_WALLET,
     AmountKeyed,
     BatchCloseRequested,
@@ -99,10 +101,12 @@ from terminal.firmware import (
     PrintFinished,
     PrintStatus,
     Receipt,
+    RefundRequested,
     ReprintRequested,
     Send,
     SetTimer,
     TimerExpired,
+    VoidRequested,
 )
 from terminal.inquiry_flow import (
     _TRANSIENT_RCS,
@@ -180,13 +184,14 @@ from terminal.ref_model import (
 from terminal.ref_model import (
     stan_for as stan_for,
 )
+from terminal.refund_flow import REFUND_TIMER, RefundFlow
 from terminal.reversal_flow import ReversalFlow
 
 
-class ReferenceFirmware(InquiryFlow, ChipFlow, RecoveryFlow, ReversalFlow, BatchFlow):
+class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, ReversalFlow, BatchFlow):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
-    features = frozenset({FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET})
+    features = frozenset({FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_REFUND, FEATURE_WALLET})
 
     def __init__(self, config: FirmwareConfig) -> None:
         self.config = config
@@ -205,6 +210,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RecoveryFlow, ReversalFlow, Batch
             ReprintRequested: self._on_reprint,
             BatchCloseRequested: self._on_batch_close_requested,
             ChipResult: self._on_chip_result,
+            VoidRequested: self._on_void_requested,
+            RefundRequested: self._on_refund_requested,
         }
 
     def _reset(self) -> None:
@@ -249,6 +256,7 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RecoveryFlow, ReversalFlow, Batch
         self._batch_message: Message | None = None
         self._batch_sends = 0
         self._batch_resumed = False  # started before this boot: every send is a repeat
+        self._reset_refunds()  # voids and refunds (terminal/refund_flow.py)
 
     # ------------------------------------------------------------ the contract
 
@@ -448,6 +456,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RecoveryFlow, ReversalFlow, Batch
         if not self._accepts_response(msg):
             return []  # unsigned or forged: never acted on
         mti = msg.mti
+        if mti == MTI_PURCHASE_RESP and msg.processing_code == PROC_REFUND:
+            return self._on_refund_response(msg)
         if mti == MTI_PURCHASE_RESP:
             sale = self._sale
             if self._state is State.AUTHORISING and sale and self._matches_sale(msg, sale):
@@ -705,6 +715,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RecoveryFlow, ReversalFlow, Batch
             return self._on_reversal_timeout()
         if name == CHIP_TIMER:
             return self._on_chip_timeout()
+        if name == REFUND_TIMER:
+            return self._on_refund_timeout()
         if name == BATCH_TIMER:
             return self._on_batch_timeout()
         return []

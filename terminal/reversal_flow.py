@@ -127,6 +127,9 @@ class ReversalFlow(FirmwareState):
         if not key:
             return []  # not ours: the timer will try again
         if msg.rc == RC_REVERSAL_REFUSED:
+            voided = self._void_refused(key)  # a void too late: refund it instead
+            if voided is not None:
+                return voided
             # The host holds an original that differs from this reversal (amount or
             # card): retrying cannot succeed, a human must look at it.
             return self._reversal_manual(key)
@@ -135,7 +138,12 @@ class ReversalFlow(FirmwareState):
         self._reversals.pop(key)
         self._reversal_reasons.pop(key, None)
         self._status[key] = SaleStatus.REVERSED
-        effects: list[Effect] = [self._journal({"type": "reversed", "key": key})]
+        # The cashier's void is shown before it is journaled: resent after a power
+        # cut, the host answers "already reversed" and it is shown again.
+        effects: list[Effect] = [
+            *self._void_done(key),
+            self._journal({"type": "reversed", "key": key}),
+        ]
         if key == self._reversal_key:
             self._reversal_key = ""
             effects.append(CancelTimer(REVERSAL_TIMER))

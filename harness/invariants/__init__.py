@@ -33,6 +33,7 @@ from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
+from .credits import CreditObs, judge_credits
 from .judges import DESCRIPTIONS, judge_intent, judge_receipt, judge_run
 from .model import (
     FINALS_KEPT_MAX,
@@ -171,6 +172,7 @@ class Observations:
             "crash": self._crash,
             "chip": self._chip,
         }
+        self.credits = CreditObs()  # the cashier's voids and refunds (credits.py)
 
     def attach(self, host: Acquirer, terminal_id: str, settle_within_ms: int) -> None:
         self.host = host
@@ -260,6 +262,7 @@ class Observations:
             self.batch_first_sent[batch_no] = self.faults_seen
 
     def _cashier(self, rec: Record) -> None:
+        self.credits.cashier(rec)
         if rec["action"] == "cancel":
             self.cancel_pressed = True
         # A retry after a FAILED display: the customer did not leave with it.
@@ -275,6 +278,8 @@ class Observations:
         if rec["from"] != "terminal":
             return
         msg = rec["msg"]
+        if msg.get("processing_code", "000000") == PROC_REFUND:
+            return  # a refund is no customer's purchase (see credits.py)
         if msg["mti"] != MTI_PURCHASE:
             if msg["mti"] == MTI_REVERSAL:
                 self.reversal_sent = True
@@ -299,8 +304,6 @@ class Observations:
         if obs is not None:
             obs.stans.append(msg["stan"])
         amount = msg.get("amount", 0)
-        if msg.get("processing_code", "000000") == PROC_REFUND:
-            return
         if amount <= 0 or amount > AMOUNT_MAX_WIRE:
             self._add(
                 Violation(
@@ -346,6 +349,9 @@ class Observations:
         if outcome == "receipt-pending" and rrn:
             self.pending_seq[rrn] = rec["seq"]
         n = rec.get("intent")
+        if outcome in ("voided", "refunded"):
+            self.credits.display(rec)
+            return  # about the sale it names, not a final state of a purchase
         if rrn:
             self.owed.display(outcome, rrn, rec["seq"], n or 0)
         obs = self.intents.get(n) if n is not None else None
@@ -463,8 +469,10 @@ class Observations:
             b = books[n] = IntentBooks()
         if txn.rrn:
             b.rrns.append(txn.rrn)
-        if txn.status != "approved":
-            return
+        if txn.kind == "refund":
+            return  # judged as the sale's credits (credits.py), not as a purchase
+        if txn.status != "approved" and not self.credits.was_voided(txn.rrn):
+            return  # a sale the cashier voided counts as the charge it was
         b.net += -txn.amount if txn.kind == "refund" else txn.amount
         if txn.kind == "purchase":
             b.live.append(txn)
@@ -550,6 +558,9 @@ class Observations:
             for v in judge_intent(self, o, books.get(n) or IntentBooks()):
                 out[v.invariant].append(v)
         for v in judge_run(self, host):
+            out[v.invariant].append(v)
+        quiet = bool(self.end.get("quiet", False))
+        for v in judge_credits(self.credits, host, self.terminal_id, quiet):
             out[v.invariant].append(v)
         return out
 

@@ -230,7 +230,7 @@ def judge_receipt(
                 (seq,),
             )
         ]
-    if txn is None or txn.status != "approved":
+    if txn is None or (txn.status != "approved" and not obs.credits.was_voided(txn.rrn)):
         problem = (
             "the host has no such transaction"
             if txn is None
@@ -390,7 +390,10 @@ def _seqs_for(obs: Observations, txns: Iterable[HostTxn]) -> tuple[int, ...]:
 
 DESCRIPTIONS: dict[str, str] = {
     "no-duplicate-charge": "per intent, net money taken <= the amount entered",
-    "no-charge-on-failure": "an intent shown declined/failed (and not retried) has zero net debit",
+    "no-charge-on-failure": (
+        "an intent shown declined/failed (and not retried) has zero net debit; the host "
+        "refunds no more of a sale than the terminal showed REFUNDED"
+    ),
     "amount-integrity": "entered = sent = authorised = receipt; no zero/negative sale is sent",
     "receipt-for-every-charge": (
         "every approved charge has a printed receipt, or a pending one still shown "
@@ -401,13 +404,18 @@ DESCRIPTIONS: dict[str, str] = {
         "card) of the customer it is printed for; none for a sale shown declined/failed"
     ),
     "approved-means-charged": (
-        "every APPROVED display is backed by a live host charge of that intent (the RRN it names)"
+        "every APPROVED display is backed by a live host charge of that intent (the RRN it "
+        "names); a sale shown VOIDED / REFUNDED is reversed / refunded at the host"
     ),
     "one-terminal-per-charge": (
         "in a world of several terminals, no host charge (RRN) is shown or printed as "
         "approved at two terminals"
     ),
     "batch-reconciles": "terminal batch totals = host settlement totals",
+    "no-over-credit": (
+        "the credits for one sale (refunds, plus a reversal) never exceed the sale, and "
+        "its refunds never exceed what the cashier asked to give back"
+    ),
     "ledger-balances": "the host's double-entry ledger sums to zero",
     "eventually-settles": (
         "after the last fault every intent reaches a final (truthful) state and every "

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from terminal.firmware import CHIP_DECLINED, CHIP_REMOVED
 
 from .broker import Broker, BrokerError, start_private_broker
+from .credit_lines import CREDIT_WORDS, Credit, drive_credit, parse_credit
 from .fleet_args import register_fleet
 from .fleet_procs import (
     fleet_worker_users,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from terminal.firmware import FirmwareConfig
 
     from .keys import TerminalSecret
-    from .terminal_driver import TerminalDriver
+    from .terminal_driver import Intent, TerminalDriver
 
 
 def _add_tcp_args(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
@@ -152,7 +153,8 @@ def register(sub: Any) -> None:
     src.add_argument(
         "--script",
         help="file of lines: AMOUNT [PAN [decline|removed]], SCAN AMOUNT [CODE] (a wallet "
-        "payment), or BATCH (close the batch)",
+        "payment), BATCH (close the batch), VOID N or REFUND N [AMOUNT] (void or refund "
+        "the N-th payment)",
     )
     src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
     src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
@@ -330,9 +332,10 @@ _CHIP_WORDS = {"decline": CHIP_DECLINED, "removed": CHIP_REMOVED}
 
 def _purchases(
     args: argparse.Namespace, chips: dict[str, str] | None = None
-) -> list[tuple[int, str, bool] | None]:
+) -> list[tuple[int, str, bool] | Credit | None]:
     """The purchases to make, in order: (amount, PAN or wallet code, is a wallet
-    payment), or None for a batch close. Chip cards that refuse an approval go into
+    payment), None for a batch close, or a void or refund of an earlier payment
+    (harness/mqtt/credit_lines.py). Chip cards that refuse an approval go into
     `chips` (PAN -> "declined" or "removed")."""
     from acquirer.catalogue import CODE_PAYS, PAN_APPROVE
 
@@ -354,9 +357,11 @@ def _purchases(
             )
         chips.update({c.pan: _CHIP_WORDS[c.chip] for c in sc.cards if c.chip})
         return [
-            (s.amount, s.card, s.action == "scan") if s.action != "batch_close" else None
+            (s.amount, s.card, s.action == "scan")
+            if s.action in ("purchase", "scan")
+            else (Credit(s.action, s.sale, s.amount) if s.action in ("void", "refund") else None)
             for s in sc.steps
-            if s.action in ("purchase", "scan", "batch_close")
+            if s.action in ("purchase", "scan", "batch_close", "void", "refund")
         ]
     if args.script:
         lines = Path(args.script).read_text().splitlines()
@@ -364,13 +369,16 @@ def _purchases(
         lines = sys.stdin.read().splitlines()
     else:
         lines = [f"1250 {PAN_APPROVE}"]
-    out: list[tuple[int, str, bool] | None] = []
+    out: list[tuple[int, str, bool] | Credit | None] = []
     for n, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
         if parts == ["BATCH"]:
             out.append(None)
+            continue
+        if parts[0] in CREDIT_WORDS:
+            out.append(parse_credit(n, parts, line))
             continue
         wallet = parts[0] == "SCAN"
         if wallet:
@@ -409,9 +417,12 @@ def _terminal_secret(args: argparse.Namespace) -> TerminalSecret:
     return keyfile.generate([args.id])[args.id]
 
 
-async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str, bool] | None]) -> int:
-    """Boot `driver`, make `purchases` (None: a batch close), print one JSON line per
-    outcome and then the receipts; the number of purchases not approved."""
+async def _drive(
+    driver: TerminalDriver, purchases: list[tuple[int, str, bool] | Credit | None]
+) -> int:
+    """Boot `driver`, make `purchases` (None: a batch close; a Credit: a void or refund),
+    print one JSON line per outcome and then the receipts; the number of purchases not
+    approved."""
     driver.boot()
     # Let the terminal finish what its journal left unfinished (resends, reversals, the
     # owed receipt and its "LAST SALE APPROVED" display) before the first purchase:
@@ -419,13 +430,18 @@ async def _drive(driver: TerminalDriver, purchases: list[tuple[int, str, bool] |
     # (bench/durability.py found it).
     await driver.idle.wait()
     failed = 0
+    paid: list[Intent] = []  # the payments so far, for voids and refunds to name
     for item in purchases:
+        if isinstance(item, Credit):
+            await drive_credit(driver, item, paid)
+            continue
         if item is None:
             await driver.close_batch()
             print(json.dumps({"batch_close": "done"}), flush=True)
             continue
         amount, pan, wallet = item
         intent = await driver.purchase(amount, pan, wallet)
+        paid.append(intent)
         outcome = {"amount": amount, "outcome": intent.outcome, "text": intent.text}
         outcome |= {"latency_ms": round(intent.latency_ms, 2), "key": intent.key}
         print(json.dumps(outcome), flush=True)

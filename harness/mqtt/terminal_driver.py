@@ -84,6 +84,7 @@ class Intent:
     finished_ms: float = -1.0
     # The idempotency key of the sale this purchase started ("" until it is sent).
     key: str = ""
+    rrn: str = ""  # the host reference its final display named ("" if none)
 
     @property
     def latency_ms(self) -> float:
@@ -233,6 +234,14 @@ class TerminalDriver:
         self._feed(BatchCloseRequested())
         await self.idle.wait()
 
+    async def request(self, event: Event) -> None:
+        """A cashier's request (a void, a refund): feed it, return when idle again."""
+        if self.stopped:
+            return
+        self._feed(event)
+        self._update_idle()
+        await self.idle.wait()
+
     def offer(self, amount: int, pan: str, on_finished: OnFinished, wallet: bool = False) -> None:
         """Queue a purchase (one at a time, like one cashier); `on_finished` gets the result.
 
@@ -376,6 +385,7 @@ class TerminalDriver:
         if intent is not None and eff.outcome in FINAL_OUTCOMES:
             intent.outcome = eff.outcome.value
             intent.text = eff.text
+            intent.rrn = eff.rrn
             intent.finished_ms = realclock.loop_ms()
             self.finished.append(intent)
             on_finished = self._on_finished

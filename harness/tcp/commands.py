@@ -16,6 +16,7 @@ from harness.mqtt.broker import BrokerError
 from harness.mqtt.cli import _cancel_on_signals, _drive, _stop_on_signals
 
 if TYPE_CHECKING:
+    from harness.mqtt.credit_lines import Credit
     from harness.mqtt.fleet import FleetOptions, FleetReport
     from harness.mqtt.proxy import FaultPlan
     from harness.tcp.standard import StandardTerminal
@@ -70,7 +71,7 @@ def terminal_run_tcp(
     args: argparse.Namespace,
     firmware: Firmware,
     cfg: FirmwareConfig,
-    purchases: list[tuple[int, str, bool] | None],
+    purchases: list[tuple[int, str, bool] | Credit | None],
 ) -> int:
     """`terminal run --host tcp://...`: the terminal on a TCP connection to a host."""
     from harness.mqtt.journal import Journal

@@ -23,8 +23,11 @@ from terminal.zoo.partial_as_decline import PartialAsDeclineFirmware
 from terminal.zoo.partial_as_full import PartialAsFullFirmware
 from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
 from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
+from terminal.zoo.refund_and_void import RefundAndVoidFirmware
+from terminal.zoo.refund_new_key_on_retry import RefundNewKeyOnRetryFirmware
 from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
 from terminal.zoo.trusts_unsigned import TrustsUnsignedFirmware
+from terminal.zoo.void_after_batch_close import VoidAfterBatchCloseFirmware
 from terminal.zoo.volatile_reversal import VolatileReversalFirmware
 from terminal.zoo.wallet_cancel_once import WalletCancelOnceFirmware
 from terminal.zoo.wallet_cancels_success import WalletCancelsSuccessFirmware
@@ -72,6 +75,11 @@ ZOO: dict[str, type] = {
     # chip decline after online approval: 2. "failed" but charged / 5. receipt without record
     "chip-decline-no-reversal": ChipDeclineNoReversalFirmware,
     "chip-receipt-before-card": ChipReceiptBeforeCardFirmware,
+    # voids and refunds at the terminal: a refund credited twice / a void not booked /
+    # a sale both refunded and voided (over-credit)
+    "refund-new-key-on-retry": RefundNewKeyOnRetryFirmware,
+    "void-after-batch-close": VoidAfterBatchCloseFirmware,
+    "refund-and-void": RefundAndVoidFirmware,
 }
 
 __all__ = ["ZOO"]

@@ -771,7 +771,7 @@ def test_mac_covers_every_field_as_documented(msg: Message, key: bytes) -> None:
 @pytest.mark.parametrize(
     ("change", "why"),
     [
-        ({"amount": 901}, "exceeds the original's 900"),
+        ({"amount": 901}, "exceeds what is left of the original's 900"),
         ({"pan": catalogue.PAN_APPROVE}, "card differs"),
         ({"orig_key": "nobody"}, "names no sale"),
     ],

@@ -31,8 +31,10 @@ from terminal.firmware import (
     MessageReceived,
     PrintFinished,
     PrintStatus,
+    RefundRequested,
     ReprintRequested,
     TimerExpired,
+    VoidRequested,
 )
 from terminal.reference import ReferenceFirmware
 
@@ -59,6 +61,10 @@ def event_of(obj: dict) -> object:
         return CodeScanned(obj["code"])
     if tp == "ChipResult":
         return ChipResult(obj["key"], obj["ok"], obj["reason"])
+    if tp == "VoidRequested":
+        return VoidRequested(obj["rrn"])
+    if tp == "RefundRequested":
+        return RefundRequested(obj["rrn"], obj["amount"])
     if tp == "TimerExpired":
         return TimerExpired(obj["name"])
     if tp == "PrintFinished":

@@ -80,6 +80,10 @@ EXPECTED = {
     "chip-decline-no-reversal": {"no-charge-on-failure", "batch-reconciles"},
     # The receipt printed before the card declined names a reversed sale.
     "chip-receipt-before-card": {"no-receipt-without-record"},
+    # The retry's second credit: above what was asked, and never shown REFUNDED.
+    "refund-new-key-on-retry": {"no-over-credit", "no-charge-on-failure"},
+    "void-after-batch-close": {"approved-means-charged"},
+    "refund-and-void": {"no-over-credit"},
 }
 
 
@@ -90,7 +94,10 @@ EXPECTED = {
 # used to be "found" sooner through a misattribution (the reused key's request was
 # blamed on the earlier customer); strategies that repeat identical purchases
 # (issue 10, item 2) should bring it back to the default.
-CAMPAIGN = {"tid-counter-keys": (7, 2_000)}
+# void-after-batch-close: at seed 0 the first find closes the batch through a
+# device_swap fault (a swap closes the day first), and the shrinker keeps a second
+# purchase it does not need; seeds 1-7 each shrink to one purchase and no fault.
+CAMPAIGN = {"tid-counter-keys": (7, 2_000), "void-after-batch-close": (1, 1_000)}
 
 
 @pytest.mark.parametrize("name", list(ZOO))

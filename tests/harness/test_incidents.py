@@ -51,6 +51,11 @@ CAUGHT_BY = {
     # Chip decline after online approval (scenarios/incidents/chip-*.toml).
     "chip-decline-no-reversal": "no-charge-on-failure",
     "chip-receipt-before-card": "no-receipt-without-record",
+    # Voids and refunds at the terminal (scenarios/incidents/refund-*.toml, void-*.toml).
+    "refund-new-key-on-retry": "no-over-credit",
+    # A sale shown VOIDED that the host never reversed (it was settled).
+    "void-after-batch-close": "approved-means-charged",
+    "refund-and-void": "no-over-credit",
 }
 
 

@@ -166,3 +166,17 @@ def test_terminal_run_refuses_a_script_line_with_an_unknown_chip_word(
     err = capsys.readouterr().err
     assert "line 1: after AMOUNT PAN only decline or removed" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_terminal_run_refuses_a_malformed_void_or_refund_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """VOID N or REFUND N [AMOUNT], N a payment number from 1: anything else is one line."""
+    script = tmp_path / "script.txt"
+    for bad in ("VOID\n", "VOID 0\n", "REFUND 1 2 3\n", "VOID one\n"):
+        script.write_text(bad)
+        argv = ["terminal", "run", "--broker", "mqtt://127.0.0.1:1", "--script", str(script)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "line 1: expected VOID N or REFUND N [AMOUNT]" in err
+        assert len(err.strip().splitlines()) == 1

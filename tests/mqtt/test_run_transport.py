@@ -44,6 +44,10 @@ pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
         # Chip decline after online approval: a 0400 with reason 96 in field 39.
         ("chip-decline-after-approval", "reference"),
         ("chip-decline-after-approval", "zoo:chip-decline-no-reversal"),
+        # Voids and refunds: a 0200 refund naming its sale, a void refused once settled.
+        ("refund-response-lost-retry", "reference"),
+        ("refund-response-lost-retry", "zoo:refund-new-key-on-retry"),
+        ("void-after-batch-close", "zoo:void-after-batch-close"),
     ],
 )
 def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path) -> None:
@@ -60,6 +64,8 @@ def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path
         assert "no-duplicate-charge" in real.violated()  # the flaw is caught, not just matched
     elif firmware == "zoo:partial-as-full":
         assert "amount-integrity" in real.violated()
+    elif firmware == "zoo:void-after-batch-close":
+        assert "approved-means-charged" in real.violated()
     elif firmware != "reference":
         assert "no-charge-on-failure" in real.violated()
     kinds = [rec["kind"] for rec in read_trace(trace)]

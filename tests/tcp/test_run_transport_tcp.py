@@ -36,6 +36,11 @@ INCIDENTS = Path(__file__).resolve().parents[2] / "scenarios" / "incidents"
         # Chip decline after online approval: the 0400 carries its reason in field 39.
         ("chip-decline-after-approval", "reference", ""),
         ("chip-decline-after-approval", "zoo:chip-decline-no-reversal", "no-charge-on-failure"),
+        # Voids and refunds: field 3 200000 with orig_key in field 48; RC 12 for a late void.
+        ("refund-response-lost-retry", "reference", ""),
+        ("refund-response-lost-retry", "zoo:refund-new-key-on-retry", "no-over-credit"),
+        ("void-after-batch-close", "zoo:void-after-batch-close", "approved-means-charged"),
+        ("refund-then-void", "zoo:refund-and-void", "no-over-credit"),
     ],
 )
 def test_tcp_verdicts_equal_simulation(

@@ -151,3 +151,36 @@ def test_terminal_run_reverses_a_chip_declined_approval(tmp_path: Path) -> None:
     assert [line["receipt"]["amount"] for line in lines[2:]] == [1000]
     assert ledger == 0 and [(a, s) for _k, a, s in txns] == [(2500, "reversed"), (1000, "approved")]
     assert reasons == [("96",)]
+
+
+def test_terminal_run_voids_and_refunds_named_payments(tmp_path: Path) -> None:
+    """`terminal run` script lines VOID N and REFUND N [AMOUNT]: the second payment is
+    voided (a 0400), the first refunded in part (a 0200 with processing code 200000),
+    and a refund of the voided one is refused by the terminal without a message."""
+    db = tmp_path / "host.db"
+    with tcp_host_process(db) as url:
+        script = tmp_path / "script.txt"
+        script.write_text(
+            "5000 4000000000000002\n3000 4000000000000002\nREFUND 1 1000\nVOID 2\nREFUND 2\n"
+        )
+        argv = ["terminal", "run", "--host", url, "--keys", f"{db}.keys.json", "--id", "T0001"]
+        argv += ["--script", str(script), "--journal", str(tmp_path / "t.db")]
+        run = subprocess.run(
+            [sys.executable, "-m", "harness.mqtt", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SAFETY_S,
+        )
+        ledger, txns = books(str(db))
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert (lines[2]["refund"], lines[2]["outcome"], lines[2]["amount"]) == (1, "refunded", 1000)
+    assert (lines[3]["void"], lines[3]["outcome"], lines[3]["amount"]) == (2, "voided", 3000)
+    assert (lines[4]["refund"], lines[4]["text"]) == (2, "REFUND REFUSED - SALE VOIDED")
+    assert ledger == 0
+    assert [(a, s) for _k, a, s in txns] == [
+        (5000, "approved"),
+        (3000, "reversed"),
+        (1000, "approved"),
+    ]

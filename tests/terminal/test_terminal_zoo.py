@@ -79,6 +79,9 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "partial-as-decline",
         "chip-decline-no-reversal",
         "chip-receipt-before-card",
+        "refund-new-key-on-retry",
+        "void-after-batch-close",
+        "refund-and-void",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)

@@ -1,0 +1,55 @@
+"""Fuzz strategies for the cashier's voids and refunds (issue 15), kept out of
+harness/strategies.py, which draws them last for firmwares that declare `refund`.
+
+One to three credit steps, each naming an earlier payment step: a void, or a refund
+of the whole sale or a quarter to three quarters of it, some time after the sale;
+one example in two closes the batch between the sales and the credits, so some voids
+fall outside the batch window; one refund in three has its answer lost (a `drop` of
+the 0210 that, counting the sales' answers first, should be the refund's), so a retry
+is what the terminal does next.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from faults.base import Fault
+from faults.network import Drop
+from scenarios.model import Step
+
+_CREDITS = st.integers(1, 3)
+_AFTER = st.sampled_from([20_000, 45_000, 90_000, 240_000])
+_ACTIONS = st.sampled_from(["void", "refund"])
+_QUARTERS = st.integers(0, 3)  # 0: the whole sale; else that many quarters of it
+_LOSE_ANSWER = st.integers(0, 2).map(lambda k: k == 0)
+
+
+@st.composite
+def credit_steps(
+    draw: st.DrawFn, steps: tuple[Step, ...]
+) -> tuple[tuple[Step, ...], tuple[Fault, ...]]:
+    """`steps` plus voids and refunds of their payment steps, in time order, and the
+    faults that lose some refunds' answers."""
+    payments = [s for s in steps if s.action in ("purchase", "scan")]
+    if not payments:
+        return steps, ()
+    out = list(steps)
+    faults: list[Fault] = []
+    refunds = 0
+    last_ms = payments[-1].at_ms
+    if draw(st.booleans()):
+        out.append(Step(at_ms=last_ms + draw(_AFTER) // 2, action="batch_close"))
+    for _ in range(draw(_CREDITS)):
+        n = draw(st.integers(1, len(payments)))
+        sale = payments[n - 1]
+        action = draw(_ACTIONS)
+        quarters = draw(_QUARTERS) if action == "refund" else 0
+        amount = max(1, sale.amount * quarters // 4) if quarters and sale.amount > 0 else 0
+        at_ms = max(sale.at_ms, last_ms) + draw(_AFTER)
+        out.append(Step(at_ms=at_ms, action=action, amount=amount, sale=n))
+        if action == "refund":
+            refunds += 1
+            if draw(_LOSE_ANSWER):
+                nth = len(payments) + refunds
+                faults.append(Drop(direction="to_terminal", mti="0210", nth=nth))
+    return tuple(sorted(out, key=lambda s: s.at_ms)), tuple(faults)

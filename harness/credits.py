@@ -1,0 +1,79 @@
+"""The cashier who voids or refunds a named earlier sale (issue 15), for one world.
+
+A `void = { sale = N }` or `refund = { sale = N, amount = A }` step names the N-th
+payment intent of the run. The cashier reads that sale's host reference (RRN) off its
+receipt: the RRN of the host's approved charge for the intent. A sale with none (it
+was declined, or never reached the host) cannot be named: the step is skipped, with a
+`cashier` record saying why. While the terminal is off or serves a customer, the
+cashier waits (`CREDIT_WAIT_MS` at a time, at most `CREDIT_WAITS_MAX` times).
+
+The request goes to the firmware as `VoidRequested(rrn)` / `RefundRequested(rrn,
+amount)`, after a `cashier` record (action "void" / "refund", sale, rrn, amount) that
+the invariants read to know what the cashier asked for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from terminal.firmware import RefundRequested, VoidRequested
+
+if TYPE_CHECKING:
+    from harness.world import World
+    from scenarios.model import Step
+
+CREDIT_WAIT_MS = 1_000
+CREDIT_WAITS_MAX = 3_600
+
+
+class CashierCredits:
+    """The cashier's voids and refunds, for one world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def request(self, step: Step, waited: int = 0) -> None:
+        w = self.world
+        if w._busy():
+            if waited < CREDIT_WAITS_MAX:
+                w.sched.after(CREDIT_WAIT_MS, self._again, (step, waited + 1))
+            else:
+                self._skip(step, "the terminal stayed busy")
+            return
+        rrn, amount = self.sale_rrn(step.sale)
+        if not rrn:
+            self._skip(step, "the sale has no approved charge to name")
+            return
+        if step.action == "refund" and step.amount:
+            amount = step.amount
+        rec: dict[str, Any] = {
+            "action": step.action,
+            "sale": step.sale,
+            "intent": step.sale,
+            "rrn": rrn,
+            "amount": amount,
+        }
+        w.emit("cashier", rec)
+        if step.action == "void":
+            w._input(VoidRequested(rrn))
+        else:
+            w._input(RefundRequested(rrn, amount))
+
+    def _again(self, arg: tuple[Step, int]) -> None:
+        self.request(*arg)
+
+    def _skip(self, step: Step, why: str) -> None:
+        self.world.emit(
+            "cashier", {"action": step.action + "-skipped", "sale": step.sale, "reason": why}
+        )
+
+    def sale_rrn(self, n: int) -> tuple[str, int]:
+        """The RRN and amount of intent `n`'s approved charge ("" when it has none)."""
+        w = self.world
+        for rrn in reversed(list(w.rrn_intent)):
+            if w.rrn_intent[rrn] != n:
+                continue
+            txn = w.host.transaction_by_rrn(rrn)
+            if txn is not None and txn.kind == "purchase" and txn.status == "approved":
+                return rrn, txn.amount
+        return "", 0
