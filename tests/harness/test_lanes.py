@@ -74,6 +74,15 @@ def test_a_scenario_of_one_terminal_is_unchanged() -> None:
             {"faults": [{"drop": {"nth": 1, "terminal": "Z"}}]},
             "faults[0].drop.terminal: no terminal named 'Z'",
         ),
+        (
+            {
+                "steps": [
+                    {"at_ms": 0, "terminal": "A", "purchase": {"card": CARD, "amount": 9}},
+                    {"at_ms": 5, "terminal": "A", "void": {"sale": 1}},
+                ]
+            },
+            "steps[1].void: voids and refunds are for a scenario of one terminal",
+        ),
     ],
 )
 def test_a_wrong_world_is_one_line_naming_the_key(change: dict[str, Any], message: str) -> None:
