@@ -19,6 +19,7 @@ from typing import Any
 from scenarios.model import INVARIANT_NAMES, Scenario
 from terminal.firmware import (
     FEATURE_CHIP,
+    FEATURE_OFFLINE,
     FEATURE_PARTIAL,
     FEATURE_WALLET,
     FirmwareConfig,
@@ -330,6 +331,8 @@ def run_with_world(
     obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
     obs.amount_max = scenario.terminal.amount_max
     obs.response_timeout_ms = scenario.terminal.response_timeout_ms
+    t = scenario.terminal
+    obs.offline.configure(t.offline_floor, t.offline_max, t.offline_deadline_ms)
     try:
         try:
             world.run()
@@ -380,6 +383,7 @@ def run_with_world(
             FEATURE_WALLET: "wallet payments",
             FEATURE_PARTIAL: "partial approvals",
             FEATURE_CHIP: "chip card completion",
+            FEATURE_OFFLINE: "offline approvals",
         }
         skipped = (
             f"it has {what[missing[0]]} and the firmware does not declare the "
@@ -430,6 +434,8 @@ def needed_features(scenario: Scenario) -> frozenset[str]:
         out.add(FEATURE_PARTIAL)
     if scenario.terminal.chip:
         out.add(FEATURE_CHIP)
+    if scenario.terminal.offline_floor > 0:
+        out.add(FEATURE_OFFLINE)  # a floor limit makes the terminal offline-capable
     return frozenset(out)
 
 

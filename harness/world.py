@@ -42,6 +42,7 @@ from faults.network import Forge, NetworkFault
 from faults.power import PowerCut
 from harness.attacker import Attacker
 from harness.chip import ChipReader
+from harness.offline import offline_display_intent
 from scenarios.model import Scenario, Step, scenario_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
@@ -170,6 +171,7 @@ class World(PeopleMixin, WireMixin):
                 idempotency_retention_ms=scenario.host.idempotency_retention_ms,
                 db_path=host_db,
                 test_amounts=scenario.host.test_amounts,
+                advice_deadline_ms=t.offline_deadline_ms,
             ),
             [cards[p] for p in sorted(cards)],
         )
@@ -185,6 +187,9 @@ class World(PeopleMixin, WireMixin):
             status_inquiry=t.status_inquiry,
             partial_approval=t.partial_approval,
             chip=t.chip,
+            offline_floor=t.offline_floor,
+            offline_max=t.offline_max,
+            offline_deadline_ms=t.offline_deadline_ms,
         )
         self.factory = factory
         self.fw: Firmware | None = None
@@ -446,7 +451,7 @@ class World(PeopleMixin, WireMixin):
         if epoch != self.epoch or self.timers.get(name) != gen:
             return
         del self.timers[name]
-        self._input(TimerExpired(name))
+        self._input(TimerExpired(name, self.clock.now_ms))
 
     def _display(self, eff: Display) -> None:
         a = self.active
@@ -459,11 +464,15 @@ class World(PeopleMixin, WireMixin):
             n = self._answered(answering) if answering is not None else self.rrn_intent.get(eff.rrn)
             if n is not None and n in self.intents:
                 a = self.intents[n]
+        elif eff.key:
+            a = offline_display_intent(self, eff.key, a)
         rec: dict[str, Any] = {"outcome": eff.outcome.value, "text": eff.text}
         if eff.rrn:
             rec["rrn"] = eff.rrn
         if eff.amount:
             rec["amount"] = eff.amount
+        if eff.key:
+            rec["key"] = eff.key
         if a is not None:
             rec["intent"] = a.intent
         self.emit("display", rec)
@@ -564,7 +573,8 @@ class World(PeopleMixin, WireMixin):
             self.emit("crash", {"error": f"{type(exc).__name__}: {exc}"[:500]})
             return
         cut_ms = self.clock.now_ms
-        self._input(Boot(tuple(self.journal), f"{self.rng_boot.getrandbits(32):08x}"))
+        nonce = f"{self.rng_boot.getrandbits(32):08x}"
+        self._input(Boot(tuple(self.journal), nonce, self.clock.now_ms))
         a = self.active
         if a is not None and not a.final and self.sc.people.restart_after_power and self.powered:
             self.sched.after(

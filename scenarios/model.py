@@ -24,6 +24,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     "batch-reconciles",
     "ledger-balances",
     "eventually-settles",
+    "offline-uploaded",
 )
 
 
@@ -74,6 +75,11 @@ class TerminalSpec:
     status_inquiry: bool = True  # ask the host before reversing an unanswered card sale
     partial_approval: bool = False  # take a partial approval (RC 10) for what a card covers
     chip: bool = False  # read cards by chip: the card must accept each approval (EMV)
+    # Offline approval (store-and-forward): 0 = never; else the floor limit (minor units),
+    # how many offline sales may wait for upload, and their upload deadline.
+    offline_floor: int = 0
+    offline_max: int = 10
+    offline_deadline_ms: int = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from terminal.firmware import (
 # The inquiry flow's constants, where they were before it had a module of its own.
 from terminal.inquiry_flow import WALLET_QUERIES_MAX as WALLET_QUERIES_MAX
 from terminal.inquiry_flow import WALLET_QUERY_DELAY_MS as WALLET_QUERY_DELAY_MS
+from terminal.offline_flow import OFFLINE_RECORDS
 from terminal.ref_model import (
     BATCH_BASE_MAX,
     BATCH_NOS_PER_DEVICE,
@@ -76,6 +77,9 @@ class RecoveryFlow(FirmwareState):
             kind = record.get("type")
             if kind == "batch_closed" or kind == "batch_started":
                 self._replay_batch(kind, record)
+                return
+            if kind in OFFLINE_RECORDS:
+                self._replay_offline(kind, record)
                 return
             key = str(record["key"])
             if kind == "sale":
@@ -166,6 +170,7 @@ class RecoveryFlow(FirmwareState):
             effects.append(self._approved_display("LAST SALE APPROVED", approval))
             effects.append(Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", approval.rrn))
             effects.append(self._print(key, copy=False))
+        effects += self._offline_recover()
         effects += self._pump_reversals()
         if self._batch is not None:
             # A batch upload started before the power cut is finished first, with the

@@ -51,6 +51,13 @@ CAUGHT_BY = {
     # Chip decline after online approval (scenarios/incidents/chip-*.toml).
     "chip-decline-no-reversal": "no-charge-on-failure",
     "chip-receipt-before-card": "no-receipt-without-record",
+    # Offline approval, store-and-forward (scenarios/incidents/offline-*.toml).
+    "offline-new-key-per-upload": "no-duplicate-charge",
+    "offline-volatile-queue": "offline-uploaded",
+    "offline-no-floor-limit": "offline-uploaded",
+    "offline-no-expiry": "offline-uploaded",
+    "offline-batch-before-upload": "batch-reconciles",
+    "offline-late-decline-ignored": "batch-reconciles",
 }
 
 

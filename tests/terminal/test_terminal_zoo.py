@@ -79,6 +79,12 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "partial-as-decline",
         "chip-decline-no-reversal",
         "chip-receipt-before-card",
+        "offline-new-key-per-upload",
+        "offline-volatile-queue",
+        "offline-no-floor-limit",
+        "offline-no-expiry",
+        "offline-batch-before-upload",
+        "offline-late-decline-ignored",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)
