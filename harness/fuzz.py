@@ -25,7 +25,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from faults.base import Fault
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
-from terminal.firmware import FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_WALLET
+from terminal.firmware import FEATURE_CHIP, FEATURE_OFFLINE, FEATURE_PARTIAL, FEATURE_WALLET
 
 from .check import InvariantViolated, assert_invariants, first_failure
 from .runner import RunResult, UsageError, declared_features, load_firmware, run_scenario
@@ -233,6 +233,7 @@ def campaign(
     wallets = FEATURE_WALLET in features
     partial = FEATURE_PARTIAL in features
     chip = FEATURE_CHIP in features
+    offline = FEATURE_OFFLINE in features
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -287,6 +288,7 @@ def campaign(
                         wallets=wallets,
                         partial=partial,
                         chip=chip,
+                        offline=offline,
                     )
                 )(body)
             )

@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
 from faults.base import Fault
 from faults.devices import CHIP_REFUSALS, ChipRefusal
+from faults.network import Partition
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
 from harness.fault_strategies import fault_of as fault_of
@@ -294,6 +295,7 @@ def scenarios(
     wallets: bool = False,
     partial: bool = False,
     chip: bool = False,
+    offline: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -303,7 +305,9 @@ def scenarios(
     `partial` (the firmware declares the `partial` feature), half the examples have
     a terminal that takes partial approvals and cards whose issuer gives them. With
     `chip` (the firmware declares the `chip` feature), half the examples have a chip
-    terminal, and cards whose chip declines the approval or is pulled too early."""
+    terminal, and cards whose chip declines the approval or is pulled too early. With
+    `offline` (the firmware declares the `offline` feature), half the examples have a
+    terminal with a floor limit, and a network partition that sends it offline."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -385,7 +389,36 @@ def scenarios(
             cards=tuple(replace(c, chip=draw(_CHIP_CARDS)) for c in sc.cards),
             faults=sc.faults + refusal,
         )
+    if offline and not sc.terminal.partial_approval and draw(st.booleans()):
+        sc = _offline_terminal(draw, sc, kinds is None or "partition" in kinds)
     return sc
+
+
+# Offline terminals: the floor against the drawn amounts (a few hundred to a few
+# thousand minor units), the queue at its edges, deadlines long enough for the
+# partitions drawn below to heal before them (and one that does not, sometimes).
+_OFFLINE_FLOOR = st.sampled_from((2_000, 10_000, 1_000_000))
+_OFFLINE_MAX = st.sampled_from((1, 3, 10))
+_OFFLINE_DEADLINE = st.sampled_from((600_000, 1_800_000))
+_PARTITION_FROM = st.integers(0, 60_000)
+_PARTITION_MS = st.sampled_from((30_000, 90_000, 300_000, 900_000))
+
+
+def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenario:
+    """Drawn last, for firmwares that approve offline: a floor limit, a queue limit
+    and an upload deadline, and (three examples in four) a partition that makes the
+    host unreachable for a while, so sales go offline and are uploaded after it."""
+    terminal = replace(
+        sc.terminal,
+        offline_floor=draw(_OFFLINE_FLOOR),
+        offline_max=draw(_OFFLINE_MAX),
+        offline_deadline_ms=draw(_OFFLINE_DEADLINE),
+    )
+    faults = sc.faults
+    if partition and draw(st.integers(0, 3)) != 0:
+        start = draw(_PARTITION_FROM)
+        faults += (Partition(from_ms=start, to_ms=start + draw(_PARTITION_MS)),)
+    return replace(sc, terminal=terminal, faults=faults)
 
 
 _INQUIRY_ON = st.integers(0, 3).map(lambda k: k != 0)  # one drawn terminal in four: off

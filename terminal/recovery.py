@@ -168,7 +168,11 @@ class RecoveryFlow(FirmwareState):
             # The power may have failed between journaling the approval and showing
             # it: show it again, naming the sale, so nobody runs the sale twice.
             effects.append(self._approved_display("LAST SALE APPROVED", approval))
-            effects.append(Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", approval.rrn))
+            rrn = approval.rrn
+            pending = Display(
+                Outcome.RECEIPT_PENDING, "RECEIPT PENDING", rrn, key="" if rrn else key
+            )
+            effects.append(pending)
             effects.append(self._print(key, copy=False))
         effects += self._offline_recover()
         effects += self._pump_reversals()

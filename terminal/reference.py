@@ -680,7 +680,9 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, OfflineFlow, RecoveryFlow, Revers
             return [Display(Outcome.PROMPT, "PRINT FAILED")]
         # The approval is journaled; only the paper is missing. Keep it visible.
         rrn = self._approvals[key].rrn
-        return [Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING - PRESS REPRINT", rrn)]
+        text = "RECEIPT PENDING - PRESS REPRINT"
+        # An offline sale not uploaded yet has no RRN: it is named by its key.
+        return [Display(Outcome.RECEIPT_PENDING, text, rrn, key="" if rrn else key)]
 
     def _on_reprint(self, event: ReprintRequested) -> list[Effect]:
         printing = {key for key, _ in self._print_jobs.values()}

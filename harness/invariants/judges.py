@@ -51,8 +51,8 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
         for txn in b.live:
             if txn.rrn in obs.printed or txn.rrn in obs.pending_seq:
                 continue  # printed, or visibly pending: a reprint completes it
-            if txn.idem_key in obs.offline.printed_keys:
-                continue  # printed offline, before the host knew its RRN
+            if obs.offline.receipt_owned(txn.idem_key, n):
+                continue  # printed (or shown pending) offline, before the host knew it
             out.append(
                 Violation(
                     "receipt-for-every-charge",

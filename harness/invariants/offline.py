@@ -66,11 +66,23 @@ class OfflineObs:
         self.deadline_ms = 86_400_000
         self.approvals: dict[str, OfflineApproval] = {}
         self.printed_keys: set[str] = set()
+        self.pending_keys: set[str] = set()  # receipts shown pending, named by key
         self.off_ms: list[tuple[int, int]] = []  # (off, on) times; on = -1: still off
         self.uploaded: set[str] = set()  # keys whose advice reached the terminal as final
 
     def configure(self, floor: int, count_max: int, deadline_ms: int) -> None:
         self.floor, self.count_max, self.deadline_ms = floor, count_max, deadline_ms
+
+    def receipt_owned(self, key: str, intent: int) -> bool:
+        """Was the receipt of the offline sale charged under `key` (for `intent`)
+        printed, or shown pending? An advice under another key than the receipt's is
+        still that intent's sale (and its second charge, `no-duplicate-charge`)."""
+        if key in self.printed_keys or key in self.pending_keys:
+            return True
+        return any(
+            a.intent == intent and (a.receipt_seq or a.key in self.pending_keys)
+            for a in self.approvals.values()
+        )
 
     def is_offline(self, key: str) -> bool:
         return key in self.approvals
@@ -91,6 +103,8 @@ class OfflineObs:
                 a.expired_ms, a.expired_seq = rec["t_ms"], rec["seq"]
         elif outcome == "offline-declined":
             self.uploaded.add(key)
+        elif outcome == "receipt-pending" and len(self.pending_keys) < OFFLINE_KEPT_MAX:
+            self.pending_keys.add(key)
 
     def _waiting(self, a: OfflineApproval) -> bool:
         return a.expired_ms < 0 and a.key not in self.uploaded
@@ -98,7 +112,8 @@ class OfflineObs:
     def receipt(self, rec: Record) -> None:
         receipt = rec["receipt"]
         key = receipt.get("idem_key", "")
-        self.printed_keys.add(key)
+        if len(self.printed_keys) < OFFLINE_KEPT_MAX:
+            self.printed_keys.add(key)
         a = self.approvals.get(key)
         if a is not None:
             a.amount = a.amount or receipt.get("amount", 0)
@@ -129,7 +144,7 @@ class OfflineObs:
         """`offline-uploaded` and the receipts of offline approvals."""
         if not self.approvals:
             return []
-        booked = self._host_records(host, obs.terminal_id)
+        booked = self._host_records(obs, host)
         end = obs.end
         now = end["t_ms"] if end else -1
         rested = bool(end) and end.get("quiet", True)
@@ -155,12 +170,21 @@ class OfflineObs:
                 break
         return out
 
-    def _host_records(self, host: Acquirer, terminal_id: str) -> dict[str, HostTxn]:
-        """The host's first record of each offline approval's key (bounded by them)."""
+    def _host_records(self, obs: Observations, host: Acquirer) -> dict[str, HostTxn]:
+        """The host's first record of each offline approval: under its key, or under
+        another key its intent's advice carried (a record all the same; a second
+        charge is `no-duplicate-charge`'s)."""
+        by_intent = {a.intent: a.key for a in self.approvals.values() if a.intent}
         out: dict[str, HostTxn] = {}
         for txn in host.transactions():
-            if txn.terminal_id == terminal_id and txn.idem_key in self.approvals:
+            if txn.terminal_id != obs.terminal_id:
+                continue
+            if txn.idem_key in self.approvals:
                 out.setdefault(txn.idem_key, txn)
+            else:
+                key = by_intent.get(obs.intent_of(txn))
+                if key is not None:
+                    out.setdefault(key, txn)
         return out
 
     def _limits(self, a: OfflineApproval) -> list[Violation]:

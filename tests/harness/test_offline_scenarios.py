@@ -1,0 +1,95 @@
+"""Offline approval (store-and-forward) end to end: the reference uploads every
+offline sale once, shows late declines and expiry, and closes the batch after the
+uploads; firmwares without the `offline` feature are skipped; the scenario keys, the
+invariant and the strategies carry it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.runner import run_scenario
+from harness.strategies import scenarios
+from scenarios.loader import load_scenario, scenario_from_dict
+from scenarios.model import ScenarioError
+from tests.harness.samples import drawn
+
+INCIDENTS = Path("scenarios/incidents")
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    return load_scenario(INCIDENTS / f"{name}.toml")
+
+
+def test_a_lost_0230_is_answered_with_the_stored_outcome(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    result = run_scenario(_load("offline-upload-ack-lost"), "reference", trace_path=trace)
+    assert result.verdict == "PASS", result.problems
+    text = trace.read_text()
+    # Journaled before the display and the receipt, uploaded under the sale's key.
+    journal = text.index('"type":"offline_approved"')
+    assert journal < text.index('"text":"APPROVED OFFLINE"') < text.index('"kind":"print"')
+    assert text.count('"action":"charge"') == 1 and '"action":"replay"' in text
+    assert '"mti":"0220"' in text and '"offline_ms":' in text
+
+
+def test_the_expiry_is_shown_before_the_deadline(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(_load("offline-upload-expired"), "reference", trace_path=trace).passed
+    text = trace.read_text()
+    assert '"outcome":"offline-expired"' in text
+    assert '"action":"charge"' not in text and '"mti":"0220"' in text
+
+
+def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(_load("offline-late-decline"), "reference", trace_path=trace).passed
+    text = trace.read_text()
+    assert '"outcome":"offline-declined"' in text and '"action":"advice-declined"' in text
+    assert '"action":"charge"' not in text
+
+
+@pytest.mark.parametrize(
+    ("scenario", "zoo", "caught_by"),
+    [
+        ("offline-upload-ack-lost", "offline-new-key-per-upload", "no-duplicate-charge"),
+        ("offline-power-cut-before-upload", "offline-volatile-queue", "offline-uploaded"),
+        ("offline-power-cut-before-upload", "offline-volatile-queue", "no-receipt-without-record"),
+        ("offline-floor-and-count-limits", "offline-no-floor-limit", "offline-uploaded"),
+        ("offline-upload-expired", "offline-no-expiry", "offline-uploaded"),
+        ("offline-upload-before-batch", "offline-batch-before-upload", "batch-reconciles"),
+        ("offline-late-decline", "offline-late-decline-ignored", "batch-reconciles"),
+    ],
+)
+def test_each_offline_zoo_firmware_is_caught(scenario: str, zoo: str, caught_by: str) -> None:
+    sc = _load(scenario)
+    assert run_scenario(sc, "reference").passed
+    assert caught_by in run_scenario(sc, f"zoo:{zoo}").violated()
+
+
+def test_a_firmware_without_the_offline_feature_is_skipped() -> None:
+    result = run_scenario(_load("offline-upload-ack-lost"), "zoo:naive-retry")
+    assert result.verdict == "SKIP"
+    assert "'offline' feature" in result.skipped
+
+
+@pytest.mark.parametrize(
+    ("terminal", "field"),
+    [
+        ({"offline_floor": -1}, "terminal.offline_floor"),
+        ({"offline_floor": 100, "offline_max": 0}, "terminal.offline_max"),
+        ({"offline_floor": 100, "offline_deadline_ms": 1_000}, "terminal.offline_deadline_ms"),
+    ],
+)
+def test_bad_offline_settings_are_one_clear_error(terminal: dict[str, int], field: str) -> None:
+    with pytest.raises(ScenarioError, match=field.replace(".", r"\.") + ": must be"):
+        scenario_from_dict({"name": "x", "terminal": terminal, "steps": []})
+
+
+def test_offline_strategies_draw_floor_limits_and_partitions_only_when_asked() -> None:
+    sample = drawn(scenarios(offline=True))
+    offline = [sc for sc in sample if sc.terminal.offline_floor]
+    assert offline and any(f.KIND == "partition" for sc in offline for f in sc.faults)
+    assert {sc.terminal.offline_max for sc in offline} >= {1, 10}
+    assert not any(sc.terminal.offline_floor for sc in drawn(scenarios()))
