@@ -93,3 +93,32 @@ def test_offline_strategies_draw_floor_limits_and_partitions_only_when_asked() -
     assert offline and any(f.KIND == "partition" for sc in offline for f in sc.faults)
     assert {sc.terminal.offline_max for sc in offline} >= {1, 10}
     assert not any(sc.terminal.offline_floor for sc in drawn(scenarios()))
+
+
+@pytest.mark.parametrize("codec", ["iso8583", "json"])
+def test_an_advice_survives_the_mqtt_wire_in_both_codecs(codec: str) -> None:
+    from acquirer import protocol as p
+    from harness.mqtt import wire
+
+    key = b"k" * 16
+    msg = p.Message(
+        p.MTI_ADVICE, "T0001", "M1", 3, pan="4000000000000002", amount=1500,
+        rc="Y3", idem_key="T0001-1", offline_ms=46_000, sent_ms=136_000,
+    )  # fmt: skip
+    signed = p.sign(msg, key)
+    back, used = wire.decode(wire.encode(signed, codec))  # type: ignore[arg-type]
+    assert (back, used) == (signed, codec) and p.verify(back, key)
+
+
+def test_terminal_run_offline_floor_makes_the_terminal_offline_capable() -> None:
+    import argparse
+
+    from harness.mqtt.cli import _config
+
+    args = argparse.Namespace(
+        id="T0001", partial_approval=False, chip=False, timeout_ms=None, offline_floor=5000
+    )
+    assert _config(args, b"key").offline_floor == 5000
+    assert (
+        _config(argparse.Namespace(**{**vars(args), "offline_floor": 0}), b"k").offline_floor == 0
+    )
