@@ -71,7 +71,7 @@ FIELD_DOCS: dict[str, str] = {
     "TerminalSpec.offline_floor": (
         "approve a card sale of at most this many minor units offline when the host "
         "does not answer, and upload it later as an advice (0220); 0: never offline. "
-        "Needs the firmware feature `offline`"
+        "Needs the firmware feature `offline`; not with `partial_approval`"
     ),
     "TerminalSpec.offline_max": (
         "at most this many offline sales wait for upload at once (1-100); one more is "

@@ -108,6 +108,11 @@ def offline_problem(t: TerminalSpec) -> str:
     """Why `[terminal]`'s offline settings are unusable ("" when they are fine)."""
     if t.offline_floor < 0:
         return "terminal.offline_floor: must be >= 0 (0: never approve offline)"
+    if t.offline_floor and t.partial_approval:
+        # An advice books what was approved offline in full: no partial approval.
+        return (
+            "terminal.offline_floor: a terminal that approves offline cannot take partial approvals"
+        )
     if not 1 <= t.offline_max <= OFFLINE_MAX_MAX:
         return f"terminal.offline_max: must be 1-{OFFLINE_MAX_MAX}, got {t.offline_max}"
     low, high = OFFLINE_DEADLINE_MS_RANGE

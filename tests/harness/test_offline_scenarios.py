@@ -80,10 +80,11 @@ def test_a_firmware_without_the_offline_feature_is_skipped() -> None:
         ({"offline_floor": -1}, "terminal.offline_floor"),
         ({"offline_floor": 100, "offline_max": 0}, "terminal.offline_max"),
         ({"offline_floor": 100, "offline_deadline_ms": 1_000}, "terminal.offline_deadline_ms"),
+        ({"offline_floor": 100, "partial_approval": True}, "terminal.offline_floor"),
     ],
 )
 def test_bad_offline_settings_are_one_clear_error(terminal: dict[str, int], field: str) -> None:
-    with pytest.raises(ScenarioError, match=field.replace(".", r"\.") + ": must be"):
+    with pytest.raises(ScenarioError, match=field.replace(".", r"\.") + ": (must be|a terminal)"):
         scenario_from_dict({"name": "x", "terminal": terminal, "steps": []})
 
 
