@@ -123,3 +123,39 @@ def test_terminal_run_offline_floor_makes_the_terminal_offline_capable() -> None
     assert (
         _config(argparse.Namespace(**{**vars(args), "offline_floor": 0}), b"k").offline_floor == 0
     )
+
+
+def test_the_exec_wire_carries_the_clock_and_offline_displays() -> None:
+    from harness.exec_wire import decode_effects, encode_event
+    from terminal.firmware import Boot, Display, FirmwareConfig, Outcome, TimerExpired
+
+    assert encode_event(3, TimerExpired("advice", 46_000), b"k") == (
+        b'{"n":3,"type":"TimerExpired","name":"advice","clock_ms":46000}\n'
+    )
+    assert b"clock_ms" not in encode_event(3, TimerExpired("advice"), b"k")
+    assert b'"clock_ms":5' in encode_event(1, Boot((), "ab", 5), b"k")
+    line = (
+        b'{"n": 4, "effects": [{"type": "Display", "outcome": "offline-expired", "key": "T1-1"}]}'
+    )
+    assert decode_effects(line, 4, FirmwareConfig()) == [
+        Display(Outcome.OFFLINE_EXPIRED, key="T1-1")
+    ]
+
+
+def test_only_a_firmware_that_approves_offline_is_told_the_clock() -> None:
+    """zoo:naive-retry over the pipe never sees clock_ms (its events are as before)."""
+    import shlex
+    import sys
+
+    from harness.exec_firmware import ExecFirmware
+    from terminal.firmware import FirmwareConfig, TimerExpired
+
+    pipe = Path("tests/exec/pipe_reference.py")
+    for flaw, told in (("zoo:naive-retry", False), ("", True)):
+        argv = [sys.executable, str(pipe), *([flaw] if flaw else [])]
+        fw = ExecFirmware(argv, FirmwareConfig(), 10.0)
+        try:
+            assert fw._no_clock is not told, shlex.join(argv)
+            fw.handle(TimerExpired("nothing", 5))
+        finally:
+            fw.close()
