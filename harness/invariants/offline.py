@@ -189,10 +189,10 @@ class OfflineObs:
 
     def _limits(self, a: OfflineApproval) -> list[Violation]:
         if self.floor and a.amount > self.floor:
-            why = f"{money(a.amount)}, above the terminal's floor limit of {money(self.floor)}"
+            why = f"for {money(a.amount)}, above the terminal's floor limit of {money(self.floor)}"
         elif a.waiting >= self.count_max:
             why = (
-                f"made while {a.waiting} others were waiting for upload (the "
+                f"while {a.waiting} other offline sales were waiting for upload (the "
                 f"terminal's limit is {self.count_max})"
             )
         else:
@@ -200,7 +200,7 @@ class OfflineObs:
         return [
             Violation(
                 "offline-uploaded",
-                f"intent {a.intent} was approved offline ({a.key}) for {why}.",
+                f"intent {a.intent} was approved offline ({a.key}) {why}.",
                 a.intent,
                 (),
                 (a.seq,),

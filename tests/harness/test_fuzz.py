@@ -80,6 +80,21 @@ EXPECTED = {
     "chip-decline-no-reversal": {"no-charge-on-failure", "batch-reconciles"},
     # The receipt printed before the card declined names a reversed sale.
     "chip-receipt-before-card": {"no-receipt-without-record"},
+    # Offline approvals. A second upload under a new key charges again; its receipt
+    # names the first key only.
+    "offline-new-key-per-upload": {"no-duplicate-charge", "no-receipt-without-record"},
+    # The lost queue: never uploaded, and its receipt has no host record.
+    "offline-volatile-queue": {"offline-uploaded", "no-receipt-without-record"},
+    "offline-no-floor-limit": {"offline-uploaded"},
+    "offline-no-expiry": {"offline-uploaded"},
+    # The batch closes before the upload: it counts a sale the host does not hold yet,
+    # and the trim after the close (or a device swap) loses the queued sale.
+    "offline-batch-before-upload": {
+        "batch-reconciles",
+        "no-receipt-without-record",
+        "offline-uploaded",
+    },
+    "offline-late-decline-ignored": {"batch-reconciles"},
 }
 
 
