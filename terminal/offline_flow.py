@@ -77,7 +77,9 @@ class OfflineFlow(FirmwareState):
         self._offline = {}
         self._advice_key = ""
         self._advice_tries = 0
-        self._now_ms = 0
+        # Not volatile state but the current event's clock: `Boot` sets it before the
+        # reset that boot does, and recovery needs it.
+        self._now_ms = getattr(self, "_now_ms", 0)
 
     # ------------------------------------------------------------ approving
 

@@ -58,6 +58,8 @@ def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
         ("offline-power-cut-before-upload", "offline-volatile-queue", "no-receipt-without-record"),
         ("offline-floor-and-count-limits", "offline-no-floor-limit", "offline-uploaded"),
         ("offline-upload-expired", "offline-no-expiry", "offline-uploaded"),
+        ("regress-offline-expiry-power-cut", "offline-no-expiry", "offline-uploaded"),
+        ("offline-deadline-while-off", "offline-no-expiry", "offline-uploaded"),
         ("offline-upload-before-batch", "offline-batch-before-upload", "batch-reconciles"),
         ("offline-late-decline", "offline-late-decline-ignored", "batch-reconciles"),
     ],

@@ -95,6 +95,10 @@ def test_every_parameter_of_every_group_leaves_its_default(group: str, spec: obj
             # (tests/harness/test_partial_scenarios.py).
             ("terminal", "partial_approval"),
             ("terminal", "chip"),  # likewise, for `chip` (tests/harness/test_chip_scenarios.py)
+            # ... and for `offline` (tests/harness/test_offline_scenarios.py).
+            ("terminal", "offline_floor"),
+            ("terminal", "offline_max"),
+            ("terminal", "offline_deadline_ms"),
         }:
             continue  # identities, and settings no firmware can meet (see strategies)
         default = getattr(spec, name)
