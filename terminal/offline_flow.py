@@ -16,8 +16,11 @@ sale is within the limits: at most `offline_floor` minor units, fewer than
    with the host's RRN); any other final code is a late decline (or, RC EX, too late)
    and is shown to the merchant (`OFFLINE_DECLINED` / `OFFLINE_EXPIRED`, naming the
    sale), who must collect the money another way;
-4. a sale still not uploaded `OFFLINE_CUTOFF_TIMEOUTS` response timeouts before its
-   deadline is expired: journaled (`offline_expired`) and shown (`OFFLINE_EXPIRED`);
+4. a sale still not uploaded shortly before its deadline (twice the longest wait between
+   two uploads: `_offline_margin`) is expired: journaled (`offline_expired`) and shown
+   (`OFFLINE_EXPIRED`); one whose advice is on its way is expired only when that
+   advice's wait is over, and a 00 that still comes for an expired sale books it
+   (journaled, shown, counted in the batch: the host holds the charge);
 5. the batch close waits until the queue is empty, so no upload races the 0500.
 
 The deadline outlives a power cut: the approval time comes from the real-time clock
@@ -56,9 +59,12 @@ ADVICE_TIMER = "advice"  # waiting for the 0230 of the head of the upload queue
 OFFLINE_TIMER = "offline-expiry"  # the next look at the upload deadlines
 # However many the configuration allows, no more offline sales wait than this.
 OFFLINE_QUEUE_MAX = 100
-# A sale is expired this many response timeouts before its deadline: an advice sent
-# later might reach the host after it.
-OFFLINE_CUTOFF_TIMEOUTS = 2
+# A sale is expired this many of its longest waits (response timeout, retry backoff)
+# before its deadline: an advice sent later might reach the host after it, and the
+# wait for an advice already on its way may still run (slower by clock drift).
+OFFLINE_CUTOFF_WAITS = 2
+# Expired sales remembered for a 00 that may still come (the oldest forgotten first).
+OFFLINE_EXPIRED_KEPT = 1_000
 # The deadline timer is re-armed for half the time left (at least this long), so a
 # timer that runs slow (clock drift) still fires before the cutoff.
 OFFLINE_RECHECK_MIN_MS = 1_000
@@ -72,11 +78,13 @@ class OfflineFlow(FirmwareState):
     _advice_key: str  # the head being uploaded ("" = none)
     _advice_tries: int
     _now_ms: int  # the current event's clock (0: it carries none)
+    _offline_expired: dict[str, None]  # expired sales a late 00 may still book
 
     def _offline_reset(self) -> None:
         self._offline = {}
         self._advice_key = ""
         self._advice_tries = 0
+        self._offline_expired = {}
         # Not volatile state but the current event's clock: `Boot` sets it before the
         # reset that boot does, and recovery needs it.
         self._now_ms = getattr(self, "_now_ms", 0)
@@ -156,11 +164,19 @@ class OfflineFlow(FirmwareState):
         ]
 
     def _on_advice_timeout(self) -> list[Effect]:
-        """No 0230 in time: the same advice again (same key), until it expires."""
-        return self._send_advice() if self._advice_key in self._offline else []
+        """No 0230 in time: the same advice again (same key), unless it is due to
+        expire (its wait is over now)."""
+        if self._advice_key not in self._offline:
+            return []
+        effects = self._expire_due(in_flight=True)
+        if self._advice_key in self._offline:
+            effects += self._send_advice()
+        return effects + self._after_offline() if effects else effects
 
     def _on_advice_response(self, msg: Message) -> list[Effect]:
         key = self._match_advice(msg)
+        if not key and msg.rc == RC_APPROVED:
+            return self._booked_after_expiry(msg)
         if not key or msg.rc in TRANSIENT_RCS:
             return []  # not ours, or not final: the timer sends it again
         sale = self._sales[key]
@@ -176,12 +192,29 @@ class OfflineFlow(FirmwareState):
             effects += self._offline_refused(sale, record, msg.rc)
         return effects + self._after_offline()
 
-    def _match_advice(self, msg: Message) -> str:
-        """The queued sale a 0230 answers (key, STAN and amount echoed), or ""."""
+    def _booked_after_expiry(self, msg: Message) -> list[Effect]:
+        """A 00 for a sale already shown expired (its advice was on its way): the host
+        holds the charge, so the sale is booked after all, and the merchant told."""
+        key = self._match_advice(msg, expired=True)
+        if not key:
+            return []
+        del self._offline_expired[key]
+        sale = self._sales[key]
+        approval = Approval(key, msg.rrn, msg.auth_code, self._wire_amount(sale.amount))
+        self._approvals[key] = approval
+        self._status[key] = SaleStatus.APPROVED
+        record: dict[str, object] = {"type": "offline_uploaded", "key": key, "rc": msg.rc}
+        record.update(rrn=msg.rrn, auth_code=msg.auth_code, amount=approval.amount)
+        text = f"EXPIRED OFFLINE SALE {money(sale.amount)} WAS BOOKED - DO NOT COLLECT AGAIN"
+        return [self._journal(record), Display(Outcome.PROMPT, text, key=key)]
+
+    def _match_advice(self, msg: Message, expired: bool = False) -> str:
+        """The queued (or, `expired`, expired) sale a 0230 answers (key, STAN and
+        amount echoed), or ""."""
         sale = self._sales.get(msg.idem_key)
         if (
             sale is None
-            or msg.idem_key not in self._offline
+            or msg.idem_key not in (self._offline_expired if expired else self._offline)
             or msg.stan != sale.stan
             or msg.amount != self._wire_amount(sale.amount)
         ):
@@ -215,7 +248,8 @@ class OfflineFlow(FirmwareState):
     def _offline_cutoff(self, at_ms: int) -> int:
         """When a sale approved offline at `at_ms` is expired if still not uploaded."""
         cfg = self.config
-        return at_ms + cfg.offline_deadline_ms - OFFLINE_CUTOFF_TIMEOUTS * cfg.response_timeout_ms
+        longest = max(cfg.response_timeout_ms, *cfg.reversal_backoff_ms)
+        return at_ms + cfg.offline_deadline_ms - OFFLINE_CUTOFF_WAITS * longest
 
     def _offline_arm(self) -> list[Effect]:
         """Set the deadline timer for the oldest waiting sale (none: cancel it)."""
@@ -232,7 +266,9 @@ class OfflineFlow(FirmwareState):
         effects = self._expire_due()
         return effects + self._after_offline()
 
-    def _expire_due(self) -> list[Effect]:
+    def _expire_due(self, in_flight: bool = False) -> list[Effect]:
+        """Expire every sale past its cutoff, but the one whose advice is on its way
+        (unless `in_flight`: its wait is over)."""
         now = self._now_ms
         effects: list[Effect] = []
         if not now:
@@ -240,6 +276,11 @@ class OfflineFlow(FirmwareState):
         for key, at_ms in list(self._offline.items()):
             if now < self._offline_cutoff(at_ms):
                 continue
+            if key == self._advice_key and self._advice_tries and not in_flight:
+                continue  # expired when its advice's wait is over (or booked)
+            self._offline_expired[key] = None
+            if len(self._offline_expired) > OFFLINE_EXPIRED_KEPT:
+                del self._offline_expired[next(iter(self._offline_expired))]
             sale = self._sales.get(key)
             effects += self._dequeue_advice(key)
             self._status[key] = SaleStatus.DECLINED
@@ -268,6 +309,7 @@ class OfflineFlow(FirmwareState):
             self._last_receipt_key = key
         elif kind == "offline_uploaded":
             self._offline.pop(key, None)
+            self._offline_expired.pop(key, None)
             if record["rc"] == RC_APPROVED:
                 amount = int(record["amount"])
                 rrn, auth_code = str(record["rrn"]), str(record["auth_code"])
@@ -278,6 +320,7 @@ class OfflineFlow(FirmwareState):
                 self._pending_receipts.pop(key, None)
         elif kind == "offline_expired":
             self._offline.pop(key, None)
+            self._offline_expired[key] = None
             self._status[key] = SaleStatus.DECLINED
             self._pending_receipts.pop(key, None)
 

@@ -42,6 +42,16 @@ def test_the_expiry_is_shown_before_the_deadline(tmp_path: Path) -> None:
     assert '"action":"charge"' not in text and '"mti":"0220"' in text
 
 
+def test_a_00_after_the_expiry_books_the_sale_after_all(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    sc = _load("offline-booked-after-expiry")
+    assert run_scenario(sc, "reference", trace_path=trace).passed
+    text = trace.read_text()
+    expired = text.index('"outcome":"offline-expired"')
+    assert expired < text.index("WAS BOOKED - DO NOT COLLECT AGAIN")
+    assert '"action":"batch-match"' in text
+
+
 def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     assert run_scenario(_load("offline-late-decline"), "reference", trace_path=trace).passed
