@@ -410,6 +410,9 @@ def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenari
     host unreachable for a while, so sales go offline and are uploaded after it."""
     terminal = replace(
         sc.terminal,
+        # A partition of up to 15 minutes outlasts 10 reversal tries (about 4 minutes):
+        # the default 60 (about 30 minutes) is what a terminal must hold out for here.
+        reversal_max_tries=max(sc.terminal.reversal_max_tries, TerminalSpec().reversal_max_tries),
         offline_floor=draw(_OFFLINE_FLOOR),
         offline_max=draw(_OFFLINE_MAX),
         offline_deadline_ms=draw(_OFFLINE_DEADLINE),

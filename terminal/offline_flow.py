@@ -17,10 +17,12 @@ sale is within the limits: at most `offline_floor` minor units, fewer than
    and is shown to the merchant (`OFFLINE_DECLINED` / `OFFLINE_EXPIRED`, naming the
    sale), who must collect the money another way;
 4. a sale still not uploaded shortly before its deadline (twice the longest wait between
-   two uploads: `_offline_margin`) is expired: journaled (`offline_expired`) and shown
-   (`OFFLINE_EXPIRED`); one whose advice is on its way is expired only when that
-   advice's wait is over, and a 00 that still comes for an expired sale books it
-   (journaled, shown, counted in the batch: the host holds the charge);
+   two uploads, see `_offline_cutoff`) is expired: journaled (`offline_expired`), its
+   reversal journaled, shown (`OFFLINE_EXPIRED`), and the reversal sent until answered,
+   like every reversal: the sale's 0200 (or an advice still on its way) may have
+   charged the card, and nothing of it may stand once the merchant is told to collect
+   the money another way. One whose advice is on its way is expired only when that
+   advice's wait is over;
 5. the batch close waits until the queue is empty, so no upload races the 0500.
 
 The deadline outlives a power cut: the approval time comes from the real-time clock
@@ -63,8 +65,6 @@ OFFLINE_QUEUE_MAX = 100
 # before its deadline: an advice sent later might reach the host after it, and the
 # wait for an advice already on its way may still run (slower by clock drift).
 OFFLINE_CUTOFF_WAITS = 2
-# Expired sales remembered for a 00 that may still come (the oldest forgotten first).
-OFFLINE_EXPIRED_KEPT = 1_000
 # The deadline timer is re-armed for half the time left (at least this long), so a
 # timer that runs slow (clock drift) still fires before the cutoff.
 OFFLINE_RECHECK_MIN_MS = 1_000
@@ -78,13 +78,11 @@ class OfflineFlow(FirmwareState):
     _advice_key: str  # the head being uploaded ("" = none)
     _advice_tries: int
     _now_ms: int  # the current event's clock (0: it carries none)
-    _offline_expired: dict[str, None]  # expired sales a late 00 may still book
 
     def _offline_reset(self) -> None:
         self._offline = {}
         self._advice_key = ""
         self._advice_tries = 0
-        self._offline_expired = {}
         # Not volatile state but the current event's clock: `Boot` sets it before the
         # reset that boot does, and recovery needs it.
         self._now_ms = getattr(self, "_now_ms", 0)
@@ -175,8 +173,6 @@ class OfflineFlow(FirmwareState):
 
     def _on_advice_response(self, msg: Message) -> list[Effect]:
         key = self._match_advice(msg)
-        if not key and msg.rc == RC_APPROVED:
-            return self._booked_after_expiry(msg)
         if not key or msg.rc in TRANSIENT_RCS:
             return []  # not ours, or not final: the timer sends it again
         sale = self._sales[key]
@@ -192,29 +188,12 @@ class OfflineFlow(FirmwareState):
             effects += self._offline_refused(sale, record, msg.rc)
         return effects + self._after_offline()
 
-    def _booked_after_expiry(self, msg: Message) -> list[Effect]:
-        """A 00 for a sale already shown expired (its advice was on its way): the host
-        holds the charge, so the sale is booked after all, and the merchant told."""
-        key = self._match_advice(msg, expired=True)
-        if not key:
-            return []
-        del self._offline_expired[key]
-        sale = self._sales[key]
-        approval = Approval(key, msg.rrn, msg.auth_code, self._wire_amount(sale.amount))
-        self._approvals[key] = approval
-        self._status[key] = SaleStatus.APPROVED
-        record: dict[str, object] = {"type": "offline_uploaded", "key": key, "rc": msg.rc}
-        record.update(rrn=msg.rrn, auth_code=msg.auth_code, amount=approval.amount)
-        text = f"EXPIRED OFFLINE SALE {money(sale.amount)} WAS BOOKED - DO NOT COLLECT AGAIN"
-        return [self._journal(record), Display(Outcome.PROMPT, text, key=key)]
-
-    def _match_advice(self, msg: Message, expired: bool = False) -> str:
-        """The queued (or, `expired`, expired) sale a 0230 answers (key, STAN and
-        amount echoed), or ""."""
+    def _match_advice(self, msg: Message) -> str:
+        """The queued sale a 0230 answers (key, STAN and amount echoed), or ""."""
         sale = self._sales.get(msg.idem_key)
         if (
             sale is None
-            or msg.idem_key not in (self._offline_expired if expired else self._offline)
+            or msg.idem_key not in self._offline
             or msg.stan != sale.stan
             or msg.amount != self._wire_amount(sale.amount)
         ):
@@ -278,20 +257,21 @@ class OfflineFlow(FirmwareState):
                 continue
             if key == self._advice_key and self._advice_tries and not in_flight:
                 continue  # expired when its advice's wait is over (or booked)
-            self._offline_expired[key] = None
-            if len(self._offline_expired) > OFFLINE_EXPIRED_KEPT:
-                del self._offline_expired[next(iter(self._offline_expired))]
-            sale = self._sales.get(key)
-            effects += self._dequeue_advice(key)
-            self._status[key] = SaleStatus.DECLINED
-            self._pending_receipts.pop(key, None)
-            amount = money(sale.amount) if sale is not None else "?"
-            text = f"OFFLINE SALE {amount} EXPIRED - NOT UPLOADED - COLLECT PAYMENT"
-            effects += [
-                self._journal({"type": "offline_expired", "key": key}),
-                Display(Outcome.OFFLINE_EXPIRED, text, key=key),
-            ]
+            effects += self._expire(key)
         return effects
+
+    def _expire(self, key: str) -> list[Effect]:
+        """Expire offline sale `key`: journaled with its reversal, then shown, then the
+        reversal sent (its 0200, or an advice on its way, may have charged)."""
+        sale = self._sales[key]
+        effects = self._dequeue_advice(key)
+        self._status[key] = SaleStatus.DECLINED
+        self._pending_receipts.pop(key, None)
+        effects.append(self._journal({"type": "offline_expired", "key": key}))
+        effects += self._record_reversal_pending(sale)
+        text = f"OFFLINE SALE {money(sale.amount)} EXPIRED - NOT UPLOADED - COLLECT PAYMENT"
+        effects.append(Display(Outcome.OFFLINE_EXPIRED, text, key=key))
+        return effects + self._enqueue_reversal(sale)
 
     # ------------------------------------------------------------ boot
 
@@ -309,7 +289,6 @@ class OfflineFlow(FirmwareState):
             self._last_receipt_key = key
         elif kind == "offline_uploaded":
             self._offline.pop(key, None)
-            self._offline_expired.pop(key, None)
             if record["rc"] == RC_APPROVED:
                 amount = int(record["amount"])
                 rrn, auth_code = str(record["rrn"]), str(record["auth_code"])
@@ -320,7 +299,6 @@ class OfflineFlow(FirmwareState):
                 self._pending_receipts.pop(key, None)
         elif kind == "offline_expired":
             self._offline.pop(key, None)
-            self._offline_expired[key] = None
             self._status[key] = SaleStatus.DECLINED
             self._pending_receipts.pop(key, None)
 

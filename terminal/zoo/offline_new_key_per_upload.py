@@ -25,9 +25,8 @@ class OfflineNewKeyPerUploadFirmware(ClassicFirmware):
     def _advice_idem_key(self, sale: Sale) -> str:
         return f"{sale.key}-u{self._advice_tries}"  # the flaw: a new key per try
 
-    def _match_advice(self, msg: Message, expired: bool = False) -> str:
+    def _match_advice(self, msg: Message) -> str:
         key = msg.idem_key.rpartition("-u")[0]
         sale = self._sales.get(key)
-        queue = self._offline_expired if expired else self._offline
-        ok = sale is not None and key in queue and msg.stan == sale.stan
+        ok = sale is not None and key in self._offline and msg.stan == sale.stan
         return key if ok else ""

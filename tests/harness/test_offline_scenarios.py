@@ -42,14 +42,20 @@ def test_the_expiry_is_shown_before_the_deadline(tmp_path: Path) -> None:
     assert '"action":"charge"' not in text and '"mti":"0220"' in text
 
 
-def test_a_00_after_the_expiry_books_the_sale_after_all(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name", ["offline-expired-reversed", "regress-offline-expired-0200-charged"]
+)
+def test_an_expired_sale_is_reversed_so_no_charge_of_it_stands(name: str, tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
-    sc = _load("offline-booked-after-expiry")
-    assert run_scenario(sc, "reference", trace_path=trace).passed
+    assert run_scenario(_load(name), "reference", trace_path=trace).passed
     text = trace.read_text()
-    expired = text.index('"outcome":"offline-expired"')
-    assert expired < text.index("WAS BOOKED - DO NOT COLLECT AGAIN")
-    assert '"action":"batch-match"' in text
+    journal = text.index('"type":"offline_expired"')
+    assert (
+        journal
+        < text.index('"type":"reversal_pending"')
+        < text.index('"outcome":"offline-expired"')
+    )
+    assert '"action":"reverse"' in text and '"action":"batch-match"' in text
 
 
 def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
