@@ -20,5 +20,5 @@ class OfflineNoExpiryFirmware(ClassicFirmware):
 
     features = frozenset({FEATURE_OFFLINE})
 
-    def _expire_due(self) -> list[Effect]:
+    def _expire_due(self, in_flight: bool = False) -> list[Effect]:
         return []  # the flaw: the deadline is never looked at
