@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from acquirer import catalogue, iso8583, refunds, store, wallet
+from acquirer import advice, catalogue, iso8583, refunds, store, wallet
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
 from acquirer.protocol import (
     BATCH_ITEMS_MAX,
     FRESHNESS_WINDOW_MS,
+    MTI_ADVICE,
     MTI_BATCH,
     MTI_ECHO,
     MTI_INQUIRY,
@@ -114,6 +115,8 @@ class HostConfig:
     # A wallet order nobody confirms closes unpaid this long after it was created
     # (WeChat Pay closes after about 45 s of waiting, Alipay after a few minutes).
     wallet_close_ms: int = 120_000
+    # An offline advice (0220) is refused (RC EX) this long after its offline approval.
+    advice_deadline_ms: int = advice.ADVICE_DEADLINE_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +191,9 @@ def _dedup_key(msg: Message, day: int) -> str:
 
 def _fingerprint(msg: Message) -> str:
     """What must match for a resend to count as the same request."""
-    fp = f"{msg.mti}|{msg.processing_code}|{msg.pan}|{msg.amount}|{msg.currency}|{msg.merchant_id}"
+    # An advice is the sale its 0200 asked for: the same fingerprint, the same key.
+    mti = MTI_PURCHASE if msg.mti == MTI_ADVICE else msg.mti
+    fp = f"{mti}|{msg.processing_code}|{msg.pan}|{msg.amount}|{msg.currency}|{msg.merchant_id}"
     # A refund's original is part of the request (appended only when set, so records
     # stored before refunds could name one keep their fingerprints).
     return f"{fp}|{msg.orig_key}" if msg.orig_key else fp
@@ -285,7 +290,7 @@ class Acquirer:
             )
         if 0 <= self.wallet_due_ms <= now_ms:
             self.wallet_advance(now_ms)
-        if msg.mti == MTI_PURCHASE:
+        if msg.mti == MTI_PURCHASE or msg.mti == MTI_ADVICE:
             return self._begin_payment(msg, now_ms)
         if msg.mti == MTI_INQUIRY:
             return wallet.inquire(self, msg, now_ms)
@@ -311,6 +316,8 @@ class Acquirer:
             return self._finish_payment(req, ticket.started_ms, now_ms)
         if mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE):
             return self._finish_reversal(req, ticket.started_ms, now_ms)
+        if mti == MTI_ADVICE:
+            return advice.finish_advice(self, req, ticket.started_ms, now_ms)
         if mti == MTI_BATCH:
             return self._finish_batch(req, now_ms)
         if mti == MTI_ECHO:
@@ -353,7 +360,7 @@ class Acquirer:
     def abandon(self, ticket: Ticket) -> None:
         """The host crashed before finishing `ticket`: clear its IN PROGRESS mark."""
         req = ticket.request
-        if req.mti != MTI_PURCHASE:
+        if req.mti != MTI_PURCHASE and req.mti != MTI_ADVICE:
             return
         key = _dedup_key(req, ticket.started_ms // DAY_MS)
         db = self._db
@@ -548,6 +555,7 @@ class Acquirer:
             req.credit_amount,
             req.batch_no,
             items,
+            0,
             req.sent_ms,
             "",
         )

@@ -15,7 +15,8 @@ t     MTI                         one of `protocol.ALL_MTIS`
 42    merchant_id                 15, letters/digits, space-padded right
 48    idem_key, repeat,           LLLVAR tag-length-value: tag (2 letters),
       orig_stan, orig_key,        length (3 digits), value (a 0400 void and a
-      sent_ms                     0200 refund name their sale in orig_key)
+      offline_ms (tag OT, an      0200 refund name their sale in orig_key)
+      advice's), sent_ms
 49    currency                    3 digits
 62    items                       LLLLVAR "stan,amount,rrn;..."
 63    batch_no and totals         LLLVAR tag-length-value
@@ -102,12 +103,15 @@ _TAG_REPEAT = "RP"
 _TAG_ORIG_STAN = "OS"
 _TAG_ORIG_KEY = "OK"
 _TAG_SENT_MS = "TS"
+_TAG_OFFLINE_MS = "OT"  # an advice (0220): when the sale was approved offline
 _TAG_BATCH_NO = "BN"
 _TAG_DEBIT_COUNT = "DC"
 _TAG_DEBIT_AMOUNT = "DA"
 _TAG_CREDIT_COUNT = "CC"
 _TAG_CREDIT_AMOUNT = "CA"
-_TAGS_48 = frozenset({_TAG_IDEM_KEY, _TAG_REPEAT, _TAG_ORIG_STAN, _TAG_ORIG_KEY, _TAG_SENT_MS})
+_TAGS_48 = frozenset(
+    {_TAG_IDEM_KEY, _TAG_REPEAT, _TAG_ORIG_STAN, _TAG_ORIG_KEY, _TAG_SENT_MS, _TAG_OFFLINE_MS}
+)
 # Transmission time: up to 13 digits of virtual milliseconds.
 SENT_MS_DIGITS = 13
 _TOTALS = (
@@ -271,6 +275,11 @@ def _to_doc(msg: Message) -> dict[str, str]:
         if not (len(orig_key) <= IDEM_KEY_MAX_LEN and _is_printable(orig_key)):
             raise ProtocolError("bad orig key")
         private.append((_TAG_ORIG_KEY, orig_key))
+    if msg.offline_ms:
+        offline_ms = msg.offline_ms
+        if not (0 <= offline_ms < 10**SENT_MS_DIGITS):
+            raise ProtocolError("offline_ms out of range")
+        private.append((_TAG_OFFLINE_MS, str(offline_ms)))
     if msg.sent_ms:
         sent_ms = msg.sent_ms
         if not (0 <= sent_ms < 10**SENT_MS_DIGITS):
@@ -472,6 +481,7 @@ _MESSAGE_FIELDS = (
     "credit_amount",
     "batch_no",
     "items",
+    "offline_ms",
     "sent_ms",
     "mac",
 )
@@ -517,7 +527,7 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
     if not (len(rc) <= 2 and _is_alnum(rc)):
         raise ProtocolError("bad rc")
     idem_key = orig_key = ""
-    orig_stan = sent_ms = 0
+    orig_stan = sent_ms = offline_ms = 0
     if "48" in doc:
         private = _parse_tlv(doc["48"], _TAGS_48, "48")
         idem_key = _nonempty_key(private.get(_TAG_IDEM_KEY), "idempotency key")
@@ -530,6 +540,8 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
             orig_stan = _int_value(private[_TAG_ORIG_STAN], 6, "orig stan")
         if _TAG_SENT_MS in private:
             sent_ms = _int_value(private[_TAG_SENT_MS], SENT_MS_DIGITS, "sent_ms")
+        if _TAG_OFFLINE_MS in private:
+            offline_ms = _int_value(private[_TAG_OFFLINE_MS], SENT_MS_DIGITS, "offline_ms")
     batch_no = debit_count = debit_amount = credit_count = credit_amount = 0
     if "63" in doc:
         totals = _parse_tlv(doc["63"], _TAGS_63, "63")
@@ -576,6 +588,7 @@ def _from_doc(doc: Mapping[str, str]) -> Message:
         credit_amount,
         batch_no,
         items,
+        offline_ms,
         sent_ms,
         mac,
     )

@@ -33,8 +33,22 @@ MTI_ECHO_RESP = "0810"
 # rc is that request's state now (see `inquiry` in docs/protocol.md).
 MTI_INQUIRY = "0600"
 MTI_INQUIRY_RESP = "0610"
+# Offline advice (store-and-forward): a sale the terminal approved offline, under its
+# floor limit, while the host was unreachable, uploaded afterwards for booking. The
+# 0230 is final (00 booked, a decline code: a late decline, nothing charged,
+# `RC_ADVICE_EXPIRED`: past its deadline) or transient (resend the same advice).
+MTI_ADVICE = "0220"
+MTI_ADVICE_RESP = "0230"
 
-REQUEST_MTIS = (MTI_PURCHASE, MTI_REVERSAL, MTI_REVERSAL_ADVICE, MTI_BATCH, MTI_ECHO, MTI_INQUIRY)
+REQUEST_MTIS = (
+    MTI_PURCHASE,
+    MTI_REVERSAL,
+    MTI_REVERSAL_ADVICE,
+    MTI_BATCH,
+    MTI_ECHO,
+    MTI_INQUIRY,
+    MTI_ADVICE,
+)
 RESPONSE_MTIS = (
     MTI_PURCHASE_RESP,
     MTI_REVERSAL_RESP,
@@ -42,12 +56,18 @@ RESPONSE_MTIS = (
     MTI_BATCH_RESP,
     MTI_ECHO_RESP,
     MTI_INQUIRY_RESP,
+    MTI_ADVICE_RESP,
 )
 ALL_MTIS = REQUEST_MTIS + RESPONSE_MTIS
 # ISO 8583's repeat MTIs (last digit 1): a resend of the request it names. Decoders
 # accept them and give the request's MTI with `repeat` set, the one canonical form that
 # the host, the MAC and the trace see (so 0201 and 0200 + repeat are the same message).
-REPEAT_MTIS = {"0201": MTI_PURCHASE, "0401": MTI_REVERSAL, "0421": MTI_REVERSAL_ADVICE}
+REPEAT_MTIS = {
+    "0201": MTI_PURCHASE,
+    "0401": MTI_REVERSAL,
+    "0421": MTI_REVERSAL_ADVICE,
+    "0221": MTI_ADVICE,
+}
 
 
 def canonical_mti(mti: str) -> tuple[str, bool]:
@@ -93,6 +113,11 @@ RC_SYSTEM_ERROR = "96"
 # working), 25 (no such request) and the decline codes.
 RC_CLOSED = "CL"  # closed unpaid (cancelled, or the confirmation window ran out): final
 RC_REVERSED = "RV"  # charged, then reversed or refunded in full: final, nothing kept
+# An offline advice (0220) that reached the host after its upload deadline: refused,
+# nothing charged; the merchant must collect the money another way.
+RC_ADVICE_EXPIRED = "EX"
+# Field 39 of an advice: approved offline, unable to go online (EMV's Y3).
+RC_OFFLINE_APPROVED = "Y3"
 
 RESPONSE_CODES: dict[str, str] = {
     RC_APPROVED: "approved",
@@ -111,6 +136,7 @@ RESPONSE_CODES: dict[str, str] = {
     RC_SYSTEM_ERROR: "system error",
     RC_CLOSED: "order closed unpaid",
     RC_REVERSED: "reversed",
+    RC_ADVICE_EXPIRED: "advice past its upload deadline",
 }
 
 # Reversal reasons: field 39 of a reversal request (0400/0420), China UnionPay style.
@@ -186,6 +212,10 @@ class Message:
     credit_amount: int = 0
     batch_no: int = 0
     items: tuple[BatchItem, ...] = ()  # batch upload, or mismatch list in 0510
+    # An advice (0220): when the terminal approved the sale offline (its clock, virtual
+    # ms); the host refuses it (RC EX) once the upload deadline after that has passed.
+    # 0 on every other message, and then left out of the MAC input.
+    offline_ms: int = 0
     # Transmission time (virtual ms), stamped by the sender's transport and covered
     # by the MAC: the host refuses requests outside `FRESHNESS_WINDOW_MS` of its clock.
     sent_ms: int = 0
@@ -229,6 +259,7 @@ _ALL = operator.attrgetter(*_NAMES)
 _MAC_INDEX = _NAMES.index("mac")
 _ITEMS_INDEX = _NAMES.index("items")
 _SENT_INDEX = _NAMES.index("sent_ms")
+_OFFLINE_INDEX = _NAMES.index("offline_ms")
 assert _SENT_INDEX == _MAC_INDEX - 1, "sent_ms must come right before mac (stamp relies on it)"
 assert len(_NAMES) - 1 == _MAC_INDEX, "mac must stay the last field (sign relies on it)"
 _KEEP_DEFAULT = frozenset({"mti", "stan"})
@@ -274,7 +305,13 @@ def mac_payload(msg: Message) -> bytes:
             out += (str(item.stan), str(item.amount), rrn if type(rrn) is str else str(rrn))
     else:
         out.append(str(items))
-    out += [v if type(v) is str else str(v) for v in values[_ITEMS_INDEX + 1 : _MAC_INDEX]]
+    # offline_ms is covered only when set: every message without it keeps the MAC
+    # (and the test vectors) it had before advices existed; set, it adds one field.
+    out += [
+        v if type(v) is str else str(v)
+        for i, v in enumerate(values[_ITEMS_INDEX + 1 : _MAC_INDEX], _ITEMS_INDEX + 1)
+        if i != _OFFLINE_INDEX or v != 0
+    ]
     text = "".join([f"{len(v)}:{v}" for v in out])
     if not text.isascii():
         # Lengths in bytes; lone surrogates (JSON can carry them) count as their own.
@@ -395,6 +432,8 @@ def field_problem(msg: Message) -> str | None:
             return "bad batch item (stan, amount or rrn)"
     if not _in_range(msg.sent_ms, 0, SENT_MS_MAX):
         return "sent_ms out of range"
+    if not _in_range(msg.offline_ms, 0, SENT_MS_MAX):
+        return "offline_ms out of range"
     mac = msg.mac
     if mac != "" and not (type(mac) is str and len(mac) == 16 and not mac.strip(_LOWER_HEX)):
         return "mac must be 16 lowercase hex digits"
@@ -424,6 +463,10 @@ def request_problem(msg: Message) -> str | None:
     reversal = mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE)
     if msg.rc and reversal and msg.rc not in REVERSAL_REASONS:
         return f"reversal reason (rc) must be one of {', '.join(sorted(REVERSAL_REASONS))}"
+    if mti == MTI_ADVICE:
+        return _advice_problem(msg)
+    if msg.offline_ms:
+        return "only an advice (0220) carries offline_ms"
     if msg.rrn or (msg.rc and not reversal) or msg.auth_code:
         return "a request must not carry rrn, rc or auth_code"
     if msg.stan < 1:
@@ -441,6 +484,26 @@ def request_problem(msg: Message) -> str | None:
         return "batch number must be positive"
     elif mti == MTI_INQUIRY and not msg.orig_key:
         return "inquiry must name the request it asks about (orig_key)"
+    return None
+
+
+def _advice_problem(msg: Message) -> str | None:
+    """What an offline advice (0220) needs: a card, its sale's key, an amount, the
+    time it was approved offline, rc Y3 (or none), and no host fields."""
+    if msg.rrn or msg.auth_code or msg.rc not in ("", RC_OFFLINE_APPROVED):
+        return f"an advice must not carry rrn or auth_code, and rc only {RC_OFFLINE_APPROVED}"
+    if msg.stan < 1:
+        return "stan must be 1-999999"
+    if not msg.pan:
+        return "pan must be 12-19 digits"
+    if not msg.idem_key:
+        return "idempotency key required"
+    if msg.processing_code not in (PROC_PURCHASE, PROC_PURCHASE_PARTIAL):
+        return "an advice is a purchase (processing code 000000 or 000001)"
+    if msg.amount < 1:
+        return "an advice must carry the amount approved offline"
+    if msg.offline_ms < 1:
+        return "an advice must carry the time it was approved offline (offline_ms)"
     return None
 
 

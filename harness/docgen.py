@@ -75,6 +75,19 @@ FIELD_DOCS: dict[str, str] = {
         "read cards by chip: an approved card sale stands only once the card accepts "
         "the approval (EMV second GENERATE AC); needs the firmware feature `chip`"
     ),
+    "TerminalSpec.offline_floor": (
+        "approve a card sale of at most this many minor units offline when the host "
+        "does not answer, and upload it later as an advice (0220); 0: never offline. "
+        "Needs the firmware feature `offline`; not with `partial_approval`"
+    ),
+    "TerminalSpec.offline_max": (
+        "at most this many offline sales wait for upload at once (1-100); one more is "
+        "refused like any unanswered sale"
+    ),
+    "TerminalSpec.offline_deadline_ms": (
+        "an offline sale must be uploaded (or shown expired) within this long (1 min to "
+        "7 days; Square: 24 h); the host refuses a later advice with RC EX"
+    ),
     "HostSpec.processing_ms": "host time to process one request",
     "HostSpec.idempotency_retention_ms": "how long the host keeps key -> outcome records",
     "HostSpec.test_amounts": (

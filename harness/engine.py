@@ -54,6 +54,14 @@ class Scheduler:
     def next_time(self) -> int:
         return self._queue[0][0] if self._queue else -1
 
+    def drop_if_all(self, moot: Callable[[Callable[[Any], None], Any], bool]) -> bool:
+        """When every queued callback is moot (`moot(fn, arg)`: running it would do
+        nothing), drop them all and return True (the world is at rest); else False."""
+        if all(moot(fn, arg) for _, _, fn, arg in self._queue):
+            self._queue.clear()
+            return True
+        return False
+
     def run(self, until_ms: int, events_max: int) -> bool:
         """Run events up to `until_ms`. True when the queue ran dry, False when a
         limit (time or event count) stopped it with work left."""

@@ -24,9 +24,18 @@ import tempfile
 import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import IO
 
-from terminal.firmware import Effect, Event, FirmwareConfig, FirmwareProtocolError
+from terminal.firmware import (
+    FEATURE_OFFLINE,
+    Boot,
+    Effect,
+    Event,
+    FirmwareConfig,
+    FirmwareProtocolError,
+    TimerExpired,
+)
 
 from .exec_wire import (
     LINE_BYTES_MAX,
@@ -193,6 +202,7 @@ class ExecFirmware:
         self.config = config
         self.key = config.mac_key
         self.n = 0
+        self._no_clock = True  # until the hello declares `offline`
         self.process = ExecProcess(argv, timeout_s)
         weakref.finalize(self, ExecProcess.kill, self.process)  # dropped: ended
         try:
@@ -203,6 +213,7 @@ class ExecFirmware:
             said = _json(answer)
             self.name, self.version = check_hello(said)
             self.features = hello_features(said)
+            self._no_clock = FEATURE_OFFLINE not in self.features
         except WireError as exc:
             self.process.kill()
             raise FirmwareProtocolError(f"hello: {exc}") from None
@@ -215,6 +226,10 @@ class ExecFirmware:
         self.n += 1
         n = self.n
         what = f"event {n} ({type(event).__name__})"
+        if self._no_clock and isinstance(event, (Boot, TimerExpired)):
+            # The clock goes only to a firmware that approves offline (it needs it);
+            # every other one sees the events exactly as before it existed.
+            event = replace(event, clock_ms=0)
         answer = self.process.exchange(encode_event(n, event, self.key), what)
         try:
             return decode_effects(answer, n, self.config)

@@ -100,6 +100,9 @@ def hello(config: FirmwareConfig) -> bytes:
                 "status_inquiry": config.status_inquiry,
                 "partial_approval": config.partial_approval,
                 "chip": config.chip,
+                "offline_floor": config.offline_floor,
+                "offline_max": config.offline_max,
+                "offline_deadline_ms": config.offline_deadline_ms,
                 "extra": dict(config.extra),
             },
         }
@@ -145,7 +148,10 @@ def encode_event(n: int, event: Event, key: bytes) -> bytes:
             {"n": n, "type": "MessageReceived", "message": _message_out(msg), "mac_ok": ok}
         )
     if tp is TimerExpired:
-        return _dumps({"n": n, "type": "TimerExpired", "name": event.name})  # type: ignore[union-attr]
+        timer: dict[str, Any] = {"n": n, "type": "TimerExpired", "name": event.name}  # type: ignore[union-attr]
+        if event.clock_ms:  # type: ignore[union-attr]
+            timer["clock_ms"] = event.clock_ms  # type: ignore[union-attr]
+        return _dumps(timer)
     if tp is PrintFinished:
         return _dumps(
             {
@@ -170,14 +176,15 @@ def encode_event(n: int, event: Event, key: bytes) -> bytes:
         refund = {"n": n, "type": "RefundRequested", "rrn": event.rrn}  # type: ignore[union-attr]
         return _dumps({**refund, "amount": event.amount})  # type: ignore[union-attr]
     if tp is Boot:
-        return _dumps(
-            {
-                "n": n,
-                "type": "Boot",
-                "journal": [dict(r) for r in event.journal],  # type: ignore[union-attr]
-                "nonce": event.nonce,  # type: ignore[union-attr]
-            }
-        )
+        boot: dict[str, Any] = {
+            "n": n,
+            "type": "Boot",
+            "journal": [dict(r) for r in event.journal],  # type: ignore[union-attr]
+            "nonce": event.nonce,  # type: ignore[union-attr]
+        }
+        if event.clock_ms:  # type: ignore[union-attr]
+            boot["clock_ms"] = event.clock_ms  # type: ignore[union-attr]
+        return _dumps(boot)
     if tp in (ConfirmPressed, CancelPressed, ReprintRequested, BatchCloseRequested):
         return _dumps({"n": n, "type": tp.__name__})
     raise WireError(f"no wire form for event {event!r}")  # a harness bug
@@ -257,7 +264,7 @@ def _effect(e: Any, i: int, config: FirmwareConfig) -> Effect:
         _only(e, {"type", "job_id", "receipt"}, where)
         return Print(_name(e, "job_id", where), _receipt(_get(e, "receipt", dict, where), where))
     if kind == "Display":
-        _only(e, {"type", "outcome", "text", "rrn", "amount"}, where)
+        _only(e, {"type", "outcome", "text", "rrn", "amount", "key"}, where)
         outcome = _OUTCOMES.get(_get(e, "outcome", str, where))
         if outcome is None:
             raise WireError(f"{where}.outcome: {e['outcome']!r} is not one of {sorted(_OUTCOMES)}")
@@ -268,7 +275,8 @@ def _effect(e: Any, i: int, config: FirmwareConfig) -> Effect:
         amount = _get(e, "amount", int, where) if "amount" in e else 0
         if not 0 <= amount <= AMOUNT_MAX_WIRE:
             raise WireError(f"{where}.amount: must be 0..{AMOUNT_MAX_WIRE}, got {amount}")
-        return Display(outcome, text, rrn, amount)
+        key = _name(e, "key", where) if "key" in e else ""
+        return Display(outcome, text, rrn, amount, key)
     if kind == "ChipComplete":
         _only(e, {"type", "key"}, where)
         return ChipComplete(_name(e, "key", where))

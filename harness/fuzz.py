@@ -25,7 +25,13 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from faults.base import Fault
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
-from terminal.firmware import FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_REFUND, FEATURE_WALLET
+from terminal.firmware import (
+    FEATURE_CHIP,
+    FEATURE_OFFLINE,
+    FEATURE_PARTIAL,
+    FEATURE_REFUND,
+    FEATURE_WALLET,
+)
 
 from .check import InvariantViolated, assert_invariants, first_failure
 from .lanes import fewer_terminals
@@ -242,6 +248,7 @@ def campaign(
     partial = FEATURE_PARTIAL in features
     chip = FEATURE_CHIP in features
     refund = FEATURE_REFUND in features
+    offline = FEATURE_OFFLINE in features
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -297,6 +304,7 @@ def campaign(
                         partial=partial,
                         chip=chip,
                         refund=refund,
+                        offline=offline,
                     )
                 )(body)
             )

@@ -146,7 +146,7 @@ class Lanes:
         queue_ms = max(w._queue_ms() for w in self.lanes)
         until_ms = sc.max_ms if sc.max_ms >= 0 else last_ms + RUN_TAIL_MS + queue_ms
         events_max = EVENTS_MAX_DEFAULT + 1_000 * len(sc.steps)
-        quiet = self.sched.run(until_ms, events_max)
+        quiet = self._run_until(until_ms, events_max)
         while quiet:
             stalled = [w for w in self.lanes if w.waiting and w.active and not w.active.final]
             if not stalled:
@@ -154,13 +154,13 @@ class Lanes:
             for w in stalled:
                 assert w.active is not None
                 w._give_up(w.active.intent)
-            quiet = self.sched.run(until_ms, events_max)
+            quiet = self._run_until(until_ms, events_max)
         if quiet and sc.close_batch:
             for w in self.lanes:
                 if w.powered and w.fw is not None:
                     w.batch_closed_at_end = True
                     w._input(BatchCloseRequested())
-            quiet = self.sched.run(until_ms, events_max)
+            quiet = self._run_until(until_ms, events_max)
         for w in self.lanes:
             w.stuck = not quiet
         self.trace.emit(
@@ -173,6 +173,11 @@ class Lanes:
             },
         )
         return quiet
+
+    def _run_until(self, until_ms: int, events_max: int) -> bool:
+        """Run the shared queue; True when it came to rest (see World._run_until)."""
+        moot = self.lanes[0].stale_timer  # it judges a timer by the world it belongs to
+        return self.sched.run(until_ms, events_max) or self.sched.drop_if_all(moot)
 
     def _owner(self, terminal_id: str, key: str) -> World:
         """The terminal a request (by its terminal id and idempotency key) came from:
@@ -217,6 +222,7 @@ class LaneJudge:
             obs.amount_max = t.amount_max
             obs.response_timeout_ms = t.response_timeout_ms
             obs.own_books_only = True
+            obs.offline.configure(t.offline_floor, t.offline_max, t.offline_deadline_ms)
             self.by_lane[t.lane] = obs
         self.claims: dict[str, tuple[str, int]] = {}  # rrn -> first claim (terminal, seq)
         self.claimed_twice: set[tuple[str, str]] = set()  # (rrn, terminal) reported

@@ -20,6 +20,7 @@ from typing import Any
 from scenarios.model import INVARIANT_NAMES, Scenario
 from terminal.firmware import (
     FEATURE_CHIP,
+    FEATURE_OFFLINE,
     FEATURE_PARTIAL,
     FEATURE_REFUND,
     FEATURE_WALLET,
@@ -348,6 +349,8 @@ def run_with_world(
         obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
         obs.amount_max = scenario.terminal.amount_max
         obs.response_timeout_ms = scenario.terminal.response_timeout_ms
+        t = scenario.terminal
+        obs.offline.configure(t.offline_floor, t.offline_max, t.offline_deadline_ms)
     try:
         try:
             world.run()
@@ -403,6 +406,7 @@ def run_with_world(
             FEATURE_PARTIAL: "partial approvals",
             FEATURE_CHIP: "chip card completion",
             FEATURE_REFUND: "voids and refunds",
+            FEATURE_OFFLINE: "offline approvals",
         }
         skipped = (
             f"it has {what[missing[0]]} and the firmware does not declare the "
@@ -480,6 +484,8 @@ def needed_features(scenario: Scenario) -> frozenset[str]:
         out.add(FEATURE_CHIP)
     if any(s.action in ("void", "refund") for s in scenario.steps):
         out.add(FEATURE_REFUND)
+    if any(t.offline_floor > 0 for t in scenario.lanes()):
+        out.add(FEATURE_OFFLINE)  # a floor limit makes the terminal offline-capable
     return frozenset(out)
 
 

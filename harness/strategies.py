@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
 from faults.base import Fault
 from faults.devices import CHIP_REFUSALS, ChipRefusal
+from faults.network import Partition
 from harness.credit_strategies import credit_steps
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
@@ -295,8 +296,9 @@ def scenarios(
     wallets: bool = False,
     partial: bool = False,
     chip: bool = False,
-    terminals: bool = True,
     refund: bool = False,
+    offline: bool = False,
+    terminals: bool = True,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -308,7 +310,9 @@ def scenarios(
     `chip` (the firmware declares the `chip` feature), half the examples have a chip
     terminal, and cards whose chip declines the approval or is pulled too early. With
     `refund` (the firmware declares the `refund` feature), half the examples have the
-    cashier void or refund some of the sales. With `terminals`, one example in four
+    cashier void or refund some of the sales. With `offline` (the firmware declares the
+    `offline` feature), half the examples have a terminal with a floor limit, and a
+    network partition that sends it offline. With `terminals`, one example in four
     (without voids or refunds) is a world of 2-4 terminals on one host (see
     `several_terminals`)."""
     n_cards = draw(_N_CARDS)
@@ -397,6 +401,8 @@ def scenarios(
         # or refunds some of the sales (harness/credit_strategies.py).
         steps, lost = draw(credit_steps(sc.steps))
         sc = replace(sc, steps=steps, faults=sc.faults + lost)
+    if offline and not sc.terminal.partial_approval and draw(st.booleans()):
+        sc = _offline_terminal(draw, sc, kinds is None or "partition" in kinds)
     credits = any(s.action in ("void", "refund") for s in sc.steps)
     if terminals and not credits and draw(_SEVERAL):
         sc = several_terminals(draw, sc)
@@ -414,7 +420,7 @@ def several_terminals(draw: st.DrawFn, sc: Scenario) -> Scenario:
     """`sc` as a world of 2-4 terminals on its host (drawn last, so every example
     of one terminal stays as it was): each step and fault goes to a drawn terminal;
     one world in four has a clone (the last terminal shares the first one's id, on
-    a fresh journal); customers told FAILED may walk to the next terminal; the
+    a fresh journal; such a world closes no batch); customers told FAILED may walk to the next terminal; the
     second merchant has every other terminal."""
     k = draw(_LANES_N)
     clone = draw(_CLONE)
@@ -434,7 +440,45 @@ def several_terminals(draw: st.DrawFn, sc: Scenario) -> Scenario:
     steps = tuple(replace(s, terminal=names[draw(_LANE_PICK) % k]) for s in sc.steps)
     faults = tuple(replace(f, terminal=names[draw(_LANE_PICK) % k]) for f in sc.faults)
     people = replace(sc.people, next_terminal_on_failed=draw(st.booleans()))
-    return replace(sc, terminals=terminals, steps=steps, faults=faults, people=people)
+    sc = replace(sc, terminals=terminals, steps=steps, faults=faults, people=people)
+    if clone:
+        # Two devices under one id share the host's settlement of it: one's batch close
+        # settles the other's sales too, so a reversal the other sends later is refused
+        # (the sale is settled) whatever its firmware does. A world with a clone closes
+        # no batch: it shows what a clone does to sales, not to settlement.
+        kept = tuple(s for s in sc.steps if s.action != "batch_close")
+        sc = replace(sc, steps=kept or sc.steps[:1], close_batch=False)
+    return sc
+
+
+# Offline terminals: the floor against the drawn amounts (a few hundred to a few
+# thousand minor units), the queue at its edges, deadlines long enough for the
+# partitions drawn below to heal before them (and one that does not, sometimes).
+_OFFLINE_FLOOR = st.sampled_from((2_000, 10_000, 1_000_000))
+_OFFLINE_MAX = st.sampled_from((1, 3, 10))
+_OFFLINE_DEADLINE = st.sampled_from((600_000, 1_800_000))
+_PARTITION_FROM = st.integers(0, 60_000)
+_PARTITION_MS = st.sampled_from((30_000, 90_000, 300_000, 900_000))
+
+
+def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenario:
+    """Drawn last, for firmwares that approve offline: a floor limit, a queue limit
+    and an upload deadline, and (three examples in four) a partition that makes the
+    host unreachable for a while, so sales go offline and are uploaded after it."""
+    terminal = replace(
+        sc.terminal,
+        # A partition of up to 15 minutes outlasts 10 reversal tries (about 4 minutes):
+        # the default 60 (about 30 minutes) is what a terminal must hold out for here.
+        reversal_max_tries=max(sc.terminal.reversal_max_tries, TerminalSpec().reversal_max_tries),
+        offline_floor=draw(_OFFLINE_FLOOR),
+        offline_max=draw(_OFFLINE_MAX),
+        offline_deadline_ms=draw(_OFFLINE_DEADLINE),
+    )
+    faults = sc.faults
+    if partition and draw(st.integers(0, 3)) != 0:
+        start = draw(_PARTITION_FROM)
+        faults += (Partition(from_ms=start, to_ms=start + draw(_PARTITION_MS)),)
+    return replace(sc, terminal=terminal, faults=faults)
 
 
 _INQUIRY_ON = st.integers(0, 3).map(lambda k: k != 0)  # one drawn terminal in four: off

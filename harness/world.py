@@ -43,6 +43,7 @@ from faults.power import PowerCut
 from harness.attacker import Attacker
 from harness.chip import ChipReader
 from harness.credits import CashierCredits
+from harness.offline import offline_display_intent
 from scenarios.model import Scenario, Step, scenario_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
@@ -146,6 +147,8 @@ def make_host(scenario: Scenario, host_db: str = ":memory:") -> Acquirer:
             idempotency_retention_ms=scenario.host.idempotency_retention_ms,
             db_path=host_db,
             test_amounts=scenario.host.test_amounts,
+            # One host: it refuses an advice past the longest deadline any terminal has.
+            advice_deadline_ms=max(t.offline_deadline_ms for t in scenario.lanes()),
         ),
         [cards[p] for p in sorted(cards)],
     )
@@ -207,6 +210,9 @@ class World(PeopleMixin, WireMixin):
             status_inquiry=t.status_inquiry,
             partial_approval=t.partial_approval,
             chip=t.chip,
+            offline_floor=t.offline_floor,
+            offline_max=t.offline_max,
+            offline_deadline_ms=t.offline_deadline_ms,
         )
         self.factory = factory
         self.fw: Firmware | None = None
@@ -362,16 +368,16 @@ class World(PeopleMixin, WireMixin):
         last_ms = sc.steps[-1].at_ms if sc.steps else 0
         until_ms = sc.max_ms if sc.max_ms >= 0 else last_ms + RUN_TAIL_MS + self._queue_ms()
         events_max = EVENTS_MAX_DEFAULT + 1_000 * len(sc.steps)
-        quiet = self.sched.run(until_ms, events_max)
+        quiet = self._run_until(until_ms, events_max)
         while quiet and self.waiting and self.active is not None and not self.active.final:
             # Nothing more will happen for the unfinished intent: the cashier gives
             # up on it and serves the customers still waiting.
             self._give_up(self.active.intent)
-            quiet = self.sched.run(until_ms, events_max)
+            quiet = self._run_until(until_ms, events_max)
         if quiet and sc.close_batch and self.powered and self.fw is not None:
             self.batch_closed_at_end = True
             self._input(BatchCloseRequested())
-            quiet = self.sched.run(until_ms, events_max)
+            quiet = self._run_until(until_ms, events_max)
         self.stuck = not quiet
         self.emit(
             "end",
@@ -474,12 +480,27 @@ class World(PeopleMixin, WireMixin):
         self.timers[name] = self.timer_gen
         self.sched.after(delay_ms, self._timer_fire, (name, self.timer_gen, self.epoch))
 
+    def _run_until(self, until_ms: int, events_max: int) -> bool:
+        """Run the queue; True when it came to rest (nothing left that would act)."""
+        return self.sched.run(until_ms, events_max) or self.sched.drop_if_all(self.stale_timer)
+
+    def stale_timer(self, fn: Callable[[Any], None], arg: Any) -> bool:
+        """Whether a queued callback is a timer of this world that was cancelled,
+        replaced or outlived by a power cut: firing it would do nothing. (A long timer,
+        e.g. an offline sale's 24-hour deadline, cancelled once the sale is uploaded,
+        must not keep a run that has come to rest from being quiet.)"""
+        if getattr(fn, "__func__", None) is not World._timer_fire:
+            return False
+        owner = fn.__self__  # type: ignore[attr-defined]
+        name, gen, epoch = arg
+        return bool(epoch != owner.epoch or owner.timers.get(name) != gen)
+
     def _timer_fire(self, arg: tuple[str, int, int]) -> None:
         name, gen, epoch = arg
         if epoch != self.epoch or self.timers.get(name) != gen:
             return
         del self.timers[name]
-        self._input(TimerExpired(name))
+        self._input(TimerExpired(name, self.clock.now_ms))
 
     def _display(self, eff: Display) -> None:
         a = self.active
@@ -494,11 +515,15 @@ class World(PeopleMixin, WireMixin):
             n = self._answered(answering) if answering is not None else self.rrn_intent.get(eff.rrn)
             if n is not None and n in self.intents:
                 a = self.intents[n]
+        elif eff.key:
+            a = offline_display_intent(self, eff.key, a)
         rec: dict[str, Any] = {"outcome": eff.outcome.value, "text": eff.text}
         if eff.rrn:
             rec["rrn"] = eff.rrn
         if eff.amount:
             rec["amount"] = eff.amount
+        if eff.key:
+            rec["key"] = eff.key
         if a is not None:
             rec["intent"] = a.intent
         self.emit("display", rec)
@@ -599,7 +624,8 @@ class World(PeopleMixin, WireMixin):
             self.emit("crash", {"error": f"{type(exc).__name__}: {exc}"[:500]})
             return
         cut_ms = self.clock.now_ms
-        self._input(Boot(tuple(self.journal), f"{self.rng_boot.getrandbits(32):08x}"))
+        nonce = f"{self.rng_boot.getrandbits(32):08x}"
+        self._input(Boot(tuple(self.journal), nonce, self.clock.now_ms))
         a = self.active
         if a is not None and not a.final and self.sc.people.restart_after_power and self.powered:
             self.sched.after(

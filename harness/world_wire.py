@@ -9,7 +9,15 @@ from dataclasses import replace
 from typing import Any
 
 from acquirer.host import HostAction, Ticket
-from acquirer.protocol import MTI_PURCHASE, MTI_PURCHASE_RESP, PROC_REFUND, Message, sign, stamp
+from acquirer.protocol import (
+    MTI_ADVICE,
+    MTI_PURCHASE,
+    MTI_PURCHASE_RESP,
+    PROC_REFUND,
+    Message,
+    sign,
+    stamp,
+)
 from faults.base import FaultState
 from faults.host import (
     HostCrash,
@@ -326,7 +334,9 @@ class WireMixin(WorldState):
         rec["stan"] = req.stan
         if req.idem_key:
             rec["key"] = req.idem_key
-        if action.rrn and req.mti == MTI_PURCHASE:
+        if action.rrn and req.mti in (MTI_PURCHASE, MTI_ADVICE):
+            # A sale's charge, online or uploaded after an offline approval: a display
+            # naming its RRN (e.g. "last sale approved" at boot) belongs to that sale.
             n = (
                 self.key_intent.get(req.idem_key)
                 if req.idem_key

@@ -102,6 +102,28 @@ def _table(where: str, value: Any) -> dict[str, Any]:
     return value
 
 
+# Offline approval limits: a queue the terminal can hold, a deadline of one minute to a week.
+OFFLINE_MAX_MAX = 100
+OFFLINE_DEADLINE_MS_RANGE = (60_000, 7 * 86_400_000)
+
+
+def offline_problem(t: TerminalSpec) -> str:
+    """Why `[terminal]`'s offline settings are unusable ("" when they are fine)."""
+    if t.offline_floor < 0:
+        return "terminal.offline_floor: must be >= 0 (0: never approve offline)"
+    if t.offline_floor and t.partial_approval:
+        # An advice books what was approved offline in full: no partial approval.
+        return (
+            "terminal.offline_floor: a terminal that approves offline cannot take partial approvals"
+        )
+    if not 1 <= t.offline_max <= OFFLINE_MAX_MAX:
+        return f"terminal.offline_max: must be 1-{OFFLINE_MAX_MAX}, got {t.offline_max}"
+    low, high = OFFLINE_DEADLINE_MS_RANGE
+    if not low <= t.offline_deadline_ms <= high:
+        return f"terminal.offline_deadline_ms: must be {low}-{high}, got {t.offline_deadline_ms}"
+    return ""
+
+
 def _section(where: str, data: Any, cls: type[T]) -> T:
     """Build a flat dataclass from a table, checking names, types and signs."""
     table = _table(where, data)
@@ -337,6 +359,10 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
                 f"steps[{i}].{st.action}: voids and refunds are for a scenario of one "
                 "terminal (for now)"
             )
+    for t in terminals or (terminal,):
+        offline = offline_problem(t)
+        if offline:
+            raise ScenarioError(offline)
     for i, f in enumerate(plan):
         if f.terminal and f.terminal not in lanes:
             raise ScenarioError(f"faults[{i}].{f.KIND}.terminal: {_no_lane(f.terminal, lanes)}")

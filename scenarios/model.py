@@ -27,6 +27,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     "ledger-balances",
     "no-over-credit",
     "eventually-settles",
+    "offline-uploaded",
 )
 
 
@@ -77,6 +78,11 @@ class TerminalSpec:
     status_inquiry: bool = True  # ask the host before reversing an unanswered card sale
     partial_approval: bool = False  # take a partial approval (RC 10) for what a card covers
     chip: bool = False  # read cards by chip: the card must accept each approval (EMV)
+    # Offline approval (store-and-forward): 0 = never; else the floor limit (minor units),
+    # how many offline sales may wait for upload, and their upload deadline.
+    offline_floor: int = 0
+    offline_max: int = 10
+    offline_deadline_ms: int = 86_400_000
     # Only in [[terminals]]: the name steps and faults use for this terminal (default:
     # its id; two devices given one id, a clone, need names of their own), and the
     # firmware it runs (default: the scenario's).

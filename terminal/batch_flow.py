@@ -62,6 +62,7 @@ class BatchFlow(FirmwareState):
             or self._chip_key
             or self._reversals
             or self._refunds
+            or self._offline  # offline sales are uploaded first: no race with the 0500
         ):
             return []
         effects: list[Effect] = []

@@ -37,6 +37,12 @@ class Outcome(StrEnum):
     # outcome of a purchase: it is about the sale it names.
     VOIDED = "voided"
     REFUNDED = "refunded"
+    # A sale approved offline (`Display.key` names it) that the host declined when it
+    # was uploaded (a late decline): nothing was charged, collect the money another way.
+    OFFLINE_DECLINED = "offline-declined"
+    # A sale approved offline that could not be uploaded before its deadline: it will
+    # never be charged, collect the money another way.
+    OFFLINE_EXPIRED = "offline-expired"
 
 
 FINAL_OUTCOMES = frozenset({Outcome.APPROVED, Outcome.DECLINED, Outcome.FAILED})
@@ -65,6 +71,9 @@ class Boot:
 
     journal: tuple[JournalRecord, ...] = ()
     nonce: str = ""
+    # The terminal's real-time clock at power-on (virtual ms; 0: the driver has none).
+    # Only offline approvals need it: their upload deadline outlives a power cut.
+    clock_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +118,11 @@ class MessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class TimerExpired:
-    """A timer set with `SetTimer(name, ...)` fired and was not cancelled."""
+    """A timer set with `SetTimer(name, ...)` fired and was not cancelled. `clock_ms`:
+    the real-time clock when it fired (virtual ms; 0: the driver has none)."""
 
     name: str
+    clock_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +276,9 @@ class Display:
     # APPROVED for less than was asked (a partial approval): the amount approved, in
     # minor units, so the cashier collects the rest. 0: the whole amount.
     amount: int = 0
+    # The idempotency key of the sale an offline display names: an APPROVED with a key
+    # and no rrn is an offline approval; OFFLINE_DECLINED and OFFLINE_EXPIRED name one.
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +322,13 @@ class FirmwareConfig:
     # the card accepts the host's answer (`ChipComplete` -> `ChipResult`). A card that
     # declines it, or is pulled early, makes the sale a decline that must be reversed.
     chip: bool = False
+    # Offline approval (store-and-forward): a card sale of at most `offline_floor`
+    # minor units whose host cannot be reached is approved offline and uploaded later
+    # as an advice (0220); at most `offline_max` wait for upload at once, and each must
+    # be uploaded (or shown as expired) within `offline_deadline_ms`. 0: never offline.
+    offline_floor: int = 0
+    offline_max: int = 10
+    offline_deadline_ms: int = 86_400_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -332,6 +353,11 @@ FEATURE_CHIP = "chip"
 # Voids and refunds a named earlier sale: handles `VoidRequested` and `RefundRequested`,
 # shows VOIDED / REFUNDED (naming the sale's RRN) once the host has booked it.
 FEATURE_REFUND = "refund"
+# Approves offline when configured to (`offline_floor` > 0): a card sale under the
+# floor whose host does not answer is shown APPROVED with `Display.key`, printed, and
+# uploaded as an advice (0220) with the sale's key until the host answers, or shown
+# `OFFLINE_EXPIRED` before its deadline.
+FEATURE_OFFLINE = "offline"
 
 
 def firmware_features(fw: object) -> frozenset[str]:

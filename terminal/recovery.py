@@ -19,6 +19,7 @@ from terminal.firmware import (
 # The inquiry flow's constants, where they were before it had a module of its own.
 from terminal.inquiry_flow import WALLET_QUERIES_MAX as WALLET_QUERIES_MAX
 from terminal.inquiry_flow import WALLET_QUERY_DELAY_MS as WALLET_QUERY_DELAY_MS
+from terminal.offline_flow import OFFLINE_RECORDS
 from terminal.ref_model import (
     BATCH_BASE_MAX,
     BATCH_NOS_PER_DEVICE,
@@ -80,6 +81,9 @@ class RecoveryFlow(FirmwareState):
                 return
             if kind in REFUND_RECORDS:
                 self._replay_refund(str(kind), record)  # terminal/refund_flow.py
+                return
+            if kind in OFFLINE_RECORDS:
+                self._replay_offline(kind, record)
                 return
             key = str(record["key"])
             if kind == "sale":
@@ -168,8 +172,13 @@ class RecoveryFlow(FirmwareState):
             # The power may have failed between journaling the approval and showing
             # it: show it again, naming the sale, so nobody runs the sale twice.
             effects.append(self._approved_display("LAST SALE APPROVED", approval))
-            effects.append(Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING", approval.rrn))
+            rrn = approval.rrn
+            pending = Display(
+                Outcome.RECEIPT_PENDING, "RECEIPT PENDING", rrn, key="" if rrn else key
+            )
+            effects.append(pending)
             effects.append(self._print(key, copy=False))
+        effects += self._offline_recover()
         effects += self._pump_reversals()
         effects += self._pump_refunds()
         if self._batch is not None:

@@ -65,6 +65,7 @@ class SaleStatus(Enum):
     APPROVED = "approved"
     DECLINED = "declined"
     COMPLETING = "completing"  # approved by the host, the chip card not done yet
+    OFFLINE = "offline"  # approved offline, not uploaded yet (terminal/offline_flow.py)
     REVERSING = "reversing"
     REVERSED = "reversed"
     REVERSAL_MANUAL = "reversal-manual"

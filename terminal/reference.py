@@ -54,6 +54,7 @@ from dataclasses import replace
 from typing import Any
 
 from acquirer.protocol import (
+    MTI_ADVICE_RESP,
     MTI_BATCH_RESP,
     MTI_INQUIRY_RESP,
     MTI_PURCHASE,
@@ -78,6 +79,7 @@ from terminal.batch_flow import BatchFlow
 from terminal.chip_flow import CHIP_TIMER, ChipFlow
 from terminal.firmware import (
     FEATURE_CHIP,
+    FEATURE_OFFLINE,
     FEATURE_PARTIAL,
     FEATURE_REFUND,
     FEATURE_WALLET,
@@ -118,6 +120,7 @@ from terminal.inquiry_flow import (
 # The inquiry flow's constants, where they were before it had a module of its own.
 from terminal.inquiry_flow import WALLET_QUERIES_MAX as WALLET_QUERIES_MAX
 from terminal.inquiry_flow import WALLET_QUERY_DELAY_MS as WALLET_QUERY_DELAY_MS
+from terminal.offline_flow import ADVICE_TIMER, OFFLINE_TIMER, OfflineFlow
 from terminal.recovery import RecoveryFlow
 from terminal.ref_model import (
     _BATCH_CLOSING_RCS as _BATCH_CLOSING_RCS,
@@ -188,10 +191,14 @@ from terminal.refund_flow import REFUND_TIMER, RefundFlow
 from terminal.reversal_flow import ReversalFlow
 
 
-class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, ReversalFlow, BatchFlow):
+class ReferenceFirmware(
+    InquiryFlow, ChipFlow, RefundFlow, OfflineFlow, RecoveryFlow, ReversalFlow, BatchFlow
+):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
-    features = frozenset({FEATURE_CHIP, FEATURE_PARTIAL, FEATURE_REFUND, FEATURE_WALLET})
+    features = frozenset(
+        {FEATURE_CHIP, FEATURE_OFFLINE, FEATURE_PARTIAL, FEATURE_REFUND, FEATURE_WALLET}
+    )
 
     def __init__(self, config: FirmwareConfig) -> None:
         self.config = config
@@ -257,6 +264,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
         self._batch_sends = 0
         self._batch_resumed = False  # started before this boot: every send is a repeat
         self._reset_refunds()  # voids and refunds (terminal/refund_flow.py)
+        # Offline approvals waiting for upload (terminal/offline_flow.py).
+        self._offline_reset()
 
     # ------------------------------------------------------------ the contract
 
@@ -265,6 +274,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
         handler = self._handlers.get(type(event))
         if handler is None:
             return []
+        # The real-time clock, on the events that carry it (offline deadlines).
+        self._now_ms = getattr(event, "clock_ms", 0)
         return handler(event)
 
     # ------------------------------------------------------------ keypad and reader
@@ -467,6 +478,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
             return self._on_reversal_response(msg)
         if mti == MTI_BATCH_RESP:
             return self._on_batch_response(msg)
+        if mti == MTI_ADVICE_RESP:
+            return self._on_advice_response(msg)
         if mti == MTI_INQUIRY_RESP:
             sale = self._sale
             if (
@@ -539,6 +552,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
     def _approved_display(self, text: str, approval: Approval) -> Display:
         """APPROVED; for a partial approval with the amount approved and what is left
         to collect, so the cashier takes the rest another way."""
+        if not approval.rrn:  # approved offline: named by its key until it is uploaded
+            return Display(Outcome.APPROVED, f"{text} OFFLINE", key=approval.key)
         sale = self._sales.get(approval.key)
         asked = self._wire_amount(sale.amount) if sale is not None else approval.amount
         if approval.amount >= asked:
@@ -621,6 +636,8 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
         sale = self._sale
         if sale is None:
             return []
+        if self._offline_allowed(sale):
+            return self._approve_offline(sale)  # terminal/offline_flow.py
         effects = self._close_sale()
         effects += self._record_reversal_pending(sale)
         effects.append(Display(Outcome.FAILED, "NOT CHARGED - REVERSING"))
@@ -677,7 +694,9 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
             return [Display(Outcome.PROMPT, "PRINT FAILED")]
         # The approval is journaled; only the paper is missing. Keep it visible.
         rrn = self._approvals[key].rrn
-        return [Display(Outcome.RECEIPT_PENDING, "RECEIPT PENDING - PRESS REPRINT", rrn)]
+        text = "RECEIPT PENDING - PRESS REPRINT"
+        # An offline sale not uploaded yet has no RRN: it is named by its key.
+        return [Display(Outcome.RECEIPT_PENDING, text, rrn, key="" if rrn else key)]
 
     def _on_reprint(self, event: ReprintRequested) -> list[Effect]:
         printing = {key for key, _ in self._print_jobs.values()}
@@ -717,6 +736,10 @@ class ReferenceFirmware(InquiryFlow, ChipFlow, RefundFlow, RecoveryFlow, Reversa
             return self._on_chip_timeout()
         if name == REFUND_TIMER:
             return self._on_refund_timeout()
+        if name == ADVICE_TIMER:
+            return self._on_advice_timeout()
+        if name == OFFLINE_TIMER:
+            return self._on_offline_timer()
         if name == BATCH_TIMER:
             return self._on_batch_timeout()
         return []

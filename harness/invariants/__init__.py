@@ -19,6 +19,8 @@ from acquirer.host import Acquirer, HostTxn
 from acquirer.protocol import (
     AMOUNT_MAX_WIRE,
     BATCH_ITEMS_MAX,
+    MTI_ADVICE,
+    MTI_ADVICE_RESP,
     MTI_BATCH,
     MTI_BATCH_RESP,
     MTI_INQUIRY_RESP,
@@ -46,6 +48,7 @@ from .model import (
     intended,
     money,
 )
+from .offline import OfflineObs
 from .reboots import OwedReceipts, record_rrn
 
 __all__ = [
@@ -149,6 +152,7 @@ class Observations:
         self.own_books_only = False
         self.own_rrns: dict[str, None] = {}
         self.crashes: list[tuple[int, str]] = []
+        self.offline = OfflineObs()  # offline approvals (harness/invariants/offline.py)
         # Judged so far (by settle): kept violations and total counts.
         self.found: dict[str, list[Violation]] = {name: [] for name in INVARIANT_NAMES}
         self.found_count: dict[str, int] = dict.fromkeys(INVARIANT_NAMES, 0)
@@ -229,6 +233,8 @@ class Observations:
             o = self.intents.get(n) if n is not None else None
             if o is not None and not o.finals and not o.faulted and not o.approval_seq:
                 o.approval_seq = rec["seq"]
+        elif mti == MTI_ADVICE_RESP:
+            self.offline.answered(msg)
         elif mti == MTI_BATCH_RESP:
             # A batch close is answered when a 0510 reaches the terminal.
             self.batch_asked.clear()
@@ -280,6 +286,9 @@ class Observations:
         msg = rec["msg"]
         if msg.get("processing_code", "000000") == PROC_REFUND:
             return  # a refund is no customer's purchase (see credits.py)
+        if msg["mti"] == MTI_ADVICE:
+            self._advice_sent(msg)
+            return
         if msg["mti"] != MTI_PURCHASE:
             if msg["mti"] == MTI_REVERSAL:
                 self.reversal_sent = True
@@ -327,6 +336,17 @@ class Observations:
                 )
             )
 
+    def _advice_sent(self, msg: dict[str, Any]) -> None:
+        """An offline advice names its sale by key (or, with a new key, by STAN)."""
+        key = msg.get("idem_key", "")
+        n = self.key_intent.get(key) or self.stan_intent.get(msg["stan"])
+        if key and n and key not in self.key_intent:
+            self.key_intent[key] = n
+            self.send_seq_by_key[key] = 0
+            obs = self.intents.get(n)
+            if obs is not None:
+                obs.keys.append(key)
+
     def _host(self, rec: Record) -> None:
         if rec["action"].startswith("batch") and "batch_no" in rec:
             self.batch_seqs.setdefault(rec["batch_no"], rec["seq"])
@@ -337,7 +357,7 @@ class Observations:
             self.own_rrns[rrn] = None
         if rrn and rec["action"] in ("charge", "charge-no-reply", "refund", "wallet-paying"):
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
-            if rec.get("mti") == MTI_PURCHASE and rrn not in self.rrn_owner:
+            if rec.get("mti") in (MTI_PURCHASE, MTI_ADVICE) and rrn not in self.rrn_owner:
                 key = rec.get("key", "")
                 n = self.key_intent.get(key) if key else self.stan_intent.get(rec["stan"])
                 if n is not None:
@@ -355,6 +375,8 @@ class Observations:
         if rrn:
             self.owed.display(outcome, rrn, rec["seq"], n or 0)
         obs = self.intents.get(n) if n is not None else None
+        if rec.get("key"):
+            self.offline.display(rec, n or 0, intended(obs) if obs is not None else 0)
         if obs is None:
             return
         obs.last_display_seq = rec["seq"]
@@ -367,7 +389,14 @@ class Observations:
                 if not obs.stans and self._no_reason_to_refuse(obs):
                     obs.refused_seq = rec["seq"]
             if len(obs.finals) < FINALS_KEPT_MAX:
-                shown = Shown(outcome, rec["seq"], rec["t_ms"], rrn, amount=rec.get("amount", 0))
+                shown = Shown(
+                    outcome,
+                    rec["seq"],
+                    rec["t_ms"],
+                    rrn,
+                    amount=rec.get("amount", 0),
+                    offline=bool(rec.get("key")) and not rrn,
+                )
                 obs.finals.append(shown)
 
     def _no_reason_to_refuse(self, o: IntentObs) -> bool:
@@ -405,6 +434,10 @@ class Observations:
         if not ok:
             return
         receipt = rec["receipt"]
+        offline = not receipt.get("rrn") and self.offline.is_offline(receipt.get("idem_key", ""))
+        if receipt.get("status") == "approved" and offline:
+            self.offline.receipt(rec)  # printed before the host knew: judged there
+            return
         if receipt.get("status") == "approved":
             key = receipt.get("idem_key", "")
             n = self.key_intent.get(key, 0) if key else 0
@@ -421,6 +454,7 @@ class Observations:
         self.last_fault_seq = rec["seq"]
 
     def _power(self, rec: Record) -> None:
+        self.offline.power(rec)
         if rec["state"] == "off":
             self.owed.power_off()
             self.any_fault = True
@@ -561,6 +595,8 @@ class Observations:
             out[v.invariant].append(v)
         quiet = bool(self.end.get("quiet", False))
         for v in judge_credits(self.credits, host, self.terminal_id, quiet):
+            out[v.invariant].append(v)
+        for v in self.offline.violations(self, host):
             out[v.invariant].append(v)
         return out
 

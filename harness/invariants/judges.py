@@ -51,6 +51,8 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
         for txn in b.live:
             if txn.rrn in obs.printed or txn.rrn in obs.pending_seq:
                 continue  # printed, or visibly pending: a reprint completes it
+            if obs.offline.receipt_owned(txn.idem_key, n):
+                continue  # printed (or shown pending) offline, before the host knew it
             out.append(
                 Violation(
                     "receipt-for-every-charge",
@@ -144,8 +146,8 @@ def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vi
     want = intended(o)
     live = {t.rrn: t for t in b.live}
     for f in o.finals:
-        if f.outcome != "approved":
-            continue
+        if f.outcome != "approved" or f.offline:
+            continue  # an offline approval is judged by offline-uploaded
         txn = live.get(f.rrn) if f.rrn else (b.live[0] if b.live else None)
         if txn is None:
             out.append(
@@ -417,6 +419,10 @@ DESCRIPTIONS: dict[str, str] = {
         "its refunds never exceed what the cashier asked to give back"
     ),
     "ledger-balances": "the host's double-entry ledger sums to zero",
+    "offline-uploaded": (
+        "every offline approval is within the floor and count limits, and is uploaded "
+        "(booked by the host) or visibly expired before its deadline"
+    ),
     "eventually-settles": (
         "after the last fault every intent reaches a final (truthful) state and every "
         "batch close asked for is answered, in time"

@@ -51,6 +51,9 @@ class Shown:
     # An APPROVED display that states the amount approved (a partial approval);
     # 0: it stands for the whole amount entered.
     amount: int = 0
+    # An APPROVED display naming its sale by key, not RRN: approved offline
+    # (judged by `offline-uploaded`, harness/invariants/offline.py).
+    offline: bool = False
 
 
 @dataclass(slots=True)

@@ -147,6 +147,14 @@ def register(sub: Any) -> None:
         help="read cards by chip: the card must accept each approval; a script line "
         "AMOUNT PAN decline (or removed) makes that card refuse it",
     )
+    run.add_argument(
+        "--offline-floor",
+        type=int,
+        default=0,
+        metavar="MINOR",
+        help="approve a sale of at most MINOR units offline when the host does not "
+        "answer, and upload it later as an advice (0220); default 0: never",
+    )
     run.add_argument("--codec", choices=CODECS, default="iso8583")
     run.add_argument("--via-proxy", action="store_true", help="publish to up/, listen on down/")
     src = run.add_mutually_exclusive_group()
@@ -322,6 +330,8 @@ def _config(args: argparse.Namespace, mac_key: bytes, **extra: Any) -> FirmwareC
     from .terminal_driver import terminal_config
 
     overrides: dict[str, Any] = {"partial_approval": args.partial_approval, "chip": args.chip}
+    if getattr(args, "offline_floor", 0) > 0:
+        overrides["offline_floor"] = args.offline_floor
     if args.timeout_ms is not None:
         overrides["response_timeout_ms"] = args.timeout_ms
     return terminal_config(args.id, mac_key, **overrides, **extra)

@@ -130,6 +130,9 @@ class RealScheduler(Scheduler):
     def __len__(self) -> int:
         return len(self._queue) + self._inflight
 
+    def drop_if_all(self, moot: Callable[[Callable[[Any], None], Any], bool]) -> bool:
+        return not self._inflight and super().drop_if_all(moot)
+
     def run(self, until_ms: int, events_max: int) -> bool:
         return self.loop.run_until_complete(self._run(until_ms, events_max))
 

@@ -170,7 +170,8 @@ class TerminalDriver:
     def boot(self) -> None:
         """Power on: hand the firmware every committed journal record."""
         # A real transport: the boot nonce comes from the OS (keys unique per boot).
-        self._feed(Boot(self.journal.records(), secrets.token_hex(4)))
+        # The real-time clock (wall ms) rides on Boot and TimerExpired: offline deadlines.
+        self._feed(Boot(self.journal.records(), secrets.token_hex(4), realclock.wall_ms()))
 
     def kill(self) -> None:
         """Power cut: stop every timer and print job; nothing volatile survives."""
@@ -365,7 +366,7 @@ class TerminalDriver:
 
     def _fire(self, name: str) -> None:
         self._timers.pop(name, None)
-        self._feed(TimerExpired(name))
+        self._feed(TimerExpired(name, realclock.wall_ms()))
 
     def _printed(self, eff: Print) -> None:
         self._prints.pop(eff.job_id, None)

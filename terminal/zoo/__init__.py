@@ -19,6 +19,12 @@ from terminal.zoo.no_amount_check import NoAmountCheckFirmware
 from terminal.zoo.no_debounce import NoDebounceFirmware
 from terminal.zoo.no_echo_check import NoEchoCheckFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
+from terminal.zoo.offline_batch_before_upload import OfflineBatchBeforeUploadFirmware
+from terminal.zoo.offline_late_decline_ignored import OfflineLateDeclineIgnoredFirmware
+from terminal.zoo.offline_new_key_per_upload import OfflineNewKeyPerUploadFirmware
+from terminal.zoo.offline_no_expiry import OfflineNoExpiryFirmware
+from terminal.zoo.offline_no_floor_limit import OfflineNoFloorLimitFirmware
+from terminal.zoo.offline_volatile_queue import OfflineVolatileQueueFirmware
 from terminal.zoo.partial_as_decline import PartialAsDeclineFirmware
 from terminal.zoo.partial_as_full import PartialAsFullFirmware
 from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
@@ -80,6 +86,14 @@ ZOO: dict[str, type] = {
     "refund-new-key-on-retry": RefundNewKeyOnRetryFirmware,
     "void-after-batch-close": VoidAfterBatchCloseFirmware,
     "refund-and-void": RefundAndVoidFirmware,
+    # offline approval (store-and-forward): 1. duplicate charge / 5. receipt without
+    # record (lost queue, no expiry) / limits / reconciliation (batch race, late decline)
+    "offline-new-key-per-upload": OfflineNewKeyPerUploadFirmware,
+    "offline-volatile-queue": OfflineVolatileQueueFirmware,
+    "offline-no-floor-limit": OfflineNoFloorLimitFirmware,
+    "offline-no-expiry": OfflineNoExpiryFirmware,
+    "offline-batch-before-upload": OfflineBatchBeforeUploadFirmware,
+    "offline-late-decline-ignored": OfflineLateDeclineIgnoredFirmware,
 }
 
 __all__ = ["ZOO"]

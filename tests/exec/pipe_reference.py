@@ -52,7 +52,7 @@ def event_of(obj: dict) -> object:
     if tp in SIMPLE:
         return SIMPLE[tp]()
     if tp == "Boot":
-        return Boot(tuple(obj["journal"]), obj["nonce"])
+        return Boot(tuple(obj["journal"]), obj["nonce"], obj.get("clock_ms", 0))
     if tp == "AmountKeyed":
         return AmountKeyed(obj["amount"])
     if tp == "CardPresented":
@@ -66,7 +66,7 @@ def event_of(obj: dict) -> object:
     if tp == "RefundRequested":
         return RefundRequested(obj["rrn"], obj["amount"])
     if tp == "TimerExpired":
-        return TimerExpired(obj["name"])
+        return TimerExpired(obj["name"], obj.get("clock_ms", 0))
     if tp == "PrintFinished":
         return PrintFinished(obj["job_id"], PrintStatus(obj["status"]))
     if tp == "MessageReceived":
@@ -88,6 +88,8 @@ def effect_out(eff: object) -> dict:
         out = {"type": tp, "outcome": eff.outcome.value, "text": eff.text, "rrn": eff.rrn}  # type: ignore[attr-defined]
         if eff.amount:  # type: ignore[attr-defined]
             out["amount"] = eff.amount  # type: ignore[attr-defined]
+        if eff.key:  # type: ignore[attr-defined]
+            out["key"] = eff.key  # type: ignore[attr-defined]
         return out
     if tp == "JournalAppend":
         return {"type": tp, "record": dict(eff.record)}  # type: ignore[attr-defined]
@@ -120,6 +122,9 @@ def main() -> None:
                 status_inquiry=c.get("status_inquiry", True),
                 partial_approval=c.get("partial_approval", False),
                 chip=c.get("chip", False),
+                offline_floor=c.get("offline_floor", 0),
+                offline_max=c.get("offline_max", 10),
+                offline_deadline_ms=c.get("offline_deadline_ms", 86_400_000),
                 extra=c["extra"],
             )
             fw = firmware_class(cfg)

@@ -84,6 +84,21 @@ EXPECTED = {
     "refund-new-key-on-retry": {"no-over-credit", "no-charge-on-failure"},
     "void-after-batch-close": {"approved-means-charged"},
     "refund-and-void": {"no-over-credit"},
+    # Offline approvals. A second upload under a new key charges again; its receipt
+    # names the first key only.
+    "offline-new-key-per-upload": {"no-duplicate-charge", "no-receipt-without-record"},
+    # The lost queue: never uploaded, and its receipt has no host record.
+    "offline-volatile-queue": {"offline-uploaded", "no-receipt-without-record"},
+    "offline-no-floor-limit": {"offline-uploaded"},
+    "offline-no-expiry": {"offline-uploaded"},
+    # The batch closes before the upload: it counts a sale the host does not hold yet,
+    # and the trim after the close (or a device swap) loses the queued sale.
+    "offline-batch-before-upload": {
+        "batch-reconciles",
+        "no-receipt-without-record",
+        "offline-uploaded",
+    },
+    "offline-late-decline-ignored": {"batch-reconciles"},
 }
 
 

@@ -56,6 +56,13 @@ CAUGHT_BY = {
     # A sale shown VOIDED that the host never reversed (it was settled).
     "void-after-batch-close": "approved-means-charged",
     "refund-and-void": "no-over-credit",
+    # Offline approval, store-and-forward (scenarios/incidents/offline-*.toml).
+    "offline-new-key-per-upload": "no-duplicate-charge",
+    "offline-volatile-queue": "offline-uploaded",
+    "offline-no-floor-limit": "offline-uploaded",
+    "offline-no-expiry": "offline-uploaded",
+    "offline-batch-before-upload": "batch-reconciles",
+    "offline-late-decline-ignored": "batch-reconciles",
 }
 
 

@@ -294,3 +294,13 @@ def test_a_terminals_unknown_firmware_names_its_key(
     )
     assert main(["run", str(bad)]) == 2
     assert f"{bad}: terminals[1].firmware: unknown zoo firmware 'nope'" in capsys.readouterr().err
+
+
+def test_an_offline_terminal_among_online_ones_is_judged_with_its_own_limits() -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-offline-partition.toml")
+    assert run_scenario(sc).verdict == "PASS"
+    bad = run_scenario(sc, "zoo:offline-volatile-queue")
+    lost = bad.violations["offline-uploaded"]
+    assert len(lost) == 1 and lost[0].message.startswith(
+        "terminal A: intent 1 was approved offline"
+    )

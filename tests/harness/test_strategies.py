@@ -98,6 +98,10 @@ def test_every_parameter_of_every_group_leaves_its_default(group: str, spec: obj
             # Only [[terminals]] entries have these (tests/harness/test_lanes.py).
             ("terminal", "name"),
             ("terminal", "firmware"),
+            # ... and for `offline` (tests/harness/test_offline_scenarios.py).
+            ("terminal", "offline_floor"),
+            ("terminal", "offline_max"),
+            ("terminal", "offline_deadline_ms"),
         }:
             continue  # identities, and settings no firmware can meet (see strategies)
         default = getattr(spec, name)

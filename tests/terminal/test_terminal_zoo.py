@@ -82,6 +82,12 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "refund-new-key-on-retry",
         "void-after-batch-close",
         "refund-and-void",
+        "offline-new-key-per-upload",
+        "offline-volatile-queue",
+        "offline-no-floor-limit",
+        "offline-no-expiry",
+        "offline-batch-before-upload",
+        "offline-late-decline-ignored",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)

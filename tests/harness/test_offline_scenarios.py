@@ -1,0 +1,179 @@
+"""Offline approval (store-and-forward) end to end: the reference uploads every
+offline sale once, shows late declines and expiry, and closes the batch after the
+uploads; firmwares without the `offline` feature are skipped; the scenario keys, the
+invariant and the strategies carry it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.runner import run_scenario
+from harness.strategies import scenarios
+from scenarios.loader import load_scenario, scenario_from_dict
+from scenarios.model import ScenarioError
+from tests.harness.samples import drawn
+
+INCIDENTS = Path("scenarios/incidents")
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    return load_scenario(INCIDENTS / f"{name}.toml")
+
+
+def test_a_lost_0230_is_answered_with_the_stored_outcome(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    result = run_scenario(_load("offline-upload-ack-lost"), "reference", trace_path=trace)
+    assert result.verdict == "PASS", result.problems
+    text = trace.read_text()
+    # Journaled before the display and the receipt, uploaded under the sale's key.
+    journal = text.index('"type":"offline_approved"')
+    assert journal < text.index('"text":"APPROVED OFFLINE"') < text.index('"kind":"print"')
+    assert text.count('"action":"charge"') == 1 and '"action":"replay"' in text
+    assert '"mti":"0220"' in text and '"offline_ms":' in text
+
+
+def test_the_expiry_is_shown_before_the_deadline(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(_load("offline-upload-expired"), "reference", trace_path=trace).passed
+    text = trace.read_text()
+    assert '"outcome":"offline-expired"' in text
+    assert '"action":"charge"' not in text and '"mti":"0220"' in text
+
+
+@pytest.mark.parametrize(
+    "name", ["offline-expired-reversed", "regress-offline-expired-0200-charged"]
+)
+def test_an_expired_sale_is_reversed_so_no_charge_of_it_stands(name: str, tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(_load(name), "reference", trace_path=trace).passed
+    text = trace.read_text()
+    journal = text.index('"type":"offline_expired"')
+    assert (
+        journal
+        < text.index('"type":"reversal_pending"')
+        < text.index('"outcome":"offline-expired"')
+    )
+    assert '"action":"reverse"' in text and '"action":"batch-match"' in text
+
+
+def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    assert run_scenario(_load("offline-late-decline"), "reference", trace_path=trace).passed
+    text = trace.read_text()
+    assert '"outcome":"offline-declined"' in text and '"action":"advice-declined"' in text
+    assert '"action":"charge"' not in text
+
+
+@pytest.mark.parametrize(
+    ("scenario", "zoo", "caught_by"),
+    [
+        ("offline-upload-ack-lost", "offline-new-key-per-upload", "no-duplicate-charge"),
+        ("offline-power-cut-before-upload", "offline-volatile-queue", "offline-uploaded"),
+        ("offline-power-cut-before-upload", "offline-volatile-queue", "no-receipt-without-record"),
+        ("offline-floor-and-count-limits", "offline-no-floor-limit", "offline-uploaded"),
+        ("offline-upload-expired", "offline-no-expiry", "offline-uploaded"),
+        ("regress-offline-expiry-power-cut", "offline-no-expiry", "offline-uploaded"),
+        ("offline-deadline-while-off", "offline-no-expiry", "offline-uploaded"),
+        ("offline-upload-before-batch", "offline-batch-before-upload", "batch-reconciles"),
+        ("offline-late-decline", "offline-late-decline-ignored", "batch-reconciles"),
+    ],
+)
+def test_each_offline_zoo_firmware_is_caught(scenario: str, zoo: str, caught_by: str) -> None:
+    sc = _load(scenario)
+    assert run_scenario(sc, "reference").passed
+    assert caught_by in run_scenario(sc, f"zoo:{zoo}").violated()
+
+
+def test_a_firmware_without_the_offline_feature_is_skipped() -> None:
+    result = run_scenario(_load("offline-upload-ack-lost"), "zoo:naive-retry")
+    assert result.verdict == "SKIP"
+    assert "'offline' feature" in result.skipped
+
+
+@pytest.mark.parametrize(
+    ("terminal", "field"),
+    [
+        ({"offline_floor": -1}, "terminal.offline_floor"),
+        ({"offline_floor": 100, "offline_max": 0}, "terminal.offline_max"),
+        ({"offline_floor": 100, "offline_deadline_ms": 1_000}, "terminal.offline_deadline_ms"),
+        ({"offline_floor": 100, "partial_approval": True}, "terminal.offline_floor"),
+    ],
+)
+def test_bad_offline_settings_are_one_clear_error(terminal: dict[str, int], field: str) -> None:
+    with pytest.raises(ScenarioError, match=field.replace(".", r"\.") + ": (must be|a terminal)"):
+        scenario_from_dict({"name": "x", "terminal": terminal, "steps": []})
+
+
+def test_offline_strategies_draw_floor_limits_and_partitions_only_when_asked() -> None:
+    sample = drawn(scenarios(offline=True))
+    offline = [sc for sc in sample if sc.terminal.offline_floor]
+    assert offline and any(f.KIND == "partition" for sc in offline for f in sc.faults)
+    assert {sc.terminal.offline_max for sc in offline} >= {1, 10}
+    assert not any(sc.terminal.offline_floor for sc in drawn(scenarios()))
+
+
+@pytest.mark.parametrize("codec", ["iso8583", "json"])
+def test_an_advice_survives_the_mqtt_wire_in_both_codecs(codec: str) -> None:
+    from acquirer import protocol as p
+    from harness.mqtt import wire
+
+    key = b"k" * 16
+    msg = p.Message(
+        p.MTI_ADVICE, "T0001", "M1", 3, pan="4000000000000002", amount=1500,
+        rc="Y3", idem_key="T0001-1", offline_ms=46_000, sent_ms=136_000,
+    )  # fmt: skip
+    signed = p.sign(msg, key)
+    back, used = wire.decode(wire.encode(signed, codec))  # type: ignore[arg-type]
+    assert (back, used) == (signed, codec) and p.verify(back, key)
+
+
+def test_terminal_run_offline_floor_makes_the_terminal_offline_capable() -> None:
+    import argparse
+
+    from harness.mqtt.cli import _config
+
+    args = argparse.Namespace(
+        id="T0001", partial_approval=False, chip=False, timeout_ms=None, offline_floor=5000
+    )
+    assert _config(args, b"key").offline_floor == 5000
+    assert (
+        _config(argparse.Namespace(**{**vars(args), "offline_floor": 0}), b"k").offline_floor == 0
+    )
+
+
+def test_the_exec_wire_carries_the_clock_and_offline_displays() -> None:
+    from harness.exec_wire import decode_effects, encode_event
+    from terminal.firmware import Boot, Display, FirmwareConfig, Outcome, TimerExpired
+
+    assert encode_event(3, TimerExpired("advice", 46_000), b"k") == (
+        b'{"n":3,"type":"TimerExpired","name":"advice","clock_ms":46000}\n'
+    )
+    assert b"clock_ms" not in encode_event(3, TimerExpired("advice"), b"k")
+    assert b'"clock_ms":5' in encode_event(1, Boot((), "ab", 5), b"k")
+    line = (
+        b'{"n": 4, "effects": [{"type": "Display", "outcome": "offline-expired", "key": "T1-1"}]}'
+    )
+    assert decode_effects(line, 4, FirmwareConfig()) == [
+        Display(Outcome.OFFLINE_EXPIRED, key="T1-1")
+    ]
+
+
+def test_only_a_firmware_that_approves_offline_is_told_the_clock() -> None:
+    """zoo:naive-retry over the pipe never sees clock_ms (its events are as before)."""
+    import shlex
+    import sys
+
+    from harness.exec_firmware import ExecFirmware
+    from terminal.firmware import FirmwareConfig, TimerExpired
+
+    pipe = Path("tests/exec/pipe_reference.py")
+    for flaw, told in (("zoo:naive-retry", False), ("", True)):
+        argv = [sys.executable, str(pipe), *([flaw] if flaw else [])]
+        fw = ExecFirmware(argv, FirmwareConfig(), 10.0)
+        try:
+            assert fw._no_clock is not told, shlex.join(argv)
+            fw.handle(TimerExpired("nothing", 5))
+        finally:
+            fw.close()
