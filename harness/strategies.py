@@ -420,8 +420,8 @@ def several_terminals(draw: st.DrawFn, sc: Scenario) -> Scenario:
     """`sc` as a world of 2-4 terminals on its host (drawn last, so every example
     of one terminal stays as it was): each step and fault goes to a drawn terminal;
     one world in four has a clone (the last terminal shares the first one's id, on
-    a fresh journal; such a world closes no batch); customers told FAILED may walk to the next terminal; the
-    second merchant has every other terminal."""
+    a fresh journal; such a world closes no batch); customers told FAILED may walk
+    to the next terminal; the second merchant has every other terminal."""
     k = draw(_LANES_N)
     clone = draw(_CLONE)
     ids = [sc.terminal.id, *(x for x in (f"T{j:04d}" for j in range(2, 9)) if x != sc.terminal.id)]
