@@ -19,15 +19,33 @@ IN PROGRESS mark is cleared and a retry is processed afresh.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
-from acquirer import advice, catalogue, iso8583, refunds, store, wallet
+from acquirer import advice, catalogue, iso8583, refunds, settlement, store, wallet
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
+from acquirer.host_model import (
+    KIND_PURCHASE as KIND_PURCHASE,
+)
+from acquirer.host_model import (
+    KIND_REFUND as KIND_REFUND,
+)
+from acquirer.host_model import (
+    HostAction as HostAction,
+)
+from acquirer.host_model import (
+    HostConfig as HostConfig,
+)
+from acquirer.host_model import (
+    HostTxn as HostTxn,
+)
+from acquirer.host_model import (
+    Settlement as Settlement,
+)
+from acquirer.host_model import (
+    Ticket as Ticket,
+)
 from acquirer.protocol import (
-    BATCH_ITEMS_MAX,
-    FRESHNESS_WINDOW_MS,
     MTI_ADVICE,
     MTI_BATCH,
     MTI_ECHO,
@@ -46,7 +64,6 @@ from acquirer.protocol import (
     RC_INSUFFICIENT_FUNDS,
     RC_INVALID_AMOUNT,
     RC_PARTIAL,
-    RC_RECONCILE_ERROR,
     RC_REVERSAL_REFUSED,
     RC_STALE,
     RC_UNABLE_TO_LOCATE,
@@ -80,101 +97,6 @@ DAY_MS = 86_400_000
 # Expired idempotency records are pruned at most this often (virtual time), a
 # bounded batch at a time; lookups treat an expired record as absent anyway.
 PRUNE_INTERVAL_MS = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class HostConfig:
-    """How the mock acquirer behaves."""
-
-    # terminal_id -> MAC key. Unknown terminals and bad MACs get RC 30.
-    mac_keys: Mapping[str, bytes]
-    # Ledger account credited by purchases (debited by refunds).
-    merchant_account: str = "MERCHANT"
-    # How long an idempotency record is honoured (24 h, like Stripe).
-    idempotency_retention_ms: int = 86_400_000
-    # Requests whose transmission time is further than this from the host's clock
-    # are refused with RC 63 (0 turns the check off, for unit tests of other rules).
-    # Never more than half the retention: see protocol.FRESHNESS_WINDOW_MS.
-    freshness_window_ms: int = FRESHNESS_WINDOW_MS
-    # Normal time between begin and finish.
-    processing_ms: int = 20
-    # ":memory:" (default), "" for a private temporary file, or a real path.
-    db_path: str = ":memory:"
-    # False accepts any terminal and unsigned requests (responses to terminals
-    # without a key stay unsigned). Unit tests only: answers to a known terminal are
-    # then signed whatever the request, which is exactly what docs/security.md forbids.
-    verify_mac: bool = True
-    # False turns off the catalogue's amount conventions (500 -> RC 05, ...),
-    # for scenarios that draw amounts freely. Card rules always apply.
-    test_amounts: bool = True
-    # A refund must name the approved sale it refunds (`orig_key`): one that names
-    # none would credit any card with any amount, so it is refused (RC 12). True
-    # accepts such "unreferenced" refunds as stand-alone credits (a setting for
-    # tests of other rules and for acquirers that allow them; docs/security.md).
-    unreferenced_refunds: bool = False
-    # A wallet order nobody confirms closes unpaid this long after it was created
-    # (WeChat Pay closes after about 45 s of waiting, Alipay after a few minutes).
-    wallet_close_ms: int = 120_000
-    # An offline advice (0220) is refused (RC EX) this long after its offline approval.
-    advice_deadline_ms: int = advice.ADVICE_DEADLINE_MS
-
-
-@dataclass(frozen=True, slots=True)
-class HostAction:
-    """What the host did for one begin or finish, for the trace."""
-
-    action: str
-    rc: str
-    rrn: str = ""
-    amount: int = 0
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """A request accepted for processing, to be finished at `finish_at_ms`."""
-
-    request: Message
-    started_ms: int
-    finish_at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class HostTxn:
-    """One stored purchase or refund outcome."""
-
-    id: int
-    rrn: str
-    terminal_id: str
-    stan: int
-    idem_key: str
-    kind: str  # "purchase" | "refund"
-    pan: str
-    amount: int
-    rc: str
-    status: str  # "approved" | "declined" | "reversed"
-    created_ms: int
-    reversed_ms: int = -1
-    batch_no: int = 0  # 0 = not settled yet
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """One batch close. Counts are debits plus credits; amounts are net (debits - credits)."""
-
-    terminal_id: str
-    batch_no: int
-    terminal_count: int
-    terminal_amount: int
-    host_count: int
-    host_amount: int
-    matched: bool
-    differing: tuple[BatchItem, ...]
-    at_ms: int
-
-
-KIND_PURCHASE = "purchase"
-KIND_REFUND = "refund"
 
 
 def _dedup_key(msg: Message, day: int) -> str:
@@ -922,48 +844,7 @@ class Acquirer:
 
     def _settle(self, req: Message, tid: str, now_ms: int) -> tuple[Message, HostAction]:
         """Compare the terminal's totals with the host's and close the batch."""
-        host_items: list[BatchItem] = []
-        debit_count = debit_amount = credit_count = credit_amount = 0
-        for _id, stan, amount, rrn, kind in self._db.execute(store.SQL_TXN_UNSETTLED, (tid,)):
-            host_items.append(BatchItem(stan, amount, rrn))
-            if kind == KIND_REFUND:
-                credit_count += 1
-                credit_amount += amount
-            else:
-                debit_count += 1
-                debit_amount += amount
-        matched = (debit_count, debit_amount, credit_count, credit_amount) == (
-            req.debit_count,
-            req.debit_amount,
-            req.credit_count,
-            req.credit_amount,
-        )
-        differing = () if matched else _differing(req.items, host_items)
-        rc = RC_APPROVED if matched else RC_RECONCILE_ERROR
-        self._db.execute(
-            store.SQL_SETTLEMENT_INSERT,
-            (
-                tid,
-                req.batch_no,
-                req.debit_count + req.credit_count,
-                req.debit_amount - req.credit_amount,
-                debit_count + credit_count,
-                debit_amount - credit_amount,
-                rc,
-                store.encode_items(differing),
-                now_ms,
-            ),
-        )
-        self._db.execute(store.SQL_TXN_STAMP, (req.batch_no, tid))
-        if matched:
-            action = HostAction("batch-match", rc, detail=f"Batch {req.batch_no} matches.")
-        else:
-            action = HostAction(
-                "batch-mismatch",
-                rc,
-                detail=f"Batch {req.batch_no}: {len(differing)} differing transactions.",
-            )
-        return self._reply(req, rc, items=differing), action
+        return settlement.settle(self, req, tid, now_ms)
 
 
 def _reversal_mismatch(req: Message, txn: HostTxn) -> str:
@@ -977,30 +858,3 @@ def _reversal_mismatch(req: Message, txn: HostTxn) -> str:
     if req.terminal_id != txn.terminal_id:
         return "Reversal terminal differs from the original's."
     return ""
-
-
-def _differing(terminal: tuple[BatchItem, ...], host: list[BatchItem]) -> tuple[BatchItem, ...]:
-    """Transactions present on one side only or with different amounts (bounded).
-
-    Items are matched by RRN when the terminal sent one, else by STAN. A
-    terminal-only item is listed as the terminal sent it; a host-only item or an
-    amount difference is listed as the host has it.
-    """
-    by_rrn = {h.rrn: h for h in host}
-    by_stan: dict[int, list[BatchItem]] = {}
-    for h in host:
-        by_stan.setdefault(h.stan, []).append(h)
-    seen: set[str] = set()
-    out: list[BatchItem] = []
-    for t in terminal:
-        match = by_rrn.get(t.rrn) if t.rrn else None
-        if match is None and not t.rrn:
-            match = next((h for h in by_stan.get(t.stan, ()) if h.rrn not in seen), None)
-        if match is None or match.rrn in seen:
-            out.append(t)
-            continue
-        seen.add(match.rrn)
-        if match.amount != t.amount:
-            out.append(match)
-    out.extend(h for h in host if h.rrn not in seen)
-    return tuple(out[:BATCH_ITEMS_MAX])
