@@ -505,8 +505,8 @@ class Observations:
             b.rrns.append(txn.rrn)
         if txn.kind == "refund":
             return  # judged as the sale's credits (credits.py), not as a purchase
-        if txn.status != "approved" and not self.credits.was_voided(txn.rrn):
-            return  # a sale the cashier voided counts as the charge it was
+        if txn.status != "approved" and not self.credits.void_asked(txn.rrn):
+            return  # a sale the cashier asked to void counts as the charge it was
         b.net += -txn.amount if txn.kind == "refund" else txn.amount
         if txn.kind == "purchase":
             b.live.append(txn)

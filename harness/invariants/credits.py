@@ -15,8 +15,9 @@ refunds linked to it (`acquirer.refunds.refund_links`).
 * ``no-charge-on-failure`` (extended, the other way round): once the run has come to
   rest, the host holds no refund of a sale beyond what the terminal showed REFUNDED.
 
-A sale the terminal showed VOIDED counts, for the other invariants, as the approved
-charge it was (its receipt was right when printed, its APPROVED display was true).
+A sale the cashier asked to void counts, for the other invariants, as the approved
+charge it was (its receipt was right when printed, its APPROVED display was true),
+whether the terminal showed it VOIDED or never learnt the reversal's outcome.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SaleCredits:
 
     asked: int = 0  # the most the cashier asked to give back (a void: the whole sale)
     ask_seqs: list[int] = field(default_factory=list)
+    void_asked: bool = False  # the cashier asked to void it
     voided_seq: int = 0  # the first VOIDED display naming it (0: none)
     refunded: int = 0  # what REFUNDED displays naming it add up to
     refunded_seq: int = 0
@@ -68,6 +70,7 @@ class CreditObs:
             return
         s = self._sale(rec["rrn"])
         s.asked += int(rec.get("amount", 0))
+        s.void_asked = s.void_asked or rec["action"] == "void"
         s.intent = int(rec.get("intent", 0))
         if len(s.ask_seqs) < 8:
             s.ask_seqs.append(rec["seq"])
@@ -83,10 +86,12 @@ class CreditObs:
             s.refunded += int(rec.get("amount", 0))
             s.refunded_seq = s.refunded_seq or rec["seq"]
 
-    def was_voided(self, rrn: str) -> bool:
-        """The terminal showed sale `rrn` VOIDED (after the cashier asked)."""
+    def void_asked(self, rrn: str) -> bool:
+        """The cashier asked to void sale `rrn`: its reversal at the host is what was
+        asked for, whether the terminal showed it VOIDED or could not learn the outcome
+        (the reversal's answers lost, the void left to manual handling)."""
         s = self.sales.get(rrn)
-        return s is not None and s.voided_seq > 0 and s.asked > 0
+        return s is not None and s.void_asked
 
 
 def judge_credits(

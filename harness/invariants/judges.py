@@ -232,7 +232,7 @@ def judge_receipt(
                 (seq,),
             )
         ]
-    if txn is None or (txn.status != "approved" and not obs.credits.was_voided(txn.rrn)):
+    if txn is None or (txn.status != "approved" and not obs.credits.void_asked(txn.rrn)):
         problem = (
             "the host has no such transaction"
             if txn is None
