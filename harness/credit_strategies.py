@@ -6,7 +6,8 @@ of the whole sale or a quarter to three quarters of it, some time after the sale
 one example in two closes the batch between the sales and the credits, so some voids
 fall outside the batch window; one refund in three has its answer lost (a `drop` of
 the 0210 that, counting the sales' answers first, should be the refund's), so a retry
-is what the terminal does next.
+is what the terminal does next; and, drawn last, one example with refunds in four
+loses every answer of one refund (the terminal must give it up and reverse it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ _AFTER = st.sampled_from([20_000, 45_000, 90_000, 240_000])
 _ACTIONS = st.sampled_from(["void", "refund"])
 _QUARTERS = st.integers(0, 3)  # 0: the whole sale; else that many quarters of it
 _LOSE_ANSWER = st.integers(0, 2).map(lambda k: k == 0)
+_LOSE_ALL = st.integers(0, 3).map(lambda k: k == 0)
+# Answers lost in a row: at least every send of a refund (max_sends is 2 or 3).
+ALL_ANSWERS = 3
 
 
 @st.composite
@@ -52,4 +56,7 @@ def credit_steps(
             if draw(_LOSE_ANSWER):
                 nth = len(payments) + refunds
                 faults.append(Drop(direction="to_terminal", mti="0210", nth=nth))
+    if refunds and draw(_LOSE_ALL):
+        nth = len(payments) + draw(st.integers(1, refunds))
+        faults.append(Drop(direction="to_terminal", mti="0210", nth=nth, count=ALL_ANSWERS))
     return tuple(sorted(out, key=lambda s: s.at_ms)), tuple(faults)

@@ -14,6 +14,13 @@ The cashier names the sale by its host reference (RRN, printed on its receipt):
   before the first send and reused on every retry and after every reboot, so a retried
   refund is credited once; it is retried until the host answers (transient codes
   retry, anything else refuses it) and REFUNDED is shown once the host approved it.
+  A refund still unanswered after `max_sends` sends (as for a sale: the customer is
+  waiting at the counter) has an unknown outcome
+  (the host may have credited it, every answer lost): it is reversed like a sale whose
+  outcome is unknown (`refund_reversing`, then the usual `reversal_pending`, journaled
+  before REFUND FAILED is shown), so the card is never credited behind the cashier's
+  back; once the host confirms the reversal (`refund_reversed`) the amount may be
+  refunded again.
 * Never both: a voided sale is not refunded, a refunded sale is not voided, and the
   refunds of one sale never total more than the sale (what was approved).
 
@@ -62,7 +69,16 @@ REFUNDS_QUEUED_MAX = 16
 # and all of them after a power cut, are refunded by the acquirer's back office).
 SALE_REFS_MAX = 64
 REFUND_RECORDS = frozenset(
-    {"void", "void_refused", "refund", "refund_done", "refund_refused", "refund_manual"}
+    {
+        "void",
+        "void_refused",
+        "refund",
+        "refund_done",
+        "refund_refused",
+        "refund_manual",
+        "refund_reversing",
+        "refund_reversed",
+    }
 )
 
 
@@ -114,6 +130,8 @@ class RefundFlow(FirmwareState):
         self._refund_tries = 0
         self._credited: dict[str, int] = {}  # sale key -> refunds asked, not refused
         self._voids: dict[str, SaleRef] = {}  # sales the cashier voided (or is voiding)
+        # Refunds given up on and being reversed: refund key -> the job.
+        self._refund_reversals: dict[str, RefundJob] = {}
         self._sale_refs: dict[str, SaleRef] = {}  # rrn -> settled sale, oldest first
         # Approved refunds of the open batch: key -> (stan, amount, host rrn, batch_no).
         self._refund_credits: dict[str, tuple[int, int, str, int]] = {}
@@ -266,13 +284,31 @@ class RefundFlow(FirmwareState):
         key = self._refund_key
         if not key or key not in self._refunds:
             return []
-        if self._refund_tries < self.config.reversal_max_tries:
+        if self._refund_tries < self.config.max_sends:
             return self._send_refund()
-        # Out of tries: the outcome is unknown, a human must look (the amount stays
-        # counted against the sale, so it is not refunded again meanwhile).
-        return self._refund_over(
-            key, {"type": "refund_manual", "key": key}, "REFUND NEEDS MANUAL HANDLING"
-        )
+        return self._refund_give_up(key)
+
+    def _refund_give_up(self, key: str) -> list[Effect]:
+        """Out of sends, the outcome unknown (the host may have credited it, every answer
+        lost): reverse the refund, journaled before REFUND FAILED is shown. The amount
+        stays counted against the sale until the host confirms the reversal."""
+        job = self._refunds.pop(key)
+        self._refund_reversals[key] = job
+        sale = Sale(key, job.stan, job.amount, job.pan, job.sale_no, job.batch_no)
+        effects: list[Effect] = [
+            self._journal({"type": "refund_reversing", "key": key}),
+            *self._record_reversal_pending(sale),
+            Display(Outcome.PROMPT, "REFUND FAILED - NOT CREDITED"),
+        ]
+        if key == self._refund_key:
+            self._refund_key = ""
+            effects.append(CancelTimer(REFUND_TIMER))
+        # Queued before anything else may start: a batch close waits for it.
+        effects += self._enqueue_reversal(sale)
+        effects += self._pump_refunds()
+        if self._batch_wanted:
+            effects += self._maybe_start_batch()
+        return effects
 
     def _on_refund_response(self, msg: Message) -> list[Effect]:
         job = self._refunds.get(msg.idem_key)
@@ -313,7 +349,12 @@ class RefundFlow(FirmwareState):
     # ------------------------------------------------------------ voids
 
     def _void_done(self, key: str) -> list[Effect]:
-        """The reversal of `key` is done: if it was the cashier's void, show it."""
+        """The reversal of `key` is done: if it was the cashier's void, show it; if it
+        was a refund given up on, its amount may be refunded again."""
+        job = self._refund_reversals.pop(key, None)
+        if job is not None:
+            self._credited[job.orig_key] = self._credited.get(job.orig_key, 0) - job.amount
+            return [self._journal({"type": "refund_reversed", "key": key})]
         ref = self._voids.get(key)
         if ref is None:
             return []
@@ -365,6 +406,7 @@ class RefundFlow(FirmwareState):
         self._credited = {k: v for k, v in self._credited.items() if k in keys}
         self._refund_credits = {}
         self._voids = {}
+        self._refund_reversals = {}  # a close waits for reversals: none is in flight
         return [self._journal(job.record()) for job in self._refunds.values()]
 
     def _replay_refund(self, kind: str, record: JournalRecord) -> None:
@@ -403,8 +445,16 @@ class RefundFlow(FirmwareState):
             self._replay_refund_outcome(kind, key, record)
 
     def _replay_refund_outcome(self, kind: str, key: str, record: JournalRecord) -> None:
+        if kind == "refund_reversed":
+            job = self._refund_reversals.pop(key, None)
+            if job is not None:
+                self._credited[job.orig_key] = self._credited.get(job.orig_key, 0) - job.amount
+            return
         job = self._refunds.pop(key, None)
         if job is None:
+            return
+        if kind == "refund_reversing":
+            self._refund_reversals[key] = job  # its reversal_pending record follows
             return
         if kind == "refund_done":
             self._refund_credits[key] = (job.stan, job.amount, str(record["rrn"]), job.batch_no)

@@ -84,6 +84,8 @@ EXPECTED = {
     "refund-new-key-on-retry": {"no-over-credit", "no-charge-on-failure"},
     "void-after-batch-close": {"approved-means-charged"},
     "refund-and-void": {"no-over-credit"},
+    # The refund credited and never reversed: not shown, and not in the terminal's batch.
+    "refund-unknown-left": {"no-charge-on-failure", "batch-reconciles"},
     # Offline approvals. A second upload under a new key charges again; its receipt
     # names the first key only.
     "offline-new-key-per-upload": {"no-duplicate-charge", "no-receipt-without-record"},

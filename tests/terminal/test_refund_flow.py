@@ -143,3 +143,31 @@ def test_an_unknown_rrn_is_refused_without_sending() -> None:
     for event in (VoidRequested("NOPE00000000"), RefundRequested("", 10)):
         effects = r.feed(event)
         assert sends(effects) == [] and displays(effects)[0].outcome is Outcome.PROMPT
+
+
+def test_a_refund_unanswered_after_its_last_send_is_reversed_before_it_is_shown_failed() -> None:
+    r = sold(1000)
+    (refund,) = sends(r.feed(RefundRequested(RRN, 1000)))
+    for _ in range(FirmwareConfig().max_sends - 1):
+        assert len(sends(r.feed(TimerExpired("refund")))) == 1
+    effects = r.feed(TimerExpired("refund"))
+    kinds = [type(e).__name__ for e in effects]
+    journaled = [e.record["type"] for e in effects if isinstance(e, JournalAppend)]
+    assert journaled[:2] == ["refund_reversing", "reversal_pending"]
+    assert kinds.index("JournalAppend") < kinds.index("Display") < kinds.index("Send")
+    assert Display(Outcome.PROMPT, "REFUND FAILED - NOT CREDITED") in displays(effects)
+    (reversal,) = sends(effects)
+    assert (reversal.mti, reversal.orig_key) == (MTI_REVERSAL, refund.idem_key)
+    assert (reversal.stan, reversal.amount) == (refund.stan, refund.amount)
+    # Until the host confirms the reversal the amount stays counted against the sale
+    # (across a reboot too, which resends the reversal, not the refund) ...
+    (again,) = sends(r.power_cut())
+    assert again.mti == MTI_REVERSAL and again.orig_key == refund.idem_key
+    assert displays(r.feed(RefundRequested(RRN, 1))) == [
+        Display(Outcome.PROMPT, "REFUND REFUSED - MORE THAN THE SALE")
+    ]
+    # ... and once it is confirmed (journaled, so after a reboot too) it is free again.
+    r.reply(again)
+    r.power_cut()
+    (fresh,) = sends(r.feed(RefundRequested(RRN, 1000)))
+    assert fresh.idem_key != refund.idem_key
