@@ -268,7 +268,8 @@ class Observations:
             self.batch_first_sent[batch_no] = self.faults_seen
 
     def _cashier(self, rec: Record) -> None:
-        self.credits.cashier(rec)
+        obs = self.intents.get(rec.get("intent", 0))
+        self.credits.cashier(rec, obs is not None and obs.final == "approved")
         if rec["action"] == "cancel":
             self.cancel_pressed = True
         # A retry after a FAILED display: the customer did not leave with it.

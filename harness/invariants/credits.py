@@ -65,12 +65,16 @@ class CreditObs:
             s = self.sales[rrn] = SaleCredits()
         return s
 
-    def cashier(self, rec: Record) -> None:
+    def cashier(self, rec: Record, approved: bool) -> None:
+        """A cashier record; `approved`: the sale's customer was last shown APPROVED."""
         if rec["action"] not in ("void", "refund") or not rec.get("rrn"):
             return
         s = self._sale(rec["rrn"])
         s.asked += int(rec.get("amount", 0))
-        s.void_asked = s.void_asked or rec["action"] == "void"
+        # Only a void of a sale the customer was told was approved excuses its
+        # reversal: a terminal reversing a sale it showed DECLINED (a chip decline)
+        # must not be excused by a void the cashier asked for afterwards.
+        s.void_asked = s.void_asked or (rec["action"] == "void" and approved)
         s.intent = int(rec.get("intent", 0))
         if len(s.ask_seqs) < 8:
             s.ask_seqs.append(rec["seq"])
@@ -87,9 +91,9 @@ class CreditObs:
             s.refunded_seq = s.refunded_seq or rec["seq"]
 
     def void_asked(self, rrn: str) -> bool:
-        """The cashier asked to void sale `rrn`: its reversal at the host is what was
-        asked for, whether the terminal showed it VOIDED or could not learn the outcome
-        (the reversal's answers lost, the void left to manual handling)."""
+        """The cashier asked to void sale `rrn` while it stood APPROVED: its reversal at
+        the host is what was asked for, whether the terminal showed it VOIDED or could
+        not learn the outcome (the reversal's answers lost, left to manual handling)."""
         s = self.sales.get(rrn)
         return s is not None and s.void_asked
 

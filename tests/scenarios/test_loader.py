@@ -122,8 +122,9 @@ def test_builtin_suite_covers_every_fault_kind() -> None:
         for f in find_scenarios([SUITE / "incidents"])
         for fault in load_scenario(f).faults
     }
-    # Host-side defects (Fault.SWARM False) are covered by the incident corpus.
-    assert used == set(faults.swarm_kinds(frozenset({"wallet"})))
+    # Host-side defects (Fault.SWARM False) are covered by the incident corpus; kinds
+    # drawn by a flow's own strategy (chip_refusal) may appear too.
+    assert set(faults.swarm_kinds(frozenset({"wallet"}))) <= used
 
 
 def test_scenario_type_is_frozen_and_slotted() -> None:
