@@ -20,6 +20,7 @@ from faults.base import Fault
 
 FAULTS_MAX = 6
 _INDEX = st.integers(0, 63)
+_REPLAY_AFTER = st.sampled_from([1, 2_000, 20_000, 120_000])
 
 
 def pick(draw: st.DrawFn, items: Sequence[Any]) -> Any:
@@ -172,20 +173,22 @@ def _params(kind: str) -> st.SearchStrategy[dict[str, Any]]:
             {"nth": st.integers(1, 4), "rc": st.sampled_from(["", "00", "05"])}
         )
     if kind == "replay":
+        # Every message type, and replays late enough to land in a later flow (an old
+        # batch answer during the next close, an advice answer during a refund).
         request = st.fixed_dictionaries(
             {
                 "leg": st.just("request"),
-                "mti": st.sampled_from(["0200", "0400"]),
+                "mti": st.sampled_from(["0200", "0400", "0220", "0500", "0600"]),
                 "nth": st.integers(1, 4),
-                "after_ms": st.sampled_from([1, 2_000, 20_000]),
+                "after_ms": _REPLAY_AFTER,
             }
         )
         answer = st.fixed_dictionaries(
             {
                 "leg": st.just("answer"),
-                "mti": st.sampled_from(["0210", "0410"]),
+                "mti": st.sampled_from(["0210", "0410", "0230", "0510", "0610"]),
                 "nth": st.integers(1, 4),
-                "after_ms": st.sampled_from([1, 2_000, 20_000]),
+                "after_ms": _REPLAY_AFTER,
             }
         )
         return st.one_of(request, answer)
