@@ -27,7 +27,17 @@ from acquirer import protocol as p
 from acquirer.catalogue import CardAccount
 from acquirer.host import Acquirer, HostConfig
 from acquirer.protocol import Message
-from terminal.firmware import FirmwareConfig, MessageReceived, Outcome, TimerExpired
+from terminal.firmware import (
+    BatchCloseRequested,
+    FirmwareConfig,
+    MessageReceived,
+    Outcome,
+    PrintFinished,
+    PrintStatus,
+    RefundRequested,
+    TimerExpired,
+    VoidRequested,
+)
 from terminal.reference import RESPONSE_TIMER, ReferenceFirmware
 from terminal.testing import Rig, displays, journaled, prints, sends
 
@@ -203,10 +213,20 @@ def _signed_corpus() -> list[Message]:
     for amount in (100, 1250):
         request = start_sale(r, amount)
         answer = acq.handle(request, 0)
-        r.feed(MessageReceived(answer))
+        for job in prints(r.feed(MessageReceived(answer))):
+            r.feed(PrintFinished(job.job_id, PrintStatus.OK))
         out += [request, answer]
     refused = acq.handle(replace(out[0], stan=999), 0)  # tampered: refused unsigned
     out.append(refused)
+    # The cashier's credits and the day's close: a refund of the first sale, a void of
+    # the second, the batch (every signed message type a terminal and host exchange).
+    for event in (RefundRequested(out[1].rrn, 40), VoidRequested(out[3].rrn)):
+        (request,) = sends(r.feed(event))
+        answer = acq.handle(request, 10)
+        r.feed(MessageReceived(answer))
+        out += [request, answer]
+    (batch,) = sends(r.feed(BatchCloseRequested()))
+    out += [batch, acq.handle(batch, 20)]
     acq.close()
     return out
 
