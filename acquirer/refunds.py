@@ -7,6 +7,11 @@ of one sale to its amount: the refunds of a sale never total more than the sale.
 void is a reversal (0400) of the sale, allowed only inside the batch window: once a
 batch close has settled the sale (`batch_no` stamped), the void is refused with RC 12
 and the terminal must refund it instead.
+
+All of it lives in the host's store (SQLite or PostgreSQL), none in memory: a sale is
+found by its key in `txns` once its idempotency record has expired, its settlement is
+`txns.batch_no` and what was refunded of it is `refund_links`, so a host restarted
+between the sale, its batch close and its refund refunds it exactly as one that was not.
 """
 
 from __future__ import annotations
@@ -40,9 +45,16 @@ def original_of(host: Acquirer, msg: Message, now_ms: int) -> HostTxn | None:
     if not msg.orig_key:
         return None
     rec = host._dedup_get(msg.terminal_id, "k:" + msg.orig_key, now_ms)
-    if rec is None or rec.txn_id is None:
+    if rec is None:
+        # The key's idempotency record expired (or the host was restarted on a store
+        # that pruned it): the sale itself is never pruned, so it stays refundable.
+        row = host._db.execute(
+            store.SQL_TXN_SALE_BY_KEY, (msg.terminal_id, msg.orig_key)
+        ).fetchone()
+    elif rec.txn_id is None:
         return None
-    row = host._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
+    else:
+        row = host._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
     if row is None:
         return None
     from acquirer.host import HostTxn
