@@ -594,7 +594,8 @@ class Observations:
         for v in judge_run(self, host):
             out[v.invariant].append(v)
         quiet = bool(self.end.get("quiet", False))
-        for v in judge_credits(self.credits, host, self.terminal_id, quiet):
+        own = self.own_rrns if self.own_books_only else None
+        for v in judge_credits(self.credits, host, self.terminal_id, quiet, own):
             out[v.invariant].append(v)
         for v in self.offline.violations(self, host):
             out[v.invariant].append(v)
