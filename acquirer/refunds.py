@@ -39,6 +39,14 @@ SQL_REFUNDED_ALL = (
     "ORDER BY l.orig_txn_id"
 )
 
+SQL_ORIGINAL_RRN = (
+    "SELECT t.rrn FROM refund_links l JOIN txns t ON t.id = l.orig_txn_id WHERE l.refund_txn_id = ?"
+)
+SQL_REFUNDS_OF = (
+    "SELECT t.rrn, t.amount FROM refund_links l JOIN txns t ON t.id = l.refund_txn_id "
+    "WHERE l.orig_txn_id = ? AND t.status = 'approved' ORDER BY t.id"
+)
+
 
 def original_of(host: Acquirer, msg: Message, now_ms: int) -> HostTxn | None:
     """The transaction a refund's `orig_key` names (None: it names none this host holds)."""
@@ -105,3 +113,16 @@ def refunded_by_sale(host: Acquirer) -> list[tuple[HostTxn, int]]:
         if row is not None:
             out.append((HostTxn(*row), int(total)))
     return out
+
+
+def original_rrn(host: Acquirer, refund_txn_id: int) -> str:
+    """The RRN of the sale approved refund `refund_txn_id` refunds ("" when none)."""
+    row = host._db.execute(SQL_ORIGINAL_RRN, (refund_txn_id,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def refunds_of(host: Acquirer, orig_txn_id: int) -> list[tuple[str, int]]:
+    """The approved (not reversed) refunds of sale `orig_txn_id`: (rrn, amount), oldest
+    first."""
+    rows = host._db.execute(SQL_REFUNDS_OF, (orig_txn_id,)).fetchall()
+    return [(str(rrn), int(amount)) for rrn, amount in rows]

@@ -35,6 +35,7 @@ from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
+from .credit_receipts import CREDIT_STATUSES
 from .credits import CreditObs, judge_credits
 from .judges import DESCRIPTIONS, judge_intent, judge_receipt, judge_run
 from .model import (
@@ -368,6 +369,7 @@ class Observations:
         rrn = rec.get("rrn", "")
         if outcome == "receipt-pending" and rrn:
             self.pending_seq[rrn] = rec["seq"]
+            self.credits.slips.shown_pending(rrn, rec["seq"])
         n = rec.get("intent")
         if outcome in ("voided", "refunded"):
             self.credits.display(rec)
@@ -437,6 +439,9 @@ class Observations:
         offline = not receipt.get("rrn") and self.offline.is_offline(receipt.get("idem_key", ""))
         if receipt.get("status") == "approved" and offline:
             self.offline.receipt(rec)  # printed before the host knew: judged there
+            return
+        if receipt.get("status") in CREDIT_STATUSES:
+            self.credits.slips.receipt(rec["seq"], receipt)  # a void's or refund's
             return
         if receipt.get("status") == "approved":
             key = receipt.get("idem_key", "")

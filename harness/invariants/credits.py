@@ -17,6 +17,9 @@ refunds linked to it (`acquirer.refunds.refund_links`).
 
 A sale the terminal showed VOIDED counts, for the other invariants, as the approved
 charge it was (its receipt was right when printed, its APPROVED display was true).
+
+The receipts of voids and refunds are judged in harness/invariants/credit_receipts.py
+(`no-receipt-without-record`, `receipt-for-every-charge`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING
 from acquirer import refunds
 from harness.trace import Record
 
+from .credit_receipts import CreditReceiptObs, judge_credit_receipts
 from .model import Violation, money
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ class CreditObs:
 
     def __init__(self) -> None:
         self.sales: dict[str, SaleCredits] = {}
+        self.slips = CreditReceiptObs()  # their receipts (credit_receipts.py)
 
     def _sale(self, rrn: str) -> SaleCredits:
         s = self.sales.get(rrn)
@@ -123,7 +128,7 @@ def judge_credits(
             )
     for rrn, s in credits.sales.items():
         out += _shown_booked(host, rrn, s, refunded)
-    return out
+    return out + judge_credit_receipts(credits, host, terminal_id, quiet)
 
 
 def _over_credit(s: SaleCredits | None, sale: HostTxn, total: int) -> Iterable[Violation]:

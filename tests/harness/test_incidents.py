@@ -56,6 +56,7 @@ CAUGHT_BY = {
     # A sale shown VOIDED that the host never reversed (it was settled).
     "void-after-batch-close": "approved-means-charged",
     "refund-and-void": "no-over-credit",
+    "refund-receipt-before-answer": "no-receipt-without-record",
     # Offline approval, store-and-forward (scenarios/incidents/offline-*.toml).
     "offline-new-key-per-upload": "no-duplicate-charge",
     "offline-volatile-queue": "offline-uploaded",
