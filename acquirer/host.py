@@ -677,13 +677,9 @@ class Acquirer:
             if self._config.unreferenced_refunds:
                 return ""
             return "Refund names no sale (orig_key); unreferenced refunds are not accepted."
-        rec = self._dedup_get(msg.terminal_id, "k:" + msg.orig_key, now_ms)
-        row = None
-        if rec is not None and rec.txn_id is not None:
-            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
-        if row is None:
+        txn = refunds.original_of(self, msg, now_ms)
+        if txn is None:
             return "Refund names no sale of this terminal."
-        txn = HostTxn(*row)
         if txn.kind != KIND_PURCHASE or txn.status != "approved":
             return f"Refund names a {txn.status} {txn.kind}, not an approved purchase."
         if txn.pan != msg.pan:

@@ -7,6 +7,11 @@ of one sale to its amount: the refunds of a sale never total more than the sale.
 void is a reversal (0400) of the sale, allowed only inside the batch window: once a
 batch close has settled the sale (`batch_no` stamped), the void is refused with RC 12
 and the terminal must refund it instead.
+
+All of it lives in the host's store (SQLite or PostgreSQL), none in memory: a sale is
+found by its key in `txns` once its idempotency record has expired, its settlement is
+`txns.batch_no` and what was refunded of it is `refund_links`, so a host restarted
+between the sale, its batch close and its refund refunds it exactly as one that was not.
 """
 
 from __future__ import annotations
@@ -34,15 +39,30 @@ SQL_REFUNDED_ALL = (
     "ORDER BY l.orig_txn_id"
 )
 
+SQL_ORIGINAL_RRN = (
+    "SELECT t.rrn FROM refund_links l JOIN txns t ON t.id = l.orig_txn_id WHERE l.refund_txn_id = ?"
+)
+SQL_REFUNDS_OF = (
+    "SELECT t.rrn, t.amount FROM refund_links l JOIN txns t ON t.id = l.refund_txn_id "
+    "WHERE l.orig_txn_id = ? AND t.status = 'approved' ORDER BY t.id"
+)
+
 
 def original_of(host: Acquirer, msg: Message, now_ms: int) -> HostTxn | None:
     """The transaction a refund's `orig_key` names (None: it names none this host holds)."""
     if not msg.orig_key:
         return None
     rec = host._dedup_get(msg.terminal_id, "k:" + msg.orig_key, now_ms)
-    if rec is None or rec.txn_id is None:
+    if rec is None:
+        # The key's idempotency record expired (or the host was restarted on a store
+        # that pruned it): the sale itself is never pruned, so it stays refundable.
+        row = host._db.execute(
+            store.SQL_TXN_SALE_BY_KEY, (msg.terminal_id, msg.orig_key)
+        ).fetchone()
+    elif rec.txn_id is None:
         return None
-    row = host._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
+    else:
+        row = host._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
     if row is None:
         return None
     from acquirer.host import HostTxn
@@ -93,3 +113,16 @@ def refunded_by_sale(host: Acquirer) -> list[tuple[HostTxn, int]]:
         if row is not None:
             out.append((HostTxn(*row), int(total)))
     return out
+
+
+def original_rrn(host: Acquirer, refund_txn_id: int) -> str:
+    """The RRN of the sale approved refund `refund_txn_id` refunds ("" when none)."""
+    row = host._db.execute(SQL_ORIGINAL_RRN, (refund_txn_id,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def refunds_of(host: Acquirer, orig_txn_id: int) -> list[tuple[str, int]]:
+    """The approved (not reversed) refunds of sale `orig_txn_id`: (rrn, amount), oldest
+    first."""
+    rows = host._db.execute(SQL_REFUNDS_OF, (orig_txn_id,)).fetchall()
+    return [(str(rrn), int(amount)) for rrn, amount in rows]

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS txns (
     batch_no INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS txns_identity ON txns (terminal_id, day, stan);
+-- A refund names its sale by key long after the key's idempotency record expired.
+CREATE INDEX IF NOT EXISTS txns_key ON txns (terminal_id, idem_key);
 CREATE TABLE IF NOT EXISTS dedup (
     terminal_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -168,6 +170,12 @@ SQL_TXN_GET = f"SELECT {TXN_COLUMNS} FROM txns WHERE id = ?"
 SQL_TXN_BY_STAN = (
     f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND day = ? AND stan = ? "
     "ORDER BY id DESC LIMIT 1"
+)
+# The newest purchase of a terminal under a key: the sale a refund names once the key's
+# idempotency record has expired (acquirer/refunds.py).
+SQL_TXN_SALE_BY_KEY = (
+    f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND idem_key = ? "
+    "AND kind = 'purchase' ORDER BY id DESC LIMIT 1"
 )
 SQL_TXN_ALL = f"SELECT {TXN_COLUMNS} FROM txns ORDER BY id"
 SQL_TXN_RANGE = (

@@ -8,9 +8,15 @@ fall outside the batch window; one refund in three has its answer lost (a `drop`
 the 0210 that, counting the sales' answers first, should be the refund's), so a retry
 is what the terminal does next; and, drawn last, one example with refunds in four
 loses every answer of one refund (the terminal must give it up and reverse it).
+
+In a world of several terminals (`at_their_sales`) each credit step goes to the terminal
+of the sale it names, renumbered among that terminal's payments: the cashier refunds a
+sale at the counter that made it (the host refunds a sale only there).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -60,3 +66,22 @@ def credit_steps(
         nth = len(payments) + draw(st.integers(1, refunds))
         faults.append(Drop(direction="to_terminal", mti="0210", nth=nth, count=ALL_ANSWERS))
     return tuple(sorted(out, key=lambda s: s.at_ms)), tuple(faults)
+
+
+def at_their_sales(steps: tuple[Step, ...], first: str) -> tuple[Step, ...]:
+    """`steps` (in time order, each at a terminal; `first`: the terminal of a step
+    that names none) with every void and refund moved to the terminal of the payment
+    it names, by that payment's place among its terminal's own payments."""
+    placed: list[tuple[str, int]] = []  # each payment of the run: (terminal, its n-th)
+    count: dict[str, int] = {}
+    out = []
+    for s in steps:
+        lane = s.terminal or first
+        if s.action in ("purchase", "scan"):
+            count[lane] = count.get(lane, 0) + 1
+            placed.append((lane, count[lane]))
+        elif s.action in ("void", "refund") and 0 < s.sale <= len(placed):
+            lane, n = placed[s.sale - 1]
+            s = replace(s, terminal=lane, sale=n)
+        out.append(s)
+    return tuple(out)

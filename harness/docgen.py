@@ -356,7 +356,8 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "unit": "",
         "meaning": (
             "the cashier voids (cancels in full) payment step `sale` (1 = the first "
-            "purchase or scan step, in time order), named by the RRN of its approved "
+            "purchase or scan step, in time order; with several terminals, of the step's "
+            "own terminal), named by the RRN of its approved "
             "charge; skipped when it has none. The firmware needs the `refund` feature"
         ),
     },

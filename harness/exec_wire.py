@@ -69,6 +69,7 @@ _RECEIPT_FIELDS = {
     "auth_code": str,
     "idem_key": str,
     "copy": bool,
+    "orig_rrn": str,
 }
 _RECEIPT_REQUIRED = ("status", "amount", "rrn", "stan", "pan_last4")
 

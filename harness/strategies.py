@@ -41,7 +41,7 @@ from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATAL
 from faults.base import Fault
 from faults.devices import CHIP_REFUSALS, ChipRefusal
 from faults.network import Partition
-from harness.credit_strategies import credit_steps
+from harness.credit_strategies import at_their_sales, credit_steps
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
 from harness.fault_strategies import fault_of as fault_of
@@ -313,8 +313,8 @@ def scenarios(
     cashier void or refund some of the sales. With `offline` (the firmware declares the
     `offline` feature), half the examples have a terminal with a floor limit, and a
     network partition that sends it offline. With `terminals`, one example in four
-    (without voids or refunds) is a world of 2-4 terminals on one host (see
-    `several_terminals`)."""
+    is a world of 2-4 terminals on one host (see `several_terminals`; a void or
+    refund goes to the terminal of the sale it names)."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -403,8 +403,7 @@ def scenarios(
         sc = replace(sc, steps=steps, faults=sc.faults + lost)
     if offline and not sc.terminal.partial_approval and draw(st.booleans()):
         sc = _offline_terminal(draw, sc, kinds is None or "partition" in kinds)
-    credits = any(s.action in ("void", "refund") for s in sc.steps)
-    if terminals and not credits and draw(_SEVERAL):
+    if terminals and draw(_SEVERAL):
         sc = several_terminals(draw, sc)
     return sc
 
@@ -438,6 +437,7 @@ def several_terminals(draw: st.DrawFn, sc: Scenario) -> Scenario:
         terminals = (*terminals[:-1], replace(terminals[-1], merchant_id=terminals[0].merchant_id))
     names = [t.lane for t in terminals]
     steps = tuple(replace(s, terminal=names[draw(_LANE_PICK) % k]) for s in sc.steps)
+    steps = at_their_sales(steps, names[0])  # a sale is refunded where it was made
     faults = tuple(replace(f, terminal=names[draw(_LANE_PICK) % k]) for f in sc.faults)
     people = replace(sc.people, next_terminal_on_failed=draw(st.booleans()))
     sc = replace(sc, terminals=terminals, steps=steps, faults=faults, people=people)

@@ -2,7 +2,10 @@
 
 A step names the earlier sale it voids or refunds by its place among the scenario's
 payment steps: `sale = 2` is the second purchase (or scan) step of the run, in time
-order. A refund gives back `amount` (minor units; left out: the whole sale).
+order. A refund gives back `amount` (minor units; left out: the whole sale). In a world
+of several terminals a step names a sale of its own terminal: `sale = 2` is the second
+payment step of the step's terminal (the host refunds a sale only at the terminal that
+made it; a refund elsewhere names no sale and is refused).
 
     [[steps]]
     at_ms = 60000
@@ -48,16 +51,21 @@ def credit_step(where: str, at_ms: int, table: dict[str, Any], action: str) -> S
     return Step(at_ms=at_ms, action=action, amount=amount, sale=sale)
 
 
-def check_credit_steps(steps: Sequence[Step]) -> None:
-    """Each void or refund must name a payment step that comes before it."""
-    payments = 0
+def check_credit_steps(steps: Sequence[Step], first: str = "", several: bool = False) -> None:
+    """Each void or refund must name a payment step that comes before it, at its own
+    terminal (`first`: the terminal of a step that names none; `several`: a world of
+    several terminals, named in the message)."""
+    payments: dict[str, int] = {}
     for i, s in enumerate(steps):
+        lane = s.terminal or first
         if s.action in ("purchase", "scan"):
-            payments += 1
-        elif s.action in CREDIT_ACTIONS and s.sale > payments:
+            payments[lane] = payments.get(lane, 0) + 1
+        elif s.action in CREDIT_ACTIONS and s.sale > payments.get(lane, 0):
+            at = f" at terminal {lane}" if several else ""
             raise ScenarioError(
-                f"steps[{i}].{s.action}.sale: names payment {s.sale}, but only {payments} "
-                f"payment step(s) come before it (at_ms {s.at_ms})"
+                f"steps[{i}].{s.action}.sale: names payment {s.sale}, but only "
+                f"{payments.get(lane, 0)} payment step(s){at} come before it (at_ms {s.at_ms}); "
+                "a void or refund names a sale of its own terminal"
             )
 
 

@@ -343,7 +343,6 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     if max_ms < -1:
         raise ScenarioError("max_ms: must be >= 0 (or -1 for the default)")
     steps = tuple(sorted(steps, key=lambda s: s.at_ms))
-    check_credit_steps(steps)
     terminal = _terminal("terminal", data.get("terminal", {}), {})
     for key in ("name", "firmware"):
         if getattr(terminal, key):
@@ -354,11 +353,7 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
     for i, st in enumerate(steps):
         if st.terminal and st.terminal not in lanes:
             raise ScenarioError(f"steps[{i}].terminal: {_no_lane(st.terminal, lanes)}")
-        if terminals and st.action in ("void", "refund"):
-            raise ScenarioError(
-                f"steps[{i}].{st.action}: voids and refunds are for a scenario of one "
-                "terminal (for now)"
-            )
+    check_credit_steps(steps, first, bool(terminals))
     for t in terminals or (terminal,):
         offline = offline_problem(t)
         if offline:

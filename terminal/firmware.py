@@ -234,7 +234,8 @@ class JournalTrim:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What a printed receipt says. `status` is "approved" or "declined"."""
+    """What a printed receipt says. `status` is "approved" or "declined", or for the
+    receipt of a void or refund "voided" / "refunded" (then `orig_rrn` names the sale)."""
 
     status: str
     amount: int
@@ -244,9 +245,11 @@ class Receipt:
     auth_code: str = ""
     idem_key: str = ""
     copy: bool = False  # a reprint
+    # A credit receipt (status "voided" or "refunded"): the original sale's RRN.
+    orig_rrn: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "status": self.status,
             "amount": self.amount,
             "rrn": self.rrn,
@@ -256,6 +259,9 @@ class Receipt:
             "idem_key": self.idem_key,
             "copy": self.copy,
         }
+        if self.orig_rrn:
+            out["orig_rrn"] = self.orig_rrn
+        return out
 
 
 @dataclass(frozen=True, slots=True)

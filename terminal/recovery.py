@@ -178,6 +178,7 @@ class RecoveryFlow(FirmwareState):
             )
             effects.append(pending)
             effects.append(self._print(key, copy=False))
+        effects += self._credit_recover()  # owed void/refund receipts
         effects += self._offline_recover()
         effects += self._pump_reversals()
         effects += self._pump_refunds()

@@ -681,6 +681,9 @@ class ReferenceFirmware(
         return Print(job_id, self._render_receipt(key, copy))
 
     def _on_print_finished(self, event: PrintFinished) -> list[Effect]:
+        credit = self._credit_print_finished(event)  # terminal/credit_receipts.py
+        if credit is not None:
+            return credit
         job = self._print_jobs.pop(event.job_id, None)
         if job is None:
             return []
@@ -703,7 +706,10 @@ class ReferenceFirmware(
         for key in self._pending_receipts:
             if key not in printing:
                 return [self._print(key, copy=False)]
-        if self._pending_receipts:
+        credit = self._credit_reprint()  # an owed void/refund receipt
+        if credit:
+            return credit
+        if self._pending_receipts or self._credit_slips:
             return [Display(Outcome.PROMPT, "PRINTING")]
         key = self._last_receipt_key
         if not key or key not in self._approvals:

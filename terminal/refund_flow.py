@@ -48,6 +48,13 @@ from acquirer.protocol import (
     Message,
     sign,
 )
+from terminal.credit_receipts import (
+    CREDIT_RECEIPT_RECORDS,
+    STATUS_REFUNDED,
+    STATUS_VOIDED,
+    CreditReceipts,
+    CreditSlip,
+)
 from terminal.firmware import (
     CancelTimer,
     Display,
@@ -60,7 +67,6 @@ from terminal.firmware import (
     VoidRequested,
 )
 from terminal.ref_model import REVERSAL_TIMER, Sale, SaleStatus, stan_for
-from terminal.ref_state import FirmwareState
 
 REFUND_TIMER = "refund"  # waiting for the 0210 of the head of the refund queue
 # Refunds waiting for the host at once; more are refused until the queue drains.
@@ -68,17 +74,20 @@ REFUNDS_QUEUED_MAX = 16
 # Settled sales kept refundable across batch closes, in memory (the newest; older ones,
 # and all of them after a power cut, are refunded by the acquirer's back office).
 SALE_REFS_MAX = 64
-REFUND_RECORDS = frozenset(
-    {
-        "void",
-        "void_refused",
-        "refund",
-        "refund_done",
-        "refund_refused",
-        "refund_manual",
-        "refund_reversing",
-        "refund_reversed",
-    }
+REFUND_RECORDS = (
+    frozenset(
+        {
+            "void",
+            "void_refused",
+            "refund",
+            "refund_done",
+            "refund_refused",
+            "refund_manual",
+            "refund_reversing",
+            "refund_reversed",
+        }
+    )
+    | CREDIT_RECEIPT_RECORDS
 )
 
 
@@ -121,10 +130,11 @@ class RefundJob:
         }
 
 
-class RefundFlow(FirmwareState):
+class RefundFlow(CreditReceipts):
     """See the module doc: a base of `ReferenceFirmware`, using its state."""
 
     def _reset_refunds(self) -> None:
+        self._reset_credit_receipts()  # terminal/credit_receipts.py
         self._refunds: dict[str, RefundJob] = {}  # queued, oldest first; head is sent
         self._refund_key = ""
         self._refund_tries = 0
@@ -328,10 +338,22 @@ class RefundFlow(FirmwareState):
             return self._refund_over(job.key, record, f"REFUND REFUSED - {reason}")
         self._refund_credits[job.key] = (job.stan, job.amount, msg.rrn, job.batch_no)
         # Shown before it is journaled: a power cut in between sends it again under
-        # the same key, the host replays its approval, and it is shown again.
+        # the same key, the host replays its approval, and it is shown again. Its
+        # receipt is journaled before `refund_done` (owed once, whatever is resent).
         shown = Display(Outcome.REFUNDED, "REFUNDED", job.orig_rrn, job.amount)
+        slip = CreditSlip(
+            job.key,
+            STATUS_REFUNDED,
+            job.amount,
+            msg.rrn,
+            job.orig_rrn,
+            job.stan,
+            job.pan[-4:],
+            msg.auth_code,
+        )
+        receipt = self._credit_receipt(slip)
         record = {"type": "refund_done", "key": job.key, "rrn": msg.rrn}
-        return [shown, *self._refund_over(job.key, record, "")]
+        return [shown, *receipt[:1], *self._refund_over(job.key, record, ""), *receipt[1:]]
 
     def _refund_over(self, key: str, record: dict[str, Any], text: str) -> list[Effect]:
         self._refunds.pop(key, None)
@@ -349,8 +371,9 @@ class RefundFlow(FirmwareState):
     # ------------------------------------------------------------ voids
 
     def _void_done(self, key: str) -> list[Effect]:
-        """The reversal of `key` is done: if it was the cashier's void, show it; if it
-        was a refund given up on, its amount may be refunded again."""
+        """The reversal of `key` is done: if it was the cashier's void, show it and
+        print its receipt (journaled first); if it was a refund given up on, its amount
+        may be refunded again."""
         job = self._refund_reversals.pop(key, None)
         if job is not None:
             self._credited[job.orig_key] = self._credited.get(job.orig_key, 0) - job.amount
@@ -358,7 +381,10 @@ class RefundFlow(FirmwareState):
         ref = self._voids.get(key)
         if ref is None:
             return []
-        return [Display(Outcome.VOIDED, "VOIDED", ref.rrn, ref.amount)]
+        slip = CreditSlip(
+            "void:" + key, STATUS_VOIDED, ref.amount, ref.rrn, ref.rrn, ref.stan, ref.pan[-4:]
+        )
+        return [Display(Outcome.VOIDED, "VOIDED", ref.rrn, ref.amount), *self._credit_receipt(slip)]
 
     def _void_refused(self, key: str) -> list[Effect] | None:
         """The host refused the reversal of `key` (RC 12). A void it refuses came too
@@ -407,10 +433,14 @@ class RefundFlow(FirmwareState):
         self._refund_credits = {}
         self._voids = {}
         self._refund_reversals = {}  # a close waits for reversals: none is in flight
-        return [self._journal(job.record()) for job in self._refunds.values()]
+        effects = [self._journal(job.record()) for job in self._refunds.values()]
+        return effects + self._carry_credit_receipts()
 
     def _replay_refund(self, kind: str, record: JournalRecord) -> None:
         """Apply one void/refund journal record (see REFUND_RECORDS)."""
+        if kind in CREDIT_RECEIPT_RECORDS:
+            self._replay_credit_receipt(kind, record)
+            return
         key = str(record["key"])
         if kind == "void":
             self._voids[key] = SaleRef(

@@ -35,6 +35,7 @@ from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
+from .credit_receipts import CREDIT_STATUSES
 from .credits import CreditObs, judge_credits
 from .judges import DESCRIPTIONS, judge_intent, judge_receipt, judge_run
 from .model import (
@@ -369,6 +370,7 @@ class Observations:
         rrn = rec.get("rrn", "")
         if outcome == "receipt-pending" and rrn:
             self.pending_seq[rrn] = rec["seq"]
+            self.credits.slips.shown_pending(rrn, rec["seq"])
         n = rec.get("intent")
         if outcome in ("voided", "refunded"):
             self.credits.display(rec)
@@ -438,6 +440,9 @@ class Observations:
         offline = not receipt.get("rrn") and self.offline.is_offline(receipt.get("idem_key", ""))
         if receipt.get("status") == "approved" and offline:
             self.offline.receipt(rec)  # printed before the host knew: judged there
+            return
+        if receipt.get("status") in CREDIT_STATUSES:
+            self.credits.slips.receipt(rec["seq"], receipt)  # a void's or refund's
             return
         if receipt.get("status") == "approved":
             key = receipt.get("idem_key", "")
@@ -595,7 +600,8 @@ class Observations:
         for v in judge_run(self, host):
             out[v.invariant].append(v)
         quiet = bool(self.end.get("quiet", False))
-        for v in judge_credits(self.credits, host, self.terminal_id, quiet):
+        own = self.own_rrns if self.own_books_only else None
+        for v in judge_credits(self.credits, host, self.terminal_id, quiet, own):
             out[v.invariant].append(v)
         for v in self.offline.violations(self, host):
             out[v.invariant].append(v)

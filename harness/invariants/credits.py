@@ -18,17 +18,21 @@ refunds linked to it (`acquirer.refunds.refund_links`).
 A sale the cashier asked to void counts, for the other invariants, as the approved
 charge it was (its receipt was right when printed, its APPROVED display was true),
 whether the terminal showed it VOIDED or never learnt the reversal's outcome.
+
+The receipts of voids and refunds are judged in harness/invariants/credit_receipts.py
+(`no-receipt-without-record`, `receipt-for-every-charge`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from acquirer import refunds
 from harness.trace import Record
 
+from .credit_receipts import CreditReceiptObs, judge_credit_receipts
 from .model import Violation, money
 
 if TYPE_CHECKING:
@@ -56,6 +60,7 @@ class CreditObs:
 
     def __init__(self) -> None:
         self.sales: dict[str, SaleCredits] = {}
+        self.slips = CreditReceiptObs()  # their receipts (credit_receipts.py)
 
     def _sale(self, rrn: str) -> SaleCredits:
         s = self.sales.get(rrn)
@@ -99,15 +104,23 @@ class CreditObs:
 
 
 def judge_credits(
-    credits: CreditObs, host: Acquirer, terminal_id: str, quiet: bool
+    credits: CreditObs,
+    host: Acquirer,
+    terminal_id: str,
+    quiet: bool,
+    own: Container[str] | None = None,
 ) -> list[Violation]:
-    """The void and refund invariants over the whole run (see the module doc)."""
+    """The void and refund invariants over the whole run (see the module doc). In a
+    world of several terminals `own` holds the RRNs of this device's own charges: a
+    clone's sales, under the same terminal id, are judged at the clone."""
     refunded: dict[int, int] = {}
     out: list[Violation] = []
     for sale, total in refunds.refunded_by_sale(host):
         refunded[sale.id] = total
         if sale.terminal_id != terminal_id:
             continue
+        if own is not None and sale.rrn not in own and sale.rrn not in credits.sales:
+            continue  # another device's sale, under the same terminal id
         out += _over_credit(credits.sales.get(sale.rrn), sale, total)
         shown = credits.sales.get(sale.rrn)
         if quiet and total > (shown.refunded if shown else 0):
@@ -124,7 +137,7 @@ def judge_credits(
             )
     for rrn, s in credits.sales.items():
         out += _shown_booked(host, rrn, s, refunded)
-    return out
+    return out + judge_credit_receipts(credits, host, terminal_id, quiet)
 
 
 def _over_credit(s: SaleCredits | None, sale: HostTxn, total: int) -> Iterable[Violation]:

@@ -113,5 +113,8 @@ class OwedReceipts:
 
 
 def record_rrn(rec: Record) -> str:
+    """The RRN a print record's receipt pays off (an approved sale's, or a void's or
+    refund's: a credit receipt shown pending is owed the same way)."""
     receipt = rec.get("receipt") or {}
-    return str(receipt.get("rrn", "")) if receipt.get("status") == "approved" else ""
+    owes = receipt.get("status") in ("approved", "voided", "refunded")
+    return str(receipt.get("rrn", "")) if owes else ""

@@ -31,6 +31,7 @@ from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
 from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
 from terminal.zoo.refund_and_void import RefundAndVoidFirmware
 from terminal.zoo.refund_new_key_on_retry import RefundNewKeyOnRetryFirmware
+from terminal.zoo.refund_receipt_before_answer import RefundReceiptBeforeAnswerFirmware
 from terminal.zoo.refund_unknown_left import RefundUnknownLeftFirmware
 from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
 from terminal.zoo.trusts_unsigned import TrustsUnsignedFirmware
@@ -89,6 +90,8 @@ ZOO: dict[str, type] = {
     "refund-and-void": RefundAndVoidFirmware,
     # a refund whose answers were all lost, given up on without reversing it
     "refund-unknown-left": RefundUnknownLeftFirmware,
+    # 5. receipt without record: a refund receipt printed before the host answered
+    "refund-receipt-before-answer": RefundReceiptBeforeAnswerFirmware,
     # offline approval (store-and-forward): 1. duplicate charge / 5. receipt without
     # record (lost queue, no expiry) / limits / reconciliation (batch race, late decline)
     "offline-new-key-per-upload": OfflineNewKeyPerUploadFirmware,

@@ -7,7 +7,7 @@ done, shows VOIDED: the customer leaves believing the sale cancelled and is neve
 given the money back.
 Real-world failure: a void shown done that the host never booked.
 Invariant that catches it: ``approved-means-charged`` (a sale shown VOIDED must be
-reversed at the host).
+reversed at the host); its VOIDED receipt, too: ``no-receipt-without-record``.
 """
 
 from __future__ import annotations

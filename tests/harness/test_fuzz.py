@@ -80,12 +80,21 @@ EXPECTED = {
     "chip-decline-no-reversal": {"no-charge-on-failure", "batch-reconciles"},
     # The receipt printed before the card declined names a reversed sale.
     "chip-receipt-before-card": {"no-receipt-without-record"},
-    # The retry's second credit: above what was asked, and never shown REFUNDED.
-    "refund-new-key-on-retry": {"no-over-credit", "no-charge-on-failure"},
-    "void-after-batch-close": {"approved-means-charged"},
+    # The retry's second credit: above what was asked, never shown REFUNDED, and
+    # without a receipt.
+    "refund-new-key-on-retry": {
+        "no-over-credit",
+        "no-charge-on-failure",
+        "receipt-for-every-charge",
+    },
+    # The refused void shown VOIDED, and its VOIDED receipt for a sale never reversed.
+    "void-after-batch-close": {"approved-means-charged", "no-receipt-without-record"},
     "refund-and-void": {"no-over-credit"},
     # The refund credited and never reversed: not shown, and not in the terminal's batch.
     "refund-unknown-left": {"no-charge-on-failure", "batch-reconciles"},
+    # The refund receipt printed at the send names no host credit; the host's credit
+    # then has no receipt of its own.
+    "refund-receipt-before-answer": {"no-receipt-without-record", "receipt-for-every-charge"},
     # Offline approvals. A second upload under a new key charges again; its receipt
     # names the first key only.
     "offline-new-key-per-upload": {"no-duplicate-charge", "no-receipt-without-record"},

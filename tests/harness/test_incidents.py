@@ -57,6 +57,7 @@ CAUGHT_BY = {
     "void-after-batch-close": "approved-means-charged",
     "refund-and-void": "no-over-credit",
     "refund-unknown-left": "no-charge-on-failure",
+    "refund-receipt-before-answer": "no-receipt-without-record",
     # Offline approval, store-and-forward (scenarios/incidents/offline-*.toml).
     "offline-new-key-per-upload": "no-duplicate-charge",
     "offline-volatile-queue": "offline-uploaded",

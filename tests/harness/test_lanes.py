@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness.credit_strategies import at_their_sales
 from harness.fuzz import campaign, minimise, removals
 from harness.lanes import fewer_terminals
 from harness.replay import replay
@@ -17,7 +18,14 @@ from harness.runner import run_scenario, run_twice
 from harness.strategies import scenarios
 from harness.timeline import load as load_diagram
 from scenarios.loader import load_scenario, scenario_from_dict
-from scenarios.model import INVARIANT_NAMES, Expect, Scenario, ScenarioError, scenario_to_dict
+from scenarios.model import (
+    INVARIANT_NAMES,
+    Expect,
+    Scenario,
+    ScenarioError,
+    Step,
+    scenario_to_dict,
+)
 from tests.harness.samples import drawn
 
 SUITE_DIR = Path("scenarios/lanes")
@@ -78,10 +86,11 @@ def test_a_scenario_of_one_terminal_is_unchanged() -> None:
             {
                 "steps": [
                     {"at_ms": 0, "terminal": "A", "purchase": {"card": CARD, "amount": 9}},
-                    {"at_ms": 5, "terminal": "A", "void": {"sale": 1}},
+                    {"at_ms": 5, "terminal": "B", "refund": {"sale": 1}},
                 ]
             },
-            "steps[1].void: voids and refunds are for a scenario of one terminal",
+            "steps[1].refund.sale: names payment 1, but only 0 payment step(s) at terminal B "
+            "come before it (at_ms 5); a void or refund names a sale of its own terminal",
         ),
     ],
 )
@@ -90,6 +99,27 @@ def test_a_wrong_world_is_one_line_naming_the_key(change: dict[str, Any], messag
         scenario_from_dict(_world(**change), "x.toml")
     assert str(err.value).startswith("x.toml: ") and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_void_or_refund_names_a_sale_of_its_own_terminal() -> None:
+    """`sale = N` counts the payment steps of the credit step's own terminal."""
+    purchase = {"card": CARD, "amount": 9}
+    sc = scenario_from_dict(
+        _world(
+            steps=[
+                {"at_ms": 0, "terminal": "A", "purchase": purchase},
+                {"at_ms": 1, "terminal": "B", "purchase": purchase},
+                {"at_ms": 2, "terminal": "B", "purchase": purchase},
+                {"at_ms": 5, "terminal": "B", "refund": {"sale": 2, "amount": 4}},
+                {"at_ms": 6, "void": {"sale": 1}},  # the first terminal's (A)
+            ]
+        )
+    )
+    assert [(s.terminal, s.action, s.sale) for s in sc.steps[3:]] == [
+        ("B", "refund", 2),
+        ("", "void", 1),
+    ]
+    assert scenario_from_dict(scenario_to_dict(sc)) == replace(sc, source="<scenario>")
 
 
 def test_a_step_of_a_single_terminal_file_may_name_its_terminal_only() -> None:
@@ -304,3 +334,48 @@ def test_an_offline_terminal_among_online_ones_is_judged_with_its_own_limits() -
     assert len(lost) == 1 and lost[0].message.startswith(
         "terminal A: intent 1 was approved offline"
     )
+
+
+def test_voids_and_refunds_are_judged_at_the_terminal_that_made_the_sale() -> None:
+    sc = load_scenario(SUITE_DIR / "lanes-refund-per-terminal.toml")
+    bad = run_scenario(sc, "zoo:refund-new-key-on-retry")
+    over = bad.violations["no-over-credit"]
+    assert len(over) == 1 and over[0].message.startswith("terminal A: ")
+    assert all(v.message.startswith("terminal A: ") for vs in bad.violations.values() for v in vs)
+    assert not run_scenario(sc, "reference").violated()
+
+
+def test_a_clone_is_not_blamed_for_the_other_devices_refunds() -> None:
+    """Two devices under one id each refund their own sales: the host's refunds of the
+    other device's sales (same terminal id) are not this device's to have shown."""
+    sc = load_scenario(SUITE_DIR / "lanes-refund-per-terminal.toml")
+    a, b, c = sc.terminals
+    cloned = replace(sc, terminals=(a, b, replace(c, id=a.id)))
+    assert not run_scenario(cloned, "reference").violated()
+
+
+def test_the_strategies_draw_worlds_of_several_with_voids_and_refunds() -> None:
+    """For refund firmwares, worlds of several terminals have voids and refunds too,
+    each at the terminal of the sale it names (the file loads: `check_credit_steps`)."""
+    examples: list[Scenario] = drawn(scenarios(refund=True), 400)
+    credited = [
+        sc
+        for sc in examples
+        if sc.terminals and any(s.action in ("void", "refund") for s in sc.steps)
+    ]
+    assert credited
+    for sc in credited:
+        assert scenario_from_dict(scenario_to_dict(sc)) == replace(sc, source="<scenario>")
+
+
+def test_at_their_sales_moves_a_credit_to_its_sales_terminal() -> None:
+    buy = Step(at_ms=0, action="purchase", card=CARD, amount=5)
+    steps = (
+        replace(buy, terminal="A"),
+        replace(buy, at_ms=1, terminal="B"),
+        replace(buy, at_ms=2),  # the first terminal's (A)
+        Step(at_ms=3, action="refund", sale=2, terminal="A"),
+        Step(at_ms=4, action="void", sale=3, terminal="B"),
+    )
+    moved = at_their_sales(steps, "A")
+    assert [(s.terminal, s.sale) for s in moved[3:]] == [("B", 1), ("A", 2)]

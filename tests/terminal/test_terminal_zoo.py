@@ -83,6 +83,7 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "void-after-batch-close",
         "refund-and-void",
         "refund-unknown-left",
+        "refund-receipt-before-answer",
         "offline-new-key-per-upload",
         "offline-volatile-queue",
         "offline-no-floor-limit",
