@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
-from acquirer import advice, catalogue, iso8583, refunds, settlement, store, wallet
+from acquirer import advice, catalogue, iso8583, refunds, reversals, settlement, store, wallet
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
 from acquirer.host_model import (
     KIND_PURCHASE as KIND_PURCHASE,
@@ -66,10 +66,8 @@ from acquirer.protocol import (
     RC_PARTIAL,
     RC_REVERSAL_REFUSED,
     RC_STALE,
-    RC_UNABLE_TO_LOCATE,
     REQUEST_MTIS,
     RESPONSE_CODES,
-    REVERSAL_REASONS,
     TRANSIENT_RCS,
     BatchItem,
     Message,
@@ -758,66 +756,7 @@ class Acquirer:
         self, req: Message, tid: str, key: str, day: int, now_ms: int
     ) -> tuple[Message, HostAction]:
         """Reverse the original of `req` (inside the reversal's transaction)."""
-        rec = self._dedup_get(tid, key, now_ms)
-        row = None
-        if rec is None:
-            if not req.orig_key:
-                # The original may have carried an idempotency key: find it by STAN.
-                row = self._db.execute(store.SQL_TXN_BY_STAN, (tid, day, req.orig_stan)).fetchone()
-            if row is None:
-                # Reversal overtook its purchase (or the purchase never arrived): leave a
-                # tombstone so it is never charged, and say the original was not found.
-                self._db.execute(store.SQL_DEDUP_TOMB, (tid, key, now_ms))
-                return self._reply(req, RC_UNABLE_TO_LOCATE), HostAction(
-                    "reverse-tombstone",
-                    RC_UNABLE_TO_LOCATE,
-                    amount=req.amount,
-                    detail="Original not found; it will be refused if it arrives.",
-                )
-        elif rec.state == store.DEDUP_PROGRESS:
-            return self._reply(req, RC_IN_PROGRESS), HostAction(
-                "in-progress", RC_IN_PROGRESS, detail="Original still being processed."
-            )
-        elif rec.state == store.DEDUP_TOMB or rec.txn_id is None:
-            return self._reply(req, RC_UNABLE_TO_LOCATE), HostAction(
-                "reverse-noop",
-                RC_UNABLE_TO_LOCATE,
-                detail="Original not found; already blocked by an earlier reversal.",
-            )
-        else:
-            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
-        if row is None:
-            return self._reply(req, RC_UNABLE_TO_LOCATE), HostAction(
-                "reverse-noop", RC_UNABLE_TO_LOCATE, detail="Original record no longer held."
-            )
-        txn = HostTxn(*row)
-        if txn.status == wallet.STATUS_PAYING and not _reversal_mismatch(req, txn):
-            return wallet.close_waiting(self, req, txn, now_ms)
-        if txn.status != "approved":
-            return self._reply(req, RC_APPROVED, txn.rrn), HostAction(
-                "reverse-noop", RC_APPROVED, txn.rrn, txn.amount, f"Original is {txn.status}."
-            )
-        mismatch = _reversal_mismatch(req, txn) or refunds.void_too_late(txn)
-        if mismatch:
-            # Never reverse a different sale than the terminal means: a key reused
-            # after a lost journal would otherwise undo an earlier, legitimate sale.
-            return self._reply(req, RC_REVERSAL_REFUSED, txn.rrn), HostAction(
-                "reverse-refused", RC_REVERSAL_REFUSED, txn.rrn, req.amount, mismatch
-            )
-        card, merchant = txn.pan, self._config.merchant_account
-        if txn.kind == KIND_REFUND:
-            self._post(txn.id, card, merchant, txn.amount, now_ms)
-        else:
-            self._post(txn.id, merchant, card, txn.amount, now_ms)
-        self._db.execute(store.SQL_TXN_REVERSE, (now_ms, txn.id))
-        detail = "Original reversed, card credited back."
-        if req.rc:
-            self._db.execute(store.SQL_REVERSAL_REASON_INSERT, (txn.id, req.rc))
-            why = REVERSAL_REASONS[req.rc]
-            detail = f"Original reversed (reason {req.rc}: {why}), card credited back."
-        return self._reply(req, RC_APPROVED, txn.rrn), HostAction(
-            "reverse", RC_APPROVED, txn.rrn, txn.amount, detail
-        )
+        return reversals.reverse(self, req, tid, key, day, now_ms)
 
     def _finish_batch(self, req: Message, now_ms: int) -> tuple[Message, HostAction]:
         tid = req.terminal_id
@@ -841,16 +780,3 @@ class Acquirer:
     def _settle(self, req: Message, tid: str, now_ms: int) -> tuple[Message, HostAction]:
         """Compare the terminal's totals with the host's and close the batch."""
         return settlement.settle(self, req, tid, now_ms)
-
-
-def _reversal_mismatch(req: Message, txn: HostTxn) -> str:
-    """Why reversal `req` does not describe original `txn` ("" when it does)."""
-    if req.amount != txn.amount and not (txn.rc == RC_PARTIAL and req.amount > txn.amount):
-        # A partial approval is reversed with the amount asked for (a terminal that
-        # never saw the answer knows no other) or the amount approved.
-        return f"Reversal amount {req.amount} differs from the original's {txn.amount}."
-    if req.pan and req.pan != txn.pan:
-        return "Reversal card differs from the original's."
-    if req.terminal_id != txn.terminal_id:
-        return "Reversal terminal differs from the original's."
-    return ""
