@@ -15,15 +15,19 @@ from acquirer.protocol import MTI_ADVICE
 from .parse import Log
 
 
+def advice_base(key: str) -> str:
+    """The sale's idempotency key of an advice key (its upload suffix `-uN` off)."""
+    base, sep, n = key.rpartition("-u")
+    return base if sep and n.isdigit() else key
+
+
 def offline_keys(tlog: Log) -> set[str]:
     """The idempotency keys of the sales this terminal uploaded as advices (the
     upload suffix `-uN` taken off), and those its journal says were approved offline."""
     keys: set[str] = set()
     for e in tlog.entries:
         if e.event == "send" and e.data.get("mti") == MTI_ADVICE:
-            key = str(e.data.get("idem_key", ""))
-            base, sep, n = key.rpartition("-u")
-            keys.add(base if sep and n.isdigit() else key)
+            keys.add(advice_base(str(e.data.get("idem_key", ""))))
         elif e.event == "journal" and e.data.get("type") == "offline_approved":
             keys.add(str(e.data.get("key", "")))
     return keys
