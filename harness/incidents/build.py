@@ -20,11 +20,13 @@ from scenarios.model import (
 )
 
 from . import checks
+from .credits import credit_steps
 from .ids import sim_mid, sim_tid
 from .infer import _forge, _host_inference, _network_faults
 from .judge import judge_logs
 from .match import Clock, Msg, _match, content, detect_step, estimate_clock, quads
 from .model import Imported, _Purchase
+from .offline import offline_settings
 from .parse import HOST_EVENTS, TERMINAL_EVENTS, Entry, Log, parse_log
 from .people import _cards, _people, _prints_without_approval
 from .power import power_faults
@@ -117,6 +119,7 @@ def import_logs(
     processing, test_amounts = _host_side(ctx)
     _network_side(ctx)
     purchases, steps_extra, close_batch = _people(tlog, ctx.origin, ctx.plan, notes, unexplained)
+    steps_extra += credit_steps(tlog, ctx.origin, purchases, notes)
     cards = _cards(purchases, tlog, hlog, unexplained, test_amounts)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)
     scenario = Scenario(
@@ -328,6 +331,7 @@ def _terminal(tlog: Log, tid: str, notes: list[str], unexplained: list[str]) -> 
             kwargs[key] = value
         else:
             unexplained.append(f"{tlog.path}: config {key}={value!r} not understood, ignored")
+    kwargs.update(offline_settings(tlog, config, notes))
     return TerminalSpec(**kwargs)
 
 

@@ -12,8 +12,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from acquirer.protocol import MTI_PURCHASE
+from acquirer.protocol import MTI_ADVICE, MTI_PURCHASE
 
+from .judge_credits import judge_credits
+from .offline import advice_base, offline_keys
 from .parse import Entry, Log
 
 RETRY_WINDOW_MS = 120_000
@@ -30,6 +32,7 @@ class Intent:
     amount: int
     line: int
     keys: set[str] = field(default_factory=set)  # idempotency keys sent for it
+    offline: bool = False  # uploaded as an offline advice (0220)
     stans: set[int] = field(default_factory=set)  # STANs of its 0200s
     displays: list[str] = field(default_factory=list)
     approvals: list[str] = field(default_factory=list)  # the RRN of each APPROVED display
@@ -68,6 +71,13 @@ def segment(tlog: Log) -> list[Intent]:
                 cur = Intent(len(intents) + 1, amount, e.line)
                 intents.append(cur)
             rebooted, last_final = False, ("", 0)
+        elif e.event == "send" and cur is not None and e.data["mti"] == MTI_ADVICE:
+            # An advice uploads an earlier offline sale: it belongs to the intent
+            # that sent the sale's key (the upload suffix `-uN` taken off).
+            key = str(e.data.get("idem_key", ""))
+            owner = next((i for i in intents if advice_base(key) in i.keys), cur)
+            owner.offline = True
+            owner.keys.add(key)
         elif e.event == "send" and cur is not None and e.data["mti"] == MTI_PURCHASE:
             if e.data.get("idem_key"):
                 cur.keys.add(str(e.data["idem_key"]))
@@ -139,7 +149,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
         if e.event != "decision":
             continue
         action, rrn = str(e.data["action"]), str(e.data.get("rrn", ""))
-        if action == "charge" and e.data["mti"] == MTI_PURCHASE:
+        if action == "charge" and e.data["mti"] in (MTI_PURCHASE, MTI_ADVICE):
             key = str(e.data.get("key", ""))
             intent = by_key.get(key) if key else by_stan.get(int(e.data["stan"]))
             amount = int(e.data.get("amount", 0))
@@ -180,6 +190,8 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             find("eventually-settles", f"purchase {i.number} (line {i.line}): no final display")
         live = {r for r, _ in m.charged if r not in reversed_rrns}
         for rrn in i.approvals:
+            if not rrn and i.offline:
+                continue  # approved offline: its charge (if any) comes with the advice
             if (rrn and rrn not in live) or (not rrn and not live):
                 find(
                     "approved-means-charged",
@@ -189,8 +201,9 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
                 )
                 break
     printed = _judge_receipts(tlog, approved, charged_key, reversed_rrns, find)
+    judge_credits(tlog, hlog, charged_key, approved, reversed_rrns, find)
     for i in intents:
-        if i.final != "approved" or "receipt-pending" in i.displays:
+        if i.final != "approved" or "receipt-pending" in i.displays or i.offline:
             continue  # only approved sales need a receipt; a pending one is visible
         for rrn, _ in money[i.number].charged:
             if rrn not in reversed_rrns and rrn not in printed:
@@ -213,6 +226,7 @@ def _judge_receipts(
     A receipt naming another sale's charge (its key differs from the one the host
     charged under that RRN) is a receipt without a record of its own."""
     printed: dict[str, int] = {}
+    offline = offline_keys(tlog)
     for e in tlog.entries:
         if e.event != "print" or e.data["status"] != "ok":
             continue
@@ -220,6 +234,8 @@ def _judge_receipts(
         if not isinstance(receipt, dict) or receipt.get("status") != "approved":
             continue
         rrn = str(receipt.get("rrn", ""))
+        if not rrn and str(receipt.get("idem_key", "")) in offline:
+            continue  # an offline sale's receipt: no RRN until its advice is booked
         amount = receipt.get("amount")
         printed[rrn] = int(amount) if isinstance(amount, int) else 0
         key = str(receipt.get("idem_key", ""))

@@ -7,7 +7,7 @@ from acquirer.catalogue import (
     CATALOGUE_CARDS,
     amount_rule,
 )
-from acquirer.protocol import MTI_PURCHASE
+from acquirer.protocol import MTI_ADVICE, MTI_PURCHASE
 from scenarios.model import (
     CardSpec,
     Step,
@@ -16,7 +16,11 @@ from scenarios.model import (
 from .ids import is_pan, sim_pan
 from .infer import _consumed_runs
 from .model import _Purchase
+from .offline import offline_keys
 from .parse import Entry, Log
+
+# A card is sent in a purchase (or refund) and in an offline sale's advice.
+_CARD_MTIS = (MTI_PURCHASE, MTI_ADVICE)
 
 # The cashier retries a FAILED sale within this time, or it is a new customer.
 RETRY_WINDOW_MS = 120_000
@@ -210,7 +214,7 @@ def _cards(
     decisions: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     recv_pan: dict[tuple[int, str], str] = {}
     for e in hlog.entries:
-        if e.event == "recv" and e.data["mti"] == MTI_PURCHASE:
+        if e.event == "recv" and e.data["mti"] in _CARD_MTIS:
             recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = sim_pan(
                 str(e.data.get("pan", ""))
             )
@@ -218,12 +222,12 @@ def _cards(
     for e in tlog.entries:
         if e.event == "card_read" and e.data["pan"]:
             card = sim_pan(str(e.data["pan"]))
-        elif e.event == "send" and e.data["mti"] == MTI_PURCHASE:
+        elif e.event == "send" and e.data["mti"] in _CARD_MTIS:
             pan = sim_pan(str(e.data["pan"])) if e.data.get("pan") else card
             if pan:
                 recv_pan[(e.data["stan"], str(e.data.get("idem_key", "")))] = pan
     for e in hlog.entries:
-        if e.event == "decision" and e.data["mti"] == MTI_PURCHASE:
+        if e.event == "decision" and e.data["mti"] in _CARD_MTIS:
             pan = recv_pan.get((e.data["stan"], str(e.data.get("key", ""))), "")
             decisions[pan].append(
                 (str(e.data["action"]), str(e.data.get("rc", "")), int(e.data.get("amount", 0)))
@@ -233,7 +237,8 @@ def _cards(
     for pan in sorted({p.card for p in purchases}):
         ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
         charged = [d for d in ds if d[0] == "charge"]
-        declined = {d[1] for d in ds if d[0] == "decline"}
+        # An offline sale's advice the host declined late counts as a decline.
+        declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
         rc = ""
         balance = CardSpec().balance
         if declined and not charged and len(declined) == 1:
@@ -262,6 +267,7 @@ def _prints_without_approval(
         if e.event == "decision" and e.data.get("rc") == "00"
     }
     forged = {f.rrn for _, f in plan if f.KIND == "forge"}  # type: ignore[attr-defined]
+    offline = offline_keys(tlog)
     for e in tlog.entries:
         if e.event != "print" or e.data["status"] != "ok":
             continue
@@ -273,6 +279,8 @@ def _prints_without_approval(
             continue
         if rrn in forged:
             continue
+        if not rrn and str(receipt.get("idem_key", "")) in offline:
+            continue  # an offline sale's receipt: approved by the terminal, uploaded later
         unexplained.append(
             f"{tlog.path}:{e.line}: approved receipt rrn {rrn!r} amount {receipt.get('amount')} "
             "has no host approval and no forged response explains it: a print-path fault "

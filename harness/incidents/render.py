@@ -82,6 +82,9 @@ def render_logs(
                 term(t, "timeout", timer=rec.get("name", ""))
             elif ev in _TIMER_KEYS:
                 term(t, "key", key=_TIMER_KEYS[ev])
+        elif kind == "cashier" and rec.get("action") in ("void", "refund"):
+            extra = {"amount": rec["amount"]} if rec["action"] == "refund" else {}
+            term(t, "key", key=rec["action"], rrn=rec.get("rrn", ""), **extra)
         elif kind == "display":
             extra = {"rrn": rec["rrn"]} if rec.get("rrn") else {}
             term(t, "display", outcome=rec["outcome"], text=rec.get("text", ""), **extra)

@@ -1,0 +1,63 @@
+"""Infer stage (credits): the cashier's voids and refunds.
+
+A terminal log shows the cashier's void or refund as a `key` line naming the sale
+by its RRN (`{"event": "key", "key": "refund", "rrn": "000000000001", "amount": 3000}`,
+`{"event": "key", "key": "void", "rrn": "000000000001"}`). The importer turns each
+into a `void` / `refund` step naming the payment step whose approval showed that RRN.
+"""
+
+from scenarios.model import ScenarioError, Step
+
+from .model import _Purchase
+from .parse import Log
+
+CREDIT_KEYS = ("void", "refund")
+# A log naming more voids and refunds than this is not one incident.
+CREDITS_MAX = 200
+
+
+def _sale_of_rrn(tlog: Log, purchases: list[_Purchase]) -> dict[str, int]:
+    """RRN -> the sale's place among the payment steps (1-based), from the
+    approved displays that follow each purchase's keyed amount."""
+    out: dict[str, int] = {}
+    starts = [p.line for p in purchases]
+    for e in tlog.entries:
+        if e.event != "display" or e.data["outcome"] != "approved":
+            continue
+        rrn = str(e.data.get("rrn", ""))
+        before = [i for i, line in enumerate(starts) if line < e.line]
+        if rrn and before and rrn not in out:
+            out[rrn] = before[-1] + 1
+    return out
+
+
+def credit_steps(
+    tlog: Log, origin: int, purchases: list[_Purchase], notes: list[str]
+) -> list[Step]:
+    """The cashier's void and refund steps. A key naming no RRN, or an RRN no sale
+    in the log was approved with, raises ScenarioError (one line)."""
+    sales = _sale_of_rrn(tlog, purchases)
+    steps: list[Step] = []
+    for e in tlog.entries:
+        if e.event != "key" or e.data["key"] not in CREDIT_KEYS:
+            continue
+        where = f"{tlog.path}:{e.line}"
+        action = str(e.data["key"])
+        rrn = e.data.get("rrn")
+        if not isinstance(rrn, str) or not rrn:
+            raise ScenarioError(f"{where}: key {action!r} needs the sale's rrn (a string)")
+        if rrn not in sales:
+            raise ScenarioError(
+                f"{where}: key {action!r} names rrn {rrn!r}, which no approved sale in the log has"
+            )
+        amount = 0
+        if action == "refund":
+            amount = e.data.get("amount", 0)
+            if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+                raise ScenarioError(f"{where}: refund amount must be an integer >= 0")
+        if len(steps) >= CREDITS_MAX:
+            raise ScenarioError(f"{where}: more than {CREDITS_MAX} voids and refunds")
+        steps.append(Step(e.ts_ms - origin, action, amount=amount, sale=sales[rrn]))
+        what = f"refund of {amount}" if action == "refund" else "void"
+        notes.append(f"{where}: cashier's {what} of sale {sales[rrn]} (rrn {rrn}) [sure]")
+    return steps
