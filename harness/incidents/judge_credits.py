@@ -5,6 +5,8 @@ terminal's offline uploads show broken, before any replay.
   back (the `refund` keys naming its RRN; a `void` asks for all of it).
 * `no-charge-on-failure`: the host credited a sale more than the terminal showed
   REFUNDED for it (a refund shown REFUNDED is the amount its key asked for).
+* `receipt-for-every-charge`: each host refund of a sale the terminal showed REFUNDED
+  has a REFUNDED receipt naming the refund's RRN, printed or shown pending.
 A refund's credit belongs to the sale its 0200 named by `orig_key`; a refund the host
 reversed afterwards credits nothing.
 """
@@ -54,6 +56,7 @@ def judge_credits(
                 shown[rrn] += pending[rrn].pop()
                 pending[rrn].clear()
     credited: dict[str, int] = defaultdict(int)
+    refund_rrns: dict[str, list[str]] = defaultdict(list)  # sale rrn -> its refunds
     for e in hlog.entries:
         if e.event != "decision" or e.data["action"] != "refund":
             continue
@@ -63,6 +66,8 @@ def judge_credits(
         sale_rrn = rrn_of_key.get(sale_key, "")
         if sale_rrn:
             credited[sale_rrn] += int(e.data.get("amount", 0))
+            refund_rrns[sale_rrn].append(str(e.data.get("rrn", "")))
+    _receipts_owed(tlog, shown, refund_rrns, find)
     for rrn in sorted(credited):
         if credited[rrn] > asked[rrn]:
             find(
@@ -76,3 +81,32 @@ def judge_credits(
                 f"sale rrn {rrn}: the host credited {credited[rrn]}, the terminal showed "
                 f"{shown[rrn]} REFUNDED",
             )
+
+
+def _receipts_owed(
+    tlog: Log,
+    shown: dict[str, int],
+    refund_rrns: dict[str, list[str]],
+    find: Callable[[str, str], None],
+) -> None:
+    """`receipt-for-every-charge` for refunds: a REFUNDED receipt (printed, or shown
+    pending) for every host refund of a sale the terminal showed REFUNDED."""
+    receipted: set[str] = set()
+    for e in tlog.entries:
+        d = e.data
+        receipt = d.get("receipt")
+        if e.event == "print" and d.get("status") == "ok" and isinstance(receipt, dict):
+            if receipt.get("status") == "refunded":
+                receipted.add(str(receipt.get("rrn", "")))
+        elif e.event == "display" and d.get("outcome") == "receipt-pending":
+            receipted.add(str(d.get("rrn", "")))
+    for sale_rrn in sorted(refund_rrns):
+        if not shown[sale_rrn]:
+            continue
+        for rrn in refund_rrns[sale_rrn]:
+            if rrn not in receipted:
+                find(
+                    "receipt-for-every-charge",
+                    f"sale rrn {sale_rrn} shown REFUNDED: the host's refund rrn {rrn} has "
+                    "no REFUNDED receipt",
+                )
