@@ -678,24 +678,4 @@ class Acquirer(HostBooks):
         return reversals.reverse(self, req, tid, key, day, now_ms)
 
     def _finish_batch(self, req: Message, now_ms: int) -> tuple[Message, HostAction]:
-        tid = req.terminal_id
-        db = self._db
-        self._tx_begin()
-        try:
-            stored = db.execute(store.SQL_SETTLEMENT_GET, (tid, req.batch_no)).fetchone()
-            if stored is not None:
-                self._tx_commit()
-                rc, diff = stored
-                return self._reply(req, rc, items=store.decode_items(diff)), HostAction(
-                    "replay", rc, detail=f"Batch {req.batch_no} already closed; answer replayed."
-                )
-            answer = self._settle(req, tid, now_ms)
-            self._tx_commit()
-        except BaseException:
-            self._tx_rollback()
-            raise
-        return answer
-
-    def _settle(self, req: Message, tid: str, now_ms: int) -> tuple[Message, HostAction]:
-        """Compare the terminal's totals with the host's and close the batch."""
-        return settlement.settle(self, req, tid, now_ms)
+        return settlement.finish_batch(self, req, now_ms)

@@ -1,6 +1,7 @@
 """Batch close on the mock acquirer: the terminal's totals against the host's, the
-settlement stored, the differing transactions listed (moved unchanged out of
-acquirer/host.py, whose `_settle` calls `settle`)."""
+settlement stored, the differing transactions listed, a repeated close answered from
+the stored settlement (moved unchanged out of acquirer/host.py, whose `_finish_batch`
+calls `finish_batch`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,28 @@ from acquirer.protocol import (
 
 if TYPE_CHECKING:
     from acquirer.host import Acquirer
+
+
+def finish_batch(host: Acquirer, req: Message, now_ms: int) -> tuple[Message, HostAction]:
+    """A batch close in its own transaction: the stored answer for a batch already
+    closed, else the comparison (`settle`)."""
+    tid = req.terminal_id
+    db = host._db
+    host._tx_begin()
+    try:
+        stored = db.execute(store.SQL_SETTLEMENT_GET, (tid, req.batch_no)).fetchone()
+        if stored is not None:
+            host._tx_commit()
+            rc, diff = stored
+            return host._reply(req, rc, items=store.decode_items(diff)), HostAction(
+                "replay", rc, detail=f"Batch {req.batch_no} already closed; answer replayed."
+            )
+        answer = settle(host, req, tid, now_ms)
+        host._tx_commit()
+    except BaseException:
+        host._tx_rollback()
+        raise
+    return answer
 
 
 def settle(host: Acquirer, req: Message, tid: str, now_ms: int) -> tuple[Message, HostAction]:
