@@ -54,14 +54,14 @@ class HostBooks:
 
     def balance(self, account: str) -> int:
         """Current balance of a card (by PAN) or the merchant account."""
-        row = self._db.execute(store.SQL_BALANCE, (account,)).fetchone()
-        if row is None:
-            raise KeyError(f"unknown account {account!r}")
-        return int(row[0])
+        return self._account(store.SQL_BALANCE, account)
 
     def initial_balance(self, account: str) -> int:
         """Balance of `account` before any transaction."""
-        row = self._db.execute(store.SQL_INITIAL, (account,)).fetchone()
+        return self._account(store.SQL_INITIAL, account)
+
+    def _account(self, sql: str, account: str) -> int:
+        row = self._db.execute(sql, (account,)).fetchone()
         if row is None:
             raise KeyError(f"unknown account {account!r}")
         return int(row[0])
