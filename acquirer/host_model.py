@@ -85,6 +85,9 @@ class HostTxn:
     created_ms: int
     reversed_ms: int = -1
     batch_no: int = 0  # 0 = not settled yet
+    # The tip a tip adjust set (a purchase or completion): `amount` is the current total,
+    # so the base amount is `amount - tip`.
+    tip: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ _PG_FORMS = {
     store.SQL_BALANCE: store.SQL_BALANCE + " FOR UPDATE",
     # Two instances moving due wallet orders take disjoint ones.
     store.SQL_WALLET_DUE: store.SQL_WALLET_DUE + " FOR UPDATE SKIP LOCKED",
+    # Milliseconds and minor units outgrow PostgreSQL's 32-bit INTEGER (as in `ddl`).
+    store.SQL_TXN_ADD_TIP: store.SQL_TXN_ADD_TIP.replace("INTEGER", "BIGINT"),
 }
 
 _BEGIN = {"BEGIN IMMEDIATE": "BEGIN"}
@@ -61,6 +63,11 @@ class ClaimLost(Exception):
 
 
 SQL_NEXT_TXN_ID = "SELECT nextval('txn_ids')"
+# A store written before tip adjusts lacks `txns.tip` (store.SQL_TXN_ADD_TIP).
+SQL_HAS_TIP = (
+    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'txns' AND column_name = 'tip'"
+)
 
 _TRIGGER_SQLITE = """CREATE TRIGGER IF NOT EXISTS ledger_balance AFTER INSERT ON ledger BEGIN
     UPDATE accounts SET balance = balance + NEW.amount WHERE account = NEW.account;
@@ -137,6 +144,8 @@ class PgConnection:
         self._conn.execute("SELECT pg_advisory_lock(5432016)")
         try:
             self._conn.execute(statement(store.SCHEMA))
+            if self._conn.execute(SQL_HAS_TIP).fetchone() is None:
+                self._conn.execute(statement(store.SQL_TXN_ADD_TIP))
         finally:
             self._conn.execute("SELECT pg_advisory_unlock(5432016)")
 

@@ -11,7 +11,8 @@ Tables:
 - `accounts`: cards and the merchant account; `balance` is kept equal to
   `initial` plus the account's ledger entries by a trigger.
 - `ledger`: double-entry rows; the rows of one posting sum to zero.
-- `txns`: every stored purchase or refund outcome (approved, declined, reversed).
+- `txns`: every stored purchase or refund outcome (approved, declined, reversed);
+  `amount` is the current total, `tip` what a tip adjust added to it.
 - `dedup`: the idempotency store. One row per (terminal, key), where the key is
   `k:<idempotency key>` or, for key-less requests, `s:<day>:<stan>` (the classic
   duplicate rule). States: `progress`, `done`, `tomb` (reversed before seen).
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS txns (
     status TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     reversed_ms INTEGER NOT NULL DEFAULT -1,
-    batch_no INTEGER NOT NULL DEFAULT 0
+    batch_no INTEGER NOT NULL DEFAULT 0,
+    tip INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS txns_identity ON txns (terminal_id, day, stan);
 -- A refund names its sale by key long after the key's idempotency record expired.
@@ -164,7 +166,7 @@ SQL_TXN_INSERT = (
 )
 TXN_COLUMNS = (
     "id, rrn, terminal_id, stan, idem_key, kind, pan, amount, rc, status, created_ms, "
-    "reversed_ms, batch_no"
+    "reversed_ms, batch_no, tip"
 )
 SQL_TXN_GET = f"SELECT {TXN_COLUMNS} FROM txns WHERE id = ?"
 SQL_TXN_BY_STAN = (
@@ -177,6 +179,8 @@ SQL_TXN_SALE_BY_KEY = (
     f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND idem_key = ? "
     "AND kind = 'purchase' ORDER BY id DESC LIMIT 1"
 )
+# Stores written before tip adjusts have no `tip` column: added when opened.
+SQL_TXN_ADD_TIP = "ALTER TABLE txns ADD COLUMN tip INTEGER NOT NULL DEFAULT 0"
 SQL_TXN_ALL = f"SELECT {TXN_COLUMNS} FROM txns ORDER BY id"
 SQL_TXN_RANGE = (
     f"SELECT {TXN_COLUMNS} FROM txns WHERE id > ? AND created_ms < ? ORDER BY id LIMIT ?"
@@ -281,6 +285,8 @@ def connect(db_path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)
+    if "tip" not in {row[1] for row in conn.execute("PRAGMA table_info(txns)")}:
+        conn.execute(SQL_TXN_ADD_TIP)
     return conn
 
 
