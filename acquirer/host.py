@@ -22,9 +22,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from acquirer import advice, catalogue, iso8583, refunds, reversals, settlement, store, wallet
+from acquirer import catalogue, holds, iso8583, refunds, reversals, settlement, store, wallet
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
 from acquirer.host_books import HostBooks
+from acquirer.host_model import HOLDS_ACCOUNT
 from acquirer.host_model import (
     KIND_PURCHASE as KIND_PURCHASE,
 )
@@ -51,6 +52,7 @@ from acquirer.protocol import (
     MTI_BATCH,
     MTI_ECHO,
     MTI_INQUIRY,
+    MTI_PREAUTH,
     MTI_PURCHASE,
     MTI_REVERSAL,
     MTI_REVERSAL_ADVICE,
@@ -112,8 +114,9 @@ def _dedup_key(msg: Message, day: int) -> str:
 
 def _fingerprint(msg: Message) -> str:
     """What must match for a resend to count as the same request."""
-    # An advice is the sale its 0200 asked for: the same fingerprint, the same key.
-    mti = MTI_PURCHASE if msg.mti == MTI_ADVICE else msg.mti
+    # An advice is the sale its 0200 asked for: the same fingerprint, the same key (a
+    # completion or tip adjust, a 0220 naming its original, is a request of its own).
+    mti = MTI_PURCHASE if msg.mti == MTI_ADVICE and not msg.orig_key else msg.mti
     fp = f"{mti}|{msg.processing_code}|{msg.pan}|{msg.amount}|{msg.currency}|{msg.merchant_id}"
     # A refund's original is part of the request (appended only when set, so records
     # stored before refunds could name one keep their fingerprints).
@@ -145,8 +148,8 @@ class Acquirer(HostBooks):
         }
         for card in cards:
             self._cards[card.pan] = card
-        if config.merchant_account in self._cards:
-            raise ValueError("merchant_account must not be a card PAN")
+        if config.merchant_account in self._cards or config.merchant_account == HOLDS_ACCOUNT:
+            raise ValueError("merchant_account must not be a card PAN or the holds account")
         self._db = store.connect(config.db_path)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -154,7 +157,7 @@ class Acquirer(HostBooks):
             db.executemany(
                 store.SQL_ACCOUNT_UPSERT,
                 [(c.pan, c.balance, c.balance) for c in self._cards.values()]
-                + [(config.merchant_account, 0, 0)],
+                + [(config.merchant_account, 0, 0), (HOLDS_ACCOUNT, 0, 0)],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -211,7 +214,7 @@ class Acquirer(HostBooks):
             )
         if 0 <= self.wallet_due_ms <= now_ms:
             self.wallet_advance(now_ms)
-        if msg.mti == MTI_PURCHASE or msg.mti == MTI_ADVICE:
+        if msg.mti == MTI_PURCHASE or msg.mti == MTI_ADVICE or msg.mti == MTI_PREAUTH:
             return self._begin_payment(msg, now_ms)
         if msg.mti == MTI_INQUIRY:
             return wallet.inquire(self, msg, now_ms)
@@ -237,8 +240,8 @@ class Acquirer(HostBooks):
             return self._finish_payment(req, ticket.started_ms, now_ms)
         if mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE):
             return self._finish_reversal(req, ticket.started_ms, now_ms)
-        if mti == MTI_ADVICE:
-            return advice.finish_advice(self, req, ticket.started_ms, now_ms)
+        if mti in (MTI_ADVICE, MTI_PREAUTH):
+            return holds.finish(self, req, ticket.started_ms, now_ms)
         if mti == MTI_BATCH:
             return self._finish_batch(req, now_ms)
         if mti == MTI_ECHO:
@@ -281,7 +284,7 @@ class Acquirer(HostBooks):
     def abandon(self, ticket: Ticket) -> None:
         """The host crashed before finishing `ticket`: clear its IN PROGRESS mark."""
         req = ticket.request
-        if req.mti != MTI_PURCHASE and req.mti != MTI_ADVICE:
+        if req.mti != MTI_PURCHASE and req.mti != MTI_ADVICE and req.mti != MTI_PREAUTH:
             return
         key = _dedup_key(req, ticket.started_ms // DAY_MS)
         db = self._db
@@ -461,6 +464,8 @@ class Acquirer(HostBooks):
         return answer
 
     def _finish_at_ms(self, msg: Message, now_ms: int) -> int:
+        if holds.names_original(msg):  # a completion or tip adjust asks no issuer
+            return now_ms + self._config.processing_ms
         card = self._cards.get(msg.pan)
         at_ms = now_ms + self._config.processing_ms + (card.slow_ms if card else 0)
         if (
@@ -528,7 +533,7 @@ class Acquirer(HostBooks):
             self._next_txn_id = self._db.next_txn_id()  # type: ignore[attr-defined]
         txn_id = self._next_txn_id
         rrn = f"{txn_id:012d}"
-        kind = KIND_REFUND if msg.processing_code == PROC_REFUND else KIND_PURCHASE
+        kind = holds.kind_of(msg)
         status = status or ("approved" if rc in (RC_APPROVED, RC_PARTIAL) else "declined")
         self._db.execute(
             store.SQL_TXN_INSERT,
@@ -597,7 +602,7 @@ class Acquirer(HostBooks):
         txn = refunds.original_of(self, msg, now_ms)
         if txn is None:
             return "Refund names no sale of this terminal."
-        if txn.kind != KIND_PURCHASE or txn.status != "approved":
+        if txn.kind not in holds.SALE_KINDS or txn.status != "approved":
             return f"Refund names a {txn.status} {txn.kind}, not an approved purchase."
         if txn.pan != msg.pan:
             return "Refund card differs from the original's."
@@ -626,7 +631,7 @@ class Acquirer(HostBooks):
             txn_id, rrn = self._insert_txn(req, now_ms, rc, amount=taken)
             auth_code = f"{txn_id % 1_000_000:06d}" if approved else ""
             if approved:
-                card, merchant = req.pan, self._config.merchant_account
+                card, merchant = req.pan, holds.credit_account(self._config.merchant_account, req)
                 if refund:
                     self._post(txn_id, merchant, card, taken, now_ms)
                     refunds.link(self, txn_id, req, now_ms)
@@ -664,18 +669,12 @@ class Acquirer(HostBooks):
         key = "k:" + req.orig_key if req.orig_key else f"s:{day}:{req.orig_stan}"
         self._tx_begin()
         try:
-            answer = self._reverse(req, tid, key, day, now_ms)
+            answer = reversals.reverse(self, req, tid, key, day, now_ms)
             self._tx_commit()
         except BaseException:
             self._tx_rollback()
             raise
         return answer
-
-    def _reverse(
-        self, req: Message, tid: str, key: str, day: int, now_ms: int
-    ) -> tuple[Message, HostAction]:
-        """Reverse the original of `req` (inside the reversal's transaction)."""
-        return reversals.reverse(self, req, tid, key, day, now_ms)
 
     def _finish_batch(self, req: Message, now_ms: int) -> tuple[Message, HostAction]:
         return settlement.finish_batch(self, req, now_ms)

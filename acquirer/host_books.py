@@ -1,6 +1,6 @@
-"""The host's books, read side: transactions, balances, settlements, the size of the
-idempotency store (moved unchanged out of acquirer/host.py; `Acquirer` derives from
-`HostBooks`)."""
+"""The host's books, read side: transactions, pre-authorisations and their completions,
+balances, settlements, the size of the idempotency store (moved out of acquirer/host.py;
+`Acquirer` derives from `HostBooks`)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,17 @@ class HostBooks:
         if len(rrn) != 12 or not rrn.isdigit():
             return None
         row = self._db.execute(store.SQL_TXN_BY_ID, (int(rrn),)).fetchone()
+        return HostTxn(*row) if row else None
+
+    def preauths(self) -> list[HostTxn]:
+        """Every pre-authorisation (any status: approved is an open hold, declined,
+        reversed is released, completed), oldest first (a partial index holds them)."""
+        return [HostTxn(*row) for row in self._db.execute(store.SQL_TXN_PREAUTHS)]
+
+    def completion_of(self, preauth_txn_id: int) -> HostTxn | None:
+        """The completion that captured pre-authorisation `preauth_txn_id`, or None
+        (at most one: `completions.preauth_txn_id` is UNIQUE)."""
+        row = self._db.execute(store.SQL_COMPLETION_OF, (preauth_txn_id,)).fetchone()
         return HostTxn(*row) if row else None
 
     def reversal_reason(self, rrn: str) -> str:

@@ -70,21 +70,23 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class HostTxn:
-    """One stored purchase or refund outcome."""
+    """One stored purchase, refund, pre-authorisation or completion outcome."""
 
     id: int
     rrn: str
     terminal_id: str
     stan: int
     idem_key: str
-    kind: str  # "purchase" | "refund"
+    kind: str  # "purchase" | "refund" | "preauth" | "completion" (| "adjust": declined only)
     pan: str
     amount: int
     rc: str
-    status: str  # "approved" | "declined" | "reversed"
+    # "approved" | "declined" | "reversed"; wallet orders "paying" | "closed"; a
+    # pre-authorisation "completed" once a completion captured it
+    status: str
     created_ms: int
     reversed_ms: int = -1
-    batch_no: int = 0  # 0 = not settled yet
+    batch_no: int = 0  # 0 = not settled yet (a pre-authorisation: never)
     # The tip a tip adjust set (a purchase or completion): `amount` is the current total,
     # so the base amount is `amount - tip`.
     tip: int = 0
@@ -107,3 +109,13 @@ class Settlement:
 
 KIND_PURCHASE = "purchase"
 KIND_REFUND = "refund"
+# A hold (0100): the amount moved from the card to `HOLDS_ACCOUNT`, in no batch.
+KIND_PREAUTH = "preauth"
+# The capture of a hold (a 0220 naming it): a debit in the batch, like a purchase.
+KIND_COMPLETION = "completion"
+# Only ever a declined row: a tip adjust whose key a reversal had blocked first.
+KIND_ADJUST = "adjust"
+# A pre-authorisation that a completion captured (it can no longer be released).
+STATUS_COMPLETED = "completed"
+# Ledger account holding the amounts of open pre-authorisations.
+HOLDS_ACCOUNT = "holds"

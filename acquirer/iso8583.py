@@ -5,7 +5,8 @@ Field map (ASCII, primary bitmap only):
 ====  ==========================  =====================================
 t     MTI                         one of `protocol.ALL_MTIS`
 2     pan                         LLVAR, up to 19 digits, absent if ""
-3     processing_code             6 digits (200000: a refund, orig_key names its sale)
+3     processing_code             6 digits (200000: a refund, orig_key names its sale;
+                                  020000: a 0220 tip adjust)
 4     amount                      12 digits, minor units
 11    stan                        6 digits
 37    rrn                         12 letters/digits, absent if ""
@@ -14,9 +15,9 @@ t     MTI                         one of `protocol.ALL_MTIS`
 41    terminal_id                 8, letters/digits, space-padded right
 42    merchant_id                 15, letters/digits, space-padded right
 48    idem_key, repeat,           LLLVAR tag-length-value: tag (2 letters),
-      orig_stan, orig_key,        length (3 digits), value (a 0400 void and a
-      offline_ms (tag OT, an      0200 refund name their sale in orig_key)
-      advice's), sent_ms
+      orig_stan, orig_key,        length (3 digits), value (a 0400 void, a 0200
+      offline_ms (tag OT, an      refund and a 0220 completion or tip adjust
+      advice's), sent_ms          name their original in orig_key)
 49    currency                    3 digits
 62    items                       LLLLVAR "stan,amount,rrn;..."
 63    batch_no and totals         LLLVAR tag-length-value

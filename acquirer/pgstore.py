@@ -44,6 +44,8 @@ _PG_FORMS = {
     store.SQL_BALANCE: store.SQL_BALANCE + " FOR UPDATE",
     # Two instances moving due wallet orders take disjoint ones.
     store.SQL_WALLET_DUE: store.SQL_WALLET_DUE + " FOR UPDATE SKIP LOCKED",
+    # A completion or tip adjust changes the hold or sale it read: two take turns.
+    store.SQL_TXN_LOCK: store.SQL_TXN_LOCK + " FOR UPDATE",
     # Milliseconds and minor units outgrow PostgreSQL's 32-bit INTEGER (as in `ddl`).
     store.SQL_TXN_ADD_TIP: store.SQL_TXN_ADD_TIP.replace("INTEGER", "BIGINT"),
 }

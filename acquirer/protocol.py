@@ -39,6 +39,12 @@ MTI_INQUIRY_RESP = "0610"
 # `RC_ADVICE_EXPIRED`: past its deadline) or transient (resend the same advice).
 MTI_ADVICE = "0220"
 MTI_ADVICE_RESP = "0230"
+# Pre-authorisation (a hold): decided like a purchase, but the amount is held (moved to
+# the host's holds account), not charged, and never settled by a batch close. It is
+# released by a reversal (0400/0420) or captured by a completion: a 0220 naming it in
+# `orig_key` (see "Pre-authorisation and completion" in docs/protocol.md).
+MTI_PREAUTH = "0100"
+MTI_PREAUTH_RESP = "0110"
 
 REQUEST_MTIS = (
     MTI_PURCHASE,
@@ -48,6 +54,7 @@ REQUEST_MTIS = (
     MTI_ECHO,
     MTI_INQUIRY,
     MTI_ADVICE,
+    MTI_PREAUTH,
 )
 RESPONSE_MTIS = (
     MTI_PURCHASE_RESP,
@@ -57,6 +64,7 @@ RESPONSE_MTIS = (
     MTI_ECHO_RESP,
     MTI_INQUIRY_RESP,
     MTI_ADVICE_RESP,
+    MTI_PREAUTH_RESP,
 )
 ALL_MTIS = REQUEST_MTIS + RESPONSE_MTIS
 # ISO 8583's repeat MTIs (last digit 1): a resend of the request it names. Decoders
@@ -67,6 +75,7 @@ REPEAT_MTIS = {
     "0401": MTI_REVERSAL,
     "0421": MTI_REVERSAL_ADVICE,
     "0221": MTI_ADVICE,
+    "0101": MTI_PREAUTH,
 }
 
 
@@ -90,6 +99,9 @@ PROC_PURCHASE = "000000"
 PROC_PURCHASE_PARTIAL = "000001"
 PROC_REFUND = "200000"
 PROC_WALLET = "900000"
+# ISO 8583's adjustment: a 0220 that sets an approved sale's new total (base + tip);
+# `orig_key` names the sale, `amount` is the new total.
+PROC_ADJUST = "020000"
 
 # Response codes (field 39).
 RC_APPROVED = "00"
@@ -173,7 +185,9 @@ BATCH_ITEMS_MAX = 10_000
 TOTAL_MAX = 10**18 - 1
 # Transmission times (virtual ms since the epoch) up to year 2286: 13 digits.
 SENT_MS_MAX = 9_999_999_999_999
-PROCESSING_CODES = frozenset({PROC_PURCHASE, PROC_PURCHASE_PARTIAL, PROC_REFUND, PROC_WALLET})
+PROCESSING_CODES = frozenset(
+    {PROC_PURCHASE, PROC_PURCHASE_PARTIAL, PROC_REFUND, PROC_WALLET, PROC_ADJUST}
+)
 _LOWER_HEX = "0123456789abcdef"
 
 
@@ -472,11 +486,15 @@ def request_problem(msg: Message) -> str | None:
     if msg.stan < 1:
         # ISO 8583 field 11 numbers a terminal's requests 000001-999999; 0 is none.
         return "stan must be 1-999999"
-    if mti == MTI_PURCHASE:
+    if msg.processing_code == PROC_ADJUST and mti != MTI_INQUIRY:
+        return "processing code 020000 (tip adjust) is only for a 0220"
+    if mti in (MTI_PURCHASE, MTI_PREAUTH):
         if not msg.pan:
             return "pan must be 12-19 digits"
         if not msg.idem_key:
             return "idempotency key required"
+        if mti == MTI_PREAUTH:
+            return _preauth_problem(msg)
     elif mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE):
         if not msg.orig_key:
             return "reversal must name its original's idempotency key (orig_key)"
@@ -487,9 +505,20 @@ def request_problem(msg: Message) -> str | None:
     return None
 
 
+def _preauth_problem(msg: Message) -> str | None:
+    """What a pre-authorisation (0100) needs beyond a purchase's card and key."""
+    if msg.processing_code != PROC_PURCHASE:
+        return "a pre-authorisation is processing code 000000 (a hold is never partial)"
+    if msg.amount < 1:
+        return "a pre-authorisation must carry the amount to hold (at least 1)"
+    return None
+
+
 def _advice_problem(msg: Message) -> str | None:
-    """What an offline advice (0220) needs: a card, its sale's key, an amount, the
-    time it was approved offline, rc Y3 (or none), and no host fields."""
+    """What a 0220 needs: a card, its own key, a STAN and no host fields; then either
+    an offline advice (the time it was approved offline, rc Y3 or none, an amount, no
+    `orig_key`) or a completion / tip adjust (`orig_key` naming the hold or the sale,
+    processing code 000000 / 020000, no `offline_ms`, no rc)."""
     if msg.rrn or msg.auth_code or msg.rc not in ("", RC_OFFLINE_APPROVED):
         return f"an advice must not carry rrn or auth_code, and rc only {RC_OFFLINE_APPROVED}"
     if msg.stan < 1:
@@ -498,12 +527,29 @@ def _advice_problem(msg: Message) -> str | None:
         return "pan must be 12-19 digits"
     if not msg.idem_key:
         return "idempotency key required"
+    if msg.orig_key:
+        return _follow_up_problem(msg)
+    if msg.processing_code == PROC_ADJUST:
+        return "a tip adjust (020000) must name its sale (orig_key)"
     if msg.processing_code not in (PROC_PURCHASE, PROC_PURCHASE_PARTIAL):
         return "an advice is a purchase (processing code 000000 or 000001)"
     if msg.amount < 1:
         return "an advice must carry the amount approved offline"
     if msg.offline_ms < 1:
         return "an advice must carry the time it was approved offline (offline_ms)"
+    return None
+
+
+def _follow_up_problem(msg: Message) -> str | None:
+    """What a completion or tip adjust (a 0220 with `orig_key`) must not mix in."""
+    if msg.offline_ms:
+        return "a completion or tip adjust (orig_key) carries no offline_ms"
+    if msg.rc:
+        return "a completion or tip adjust (orig_key) carries no rc"
+    if msg.processing_code not in (PROC_PURCHASE, PROC_ADJUST):
+        return "a completion is processing code 000000, a tip adjust 020000"
+    if msg.idem_key == msg.orig_key:
+        return "a completion or tip adjust needs a key of its own (idem_key != orig_key)"
     return None
 
 

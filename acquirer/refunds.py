@@ -1,7 +1,8 @@
 """The host's refunds and voids of a named sale (issue 15: refunds and voids at the
 terminal), kept out of acquirer/host.py, which calls these from three places.
 
-A refund (0200, processing code 200000) names its original by `orig_key`; an approved
+A refund (0200, processing code 200000) names its original by `orig_key` (a purchase or
+a completion of a pre-authorisation, acquirer/holds.py); an approved
 one is linked to the original here (`refund_links`), so the host can hold the refunds
 of one sale to its amount: the refunds of a sale never total more than the sale. A
 void is a reversal (0400) of the sale, allowed only inside the batch window: once a
@@ -67,7 +68,9 @@ def original_of(host: Acquirer, msg: Message, now_ms: int) -> HostTxn | None:
         return None
     from acquirer.host import HostTxn
 
-    return HostTxn(*row)
+    txn = HostTxn(*row)
+    # A tip adjust's record names its sale's transaction: its own key names no sale.
+    return txn if txn.idem_key == msg.orig_key else None
 
 
 def refunded(host: Acquirer, orig_txn_id: int) -> int:

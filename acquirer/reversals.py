@@ -1,14 +1,16 @@
 """The host's reversals (0400): the original found by key (or STAN), reversed once, a
 reversal that overtook its purchase left as a tombstone, one that does not describe its
 original refused (moved unchanged out of acquirer/host.py, whose `_reverse` calls
-`reverse`)."""
+`reverse`). A reversal of a pre-authorisation releases the hold (holds -> card); one of
+a completed pre-authorisation, or one naming a tip adjust's key, is refused RC 12
+(acquirer/holds.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from acquirer import refunds, store, wallet
-from acquirer.host_model import KIND_REFUND, HostAction, HostTxn
+from acquirer import holds, refunds, store, wallet
+from acquirer.host_model import HOLDS_ACCOUNT, KIND_PREAUTH, KIND_REFUND, HostAction, HostTxn
 from acquirer.protocol import (
     RC_APPROVED,
     RC_IN_PROGRESS,
@@ -60,6 +62,11 @@ def reverse(
             "reverse-noop", RC_UNABLE_TO_LOCATE, detail="Original record no longer held."
         )
     txn = HostTxn(*row)
+    refused = holds.reversal_refusal(req, txn)
+    if refused:
+        return host._reply(req, RC_REVERSAL_REFUSED, txn.rrn), HostAction(
+            "reverse-refused", RC_REVERSAL_REFUSED, txn.rrn, req.amount, refused
+        )
     if txn.status == wallet.STATUS_PAYING and not reversal_mismatch(req, txn):
         return wallet.close_waiting(host, req, txn, now_ms)
     if txn.status != "approved":
@@ -77,13 +84,17 @@ def reverse(
     if txn.kind == KIND_REFUND:
         host._post(txn.id, card, merchant, txn.amount, now_ms)
     else:
-        host._post(txn.id, merchant, card, txn.amount, now_ms)
+        # A hold goes back from the holds account; a sale from the merchant.
+        source = HOLDS_ACCOUNT if txn.kind == KIND_PREAUTH else merchant
+        host._post(txn.id, source, card, txn.amount, now_ms)
     host._db.execute(store.SQL_TXN_REVERSE, (now_ms, txn.id))
     detail = "Original reversed, card credited back."
     if req.rc:
         host._db.execute(store.SQL_REVERSAL_REASON_INSERT, (txn.id, req.rc))
         why = REVERSAL_REASONS[req.rc]
         detail = f"Original reversed (reason {req.rc}: {why}), card credited back."
+    if txn.kind == KIND_PREAUTH:
+        detail = f"Hold released (reason {req.rc})." if req.rc else "Hold released."
     return host._reply(req, RC_APPROVED, txn.rrn), HostAction(
         "reverse", RC_APPROVED, txn.rrn, txn.amount, detail
     )

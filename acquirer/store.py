@@ -11,11 +11,13 @@ Tables:
 - `accounts`: cards and the merchant account; `balance` is kept equal to
   `initial` plus the account's ledger entries by a trigger.
 - `ledger`: double-entry rows; the rows of one posting sum to zero.
-- `txns`: every stored purchase or refund outcome (approved, declined, reversed);
-  `amount` is the current total, `tip` what a tip adjust added to it.
+- `txns`: every stored purchase, refund, pre-authorisation or completion outcome
+  (approved, declined, reversed; a pre-authorisation also completed); `amount` is
+  the current total, `tip` what a tip adjust added to it.
 - `dedup`: the idempotency store. One row per (terminal, key), where the key is
   `k:<idempotency key>` or, for key-less requests, `s:<day>:<stan>` (the classic
   duplicate rule). States: `progress`, `done`, `tomb` (reversed before seen).
+- `completions`: which pre-authorisation a completion captured (one per hold).
 - `settlements`: one row per (terminal, batch number).
 """
 
@@ -62,6 +64,8 @@ CREATE TABLE IF NOT EXISTS txns (
     tip INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS txns_identity ON txns (terminal_id, day, stan);
+-- The pre-authorisations (HostBooks.preauths), without indexing every other row.
+CREATE INDEX IF NOT EXISTS txns_preauth ON txns (id) WHERE kind = 'preauth';
 -- A refund names its sale by key long after the key's idempotency record expired.
 CREATE INDEX IF NOT EXISTS txns_key ON txns (terminal_id, idem_key);
 CREATE TABLE IF NOT EXISTS dedup (
@@ -97,6 +101,12 @@ CREATE TABLE IF NOT EXISTS refund_links (
     orig_txn_id INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS refund_links_orig ON refund_links (orig_txn_id);
+-- Which pre-authorisation a completion captured (acquirer/holds.py): the database
+-- itself forbids two completions of one hold.
+CREATE TABLE IF NOT EXISTS completions (
+    completion_txn_id INTEGER PRIMARY KEY,
+    preauth_txn_id INTEGER NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS settlements (
     terminal_id TEXT NOT NULL,
     batch_no INTEGER NOT NULL,
@@ -173,11 +183,27 @@ SQL_TXN_BY_STAN = (
     f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND day = ? AND stan = ? "
     "ORDER BY id DESC LIMIT 1"
 )
-# The newest purchase of a terminal under a key: the sale a refund names once the key's
-# idempotency record has expired (acquirer/refunds.py).
+# The newest sale (purchase or completion) of a terminal under a key: the sale a refund
+# or tip adjust names once the key's idempotency record has expired (acquirer/refunds.py,
+# acquirer/holds.py).
 SQL_TXN_SALE_BY_KEY = (
     f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND idem_key = ? "
-    "AND kind = 'purchase' ORDER BY id DESC LIMIT 1"
+    "AND kind IN ('purchase', 'completion') ORDER BY id DESC LIMIT 1"
+)
+# The same for the pre-authorisation a completion names.
+SQL_TXN_PREAUTH_BY_KEY = (
+    f"SELECT {TXN_COLUMNS} FROM txns WHERE terminal_id = ? AND idem_key = ? "
+    "AND kind = 'preauth' ORDER BY id DESC LIMIT 1"
+)
+# A transaction a completion or tip adjust is about to change (PostgreSQL locks it).
+SQL_TXN_LOCK = f"SELECT {TXN_COLUMNS} FROM txns WHERE id = ? AND terminal_id = ?"
+SQL_TXN_PREAUTHS = f"SELECT {TXN_COLUMNS} FROM txns WHERE kind = 'preauth' ORDER BY id"
+SQL_TXN_COMPLETE = "UPDATE txns SET status = 'completed' WHERE id = ?"
+SQL_TXN_SET_TOTAL = "UPDATE txns SET amount = ?, tip = ? WHERE id = ?"
+SQL_COMPLETION_LINK = "INSERT INTO completions (completion_txn_id, preauth_txn_id) VALUES (?, ?)"
+SQL_COMPLETION_OF = (
+    f"SELECT {TXN_COLUMNS} FROM completions JOIN txns ON id = completion_txn_id "
+    "WHERE preauth_txn_id = ?"
 )
 # Stores written before tip adjusts have no `tip` column: added when opened.
 SQL_TXN_ADD_TIP = "ALTER TABLE txns ADD COLUMN tip INTEGER NOT NULL DEFAULT 0"
@@ -191,14 +217,16 @@ SQL_REVERSAL_REASON_INSERT = (
     "INSERT INTO reversal_reasons (txn_id, reason) VALUES (?, ?) ON CONFLICT (txn_id) DO NOTHING"
 )
 SQL_REVERSAL_REASON_GET = "SELECT reason FROM reversal_reasons WHERE txn_id = ?"
+# A pre-authorisation is in no batch: it is settled by its completion, or released.
 SQL_TXN_UNSETTLED = (
     "SELECT id, stan, amount, rrn, kind FROM txns WHERE terminal_id = ? AND batch_no = 0 "
-    "AND status = 'approved' ORDER BY id"
+    "AND status = 'approved' AND kind <> 'preauth' ORDER BY id"
 )
 # A wallet order still waiting for its customer is not in the batch being closed: if it
 # is paid later, it belongs to the next one.
 SQL_TXN_STAMP = (
-    "UPDATE txns SET batch_no = ? WHERE terminal_id = ? AND batch_no = 0 AND status <> 'paying'"
+    "UPDATE txns SET batch_no = ? WHERE terminal_id = ? AND batch_no = 0 AND status <> 'paying' "
+    "AND kind <> 'preauth'"
 )
 SQL_TXN_SET_STATUS = "UPDATE txns SET status = ?, rc = ? WHERE id = ?"
 SQL_TXN_CLOSE = "UPDATE txns SET status = 'closed', rc = 'CL', reversed_ms = ? WHERE id = ?"

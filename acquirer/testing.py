@@ -52,6 +52,40 @@ class TerminalMessages:
         """A 0200 refund (processing code 200000)."""
         return self.purchase(stan, amount, pan, key, processing_code=p.PROC_REFUND, **kw)
 
+    def preauth(self, stan: int, amount: int, pan: str, key: str, **kw: Any) -> p.Message:
+        """A 0100 pre-authorisation (a hold of `amount`)."""
+        return self.signed(replace(self.purchase(stan, amount, pan, key, **kw), mti=p.MTI_PREAUTH))
+
+    def completion(
+        self, stan: int, amount: int, pan: str, key: str, orig_key: str, **kw: Any
+    ) -> p.Message:
+        """A 0220 completion capturing `amount` of the hold keyed `orig_key`."""
+        return self._follow_up(stan, amount, pan, key, orig_key, p.PROC_PURCHASE, **kw)
+
+    def adjust(
+        self, stan: int, total: int, pan: str, key: str, orig_key: str, **kw: Any
+    ) -> p.Message:
+        """A 0220 tip adjust setting the total of the sale keyed `orig_key` to `total`."""
+        return self._follow_up(stan, total, pan, key, orig_key, p.PROC_ADJUST, **kw)
+
+    def _follow_up(
+        self, stan: int, amount: int, pan: str, key: str, orig_key: str, proc: str, **kw: Any
+    ) -> p.Message:
+        return self.signed(
+            p.Message(
+                p.MTI_ADVICE,
+                self.terminal_id,
+                self.merchant_id,
+                stan,
+                pan=pan,
+                processing_code=proc,
+                amount=amount,
+                idem_key=key,
+                orig_key=orig_key,
+                **kw,
+            )
+        )
+
     def reversal(
         self, stan: int, orig_key: str = "", orig_stan: int = 0, advice: bool = False, **kw: Any
     ) -> p.Message:

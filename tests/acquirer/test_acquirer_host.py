@@ -564,7 +564,7 @@ def test_echo_is_answered_0810_00(host: Acquirer) -> None:
         purchase(1, 100, processing_code="310000"),  # unknown processing code
         purchase(1, -5),
         purchase(1, 100, key="x" * 65),
-        signed(Message("0100", TID, MID, 1)),  # unknown MTI
+        signed(Message("0300", TID, MID, 1)),  # unknown MTI
         signed(Message(p.MTI_PURCHASE, TID, "M 1", 1, pan=PAN, amount=1)),
     ],
 )
