@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from faults.base import Fault
 from faults.network import Drop
-from scenarios.model import Step
+from scenarios.credits import CREDIT_ACTIONS
+from scenarios.model import PAYMENT_ACTIONS, Step
 
 _CREDITS = st.integers(1, 3)
 _AFTER = st.sampled_from([20_000, 45_000, 90_000, 240_000])
@@ -40,7 +41,7 @@ def credit_steps(
 ) -> tuple[tuple[Step, ...], tuple[Fault, ...]]:
     """`steps` plus voids and refunds of their payment steps, in time order, and the
     faults that lose some refunds' answers."""
-    payments = [s for s in steps if s.action in ("purchase", "scan")]
+    payments = [s for s in steps if s.action in PAYMENT_ACTIONS]
     if not payments:
         return steps, ()
     out = list(steps)
@@ -77,10 +78,10 @@ def at_their_sales(steps: tuple[Step, ...], first: str) -> tuple[Step, ...]:
     out = []
     for s in steps:
         lane = s.terminal or first
-        if s.action in ("purchase", "scan"):
+        if s.action in PAYMENT_ACTIONS:
             count[lane] = count.get(lane, 0) + 1
             placed.append((lane, count[lane]))
-        elif s.action in ("void", "refund") and 0 < s.sale <= len(placed):
+        elif s.action in CREDIT_ACTIONS and 0 < s.sale <= len(placed):
             lane, n = placed[s.sale - 1]
             s = replace(s, terminal=lane, sale=n)
         out.append(s)

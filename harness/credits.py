@@ -1,4 +1,5 @@
-"""The cashier who voids or refunds a named earlier sale (issue 15), for one world.
+"""The cashier who voids, refunds, completes or tips a named earlier sale (issue 15),
+for one world.
 
 A `void = { sale = N }` or `refund = { sale = N, amount = A }` step names the N-th
 payment intent of the run. The cashier reads that sale's host reference (RRN) off its
@@ -10,15 +11,30 @@ cashier waits (`CREDIT_WAIT_MS` at a time, at most `CREDIT_WAITS_MAX` times).
 The request goes to the firmware as `VoidRequested(rrn)` / `RefundRequested(rrn,
 amount)`, after a `cashier` record (action "void" / "refund", sale, rrn, amount) that
 the invariants read to know what the cashier asked for.
+
+A `complete = { sale = N, amount = A }` step names a pre-authorisation: the cashier
+reads the RRN of its hold (approved, or already completed: the terminal must refuse a
+second completion) and asks `CompletionRequested(rrn, A)` (A left out: the whole
+hold), after a `cashier` record (action "complete", rrn, amount). A `tip = { sale = N,
+amount = T }` step names a purchase, or a completed pre-authorisation (then its
+completion's RRN, off the completion's slip), and asks `TipAdjustRequested(rrn, T)`,
+after a `cashier` record (action "tip", rrn, tip, base: the sale's amount before any
+tip).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from terminal.firmware import RefundRequested, VoidRequested
+from terminal.firmware import (
+    CompletionRequested,
+    RefundRequested,
+    TipAdjustRequested,
+    VoidRequested,
+)
 
 if TYPE_CHECKING:
+    from acquirer.host import HostTxn
     from harness.world import World
     from scenarios.model import Step
 
@@ -40,6 +56,9 @@ class CashierCredits:
             else:
                 self._skip(step, "the terminal stayed busy")
             return
+        if step.action in ("complete", "tip"):
+            self._adjust(step)
+            return
         rrn, amount = self.sale_rrn(step.sale)
         if not rrn:
             self._skip(step, "the sale has no approved charge to name")
@@ -58,6 +77,39 @@ class CashierCredits:
             w._input(VoidRequested(rrn))
         else:
             w._input(RefundRequested(rrn, amount))
+
+    def _adjust(self, step: Step) -> None:
+        """A completion of a pre-authorisation, or a tip on a sale (see the module doc)."""
+        w = self.world
+        txn = self._approved_txn(step.sale)
+        rec: dict[str, Any] = {"action": step.action, "sale": step.sale, "intent": step.sale}
+        if step.action == "complete":
+            if txn is None or txn.kind != "preauth":
+                self._skip(step, "the sale has no hold to complete")
+                return
+            amount = step.amount or txn.amount
+            w.emit("cashier", {**rec, "rrn": txn.rrn, "amount": amount})
+            w._input(CompletionRequested(txn.rrn, amount))
+            return
+        if txn is not None and txn.kind == "preauth":
+            txn = w.host.completion_of(txn.id)  # the tip goes on the completion
+        if txn is None or txn.status != "approved" or txn.kind == "preauth":
+            self._skip(step, "the sale has no approved charge to tip")
+            return
+        base = txn.amount - txn.tip
+        w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
+        w._input(TipAdjustRequested(txn.rrn, step.amount))
+
+    def _approved_txn(self, n: int) -> HostTxn | None:
+        """Intent `n`'s approved (or completed) sale or hold at the host, the latest."""
+        w = self.world
+        for rrn in reversed(list(w.rrn_intent)):
+            if w.rrn_intent[rrn] != n:
+                continue
+            txn = w.host.transaction_by_rrn(rrn)
+            if txn is not None and txn.status in ("approved", "completed"):
+                return txn
+        return None
 
     def _again(self, arg: tuple[Step, int]) -> None:
         self.request(*arg)

@@ -329,6 +329,17 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "meaning": "a wallet customer pays `amount`: the cashier scans `code` from the phone",
     },
     {
+        "key": "preauth",
+        "type": "table { card = string, amount = integer }",
+        "default": None,
+        "unit": "amount in minor units",
+        "meaning": (
+            "a customer's pre-authorisation (a hold, e.g. at a hotel check-in) of `amount` "
+            "on `card` (one intent, a payment step like `purchase`); completed later by a "
+            "`complete` step. The firmware needs the `preauth` feature"
+        ),
+    },
+    {
         "key": "batch_close",
         "type": "boolean",
         "default": None,
@@ -369,6 +380,29 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "meaning": (
             "the cashier refunds `amount` (left out: the whole sale) of payment step "
             "`sale`, as for `void`"
+        ),
+    },
+    {
+        "key": "complete",
+        "type": "table { sale = integer, amount = integer }",
+        "default": None,
+        "unit": "amount in minor units",
+        "meaning": (
+            "the cashier completes the hold of payment step `sale` (a `preauth` step) for "
+            "`amount` (left out: the whole hold), named by the RRN of the hold; skipped "
+            "when it has none. The firmware needs the `preauth` feature"
+        ),
+    },
+    {
+        "key": "tip",
+        "type": "table { sale = integer, amount = integer }",
+        "default": None,
+        "unit": "amount in minor units",
+        "meaning": (
+            "the cashier keys the tip `amount` written on the slip of payment step `sale` "
+            "(a `purchase`, or a `preauth` whose completion gets the tip): the sale's "
+            "total becomes its amount plus the tip (a later tip replaces it); skipped when "
+            "the sale has no approved charge. The firmware needs the `preauth` feature"
         ),
     },
 )

@@ -32,6 +32,7 @@ from terminal.firmware import (
     ChipComplete,
     ChipResult,
     CodeScanned,
+    CompletionRequested,
     ConfirmPressed,
     Display,
     Effect,
@@ -41,6 +42,7 @@ from terminal.firmware import (
     JournalTrim,
     MessageReceived,
     Outcome,
+    PreauthKeyed,
     Print,
     PrintFinished,
     Receipt,
@@ -49,6 +51,7 @@ from terminal.firmware import (
     Send,
     SetTimer,
     TimerExpired,
+    TipAdjustRequested,
     VoidRequested,
 )
 
@@ -176,6 +179,14 @@ def encode_event(n: int, event: Event, key: bytes) -> bytes:
     if tp is RefundRequested:
         refund = {"n": n, "type": "RefundRequested", "rrn": event.rrn}  # type: ignore[union-attr]
         return _dumps({**refund, "amount": event.amount})  # type: ignore[union-attr]
+    if tp is PreauthKeyed:
+        return _dumps({"n": n, "type": "PreauthKeyed", "amount": event.amount})  # type: ignore[union-attr]
+    if tp is CompletionRequested:
+        done = {"n": n, "type": "CompletionRequested", "rrn": event.rrn}  # type: ignore[union-attr]
+        return _dumps({**done, "amount": event.amount})  # type: ignore[union-attr]
+    if tp is TipAdjustRequested:
+        tip = {"n": n, "type": "TipAdjustRequested", "rrn": event.rrn}  # type: ignore[union-attr]
+        return _dumps({**tip, "tip": event.tip})  # type: ignore[union-attr]
     if tp is Boot:
         boot: dict[str, Any] = {
             "n": n,

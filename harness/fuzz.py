@@ -23,12 +23,14 @@ from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from faults.base import Fault
+from scenarios.credits import without_step
 from scenarios.model import Scenario
 from scenarios.writer import scenario_to_toml
 from terminal.firmware import (
     FEATURE_CHIP,
     FEATURE_OFFLINE,
     FEATURE_PARTIAL,
+    FEATURE_PREAUTH,
     FEATURE_REFUND,
     FEATURE_WALLET,
 )
@@ -249,6 +251,7 @@ def campaign(
     chip = FEATURE_CHIP in features
     refund = FEATURE_REFUND in features
     offline = FEATURE_OFFLINE in features
+    preauth = FEATURE_PREAUTH in features
     prof = PROFILES[profile]
     total = examples
     if examples is None and budget_s is None:
@@ -305,6 +308,7 @@ def campaign(
                         chip=chip,
                         refund=refund,
                         offline=offline,
+                        preauth=preauth,
                     )
                 )(body)
             )
@@ -409,8 +413,10 @@ def removals(sc: Scenario) -> list[Scenario]:
     renumbered every way `renumbered` tries (a scenario keeps at least one step)."""
     out: list[Scenario] = fewer_terminals(sc)
     if len(sc.steps) > 1:
+        first = sc.lanes()[0].lane
         for i in range(len(sc.steps) - 1, -1, -1):
-            steps = sc.steps[:i] + sc.steps[i + 1 :]
+            # A payment goes with the steps naming it; later ones are renumbered.
+            steps = without_step(sc.steps, i, first)
             out.extend(
                 dataclasses.replace(sc, steps=steps, faults=p) for p in renumbered(sc.faults)
             )

@@ -22,6 +22,7 @@ from terminal.firmware import (
     FEATURE_CHIP,
     FEATURE_OFFLINE,
     FEATURE_PARTIAL,
+    FEATURE_PREAUTH,
     FEATURE_REFUND,
     FEATURE_WALLET,
     FirmwareConfig,
@@ -407,6 +408,7 @@ def run_with_world(
             FEATURE_CHIP: "chip card completion",
             FEATURE_REFUND: "voids and refunds",
             FEATURE_OFFLINE: "offline approvals",
+            FEATURE_PREAUTH: "pre-authorisations, completions or tips",
         }
         skipped = (
             f"it has {what[missing[0]]} and the firmware does not declare the "
@@ -486,6 +488,8 @@ def needed_features(scenario: Scenario) -> frozenset[str]:
         out.add(FEATURE_REFUND)
     if any(t.offline_floor > 0 for t in scenario.lanes()):
         out.add(FEATURE_OFFLINE)  # a floor limit makes the terminal offline-capable
+    if any(s.action in ("preauth", "complete", "tip") for s in scenario.steps):
+        out.add(FEATURE_PREAUTH)
     return frozenset(out)
 
 

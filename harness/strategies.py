@@ -47,6 +47,7 @@ from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
 from harness.fault_strategies import fault_of as fault_of
 from harness.fault_strategies import fault_plans as fault_plans
 from harness.fault_strategies import pick as pick
+from harness.hold_strategies import hold_steps
 from scenarios.model import (
     INVARIANT_NAMES,
     CardSpec,
@@ -299,6 +300,7 @@ def scenarios(
     refund: bool = False,
     offline: bool = False,
     terminals: bool = True,
+    preauth: bool = False,
 ) -> Scenario:
     """A whole scenario: cards, purchases, people, terminal, host, network and a
     swarm fault plan. Each parameter group keeps its defaults or is drawn whole.
@@ -314,7 +316,9 @@ def scenarios(
     `offline` feature), half the examples have a terminal with a floor limit, and a
     network partition that sends it offline. With `terminals`, one example in four
     is a world of 2-4 terminals on one host (see `several_terminals`; a void or
-    refund goes to the terminal of the sale it names)."""
+    refund goes to the terminal of the sale it names). With `preauth` (the firmware
+    declares the `preauth` feature), half the examples have holds, completions and
+    tips (harness/hold_strategies.py)."""
     n_cards = draw(_N_CARDS)
     pans = CARD_PANS[:n_cards]
     unusual_cards = draw(st.booleans()) and draw(st.booleans())  # one example in four
@@ -403,6 +407,11 @@ def scenarios(
         sc = replace(sc, steps=steps, faults=sc.faults + lost)
     if offline and not sc.terminal.partial_approval and draw(st.booleans()):
         sc = _offline_terminal(draw, sc, kinds is None or "partition" in kinds)
+    if preauth and not sc.terminal.partial_approval and draw(st.booleans()):
+        # Drawn last but one, and only for firmwares that declare `preauth`: holds,
+        # completions and tips (a hold is never partial: not on such a terminal).
+        steps, aimed = draw(hold_steps(sc.steps))
+        sc = replace(sc, steps=steps, faults=sc.faults + aimed)
     if terminals and draw(_SEVERAL):
         sc = several_terminals(draw, sc)
     return sc

@@ -44,7 +44,7 @@ from harness.attacker import Attacker
 from harness.chip import ChipReader
 from harness.credits import CashierCredits
 from harness.offline import offline_display_intent
-from scenarios.model import Scenario, Step, scenario_to_dict
+from scenarios.model import PAYMENT_ACTIONS, Scenario, Step, scenario_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
     FINAL_OUTCOMES,
@@ -66,6 +66,7 @@ from terminal.firmware import (
     JournalTrim,
     MessageReceived,
     Outcome,
+    PreauthKeyed,
     Print,
     PrintFinished,
     PrintStatus,
@@ -161,6 +162,11 @@ def _tagged(emit: Callable[[str, dict[str, Any]], int], term: str) -> Callable[.
         return emit(kind, {"term": term, **fields})
 
     return tagged
+
+
+# Displays about a sale named by its RRN (a void, a refund, a completion, a tip), not
+# about the sale whose answer is being handled.
+_ABOUT_ANOTHER_SALE = (Outcome.VOIDED, Outcome.REFUNDED, Outcome.COMPLETED, Outcome.TIP_ADDED)
 
 
 class World(PeopleMixin, WireMixin):
@@ -354,7 +360,7 @@ class World(PeopleMixin, WireMixin):
         """How long the customers may take after the last step: the cashier serves them
         one at a time, and each may take `settle_within_ms` (eventually-settles), so
         customers queued at once on a slow host are not cut off by the run's limit."""
-        customers = sum(1 for s in self.sc.steps if s.action in ("purchase", "scan"))
+        customers = sum(1 for s in self.sc.steps if s.action in PAYMENT_ACTIONS)
         return customers * max(0, self.sc.expect.settle_within_ms)
 
     def inject(self, step: Step) -> None:
@@ -397,7 +403,7 @@ class World(PeopleMixin, WireMixin):
         if fw is None:
             return self._ignored(_INPUT_NAMES.get(type(event), "input"))
         rec: dict[str, Any] = {"event": _INPUT_NAMES.get(type(event), type(event).__name__)}
-        if isinstance(event, AmountKeyed):
+        if isinstance(event, (AmountKeyed, PreauthKeyed)):
             rec["amount"] = event.amount
             if self.active is not None:
                 rec["intent"] = self.active.intent
@@ -510,7 +516,7 @@ class World(PeopleMixin, WireMixin):
             # one made while handling a 0210 belongs to the sale the 0210 answers,
             # even if it carries another sale's RRN.
             answering = self.answering
-            if eff.outcome in (Outcome.VOIDED, Outcome.REFUNDED):
+            if eff.outcome in _ABOUT_ANOTHER_SALE:
                 answering = None  # about the sale it names, not the refund's answer
             n = self._answered(answering) if answering is not None else self.rrn_intent.get(eff.rrn)
             if n is not None and n in self.intents:

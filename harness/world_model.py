@@ -15,14 +15,17 @@ from terminal.firmware import (
     CardPresented,
     ChipResult,
     CodeScanned,
+    CompletionRequested,
     ConfirmPressed,
     Firmware,
     FirmwareConfig,
     MessageReceived,
+    PreauthKeyed,
     PrintFinished,
     RefundRequested,
     ReprintRequested,
     TimerExpired,
+    TipAdjustRequested,
     VoidRequested,
 )
 
@@ -68,6 +71,9 @@ _INPUT_NAMES = {
     MessageReceived: "message",
     VoidRequested: "void",
     RefundRequested: "refund",
+    PreauthKeyed: "preauth_keyed",
+    CompletionRequested: "complete",
+    TipAdjustRequested: "tip",
 }
 
 
@@ -83,6 +89,7 @@ class IntentState:
     final_ms: int = -1
     started_ms: int = 0
     wallet: bool = False  # paid by scanning a wallet code (`card` is the code)
+    preauth: bool = False  # a pre-authorisation (a hold), keyed with PreauthKeyed
     walked_in: bool = False  # came from another terminal after a FAILED sale
 
 

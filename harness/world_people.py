@@ -12,7 +12,8 @@ from faults.devices import (
     KeyingError,
     LateConfirm,
 )
-from scenarios.model import Step, step_to_dict
+from scenarios.credits import CREDIT_ACTIONS
+from scenarios.model import PAYMENT_ACTIONS, Step, step_to_dict
 from terminal.firmware import (
     AmountKeyed,
     BatchCloseRequested,
@@ -22,6 +23,7 @@ from terminal.firmware import (
     ConfirmPressed,
     Event,
     Outcome,
+    PreauthKeyed,
     ReprintRequested,
 )
 
@@ -51,7 +53,7 @@ class PeopleMixin(WorldState):
         self._step(step)
 
     def _step(self, step: Step) -> None:
-        if step.action == "purchase" or step.action == "scan":
+        if step.action in PAYMENT_ACTIONS:
             if self._busy():
                 self.waiting.append(step)
                 return
@@ -62,7 +64,7 @@ class PeopleMixin(WorldState):
             self._input(ReprintRequested())
         elif step.action == "cancel":
             self._cancel(None)
-        elif step.action in ("void", "refund"):
+        elif step.action in CREDIT_ACTIONS:
             self.credits.request(step)  # harness/credits.py
 
     def _busy(self) -> bool:
@@ -79,6 +81,7 @@ class PeopleMixin(WorldState):
             amount=step.amount,
             started_ms=self.clock.now_ms,
             wallet=wallet,
+            preauth=step.action == "preauth",
             walked_in=bool(step.origin),
         )
         self.intents[n] = st
@@ -87,6 +90,8 @@ class PeopleMixin(WorldState):
         rec: dict[str, Any] = {"intent": n, "card": step.card, "amount": step.amount}
         if wallet:
             rec["wallet"] = True
+        if st.preauth:
+            rec["preauth"] = True
         if step.origin:
             rec["from"] = step.origin
         self.emit("intent", rec)
@@ -110,7 +115,7 @@ class PeopleMixin(WorldState):
                     double_tap_gap = f.gap_ms
                 elif isinstance(f, DoubleConfirm):
                     double_confirm_gap = f.gap_ms
-        self._input(AmountKeyed(amount))
+        self._input(PreauthKeyed(amount) if st.preauth else AmountKeyed(amount))
         self.sched.after(p.confirm_after_ms, self._input_if_on, ConfirmPressed())
         if double_confirm_gap >= 0:
             self.sched.after(

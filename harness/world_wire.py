@@ -11,10 +11,13 @@ from typing import Any
 from acquirer.host import HostAction, Ticket
 from acquirer.protocol import (
     MTI_ADVICE,
+    MTI_PREAUTH,
+    MTI_PREAUTH_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
     PROC_REFUND,
     Message,
+    response_mti,
     sign,
     stamp,
 )
@@ -37,6 +40,12 @@ from .world_model import (
     INTENTS_KEPT,
 )
 from .world_state import WorldState
+
+# Requests that start a customer's payment (a sale, a pre-authorisation).
+_SALE_MTIS = (MTI_PURCHASE, MTI_PREAUTH)
+_SALE_ANSWER_MTIS = (MTI_PURCHASE_RESP, MTI_PREAUTH_RESP)
+# Requests whose host action is a sale's charge (or hold), online or uploaded offline.
+_CHARGE_MTIS = (MTI_PURCHASE, MTI_ADVICE, MTI_PREAUTH)
 
 
 class WireMixin(WorldState):
@@ -94,19 +103,19 @@ class WireMixin(WorldState):
         # The terminal's transport stamps the transmission time (MAC-covered).
         msg = stamp(msg, self.fw_config.mac_key, self.clock.now_ms)
         rec: dict[str, Any] = {"from": "terminal", "msg": self._md(msg)}
-        if msg.mti == MTI_PURCHASE and msg.processing_code != PROC_REFUND:
+        if msg.mti in _SALE_MTIS and msg.processing_code != PROC_REFUND:
             rec["intent"] = self._attribute(msg)  # a refund is no customer's purchase
         self.emit("send", rec)
         self._link("to_host", msg, self._host_receive)
         if self.attacker.faults:
             self.attacker.on_request(msg)
-        if msg.mti == MTI_PURCHASE:
+        if msg.mti in _SALE_MTIS:
             for s in self.f_forge:
                 if s.hit(self.clock.now_ms):
                     f: Forge = s.fault  # type: ignore[assignment]
                     forged = replace(
                         msg,
-                        mti=MTI_PURCHASE_RESP,
+                        mti=response_mti(msg.mti),
                         rc="00",
                         rrn=f.rrn,
                         auth_code="FRG001",
@@ -174,7 +183,7 @@ class WireMixin(WorldState):
             self.emit("lost", {"to": "terminal", "reason": "terminal is off", "msg": self._md(msg)})
             return
         self.emit("deliver", {"to": "terminal", "msg": self._md(msg)})
-        if msg.mti == MTI_PURCHASE_RESP:
+        if msg.mti in _SALE_ANSWER_MTIS:
             self.answering = msg
             try:
                 self._input(MessageReceived(msg))
@@ -334,7 +343,8 @@ class WireMixin(WorldState):
         rec["stan"] = req.stan
         if req.idem_key:
             rec["key"] = req.idem_key
-        if action.rrn and req.mti in (MTI_PURCHASE, MTI_ADVICE):
+        # (A completion's or tip's 0220 names another sale: not a sale's charge.)
+        if action.rrn and req.mti in _CHARGE_MTIS and not (req.mti == MTI_ADVICE and req.orig_key):
             # A sale's charge, online or uploaded after an offline approval: a display
             # naming its RRN (e.g. "last sale approved" at boot) belongs to that sale.
             n = (

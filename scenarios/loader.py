@@ -57,7 +57,18 @@ TOP_KEYS = (
     "max_ms",
     "terminals",
 )
-STEP_ACTIONS = ("purchase", "scan", "batch_close", "reprint", "cancel", "void", "refund")
+STEP_ACTIONS = (
+    "purchase",
+    "scan",
+    "preauth",
+    "batch_close",
+    "reprint",
+    "cancel",
+    "void",
+    "refund",
+    "complete",
+    "tip",
+)
 # A scenario file larger than this is not a scenario, it is a mistake.
 FILE_BYTES_MAX = 8 * 1024 * 1024
 
@@ -193,8 +204,8 @@ def _step_action(where: str, table: dict[str, Any], pans: set[str], codes: Itera
     if len(actions) != 1:
         raise ScenarioError(f"{where}: needs exactly one of {', '.join(STEP_ACTIONS)}")
     action = actions[0]
-    if action == "purchase":
-        return _payment(where, at_ms, table, "purchase", "card", pans, "[[cards]]")
+    if action == "purchase" or action == "preauth":
+        return _payment(where, at_ms, table, action, "card", pans, "[[cards]]")
     if action == "scan":
         return _payment(where, at_ms, table, "scan", "code", codes, "[[wallets]]")
     if action in CREDIT_ACTIONS:
@@ -213,7 +224,8 @@ def _payment(
     known: Iterable[str],
     listed_in: str,
 ) -> Step:
-    """A purchase (`who` = "card") or a wallet scan (`who` = "code") step."""
+    """A purchase or pre-authorisation (`who` = "card") or a wallet scan (`who` =
+    "code") step."""
     here = f"{where}.{action}"
     p = _table(here, table[action])
     for key in p:

@@ -129,17 +129,28 @@ class PeopleSpec:
     next_terminal_on_failed: bool = False
 
 
+# The steps that start a customer's payment (an intent): a card purchase, a wallet
+# scan, a pre-authorisation (a hold, completed later by a `complete` step).
+PAYMENT_ACTIONS = ("purchase", "scan", "preauth")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One thing the world does at `at_ms`: a purchase (card or wallet), a batch
-    close, a reprint, the cashier pressing cancel, or voiding or refunding a sale."""
+    """One thing the world does at `at_ms`: a purchase (card or wallet) or a
+    pre-authorisation, a batch close, a reprint, the cashier pressing cancel, voiding or
+    refunding a sale, completing a pre-authorisation or adding a tip to a sale."""
 
     at_ms: int
-    action: str  # "purchase" | "scan" | "batch_close" | "reprint" | "cancel" | "void" | "refund"
+    # "purchase" | "scan" | "preauth" | "batch_close" | "reprint" | "cancel" | "void" |
+    # "refund" | "complete" | "tip"
+    action: str
     card: str = ""  # the card's PAN, or for "scan" the wallet payment code
-    amount: int = 0  # for "refund": what to give back (0 = the whole sale)
-    # "void" / "refund": the sale it names, by its place among the payment steps (1 =
-    # the first purchase or scan step of the run); see scenarios/credits.py.
+    # "refund": what to give back (0 = the whole sale); "complete": what to capture (0 =
+    # the whole hold); "tip": the tip
+    amount: int = 0
+    # "void" / "refund" / "complete" / "tip": the sale it names, by its place among the
+    # payment steps (1 = the first purchase, scan or preauth step of the run); see
+    # scenarios/credits.py.
     sale: int = 0
     terminal: str = ""  # the terminal's name in a world of several ("": the first)
     # Not in files: "<terminal>:<intent>" for a customer who walked here from another
@@ -176,7 +187,7 @@ class Scenario:
     terminals: tuple[TerminalSpec, ...] = ()
 
     def purchases(self) -> int:
-        return sum(1 for s in self.steps if s.action in ("purchase", "scan"))
+        return sum(1 for s in self.steps if s.action in PAYMENT_ACTIONS)
 
     def lanes(self) -> tuple[TerminalSpec, ...]:
         """The terminals of the world, in order (the first is the default)."""
@@ -188,11 +199,11 @@ def step_to_dict(s: Step) -> dict[str, Any]:
     out: dict[str, Any] = {"at_ms": s.at_ms}
     if s.terminal:
         out["terminal"] = s.terminal
-    if s.action == "purchase":
-        out["purchase"] = {"card": s.card, "amount": s.amount}
+    if s.action == "purchase" or s.action == "preauth":
+        out[s.action] = {"card": s.card, "amount": s.amount}
     elif s.action == "scan":
         out["scan"] = {"code": s.card, "amount": s.amount}
-    elif s.action in ("void", "refund"):
+    elif s.action in ("void", "refund", "complete", "tip"):
         from scenarios.credits import credit_step_to_dict
 
         return credit_step_to_dict(s)

@@ -62,6 +62,7 @@ class BatchFlow(FirmwareState):
             or self._chip_key
             or self._reversals
             or self._refunds
+            or self._adjusts  # completions and tips are booked first
             or self._offline  # offline sales are uploaded first: no race with the 0500
         ):
             return []
@@ -81,7 +82,7 @@ class BatchFlow(FirmwareState):
                     }
                 )
             )
-        sales = self._batch_sales()
+        sales = self._batch_sales() + self._batch_captures()  # completions are debits
         credits = self._batch_credits()  # approved refunds (terminal/refund_flow.py)
         items = (*sales, *credits)
         cfg = self.config
@@ -105,10 +106,15 @@ class BatchFlow(FirmwareState):
         out: list[BatchItem] = []
         open_batch_no = self._open_batch_no
         for key, sale in self._sales.items():
-            if sale.batch_no == open_batch_no and self._status.get(key) is SaleStatus.APPROVED:
+            if (
+                sale.batch_no == open_batch_no
+                and self._status.get(key) is SaleStatus.APPROVED
+                and not sale.preauth  # a hold is not settled: its completion is
+            ):
                 approval = self._approvals.get(key)
                 if approval is not None:  # a subclass may mark APPROVED before recording it
-                    out.append(BatchItem(sale.stan, approval.amount, approval.rrn))
+                    amount = self._sale_total(key, approval.amount)  # a tip set: the total
+                    out.append(BatchItem(sale.stan, amount, approval.rrn))
         return out
 
     def _send_batch(self) -> list[Effect]:
@@ -165,6 +171,9 @@ class BatchFlow(FirmwareState):
                 effects.append(self._journal(sale.record()))
             effects.append(self._journal(reversal_record(sale)))
         effects += self._carry_refunds()  # settled sales stay refundable
+        carried, holds = self._carry_adjusts()  # standing holds stay completable
+        effects += carried
+        keep |= holds
         effects.append(
             self._journal(
                 {

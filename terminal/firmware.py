@@ -43,6 +43,12 @@ class Outcome(StrEnum):
     # A sale approved offline that could not be uploaded before its deadline: it will
     # never be charged, collect the money another way.
     OFFLINE_EXPIRED = "offline-expired"
+    # The cashier's completion of a pre-authorisation is captured at the host:
+    # `Display.rrn` names the pre-authorisation, `Display.amount` what was captured.
+    COMPLETED = "completed"
+    # The cashier's tip is set at the host: `Display.rrn` names the sale (the
+    # completion, for a completed pre-authorisation), `Display.amount` its new total.
+    TIP_ADDED = "tip-added"
 
 
 FINAL_OUTCOMES = frozenset({Outcome.APPROVED, Outcome.DECLINED, Outcome.FAILED})
@@ -178,6 +184,34 @@ class RefundRequested:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class PreauthKeyed:
+    """The cashier keyed `amount` (minor units) for a pre-authorisation (a hold, e.g. at
+    a hotel check-in): then confirm and card as for a sale; the terminal asks the host
+    with a 0100 and the hold is completed later (`CompletionRequested`)."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequested:
+    """The cashier asked to complete the pre-authorisation with host reference `rrn`
+    for `amount` (minor units, at most the hold): the host captures it once."""
+
+    rrn: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class TipAdjustRequested:
+    """The cashier keyed the tip `tip` (minor units) the customer wrote on the slip of
+    the sale with host reference `rrn` (or the completion's): the sale's total becomes
+    its amount plus `tip` (a later tip replaces an earlier one), inside the batch window."""
+
+    rrn: str
+    tip: int
+
+
 Event = (
     Boot
     | AmountKeyed
@@ -193,6 +227,9 @@ Event = (
     | ChipResult
     | VoidRequested
     | RefundRequested
+    | PreauthKeyed
+    | CompletionRequested
+    | TipAdjustRequested
 )
 
 # ---------------------------------------------------------------- effects out
@@ -364,6 +401,10 @@ FEATURE_REFUND = "refund"
 # uploaded as an advice (0220) with the sale's key until the host answers, or shown
 # `OFFLINE_EXPIRED` before its deadline.
 FEATURE_OFFLINE = "offline"
+# Pre-authorisation, completion and tip adjust: handles `PreauthKeyed` (a 0100 hold),
+# `CompletionRequested` and `TipAdjustRequested` (0220 advices naming the sale),
+# shows COMPLETED / TIP_ADDED once the host has booked them.
+FEATURE_PREAUTH = "preauth"
 
 
 def firmware_features(fw: object) -> frozenset[str]:

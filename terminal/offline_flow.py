@@ -43,7 +43,6 @@ from acquirer.protocol import (
     TRANSIENT_RCS,
     Message,
     money,
-    sign,
 )
 from terminal.firmware import (
     CancelTimer,
@@ -51,10 +50,15 @@ from terminal.firmware import (
     Effect,
     JournalRecord,
     Outcome,
-    Send,
     SetTimer,
 )
-from terminal.ref_model import RECEIPTS_PENDING_MAX, Approval, Sale, SaleStatus
+from terminal.ref_model import (
+    RECEIPTS_PENDING_MAX,
+    Approval,
+    Sale,
+    SaleStatus,
+    send_and_wait,
+)
 from terminal.ref_state import FirmwareState
 
 ADVICE_TIMER = "advice"  # waiting for the 0230 of the head of the upload queue
@@ -96,6 +100,7 @@ class OfflineFlow(FirmwareState):
             cfg.offline_floor > 0
             and self._now_ms > 0
             and not sale.wallet
+            and not sale.preauth  # a hold is never placed offline
             and 0 < sale.amount <= cfg.offline_floor
             and len(self._offline) < min(cfg.offline_max, OFFLINE_QUEUE_MAX)
             and len(self._pending_receipts) < RECEIPTS_PENDING_MAX
@@ -154,12 +159,7 @@ class OfflineFlow(FirmwareState):
             repeat=self._advice_tries > 1,
             offline_ms=self._offline[key],
         )
-        backoff = cfg.reversal_backoff_ms
-        delay_ms = backoff[min(self._advice_tries, len(backoff) - 1)] if backoff else 0
-        return [
-            Send(sign(msg, cfg.mac_key)),
-            SetTimer(ADVICE_TIMER, max(delay_ms, cfg.response_timeout_ms)),
-        ]
+        return send_and_wait(cfg, msg, ADVICE_TIMER, self._advice_tries)
 
     def _on_advice_timeout(self) -> list[Effect]:
         """No 0230 in time: the same advice again (same key), unless it is due to

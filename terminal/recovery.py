@@ -8,6 +8,7 @@ from acquirer.protocol import (
     REVERSAL_NOT_COMPLETED,
     REVERSAL_REASONS,
 )
+from terminal.adjust_flow import ADJUST_RECORDS
 from terminal.firmware import (
     Boot,
     Display,
@@ -82,6 +83,9 @@ class RecoveryFlow(FirmwareState):
             if kind in REFUND_RECORDS:
                 self._replay_refund(str(kind), record)  # terminal/refund_flow.py
                 return
+            if kind in ADJUST_RECORDS:
+                self._replay_adjust(str(kind), record)  # terminal/adjust_flow.py
+                return
             if kind in OFFLINE_RECORDS:
                 self._replay_offline(kind, record)
                 return
@@ -95,6 +99,7 @@ class RecoveryFlow(FirmwareState):
                     int(record["sale_no"]),
                     int(record.get("batch_no", 0)),
                     record.get("wallet") is True,
+                    record.get("preauth") is True,
                 )
                 self._sales[key] = sale
                 # A re-appended (carried) sale record must not undo a later outcome.
@@ -182,6 +187,7 @@ class RecoveryFlow(FirmwareState):
         effects += self._offline_recover()
         effects += self._pump_reversals()
         effects += self._pump_refunds()
+        effects += self._adjust_recover()
         if self._batch is not None:
             # A batch upload started before the power cut is finished first, with the
             # same batch_no and STAN, marked as a repeat.

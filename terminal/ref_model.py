@@ -15,7 +15,10 @@ from acquirer.protocol import (
     RC_RECONCILE_ERROR,
     RC_UNABLE_TO_LOCATE,
     STAN_MAX,
+    Message,
+    sign,
 )
+from terminal.firmware import Effect, FirmwareConfig, Send, SetTimer
 
 # Timer names. Each names one kind of waiting; re-setting a name replaces it.
 RESPONSE_TIMER = "response"  # waiting for the 0210 of the sale in flight
@@ -69,6 +72,7 @@ class SaleStatus(Enum):
     REVERSING = "reversing"
     REVERSED = "reversed"
     REVERSAL_MANUAL = "reversal-manual"
+    CAPTURED = "captured"  # a pre-authorisation completed at the host (adjust_flow.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class Sale:
     sale_no: int
     batch_no: int
     wallet: bool = False  # a wallet (QR code) payment: `pan` is the payment code
+    preauth: bool = False  # a pre-authorisation (0100): a hold, completed later
 
     def record(self) -> dict[str, Any]:
         record = {
@@ -95,6 +100,8 @@ class Sale:
         }
         if self.wallet:
             record["wallet"] = True
+        if self.preauth:
+            record["preauth"] = True
         return record
 
 
@@ -142,3 +149,15 @@ def reversal_record(sale: Sale, reason: str = "") -> dict[str, Any]:
     if reason:
         record["reason"] = reason
     return record
+
+
+def send_and_wait(cfg: FirmwareConfig, msg: Message, timer: str, tries: int) -> list[Effect]:
+    """Send `msg` (try number `tries`, from 1) and wait for its answer: the reversal
+    back-off for that try, but never less than one response timeout (a shorter wait
+    could not hear the answer). Refunds, advices, completions and tips retry this way."""
+    backoff = cfg.reversal_backoff_ms
+    delay_ms = backoff[min(tries, len(backoff) - 1)] if backoff else 0
+    return [
+        Send(sign(msg, cfg.mac_key)),
+        SetTimer(timer, max(delay_ms, cfg.response_timeout_ms)),
+    ]

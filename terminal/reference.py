@@ -56,6 +56,8 @@ from acquirer.protocol import (
     MTI_ADVICE_RESP,
     MTI_BATCH_RESP,
     MTI_INQUIRY_RESP,
+    MTI_PREAUTH,
+    MTI_PREAUTH_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
     MTI_REVERSAL_RESP,
@@ -69,12 +71,14 @@ from acquirer.protocol import (
     validate_response,
     verify,
 )
+from terminal.adjust_flow import ADJUST_TIMER, AdjustFlow
 from terminal.batch_flow import BatchFlow
 from terminal.chip_flow import CHIP_TIMER, ChipFlow
 from terminal.firmware import (
     FEATURE_CHIP,
     FEATURE_OFFLINE,
     FEATURE_PARTIAL,
+    FEATURE_PREAUTH,
     FEATURE_REFUND,
     FEATURE_WALLET,
     AmountKeyed,
@@ -84,6 +88,7 @@ from terminal.firmware import (
     CardPresented,
     ChipResult,
     CodeScanned,
+    CompletionRequested,
     ConfirmPressed,
     Display,
     Effect,
@@ -92,12 +97,14 @@ from terminal.firmware import (
     JournalAppend,
     MessageReceived,
     Outcome,
+    PreauthKeyed,
     PrintFinished,
     RefundRequested,
     ReprintRequested,
     Send,
     SetTimer,
     TimerExpired,
+    TipAdjustRequested,
     VoidRequested,
 )
 from terminal.inquiry_flow import (
@@ -182,12 +189,27 @@ from terminal.sale_flow import SaleFlow
 
 
 class ReferenceFirmware(
-    SaleFlow, InquiryFlow, ChipFlow, RefundFlow, OfflineFlow, RecoveryFlow, ReversalFlow, BatchFlow
+    SaleFlow,
+    InquiryFlow,
+    ChipFlow,
+    RefundFlow,
+    AdjustFlow,
+    OfflineFlow,
+    RecoveryFlow,
+    ReversalFlow,
+    BatchFlow,
 ):
     """The reference firmware. Construct with a `FirmwareConfig`, then send `Boot`."""
 
     features = frozenset(
-        {FEATURE_CHIP, FEATURE_OFFLINE, FEATURE_PARTIAL, FEATURE_REFUND, FEATURE_WALLET}
+        {
+            FEATURE_CHIP,
+            FEATURE_OFFLINE,
+            FEATURE_PARTIAL,
+            FEATURE_PREAUTH,
+            FEATURE_REFUND,
+            FEATURE_WALLET,
+        }
     )
 
     def __init__(self, config: FirmwareConfig) -> None:
@@ -209,12 +231,16 @@ class ReferenceFirmware(
             ChipResult: self._on_chip_result,
             VoidRequested: self._on_void_requested,
             RefundRequested: self._on_refund_requested,
+            PreauthKeyed: self._on_preauth_keyed,
+            CompletionRequested: self._on_completion_requested,
+            TipAdjustRequested: self._on_tip_requested,
         }
 
     def _reset(self) -> None:
         """Forget everything volatile: what a power cut does."""
         self._state = State.IDLE
         self._amount = 0  # the fresh amount, meaningful in AMOUNT_ENTERED / AWAITING_CARD
+        self._preauth_mode = False  # the fresh amount is a pre-authorisation's
         # Foreground sale in flight.
         self._sale: Sale | None = None
         self._request: Message | None = None  # unsigned 0200, resent with repeat=True
@@ -254,6 +280,7 @@ class ReferenceFirmware(
         self._batch_sends = 0
         self._batch_resumed = False  # started before this boot: every send is a repeat
         self._reset_refunds()  # voids and refunds (terminal/refund_flow.py)
+        self._reset_adjusts()  # completions and tips (terminal/adjust_flow.py)
         # Offline approvals waiting for upload (terminal/offline_flow.py).
         self._offline_reset()
 
@@ -277,8 +304,17 @@ class ReferenceFirmware(
             self._state = State.IDLE
             return [Display(Outcome.DECLINED, "INVALID AMOUNT")]
         self._amount = event.amount
+        self._preauth_mode = False
         self._state = State.AMOUNT_ENTERED
         return [Display(Outcome.PROMPT, "CONFIRM AMOUNT")]
+
+    def _on_preauth_keyed(self, event: PreauthKeyed) -> list[Effect]:
+        """A pre-authorisation's amount: then confirm and card, exactly as for a sale."""
+        effects = self._on_amount_keyed(AmountKeyed(event.amount))
+        if self._state is State.AMOUNT_ENTERED:
+            self._preauth_mode = True
+            return [Display(Outcome.PROMPT, "CONFIRM PRE-AUTH")]
+        return effects
 
     def _on_confirm(self, event: ConfirmPressed) -> list[Effect]:
         if self._state is State.AMOUNT_ENTERED:
@@ -301,7 +337,7 @@ class ReferenceFirmware(
         if self._state is State.AWAITING_CARD:
             if not pan:
                 return [Display(Outcome.PROMPT, "TRY AGAIN")]
-            return self._start_sale(self._amount, pan)
+            return self._start_sale(self._amount, pan, preauth=self._preauth_mode)
         last = self._last_sale
         if pan and last is not None and self._debounce_accepts_tap():
             return self._start_sale(last.amount, pan)
@@ -320,7 +356,7 @@ class ReferenceFirmware(
         return []  # a second scan starts nothing
 
     def _start_sale(
-        self, amount: int, pan: str, key: str = "", wallet: bool = False
+        self, amount: int, pan: str, key: str = "", wallet: bool = False, preauth: bool = False
     ) -> list[Effect]:
         """Journal a new sale (key, STAN) and send its 0200. The amount is used up."""
         self._state = State.IDLE
@@ -337,6 +373,7 @@ class ReferenceFirmware(
             sale_no,
             self._open_batch_no,
             wallet,
+            preauth,
         )
         self._sales[sale.key] = sale
         self._status[sale.key] = SaleStatus.IN_FLIGHT
@@ -348,13 +385,14 @@ class ReferenceFirmware(
         self._queries = 0
         self._sale_timer = RESPONSE_TIMER
         cfg = self.config
+        code = PROC_WALLET if wallet else PROC_PURCHASE if preauth else self._purchase_code()
         request = Message(
-            MTI_PURCHASE,
+            MTI_PREAUTH if preauth else MTI_PURCHASE,
             cfg.terminal_id,
             cfg.merchant_id,
             sale.stan,
             pan=pan,
-            processing_code=PROC_WALLET if wallet else self._purchase_code(),
+            processing_code=code,
             amount=self._wire_amount(amount),
             idem_key=sale.key,
         )
@@ -442,6 +480,7 @@ class ReferenceFirmware(
         request = self._request
         return (
             request is not None
+            and msg.mti[:2] == request.mti[:2]  # a 0110 answers a 0100, a 0210 a 0200
             and msg.stan == sale.stan
             and msg.idem_key == sale.key
             and msg.pan == request.pan
@@ -459,7 +498,7 @@ class ReferenceFirmware(
         mti = msg.mti
         if mti == MTI_PURCHASE_RESP and msg.processing_code == PROC_REFUND:
             return self._on_refund_response(msg)
-        if mti == MTI_PURCHASE_RESP:
+        if mti in (MTI_PURCHASE_RESP, MTI_PREAUTH_RESP):
             sale = self._sale
             if self._state is State.AUTHORISING and sale and self._matches_sale(msg, sale):
                 return self._on_purchase_response(msg)
@@ -469,6 +508,8 @@ class ReferenceFirmware(
         if mti == MTI_BATCH_RESP:
             return self._on_batch_response(msg)
         if mti == MTI_ADVICE_RESP:
+            if self._is_adjust_answer(msg):
+                return self._on_adjust_response(msg)  # terminal/adjust_flow.py
             return self._on_advice_response(msg)
         if mti == MTI_INQUIRY_RESP:
             sale = self._sale
@@ -507,6 +548,8 @@ class ReferenceFirmware(
             return self._on_chip_timeout()
         if name == REFUND_TIMER:
             return self._on_refund_timeout()
+        if name == ADJUST_TIMER:
+            return self._on_adjust_timeout()
         if name == ADVICE_TIMER:
             return self._on_advice_timeout()
         if name == OFFLINE_TIMER:

@@ -46,7 +46,6 @@ from acquirer.protocol import (
     TRANSIENT_RCS,
     BatchItem,
     Message,
-    sign,
 )
 from terminal.credit_receipts import (
     CREDIT_RECEIPT_RECORDS,
@@ -62,11 +61,9 @@ from terminal.firmware import (
     JournalRecord,
     Outcome,
     RefundRequested,
-    Send,
-    SetTimer,
     VoidRequested,
 )
-from terminal.ref_model import REVERSAL_TIMER, Sale, SaleStatus, stan_for
+from terminal.ref_model import REVERSAL_TIMER, Sale, SaleStatus, send_and_wait, stan_for
 
 REFUND_TIMER = "refund"  # waiting for the 0210 of the head of the refund queue
 # Refunds waiting for the host at once; more are refused until the queue drains.
@@ -283,12 +280,7 @@ class RefundFlow(CreditReceipts):
             orig_key=job.orig_key,
             repeat=self._refund_tries > 1,
         )
-        backoff = cfg.reversal_backoff_ms
-        delay_ms = backoff[min(self._refund_tries, len(backoff) - 1)] if backoff else 0
-        return [
-            Send(sign(msg, cfg.mac_key)),
-            SetTimer(REFUND_TIMER, max(delay_ms, cfg.response_timeout_ms)),
-        ]
+        return send_and_wait(cfg, msg, REFUND_TIMER, self._refund_tries)
 
     def _on_refund_timeout(self) -> list[Effect]:
         key = self._refund_key

@@ -24,6 +24,8 @@ from acquirer.protocol import (
     MTI_BATCH,
     MTI_BATCH_RESP,
     MTI_INQUIRY_RESP,
+    MTI_PREAUTH,
+    MTI_PREAUTH_RESP,
     MTI_PURCHASE,
     MTI_PURCHASE_RESP,
     MTI_REVERSAL,
@@ -37,6 +39,7 @@ from scenarios.model import INVARIANT_NAMES
 
 from .credit_receipts import CREDIT_STATUSES
 from .credits import CreditObs, judge_credits
+from .holds import HoldObs, judge_holds
 from .judges import DESCRIPTIONS, judge_intent, judge_receipt, judge_run
 from .model import (
     FINALS_KEPT_MAX,
@@ -47,6 +50,7 @@ from .model import (
     Shown,
     Violation,
     intended,
+    live_charge,
     money,
 )
 from .offline import OfflineObs
@@ -89,7 +93,13 @@ BATCH_ASKED_MAX = 16
 VIOLATIONS_KEPT_MAX = 100
 # Host actions that made a transaction of the terminal whose request it was, and
 # how many of their RRNs a terminal in a world of several remembers.
-_OWN_ACTIONS = frozenset({"charge", "charge-no-reply", "refund", "decline"})
+_OWN_ACTIONS = frozenset({"charge", "charge-no-reply", "refund", "decline", "hold"})
+# Host actions that take a customer's money for a sale (a hold counts: the funds are gone).
+_CHARGE_ACTIONS = ("charge", "charge-no-reply", "refund", "wallet-paying", "hold")
+# Requests and answers of a customer's payment: a sale, or a pre-authorisation.
+_SALE_MTIS = (MTI_PURCHASE, MTI_PREAUTH)
+_SALE_ANSWERS = (MTI_PURCHASE_RESP, MTI_PREAUTH_RESP, MTI_INQUIRY_RESP)
+_CHARGE_MTIS = (MTI_PURCHASE, MTI_ADVICE, MTI_PREAUTH)
 OWN_RRNS_MAX = 200_000
 
 
@@ -178,6 +188,7 @@ class Observations:
             "chip": self._chip,
         }
         self.credits = CreditObs()  # the cashier's voids and refunds (credits.py)
+        self.holds = HoldObs()  # completions and tips (holds.py)
 
     def attach(self, host: Acquirer, terminal_id: str, settle_within_ms: int) -> None:
         self.host = host
@@ -208,7 +219,7 @@ class Observations:
 
     def _input(self, rec: Record) -> None:
         event = rec["event"]
-        if event == "amount_keyed" and "intent" in rec:
+        if (event == "amount_keyed" or event == "preauth_keyed") and "intent" in rec:
             obs = self.intents.get(rec["intent"])
             if obs is not None:
                 obs.keyed = rec["amount"]
@@ -226,7 +237,7 @@ class Observations:
             return
         msg = rec["msg"]
         mti = msg["mti"]
-        if mti in (MTI_PURCHASE_RESP, MTI_INQUIRY_RESP) and msg.get("rc") == RC_APPROVED:
+        if mti in _SALE_ANSWERS and msg.get("rc") == RC_APPROVED:
             # An approval, or a status inquiry's answer that the sale is paid (a
             # wallet customer who confirmed on the phone).
             key = msg.get("idem_key", "") or msg.get("orig_key", "")
@@ -234,8 +245,8 @@ class Observations:
             o = self.intents.get(n) if n is not None else None
             if o is not None and not o.finals and not o.faulted and not o.approval_seq:
                 o.approval_seq = rec["seq"]
-        elif mti == MTI_ADVICE_RESP:
-            self.offline.answered(msg)
+        elif mti == MTI_ADVICE_RESP and not msg.get("orig_key"):
+            self.offline.answered(msg)  # (a completion's or tip's answer names its sale)
         elif mti == MTI_BATCH_RESP:
             # A batch close is answered when a 0510 reaches the terminal.
             self.batch_asked.clear()
@@ -271,6 +282,7 @@ class Observations:
     def _cashier(self, rec: Record) -> None:
         obs = self.intents.get(rec.get("intent", 0))
         self.credits.cashier(rec, obs is not None and obs.final == "approved")
+        self.holds.cashier(rec)
         if rec["action"] == "cancel":
             self.cancel_pressed = True
         # A retry after a FAILED display: the customer did not leave with it.
@@ -289,9 +301,10 @@ class Observations:
         if msg.get("processing_code", "000000") == PROC_REFUND:
             return  # a refund is no customer's purchase (see credits.py)
         if msg["mti"] == MTI_ADVICE:
-            self._advice_sent(msg)
+            if not msg.get("orig_key"):  # (a completion or tip: judged in holds.py)
+                self._advice_sent(msg)
             return
-        if msg["mti"] != MTI_PURCHASE:
+        if msg["mti"] not in _SALE_MTIS:
             if msg["mti"] == MTI_REVERSAL:
                 self.reversal_sent = True
             elif msg["mti"] == MTI_BATCH:
@@ -357,9 +370,9 @@ class Observations:
             if len(self.own_rrns) >= OWN_RRNS_MAX:
                 del self.own_rrns[next(iter(self.own_rrns))]
             self.own_rrns[rrn] = None
-        if rrn and rec["action"] in ("charge", "charge-no-reply", "refund", "wallet-paying"):
+        if rrn and rec["action"] in _CHARGE_ACTIONS:
             self.host_seq_by_rrn.setdefault(rrn, rec["seq"])
-            if rec.get("mti") in (MTI_PURCHASE, MTI_ADVICE) and rrn not in self.rrn_owner:
+            if rec.get("mti") in _CHARGE_MTIS and rrn not in self.rrn_owner:
                 key = rec.get("key", "")
                 n = self.key_intent.get(key) if key else self.stan_intent.get(rec["stan"])
                 if n is not None:
@@ -375,6 +388,9 @@ class Observations:
         if outcome in ("voided", "refunded"):
             self.credits.display(rec)
             return  # about the sale it names, not a final state of a purchase
+        if outcome in ("completed", "tip-added"):
+            self.holds.display(rec)
+            return  # about the sale it names, as above
         if rrn:
             self.owed.display(outcome, rrn, rec["seq"], n or 0)
         obs = self.intents.get(n) if n is not None else None
@@ -509,13 +525,12 @@ class Observations:
             b = books[n] = IntentBooks()
         if txn.rrn:
             b.rrns.append(txn.rrn)
-        if txn.kind == "refund":
-            return  # judged as the sale's credits (credits.py), not as a purchase
-        if txn.status != "approved" and not self.credits.void_asked(txn.rrn):
+        if txn.kind == "refund" or txn.kind == "completion":
+            return  # judged as the sale's credits (credits.py) or capture (holds.py)
+        if not live_charge(txn) and not self.credits.void_asked(txn.rrn):
             return  # a sale the cashier asked to void counts as the charge it was
-        b.net += -txn.amount if txn.kind == "refund" else txn.amount
-        if txn.kind == "purchase":
-            b.live.append(txn)
+        b.net += txn.amount - txn.tip  # a tip is judged in holds.py
+        b.live.append(txn)
 
     # -------------------------------------------------------------- judging
 
@@ -604,6 +619,8 @@ class Observations:
         for v in judge_credits(self.credits, host, self.terminal_id, quiet, own):
             out[v.invariant].append(v)
         for v in self.offline.violations(self, host):
+            out[v.invariant].append(v)
+        for v in judge_holds(self.holds, host, self.terminal_id, quiet):
             out[v.invariant].append(v)
         return out
 

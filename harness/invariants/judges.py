@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from acquirer.host import Acquirer, HostTxn
 
-from .model import LIVENESS, IntentBooks, IntentObs, Violation, intended, money
+from .model import (
+    LIVENESS,
+    IntentBooks,
+    IntentObs,
+    Violation,
+    base_amount,
+    intended,
+    live_charge,
+    money,
+)
 
 if TYPE_CHECKING:
     from . import Observations
@@ -161,28 +170,28 @@ def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vi
                     (f.seq, *_seqs_for(obs, b.live)),
                 )
             )
-        elif f.amount and (txn.amount != f.amount or f.amount > want):
+        elif f.amount and (base_amount(txn) != f.amount or f.amount > want):
             out.append(
                 Violation(
                     "amount-integrity",
                     f"intent {n} was shown APPROVED for {money(f.amount)} of the "
-                    f"{money(want)} entered but the host charged {money(txn.amount)} "
+                    f"{money(want)} entered but the host charged {money(base_amount(txn))} "
                     f"(rrn {txn.rrn}).",
                     n,
                     (txn.rrn,),
                     (f.seq, *_seqs_for(obs, [txn])),
                 )
             )
-        elif not f.amount and txn.amount != want:
+        elif not f.amount and base_amount(txn) != want:
             out.append(
                 Violation(
                     "amount-integrity",
                     f"intent {n} was shown APPROVED for the {money(want)} entered but "
-                    f"the host charged {money(txn.amount)} (rrn {txn.rrn})"
+                    f"the host charged {money(base_amount(txn))} (rrn {txn.rrn})"
                     + (
                         ": a partial approval shown as a full one, so the cashier "
                         "does not collect the rest."
-                        if txn.amount < want
+                        if base_amount(txn) < want
                         else "."
                     ),
                     n,
@@ -232,7 +241,7 @@ def judge_receipt(
                 (seq,),
             )
         ]
-    if txn is None or (txn.status != "approved" and not obs.credits.void_asked(txn.rrn)):
+    if txn is None or (not live_charge(txn) and not obs.credits.void_asked(txn.rrn)):
         problem = (
             "the host has no such transaction"
             if txn is None
@@ -302,12 +311,12 @@ def judge_receipt(
                 (seq,),
             )
         )
-    if txn.amount != amount:
+    if base_amount(txn) != amount:
         out.append(
             Violation(
                 "amount-integrity",
                 f"receipt rrn {txn.rrn} says {money(amount)} but the host authorised "
-                f"{money(txn.amount)}.",
+                f"{money(base_amount(txn))}.",
                 owner,
                 (txn.rrn,),
                 (seq,),
@@ -394,9 +403,13 @@ DESCRIPTIONS: dict[str, str] = {
     "no-duplicate-charge": "per intent, net money taken <= the amount entered",
     "no-charge-on-failure": (
         "an intent shown declined/failed (and not retried) has zero net debit; the host "
-        "refunds no more of a sale than the terminal showed REFUNDED"
+        "refunds no more of a sale than the terminal showed REFUNDED, and captures or tips "
+        "nothing it did not show"
     ),
-    "amount-integrity": "entered = sent = authorised = receipt; no zero/negative sale is sent",
+    "amount-integrity": (
+        "entered = sent = authorised = receipt; no zero/negative sale is sent; a capture is "
+        "what was asked, a tip what was keyed"
+    ),
     "receipt-for-every-charge": (
         "every approved charge has a printed receipt, or a pending one still shown "
         "as owed after every reboot"
@@ -407,7 +420,8 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "approved-means-charged": (
         "every APPROVED display is backed by a live host charge of that intent (the RRN it "
-        "names); a sale shown VOIDED / REFUNDED is reversed / refunded at the host"
+        "names); a sale shown VOIDED / REFUNDED / COMPLETED / TIP ADDED is reversed / "
+        "refunded / captured / at that total at the host"
     ),
     "one-terminal-per-charge": (
         "in a world of several terminals, no host charge (RRN) is shown or printed as "

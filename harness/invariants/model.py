@@ -106,3 +106,15 @@ def intended(o: IntentObs) -> int:
     """What the customer agreed to pay: the amount keyed (a keying error is the
     cashier's to see on the display), never less than nothing."""
     return max(0, o.keyed if o.keyed is not None else o.amount)
+
+
+def live_charge(txn: HostTxn) -> bool:
+    """Does host transaction `txn` still take the customer's money for its sale? An
+    approved sale or hold does; so does a pre-authorisation completed since (its hold
+    became the capture, judged in holds.py)."""
+    return txn.status == "approved" or (txn.kind == "preauth" and txn.status == "completed")
+
+
+def base_amount(txn: HostTxn) -> int:
+    """What the sale was approved for: its amount now, less any tip set since."""
+    return txn.amount - txn.tip

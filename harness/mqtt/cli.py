@@ -20,6 +20,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scenarios.credits import CREDIT_ACTIONS
+from scenarios.model import PAYMENT_ACTIONS
 from terminal.firmware import CHIP_DECLINED, CHIP_REMOVED
 
 from .broker import Broker, BrokerError, start_private_broker
@@ -161,8 +163,8 @@ def register(sub: Any) -> None:
     src.add_argument(
         "--script",
         help="file of lines: AMOUNT [PAN [decline|removed]], SCAN AMOUNT [CODE] (a wallet "
-        "payment), BATCH (close the batch), VOID N or REFUND N [AMOUNT] (void or refund "
-        "the N-th payment)",
+        "payment), PREAUTH AMOUNT [PAN] (a hold), BATCH (close the batch), VOID N, REFUND N "
+        "[AMOUNT], COMPLETE N [AMOUNT] or TIP N TIP (of the N-th payment)",
     )
     src.add_argument("--stdin", action="store_true", help="read AMOUNT PAN lines from stdin")
     src.add_argument("--scenario", help="scenario TOML: its purchase steps, in order")
@@ -342,9 +344,10 @@ _CHIP_WORDS = {"decline": CHIP_DECLINED, "removed": CHIP_REMOVED}
 
 def _purchases(
     args: argparse.Namespace, chips: dict[str, str] | None = None
-) -> list[tuple[int, str, bool] | Credit | None]:
-    """The purchases to make, in order: (amount, PAN or wallet code, is a wallet
-    payment), None for a batch close, or a void or refund of an earlier payment
+) -> list[tuple[int, str, str] | Credit | None]:
+    """The purchases to make, in order: (amount, PAN or wallet code, the payment's
+    kind: "purchase", "scan" or "preauth"), None for a batch close, or a
+    void, refund, completion or tip of an earlier payment
     (harness/mqtt/credit_lines.py). Chip cards that refuse an approval go into
     `chips` (PAN -> "declined" or "removed")."""
     from acquirer.catalogue import CODE_PAYS, PAN_APPROVE
@@ -367,11 +370,11 @@ def _purchases(
             )
         chips.update({c.pan: _CHIP_WORDS[c.chip] for c in sc.cards if c.chip})
         return [
-            (s.amount, s.card, s.action == "scan")
-            if s.action in ("purchase", "scan")
-            else (Credit(s.action, s.sale, s.amount) if s.action in ("void", "refund") else None)
+            (s.amount, s.card, s.action)
+            if s.action in PAYMENT_ACTIONS
+            else (Credit(s.action, s.sale, s.amount) if s.action in CREDIT_ACTIONS else None)
             for s in sc.steps
-            if s.action in ("purchase", "scan", "batch_close", "void", "refund")
+            if s.action in (*PAYMENT_ACTIONS, "batch_close", *CREDIT_ACTIONS)
         ]
     if args.script:
         lines = Path(args.script).read_text().splitlines()
@@ -379,7 +382,7 @@ def _purchases(
         lines = sys.stdin.read().splitlines()
     else:
         lines = [f"1250 {PAN_APPROVE}"]
-    out: list[tuple[int, str, bool] | Credit | None] = []
+    out: list[tuple[int, str, str] | Credit | None] = []
     for n, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
@@ -390,14 +393,16 @@ def _purchases(
         if parts[0] in CREDIT_WORDS:
             out.append(parse_credit(n, parts, line))
             continue
-        wallet = parts[0] == "SCAN"
-        if wallet:
+        kind = {"SCAN": "scan", "PREAUTH": "preauth"}.get(parts[0], "purchase")
+        wallet = kind == "scan"
+        if kind != "purchase":
             parts = parts[1:]
         try:
             amount = int(parts[0])
         except (ValueError, IndexError):
             raise ValueError(
-                f"line {n}: expected AMOUNT [PAN], SCAN AMOUNT [CODE] or BATCH, got {line!r}"
+                f"line {n}: expected AMOUNT [PAN], SCAN AMOUNT [CODE], PREAUTH AMOUNT [PAN] or "
+                f"BATCH, got {line!r}"
             ) from None
         default = CODE_PAYS if wallet else PAN_APPROVE
         if len(parts) == 3 and not wallet and parts[2] in _CHIP_WORDS:
@@ -407,7 +412,7 @@ def _purchases(
                 f"line {n}: after AMOUNT PAN only decline or removed (a chip card that "
                 f"refuses the approval), got {line!r}"
             )
-        out.append((amount, parts[1] if len(parts) > 1 else default, wallet))
+        out.append((amount, parts[1] if len(parts) > 1 else default, kind))
     return out
 
 
@@ -428,7 +433,7 @@ def _terminal_secret(args: argparse.Namespace) -> TerminalSecret:
 
 
 async def _drive(
-    driver: TerminalDriver, purchases: list[tuple[int, str, bool] | Credit | None]
+    driver: TerminalDriver, purchases: list[tuple[int, str, str] | Credit | None]
 ) -> int:
     """Boot `driver`, make `purchases` (None: a batch close; a Credit: a void or refund),
     print one JSON line per outcome and then the receipts; the number of purchases not
@@ -449,8 +454,8 @@ async def _drive(
             await driver.close_batch()
             print(json.dumps({"batch_close": "done"}), flush=True)
             continue
-        amount, pan, wallet = item
-        intent = await driver.purchase(amount, pan, wallet)
+        amount, pan, kind = item
+        intent = await driver.purchase(amount, pan, kind == "scan", kind == "preauth")
         paid.append(intent)
         outcome = {"amount": amount, "outcome": intent.outcome, "text": intent.text}
         outcome |= {"latency_ms": round(intent.latency_ms, 2), "key": intent.key}

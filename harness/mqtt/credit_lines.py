@@ -1,9 +1,13 @@
-"""`terminal run`'s voids and refunds (issue 15): script lines `VOID N` and
-`REFUND N [AMOUNT]`, and a scenario's `void` / `refund` steps, name the N-th payment
-(purchase or SCAN line) of the run; the terminal gets `VoidRequested(rrn)` /
-`RefundRequested(rrn, amount)` with the RRN that payment was approved under (a refund
-without AMOUNT gives back the whole sale). One JSON line reports what the terminal
-showed: `{"void": N, "outcome": "voided", "rrn": ..., "amount": ...}`, or the refusal.
+"""`terminal run`'s voids, refunds, completions and tips (issue 15): script lines
+`VOID N`, `REFUND N [AMOUNT]`, `COMPLETE N [AMOUNT]` and `TIP N TIP`, and a scenario's
+`void` / `refund` / `complete` / `tip` steps, name the N-th payment (purchase, SCAN or
+PREAUTH line) of the run; the terminal gets `VoidRequested(rrn)`,
+`RefundRequested(rrn, amount)`, `CompletionRequested(rrn, amount)` or
+`TipAdjustRequested(rrn, tip)` with the RRN that payment was approved under (a refund
+without AMOUNT gives back the whole sale, a completion without AMOUNT captures the whole
+hold; a tip on a pre-authorisation goes on its completion). One JSON line reports what
+the terminal showed: `{"void": N, "outcome": "voided", "rrn": ..., "amount": ...}`, or
+the refusal.
 """
 
 from __future__ import annotations
@@ -12,30 +16,46 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from terminal.firmware import Display, Outcome, RefundRequested, VoidRequested
+from terminal.firmware import (
+    CompletionRequested,
+    Display,
+    Event,
+    Outcome,
+    RefundRequested,
+    TipAdjustRequested,
+    VoidRequested,
+)
 
 if TYPE_CHECKING:
     from .terminal_driver import Intent, TerminalDriver
 
-CREDIT_WORDS = ("VOID", "REFUND")
+CREDIT_WORDS = ("VOID", "REFUND", "COMPLETE", "TIP")
+_DONE = (Outcome.VOIDED, Outcome.REFUNDED, Outcome.COMPLETED, Outcome.TIP_ADDED)
 
 
 @dataclass(frozen=True, slots=True)
 class Credit:
-    """The cashier voids (`action` "void") or refunds payment `sale` (1 = the first)."""
+    """The cashier voids (`action` "void"), refunds, completes or tips payment `sale`
+    (1 = the first)."""
 
     action: str
     sale: int
-    amount: int = 0  # a refund's amount; 0 = the whole sale
+    amount: int = 0  # a refund's or completion's amount (0 = all of it), a tip
 
 
 def parse_credit(n: int, parts: list[str], line: str) -> Credit:
-    """A `VOID N` or `REFUND N [AMOUNT]` line (ValueError naming line `n` if not)."""
+    """A `VOID N`, `REFUND N [AMOUNT]`, `COMPLETE N [AMOUNT]` or `TIP N TIP` line
+    (ValueError naming line `n` if not)."""
     word = parts[0]
     nums = parts[1:]
     longest = 1 if word == "VOID" else 2
-    if not 1 <= len(nums) <= longest or not all(p.isdigit() for p in nums) or int(nums[0]) < 1:
-        raise ValueError(f"line {n}: expected VOID N or REFUND N [AMOUNT], got {line!r}")
+    shortest = 2 if word == "TIP" else 1
+    ok = shortest <= len(nums) <= longest and all(p.isdigit() for p in nums)
+    if not ok or int(nums[0]) < 1:
+        raise ValueError(
+            f"line {n}: expected VOID N, REFUND N [AMOUNT], COMPLETE N [AMOUNT] or TIP N TIP, "
+            f"got {line!r}"
+        )
     return Credit(word.lower(), int(nums[0]), int(nums[1]) if len(nums) > 1 else 0)
 
 
@@ -47,14 +67,22 @@ async def drive_credit(driver: TerminalDriver, credit: Credit, paid: list[Intent
         print(json.dumps(out | {"skipped": "no approved payment with that number"}), flush=True)
         return
     seen = len(driver.displays)
-    if credit.action == "void":
-        await driver.request(VoidRequested(intent.rrn))
-    else:
-        await driver.request(RefundRequested(intent.rrn, credit.amount or intent.amount))
+    await driver.request(_request(credit, intent.rrn, intent.amount))
     shown: list[Display] = driver.displays[seen:]
-    done = [d for d in shown if d.outcome in (Outcome.VOIDED, Outcome.REFUNDED)]
+    done = [d for d in shown if d.outcome in _DONE]
     last = done[-1] if done else (shown[-1] if shown else Display(Outcome.PROMPT, ""))
     out |= {"outcome": last.outcome.value, "text": last.text, "rrn": intent.rrn}
     if last.amount:
         out["amount"] = last.amount
     print(json.dumps(out), flush=True)
+
+
+def _request(credit: Credit, rrn: str, amount: int) -> Event:
+    """The cashier's request to the terminal for `credit` of the payment `rrn`."""
+    if credit.action == "void":
+        return VoidRequested(rrn)
+    if credit.action == "refund":
+        return RefundRequested(rrn, credit.amount or amount)
+    if credit.action == "complete":
+        return CompletionRequested(rrn, credit.amount or amount)
+    return TipAdjustRequested(rrn, credit.amount)

@@ -28,7 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from acquirer.protocol import MTI_PURCHASE, MTI_REVERSAL, Message, ProtocolError, stamp
+from acquirer.protocol import (
+    MTI_PREAUTH,
+    MTI_PURCHASE,
+    MTI_REVERSAL,
+    Message,
+    ProtocolError,
+    stamp,
+)
 from terminal.firmware import (
     FINAL_OUTCOMES,
     AmountKeyed,
@@ -49,6 +56,7 @@ from terminal.firmware import (
     JournalTrim,
     MessageReceived,
     Outcome,
+    PreauthKeyed,
     Print,
     PrintFinished,
     PrintStatus,
@@ -144,7 +152,7 @@ class TerminalDriver:
         # The purchase in progress, and the ones waiting for the cashier, in order.
         self._intent: Intent | None = None
         self._on_finished: OnFinished | None = None
-        self._offers: deque[tuple[int, str, OnFinished, bool]] = deque()
+        self._offers: deque[tuple[int, str, OnFinished, bool, bool]] = deque()
         self._intents = 0
         # Effects not yet carried out, in order; the head waits while a journal
         # write is on its way to disk (`_journaling`).
@@ -181,7 +189,7 @@ class TerminalDriver:
         self._timers.clear()
         self._prints.clear()
         self._effects.clear()
-        waiting = [on for _, _, on, _ in self._offers]
+        waiting = [on for _, _, on, _, _ in self._offers]
         self._offers.clear()
         if self._on_finished is not None:
             waiting.insert(0, self._on_finished)
@@ -209,9 +217,11 @@ class TerminalDriver:
             return
         self._feed(MessageReceived(msg))
 
-    async def purchase(self, amount: int, pan: str, wallet: bool = False) -> Intent:
-        """Key `amount`, confirm, tap `pan` (scan it, a wallet code, with `wallet`);
-        return when the terminal shows a final outcome.
+    async def purchase(
+        self, amount: int, pan: str, wallet: bool = False, preauth: bool = False
+    ) -> Intent:
+        """Key `amount` (a pre-authorisation's, with `preauth`), confirm, tap `pan` (scan
+        it, a wallet code, with `wallet`); return when the terminal shows a final outcome.
 
         Raises CancelledError if the terminal is killed first.
         """
@@ -225,7 +235,7 @@ class TerminalDriver:
             else:
                 done.set_result(intent)
 
-        self.offer(amount, pan, finished, wallet)
+        self.offer(amount, pan, finished, wallet, preauth)
         return await done
 
     async def close_batch(self) -> None:
@@ -243,7 +253,14 @@ class TerminalDriver:
         self._update_idle()
         await self.idle.wait()
 
-    def offer(self, amount: int, pan: str, on_finished: OnFinished, wallet: bool = False) -> None:
+    def offer(
+        self,
+        amount: int,
+        pan: str,
+        on_finished: OnFinished,
+        wallet: bool = False,
+        preauth: bool = False,
+    ) -> None:
         """Queue a purchase (one at a time, like one cashier); `on_finished` gets the result.
 
         The load generator's way in: no task, no future per purchase.
@@ -251,19 +268,20 @@ class TerminalDriver:
         if self.stopped:
             on_finished(None)
             return
-        self._offers.append((amount, pan, on_finished, wallet))
+        self._offers.append((amount, pan, on_finished, wallet, preauth))
         if self._intent is None:
             self._next_offer()
 
     def _next_offer(self) -> None:
         if self._intent is not None or not self._offers or self.stopped:
             return
-        amount, pan, on_finished, wallet = self._offers.popleft()
+        amount, pan, on_finished, wallet, preauth = self._offers.popleft()
         self._intents += 1
         intent = Intent(self._intents, amount, pan, realclock.loop_ms())
         self._intent, self._on_finished = intent, on_finished
         present: Event = CodeScanned(pan) if wallet else CardPresented(pan)
-        for event in (AmountKeyed(amount), ConfirmPressed(), present):
+        keyed: Event = PreauthKeyed(amount) if preauth else AmountKeyed(amount)
+        for event in (keyed, ConfirmPressed(), present):
             if self._intent is not intent or self.stopped:
                 break
             self._feed(event)
@@ -341,7 +359,7 @@ class TerminalDriver:
 
     def _send(self, msg: Message) -> None:
         w = self.wire
-        if msg.mti == MTI_PURCHASE:
+        if msg.mti == MTI_PURCHASE or msg.mti == MTI_PREAUTH:
             if msg.repeat:
                 w.retries += 1
             else:

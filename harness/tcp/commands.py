@@ -71,7 +71,7 @@ def terminal_run_tcp(
     args: argparse.Namespace,
     firmware: Firmware,
     cfg: FirmwareConfig,
-    purchases: list[tuple[int, str, bool] | Credit | None],
+    purchases: list[tuple[int, str, str] | Credit | None],
 ) -> int:
     """`terminal run --host tcp://...`: the terminal on a TCP connection to a host."""
     from harness.mqtt.journal import Journal

@@ -10,6 +10,8 @@ from __future__ import annotations
 from terminal.zoo.batch_counts_reversed import BatchCountsReversedFirmware
 from terminal.zoo.chip_decline_no_reversal import ChipDeclineNoReversalFirmware
 from terminal.zoo.chip_receipt_before_card import ChipReceiptBeforeCardFirmware
+from terminal.zoo.completion_before_answer import CompletionBeforeAnswerFirmware
+from terminal.zoo.completion_new_key_on_retry import CompletionNewKeyOnRetryFirmware
 from terminal.zoo.decline_on_in_progress import DeclineOnInProgressFirmware
 from terminal.zoo.float_amount import FloatAmountFirmware
 from terminal.zoo.key_per_boot import KeyPerBootFirmware
@@ -34,6 +36,8 @@ from terminal.zoo.refund_new_key_on_retry import RefundNewKeyOnRetryFirmware
 from terminal.zoo.refund_receipt_before_answer import RefundReceiptBeforeAnswerFirmware
 from terminal.zoo.refund_unknown_left import RefundUnknownLeftFirmware
 from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
+from terminal.zoo.tip_added_twice import TipAddedTwiceFirmware
+from terminal.zoo.tip_after_batch_close import TipAfterBatchCloseFirmware
 from terminal.zoo.trusts_unsigned import TrustsUnsignedFirmware
 from terminal.zoo.void_after_batch_close import VoidAfterBatchCloseFirmware
 from terminal.zoo.volatile_reversal import VolatileReversalFirmware
@@ -100,6 +104,12 @@ ZOO: dict[str, type] = {
     "offline-no-expiry": OfflineNoExpiryFirmware,
     "offline-batch-before-upload": OfflineBatchBeforeUploadFirmware,
     "offline-late-decline-ignored": OfflineLateDeclineIgnoredFirmware,
+    # pre-authorisation and completion: 2. "failed" but charged / paid without a record
+    "completion-new-key-on-retry": CompletionNewKeyOnRetryFirmware,
+    "completion-before-answer": CompletionBeforeAnswerFirmware,
+    # tip adjust: 3. wrong amount (a tip counted twice, or shown but never charged)
+    "tip-added-twice": TipAddedTwiceFirmware,
+    "tip-after-batch-close": TipAfterBatchCloseFirmware,
 }
 
 __all__ = ["ZOO"]

@@ -26,14 +26,17 @@ from terminal.firmware import (
     CardPresented,
     ChipResult,
     CodeScanned,
+    CompletionRequested,
     ConfirmPressed,
     FirmwareConfig,
     MessageReceived,
+    PreauthKeyed,
     PrintFinished,
     PrintStatus,
     RefundRequested,
     ReprintRequested,
     TimerExpired,
+    TipAdjustRequested,
     VoidRequested,
 )
 from terminal.reference import ReferenceFirmware
@@ -65,6 +68,12 @@ def event_of(obj: dict) -> object:
         return VoidRequested(obj["rrn"])
     if tp == "RefundRequested":
         return RefundRequested(obj["rrn"], obj["amount"])
+    if tp == "PreauthKeyed":
+        return PreauthKeyed(obj["amount"])
+    if tp == "CompletionRequested":
+        return CompletionRequested(obj["rrn"], obj["amount"])
+    if tp == "TipAdjustRequested":
+        return TipAdjustRequested(obj["rrn"], obj["tip"])
     if tp == "TimerExpired":
         return TimerExpired(obj["name"], obj.get("clock_ms", 0))
     if tp == "PrintFinished":

@@ -65,6 +65,12 @@ CAUGHT_BY = {
     "offline-no-expiry": "offline-uploaded",
     "offline-batch-before-upload": "batch-reconciles",
     "offline-late-decline-ignored": "batch-reconciles",
+    # Pre-authorisation, completion and tip adjust (scenarios/incidents/preauth-*.toml,
+    # tip-*.toml).
+    "completion-new-key-on-retry": "no-charge-on-failure",
+    "completion-before-answer": "approved-means-charged",
+    "tip-added-twice": "amount-integrity",
+    "tip-after-batch-close": "approved-means-charged",
 }
 
 

@@ -90,7 +90,7 @@ def test_a_scenario_of_one_terminal_is_unchanged() -> None:
                 ]
             },
             "steps[1].refund.sale: names payment 1, but only 0 payment step(s) at terminal B "
-            "come before it (at_ms 5); a void or refund names a sale of its own terminal",
+            "come before it (at_ms 5); a refund names a sale of its own terminal",
         ),
     ],
 )

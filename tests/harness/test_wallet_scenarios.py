@@ -99,7 +99,14 @@ def test_a_card_only_firmware_is_skipped_on_wallet_scenarios_not_failed() -> Non
 
     allow_external_firmware()
     assert declared_features(spec) == frozenset()
-    assert declared_features("reference") == {"wallet", "partial", "chip", "refund", "offline"}
+    assert declared_features("reference") == {
+        "wallet",
+        "partial",
+        "chip",
+        "refund",
+        "offline",
+        "preauth",
+    }
     result = run_scenario(scenario_from_dict(base()), spec)
     assert result.verdict == "SKIP" and result.passed
     assert "does not declare the 'wallet' feature" in result.skipped

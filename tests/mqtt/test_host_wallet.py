@@ -79,15 +79,16 @@ def test_the_phone_confirms_on_the_hosts_tick_and_the_inquiry_sees_it(tmp_path: 
 
 def test_terminal_run_scripts_take_wallet_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     plain = argparse.Namespace(scenario=None, script=None, stdin=False)
-    assert _purchases(plain) == [(1250, PAN_APPROVE, False)]
-    lines = ["SCAN 990 280000000000000002", "SCAN 500", "700", "BATCH"]
+    assert _purchases(plain) == [(1250, PAN_APPROVE, "purchase")]
+    lines = ["SCAN 990 280000000000000002", "SCAN 500", "700", "BATCH", "PREAUTH 3000"]
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines)))
     got = _purchases(argparse.Namespace(scenario=None, script=None, stdin=True))
     assert got == [
-        (990, "280000000000000002", True),
-        (500, "280000000000000001", True),
-        (700, PAN_APPROVE, False),
+        (990, "280000000000000002", "scan"),
+        (500, "280000000000000001", "scan"),
+        (700, PAN_APPROVE, "purchase"),
         None,
+        (3000, PAN_APPROVE, "preauth"),
     ]
 
 

@@ -171,12 +171,13 @@ def test_terminal_run_refuses_a_script_line_with_an_unknown_chip_word(
 def test_terminal_run_refuses_a_malformed_void_or_refund_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """VOID N or REFUND N [AMOUNT], N a payment number from 1: anything else is one line."""
+    """VOID N, REFUND N [AMOUNT], COMPLETE N [AMOUNT] or TIP N TIP, N a payment number from
+    1: anything else is one line."""
     script = tmp_path / "script.txt"
-    for bad in ("VOID\n", "VOID 0\n", "REFUND 1 2 3\n", "VOID one\n"):
+    for bad in ("VOID\n", "VOID 0\n", "REFUND 1 2 3\n", "VOID one\n", "TIP 1\n", "COMPLETE 0\n"):
         script.write_text(bad)
         argv = ["terminal", "run", "--broker", "mqtt://127.0.0.1:1", "--script", str(script)]
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert "line 1: expected VOID N or REFUND N [AMOUNT]" in err
+        assert "line 1: expected VOID N, REFUND N [AMOUNT], COMPLETE N [AMOUNT] or TIP N TIP" in err
         assert len(err.strip().splitlines()) == 1

@@ -48,6 +48,10 @@ pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=SETUP_HINT)
         ("refund-response-lost-retry", "reference"),
         ("refund-response-lost-retry", "zoo:refund-new-key-on-retry"),
         ("void-after-batch-close", "zoo:void-after-batch-close"),
+        # Pre-authorisation (0100), completion and tip adjust (0220 naming the sale).
+        ("preauth-hotel-stay", "reference"),
+        ("preauth-completion-answer-lost", "zoo:completion-new-key-on-retry"),
+        ("tip-answer-lost", "zoo:tip-added-twice"),
     ],
 )
 def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path) -> None:
@@ -64,7 +68,7 @@ def test_mqtt_verdicts_equal_simulation(name: str, firmware: str, tmp_path: Path
         assert "no-duplicate-charge" in real.violated()  # the flaw is caught, not just matched
     elif firmware == "zoo:partial-as-full":
         assert "amount-integrity" in real.violated()
-    elif firmware == "zoo:void-after-batch-close":
+    elif firmware in ("zoo:void-after-batch-close", "zoo:tip-added-twice"):
         assert "approved-means-charged" in real.violated()
     elif firmware != "reference":
         assert "no-charge-on-failure" in real.violated()

@@ -90,6 +90,10 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "offline-no-expiry",
         "offline-batch-before-upload",
         "offline-late-decline-ignored",
+        "completion-new-key-on-retry",
+        "completion-before-answer",
+        "tip-added-twice",
+        "tip-after-batch-close",
     ]
     for cls in ZOO.values():
         assert issubclass(cls, ReferenceFirmware)

@@ -1,0 +1,238 @@
+"""What the invariants know of completions and tips (issue 15: pre-authorisation,
+completion and tip adjust).
+
+From the trace: what the cashier asked for (`cashier` records "complete", with the
+pre-authorisation's RRN and the amount to capture; "tip", with the sale's RRN, the tip
+and the sale's amount before any tip) and what the terminal showed done (COMPLETED
+displays naming the pre-authorisation's RRN with the amount captured; TIP ADDED
+displays naming the sale's RRN with its new total). From the host: each
+pre-authorisation's completion (`Acquirer.completion_of`) and each sale's tip
+(`HostTxn.tip`).
+
+A pre-authorisation itself is a customer's payment (an intent) judged like a sale: its
+hold is the intent's charge (APPROVED means a hold stands or was completed, DECLINED or
+FAILED means none stands, its receipt names it). The class of each failure decides
+which invariant a completion or tip extends:
+
+* ``approved-means-charged`` (extended): a pre-authorisation shown COMPLETED has a
+  capture at the host (an orphaned hold otherwise: the goods were handed over and the
+  merchant will never be paid); a sale shown TIP ADDED has that total at the host.
+* ``no-charge-on-failure`` (extended, once the run has come to rest): the host holds no
+  capture of a pre-authorisation the terminal did not show COMPLETED, and no tip the
+  terminal did not show added.
+* ``amount-integrity`` (extended): what was captured is what the cashier asked to
+  capture and what COMPLETED showed; a tip set at the host, and every TIP ADDED total,
+  is the sale's amount plus a tip the cashier keyed: a tip counted twice is a wrong
+  amount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from harness.trace import Record
+
+from .model import Violation, money
+
+if TYPE_CHECKING:
+    from acquirer.host import Acquirer, HostTxn
+
+# Pre-authorisations and sales with a completion or tip remembered (the oldest are
+# forgotten beyond this).
+HOLD_SALES_MAX = 10_000
+TIPS_ASKED_MAX = 16  # distinct tips remembered per sale
+
+
+@dataclass(slots=True)
+class Completion:
+    """One pre-authorisation the cashier asked to complete, by its RRN."""
+
+    intent: int
+    asked: int = 0  # the amount the cashier asked to capture (the last ask)
+    ask_seq: int = 0
+    shown: int = 0  # the amount the first COMPLETED display naming it shows (0: none)
+    shown_seq: int = 0
+
+
+@dataclass(slots=True)
+class Tip:
+    """One sale the cashier tipped, by its RRN."""
+
+    intent: int
+    base: int = 0  # the sale's amount before any tip
+    asked: list[int] = field(default_factory=list)  # the tips keyed, oldest first
+    ask_seq: int = 0
+    shown: int = 0  # the total the last TIP ADDED display naming it shows (0: none)
+    shown_seq: int = 0
+
+
+class HoldObs:
+    """The completions and tips of one run, as the trace shows them."""
+
+    def __init__(self) -> None:
+        self.completions: dict[str, Completion] = {}
+        self.tips: dict[str, Tip] = {}
+
+    def cashier(self, rec: Record) -> None:
+        action = rec["action"]
+        rrn = rec.get("rrn", "")
+        if not rrn or action not in ("complete", "tip"):
+            return
+        n = int(rec.get("intent", 0))
+        if action == "complete":
+            c = self.completions.get(rrn)
+            if c is None:
+                while len(self.completions) >= HOLD_SALES_MAX:
+                    del self.completions[next(iter(self.completions))]
+                c = self.completions[rrn] = Completion(n)
+            c.asked = int(rec.get("amount", 0))
+            c.ask_seq = rec["seq"]
+            return
+        t = self.tips.get(rrn)
+        if t is None:
+            while len(self.tips) >= HOLD_SALES_MAX:
+                del self.tips[next(iter(self.tips))]
+            t = self.tips[rrn] = Tip(n, int(rec.get("base", 0)))
+        tip = int(rec.get("tip", 0))
+        if tip not in t.asked and len(t.asked) < TIPS_ASKED_MAX:
+            t.asked.append(tip)
+        t.ask_seq = rec["seq"]
+
+    def display(self, rec: Record) -> None:
+        """A COMPLETED or TIP ADDED display (naming the sale's RRN)."""
+        rrn = rec.get("rrn", "")
+        amount = int(rec.get("amount", 0))
+        if rec["outcome"] == "completed":
+            c = self.completions.get(rrn)
+            if c is not None and not c.shown_seq:
+                c.shown, c.shown_seq = amount, rec["seq"]
+            elif c is None and rrn:
+                # Shown without the cashier asking: judged like an asked one.
+                c = self.completions[rrn] = Completion(rec.get("intent", 0) or 0)
+                c.shown, c.shown_seq = amount, rec["seq"]
+        else:
+            t = self.tips.get(rrn)
+            if t is None and rrn:
+                t = self.tips[rrn] = Tip(rec.get("intent", 0) or 0)
+            if t is not None:
+                t.shown, t.shown_seq = amount, rec["seq"]
+
+
+def judge_holds(obs: HoldObs, host: Acquirer, terminal_id: str, quiet: bool) -> Iterable[Violation]:
+    """The completion and tip parts of the invariants named in the module doc."""
+    for rrn, c in obs.completions.items():
+        preauth = host.transaction_by_rrn(rrn)
+        if preauth is None or preauth.terminal_id != terminal_id or preauth.kind != "preauth":
+            continue
+        yield from _judge_completion(rrn, c, preauth, host.completion_of(preauth.id), quiet)
+    for rrn, t in obs.tips.items():
+        sale = host.transaction_by_rrn(rrn)
+        if sale is None or sale.terminal_id != terminal_id:
+            continue
+        yield from _judge_tip(rrn, t, sale, quiet)
+
+
+def _judge_completion(
+    rrn: str, c: Completion, preauth: HostTxn, comp: HostTxn | None, quiet: bool
+) -> Iterable[Violation]:
+    n = c.intent
+    captured = comp is not None and comp.status == "approved"
+    comp_rrns = (comp.rrn,) if comp is not None else ()
+    if c.shown_seq and not captured:
+        yield Violation(
+            "approved-means-charged",
+            f"pre-authorisation rrn {rrn} was shown COMPLETED for {money(c.shown)} but "
+            f"the host captured nothing (the hold is {preauth.status}): the goods were "
+            "handed over and the merchant will never be paid.",
+            n,
+            (rrn,),
+            (c.shown_seq,),
+        )
+    if captured and comp is not None:
+        if c.shown_seq and comp.amount - comp.tip != c.shown:
+            yield Violation(
+                "amount-integrity",
+                f"pre-authorisation rrn {rrn} was shown COMPLETED for {money(c.shown)} but "
+                f"the host captured {money(comp.amount - comp.tip)} (rrn {comp.rrn}).",
+                n,
+                (rrn, comp.rrn),
+                (c.shown_seq,),
+            )
+        if c.ask_seq and comp.amount - comp.tip != c.asked:
+            yield Violation(
+                "amount-integrity",
+                f"the cashier asked to capture {money(c.asked)} of pre-authorisation rrn "
+                f"{rrn} but the host captured {money(comp.amount - comp.tip)} (rrn {comp.rrn}).",
+                n,
+                (rrn, comp.rrn),
+                (c.ask_seq,),
+            )
+        if quiet and not c.shown_seq:
+            yield Violation(
+                "no-charge-on-failure",
+                f"the host captured {money(comp.amount - comp.tip)} of pre-authorisation "
+                f"rrn {rrn} (rrn {comp.rrn}) but the terminal never showed it COMPLETED: "
+                "the cashier believes the card was not charged.",
+                n,
+                (rrn, *comp_rrns),
+                (c.ask_seq,) if c.ask_seq else (),
+            )
+    if c.shown_seq and c.ask_seq and c.shown != c.asked:
+        yield Violation(
+            "amount-integrity",
+            f"the cashier asked to capture {money(c.asked)} of pre-authorisation rrn {rrn} "
+            f"but the terminal showed COMPLETED for {money(c.shown)}.",
+            n,
+            (rrn,),
+            (c.ask_seq, c.shown_seq),
+        )
+
+
+def _judge_tip(rrn: str, t: Tip, sale: HostTxn, quiet: bool) -> Iterable[Violation]:
+    n = t.intent
+    base = sale.amount - sale.tip
+    seqs = tuple(s for s in (t.ask_seq, t.shown_seq) if s)
+    if t.shown_seq and t.shown - base not in t.asked:
+        yield Violation(
+            "amount-integrity",
+            f"sale rrn {rrn} was shown TIP ADDED with a total of {money(t.shown)}, which "
+            f"is not its {money(base)} plus a tip the cashier keyed "
+            f"({', '.join(money(x) for x in t.asked) or 'none'}).",
+            n,
+            (rrn,),
+            seqs,
+        )
+    live = sale.status == "approved"
+    if live and sale.tip and sale.tip not in t.asked:
+        yield Violation(
+            "amount-integrity",
+            f"the host holds a tip of {money(sale.tip)} on sale rrn {rrn} (total "
+            f"{money(sale.amount)}), not a tip the cashier keyed "
+            f"({', '.join(money(x) for x in t.asked) or 'none'}): the tip was counted twice.",
+            n,
+            (rrn,),
+            seqs,
+        )
+    if not quiet:
+        return
+    if t.shown_seq and (not live or sale.amount != t.shown):
+        what = f"total {money(sale.amount)}" if live else f"the sale {sale.status}"
+        yield Violation(
+            "approved-means-charged",
+            f"sale rrn {rrn} was shown TIP ADDED with a total of {money(t.shown)} but the "
+            f"host holds {what}.",
+            n,
+            (rrn,),
+            seqs,
+        )
+    if live and sale.tip and not t.shown_seq:
+        yield Violation(
+            "no-charge-on-failure",
+            f"the host added a tip of {money(sale.tip)} to sale rrn {rrn} but the "
+            "terminal never showed it added.",
+            n,
+            (rrn,),
+            seqs,
+        )
