@@ -99,6 +99,35 @@ def _valid() -> list[dict[str, Any]]:
             "the host keeps a tombstone so that sale is refused if it arrives later",
             TERMINAL.reversal(7, "T0001-k-9", 8, amount=500, pan=PAN),
         ),
+        (
+            "preauth",
+            "0100 pre-authorisation of 200.00 (a hotel check-in): the host places a hold, "
+            "in no batch",
+            TERMINAL.preauth(9, 20000, PAN, "T0001-k-3"),
+        ),
+        (
+            "preauth-resend",
+            "the same 0100 resent after a lost answer, in its repeat-MTI form 0101: the "
+            "stored answer, one hold",
+            TERMINAL.preauth(9, 20000, PAN, "T0001-k-3", repeat=True),
+        ),
+        (
+            "completion",
+            "0220 completion of that hold for 180.00: processing code 000000, orig_key the "
+            "hold's key, a key of its own; the host captures it once (its own RRN)",
+            TERMINAL.completion(10, 18000, PAN, "T0001-k-4", "T0001-k-3"),
+        ),
+        (
+            "completion-again",
+            "a second completion of the same hold under another key: RC 12, nothing captured",
+            TERMINAL.completion(11, 18000, PAN, "T0001-k-5", "T0001-k-3"),
+        ),
+        (
+            "tip-adjust",
+            "0220 tip adjust of the completion: processing code 020000, amount the new total "
+            "(180.00 + a 20.00 tip), answered with the completion's RRN",
+            TERMINAL.adjust(12, 20000, PAN, "T0001-k-6", "T0001-k-4"),
+        ),
     ]
     out = []
     for n, (name, about, msg) in enumerate(cases):
