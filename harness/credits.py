@@ -59,7 +59,9 @@ class CashierCredits:
         if step.action in ("complete", "tip"):
             self._adjust(step)
             return
-        rrn, amount = self.sale_rrn(step.sale)
+        # A void may release a hold (a pre-authorisation); only a sale is refunded.
+        kinds = ("purchase", "preauth") if step.action == "void" else ("purchase",)
+        rrn, amount = self.sale_rrn(step.sale, kinds)
         if not rrn:
             self._skip(step, "the sale has no approved charge to name")
             return
@@ -119,13 +121,14 @@ class CashierCredits:
             "cashier", {"action": step.action + "-skipped", "sale": step.sale, "reason": why}
         )
 
-    def sale_rrn(self, n: int) -> tuple[str, int]:
-        """The RRN and amount of intent `n`'s approved charge ("" when it has none)."""
+    def sale_rrn(self, n: int, kinds: tuple[str, ...] = ("purchase",)) -> tuple[str, int]:
+        """The RRN and amount of intent `n`'s approved charge of one of `kinds` ("" when
+        it has none)."""
         w = self.world
         for rrn in reversed(list(w.rrn_intent)):
             if w.rrn_intent[rrn] != n:
                 continue
             txn = w.host.transaction_by_rrn(rrn)
-            if txn is not None and txn.kind == "purchase" and txn.status == "approved":
+            if txn is not None and txn.kind in kinds and txn.status == "approved":
                 return rrn, txn.amount
         return "", 0

@@ -35,7 +35,7 @@ the terminal does not know it refuses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from acquirer.protocol import (
@@ -159,7 +159,9 @@ class RefundFlow(CreditReceipts):
             if sale is None or sale.wallet or self._status.get(key) is not SaleStatus.APPROVED:
                 return None
             settled = sale.batch_no != self._open_batch_no
-            return SaleRef(key, rrn, sale.pan, approval.amount, settled, sale.stan)
+            # A tip set since counts: a void gives back (and a 0400 names) the total.
+            amount = self._sale_total(key, approval.amount)
+            return SaleRef(key, rrn, sale.pan, amount, settled, sale.stan)
         return self._sale_refs.get(rrn)
 
     def _on_void_requested(self, event: VoidRequested) -> list[Effect]:
@@ -177,6 +179,8 @@ class RefundFlow(CreditReceipts):
             # Outside the batch window: a void is no longer possible, refund it all.
             return self._start_refund(ref, ref.amount)
         sale = self._sales.get(ref.key) or Sale(ref.key, ref.stan, ref.amount, ref.pan, 0, 0)
+        if sale.amount != ref.amount:
+            sale = replace(sale, amount=ref.amount)  # a tip set since: the 0400 names the total
         self._voids[ref.key] = ref
         record = {
             "type": "void",
@@ -414,9 +418,8 @@ class RefundFlow(CreditReceipts):
             if approval is None or sale.wallet or self._status.get(key) is not SaleStatus.APPROVED:
                 continue
             refs.pop(approval.rrn, None)
-            refs[approval.rrn] = SaleRef(
-                key, approval.rrn, sale.pan, approval.amount, True, sale.stan
-            )
+            amount = self._sale_total(key, approval.amount)  # with its tip
+            refs[approval.rrn] = SaleRef(key, approval.rrn, sale.pan, amount, True, sale.stan)
         while len(refs) > SALE_REFS_MAX:
             del refs[next(iter(refs))]
         self._sale_refs = refs

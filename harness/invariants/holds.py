@@ -50,7 +50,9 @@ class Completion:
     """One pre-authorisation the cashier asked to complete, by its RRN."""
 
     intent: int
-    asked: int = 0  # the amount the cashier asked to capture (the last ask)
+    # The amounts the cashier asked to capture, oldest first (a refused ask may be
+    # followed by another: the capture must be one of them).
+    asked: list[int] = field(default_factory=list)
     ask_seq: int = 0
     shown: int = 0  # the amount the first COMPLETED display naming it shows (0: none)
     shown_seq: int = 0
@@ -87,7 +89,9 @@ class HoldObs:
                 while len(self.completions) >= HOLD_SALES_MAX:
                     del self.completions[next(iter(self.completions))]
                 c = self.completions[rrn] = Completion(n)
-            c.asked = int(rec.get("amount", 0))
+            amount = int(rec.get("amount", 0))
+            if amount not in c.asked and len(c.asked) < TIPS_ASKED_MAX:
+                c.asked.append(amount)
             c.ask_seq = rec["seq"]
             return
         t = self.tips.get(rrn)
@@ -160,10 +164,10 @@ def _judge_completion(
                 (rrn, comp.rrn),
                 (c.shown_seq,),
             )
-        if c.ask_seq and comp.amount - comp.tip != c.asked:
+        if c.ask_seq and comp.amount - comp.tip not in c.asked:
             yield Violation(
                 "amount-integrity",
-                f"the cashier asked to capture {money(c.asked)} of pre-authorisation rrn "
+                f"the cashier asked to capture {_amounts(c.asked)} of pre-authorisation rrn "
                 f"{rrn} but the host captured {money(comp.amount - comp.tip)} (rrn {comp.rrn}).",
                 n,
                 (rrn, comp.rrn),
@@ -179,10 +183,10 @@ def _judge_completion(
                 (rrn, *comp_rrns),
                 (c.ask_seq,) if c.ask_seq else (),
             )
-    if c.shown_seq and c.ask_seq and c.shown != c.asked:
+    if c.shown_seq and c.ask_seq and c.shown not in c.asked:
         yield Violation(
             "amount-integrity",
-            f"the cashier asked to capture {money(c.asked)} of pre-authorisation rrn {rrn} "
+            f"the cashier asked to capture {_amounts(c.asked)} of pre-authorisation rrn {rrn} "
             f"but the terminal showed COMPLETED for {money(c.shown)}.",
             n,
             (rrn,),
@@ -198,8 +202,7 @@ def _judge_tip(rrn: str, t: Tip, sale: HostTxn, quiet: bool) -> Iterable[Violati
         yield Violation(
             "amount-integrity",
             f"sale rrn {rrn} was shown TIP ADDED with a total of {money(t.shown)}, which "
-            f"is not its {money(base)} plus a tip the cashier keyed "
-            f"({', '.join(money(x) for x in t.asked) or 'none'}).",
+            f"is not its {money(base)} plus a tip the cashier keyed ({_amounts(t.asked)}).",
             n,
             (rrn,),
             seqs,
@@ -209,20 +212,20 @@ def _judge_tip(rrn: str, t: Tip, sale: HostTxn, quiet: bool) -> Iterable[Violati
         yield Violation(
             "amount-integrity",
             f"the host holds a tip of {money(sale.tip)} on sale rrn {rrn} (total "
-            f"{money(sale.amount)}), not a tip the cashier keyed "
-            f"({', '.join(money(x) for x in t.asked) or 'none'}): the tip was counted twice.",
+            f"{money(sale.amount)}), not a tip the cashier keyed ({_amounts(t.asked)}): the "
+            "tip was counted twice.",
             n,
             (rrn,),
             seqs,
         )
     if not quiet:
         return
-    if t.shown_seq and (not live or sale.amount != t.shown):
-        what = f"total {money(sale.amount)}" if live else f"the sale {sale.status}"
+    # (A sale reversed since, a void, took its tip back with it: judged as a credit.)
+    if t.shown_seq and live and sale.amount != t.shown:
         yield Violation(
             "approved-means-charged",
             f"sale rrn {rrn} was shown TIP ADDED with a total of {money(t.shown)} but the "
-            f"host holds {what}.",
+            f"host holds a total of {money(sale.amount)}.",
             n,
             (rrn,),
             seqs,
@@ -236,3 +239,8 @@ def _judge_tip(rrn: str, t: Tip, sale: HostTxn, quiet: bool) -> Iterable[Violati
             (rrn,),
             seqs,
         )
+
+
+def _amounts(amounts: list[int]) -> str:
+    """ "80.00" or "90.00 or 70.00" ("none" for none)."""
+    return " or ".join(money(x) for x in amounts) or "none"
