@@ -129,6 +129,10 @@ class CashierCredits:
             if w.rrn_intent[rrn] != n:
                 continue
             txn = w.host.transaction_by_rrn(rrn)
+            if txn is not None and txn.kind == "preauth" and txn.status == "completed":
+                txn = w.host.completion_of(txn.id)  # a completed hold: its completion
+                if txn is not None and txn.status == "approved":
+                    return txn.rrn, txn.amount
             if txn is not None and txn.kind in kinds and txn.status == "approved":
                 return rrn, txn.amount
         return "", 0

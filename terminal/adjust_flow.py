@@ -186,6 +186,11 @@ class AdjustFlow(FirmwareState):
         for cap in self._captures.values():
             held = self._approvals.get(cap.preauth_key)
             if cap.rrn == rrn or (held is not None and held.rrn == rrn):
+                status = self._status.get(cap.key, SaleStatus.APPROVED)
+                if cap.key in self._voids or status is not SaleStatus.APPROVED:
+                    return "SALE NOT APPROVED"  # voided (or being voided)
+                if self._credited.get(cap.key, 0):
+                    return "SALE REFUNDED"
                 return cap.key, cap.pan, cap.base  # a completion, or the hold it captured
         for key, approval in self._approvals.items():
             if approval.rrn != rrn:
@@ -366,6 +371,8 @@ class AdjustFlow(FirmwareState):
             BatchItem(c.stan, c.amount, c.rrn)
             for c in self._captures.values()
             if c.batch_no == self._open_batch_no
+            # (not voided: a void's reversal marks it REVERSING, then REVERSED)
+            and self._status.get(c.key, SaleStatus.APPROVED) is SaleStatus.APPROVED
         ]
 
     def _carry_adjusts(self) -> tuple[list[Effect], set[str]]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from acquirer.protocol import BatchItem, Message
-    from terminal.adjust_flow import AdjustJob
+    from terminal.adjust_flow import AdjustJob, Capture
     from terminal.credit_receipts import CreditSlip
     from terminal.firmware import (
         AmountKeyed,
@@ -177,6 +177,7 @@ class FirmwareState:
         def _chip_failed(self, sale: Sale, failure: str) -> list[Effect]: ...
 
         _adjusts: dict[str, AdjustJob]
+        _captures: dict[str, Capture]
 
         def _batch_captures(self) -> list[BatchItem]: ...
         def _sale_total(self, key: str, amount: int) -> int: ...

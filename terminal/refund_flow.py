@@ -158,10 +158,19 @@ class RefundFlow(CreditReceipts):
             sale = self._sales.get(key)
             if sale is None or sale.wallet or self._status.get(key) is not SaleStatus.APPROVED:
                 return None
-            settled = sale.batch_no != self._open_batch_no
+            # A hold is in no batch: it is released (voided) whenever.
+            settled = sale.batch_no != self._open_batch_no and not sale.preauth
             # A tip set since counts: a void gives back (and a 0400 names) the total.
             amount = self._sale_total(key, approval.amount)
             return SaleRef(key, rrn, sale.pan, amount, settled, sale.stan)
+        for cap in self._captures.values():  # a completion: voided or refunded as a sale
+            if cap.rrn == rrn:
+                if cap.key in self._voids:
+                    return self._voids[cap.key]
+                if self._status.get(cap.key, SaleStatus.APPROVED) is not SaleStatus.APPROVED:
+                    return None
+                settled = cap.batch_no != self._open_batch_no
+                return SaleRef(cap.key, rrn, cap.pan, cap.amount, settled, cap.stan)
         return self._sale_refs.get(rrn)
 
     def _on_void_requested(self, event: VoidRequested) -> list[Effect]:
@@ -201,6 +210,9 @@ class RefundFlow(CreditReceipts):
             return [Display(Outcome.PROMPT, "REFUND REFUSED - NO SUCH SALE")]
         if ref.key in self._voids and self._credit_conflict(ref):
             return [Display(Outcome.PROMPT, "REFUND REFUSED - SALE VOIDED")]
+        held = self._sales.get(ref.key)
+        if held is not None and held.preauth:
+            return [Display(Outcome.PROMPT, "REFUND REFUSED - A HOLD: VOID IT")]
         amount = event.amount
         if type(amount) is not int or amount <= 0:
             return [Display(Outcome.PROMPT, "REFUND REFUSED - INVALID AMOUNT")]
@@ -417,9 +429,15 @@ class RefundFlow(CreditReceipts):
             approval = self._approvals.get(key)
             if approval is None or sale.wallet or self._status.get(key) is not SaleStatus.APPROVED:
                 continue
+            if sale.preauth:
+                continue  # a hold stays in the journal (adjust_flow.py), not settled
             refs.pop(approval.rrn, None)
             amount = self._sale_total(key, approval.amount)  # with its tip
             refs[approval.rrn] = SaleRef(key, approval.rrn, sale.pan, amount, True, sale.stan)
+        for cap in self._captures.values():  # completions settled: refundable too
+            if self._status.get(cap.key, SaleStatus.APPROVED) is SaleStatus.APPROVED:
+                refs.pop(cap.rrn, None)
+                refs[cap.rrn] = SaleRef(cap.key, cap.rrn, cap.pan, cap.amount, True, cap.stan)
         while len(refs) > SALE_REFS_MAX:
             del refs[next(iter(refs))]
         self._sale_refs = refs

@@ -620,7 +620,7 @@ class Observations:
             out[v.invariant].append(v)
         for v in self.offline.violations(self, host):
             out[v.invariant].append(v)
-        for v in judge_holds(self.holds, host, self.terminal_id, quiet):
+        for v in judge_holds(self.holds, host, self.terminal_id, quiet, self.credits.void_asked):
             out[v.invariant].append(v)
         return out
 

@@ -98,7 +98,7 @@ def _unbacked(host: Acquirer, terminal_id: str, receipt: dict[str, Any]) -> str:
     amount = receipt.get("amount", 0)
     orig = str(receipt.get("orig_rrn", ""))
     if receipt.get("status") == "voided":
-        if txn.kind not in ("purchase", "preauth") or txn.status != "reversed":
+        if txn.kind not in ("purchase", "preauth", "completion") or txn.status != "reversed":
             return f"the host's transaction is a {txn.status} {txn.kind}, not a reversed sale"
         if orig != rrn:
             return f"the voided sale is rrn {rrn}, not {orig or 'none'}"

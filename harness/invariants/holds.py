@@ -28,7 +28,7 @@ which invariant a completion or tip extends:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -124,13 +124,23 @@ class HoldObs:
                 t.shown, t.shown_seq = amount, rec["seq"]
 
 
-def judge_holds(obs: HoldObs, host: Acquirer, terminal_id: str, quiet: bool) -> Iterable[Violation]:
-    """The completion and tip parts of the invariants named in the module doc."""
+def judge_holds(
+    obs: HoldObs,
+    host: Acquirer,
+    terminal_id: str,
+    quiet: bool,
+    void_asked: Callable[[str], bool] = lambda rrn: False,
+) -> Iterable[Violation]:
+    """The completion and tip parts of the invariants named in the module doc.
+    `void_asked(rrn)`: the cashier asked to void that sale (a completion voided since
+    was captured when COMPLETED was shown)."""
     for rrn, c in obs.completions.items():
         preauth = host.transaction_by_rrn(rrn)
         if preauth is None or preauth.terminal_id != terminal_id or preauth.kind != "preauth":
             continue
-        yield from _judge_completion(rrn, c, preauth, host.completion_of(preauth.id), quiet)
+        comp = host.completion_of(preauth.id)
+        voided = comp is not None and comp.status == "reversed" and void_asked(comp.rrn)
+        yield from _judge_completion(rrn, c, preauth, comp, quiet, voided)
     for rrn, t in obs.tips.items():
         sale = host.transaction_by_rrn(rrn)
         if sale is None or sale.terminal_id != terminal_id:
@@ -139,10 +149,11 @@ def judge_holds(obs: HoldObs, host: Acquirer, terminal_id: str, quiet: bool) -> 
 
 
 def _judge_completion(
-    rrn: str, c: Completion, preauth: HostTxn, comp: HostTxn | None, quiet: bool
+    rrn: str, c: Completion, preauth: HostTxn, comp: HostTxn | None, quiet: bool, voided: bool
 ) -> Iterable[Violation]:
     n = c.intent
-    captured = comp is not None and comp.status == "approved"
+    # A completion the cashier voided since counts as the capture it was.
+    captured = comp is not None and (comp.status == "approved" or voided)
     comp_rrns = (comp.rrn,) if comp is not None else ()
     if c.shown_seq and not captured:
         yield Violation(
