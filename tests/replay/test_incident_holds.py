@@ -1,0 +1,123 @@
+"""Incident logs of pre-authorisations, completions and tip adjusts: export then
+import reproduces the same outcome, with the reference and with each zoo firmware that
+the scenario catches; the logs alone name what the replay violates; bad lines are one
+clear line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.incidents import import_logs, trace_to_logs
+from harness.runner import run_scenario
+from scenarios.loader import load_scenario
+
+from .test_incident import _import_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "harness"))
+from test_incidents import CAUGHT_BY  # noqa: E402
+
+PREFIXES = ("preauth-", "tip-")
+SCENARIOS = sorted(
+    p for p in (ROOT / "scenarios" / "incidents").glob("*.toml") if p.name.startswith(PREFIXES)
+)
+ZOOS = sorted("zoo:" + z for z in CAUGHT_BY if z.startswith(("completion", "tip")))
+
+
+def _export(path: Path, firmware: str, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    trace = tmp_path / "run.jsonl"
+    original = run_scenario(load_scenario(path), firmware, trace_path=trace)
+    t_log, h_log = tmp_path / "t.log", tmp_path / "h.log"
+    trace_to_logs(trace, t_log, h_log)
+    return t_log, h_log, sorted(original.violated())
+
+
+def _cases() -> list[tuple[Path, str]]:
+    out = []
+    for path in SCENARIOS:
+        sc = load_scenario(path)
+        out.append((path, "reference"))
+        for fw in ZOOS:
+            if CAUGHT_BY[fw[4:]] in run_scenario(sc, fw).violated():
+                out.append((path, fw))
+    return out
+
+
+CASES = _cases()
+
+
+def test_every_hold_and_tip_zoo_firmware_is_in_a_case() -> None:
+    assert set(ZOOS) == {
+        "zoo:completion-new-key-on-retry",
+        "zoo:completion-before-answer",
+        "zoo:tip-added-twice",
+        "zoo:tip-after-batch-close",
+    }
+    assert {fw for _, fw in CASES} == {"reference", *ZOOS}
+    assert len(SCENARIOS) >= 5
+
+
+@pytest.mark.parametrize(("path", "firmware"), CASES, ids=[f"{p.stem}-{f}" for p, f in CASES])
+def test_export_then_import_reproduces_the_outcome(
+    path: Path, firmware: str, tmp_path: Path
+) -> None:
+    t_log, h_log, violated = _export(path, firmware, tmp_path)
+    imported = import_logs(t_log, h_log)
+    assert imported.problems == [] and imported.unexplained == []
+    assert imported.mismatches == [], imported.mismatches
+    assert sorted(imported.violated) == violated
+    replay = run_scenario(imported.scenario, firmware)
+    assert sorted(replay.violated()) == violated
+    # The logs alone name what the run broke (before any replay).
+    assert sorted(imported.logged_violations) == violated, imported.logged_violations
+    if firmware != "reference":
+        assert CAUGHT_BY[firmware[4:]] in violated
+
+
+def test_hotel_stay_imports_a_preauth_a_completion_and_a_tip(tmp_path: Path) -> None:
+    path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
+    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    text = t_log.read_text()
+    assert '"event":"amount_keyed","amount":30000,"preauth":true' in text
+    assert '"key":"complete","rrn":"000000000001","amount":26000' in text
+    assert '"key":"tip","rrn":"000000000003","tip":2000' in text
+    imported = import_logs(t_log, h_log)
+    sc = imported.scenario
+    assert [s.action for s in sc.steps] == ["preauth", "purchase", "batch_close", "complete", "tip"]
+    assert [(s.sale, s.amount) for s in sc.steps if s.action in ("complete", "tip")] == [
+        (1, 26000),
+        (1, 2000),
+    ]
+    # 0220s naming orig_key are completions and tips, not offline advices.
+    assert sc.terminal.offline_floor == 0
+    assert imported.logged_violations == {}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"preauth":true', '"preauth":"yes"', "preauth must be true or false"),
+        ('"key":"complete","rrn":"000000000001"', '"key":"complete"', "needs the hold's rrn"),
+        (
+            '"key":"complete","rrn":"000000000001","amount":26000',
+            '"key":"complete","rrn":"000000000001","amount":-1',
+            "amount must be an integer >= 0",
+        ),
+        ('"tip":2000}', '"tip":"20.00"}', "tip must be an integer >= 0"),
+        ('"key":"tip","rrn":"000000000003"', '"key":"tip","rrn":"999"', "no approved sale"),
+    ],
+)
+def test_a_bad_hold_line_is_one_line_exit_2(
+    old: str, new: str, message: str, tmp_path: Path
+) -> None:
+    path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
+    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    text = t_log.read_text()
+    assert text.count(old) == 1
+    t_log.write_text(text.replace(old, new, 1))
+    code, err = _import_cli(tmp_path, t_log, h_log)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert f"{t_log}:" in err[0]
