@@ -121,3 +121,67 @@ def test_a_bad_hold_line_is_one_line_exit_2(
     code, err = _import_cli(tmp_path, t_log, h_log)
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert f"{t_log}:" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "found"),
+    [
+        # COMPLETED shown for another amount than the host captured.
+        (
+            '"text":"COMPLETED","rrn":"000000000001","amount":26000',
+            '"text":"COMPLETED","rrn":"000000000001","amount":25000',
+            {"amount-integrity": "shown COMPLETED for 25000, captured 26000"},
+        ),
+        # The cashier asked to capture less than the host captured.
+        (
+            '"key":"complete","rrn":"000000000001","amount":26000',
+            '"key":"complete","rrn":"000000000001","amount":24000',
+            {"amount-integrity": "asked to capture 24000"},
+        ),
+        # TIP ADDED shown with a total the host never adjusted the sale to.
+        (
+            '"rrn":"000000000003","amount":28000}',
+            '"rrn":"000000000003","amount":29000}',
+            {
+                "approved-means-charged": "adjusted it to 28000",
+                "amount-integrity": "total of 29000: not its 26000 plus a tip",
+            },
+        ),
+        # The cashier keyed another tip than the host holds.
+        (
+            '"tip":2000}',
+            '"tip":1500}',
+            {"amount-integrity": "tip of 2000 on sale rrn 000000000003, not a tip"},
+        ),
+    ],
+)
+def test_the_logs_alone_judge_completions_and_tips(
+    old: str, new: str, found: dict[str, str], tmp_path: Path
+) -> None:
+    path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
+    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    text = t_log.read_text()
+    assert text.count(old) == 1
+    t_log.write_text(text.replace(old, new, 1))
+    logged = import_logs(t_log, h_log, verify=False).logged_violations
+    assert sorted(logged) == sorted(found), logged
+    for name, words in found.items():
+        assert any(words in f for f in logged[name]), logged[name]
+
+
+def test_hotel_corpus_pair_is_a_completion_captured_but_shown_refused() -> None:
+    folder = next((Path(__file__).parent / "corpus").glob("c18-*"))
+    imported = import_logs(
+        folder / "terminal.log", folder / "host.log", firmware="zoo:completion-new-key-on-retry"
+    )
+    steps = imported.scenario.steps
+    assert [(s.action, s.sale, s.amount) for s in steps] == [
+        ("preauth", 0, 45000),
+        ("complete", 1, 38640),
+    ]
+    assert imported.scenario.terminal.offline_floor == 0
+    assert any(
+        "captured 38640 of pre-authorisation rrn 433714120871" in f
+        for f in imported.logged_violations["no-charge-on-failure"]
+    )
+    assert run_scenario(imported.scenario, "reference").violated() == []
