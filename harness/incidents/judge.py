@@ -93,6 +93,9 @@ def segment(tlog: Log) -> list[Intent]:
             if outcome in (*FINAL, "receipt-pending"):
                 cur.displays.append(outcome)
                 cur.events.append(f"display {outcome}")
+            if outcome in ("completed", "tip-added"):
+                # A completion or tip shown done names the hold's or sale's RRN.
+                cur.events.append(f"display {outcome} rrn {e.data.get('rrn', '')}")
             if outcome in FINAL:
                 last_final = (outcome, e.ts_ms)
             if outcome == "approved":

@@ -185,3 +185,15 @@ def test_hotel_corpus_pair_is_a_completion_captured_but_shown_refused() -> None:
         for f in imported.logged_violations["no-charge-on-failure"]
     )
     assert run_scenario(imported.scenario, "reference").violated() == []
+
+
+def test_a_completion_the_log_never_shows_done_is_a_replay_difference(tmp_path: Path) -> None:
+    path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
+    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    lines = t_log.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if '"outcome":"completed"' not in line]
+    assert len(kept) == len(lines) - 1
+    t_log.write_text("".join(kept))
+    imported = import_logs(t_log, h_log)
+    assert any("display completed rrn R1" in m for m in imported.mismatches), imported.mismatches
+    assert "no-charge-on-failure" in imported.logged_violations
