@@ -197,3 +197,41 @@ def test_a_completion_the_log_never_shows_done_is_a_replay_difference(tmp_path: 
     imported = import_logs(t_log, h_log)
     assert any("display completed rrn R1" in m for m in imported.mismatches), imported.mismatches
     assert "no-charge-on-failure" in imported.logged_violations
+
+
+def _to_csv(jsonl: Path, out: Path) -> None:
+    """A JSON-lines log as the plain CSV export the `csv` adapter reads."""
+    import csv
+    import json
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return json.dumps(v) if isinstance(v, dict | list) else str(v)
+
+    with out.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([cell(r[c]) if c in r else "" for c in columns])
+
+
+def test_a_csv_export_of_a_hotel_stay_imports_the_same(tmp_path: Path) -> None:
+    path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
+    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    t_csv, h_csv = tmp_path / "t.csv", tmp_path / "h.csv"
+    _to_csv(t_log, t_csv)
+    _to_csv(h_log, h_csv)
+    imported = import_logs(t_csv, h_csv, fmt="csv")
+    assert imported.problems == [] and imported.mismatches == [], imported.mismatches
+    assert imported.scenario.steps == import_logs(t_log, h_log, verify=False).scenario.steps
+    assert [s.action for s in imported.scenario.steps] == [
+        "preauth",
+        "purchase",
+        "batch_close",
+        "complete",
+        "tip",
+    ]
