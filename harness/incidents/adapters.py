@@ -34,9 +34,10 @@ INT_FIELDS = frozenset(
         "credit_count",
         "credit_amount",
         "version",
+        "tip",
     )
 )
-BOOL_FIELDS = frozenset(("repeat", "copy"))
+BOOL_FIELDS = frozenset(("repeat", "copy", "preauth"))
 
 # (binary file) -> JSON lines; the n-th yielded line stands for input line n (a
 # header row yields an empty line, which import skips).

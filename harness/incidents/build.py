@@ -21,6 +21,7 @@ from scenarios.model import (
 
 from . import checks
 from .credits import credit_steps
+from .holds import check_hold_lines, hold_steps
 from .ids import sim_mid, sim_tid
 from .infer import _forge, _host_inference, _network_faults
 from .judge import judge_logs
@@ -115,11 +116,13 @@ def import_logs(
         checks.only_terminal(tlog, terminal)
     tid = checks.terminal_of(tlog)
     checks.keep_terminal(hlog, tid, notes)
+    check_hold_lines(tlog)
     ctx, steps_found = _align(tlog, hlog, notes, unexplained)
     processing, test_amounts = _host_side(ctx)
     _network_side(ctx)
     purchases, steps_extra, close_batch = _people(tlog, ctx.origin, ctx.plan, notes, unexplained)
     steps_extra += credit_steps(tlog, ctx.origin, purchases, notes)
+    steps_extra += hold_steps(tlog, hlog, ctx.origin, purchases, notes)
     cards = _cards(purchases, tlog, hlog, unexplained, test_amounts)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)
     scenario = Scenario(
@@ -347,5 +350,7 @@ def _people_spec(purchases: list[_Purchase], notes: list[str]) -> PeopleSpec:
 
 
 def _steps(purchases: list[_Purchase], extra: list[Step]) -> list[Step]:
-    steps = [Step(p.at_ms, "purchase", p.card, p.amount) for p in purchases] + extra
+    steps = [
+        Step(p.at_ms, "preauth" if p.preauth else "purchase", p.card, p.amount) for p in purchases
+    ] + extra
     return sorted(steps, key=lambda s: s.at_ms)

@@ -16,7 +16,7 @@ CREDIT_KEYS = ("void", "refund")
 CREDITS_MAX = 200
 
 
-def _sale_of_rrn(tlog: Log, purchases: list[_Purchase]) -> dict[str, int]:
+def sale_of_rrn(tlog: Log, purchases: list[_Purchase]) -> dict[str, int]:
     """RRN -> the sale's place among the payment steps (1-based), from the
     approved displays that follow each purchase's keyed amount."""
     out: dict[str, int] = {}
@@ -36,7 +36,7 @@ def credit_steps(
 ) -> list[Step]:
     """The cashier's void and refund steps. A key naming no RRN, or an RRN no sale
     in the log was approved with, raises ScenarioError (one line)."""
-    sales = _sale_of_rrn(tlog, purchases)
+    sales = sale_of_rrn(tlog, purchases)
     steps: list[Step] = []
     for e in tlog.entries:
         if e.event != "key" or e.data["key"] not in CREDIT_KEYS:

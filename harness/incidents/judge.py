@@ -12,13 +12,19 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from acquirer.protocol import MTI_ADVICE, MTI_PURCHASE
+from acquirer.protocol import MTI_ADVICE, MTI_PREAUTH, MTI_PURCHASE
 
 from .judge_credits import judge_credits
-from .offline import advice_base, offline_keys
+from .judge_holds import judge_holds
+from .offline import advice_base, is_advice_send, offline_keys
 from .parse import Entry, Log
 
 RETRY_WINDOW_MS = 120_000
+# The sends that start a customer's payment: a purchase (or refund), a pre-authorisation.
+_PAYMENT_MTIS = (MTI_PURCHASE, MTI_PREAUTH)
+# (host action, MTI) pairs that take a customer's money: a sale or an offline advice
+# charged, a pre-authorisation held.
+_CHARGES = {("charge", MTI_PURCHASE), ("charge", MTI_ADVICE), ("hold", MTI_PREAUTH)}
 FINAL = ("approved", "declined", "failed")
 # At most this many findings are kept per invariant.
 FINDINGS_MAX = 20
@@ -71,14 +77,14 @@ def segment(tlog: Log) -> list[Intent]:
                 cur = Intent(len(intents) + 1, amount, e.line)
                 intents.append(cur)
             rebooted, last_final = False, ("", 0)
-        elif e.event == "send" and cur is not None and e.data["mti"] == MTI_ADVICE:
+        elif e.event == "send" and cur is not None and is_advice_send(e.data):
             # An advice uploads an earlier offline sale: it belongs to the intent
             # that sent the sale's key (the upload suffix `-uN` taken off).
             key = str(e.data.get("idem_key", ""))
             owner = next((i for i in intents if advice_base(key) in i.keys), cur)
             owner.offline = True
             owner.keys.add(key)
-        elif e.event == "send" and cur is not None and e.data["mti"] == MTI_PURCHASE:
+        elif e.event == "send" and cur is not None and e.data["mti"] in _PAYMENT_MTIS:
             if e.data.get("idem_key"):
                 cur.keys.add(str(e.data["idem_key"]))
             cur.stans.add(int(e.data["stan"]))
@@ -87,12 +93,15 @@ def segment(tlog: Log) -> list[Intent]:
             if outcome in (*FINAL, "receipt-pending"):
                 cur.displays.append(outcome)
                 cur.events.append(f"display {outcome}")
+            if outcome in ("completed", "tip-added"):
+                # A completion or tip shown done names the hold's or sale's RRN.
+                cur.events.append(f"display {outcome} rrn {e.data.get('rrn', '')}")
             if outcome in FINAL:
                 last_final = (outcome, e.ts_ms)
             if outcome == "approved":
                 # A log's display may not name the RRN: then it is the answer's.
                 cur.approvals.append(str(e.data.get("rrn") or cur.answer_rrn))
-        elif e.event == "recv" and cur is not None and e.data.get("mti") == "0210":
+        elif e.event == "recv" and cur is not None and e.data.get("mti") in ("0110", "0210"):
             cur.answer_rrn = str(e.data.get("rrn", ""))
         if cur is not None:
             token = _token(e)
@@ -149,7 +158,9 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
         if e.event != "decision":
             continue
         action, rrn = str(e.data["action"]), str(e.data.get("rrn", ""))
-        if action == "charge" and e.data["mti"] in (MTI_PURCHASE, MTI_ADVICE):
+        # A pre-authorisation's hold is its intent's charge (what its APPROVED and its
+        # receipt stand for), captured later or released by a reversal.
+        if (action, e.data["mti"]) in _CHARGES:
             key = str(e.data.get("key", ""))
             intent = by_key.get(key) if key else by_stan.get(int(e.data["stan"]))
             amount = int(e.data.get("amount", 0))
@@ -202,6 +213,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
                 break
     printed = _judge_receipts(tlog, approved, charged_key, reversed_rrns, find)
     judge_credits(tlog, hlog, charged_key, approved, reversed_rrns, find)
+    judge_holds(tlog, hlog, find)
     for i in intents:
         if i.final != "approved" or "receipt-pending" in i.displays or i.offline:
             continue  # only approved sales need a receipt; a pending one is visible

@@ -33,3 +33,4 @@ class _Purchase:
     line: int
     displays: list[str] = field(default_factory=list)
     retry_gaps: list[int] = field(default_factory=list)  # FAILED -> keyed again, per retry
+    preauth: bool = False  # keyed as a pre-authorisation (a hold, completed later)

@@ -15,6 +15,12 @@ from acquirer.protocol import MTI_ADVICE
 from .parse import Log
 
 
+def is_advice_send(data: dict[str, Any]) -> bool:
+    """An offline sale's 0220 advice: a completion or tip 0220 names `orig_key`, an
+    advice never does."""
+    return data.get("mti") == MTI_ADVICE and not data.get("orig_key")
+
+
 def advice_base(key: str) -> str:
     """The sale's idempotency key of an advice key (its upload suffix `-uN` off)."""
     base, sep, n = key.rpartition("-u")
@@ -26,7 +32,7 @@ def offline_keys(tlog: Log) -> set[str]:
     upload suffix `-uN` taken off), and those its journal says were approved offline."""
     keys: set[str] = set()
     for e in tlog.entries:
-        if e.event == "send" and e.data.get("mti") == MTI_ADVICE:
+        if is_advice_send(e.data) and e.event == "send":
             keys.add(advice_base(str(e.data.get("idem_key", ""))))
         elif e.event == "journal" and e.data.get("type") == "offline_approved":
             keys.add(str(e.data.get("key", "")))
@@ -41,7 +47,7 @@ def offline_settings(tlog: Log, config: dict[str, Any], notes: list[str]) -> dic
     amounts = [
         (e.data.get("amount"), e.line)
         for e in tlog.entries
-        if e.event == "send" and e.data.get("mti") == MTI_ADVICE
+        if e.event == "send" and is_advice_send(e.data)
     ]
     sized = [(a, line) for a, line in amounts if isinstance(a, int) and a > 0]
     if not sized:

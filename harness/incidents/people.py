@@ -7,7 +7,7 @@ from acquirer.catalogue import (
     CATALOGUE_CARDS,
     amount_rule,
 )
-from acquirer.protocol import MTI_ADVICE, MTI_PURCHASE
+from acquirer.protocol import MTI_ADVICE, MTI_PREAUTH, MTI_PURCHASE
 from scenarios.model import (
     CardSpec,
     Step,
@@ -19,8 +19,11 @@ from .model import _Purchase
 from .offline import offline_keys
 from .parse import Entry, Log
 
-# A card is sent in a purchase (or refund) and in an offline sale's advice.
-_CARD_MTIS = (MTI_PURCHASE, MTI_ADVICE)
+# A card is sent in a purchase (or refund), a pre-authorisation and an offline sale's
+# advice (and in a completion or tip, which the host decides on the hold's or sale's).
+_CARD_MTIS = (MTI_PURCHASE, MTI_PREAUTH, MTI_ADVICE)
+# Host actions that take money from a card: a sale's charge, a pre-authorisation's hold.
+_CHARGES = ("charge", "hold")
 
 # The cashier retries a FAILED sale within this time, or it is a new customer.
 RETRY_WINDOW_MS = 120_000
@@ -94,7 +97,9 @@ def _people(
                 current.retry_gaps.append(gap)
                 retry_entry = e
             else:
-                current = _Purchase(t, int(e.data["amount"]), "", e.line)
+                current = _Purchase(
+                    t, int(e.data["amount"]), "", e.line, preauth=e.data.get("preauth") is True
+                )
                 purchases.append(current)
             finished = False
             rebooted = False
@@ -119,6 +124,7 @@ def _people(
                         int(retry_entry.data["amount"]),
                         pan,
                         retry_entry.line,
+                        preauth=retry_entry.data.get("preauth") is True,
                     )
                     purchases.append(current)
                 elif retry_entry is not None and current is not None:
@@ -236,7 +242,7 @@ def _cards(
     out = []
     for pan in sorted({p.card for p in purchases}):
         ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
-        charged = [d for d in ds if d[0] == "charge"]
+        charged = [d for d in ds if d[0] in _CHARGES]
         # An offline sale's advice the host declined late counts as a decline.
         declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
         rc = ""

@@ -15,6 +15,15 @@ from .parse import _HOST_ACTION_NAMES, _MS, _MSG_SKIP, _TIMER_KEYS, DEFAULT_STAR
 
 # A host that lost a reversal answered it without recording anything: no decision.
 _UNLOGGED_ACTIONS = frozenset({"reversal-lost"})
+# The cashier's keys naming a sale by its RRN, and the fields each carries besides it.
+_CASHIER_KEYS: dict[str, tuple[str, ...]] = {
+    "void": (),
+    "refund": ("amount",),
+    "complete": ("amount",),
+    "tip": ("tip",),
+}
+# Displays that show an amount of their own: COMPLETED (captured), TIP ADDED (new total).
+_AMOUNT_DISPLAYS = ("completed", "tip-added")
 
 # ---------------------------------------------------------------------------- writing
 
@@ -76,17 +85,21 @@ def render_logs(
                 term(t, "boot", journal=rec.get("journal", 0))
             elif ev == "amount_keyed":
                 term(t, "amount_keyed", amount=rec["amount"])
+            elif ev == "preauth_keyed":
+                term(t, "amount_keyed", amount=rec["amount"], preauth=True)
             elif ev == "card":
                 term(t, "card_read", pan=rec.get("pan", ""))
             elif ev == "timer":
                 term(t, "timeout", timer=rec.get("name", ""))
             elif ev in _TIMER_KEYS:
                 term(t, "key", key=_TIMER_KEYS[ev])
-        elif kind == "cashier" and rec.get("action") in ("void", "refund"):
-            extra = {"amount": rec["amount"]} if rec["action"] == "refund" else {}
+        elif kind == "cashier" and rec.get("action") in _CASHIER_KEYS:
+            extra = {f: rec.get(f, 0) for f in _CASHIER_KEYS[rec["action"]]}
             term(t, "key", key=rec["action"], rrn=rec.get("rrn", ""), **extra)
         elif kind == "display":
             extra = {"rrn": rec["rrn"]} if rec.get("rrn") else {}
+            if rec["outcome"] in _AMOUNT_DISPLAYS:
+                extra["amount"] = rec.get("amount", 0)
             term(t, "display", outcome=rec["outcome"], text=rec.get("text", ""), **extra)
         elif kind == "journal":
             r = rec.get("record", {})

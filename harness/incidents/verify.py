@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acquirer.protocol import MTI_PURCHASE
+from acquirer.protocol import MTI_PREAUTH, MTI_PURCHASE
 from harness.trace import read_trace
 from scenarios.model import (
     INVARIANT_NAMES,
@@ -69,7 +69,7 @@ def outcome_of(tlog: Log, hlog: Log) -> Outcome:
             f"rrn {lab(rrn)}"
         )
         n: int | None = None
-        if d["mti"] == MTI_PURCHASE:
+        if d["mti"] in (MTI_PURCHASE, MTI_PREAUTH):
             key = str(d.get("key", ""))
             n = by_key.get(key) if key else by_stan.get(int(d["stan"]))
             if n is not None and rrn:
