@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from acquirer import refunds
 from terminal.firmware import (
     CompletionRequested,
     RefundRequested,
@@ -90,6 +91,8 @@ class CashierCredits:
                 self._skip(step, "the sale has no hold to complete")
                 return
             amount = step.amount or txn.amount
+            if txn.status == "approved" and 0 < amount <= txn.amount:
+                rec["valid"] = True  # a standing hold, an amount within it
             w.emit("cashier", {**rec, "rrn": txn.rrn, "amount": amount})
             w._input(CompletionRequested(txn.rrn, amount))
             return
@@ -99,6 +102,8 @@ class CashierCredits:
             self._skip(step, "the sale has no approved charge to tip")
             return
         base = txn.amount - txn.tip
+        if not txn.batch_no and 0 <= step.amount <= base and not refunds.refunded(w.host, txn.id):
+            rec["valid"] = True  # a live sale of the open batch, not refunded, a tip <= it
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
         w._input(TipAdjustRequested(txn.rrn, step.amount))
 

@@ -282,7 +282,7 @@ class Observations:
     def _cashier(self, rec: Record) -> None:
         obs = self.intents.get(rec.get("intent", 0))
         self.credits.cashier(rec, obs is not None and obs.final == "approved")
-        self.holds.cashier(rec)
+        self.holds.cashier(rec, clear=not self.any_fault and not self.batch_outstanding)
         if rec["action"] == "cancel":
             self.cancel_pressed = True
         # A retry after a FAILED display: the customer did not leave with it.
@@ -620,7 +620,10 @@ class Observations:
             out[v.invariant].append(v)
         for v in self.offline.violations(self, host):
             out[v.invariant].append(v)
-        for v in judge_holds(self.holds, host, self.terminal_id, quiet, self.credits.void_asked):
+        holds = judge_holds(
+            self.holds, host, self.terminal_id, quiet, self.credits.void_asked, not self.any_fault
+        )
+        for v in holds:
             out[v.invariant].append(v)
         return out
 

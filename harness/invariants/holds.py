@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from harness.trace import Record
 
-from .model import Violation, money
+from .model import LIVENESS, Violation, money
 
 if TYPE_CHECKING:
     from acquirer.host import Acquirer, HostTxn
@@ -56,6 +56,9 @@ class Completion:
     ask_seq: int = 0
     shown: int = 0  # the amount the first COMPLETED display naming it shows (0: none)
     shown_seq: int = 0
+    # A valid ask (the hold standing, the amount within it) made with nothing in the
+    # way (no fault so far, no batch close under way): its seq (0: none).
+    owed_seq: int = 0
 
 
 @dataclass(slots=True)
@@ -68,6 +71,10 @@ class Tip:
     ask_seq: int = 0
     shown: int = 0  # the total the last TIP ADDED display naming it shows (0: none)
     shown_seq: int = 0
+    # The last valid ask (a live sale of the open batch, tip at most its amount) made
+    # with nothing in the way: its seq (0: none) and tip.
+    owed_seq: int = 0
+    owed_tip: int = 0
 
 
 class HoldObs:
@@ -77,7 +84,10 @@ class HoldObs:
         self.completions: dict[str, Completion] = {}
         self.tips: dict[str, Tip] = {}
 
-    def cashier(self, rec: Record) -> None:
+    def cashier(self, rec: Record, clear: bool = False) -> None:
+        """A `cashier` record; `clear`: nothing stands in the way of the request (no fault
+        so far, no batch close under way), so a correct terminal carries out a valid one
+        (the record says `valid`)."""
         action = rec["action"]
         rrn = rec.get("rrn", "")
         if not rrn or action not in ("complete", "tip"):
@@ -93,6 +103,8 @@ class HoldObs:
             if amount not in c.asked and len(c.asked) < TIPS_ASKED_MAX:
                 c.asked.append(amount)
             c.ask_seq = rec["seq"]
+            if clear and rec.get("valid"):
+                c.owed_seq = rec["seq"]
             return
         t = self.tips.get(rrn)
         if t is None:
@@ -103,6 +115,8 @@ class HoldObs:
         if tip not in t.asked and len(t.asked) < TIPS_ASKED_MAX:
             t.asked.append(tip)
         t.ask_seq = rec["seq"]
+        if clear and rec.get("valid"):
+            t.owed_seq, t.owed_tip = rec["seq"], tip
 
     def display(self, rec: Record) -> None:
         """A COMPLETED or TIP ADDED display (naming the sale's RRN)."""
@@ -130,10 +144,12 @@ def judge_holds(
     terminal_id: str,
     quiet: bool,
     void_asked: Callable[[str], bool] = lambda rrn: False,
+    faultless: bool = False,
 ) -> Iterable[Violation]:
     """The completion and tip parts of the invariants named in the module doc.
     `void_asked(rrn)`: the cashier asked to void that sale (a completion voided since
-    was captured when COMPLETED was shown)."""
+    was captured when COMPLETED was shown). `faultless`: the run had no fault at all
+    (then a valid request asked with nothing in the way must be carried out)."""
     for rrn, c in obs.completions.items():
         preauth = host.transaction_by_rrn(rrn)
         if preauth is None or preauth.terminal_id != terminal_id or preauth.kind != "preauth":
@@ -141,11 +157,17 @@ def judge_holds(
         comp = host.completion_of(preauth.id)
         voided = comp is not None and comp.status == "reversed" and void_asked(comp.rrn)
         yield from _judge_completion(rrn, c, preauth, comp, quiet, voided)
+        if quiet and faultless and c.owed_seq and comp is None:
+            yield _not_carried_out(f"complete pre-authorisation rrn {rrn}", c.intent, c.owed_seq)
     for rrn, t in obs.tips.items():
         sale = host.transaction_by_rrn(rrn)
         if sale is None or sale.terminal_id != terminal_id:
             continue
         yield from _judge_tip(rrn, t, sale, quiet)
+        owed = quiet and faultless and t.owed_seq and sale.status == "approved"
+        if owed and sale.tip != t.owed_tip:
+            what = f"set a tip of {money(t.owed_tip)} on sale rrn {rrn}"
+            yield _not_carried_out(what, t.intent, t.owed_seq)
 
 
 def _judge_completion(
@@ -255,3 +277,16 @@ def _judge_tip(rrn: str, t: Tip, sale: HostTxn, quiet: bool) -> Iterable[Violati
 def _amounts(amounts: list[int]) -> str:
     """ "80.00" or "90.00 or 70.00" ("none" for none)."""
     return " or ".join(money(x) for x in amounts) or "none"
+
+
+def _not_carried_out(what: str, n: int, seq: int) -> Violation:
+    """`eventually-settles`: a valid request, asked with no fault in the whole run and no
+    batch close under way, that the host never saw carried out."""
+    return Violation(
+        "eventually-settles",
+        f"the cashier asked to {what} in a run with no fault and no batch close under "
+        "way, and the host never booked it: the final state is not the truthful one.",
+        n,
+        seqs=(seq,),
+        klass=LIVENESS,
+    )

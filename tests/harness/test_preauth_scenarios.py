@@ -257,3 +257,30 @@ def test_the_judge_flags_a_tip_counted_twice_shown_but_not_set_or_set_unshown() 
     assert {i for i, _ in unshown} == {"no-charge-on-failure"}
     wrong_total = judge(tipped(1000, 7000), Host(Txn("S", "purchase", 7000, tip=2000)))
     assert ("amount-integrity", "sale") in wrong_total
+
+
+def test_a_valid_request_in_a_faultless_run_must_be_carried_out() -> None:
+    obs = HoldObs()
+    ask = {"seq": 1, "action": "complete", "rrn": "P", "amount": 18000, "intent": 1}
+    obs.cashier({**ask, "valid": True}, clear=True)
+    standing = Host(replace(HOLD, status="approved"))  # no capture: refused or never sent
+    found = list(judge_holds(obs, standing, "T1", True, faultless=True))  # type: ignore[arg-type]
+    assert [v.invariant for v in found] == ["eventually-settles"]
+    assert found[0].klass == "liveness"
+    # A fault anywhere in the run, an invalid ask, or a batch close under way: excused.
+    assert list(judge_holds(obs, standing, "T1", True, faultless=False)) == []  # type: ignore[arg-type]
+    for valid, clear in ((False, True), (True, False)):
+        other = HoldObs()
+        other.cashier({**ask, "valid": valid}, clear=clear)
+        assert list(judge_holds(other, standing, "T1", True, faultless=True)) == []  # type: ignore[arg-type]
+    tip = HoldObs()
+    tip.cashier(
+        {"seq": 1, "action": "tip", "rrn": "S", "tip": 700, "base": 5000, "valid": True}, clear=True
+    )
+    untipped = Host(Txn("S", "purchase", 5000))
+    assert [v.invariant for v in judge_holds(tip, untipped, "T1", True, faultless=True)] == [  # type: ignore[arg-type]
+        "eventually-settles"
+    ]
+    tip.display({"seq": 2, "outcome": "tip-added", "rrn": "S", "amount": 5700})
+    tipped = Host(Txn("S", "purchase", 5700, tip=700))
+    assert list(judge_holds(tip, tipped, "T1", True, faultless=True)) == []  # type: ignore[arg-type]
