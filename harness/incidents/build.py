@@ -21,7 +21,7 @@ from scenarios.model import (
 
 from . import checks
 from .credits import credit_steps
-from .holds import check_hold_lines, hold_steps
+from .holds import check_hold_lines, hold_steps, sales_by_rrn
 from .ids import sim_mid, sim_tid
 from .infer import _forge, _host_inference, _network_faults
 from .judge import judge_logs
@@ -121,7 +121,8 @@ def import_logs(
     processing, test_amounts = _host_side(ctx)
     _network_side(ctx)
     purchases, steps_extra, close_batch = _people(tlog, ctx.origin, ctx.plan, notes, unexplained)
-    steps_extra += credit_steps(tlog, ctx.origin, purchases, notes)
+    sales = sales_by_rrn(tlog, hlog, purchases)
+    steps_extra += credit_steps(tlog, ctx.origin, purchases, notes, sales)
     steps_extra += hold_steps(tlog, hlog, ctx.origin, purchases, notes)
     cards = _cards(purchases, tlog, hlog, unexplained, test_amounts)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)

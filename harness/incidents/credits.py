@@ -3,7 +3,10 @@
 A terminal log shows the cashier's void or refund as a `key` line naming the sale
 by its RRN (`{"event": "key", "key": "refund", "rrn": "000000000001", "amount": 3000}`,
 `{"event": "key", "key": "void", "rrn": "000000000001"}`). The importer turns each
-into a `void` / `refund` step naming the payment step whose approval showed that RRN.
+into a `void` / `refund` step naming the payment step whose approval showed that RRN:
+a sale's, a pre-authorisation's (a void releases the hold), or, for a completed hold,
+the completion's own RRN as its slip shows it (the step is the hold's: the cashier
+names a completed hold by its completion).
 """
 
 from scenarios.model import ScenarioError, Step
@@ -32,11 +35,16 @@ def sale_of_rrn(tlog: Log, purchases: list[_Purchase]) -> dict[str, int]:
 
 
 def credit_steps(
-    tlog: Log, origin: int, purchases: list[_Purchase], notes: list[str]
+    tlog: Log,
+    origin: int,
+    purchases: list[_Purchase],
+    notes: list[str],
+    sales: dict[str, int] | None = None,
 ) -> list[Step]:
     """The cashier's void and refund steps. A key naming no RRN, or an RRN no sale
-    in the log was approved with, raises ScenarioError (one line)."""
-    sales = sale_of_rrn(tlog, purchases)
+    (or completion: `sales`, RRN -> payment step, else the approved sales) in the log
+    was approved with, raises ScenarioError (one line)."""
+    sales = sale_of_rrn(tlog, purchases) if sales is None else sales
     steps: list[Step] = []
     for e in tlog.entries:
         if e.event != "key" or e.data["key"] not in CREDIT_KEYS:
