@@ -180,12 +180,15 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
         elif action == "batch-match":
             batch = str(e.data.get("batch_no", e.data.get("stan")))
             batches_settled[batch] += 1
+    # A sale, hold or completion the cashier voided while it stood APPROVED (or
+    # COMPLETED) counts as the charge it was: its reversal is what was asked for.
+    unasked = reversed_rrns - voids_asked(tlog)
     for m in money.values():
-        m.reversed |= reversed_rrns
+        m.reversed |= unasked
     for i in intents:
         m = money[i.number]
         if m.net() > i.amount:
-            rrns = [r for r, _ in m.charged if r not in reversed_rrns]
+            rrns = [r for r, _ in m.charged if r not in unasked]
             find(
                 "no-duplicate-charge",
                 f"purchase {i.number} (line {i.line}): {i.amount} charged {len(rrns)} times "
@@ -199,7 +202,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             )
         if not i.final:
             find("eventually-settles", f"purchase {i.number} (line {i.line}): no final display")
-        live = {r for r, _ in m.charged if r not in reversed_rrns}
+        live = {r for r, _ in m.charged if r not in unasked}
         for rrn in i.approvals:
             if not rrn and i.offline:
                 continue  # approved offline: its charge (if any) comes with the advice
@@ -211,20 +214,64 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
                     + " without a live host charge of its own",
                 )
                 break
-    printed = _judge_receipts(tlog, approved, charged_key, reversed_rrns, find)
-    judge_credits(tlog, hlog, charged_key, approved, reversed_rrns, find)
+    printed = _judge_receipts(tlog, approved, charged_key, unasked, find)
+    judge_credits(tlog, hlog, *_credit_books(hlog), reversed_rrns, find)
     judge_holds(tlog, hlog, find)
     for i in intents:
         if i.final != "approved" or "receipt-pending" in i.displays or i.offline:
             continue  # only approved sales need a receipt; a pending one is visible
         for rrn, _ in money[i.number].charged:
-            if rrn not in reversed_rrns and rrn not in printed:
+            if rrn not in unasked and rrn not in printed:
                 find(
                     "receipt-for-every-charge",
                     f"purchase {i.number} (line {i.line}): approved, host charge rrn {rrn} "
                     "has no receipt",
                 )
     return dict(out)
+
+
+def _credit_books(hlog: Log) -> tuple[dict[str, str], dict[str, int]]:
+    """What a void or refund may name, from the host's decisions: rrn -> the key it
+    was charged, held or captured under, and rrn -> its total as it stands (a tip
+    adjust's total: a void of a tipped sale gives back the tip too)."""
+    keys: dict[str, str] = {}
+    totals: dict[str, int] = {}
+    for e in hlog.entries:
+        d = e.data
+        action = str(d["action"]) if e.event == "decision" else ""
+        if action in ("charge", "hold", "capture", "adjust") and d.get("rc", "00") == "00":
+            rrn = str(d.get("rrn", ""))
+            if action != "adjust":
+                keys.setdefault(rrn, str(d.get("key", "")))
+            totals[rrn] = int(d.get("amount", 0))
+    return keys, totals
+
+
+def voids_asked(tlog: Log) -> set[str]:
+    """The RRNs the cashier keyed a void of while the sale stood APPROVED (a hold
+    too), or while its completion stood COMPLETED (the completion's own RRN, the 0230's).
+    A sale shown DECLINED or FAILED after its approval (a chip decline) stands no more."""
+    standing: set[str] = set()
+    current: set[str] = set()  # the approvals of the payment being keyed
+    answer = ""  # the RRN of the last approving answer received
+    out: set[str] = set()
+    for e in tlog.entries:
+        d = e.data
+        if e.event == "amount_keyed":
+            current = set()
+        elif e.event == "recv" and d.get("rc") == "00":
+            answer = str(d.get("rrn", ""))
+        elif e.event == "display" and d["outcome"] == "approved":
+            rrn = str(d.get("rrn") or answer)
+            standing.add(rrn)
+            current.add(rrn)
+        elif e.event == "display" and d["outcome"] in ("declined", "failed"):
+            standing -= current
+        elif e.event == "display" and d["outcome"] == "completed":
+            standing.add(answer)
+        elif e.event == "key" and d["key"] == "void" and d.get("rrn") in standing:
+            out.add(str(d["rrn"]))
+    return out
 
 
 def _judge_receipts(
