@@ -1,0 +1,81 @@
+"""Incident logs of voids and refunds of completions, of released holds and of tipped
+sales: export then import reproduces the outcome with the reference, the logs alone
+find what the simulation finds; a reversal nobody asked for is still judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.incidents import import_logs, trace_to_logs
+from harness.runner import run_scenario
+from scenarios.loader import load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = (
+    "regress-completion-void-and-refund",
+    "regress-preauth-release-and-recomplete",
+    "regress-void-tipped-sale",
+    "regress-void-answers-lost",
+)
+
+
+def _export(name: str, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    path = ROOT / "scenarios" / "incidents" / f"{name}.toml"
+    trace = tmp_path / "run.jsonl"
+    original = run_scenario(load_scenario(path), "reference", trace_path=trace)
+    t_log, h_log = tmp_path / "t.log", tmp_path / "h.log"
+    trace_to_logs(trace, t_log, h_log)
+    return t_log, h_log, sorted(original.violated())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_export_then_import_reproduces_the_outcome(name: str, tmp_path: Path) -> None:
+    t_log, h_log, violated = _export(name, tmp_path)
+    imported = import_logs(t_log, h_log)
+    assert imported.problems == [] and imported.unexplained == []
+    assert imported.mismatches == [], imported.mismatches
+    assert sorted(imported.violated) == violated
+    assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated
+    assert sorted(imported.logged_violations) == violated, imported.logged_violations
+
+
+def test_a_void_and_a_refund_naming_completions_name_their_holds(tmp_path: Path) -> None:
+    t_log, h_log, _ = _export("regress-completion-void-and-refund", tmp_path)
+    text = t_log.read_text()
+    # The cashier reads the completion's RRN off its slip (the holds are 1 and 2).
+    assert '"key":"void","rrn":"000000000003"' in text
+    assert '"key":"refund","rrn":"000000000004","amount":4000' in text
+    steps = import_logs(t_log, h_log, verify=False).scenario.steps
+    assert [(s.action, s.sale, s.amount) for s in steps if s.action in ("void", "refund")] == [
+        ("void", 1, 0),
+        ("refund", 2, 4000),
+    ]
+
+
+def test_a_void_of_a_hold_releases_it(tmp_path: Path) -> None:
+    t_log, h_log, _ = _export("regress-preauth-release-and-recomplete", tmp_path)
+    assert '"key":"void","rrn":"000000000001"' in t_log.read_text()
+    assert '"action":"reverse","rc":"00","rrn":"000000000001","amount":5000' in h_log.read_text()
+    imported = import_logs(t_log, h_log)
+    voids = [(s.sale, s.amount) for s in imported.scenario.steps if s.action == "void"]
+    assert voids == [(1, 0)]
+    assert imported.logged_violations == {}
+
+
+def test_a_reversal_nobody_asked_for_is_still_judged(tmp_path: Path) -> None:
+    """The tipped sale's reversal (of its total, 5700) is excused by the cashier's
+    void alone: without the void key, the APPROVED sale and its receipt stand on a
+    reversed charge."""
+    t_log, h_log, _ = _export("regress-void-tipped-sale", tmp_path)
+    assert '"action":"reverse","rc":"00","rrn":"000000000001","amount":5700' in h_log.read_text()
+    lines = t_log.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if '"key":"void"' not in line]
+    assert len(kept) == len(lines) - 1
+    t_log.write_text("".join(kept))
+    logged = import_logs(t_log, h_log, verify=False).logged_violations
+    assert sorted(logged) == ["approved-means-charged", "no-receipt-without-record"], logged
+    assert any(
+        "rrn 000000000001 without a live host charge" in f for f in logged["approved-means-charged"]
+    )
