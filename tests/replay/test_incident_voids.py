@@ -79,3 +79,13 @@ def test_a_reversal_nobody_asked_for_is_still_judged(tmp_path: Path) -> None:
     assert any(
         "rrn 000000000001 without a live host charge" in f for f in logged["approved-means-charged"]
     )
+
+
+def test_a_refused_negative_amount_is_no_duplicate_charge(tmp_path: Path) -> None:
+    """A keypad fault keys -12.50; the terminal refuses it and nothing is charged:
+    net 0 is not more than was asked (the logs alone once said "charged 0 times")."""
+    t_log, h_log, violated = _export("fault-keying_error", tmp_path)
+    assert '"event":"amount_keyed","amount":-1250' in t_log.read_text()
+    imported = import_logs(t_log, h_log)
+    assert imported.mismatches == [] and violated == []
+    assert imported.logged_violations == {}
