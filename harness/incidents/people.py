@@ -5,6 +5,7 @@ from collections import defaultdict
 import faults
 from acquirer.catalogue import (
     CATALOGUE_CARDS,
+    PAN_APPROVE,
     amount_rule,
 )
 from acquirer.protocol import MTI_ADVICE, MTI_PREAUTH, MTI_PURCHASE
@@ -180,7 +181,17 @@ def _people(
         plan.append((t, f))
         notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
     kept = []
-    for p in purchases:
+    for i, p in enumerate(purchases):
+        last = tlog.entries[-1].line + 1 if tlog.entries else 0
+        upto = purchases[i + 1].line if i + 1 < len(purchases) else last
+        if not p.card and _misread_only(tlog, p.line, upto):
+            # Every tap misread: the card is never known, nor needed (the misread
+            # faults eat every tap); a plain test card stands in for it.
+            p.card = (next((q.card for q in purchases if q.card), "")) or PAN_APPROVE
+            notes.append(
+                f"{tlog.path}:{p.line}: purchase of {p.amount} whose every tap misread: "
+                f"replayed with card {p.card} [likely: the card is not in the log]"
+            )
         if not p.card:
             unexplained.append(
                 f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read: left out"
@@ -194,6 +205,18 @@ def _people(
             f"{tlog.path}:{batch_closes[-1].line}: last batch close taken as the end-of-day close"
         )
     return kept, steps, bool(batch_closes)
+
+
+def _misread_only(tlog: Log, start: int, end: int) -> bool:
+    """Between lines `start` and `end` the reader was tapped and every tap misread
+    (a `card_read` with an empty PAN), and the purchase ended (a final display)."""
+    within = [e for e in tlog.entries if start <= e.line < end]
+    reads = [e for e in within if e.event == "card_read"]
+    final = any(
+        e.event == "display" and e.data["outcome"] in ("approved", "declined", "failed")
+        for e in within
+    )
+    return bool(reads) and final and not any(e.data["pan"] for e in reads)
 
 
 def _job_index(tlog: Log, e: Entry) -> int:

@@ -1,6 +1,8 @@
 """Incident logs of voids and refunds of completions, of released holds and of tipped
 sales: export then import reproduces the outcome with the reference, the logs alone
-find what the simulation finds; a reversal nobody asked for is still judged."""
+find what the simulation finds; a reversal nobody asked for is still judged. Also two
+built-in scenarios that once did not round-trip: a refused negative amount, a sale
+whose every tap misread."""
 
 from __future__ import annotations
 
@@ -89,3 +91,18 @@ def test_a_refused_negative_amount_is_no_duplicate_charge(tmp_path: Path) -> Non
     imported = import_logs(t_log, h_log)
     assert imported.mismatches == [] and violated == []
     assert imported.logged_violations == {}
+
+
+def test_a_sale_whose_every_tap_misread_is_replayed_with_a_stand_in_card(
+    tmp_path: Path,
+) -> None:
+    """Six taps misread, the cashier cancels: the log never names the card, yet the
+    purchase is imported (a test card stands in) with its misread faults."""
+    t_log, h_log, violated = _export("regress-misread-cancel", tmp_path)
+    assert '"card_read","pan":"4' not in t_log.read_text()
+    imported = import_logs(t_log, h_log)
+    assert imported.unexplained == [] and imported.mismatches == [], imported.mismatches
+    assert [s.action for s in imported.scenario.steps] == ["purchase"]
+    assert [f.KIND for f in imported.scenario.faults] == ["misread"]
+    assert any("every tap misread" in n for n in imported.notes)
+    assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated == []
