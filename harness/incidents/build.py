@@ -124,7 +124,8 @@ def import_logs(
     sales = sales_by_rrn(tlog, hlog, purchases)
     steps_extra += credit_steps(tlog, ctx.origin, purchases, notes, sales)
     steps_extra += hold_steps(tlog, hlog, ctx.origin, purchases, notes)
-    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts)
+    terminal_spec = _terminal(tlog, tid, notes, unexplained)
+    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts, terminal_spec.chip)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)
     scenario = Scenario(
         name=name or Path(terminal_log).stem,
@@ -132,7 +133,7 @@ def import_logs(
         or f"Imported from {terminal_log} and {host_log} by posharness incident import.",
         seed=seed,
         firmware=_firmware(firmware, tlog.header, notes),
-        terminal=_terminal(tlog, tid, notes, unexplained),
+        terminal=terminal_spec,
         host=HostSpec(processing_ms=processing, test_amounts=test_amounts),
         network=NetworkSpec(latency_ms=ctx.clock.latency_ms),
         people=_people_spec(purchases, notes),

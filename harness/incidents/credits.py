@@ -21,14 +21,22 @@ CREDITS_MAX = 200
 
 def sale_of_rrn(tlog: Log, purchases: list[_Purchase]) -> dict[str, int]:
     """RRN -> the sale's place among the payment steps (1-based), from the
-    approved displays that follow each purchase's keyed amount."""
+    approved displays that follow each purchase's keyed amount; else from the approving
+    answers it received (a chip card declined the approval: the host's charge, which
+    the cashier may name, was never shown APPROVED)."""
     out: dict[str, int] = {}
     starts = [p.line for p in purchases]
+    answers: list[tuple[str, int]] = []
     for e in tlog.entries:
+        approving = e.event == "recv" and e.data["mti"] in ("0110", "0210")
+        if approving and e.data.get("rc") == "00":
+            answers.append((str(e.data.get("rrn", "")), e.line))
         if e.event != "display" or e.data["outcome"] != "approved":
             continue
-        rrn = str(e.data.get("rrn", ""))
-        before = [i for i, line in enumerate(starts) if line < e.line]
+        answers.append((str(e.data.get("rrn", "")), -e.line))
+    # The displays first (their lines negated), then the answers.
+    for rrn, line in sorted(answers, key=lambda a: (a[1] > 0, abs(a[1]))):
+        before = [i for i, start in enumerate(starts) if start < abs(line)]
         if rrn and before and rrn not in out:
             out[rrn] = before[-1] + 1
     return out

@@ -1,6 +1,7 @@
 """Infer stage (people): purchases, cashier steps, cards and receipt checks."""
 
 from collections import defaultdict
+from dataclasses import replace
 
 import faults
 from acquirer.catalogue import (
@@ -236,6 +237,7 @@ def _cards(
     hlog: Log,
     unexplained: list[str],
     test_amounts: bool = True,
+    chip: bool = False,
 ) -> list[CardSpec]:
     """One card per PAN used; a card the host always declined with one code gets it.
     A decision's card is the one the terminal sent (the host may log it masked, or
@@ -262,6 +264,7 @@ def _cards(
                 (str(e.data["action"]), str(e.data.get("rc", "")), int(e.data.get("amount", 0)))
             )
     slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
+    chips = chip_answers(tlog, unexplained) if chip else {}
     out = []
     for pan in sorted({p.card for p in purchases}):
         ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
@@ -281,7 +284,44 @@ def _cards(
         if not is_pan(pan):
             unexplained.append(f"card {pan!r}: not a PAN the simulator accepts")
             continue
-        out.append(CardSpec(pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0)))
+        spec = CardSpec(pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0))
+        out.append(replace(spec, chip=chips[pan]) if pan in chips else spec)
+    return out
+
+
+def chip_answers(tlog: Log, unexplained: list[str]) -> dict[str, str]:
+    """PAN -> the chip's answer a card gave (`decline`, `removed`): a sale the host
+    approved (a 0210 RC 00 received) then shown DECLINED, before any APPROVED, is the
+    card declining the approval (EMV second GENERATE AC); "REMOVED" in the text is the
+    card pulled too early. A card that declined once and was accepted another time is
+    unexplained (a card's answer is one for all its sales)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    card, approved_online = "", False
+    for e in tlog.entries:
+        d = e.data
+        if e.event == "amount_keyed":
+            card, approved_online = "", False
+        elif e.event == "card_read" and d["pan"]:
+            card, approved_online = sim_pan(str(d["pan"])), False
+        elif e.event == "recv" and d["mti"] == "0210" and d.get("rc") == "00" and card:
+            approved_online = True
+        elif e.event == "display" and d["outcome"] in ("approved", "declined") and card:
+            if approved_online and d["outcome"] == "declined":
+                text = str(d.get("text", "")).upper()
+                seen[card].add("removed" if "REMOVED" in text else "decline")
+            elif d["outcome"] == "approved":
+                seen[card].add("")
+            approved_online = False
+    out: dict[str, str] = {}
+    for pan, answers in sorted(seen.items()):
+        declines = answers - {""}
+        if len(declines) == 1 and "" not in answers:
+            out[pan] = declines.pop()
+        elif declines:
+            unexplained.append(
+                f"card {pan}: the chip declined an approved sale and accepted another: "
+                "one answer per card is modelled"
+            )
     return out
 
 

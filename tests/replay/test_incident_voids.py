@@ -2,7 +2,7 @@
 sales: export then import reproduces the outcome with the reference, the logs alone
 find what the simulation finds; a reversal nobody asked for is still judged. Also two
 built-in scenarios that once did not round-trip: a refused negative amount, a sale
-whose every tap misread."""
+whose every tap misread, chip cards declining the host's approval."""
 
 from __future__ import annotations
 
@@ -106,3 +106,19 @@ def test_a_sale_whose_every_tap_misread_is_replayed_with_a_stand_in_card(
     assert [f.KIND for f in imported.scenario.faults] == ["misread"]
     assert any("every tap misread" in n for n in imported.notes)
     assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated == []
+
+
+@pytest.mark.parametrize("name", ["chip-decline-after-approval", "chip-decline-reversal-lost"])
+def test_a_chip_card_declining_an_approval_is_the_card_s_answer(name: str, tmp_path: Path) -> None:
+    """A chip terminal's sale approved by the host (0210 RC 00), then shown DECLINED:
+    the card declined the approval (or was pulled too early, "REMOVED" in the text)."""
+    t_log, h_log, violated = _export(name, tmp_path)
+    imported = import_logs(t_log, h_log)
+    assert imported.unexplained == [] and imported.mismatches == [], imported.mismatches
+    assert imported.scenario.terminal.chip
+    original = load_scenario(ROOT / "scenarios" / "incidents" / f"{name}.toml")
+    assert {c.pan: c.chip for c in imported.scenario.cards} == {
+        c.pan: c.chip for c in original.cards
+    }
+    assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated
+    assert sorted(imported.logged_violations) == violated
