@@ -125,7 +125,7 @@ def import_logs(
     steps_extra += credit_steps(tlog, ctx.origin, purchases, notes, sales)
     steps_extra += hold_steps(tlog, hlog, ctx.origin, purchases, notes)
     terminal_spec = _terminal(tlog, tid, notes, unexplained)
-    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts, terminal_spec.chip)
+    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts, terminal_spec.chip, notes)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)
     scenario = Scenario(
         name=name or Path(terminal_log).stem,

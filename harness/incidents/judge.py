@@ -43,6 +43,8 @@ class Intent:
     displays: list[str] = field(default_factory=list)
     approvals: list[str] = field(default_factory=list)  # the RRN of each APPROVED display
     answer_rrn: str = ""  # the RRN of the last 0210 received for it
+    # An APPROVED display not saying PARTIAL: the desk believes all of it was paid.
+    fully_approved: bool = False
     # What the terminal did for it, in order: final displays, receipts, responses
     # received, boots and crashes (the position of a fault among them).
     events: list[str] = field(default_factory=list)
@@ -99,6 +101,7 @@ def segment(tlog: Log) -> list[Intent]:
             if outcome in FINAL:
                 last_final = (outcome, e.ts_ms)
             if outcome == "approved":
+                cur.fully_approved |= "PARTIAL" not in str(e.data.get("text", "")).upper()
                 # A log's display may not name the RRN: then it is the answer's.
                 cur.approvals.append(str(e.data.get("rrn") or cur.answer_rrn))
         elif e.event == "recv" and cur is not None and e.data.get("mti") in ("0110", "0210"):
@@ -168,7 +171,11 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             charged_key[rrn] = key
             if intent is not None:
                 money[intent.number].charged.append((rrn, amount))
-                if amount != intent.amount:
+                # A partial approval (RC 10) takes less than keyed; a terminal that
+                # then shows a plain APPROVED (not PARTIAL: collect the rest) under-collects.
+                partial = e.data.get("rc") == "10" and amount < intent.amount
+                partial = partial and not intent.fully_approved
+                if amount != intent.amount and not partial:
                     find(
                         "amount-integrity",
                         f"purchase {intent.number}: keyed {intent.amount}, charged {amount}",

@@ -27,6 +27,8 @@ _CARD_MTIS = (MTI_PURCHASE, MTI_PREAUTH, MTI_ADVICE)
 # Host actions that take money from a card: a sale's charge, a pre-authorisation's hold.
 _CHARGES = ("charge", "hold")
 
+PARTIAL_RC = "10"  # approved for part of the amount (a partial approval)
+
 # The cashier retries a FAILED sale within this time, or it is a new customer.
 RETRY_WINDOW_MS = 120_000
 
@@ -238,6 +240,7 @@ def _cards(
     unexplained: list[str],
     test_amounts: bool = True,
     chip: bool = False,
+    notes: list[str] | None = None,
 ) -> list[CardSpec]:
     """One card per PAN used; a card the host always declined with one code gets it.
     A decision's card is the one the terminal sent (the host may log it masked, or
@@ -265,6 +268,7 @@ def _cards(
             )
     slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
     chips = chip_answers(tlog, unexplained) if chip else {}
+    notes = [] if notes is None else notes
     out = []
     for pan in sorted({p.card for p in purchases}):
         ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
@@ -273,18 +277,32 @@ def _cards(
         declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
         rc = ""
         balance = CardSpec().balance
-        if declined and not charged and len(declined) == 1:
+        # A partial approval (RC 10): the issuer took what the card had left.
+        partial = any(d[1] == PARTIAL_RC for d in charged)
+        if partial:
+            balance = sum(d[2] for d in charged)
+            notes.append(f"card {pan}: approved in part (RC 10): balance {balance} [sure]")
+        elif declined and not charged and len(declined) == 1:
             rc = declined.pop()
         elif "51" in declined:
             balance = sum(d[2] for d in charged)
-            unexplained.append(
+            # The guess explains the log when each decline for funds asked more than
+            # was left then (the host's decisions are in its order).
+            left, fits = balance, True
+            for action, code, amount in ds:
+                left -= amount if action in _CHARGES else 0
+                fits = fits and not (code == "51" and action == "decline" and amount <= left)
+            (notes if fits else unexplained).append(
                 f"card {pan}: declined for funds after charges: balance guessed as {balance}"
+                + (" [likely: any balance the declines exceeded fits]" if fits else "")
             )
         balance = max(balance, sum(d[2] for d in charged))
         if not is_pan(pan):
             unexplained.append(f"card {pan!r}: not a PAN the simulator accepts")
             continue
-        spec = CardSpec(pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0))
+        spec = CardSpec(
+            pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0), partial=partial
+        )
         out.append(replace(spec, chip=chips[pan]) if pan in chips else spec)
     return out
 
@@ -333,7 +351,7 @@ def _prints_without_approval(
     approved = {
         str(e.data.get("rrn", ""))
         for e in hlog.entries
-        if e.event == "decision" and e.data.get("rc") == "00"
+        if e.event == "decision" and e.data.get("rc") in ("00", PARTIAL_RC)
     }
     forged = {f.rrn for _, f in plan if f.KIND == "forge"}  # type: ignore[attr-defined]
     offline = offline_keys(tlog)

@@ -2,7 +2,8 @@
 sales: export then import reproduces the outcome with the reference, the logs alone
 find what the simulation finds; a reversal nobody asked for is still judged. Also two
 built-in scenarios that once did not round-trip: a refused negative amount, a sale
-whose every tap misread, chip cards declining the host's approval."""
+whose every tap misread, chip cards declining the host's approval, partial approvals,
+a decline for funds a guessed balance explains."""
 
 from __future__ import annotations
 
@@ -122,3 +123,46 @@ def test_a_chip_card_declining_an_approval_is_the_card_s_answer(name: str, tmp_p
     }
     assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated
     assert sorted(imported.logged_violations) == violated
+
+
+@pytest.mark.parametrize(
+    ("name", "firmware", "violated"),
+    [
+        ("partial-approval", "reference", []),
+        ("partial-approval-lost-answer", "reference", []),
+        ("partial-approval", "zoo:partial-as-full", ["amount-integrity"]),
+        (
+            "partial-approval",
+            "zoo:partial-as-decline",
+            ["batch-reconciles", "no-charge-on-failure"],
+        ),
+    ],
+)
+def test_a_partial_approval_is_the_card_s_and_judged_by_what_the_desk_was_told(
+    name: str, firmware: str, violated: list[str], tmp_path: Path
+) -> None:
+    """RC 10: the card is `partial` with the balance it had; the charge for less than
+    keyed is no amount-integrity unless the terminal showed a plain APPROVED."""
+    path = ROOT / "scenarios" / "incidents" / f"{name}.toml"
+    trace = tmp_path / "run.jsonl"
+    assert sorted(run_scenario(load_scenario(path), firmware, trace_path=trace).violated()) == (
+        violated
+    )
+    trace_to_logs(trace, tmp_path / "t.log", tmp_path / "h.log")
+    imported = import_logs(tmp_path / "t.log", tmp_path / "h.log", firmware=firmware)
+    assert imported.unexplained == [] and imported.mismatches == [], imported.mismatches
+    original = load_scenario(path)
+    assert {c.pan: c.partial for c in imported.scenario.cards} == {
+        c.pan: c.partial for c in original.cards
+    }
+    assert sorted(run_scenario(imported.scenario, firmware).violated()) == violated
+    assert sorted(imported.logged_violations) == violated, imported.logged_violations
+
+
+def test_a_decline_for_funds_a_guessed_balance_explains_is_a_note(tmp_path: Path) -> None:
+    t_log, h_log, violated = _export("receipt-no-record-declined", tmp_path)
+    imported = import_logs(t_log, h_log)
+    assert imported.unexplained == [] and imported.mismatches == []
+    assert any("balance guessed as 2500 [likely" in n for n in imported.notes)
+    assert [c.balance for c in imported.scenario.cards] == [2500]
+    assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated == []
