@@ -29,7 +29,7 @@ from .match import Clock, Msg, _match, content, detect_step, estimate_clock, qua
 from .model import Imported, _Purchase
 from .offline import offline_settings
 from .parse import HOST_EVENTS, TERMINAL_EVENTS, Entry, Log, parse_log
-from .people import _cards, _people, _prints_without_approval
+from .people import _cards, _people, _prints_without_approval, chip_answers
 from .power import power_faults
 from .verify import _verify
 
@@ -125,7 +125,8 @@ def import_logs(
     steps_extra += credit_steps(tlog, ctx.origin, purchases, notes, sales)
     steps_extra += hold_steps(tlog, hlog, ctx.origin, purchases, notes)
     terminal_spec = _terminal(tlog, tid, notes, unexplained)
-    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts, terminal_spec.chip, notes)
+    chips = chip_answers(tlog, ctx.origin, ctx.plan, notes) if terminal_spec.chip else {}
+    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts, chips, notes)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)
     scenario = Scenario(
         name=name or Path(terminal_log).stem,

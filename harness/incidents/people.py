@@ -27,6 +27,8 @@ _CARD_MTIS = (MTI_PURCHASE, MTI_PREAUTH, MTI_ADVICE)
 # Host actions that take money from a card: a sale's charge, a pre-authorisation's hold.
 _CHARGES = ("charge", "hold")
 
+FINAL_OUTCOMES = ("approved", "declined", "failed")
+_REFUSED = ("decline", "removed")  # what a chip card answers instead of accepting
 PARTIAL_RC = "10"  # approved for part of the amount (a partial approval)
 
 # The cashier retries a FAILED sale within this time, or it is a new customer.
@@ -192,7 +194,8 @@ def _people(
             # faults eat every tap); a plain test card stands in for it.
             p.card = (next((q.card for q in purchases if q.card), "")) or PAN_APPROVE
             notes.append(
-                f"{tlog.path}:{p.line}: purchase of {p.amount} whose every tap misread: "
+                f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read (every "
+                "tap misread, or refused at entry): "
                 f"replayed with card {p.card} [likely: the card is not in the log]"
             )
         if not p.card:
@@ -211,15 +214,17 @@ def _people(
 
 
 def _misread_only(tlog: Log, start: int, end: int) -> bool:
-    """Between lines `start` and `end` the reader was tapped and every tap misread
-    (a `card_read` with an empty PAN), and the purchase ended (a final display)."""
+    """Between lines `start` and `end` the purchase ended (a final display) with no
+    card ever read: every tap misread (a `card_read` with an empty PAN), or the
+    terminal refused the amount before any tap or message (an amount of 0)."""
     within = [e for e in tlog.entries if start <= e.line < end]
     reads = [e for e in within if e.event == "card_read"]
     final = any(
         e.event == "display" and e.data["outcome"] in ("approved", "declined", "failed")
         for e in within
     )
-    return bool(reads) and final and not any(e.data["pan"] for e in reads)
+    refused = not reads and not any(e.event == "send" for e in within)
+    return (bool(reads) or refused) and final and not any(e.data["pan"] for e in reads)
 
 
 def _job_index(tlog: Log, e: Entry) -> int:
@@ -239,7 +244,7 @@ def _cards(
     hlog: Log,
     unexplained: list[str],
     test_amounts: bool = True,
-    chip: bool = False,
+    chips: dict[str, str] | None = None,
     notes: list[str] | None = None,
 ) -> list[CardSpec]:
     """One card per PAN used; a card the host always declined with one code gets it.
@@ -267,7 +272,7 @@ def _cards(
                 (str(e.data["action"]), str(e.data.get("rc", "")), int(e.data.get("amount", 0)))
             )
     slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
-    chips = chip_answers(tlog, unexplained) if chip else {}
+    chips = {} if chips is None else chips
     notes = [] if notes is None else notes
     out = []
     for pan in sorted({p.card for p in purchases}):
@@ -307,13 +312,15 @@ def _cards(
     return out
 
 
-def chip_answers(tlog: Log, unexplained: list[str]) -> dict[str, str]:
+def chip_answers(
+    tlog: Log, origin: int, plan: list[tuple[int, faults.Fault]], notes: list[str]
+) -> dict[str, str]:
     """PAN -> the chip's answer a card gave (`decline`, `removed`): a sale the host
     approved (a 0210 RC 00 received) then shown DECLINED, before any APPROVED, is the
     card declining the approval (EMV second GENERATE AC); "REMOVED" in the text is the
-    card pulled too early. A card that declined once and was accepted another time is
-    unexplained (a card's answer is one for all its sales)."""
-    seen: dict[str, set[str]] = defaultdict(set)
+    card pulled too early. A card that refused one approval and accepted another
+    refused by a `chip_refusal` fault (the nth completion), added to `plan`."""
+    done: list[tuple[str, str, int, int]] = []  # (pan, answer, time, line) per completion
     card, approved_online = "", False
     for e in tlog.entries:
         d = e.data
@@ -323,23 +330,28 @@ def chip_answers(tlog: Log, unexplained: list[str]) -> dict[str, str]:
             card, approved_online = sim_pan(str(d["pan"])), False
         elif e.event == "recv" and d["mti"] == "0210" and d.get("rc") == "00" and card:
             approved_online = True
-        elif e.event == "display" and d["outcome"] in ("approved", "declined") and card:
-            if approved_online and d["outcome"] == "declined":
-                text = str(d.get("text", "")).upper()
-                seen[card].add("removed" if "REMOVED" in text else "decline")
-            elif d["outcome"] == "approved":
-                seen[card].add("")
+        elif e.event == "display" and d["outcome"] in FINAL_OUTCOMES and approved_online:
+            text = str(d.get("text", "")).upper()
+            answer = {"approved": "", "failed": "?"}.get(str(d["outcome"]), "decline")
+            answer = "removed" if answer == "decline" and "REMOVED" in text else answer
+            done.append((card, answer, e.ts_ms - origin, e.line))
             approved_online = False
-    out: dict[str, str] = {}
-    for pan, answers in sorted(seen.items()):
-        declines = answers - {""}
-        if len(declines) == 1 and "" not in answers:
-            out[pan] = declines.pop()
-        elif declines:
-            unexplained.append(
-                f"card {pan}: the chip declined an approved sale and accepted another: "
-                "one answer per card is modelled"
-            )
+    answers: dict[str, set[str]] = defaultdict(set)
+    for pan, answer, _, _ in done:
+        answers[pan].add(answer)
+    out = {p: next(iter(a)) for p, a in answers.items() if len(a) == 1 and a <= set(_REFUSED)}
+    refused = [
+        (n, t, line, answer)
+        for n, (pan, answer, t, line) in enumerate(done, 1)
+        if answer in _REFUSED and pan not in out
+    ]
+    for eaten, (n, t, line, answer) in enumerate(refused):
+        f = faults.build_fault("chip_refusal", {"nth": n - eaten, "reason": answer})
+        plan.append((t, f))
+        notes.append(
+            f"{tlog.path}:{line}: the chip refused an approval its card accepted another "
+            f"time -> {f.describe()} [likely]"
+        )
     return out
 
 

@@ -166,3 +166,21 @@ def test_a_decline_for_funds_a_guessed_balance_explains_is_a_note(tmp_path: Path
     assert any("balance guessed as 2500 [likely" in n for n in imported.notes)
     assert [c.balance for c in imported.scenario.cards] == [2500]
     assert sorted(run_scenario(imported.scenario, "reference").violated()) == violated == []
+
+
+def test_a_card_that_refused_one_approval_only_is_a_chip_refusal_fault(tmp_path: Path) -> None:
+    """The card accepted three approvals and declined the fourth sale's (the third
+    completion): not a card property, a `chip_refusal` fault, as the scenario has it;
+    the cashier's void naming the reversed charge imports too, and the amount of 0
+    refused at entry is a purchase. (The replay still differs: the void is keyed 10 ms
+    after the decline and the replay does not refuse it the same way.)"""
+    t_log, h_log, _ = _export("regress-void-after-chip-decline", tmp_path)
+    imported = import_logs(t_log, h_log, verify=False)
+    original = load_scenario(
+        ROOT / "scenarios" / "incidents" / "regress-void-after-chip-decline.toml"
+    )
+    kinds = [f for f in imported.scenario.faults if f.KIND == "chip_refusal"]
+    assert kinds == [f for f in original.faults if f.KIND == "chip_refusal"]
+    assert [c.chip for c in imported.scenario.cards] == [""]
+    voids = [(s.action, s.sale) for s in imported.scenario.steps if s.action == "void"]
+    assert voids == [("void", 4)]
