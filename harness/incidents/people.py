@@ -185,13 +185,28 @@ def _people(
         f = faults.build_fault("misread", {"nth": nth, "count": count})
         plan.append((t, f))
         notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
+    kept = _with_cards(tlog, purchases, notes, unexplained)
+    steps = [Step(e.ts_ms - origin, "batch_close") for e in batch_closes[:-1]]
+    steps += [Step(e.ts_ms - origin, "reprint") for e in reprints]
+    if batch_closes:
+        notes.append(
+            f"{tlog.path}:{batch_closes[-1].line}: last batch close taken as the end-of-day close"
+        )
+    return kept, steps, bool(batch_closes)
+
+
+def _with_cards(
+    tlog: Log, purchases: list[_Purchase], notes: list[str], unexplained: list[str]
+) -> list[_Purchase]:
+    """The purchases a card can replay: one with no card read whose every tap
+    misread, or that the terminal refused at entry, gets a stand-in card; any other
+    with no card read is left out (unexplained)."""
     kept = []
+    last = tlog.entries[-1].line + 1 if tlog.entries else 0
     for i, p in enumerate(purchases):
-        last = tlog.entries[-1].line + 1 if tlog.entries else 0
         upto = purchases[i + 1].line if i + 1 < len(purchases) else last
         if not p.card and _misread_only(tlog, p.line, upto):
-            # Every tap misread: the card is never known, nor needed (the misread
-            # faults eat every tap); a plain test card stands in for it.
+            # The card is never known, nor needed (the misread faults eat every tap).
             p.card = (next((q.card for q in purchases if q.card), "")) or PAN_APPROVE
             notes.append(
                 f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read (every "
@@ -204,13 +219,7 @@ def _people(
             )
             continue
         kept.append(p)
-    steps = [Step(e.ts_ms - origin, "batch_close") for e in batch_closes[:-1]]
-    steps += [Step(e.ts_ms - origin, "reprint") for e in reprints]
-    if batch_closes:
-        notes.append(
-            f"{tlog.path}:{batch_closes[-1].line}: last batch close taken as the end-of-day close"
-        )
-    return kept, steps, bool(batch_closes)
+    return kept
 
 
 def _misread_only(tlog: Log, start: int, end: int) -> bool:
@@ -277,31 +286,8 @@ def _cards(
     out = []
     for pan in sorted({p.card for p in purchases}):
         ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
-        charged = [d for d in ds if d[0] in _CHARGES]
-        # An offline sale's advice the host declined late counts as a decline.
-        declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
-        rc = ""
-        balance = CardSpec().balance
-        # A partial approval (RC 10): the issuer took what the card had left.
-        partial = any(d[1] == PARTIAL_RC for d in charged)
-        if partial:
-            balance = sum(d[2] for d in charged)
-            notes.append(f"card {pan}: approved in part (RC 10): balance {balance} [sure]")
-        elif declined and not charged and len(declined) == 1:
-            rc = declined.pop()
-        elif "51" in declined:
-            balance = sum(d[2] for d in charged)
-            # The guess explains the log when each decline for funds asked more than
-            # was left then (the host's decisions are in its order).
-            left, fits = balance, True
-            for action, code, amount in ds:
-                left -= amount if action in _CHARGES else 0
-                fits = fits and not (code == "51" and action == "decline" and amount <= left)
-            (notes if fits else unexplained).append(
-                f"card {pan}: declined for funds after charges: balance guessed as {balance}"
-                + (" [likely: any balance the declines exceeded fits]" if fits else "")
-            )
-        balance = max(balance, sum(d[2] for d in charged))
+        rc, balance, partial = _balance(pan, ds, notes, unexplained)
+        balance = max(balance, sum(d[2] for d in ds if d[0] in _CHARGES))
         if not is_pan(pan):
             unexplained.append(f"card {pan!r}: not a PAN the simulator accepts")
             continue
@@ -310,6 +296,37 @@ def _cards(
         )
         out.append(replace(spec, chip=chips[pan]) if pan in chips else spec)
     return out
+
+
+def _balance(
+    pan: str, ds: list[tuple[str, str, int]], notes: list[str], unexplained: list[str]
+) -> tuple[str, int, bool]:
+    """A card's forced code, balance and partial flag from the host's decisions on it
+    (action, rc, amount), in the host's order."""
+    charged = [d for d in ds if d[0] in _CHARGES]
+    # An offline sale's advice the host declined late counts as a decline.
+    declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
+    balance = CardSpec().balance
+    # A partial approval (RC 10): the issuer took what the card had left.
+    if any(d[1] == PARTIAL_RC for d in charged):
+        balance = sum(d[2] for d in charged)
+        notes.append(f"card {pan}: approved in part (RC 10): balance {balance} [sure]")
+        return "", balance, True
+    if declined and not charged and len(declined) == 1:
+        return declined.pop(), balance, False
+    if "51" in declined:
+        balance = sum(d[2] for d in charged)
+        # The guess explains the log when each decline for funds asked more than was
+        # left then.
+        left, fits = balance, True
+        for action, code, amount in ds:
+            left -= amount if action in _CHARGES else 0
+            fits = fits and not (code == "51" and action == "decline" and amount <= left)
+        (notes if fits else unexplained).append(
+            f"card {pan}: declined for funds after charges: balance guessed as {balance}"
+            + (" [likely: any balance the declines exceeded fits]" if fits else "")
+        )
+    return "", balance, False
 
 
 def chip_answers(
