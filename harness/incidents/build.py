@@ -21,7 +21,7 @@ from scenarios.model import (
 
 from . import checks
 from .credits import credit_steps
-from .holds import check_hold_lines, hold_steps
+from .holds import check_hold_lines, hold_steps, sales_by_rrn
 from .ids import sim_mid, sim_tid
 from .infer import _forge, _host_inference, _network_faults
 from .judge import judge_logs
@@ -29,7 +29,7 @@ from .match import Clock, Msg, _match, content, detect_step, estimate_clock, qua
 from .model import Imported, _Purchase
 from .offline import offline_settings
 from .parse import HOST_EVENTS, TERMINAL_EVENTS, Entry, Log, parse_log
-from .people import _cards, _people, _prints_without_approval
+from .people import _cards, _people, _prints_without_approval, chip_answers
 from .power import power_faults
 from .verify import _verify
 
@@ -121,9 +121,12 @@ def import_logs(
     processing, test_amounts = _host_side(ctx)
     _network_side(ctx)
     purchases, steps_extra, close_batch = _people(tlog, ctx.origin, ctx.plan, notes, unexplained)
-    steps_extra += credit_steps(tlog, ctx.origin, purchases, notes)
+    sales = sales_by_rrn(tlog, hlog, purchases)
+    steps_extra += credit_steps(tlog, ctx.origin, purchases, notes, sales)
     steps_extra += hold_steps(tlog, hlog, ctx.origin, purchases, notes)
-    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts)
+    terminal_spec = _terminal(tlog, tid, notes, unexplained)
+    chips = chip_answers(tlog, ctx.origin, ctx.plan, notes) if terminal_spec.chip else {}
+    cards = _cards(purchases, tlog, hlog, unexplained, test_amounts, chips, notes)
     _prints_without_approval(tlog, hlog, ctx.plan, unexplained)
     scenario = Scenario(
         name=name or Path(terminal_log).stem,
@@ -131,7 +134,7 @@ def import_logs(
         or f"Imported from {terminal_log} and {host_log} by posharness incident import.",
         seed=seed,
         firmware=_firmware(firmware, tlog.header, notes),
-        terminal=_terminal(tlog, tid, notes, unexplained),
+        terminal=terminal_spec,
         host=HostSpec(processing_ms=processing, test_amounts=test_amounts),
         network=NetworkSpec(latency_ms=ctx.clock.latency_ms),
         people=_people_spec(purchases, notes),

@@ -100,13 +100,20 @@ def completion_sales(tlog: Log, hlog: Log, sales: dict[str, int]) -> dict[str, i
     return out
 
 
+def sales_by_rrn(tlog: Log, hlog: Log, purchases: list[_Purchase]) -> dict[str, int]:
+    """RRN -> payment step, for the RRNs a cashier's key may name: an approved sale's
+    or hold's, and a completion's own (it names the hold's payment step)."""
+    sales = sale_of_rrn(tlog, purchases)
+    sales.update({r: n for r, n in completion_sales(tlog, hlog, sales).items() if r not in sales})
+    return sales
+
+
 def hold_steps(
     tlog: Log, hlog: Log, origin: int, purchases: list[_Purchase], notes: list[str]
 ) -> list[Step]:
     """The cashier's complete and tip steps. A key naming an RRN no approved sale (or
     completion) in the log has raises ScenarioError (one line)."""
-    sales = sale_of_rrn(tlog, purchases)
-    sales.update({r: n for r, n in completion_sales(tlog, hlog, sales).items() if r not in sales})
+    sales = sales_by_rrn(tlog, hlog, purchases)
     steps: list[Step] = []
     for e in tlog.entries:
         if e.event != "key" or e.data["key"] not in HOLD_KEYS:

@@ -43,6 +43,8 @@ class Intent:
     displays: list[str] = field(default_factory=list)
     approvals: list[str] = field(default_factory=list)  # the RRN of each APPROVED display
     answer_rrn: str = ""  # the RRN of the last 0210 received for it
+    # An APPROVED display not saying PARTIAL: the desk believes all of it was paid.
+    fully_approved: bool = False
     # What the terminal did for it, in order: final displays, receipts, responses
     # received, boots and crashes (the position of a fault among them).
     events: list[str] = field(default_factory=list)
@@ -99,6 +101,7 @@ def segment(tlog: Log) -> list[Intent]:
             if outcome in FINAL:
                 last_final = (outcome, e.ts_ms)
             if outcome == "approved":
+                cur.fully_approved |= "PARTIAL" not in str(e.data.get("text", "")).upper()
                 # A log's display may not name the RRN: then it is the answer's.
                 cur.approvals.append(str(e.data.get("rrn") or cur.answer_rrn))
         elif e.event == "recv" and cur is not None and e.data.get("mti") in ("0110", "0210"):
@@ -168,7 +171,11 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             charged_key[rrn] = key
             if intent is not None:
                 money[intent.number].charged.append((rrn, amount))
-                if amount != intent.amount:
+                # A partial approval (RC 10) takes less than keyed; a terminal that
+                # then shows a plain APPROVED (not PARTIAL: collect the rest) under-collects.
+                partial = e.data.get("rc") == "10" and amount < intent.amount
+                partial = partial and not intent.fully_approved
+                if amount != intent.amount and not partial:
                     find(
                         "amount-integrity",
                         f"purchase {intent.number}: keyed {intent.amount}, charged {amount}",
@@ -180,12 +187,16 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
         elif action == "batch-match":
             batch = str(e.data.get("batch_no", e.data.get("stan")))
             batches_settled[batch] += 1
+    # A sale, hold or completion the cashier voided while it stood APPROVED (or
+    # COMPLETED) counts as the charge it was: its reversal is what was asked for.
+    unasked = reversed_rrns - voids_asked(tlog)
     for m in money.values():
-        m.reversed |= reversed_rrns
+        m.reversed |= unasked
     for i in intents:
         m = money[i.number]
-        if m.net() > i.amount:
-            rrns = [r for r, _ in m.charged if r not in reversed_rrns]
+        # A negative amount keyed (a keypad fault the terminal refuses) asks for nothing.
+        if m.net() > max(i.amount, 0):
+            rrns = [r for r, _ in m.charged if r not in unasked]
             find(
                 "no-duplicate-charge",
                 f"purchase {i.number} (line {i.line}): {i.amount} charged {len(rrns)} times "
@@ -199,7 +210,7 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
             )
         if not i.final:
             find("eventually-settles", f"purchase {i.number} (line {i.line}): no final display")
-        live = {r for r, _ in m.charged if r not in reversed_rrns}
+        live = {r for r, _ in m.charged if r not in unasked}
         for rrn in i.approvals:
             if not rrn and i.offline:
                 continue  # approved offline: its charge (if any) comes with the advice
@@ -211,20 +222,64 @@ def judge_logs(tlog: Log, hlog: Log) -> dict[str, list[str]]:
                     + " without a live host charge of its own",
                 )
                 break
-    printed = _judge_receipts(tlog, approved, charged_key, reversed_rrns, find)
-    judge_credits(tlog, hlog, charged_key, approved, reversed_rrns, find)
+    printed = _judge_receipts(tlog, approved, charged_key, unasked, find)
+    judge_credits(tlog, hlog, *_credit_books(hlog), reversed_rrns, find)
     judge_holds(tlog, hlog, find)
     for i in intents:
         if i.final != "approved" or "receipt-pending" in i.displays or i.offline:
             continue  # only approved sales need a receipt; a pending one is visible
         for rrn, _ in money[i.number].charged:
-            if rrn not in reversed_rrns and rrn not in printed:
+            if rrn not in unasked and rrn not in printed:
                 find(
                     "receipt-for-every-charge",
                     f"purchase {i.number} (line {i.line}): approved, host charge rrn {rrn} "
                     "has no receipt",
                 )
     return dict(out)
+
+
+def _credit_books(hlog: Log) -> tuple[dict[str, str], dict[str, int]]:
+    """What a void or refund may name, from the host's decisions: rrn -> the key it
+    was charged, held or captured under, and rrn -> its total as it stands (a tip
+    adjust's total: a void of a tipped sale gives back the tip too)."""
+    keys: dict[str, str] = {}
+    totals: dict[str, int] = {}
+    for e in hlog.entries:
+        d = e.data
+        action = str(d["action"]) if e.event == "decision" else ""
+        if action in ("charge", "hold", "capture", "adjust") and d.get("rc", "00") == "00":
+            rrn = str(d.get("rrn", ""))
+            if action != "adjust":
+                keys.setdefault(rrn, str(d.get("key", "")))
+            totals[rrn] = int(d.get("amount", 0))
+    return keys, totals
+
+
+def voids_asked(tlog: Log) -> set[str]:
+    """The RRNs the cashier keyed a void of while the sale stood APPROVED (a hold
+    too), or while its completion stood COMPLETED (the completion's own RRN, the 0230's).
+    A sale shown DECLINED or FAILED after its approval (a chip decline) stands no more."""
+    standing: set[str] = set()
+    current: set[str] = set()  # the approvals of the payment being keyed
+    answer = ""  # the RRN of the last approving answer received
+    out: set[str] = set()
+    for e in tlog.entries:
+        d = e.data
+        if e.event == "amount_keyed":
+            current = set()
+        elif e.event == "recv" and d.get("rc") == "00":
+            answer = str(d.get("rrn", ""))
+        elif e.event == "display" and d["outcome"] == "approved":
+            rrn = str(d.get("rrn") or answer)
+            standing.add(rrn)
+            current.add(rrn)
+        elif e.event == "display" and d["outcome"] in ("declined", "failed"):
+            standing -= current
+        elif e.event == "display" and d["outcome"] == "completed":
+            standing.add(answer)
+        elif e.event == "key" and d["key"] == "void" and d.get("rrn") in standing:
+            out.add(str(d["rrn"]))
+    return out
 
 
 def _judge_receipts(

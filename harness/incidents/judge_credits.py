@@ -2,7 +2,8 @@
 terminal's offline uploads show broken, before any replay.
 
 * `no-over-credit`: the host credited a sale more than the cashier asked to give
-  back (the `refund` keys naming its RRN; a `void` asks for all of it).
+  back (the `refund` keys naming its RRN; a `void` asks for all of it, its total as
+  it stands: a tip included). A completion is credited as a sale, by its own RRN.
 * `no-charge-on-failure`: the host credited a sale more than the terminal showed
   REFUNDED for it (a refund shown REFUNDED is the amount its key asked for).
 * `receipt-for-every-charge`: each host refund of a sale the terminal showed REFUNDED

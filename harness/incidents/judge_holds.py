@@ -3,14 +3,15 @@ replay, as harness/invariants/holds.py judges them on a trace.
 
 * `approved-means-charged`: a pre-authorisation shown COMPLETED with no `capture` of
   it in the host log (the goods were handed over, the merchant is never paid); a sale
-  shown TIP ADDED whose total at the host (its last `adjust`) is not the one shown, or
-  that the host reversed.
+  shown TIP ADDED whose total at the host (its last `adjust`) is not the one shown
+  (a sale reversed since, a void, took its tip back with it: judged as the sale).
 * `no-charge-on-failure`: a `capture` of a hold the terminal never showed COMPLETED
   (the desk believes the card was not charged); a tip the host added to a sale the
   terminal never showed TIP ADDED.
-* `amount-integrity`: a capture of another amount than the cashier's `complete` key
-  asked or the COMPLETED display showed; a tip at the host, or a TIP ADDED total, that
-  is not the sale's amount plus a tip the cashier keyed (a tip counted twice).
+* `amount-integrity`: a capture of an amount no `complete` key of the cashier asked
+  for (each is judged, not the last), or not the one the COMPLETED display showed; a
+  tip at the host, or a TIP ADDED total, that is not the sale's amount plus a tip the
+  cashier keyed (a tip counted twice).
 A completion belongs to the hold its 0220 named by `orig_key`; a tip adjust's decision
 names the sale's own RRN (a purchase's, or a completion's).
 """
@@ -29,7 +30,8 @@ Find = Callable[[str, str], None]
 class _Holds:
     """What both logs show of the completions and tips of one terminal."""
 
-    asked: dict[str, int] = field(default_factory=dict)  # hold rrn -> amount to capture
+    # hold rrn -> every amount the cashier asked to capture
+    asked: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     shown: dict[str, int | None] = field(default_factory=dict)  # hold rrn -> COMPLETED amount
     captured: dict[str, tuple[str, int]] = field(default_factory=dict)  # hold -> (rrn, amount)
     tips: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # keyed
@@ -47,7 +49,8 @@ def _read_terminal(tlog: Log, h: _Holds) -> None:
     for e in tlog.entries:
         d = e.data
         if e.event == "key" and d["key"] == "complete" and isinstance(d.get("rrn"), str):
-            h.asked[d["rrn"]] = _amount(d.get("amount")) or 0
+            if _amount(d.get("amount")):
+                h.asked[d["rrn"]].add(d["amount"])
         elif e.event == "key" and d["key"] == "tip" and isinstance(d.get("rrn"), str):
             h.tips[d["rrn"]].add(_amount(d.get("tip")) or 0)
         elif e.event == "display" and d["outcome"] == "completed":
@@ -110,11 +113,12 @@ def _judge_completions(h: _Holds, find: Find) -> None:
                 "amount-integrity",
                 f"pre-authorisation rrn {hold} shown COMPLETED for {shown}, captured {amount}",
             )
-        if hold in h.asked and h.asked[hold] and h.asked[hold] != amount:
+        asked = h.asked.get(hold, set())
+        if asked and amount not in asked:
             find(
                 "amount-integrity",
-                f"the cashier asked to capture {h.asked[hold]} of pre-authorisation rrn "
-                f"{hold}, the host captured {amount}",
+                f"the cashier asked to capture {' or '.join(map(str, sorted(asked)))} of "
+                f"pre-authorisation rrn {hold}, the host captured {amount}",
             )
 
 
@@ -124,11 +128,13 @@ def _judge_tips(h: _Holds, find: Find) -> None:
         asked = h.tips.get(sale, set())
         shown = h.tip_shown.get(sale)
         total = h.total.get(sale)
-        if sale in h.tip_shown and (total is None or sale in h.reversed):
-            what = "the sale reversed" if sale in h.reversed else "no tip adjusted"
+        if sale in h.reversed:
+            pass  # a sale reversed since took its tip back: judged as the sale's own
+        elif sale in h.tip_shown and total is None:
             find(
                 "approved-means-charged",
-                f"sale rrn {sale} shown TIP ADDED (total {shown}) but the host log has {what}",
+                f"sale rrn {sale} shown TIP ADDED (total {shown}) but the host log has no "
+                "tip adjusted",
             )
         elif sale in h.tip_shown and shown is not None and shown != total:
             find(

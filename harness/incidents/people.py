@@ -1,10 +1,12 @@
 """Infer stage (people): purchases, cashier steps, cards and receipt checks."""
 
 from collections import defaultdict
+from dataclasses import replace
 
 import faults
 from acquirer.catalogue import (
     CATALOGUE_CARDS,
+    PAN_APPROVE,
     amount_rule,
 )
 from acquirer.protocol import MTI_ADVICE, MTI_PREAUTH, MTI_PURCHASE
@@ -24,6 +26,10 @@ from .parse import Entry, Log
 _CARD_MTIS = (MTI_PURCHASE, MTI_PREAUTH, MTI_ADVICE)
 # Host actions that take money from a card: a sale's charge, a pre-authorisation's hold.
 _CHARGES = ("charge", "hold")
+
+FINAL_OUTCOMES = ("approved", "declined", "failed")
+_REFUSED = ("decline", "removed")  # what a chip card answers instead of accepting
+PARTIAL_RC = "10"  # approved for part of the amount (a partial approval)
 
 # The cashier retries a FAILED sale within this time, or it is a new customer.
 RETRY_WINDOW_MS = 120_000
@@ -179,14 +185,7 @@ def _people(
         f = faults.build_fault("misread", {"nth": nth, "count": count})
         plan.append((t, f))
         notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
-    kept = []
-    for p in purchases:
-        if not p.card:
-            unexplained.append(
-                f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read: left out"
-            )
-            continue
-        kept.append(p)
+    kept = _with_cards(tlog, purchases, notes, unexplained)
     steps = [Step(e.ts_ms - origin, "batch_close") for e in batch_closes[:-1]]
     steps += [Step(e.ts_ms - origin, "reprint") for e in reprints]
     if batch_closes:
@@ -194,6 +193,47 @@ def _people(
             f"{tlog.path}:{batch_closes[-1].line}: last batch close taken as the end-of-day close"
         )
     return kept, steps, bool(batch_closes)
+
+
+def _with_cards(
+    tlog: Log, purchases: list[_Purchase], notes: list[str], unexplained: list[str]
+) -> list[_Purchase]:
+    """The purchases a card can replay: one with no card read whose every tap
+    misread, or that the terminal refused at entry, gets a stand-in card; any other
+    with no card read is left out (unexplained)."""
+    kept = []
+    last = tlog.entries[-1].line + 1 if tlog.entries else 0
+    for i, p in enumerate(purchases):
+        upto = purchases[i + 1].line if i + 1 < len(purchases) else last
+        if not p.card and _misread_only(tlog, p.line, upto):
+            # The card is never known, nor needed (the misread faults eat every tap).
+            p.card = (next((q.card for q in purchases if q.card), "")) or PAN_APPROVE
+            notes.append(
+                f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read (every "
+                "tap misread, or refused at entry): "
+                f"replayed with card {p.card} [likely: the card is not in the log]"
+            )
+        if not p.card:
+            unexplained.append(
+                f"{tlog.path}:{p.line}: purchase of {p.amount} with no card read: left out"
+            )
+            continue
+        kept.append(p)
+    return kept
+
+
+def _misread_only(tlog: Log, start: int, end: int) -> bool:
+    """Between lines `start` and `end` the purchase ended (a final display) with no
+    card ever read: every tap misread (a `card_read` with an empty PAN), or the
+    terminal refused the amount before any tap or message (an amount of 0)."""
+    within = [e for e in tlog.entries if start <= e.line < end]
+    reads = [e for e in within if e.event == "card_read"]
+    final = any(
+        e.event == "display" and e.data["outcome"] in ("approved", "declined", "failed")
+        for e in within
+    )
+    refused = not reads and not any(e.event == "send" for e in within)
+    return (bool(reads) or refused) and final and not any(e.data["pan"] for e in reads)
 
 
 def _job_index(tlog: Log, e: Entry) -> int:
@@ -213,6 +253,8 @@ def _cards(
     hlog: Log,
     unexplained: list[str],
     test_amounts: bool = True,
+    chips: dict[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[CardSpec]:
     """One card per PAN used; a card the host always declined with one code gets it.
     A decision's card is the one the terminal sent (the host may log it masked, or
@@ -239,26 +281,94 @@ def _cards(
                 (str(e.data["action"]), str(e.data.get("rc", "")), int(e.data.get("amount", 0)))
             )
     slow_cards = {c.pan: c.slow_ms for c in CATALOGUE_CARDS}
+    chips = {} if chips is None else chips
+    notes = [] if notes is None else notes
     out = []
     for pan in sorted({p.card for p in purchases}):
         ds = [d for d in decisions.get(pan, []) if not test_amounts or amount_rule(d[2]) is None]
-        charged = [d for d in ds if d[0] in _CHARGES]
-        # An offline sale's advice the host declined late counts as a decline.
-        declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
-        rc = ""
-        balance = CardSpec().balance
-        if declined and not charged and len(declined) == 1:
-            rc = declined.pop()
-        elif "51" in declined:
-            balance = sum(d[2] for d in charged)
-            unexplained.append(
-                f"card {pan}: declined for funds after charges: balance guessed as {balance}"
-            )
-        balance = max(balance, sum(d[2] for d in charged))
+        rc, balance, partial = _balance(pan, ds, notes, unexplained)
+        balance = max(balance, sum(d[2] for d in ds if d[0] in _CHARGES))
         if not is_pan(pan):
             unexplained.append(f"card {pan!r}: not a PAN the simulator accepts")
             continue
-        out.append(CardSpec(pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0)))
+        spec = CardSpec(
+            pan=pan, balance=balance, rc=rc, slow_ms=slow_cards.get(pan, 0), partial=partial
+        )
+        out.append(replace(spec, chip=chips[pan]) if pan in chips else spec)
+    return out
+
+
+def _balance(
+    pan: str, ds: list[tuple[str, str, int]], notes: list[str], unexplained: list[str]
+) -> tuple[str, int, bool]:
+    """A card's forced code, balance and partial flag from the host's decisions on it
+    (action, rc, amount), in the host's order."""
+    charged = [d for d in ds if d[0] in _CHARGES]
+    # An offline sale's advice the host declined late counts as a decline.
+    declined = {d[1] for d in ds if d[0] in ("decline", "advice-declined")}
+    balance = CardSpec().balance
+    # A partial approval (RC 10): the issuer took what the card had left.
+    if any(d[1] == PARTIAL_RC for d in charged):
+        balance = sum(d[2] for d in charged)
+        notes.append(f"card {pan}: approved in part (RC 10): balance {balance} [sure]")
+        return "", balance, True
+    if declined and not charged and len(declined) == 1:
+        return declined.pop(), balance, False
+    if "51" in declined:
+        balance = sum(d[2] for d in charged)
+        # The guess explains the log when each decline for funds asked more than was
+        # left then.
+        left, fits = balance, True
+        for action, code, amount in ds:
+            left -= amount if action in _CHARGES else 0
+            fits = fits and not (code == "51" and action == "decline" and amount <= left)
+        (notes if fits else unexplained).append(
+            f"card {pan}: declined for funds after charges: balance guessed as {balance}"
+            + (" [likely: any balance the declines exceeded fits]" if fits else "")
+        )
+    return "", balance, False
+
+
+def chip_answers(
+    tlog: Log, origin: int, plan: list[tuple[int, faults.Fault]], notes: list[str]
+) -> dict[str, str]:
+    """PAN -> the chip's answer a card gave (`decline`, `removed`): a sale the host
+    approved (a 0210 RC 00 received) then shown DECLINED, before any APPROVED, is the
+    card declining the approval (EMV second GENERATE AC); "REMOVED" in the text is the
+    card pulled too early. A card that refused one approval and accepted another
+    refused by a `chip_refusal` fault (the nth completion), added to `plan`."""
+    done: list[tuple[str, str, int, int]] = []  # (pan, answer, time, line) per completion
+    card, approved_online = "", False
+    for e in tlog.entries:
+        d = e.data
+        if e.event == "amount_keyed":
+            card, approved_online = "", False
+        elif e.event == "card_read" and d["pan"]:
+            card, approved_online = sim_pan(str(d["pan"])), False
+        elif e.event == "recv" and d["mti"] == "0210" and d.get("rc") == "00" and card:
+            approved_online = True
+        elif e.event == "display" and d["outcome"] in FINAL_OUTCOMES and approved_online:
+            text = str(d.get("text", "")).upper()
+            answer = {"approved": "", "failed": "?"}.get(str(d["outcome"]), "decline")
+            answer = "removed" if answer == "decline" and "REMOVED" in text else answer
+            done.append((card, answer, e.ts_ms - origin, e.line))
+            approved_online = False
+    answers: dict[str, set[str]] = defaultdict(set)
+    for pan, answer, _, _ in done:
+        answers[pan].add(answer)
+    out = {p: next(iter(a)) for p, a in answers.items() if len(a) == 1 and a <= set(_REFUSED)}
+    refused = [
+        (n, t, line, answer)
+        for n, (pan, answer, t, line) in enumerate(done, 1)
+        if answer in _REFUSED and pan not in out
+    ]
+    for eaten, (n, t, line, answer) in enumerate(refused):
+        f = faults.build_fault("chip_refusal", {"nth": n - eaten, "reason": answer})
+        plan.append((t, f))
+        notes.append(
+            f"{tlog.path}:{line}: the chip refused an approval its card accepted another "
+            f"time -> {f.describe()} [likely]"
+        )
     return out
 
 
@@ -270,7 +380,7 @@ def _prints_without_approval(
     approved = {
         str(e.data.get("rrn", ""))
         for e in hlog.entries
-        if e.event == "decision" and e.data.get("rc") == "00"
+        if e.event == "decision" and e.data.get("rc") in ("00", PARTIAL_RC)
     }
     forged = {f.rrn for _, f in plan if f.KIND == "forge"}  # type: ignore[attr-defined]
     offline = offline_keys(tlog)
