@@ -160,6 +160,8 @@ class RefundFlow(CreditReceipts):
                 return None
             # A hold is in no batch: it is released (voided) whenever.
             settled = sale.batch_no != self._open_batch_no and not sale.preauth
+            if settled and rrn in self._sale_refs:
+                return self._sale_refs[rrn]  # as the close kept it: its total, tip included
             # A tip set since counts: a void gives back (and a 0400 names) the total.
             amount = self._sale_total(key, approval.amount)
             return SaleRef(key, rrn, sale.pan, amount, settled, sale.stan)

@@ -284,3 +284,16 @@ def test_a_valid_request_in_a_faultless_run_must_be_carried_out() -> None:
     tip.display({"seq": 2, "outcome": "tip-added", "rrn": "S", "amount": 5700})
     tipped = Host(Txn("S", "purchase", 5700, tip=700))
     assert list(judge_holds(tip, tipped, "T1", True, faultless=True)) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "outcome"),
+    [("regress-void-tipped-sale", "voided"), ("regress-void-tipped-sale-after-close", "refunded")],
+)
+def test_a_void_of_a_tipped_sale_gives_back_the_total(
+    name: str, outcome: str, tmp_path: Path
+) -> None:
+    trace = tmp_path / "t.jsonl"
+    result = run_scenario(load_scenario(INCIDENTS / f"{name}.toml"), "reference", trace_path=trace)
+    assert result.verdict == "PASS", result.problems
+    assert shown(trace, outcome) == [("000000000001", 5700)]  # 50.00 + the 7.00 tip
