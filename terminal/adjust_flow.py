@@ -21,7 +21,10 @@ resend and after every reboot, so the host books it once however often it is sen
   TIP ADDED is shown (naming the sale's RRN, with the new total) once the host set it;
   the sale's batch item then carries the new total.
 
-An adjust is retried every response timeout until the host answers (transient codes
+Every request is answered with a display naming the RRN the cashier gave: COMPLETED /
+TIP ADDED, or a PROMPT saying why not (refused here or by the host, or left to manual
+handling), so the cashier always learns what became of it. An adjust is retried every
+response timeout until the host answers (transient codes
 are retried, any other code refuses it, shown as REFUSED), at most `ADJUST_TRIES_MAX`
 times (about half an hour with the reversal back-off), then left to manual handling
 (`adjust_manual`), shown as such. A batch close waits for adjusts in flight.
@@ -139,33 +142,33 @@ class AdjustFlow(FirmwareState):
     def _on_completion_requested(self, event: CompletionRequested) -> list[Effect]:
         key = self._preauth_key(event.rrn)
         if not key:
-            return [Display(Outcome.PROMPT, "COMPLETION REFUSED - NO SUCH PRE-AUTH")]
+            return [Display(Outcome.PROMPT, "COMPLETION REFUSED - NO SUCH PRE-AUTH", event.rrn)]
         if key in self._completions:
-            return [Display(Outcome.PROMPT, "COMPLETION REFUSED - ALREADY COMPLETED")]
+            return [Display(Outcome.PROMPT, "COMPLETION REFUSED - ALREADY COMPLETED", event.rrn)]
         hold = self._approvals[key].amount
         amount = event.amount
         if type(amount) is not int or not 0 < amount <= hold:
-            return [Display(Outcome.PROMPT, "COMPLETION REFUSED - INVALID AMOUNT")]
+            return [Display(Outcome.PROMPT, "COMPLETION REFUSED - INVALID AMOUNT", event.rrn)]
         sale = self._sales[key]
         job = self._new_adjust(KIND_COMPLETION, key, event.rrn, sale.pan, amount, 0)
         if isinstance(job, str):
-            return [Display(Outcome.PROMPT, job)]
+            return [Display(Outcome.PROMPT, job, event.rrn)]
         self._completions[key] = job.key
         return self._start_adjust(job, "COMPLETING")
 
     def _on_tip_requested(self, event: TipAdjustRequested) -> list[Effect]:
         found = self._tip_target(event.rrn)
         if isinstance(found, str):
-            return [Display(Outcome.PROMPT, f"TIP REFUSED - {found}")]
+            return [Display(Outcome.PROMPT, f"TIP REFUSED - {found}", event.rrn)]
         key, pan, base = found
         tip = event.tip
         if type(tip) is not int or not 0 <= tip <= base:
-            return [Display(Outcome.PROMPT, "TIP REFUSED - INVALID AMOUNT")]
+            return [Display(Outcome.PROMPT, "TIP REFUSED - INVALID AMOUNT", event.rrn)]
         if any(j.orig_key == key for j in self._adjusts.values()):
-            return [Display(Outcome.PROMPT, "TIP REFUSED - TIP PENDING")]
+            return [Display(Outcome.PROMPT, "TIP REFUSED - TIP PENDING", event.rrn)]
         job = self._new_adjust(KIND_TIP, key, event.rrn, pan, self._tip_total(base, tip), tip)
         if isinstance(job, str):
-            return [Display(Outcome.PROMPT, job)]
+            return [Display(Outcome.PROMPT, job, event.rrn)]
         return self._start_adjust(job, "ADDING TIP")
 
     def _preauth_key(self, rrn: str) -> str:
@@ -350,7 +353,7 @@ class AdjustFlow(FirmwareState):
             self._completions.pop(job.orig_key, None)
         effects: list[Effect] = [self._journal(record)]
         if text:
-            effects.append(Display(Outcome.PROMPT, text))
+            effects.append(Display(Outcome.PROMPT, text, job.orig_rrn))  # names the sale
         if job.key == self._adjust_key:
             self._adjust_key = ""
             effects.append(CancelTimer(ADJUST_TIMER))

@@ -392,6 +392,8 @@ class Observations:
             self.holds.display(rec)
             return  # about the sale it names, as above
         if rrn:
+            self.holds.answer(rec)  # a refusal of a completion or tip names the sale
+        if rrn:
             self.owed.display(outcome, rrn, rec["seq"], n or 0)
         obs = self.intents.get(n) if n is not None else None
         if rec.get("key"):

@@ -59,6 +59,7 @@ class Completion:
     # A valid ask (the hold standing, the amount within it) made with nothing in the
     # way (no fault so far, no batch close under way): its seq (0: none).
     owed_seq: int = 0
+    answer_seq: int = 0  # the last display naming the hold's RRN (an answer, or not)
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class Tip:
     # with nothing in the way: its seq (0: none) and tip.
     owed_seq: int = 0
     owed_tip: int = 0
+    answer_seq: int = 0  # the last display naming the sale's RRN
 
 
 class HoldObs:
@@ -118,8 +120,22 @@ class HoldObs:
         if clear and rec.get("valid"):
             t.owed_seq, t.owed_tip = rec["seq"], tip
 
+    def answer(self, rec: Record) -> None:
+        """Any other display naming an RRN: for a completion or tip asked of that RRN,
+        the terminal's answer (a refusal says why; a pending display does not answer)."""
+        if rec["outcome"] == "pending":
+            return
+        rrn = rec.get("rrn", "")
+        c = self.completions.get(rrn)
+        if c is not None:
+            c.answer_seq = rec["seq"]
+        t = self.tips.get(rrn)
+        if t is not None:
+            t.answer_seq = rec["seq"]
+
     def display(self, rec: Record) -> None:
         """A COMPLETED or TIP ADDED display (naming the sale's RRN)."""
+        self.answer(rec)
         rrn = rec.get("rrn", "")
         amount = int(rec.get("amount", 0))
         if rec["outcome"] == "completed":
@@ -159,6 +175,8 @@ def judge_holds(
         yield from _judge_completion(rrn, c, preauth, comp, quiet, voided)
         if quiet and faultless and c.owed_seq and comp is None:
             yield _not_carried_out(f"complete pre-authorisation rrn {rrn}", c.intent, c.owed_seq)
+        if quiet and c.ask_seq > c.answer_seq:
+            yield _unanswered(f"complete pre-authorisation rrn {rrn}", c.intent, c.ask_seq)
     for rrn, t in obs.tips.items():
         sale = host.transaction_by_rrn(rrn)
         if sale is None or sale.terminal_id != terminal_id:
@@ -168,6 +186,8 @@ def judge_holds(
         if owed and sale.tip != t.owed_tip:
             what = f"set a tip of {money(t.owed_tip)} on sale rrn {rrn}"
             yield _not_carried_out(what, t.intent, t.owed_seq)
+        if quiet and t.ask_seq > t.answer_seq:
+            yield _unanswered(f"tip sale rrn {rrn}", t.intent, t.ask_seq)
 
 
 def _judge_completion(
@@ -286,6 +306,20 @@ def _not_carried_out(what: str, n: int, seq: int) -> Violation:
         "eventually-settles",
         f"the cashier asked to {what} in a run with no fault and no batch close under "
         "way, and the host never booked it: the final state is not the truthful one.",
+        n,
+        seqs=(seq,),
+        klass=LIVENESS,
+    )
+
+
+def _unanswered(what: str, n: int, seq: int) -> Violation:
+    """`eventually-settles`: a request the terminal never answered (no display naming the
+    RRN the cashier gave, after the ask) by the time the run came to rest."""
+    return Violation(
+        "eventually-settles",
+        f"the cashier asked to {what} and the terminal never answered (COMPLETED / TIP "
+        "ADDED, or a refusal naming it) by the time the run came to rest: the cashier "
+        "cannot know what became of it.",
         n,
         seqs=(seq,),
         klass=LIVENESS,

@@ -199,11 +199,17 @@ def judge(obs: HoldObs, host: Host, quiet: bool = True) -> set[tuple[str, str]]:
     return {(v.invariant, v.message.split(" ")[0]) for v in found}
 
 
+REFUSED = {"seq": 2, "outcome": "prompt", "text": "REFUSED"}  # an answer naming the sale
+
+
 def completion(asked: int, shown: int | None) -> HoldObs:
+    """A completion asked, then shown COMPLETED for `shown` (None: refused)."""
     obs = HoldObs()
     obs.cashier({"seq": 1, "action": "complete", "rrn": "P", "amount": asked, "intent": 1})
     if shown is not None:
         obs.display({"seq": 2, "outcome": "completed", "rrn": "P", "amount": shown})
+    else:
+        obs.answer({**REFUSED, "rrn": "P"})
     return obs
 
 
@@ -239,6 +245,8 @@ def tipped(tip: int, shown_total: int | None) -> HoldObs:
     obs.cashier({"seq": 1, "action": "tip", "rrn": "S", "tip": tip, "base": 5000, "intent": 1})
     if shown_total is not None:
         obs.display({"seq": 2, "outcome": "tip-added", "rrn": "S", "amount": shown_total})
+    else:
+        obs.answer({**REFUSED, "rrn": "S"})
     return obs
 
 
@@ -263,6 +271,7 @@ def test_a_valid_request_in_a_faultless_run_must_be_carried_out() -> None:
     obs = HoldObs()
     ask = {"seq": 1, "action": "complete", "rrn": "P", "amount": 18000, "intent": 1}
     obs.cashier({**ask, "valid": True}, clear=True)
+    obs.answer({**REFUSED, "rrn": "P"})
     standing = Host(replace(HOLD, status="approved"))  # no capture: refused or never sent
     found = list(judge_holds(obs, standing, "T1", True, faultless=True))  # type: ignore[arg-type]
     assert [v.invariant for v in found] == ["eventually-settles"]
@@ -272,11 +281,13 @@ def test_a_valid_request_in_a_faultless_run_must_be_carried_out() -> None:
     for valid, clear in ((False, True), (True, False)):
         other = HoldObs()
         other.cashier({**ask, "valid": valid}, clear=clear)
+        other.answer({**REFUSED, "rrn": "P"})
         assert list(judge_holds(other, standing, "T1", True, faultless=True)) == []  # type: ignore[arg-type]
     tip = HoldObs()
     tip.cashier(
         {"seq": 1, "action": "tip", "rrn": "S", "tip": 700, "base": 5000, "valid": True}, clear=True
     )
+    tip.answer({**REFUSED, "rrn": "S"})
     untipped = Host(Txn("S", "purchase", 5000))
     assert [v.invariant for v in judge_holds(tip, untipped, "T1", True, faultless=True)] == [  # type: ignore[arg-type]
         "eventually-settles"
@@ -297,3 +308,16 @@ def test_a_void_of_a_tipped_sale_gives_back_the_total(
     result = run_scenario(load_scenario(INCIDENTS / f"{name}.toml"), "reference", trace_path=trace)
     assert result.verdict == "PASS", result.problems
     assert shown(trace, outcome) == [("000000000001", 5700)]  # 50.00 + the 7.00 tip
+
+
+def test_a_request_never_answered_fails_once_the_run_is_at_rest() -> None:
+    obs = HoldObs()
+    obs.cashier({"seq": 1, "action": "complete", "rrn": "P", "amount": 18000, "intent": 1})
+    obs.answer({"seq": 2, "outcome": "pending", "text": "COMPLETING", "rrn": "P"})  # no answer
+    standing = Host(replace(HOLD, status="approved"))
+    found = list(judge_holds(obs, standing, "T1", True))  # type: ignore[arg-type]
+    assert [(v.invariant, v.klass) for v in found] == [("eventually-settles", "liveness")]
+    assert "never answered" in found[0].message
+    assert list(judge_holds(obs, standing, "T1", False)) == []  # type: ignore[arg-type]
+    obs.answer({**REFUSED, "rrn": "P", "seq": 3})  # a refusal naming the hold answers it
+    assert list(judge_holds(obs, standing, "T1", True)) == []  # type: ignore[arg-type]
