@@ -48,6 +48,9 @@ class BatchFlow(FirmwareState):
 
     def _on_batch_close_requested(self, event: BatchCloseRequested) -> list[Effect]:
         if self._batch_wanted:
+            # Asked again while one is under way: if its sends run out, start over
+            # rather than drop this request (the cashier was told it is in progress).
+            self._batch_again = True
             return [Display(Outcome.PROMPT, "BATCH IN PROGRESS")]
         self._batch_wanted = True
         effects = self._maybe_start_batch()
@@ -133,6 +136,12 @@ class BatchFlow(FirmwareState):
             return []
         if self._batch_sends < BATCH_SENDS_MAX:
             return self._send_batch()
+        if self._batch_again:
+            # The cashier asked again during these sends: a fresh round, same content.
+            self._batch_again = False
+            self._batch_sends = 0
+            self._batch_resumed = True
+            return self._send_batch()
         # Give up for now. The started batch stays journaled and new sales stay
         # blocked, so the next request resends exactly the same content.
         self._batch_wanted = False
@@ -198,6 +207,7 @@ class BatchFlow(FirmwareState):
         self._batch = None
         self._batch_message = None
         self._batch_wanted = False
+        self._batch_again = False
         self._batch_sends = 0
         self._batch_resumed = False
         ok = msg.rc == RC_APPROVED

@@ -177,6 +177,7 @@ class FirmwareState:
         def _chip_failed(self, sale: Sale, failure: str) -> list[Effect]: ...
 
         _adjusts: dict[str, AdjustJob]
+        _batch_again: bool
         _captures: dict[str, Capture]
 
         def _batch_captures(self) -> list[BatchItem]: ...

@@ -279,6 +279,7 @@ class ReferenceFirmware(
         self._batch_message: Message | None = None
         self._batch_sends = 0
         self._batch_resumed = False  # started before this boot: every send is a repeat
+        self._batch_again = False  # the cashier asked again while it was under way
         self._reset_refunds()  # voids and refunds (terminal/refund_flow.py)
         self._reset_adjusts()  # completions and tips (terminal/adjust_flow.py)
         # Offline approvals waiting for upload (terminal/offline_flow.py).

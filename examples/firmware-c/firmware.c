@@ -105,6 +105,7 @@ static struct {
     posfw_message batch_message;
     long long batch_sends;
     bool batch_resumed;
+    bool batch_again; /* the cashier asked again while a close was under way */
 } s;
 
 static void *grow(void *ptr, size_t *cap, size_t need, size_t size) {
@@ -906,6 +907,13 @@ static void on_batch_timeout(posfw_out *out) {
         send_batch(out);
         return;
     }
+    if (s.batch_again) { /* asked again during these sends: a fresh round */
+        s.batch_again = false;
+        s.batch_sends = 0;
+        s.batch_resumed = true;
+        send_batch(out);
+        return;
+    }
     s.batch_wanted = false;
     s.batch_sends = 0;
     s.batch_resumed = true;
@@ -956,6 +964,7 @@ static void on_batch_response(posfw_out *out, const posfw_message *msg) {
     s.has_batch = false;
     s.has_batch_message = false;
     s.batch_wanted = false;
+    s.batch_again = false;
     s.batch_sends = 0;
     s.batch_resumed = false;
     posfw_display(out, "prompt", strcmp(msg->rc, "00") ? "BATCH MISMATCH" : "BATCH OK", "");
@@ -1053,6 +1062,7 @@ static void handle(const posfw_event *ev, posfw_out *out) {
         break;
     case POSFW_BATCH_CLOSE:
         if (s.batch_wanted) {
+            s.batch_again = true; /* if its sends run out, start over rather than drop it */
             posfw_display(out, "prompt", "BATCH IN PROGRESS", "");
             break;
         }

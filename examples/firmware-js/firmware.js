@@ -141,6 +141,7 @@ class ReferenceFirmware {
     this.batchMessage = null;
     this.batchSends = 0;
     this.batchResumed = false;
+    this.batchAgain = false; // the cashier asked again while a close was under way
   }
 
   handle(event) {
@@ -703,7 +704,10 @@ class ReferenceFirmware {
   // ------------------------------------------------------------ batch close
 
   onBatchCloseRequested() {
-    if (this.batchWanted) return [fx.display("prompt", "BATCH IN PROGRESS")];
+    if (this.batchWanted) {
+      this.batchAgain = true; // if its sends run out, start over rather than drop this
+      return [fx.display("prompt", "BATCH IN PROGRESS")];
+    }
     this.batchWanted = true;
     const effects = this.maybeStartBatch();
     return effects.length ? effects : [fx.display("prompt", "BATCH WAITING")];
@@ -757,6 +761,12 @@ class ReferenceFirmware {
   onBatchTimeout() {
     if (!this.batchSends) return [];
     if (this.batchSends < BATCH_SENDS_MAX) return this.sendBatch();
+    if (this.batchAgain) {
+      this.batchAgain = false;
+      this.batchSends = 0;
+      this.batchResumed = true;
+      return this.sendBatch();
+    }
     this.batchWanted = false;
     this.batchSends = 0;
     this.batchResumed = true;
@@ -808,6 +818,7 @@ class ReferenceFirmware {
     this.batch = null;
     this.batchMessage = null;
     this.batchWanted = false;
+    this.batchAgain = false;
     this.batchSends = 0;
     this.batchResumed = false;
     effects.push(fx.display("prompt", msg.rc === "00" ? "BATCH OK" : "BATCH MISMATCH"));
