@@ -24,6 +24,7 @@ tip).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from acquirer import refunds
@@ -107,16 +108,18 @@ class CashierCredits:
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
         w._input(TipAdjustRequested(txn.rrn, step.amount))
 
-    def _approved_txn(self, n: int) -> HostTxn | None:
-        """Intent `n`'s approved (or completed) sale or hold at the host, the latest."""
+    def _txns(self, n: int) -> Iterator[HostTxn]:
+        """Intent `n`'s transactions at the host, by the RRNs it got, the latest first."""
         w = self.world
         for rrn in reversed(list(w.rrn_intent)):
-            if w.rrn_intent[rrn] != n:
-                continue
-            txn = w.host.transaction_by_rrn(rrn)
-            if txn is not None and txn.status in ("approved", "completed"):
-                return txn
-        return None
+            if w.rrn_intent[rrn] == n:
+                txn = w.host.transaction_by_rrn(rrn)
+                if txn is not None:
+                    yield txn
+
+    def _approved_txn(self, n: int) -> HostTxn | None:
+        """Intent `n`'s approved (or completed) sale or hold at the host, the latest."""
+        return next((t for t in self._txns(n) if t.status in ("approved", "completed")), None)
 
     def _again(self, arg: tuple[Step, int]) -> None:
         self.request(*arg)
@@ -129,15 +132,11 @@ class CashierCredits:
     def sale_rrn(self, n: int, kinds: tuple[str, ...] = ("purchase",)) -> tuple[str, int]:
         """The RRN and amount of intent `n`'s approved charge of one of `kinds` ("" when
         it has none)."""
-        w = self.world
-        for rrn in reversed(list(w.rrn_intent)):
-            if w.rrn_intent[rrn] != n:
-                continue
-            txn = w.host.transaction_by_rrn(rrn)
-            if txn is not None and txn.kind == "preauth" and txn.status == "completed":
-                txn = w.host.completion_of(txn.id)  # a completed hold: its completion
-                if txn is not None and txn.status == "approved":
-                    return txn.rrn, txn.amount
-            if txn is not None and txn.kind in kinds and txn.status == "approved":
-                return rrn, txn.amount
+        for txn in self._txns(n):
+            if txn.kind == "preauth" and txn.status == "completed":
+                comp = self.world.host.completion_of(txn.id)  # a completed hold: its completion
+                if comp is not None and comp.status == "approved":
+                    return comp.rrn, comp.amount
+            if txn.kind in kinds and txn.status == "approved":
+                return txn.rrn, txn.amount
         return "", 0

@@ -30,17 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from harness.trace import Record
 
-from .model import LIVENESS, Violation, money
+from .model import LIVENESS, Violation, base_amount, money
 
 if TYPE_CHECKING:
     from acquirer.host import Acquirer, HostTxn
 
 # Pre-authorisations and sales with a completion or tip remembered (the oldest are
 # forgotten beyond this).
+T = TypeVar("T")
 HOLD_SALES_MAX = 10_000
 TIPS_ASKED_MAX = 16  # distinct tips remembered per sale
 
@@ -79,6 +80,17 @@ class Tip:
     answer_seq: int = 0  # the last display naming the sale's RRN
 
 
+def _noted(table: dict[str, T], rrn: str, make: Callable[[], T]) -> T:
+    """`table[rrn]`, made with `make` when absent (the oldest forgotten beyond
+    `HOLD_SALES_MAX`)."""
+    item = table.get(rrn)
+    if item is None:
+        while len(table) >= HOLD_SALES_MAX:
+            del table[next(iter(table))]
+        item = table[rrn] = make()
+    return item
+
+
 class HoldObs:
     """The completions and tips of one run, as the trace shows them."""
 
@@ -96,11 +108,7 @@ class HoldObs:
             return
         n = int(rec.get("intent", 0))
         if action == "complete":
-            c = self.completions.get(rrn)
-            if c is None:
-                while len(self.completions) >= HOLD_SALES_MAX:
-                    del self.completions[next(iter(self.completions))]
-                c = self.completions[rrn] = Completion(n)
+            c = _noted(self.completions, rrn, lambda: Completion(n))
             amount = int(rec.get("amount", 0))
             if amount not in c.asked and len(c.asked) < TIPS_ASKED_MAX:
                 c.asked.append(amount)
@@ -108,11 +116,7 @@ class HoldObs:
             if clear and rec.get("valid"):
                 c.owed_seq = rec["seq"]
             return
-        t = self.tips.get(rrn)
-        if t is None:
-            while len(self.tips) >= HOLD_SALES_MAX:
-                del self.tips[next(iter(self.tips))]
-            t = self.tips[rrn] = Tip(n, int(rec.get("base", 0)))
+        t = _noted(self.tips, rrn, lambda: Tip(n, int(rec.get("base", 0))))
         tip = int(rec.get("tip", 0))
         if tip not in t.asked and len(t.asked) < TIPS_ASKED_MAX:
             t.asked.append(tip)
@@ -144,12 +148,12 @@ class HoldObs:
                 c.shown, c.shown_seq = amount, rec["seq"]
             elif c is None and rrn:
                 # Shown without the cashier asking: judged like an asked one.
-                c = self.completions[rrn] = Completion(rec.get("intent", 0) or 0)
+                c = _noted(self.completions, rrn, lambda: Completion(rec.get("intent", 0) or 0))
                 c.shown, c.shown_seq = amount, rec["seq"]
         else:
             t = self.tips.get(rrn)
             if t is None and rrn:
-                t = self.tips[rrn] = Tip(rec.get("intent", 0) or 0)
+                t = _noted(self.tips, rrn, lambda: Tip(rec.get("intent", 0) or 0))
             if t is not None:
                 t.shown, t.shown_seq = amount, rec["seq"]
 
@@ -208,20 +212,20 @@ def _judge_completion(
             (c.shown_seq,),
         )
     if captured and comp is not None:
-        if c.shown_seq and comp.amount - comp.tip != c.shown:
+        if c.shown_seq and base_amount(comp) != c.shown:
             yield Violation(
                 "amount-integrity",
                 f"pre-authorisation rrn {rrn} was shown COMPLETED for {money(c.shown)} but "
-                f"the host captured {money(comp.amount - comp.tip)} (rrn {comp.rrn}).",
+                f"the host captured {money(base_amount(comp))} (rrn {comp.rrn}).",
                 n,
                 (rrn, comp.rrn),
                 (c.shown_seq,),
             )
-        if c.ask_seq and comp.amount - comp.tip not in c.asked:
+        if c.ask_seq and base_amount(comp) not in c.asked:
             yield Violation(
                 "amount-integrity",
                 f"the cashier asked to capture {_amounts(c.asked)} of pre-authorisation rrn "
-                f"{rrn} but the host captured {money(comp.amount - comp.tip)} (rrn {comp.rrn}).",
+                f"{rrn} but the host captured {money(base_amount(comp))} (rrn {comp.rrn}).",
                 n,
                 (rrn, comp.rrn),
                 (c.ask_seq,),
@@ -229,7 +233,7 @@ def _judge_completion(
         if quiet and not c.shown_seq:
             yield Violation(
                 "no-charge-on-failure",
-                f"the host captured {money(comp.amount - comp.tip)} of pre-authorisation "
+                f"the host captured {money(base_amount(comp))} of pre-authorisation "
                 f"rrn {rrn} (rrn {comp.rrn}) but the terminal never showed it COMPLETED: "
                 "the cashier believes the card was not charged.",
                 n,
@@ -249,7 +253,7 @@ def _judge_completion(
 
 def _judge_tip(rrn: str, t: Tip, sale: HostTxn, quiet: bool) -> Iterable[Violation]:
     n = t.intent
-    base = sale.amount - sale.tip
+    base = base_amount(sale)
     seqs = tuple(s for s in (t.ask_seq, t.shown_seq) if s)
     if t.shown_seq and t.shown - base not in t.asked:
         yield Violation(

@@ -14,6 +14,7 @@ from harness.incidents import import_logs, trace_to_logs
 from harness.runner import run_scenario
 from scenarios.loader import load_scenario
 
+from .cases import catching_cases, export_run
 from .test_incident import _import_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,10 +29,7 @@ ZOOS = sorted("zoo:" + z for z in CAUGHT_BY if z.startswith(("refund", "void", "
 
 
 def _round_trip(path: Path, firmware: str, tmp_path: Path, strip_config: bool = False) -> None:
-    trace = tmp_path / "run.jsonl"
-    original = run_scenario(load_scenario(path), firmware, trace_path=trace)
-    t_log, h_log = tmp_path / "t.log", tmp_path / "h.log"
-    trace_to_logs(trace, t_log, h_log)
+    t_log, h_log, violated = export_run(path, firmware, tmp_path)
     if strip_config:  # a field log whose header does not give the terminal's settings
         lines = t_log.read_text().splitlines()
         head = json.loads(lines[0])
@@ -41,21 +39,10 @@ def _round_trip(path: Path, firmware: str, tmp_path: Path, strip_config: bool = 
     assert imported.problems == [] and imported.unexplained == []
     assert imported.mismatches == [], imported.mismatches
     replay = run_scenario(imported.scenario, firmware)
-    assert sorted(replay.violated()) == sorted(original.violated())
+    assert sorted(replay.violated()) == violated
 
 
-def _cases() -> list[tuple[Path, str]]:
-    out = []
-    for path in SCENARIOS:
-        sc = load_scenario(path)
-        out.append((path, "reference"))
-        for fw in ZOOS:
-            if CAUGHT_BY[fw[4:]] in run_scenario(sc, fw).violated():
-                out.append((path, fw))
-    return out
-
-
-CASES = _cases()
+CASES = catching_cases(SCENARIOS, ZOOS, CAUGHT_BY)
 
 
 def test_every_credit_and_offline_zoo_firmware_is_in_a_case() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.incidents import import_logs, trace_to_logs
+from harness.incidents import import_logs
 from harness.runner import run_scenario
-from scenarios.loader import load_scenario
 
+from .cases import catching_cases, export_run
 from .test_incident import _import_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,26 +27,7 @@ SCENARIOS = sorted(
 ZOOS = sorted("zoo:" + z for z in CAUGHT_BY if z.startswith(("completion", "tip")))
 
 
-def _export(path: Path, firmware: str, tmp_path: Path) -> tuple[Path, Path, list[str]]:
-    trace = tmp_path / "run.jsonl"
-    original = run_scenario(load_scenario(path), firmware, trace_path=trace)
-    t_log, h_log = tmp_path / "t.log", tmp_path / "h.log"
-    trace_to_logs(trace, t_log, h_log)
-    return t_log, h_log, sorted(original.violated())
-
-
-def _cases() -> list[tuple[Path, str]]:
-    out = []
-    for path in SCENARIOS:
-        sc = load_scenario(path)
-        out.append((path, "reference"))
-        for fw in ZOOS:
-            if CAUGHT_BY[fw[4:]] in run_scenario(sc, fw).violated():
-                out.append((path, fw))
-    return out
-
-
-CASES = _cases()
+CASES = catching_cases(SCENARIOS, ZOOS, CAUGHT_BY)
 
 
 def test_every_hold_and_tip_zoo_firmware_is_in_a_case() -> None:
@@ -64,7 +45,7 @@ def test_every_hold_and_tip_zoo_firmware_is_in_a_case() -> None:
 def test_export_then_import_reproduces_the_outcome(
     path: Path, firmware: str, tmp_path: Path
 ) -> None:
-    t_log, h_log, violated = _export(path, firmware, tmp_path)
+    t_log, h_log, violated = export_run(path, firmware, tmp_path)
     imported = import_logs(t_log, h_log)
     assert imported.problems == [] and imported.unexplained == []
     assert imported.mismatches == [], imported.mismatches
@@ -79,7 +60,7 @@ def test_export_then_import_reproduces_the_outcome(
 
 def test_hotel_stay_imports_a_preauth_a_completion_and_a_tip(tmp_path: Path) -> None:
     path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
-    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    t_log, h_log, _ = export_run(path, "reference", tmp_path)
     text = t_log.read_text()
     assert '"event":"amount_keyed","amount":30000,"preauth":true' in text
     assert '"key":"complete","rrn":"000000000001","amount":26000' in text
@@ -114,7 +95,7 @@ def test_a_bad_hold_line_is_one_line_exit_2(
     old: str, new: str, message: str, tmp_path: Path
 ) -> None:
     path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
-    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    t_log, h_log, _ = export_run(path, "reference", tmp_path)
     text = t_log.read_text()
     assert text.count(old) == 1
     t_log.write_text(text.replace(old, new, 1))
@@ -159,7 +140,7 @@ def test_the_logs_alone_judge_completions_and_tips(
     old: str, new: str, found: dict[str, str], tmp_path: Path
 ) -> None:
     path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
-    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    t_log, h_log, _ = export_run(path, "reference", tmp_path)
     text = t_log.read_text()
     assert text.count(old) == 1
     t_log.write_text(text.replace(old, new, 1))
@@ -189,7 +170,7 @@ def test_hotel_corpus_pair_is_a_completion_captured_but_shown_refused() -> None:
 
 def test_a_completion_the_log_never_shows_done_is_a_replay_difference(tmp_path: Path) -> None:
     path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
-    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    t_log, h_log, _ = export_run(path, "reference", tmp_path)
     lines = t_log.read_text().splitlines(keepends=True)
     kept = [line for line in lines if '"outcome":"completed"' not in line]
     assert len(kept) == len(lines) - 1
@@ -221,7 +202,7 @@ def _to_csv(jsonl: Path, out: Path) -> None:
 
 def test_a_csv_export_of_a_hotel_stay_imports_the_same(tmp_path: Path) -> None:
     path = ROOT / "scenarios" / "incidents" / "preauth-hotel-stay.toml"
-    t_log, h_log, _ = _export(path, "reference", tmp_path)
+    t_log, h_log, _ = export_run(path, "reference", tmp_path)
     t_csv, h_csv = tmp_path / "t.csv", tmp_path / "h.csv"
     _to_csv(t_log, t_csv)
     _to_csv(h_log, h_csv)

@@ -15,6 +15,8 @@ from harness.incidents import import_logs, trace_to_logs
 from harness.runner import run_scenario
 from scenarios.loader import load_scenario
 
+from .cases import export_run
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = (
     "regress-completion-void-and-refund",
@@ -25,12 +27,7 @@ NAMES = (
 
 
 def _export(name: str, tmp_path: Path) -> tuple[Path, Path, list[str]]:
-    path = ROOT / "scenarios" / "incidents" / f"{name}.toml"
-    trace = tmp_path / "run.jsonl"
-    original = run_scenario(load_scenario(path), "reference", trace_path=trace)
-    t_log, h_log = tmp_path / "t.log", tmp_path / "h.log"
-    trace_to_logs(trace, t_log, h_log)
-    return t_log, h_log, sorted(original.violated())
+    return export_run(ROOT / "scenarios" / "incidents" / f"{name}.toml", "reference", tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)
