@@ -388,15 +388,18 @@ def suite_kills(spec: str, suite: list[Any]) -> str:
     return ""
 
 
-def fuzz_kills(spec: str, seconds: float, seed: int) -> tuple[str, float]:
+def fuzz_kills(spec: str, seconds: float, seed: int, keep: Path | None = None) -> tuple[str, float]:
+    """The invariant a fuzz campaign of `seconds` finds broken ("" = none), and when.
+    With `keep`, the shrunk failing scenario is written there (to see why it died)."""
     from harness.fuzz import campaign
 
     with tempfile.TemporaryDirectory() as tmp:
+        out = keep if keep is not None else Path(tmp)
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             try:
                 found, _stats = campaign(
-                    spec, budget_s=seconds, campaign_seed=seed, out_dir=Path(tmp), profile="ci"
+                    spec, budget_s=seconds, campaign_seed=seed, out_dir=out, profile="ci"
                 )
             except Exception as exc:  # the harness itself broke on this mutant
                 return f"error {type(exc).__name__}: {exc}"[:100], 0.0
@@ -412,6 +415,7 @@ def run_one(
     seconds: float,
     seed: int,
     module: str = REFERENCE_MODULE,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     from scenarios.loader import find_scenarios, load_scenario
 
@@ -427,17 +431,18 @@ def run_one(
     t = time.perf_counter()
     row["suite"] = suite_kills(spec, suite)
     row["suite_s"] = round(time.perf_counter() - t, 2)
-    row["fuzz"], row["fuzz_s"] = fuzz_kills(spec, seconds, seed) if seconds > 0 else ("", 0.0)
+    row["fuzz"], row["fuzz_s"] = fuzz_kills(spec, seconds, seed, keep) if seconds > 0 else ("", 0.0)
     row["fuzz_s"] = round(row["fuzz_s"], 2)
     return row
 
 
-def _worker(args: tuple[str, str, str, float, int], q: Any) -> None:
-    mid, relative, source, seconds, seed = args
+def _worker(args: tuple[str, str, str, float, int, str], q: Any) -> None:
+    mid, relative, source, seconds, seed, keep = args
     t = target(relative)
     ms, tree, applies = mutants(source, t.prefix)
     i = split_id(mid)[1]
-    q.put(run_one(tree, applies[i], ms[i], seconds, seed, t.module))
+    kept = Path(keep) / mid if keep else None
+    q.put(run_one(tree, applies[i], ms[i], seconds, seed, t.module, kept))
 
 
 def select(ms: list[Mutant], limit: int | None, ids: list[str] | None) -> list[Mutant]:
@@ -462,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="", help="write the rows here")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--show", action="store_true", help="print each chosen mutant's diff")
+    ap.add_argument(
+        "--keep",
+        default="",
+        help="write each fuzz kill's shrunk scenario under DIR/<mutant id>/ (default: discard)",
+    )
     ap.add_argument(
         "--files",
         default=DEFAULT_FILES,
@@ -499,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             m = todo.pop(0)
             q = ctx.Queue()
             relative, source = by_prefix[split_id(m.id)[0]][:2]
-            job = (m.id, relative, source, args.fuzz_seconds, args.seed)
+            job = (m.id, relative, source, args.fuzz_seconds, args.seed, args.keep)
             p = ctx.Process(target=_worker, args=(job, q))
             p.start()
             running.append((m, p, q, time.perf_counter()))
