@@ -499,7 +499,15 @@ class RefundFlow(CreditReceipts):
         if job is None:
             return
         if kind == "refund_reversing":
-            self._refund_reversals[key] = job  # its reversal_pending record follows
+            self._refund_reversals[key] = job
+            # Its reversal: the reversal_pending record that follows says the same, but
+            # the power may fail between the two writes, and this record alone must
+            # still reverse the refund (else the host keeps a credit nobody was told of).
+            if self._status.get(key) not in (SaleStatus.REVERSED, SaleStatus.REVERSAL_MANUAL):
+                self._reversals[key] = Sale(
+                    key, job.stan, job.amount, job.pan, job.sale_no, job.batch_no
+                )
+                self._status[key] = SaleStatus.REVERSING
             return
         if kind == "refund_done":
             self._refund_credits[key] = (job.stan, job.amount, str(record["rrn"]), job.batch_no)
