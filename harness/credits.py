@@ -49,6 +49,10 @@ class CashierCredits:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        # The intents a void or refund was asked of (at most one per step of the
+        # scenario): a completion or tip asked after it may rightly be refused, even
+        # while the host still shows the hold or sale standing.
+        self.credit_asked: set[int] = set()
 
     def request(self, step: Step, waited: int = 0) -> None:
         w = self.world
@@ -77,6 +81,7 @@ class CashierCredits:
             "amount": amount,
         }
         w.emit("cashier", rec)
+        self.credit_asked.add(step.sale)
         if step.action == "void":
             w._input(VoidRequested(rrn))
         else:
@@ -92,8 +97,12 @@ class CashierCredits:
                 self._skip(step, "the sale has no hold to complete")
                 return
             amount = step.amount or txn.amount
-            if txn.status == "approved" and 0 < amount <= txn.amount:
-                rec["valid"] = True  # a standing hold, an amount within it
+            if (
+                txn.status == "approved"
+                and 0 < amount <= txn.amount
+                and step.sale not in self.credit_asked
+            ):
+                rec["valid"] = True  # a standing hold, an amount within it, no void asked
             w.emit("cashier", {**rec, "rrn": txn.rrn, "amount": amount})
             w._input(CompletionRequested(txn.rrn, amount))
             return
@@ -103,8 +112,14 @@ class CashierCredits:
             self._skip(step, "the sale has no approved charge to tip")
             return
         base = txn.amount - txn.tip
-        if not txn.batch_no and 0 <= step.amount <= base and not refunds.refunded(w.host, txn.id):
-            rec["valid"] = True  # a live sale of the open batch, not refunded, a tip <= it
+        if (
+            not txn.batch_no
+            and 0 <= step.amount <= base
+            and not refunds.refunded(w.host, txn.id)
+            and step.sale not in self.credit_asked
+        ):
+            # A live sale of the open batch, not refunded (nor asked to be), a tip <= it.
+            rec["valid"] = True
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
         w._input(TipAdjustRequested(txn.rrn, step.amount))
 
