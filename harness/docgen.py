@@ -315,6 +315,21 @@ STEP_KEYS: tuple[dict[str, Any], ...] = (
         "meaning": "several terminals: the name of the terminal it happens at (default: the first)",
     },
     {
+        "key": "repeat",
+        "type": "integer",
+        "default": 1,
+        "unit": "",
+        "meaning": "the step happens this many times, `every_ms` apart (a busy day in one "
+        "table: `repeat = 10000` purchases)",
+    },
+    {
+        "key": "every_ms",
+        "type": "integer",
+        "default": 0,
+        "unit": "virtual milliseconds",
+        "meaning": "with `repeat`: the time between one repetition and the next",
+    },
+    {
         "key": "purchase",
         "type": "table { card = string, amount = integer }",
         "default": None,
@@ -489,7 +504,8 @@ def render_markdown() -> str:
         "",
         "## `[[steps]]`",
         "",
-        "Each step has `at_ms`, optionally `terminal`, and exactly one of the other keys.",
+        "Each step has `at_ms`, optionally `terminal`, `repeat` and `every_ms`, and exactly",
+        "one of the other keys.",
         "",
         *_table(ref["steps"]),
         "",

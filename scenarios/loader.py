@@ -181,13 +181,51 @@ def _wallet(where: str, data: Any) -> WalletSpec:
     return wallet
 
 
+_STEP_OPTIONS = ("at_ms", "terminal", "repeat", "every_ms")
+
+
+def _steps(raw: list[Any], pans: set[str], codes: Iterable[str]) -> tuple[Step, ...]:
+    """Every step of the file, a repeated one (`repeat`, `every_ms`) written out."""
+    out: list[Step] = []
+    for i, data in enumerate(raw):
+        where = f"steps[{i}]"
+        step = _step(where, data, pans, codes)
+        repeat, every_ms = _repeat(where, data)
+        if len(out) + repeat > STEPS_MAX:
+            raise ScenarioError(f"{where}.repeat: more than {STEPS_MAX} steps in all")
+        if step.at_ms + (repeat - 1) * every_ms > AT_MS_MAX:
+            raise ScenarioError(f"{where}.repeat: the last one would be after {AT_MS_MAX} ms")
+        out.append(step)
+        out += (_at(step, step.at_ms + k * every_ms) for k in range(1, repeat))
+    return tuple(out)
+
+
+def _at(step: Step, at_ms: int) -> Step:
+    return dataclasses.replace(step, at_ms=at_ms)
+
+
+def _repeat(where: str, table: dict[str, Any]) -> tuple[int, int]:
+    """(times, interval) of a step: `repeat = N` happens N times, `every_ms` apart."""
+    repeat = _expect_type(f"{where}.repeat", table.get("repeat", 1), int)
+    every_ms = _expect_type(f"{where}.every_ms", table.get("every_ms", 0), int)
+    if not 1 <= repeat <= STEPS_MAX:
+        raise ScenarioError(f"{where}.repeat: must be between 1 and {STEPS_MAX}, got {repeat}")
+    if repeat == 1 and "every_ms" in table:
+        raise ScenarioError(f"{where}.every_ms: only with repeat (> 1)")
+    if repeat > 1 and not 1 <= every_ms <= AT_MS_MAX:
+        raise ScenarioError(
+            f"{where}.every_ms: must be between 1 and {AT_MS_MAX} with repeat, got {every_ms}"
+        )
+    return repeat, every_ms
+
+
 def _step(where: str, data: Any, pans: set[str], codes: Iterable[str] = ()) -> Step:
     table = _table(where, data)
     for key in table:
-        if key not in ("at_ms", "terminal") and key not in STEP_ACTIONS:
+        if key not in _STEP_OPTIONS and key not in STEP_ACTIONS:
             raise ScenarioError(
-                f"{where}.{key}: unknown key (a step has at_ms, optionally terminal, and "
-                f"one of {', '.join(STEP_ACTIONS)})"
+                f"{where}.{key}: unknown key (a step has at_ms, optionally terminal, repeat "
+                f"and every_ms, and one of {', '.join(STEP_ACTIONS)})"
             )
     terminal = _expect_type(f"{where}.terminal", table.get("terminal", ""), str)
     step = _step_action(where, table, pans, codes)
@@ -343,10 +381,7 @@ def _from_dict(data: dict[str, Any], source: str) -> Scenario:
         if w.code in seen:
             raise ScenarioError(f"wallets[{i}].code: {w.code} is listed twice")
         seen.add(w.code)
-    steps = tuple(
-        _step(f"steps[{i}]", s, pans, codes)
-        for i, s in enumerate(_list("steps", data.get("steps", []), STEPS_MAX))
-    )
+    steps = _steps(_list("steps", data.get("steps", []), STEPS_MAX), pans, codes)
     plan = tuple(
         _fault(f"faults[{i}]", f)
         for i, f in enumerate(_list("faults", data.get("faults", []), PLAN_FAULTS_MAX))

@@ -248,8 +248,12 @@ class Observations:
         elif mti == MTI_ADVICE_RESP and not msg.get("orig_key"):
             self.offline.answered(msg)  # (a completion's or tip's answer names its sale)
         elif mti == MTI_BATCH_RESP:
-            # A batch close is answered when a 0510 reaches the terminal.
-            self.batch_asked.clear()
+            # A batch close is answered when a 0510 that settles it (RC 00 or 95)
+            # reaches the terminal; a refusal (RC 30: a malformed upload, e.g. more
+            # items than one 0500 may carry) leaves the batch open for ever.
+            settled = msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR)
+            if settled:
+                self.batch_asked.clear()
             b = msg.get("batch_no", 0)
             # Answered in time (within the terminal's response timeout of the last
             # upload): the close is over and new sales must be accepted again. A
@@ -258,10 +262,10 @@ class Observations:
             # next close was asked for) does not end the close under way.
             in_time = rec["t_ms"] - self.batch_last_sent_ms <= self.response_timeout_ms
             current = b == self.batch_last_sent_no
-            if in_time and current and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
+            if in_time and current and settled:
                 self.batch_outstanding = False
             clean = self.batch_first_sent.get(b) == self.faults_seen
-            if clean and msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR):
+            if clean and settled:
                 self.batch_answered.setdefault(b, (rec["seq"], self.faults_seen))
 
     def _batch_sent(self, batch_no: int, seq: int) -> None:

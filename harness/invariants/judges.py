@@ -352,15 +352,16 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
         )
     end = obs.end
     for seq, t_ms in obs.batch_asked:
-        # Asked after the last fault: it must be answered before the run comes to
-        # rest, or within the settling bound.
+        # Asked after the last fault: it must be settled (a 0510 with RC 00 or 95)
+        # before the run comes to rest, or within the settling bound.
         rested = end.get("quiet", True) or end["t_ms"] - t_ms >= obs.settle_within_ms
         if end and t_ms > obs.last_fault_ms and rested:
             out.append(
                 Violation(
                     "eventually-settles",
                     f"a batch close asked for at {t_ms} ms, after the last fault, was never "
-                    "answered: no 0510 reached the terminal before the run came to rest.",
+                    "answered: no 0510 settling it (RC 00 or 95) reached the terminal "
+                    "before the run came to rest.",
                     seqs=(seq,),
                     klass=LIVENESS,
                 )
@@ -439,6 +440,6 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "eventually-settles": (
         "after the last fault every intent reaches a final (truthful) state and every "
-        "batch close asked for is answered, in time"
+        "batch close asked for is settled (a 0510 with RC 00 or 95), in time"
     ),
 }

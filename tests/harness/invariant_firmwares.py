@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from acquirer.protocol import RC_APPROVED, Message
+from acquirer.protocol import BATCH_ITEMS_MAX, RC_APPROVED, Message
 from terminal.firmware import (
     BatchCloseRequested,
     Boot,
@@ -77,6 +77,19 @@ class IgnoresBatchClose(ReferenceFirmware):
 
     def _on_batch_close_requested(self, event: BatchCloseRequested) -> list[Effect]:
         return [Display(Outcome.PROMPT, "BATCH WAITING")]
+
+
+class OverfullBatch(ReferenceFirmware):
+    """Uploads more sales than one 0500 may carry (as a terminal that never refuses
+    the 10,001st sale of a batch would): the host refuses every upload with RC 30,
+    and the batch never closes."""
+
+    def _send_batch(self) -> list[Effect]:
+        msg = self._batch_message
+        if msg is not None and msg.items and len(msg.items) <= BATCH_ITEMS_MAX:
+            pad = (msg.items[-1],) * (BATCH_ITEMS_MAX + 1 - len(msg.items))
+            self._batch_message = replace(msg, items=msg.items + pad)
+        return super()._send_batch()
 
 
 class NeverMatchesAnswers(ClassicFirmware):

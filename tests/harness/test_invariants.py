@@ -260,6 +260,18 @@ def test_a_batch_close_never_answered_breaks_eventually_settles() -> None:
     assert run_scenario(sc).violated() == []
 
 
+def test_a_batch_close_the_host_refuses_breaks_eventually_settles() -> None:
+    """Every 0500 is answered, but with RC 30 (more items than one upload may carry):
+    a refusal settles nothing, so the close was never answered (found by mutation
+    testing: a terminal that lets a batch outgrow the 0500 never closes it)."""
+    sc = scenario(1250)
+    sc = replace(sc, steps=(*sc.steps, replace(sc.steps[0], at_ms=20_000, action="batch_close")))
+    bad = run_scenario(sc, fw("OverfullBatch"))
+    assert violated(bad) == {"eventually-settles": [0]}
+    assert "RC 00 or 95" in bad.violations["eventually-settles"][0].message
+    assert run_scenario(sc).violated() == []
+
+
 def test_a_batch_close_asked_for_before_the_last_fault_is_not_judged() -> None:
     """A fault after the request (here a power cut) may end a close the terminal
     then gives up on; the cashier would ask again. Only requests after the last

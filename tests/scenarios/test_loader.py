@@ -72,6 +72,27 @@ def test_good_file_loads_into_frozen_scenario(tmp_path: Path) -> None:
             "expect.invariants: unknown invariant 'no-such-thing'",
         ),
         ("[[steps]]\nat_ms = 5\n", "steps[1]: needs exactly one of"),
+        (
+            "[[steps]]\nat_ms = 5\nrepeat = 0\nreprint = true\n",
+            "steps[1].repeat: must be between 1 and",
+        ),
+        (
+            "[[steps]]\nat_ms = 5\nrepeat = 3\nreprint = true\n",
+            "steps[1].every_ms: must be between 1 and",
+        ),
+        (
+            "[[steps]]\nat_ms = 5\nevery_ms = 10\nreprint = true\n",
+            "steps[1].every_ms: only with repeat",
+        ),
+        (
+            "[[steps]]\nat_ms = 5\nrepeat = 60000\nevery_ms = 1\nreprint = true\n"
+            "[[steps]]\nat_ms = 5\nrepeat = 60000\nevery_ms = 1\nreprint = true\n",
+            "steps[2].repeat: more than 100000 steps in all",
+        ),
+        (
+            "[[steps]]\nat_ms = 5\nrepeat = 2\nevery_ms = 2592000000\nreprint = true\n",
+            "steps[1].repeat: the last one would be after",
+        ),
     ],
 )
 def test_bad_file_gives_one_line_naming_file_and_key(
@@ -85,6 +106,19 @@ def test_bad_file_gives_one_line_naming_file_and_key(
     assert "\n" not in message
     assert message.startswith(str(p) + ": ")
     assert fragment in message
+
+
+def test_a_repeated_step_is_written_out_every_ms_apart(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "amount = 1250 }\n", "amount = 1250 }\nrepeat = 3\nevery_ms = 2000\n"
+    ).replace("at_ms = 0\n", "at_ms = 100\n")
+    path = write(tmp_path, text)
+    sc = load_scenario(path)
+    assert [(s.at_ms, s.action, s.card, s.amount) for s in sc.steps] == [
+        (t, "purchase", "4000000000000002", 1250) for t in (100, 2100, 4100)
+    ]
+    # Written out, it loads as the same scenario.
+    assert scenario_from_dict(scenario_to_dict(sc), str(path)) == sc
 
 
 def test_missing_card_key_and_name_are_reported(tmp_path: Path) -> None:
