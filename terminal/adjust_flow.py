@@ -23,7 +23,10 @@ resend and after every reboot, so the host books it once however often it is sen
 
 Every request is answered with a display naming the RRN the cashier gave: COMPLETED /
 TIP ADDED, or a PROMPT saying why not (refused here or by the host, or left to manual
-handling), so the cashier always learns what became of it. An adjust is retried every
+handling), so the cashier always learns what became of it. The display comes right
+after the outcome's journal record, before anything else the answer sets off (the next
+adjust, a batch close that waited): a power cut can only fall between the two, and then
+the boot shows the outcome again (its record is the journal's last). An adjust is retried every
 response timeout until the host answers (transient codes
 are retried, any other code refuses it, shown as REFUSED), at most `ADJUST_TRIES_MAX`
 times (about half an hour with the reversal back-off), then left to manual handling
@@ -136,6 +139,9 @@ class AdjustFlow(FirmwareState):
         self._completions: dict[str, str] = {}  # preauth key -> its completion's key
         self._captures: dict[str, Capture] = {}  # approved completions of the open batch
         self._tips: dict[str, int] = {}  # sale (or completion) key -> its new total
+        # The last outcome record replayed at boot, and its job: shown again at boot if
+        # it is the journal's last record (the power may have failed before its display).
+        self._adjust_outcome: tuple[JournalRecord, AdjustJob] | None = None
 
     # ------------------------------------------------------------ the cashier
 
@@ -294,9 +300,7 @@ class AdjustFlow(FirmwareState):
         if self._adjust_tries < ADJUST_TRIES_MAX:
             return self._send_adjust()
         job = self._adjusts[key]
-        what = "COMPLETION" if job.kind == KIND_COMPLETION else "TIP"
-        record = {"type": "adjust_manual", "key": key}
-        return self._adjust_over(job, record, f"{what} NOT CONFIRMED - CALL THE ACQUIRER")
+        return self._adjust_over(job, {"type": "adjust_manual", "key": key})
 
     def _is_adjust_answer(self, msg: Message) -> bool:
         """Is this 0230 an answer to a completion or tip (not to an offline advice)?"""
@@ -318,22 +322,29 @@ class AdjustFlow(FirmwareState):
             shown = self._adjust_refused_shown(job, msg)
             if shown is not None:
                 return shown
-            what = "COMPLETION" if job.kind == KIND_COMPLETION else "TIP"
-            reason = RESPONSE_CODES.get(msg.rc, f"code {msg.rc}").upper()
-            record = {"type": "adjust_refused", "key": job.key, "rc": msg.rc}
-            return self._adjust_over(job, record, f"{what} REFUSED - {reason}")
+            return self._adjust_over(job, {"type": "adjust_refused", "key": job.key, "rc": msg.rc})
         return self._adjust_approved(job, msg.rrn)
 
     def _adjust_approved(self, job: AdjustJob, rrn: str) -> list[Effect]:
         """The host booked `job`: journal it, then show it."""
         self._apply_adjust_done(job, rrn)
-        record = {"type": "adjust_done", "key": job.key, "rrn": rrn}
-        if job.kind == KIND_COMPLETION:
-            shown = Display(Outcome.COMPLETED, "COMPLETED", job.orig_rrn, job.amount)
-        else:
+        return self._adjust_over(job, {"type": "adjust_done", "key": job.key, "rrn": rrn})
+
+    def _adjust_shown(self, job: AdjustJob, record: JournalRecord) -> Display:
+        """What the outcome `record` of `job` shows, naming the sale the cashier named."""
+        kind = record["type"]
+        if kind == "adjust_done" and job.kind == KIND_COMPLETION:
+            return Display(Outcome.COMPLETED, "COMPLETED", job.orig_rrn, job.amount)
+        if kind == "adjust_done":
             text = f"TIP {money(job.tip)} ADDED - TOTAL {money(job.amount)}"
-            shown = Display(Outcome.TIP_ADDED, text, job.orig_rrn, job.amount)
-        return [*self._adjust_over(job, record, ""), shown]
+            return Display(Outcome.TIP_ADDED, text, job.orig_rrn, job.amount)
+        what = "COMPLETION" if job.kind == KIND_COMPLETION else "TIP"
+        if kind == "adjust_manual":
+            text = f"{what} NOT CONFIRMED - CALL THE ACQUIRER"
+            return Display(Outcome.PROMPT, text, job.orig_rrn)
+        rc = str(record["rc"])
+        reason = RESPONSE_CODES.get(rc, f"code {rc}").upper()
+        return Display(Outcome.PROMPT, f"{what} REFUSED - {reason}", job.orig_rrn)
 
     def _apply_adjust_done(self, job: AdjustJob, rrn: str) -> None:
         if job.kind == KIND_COMPLETION:
@@ -347,13 +358,13 @@ class AdjustFlow(FirmwareState):
             if cap is not None:
                 self._captures[job.orig_key] = replace(cap, amount=job.amount)
 
-    def _adjust_over(self, job: AdjustJob, record: dict[str, Any], text: str) -> list[Effect]:
+    def _adjust_over(self, job: AdjustJob, record: dict[str, Any]) -> list[Effect]:
+        """`job` is over: its outcome journaled, then shown at once (before anything the
+        next adjust or a waiting batch close does, which a power cut could cut short)."""
         self._adjusts.pop(job.key, None)
         if record["type"] != "adjust_done" and job.kind == KIND_COMPLETION:
             self._completions.pop(job.orig_key, None)
-        effects: list[Effect] = [self._journal(record)]
-        if text:
-            effects.append(Display(Outcome.PROMPT, text, job.orig_rrn))  # names the sale
+        effects: list[Effect] = [self._journal(record), self._adjust_shown(job, record)]
         if job.key == self._adjust_key:
             self._adjust_key = ""
             effects.append(CancelTimer(ADJUST_TIMER))
@@ -412,10 +423,17 @@ class AdjustFlow(FirmwareState):
         job_done = self._adjusts.pop(key, None)
         if job_done is None:
             return
+        self._adjust_outcome = (record, job_done)
         if kind == "adjust_done":
             self._apply_adjust_done(job_done, str(record["rrn"]))
         elif job_done.kind == KIND_COMPLETION:
             self._completions.pop(job_done.orig_key, None)
 
     def _adjust_recover(self) -> list[Effect]:
-        return self._pump_adjusts()
+        """At boot: show again the outcome the power may have cut off (its record is the
+        journal's last), then go on with the queue."""
+        outcome = self._adjust_outcome
+        effects: list[Effect] = []
+        if outcome is not None and outcome[0] is self._last_record:
+            effects.append(self._adjust_shown(outcome[1], outcome[0]))
+        return effects + self._pump_adjusts()

@@ -40,6 +40,7 @@ class RecoveryFlow(FirmwareState):
         self._reset()
         journal = event.journal
         self._journal_len = len(journal)
+        self._last_record = journal[-1] if journal else None
         self._epoch = len(journal)
         nonce = event.nonce
         # Only a well-formed nonce (1-16 hex digits) goes into keys and batch numbers.

@@ -62,6 +62,7 @@ class FirmwareState:
         _sale_timer: str
         _last_sale: Sale | None
         _journal_len: int
+        _last_record: JournalRecord | None
         _epoch: int
         _nonce: str
         _sale_no: int

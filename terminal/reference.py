@@ -95,6 +95,7 @@ from terminal.firmware import (
     Event,
     FirmwareConfig,
     JournalAppend,
+    JournalRecord,
     MessageReceived,
     Outcome,
     PreauthKeyed,
@@ -251,6 +252,7 @@ class ReferenceFirmware(
         self._last_sale: Sale | None = None
         # Durable facts, rebuilt from the journal at boot; pruned at batch close.
         self._journal_len = 0  # records in the journal, to size JournalTrim
+        self._last_record: JournalRecord | None = None  # the journal's last, at boot
         self._epoch = 0  # journal length at boot: makes print job ids unique per boot
         self._nonce = ""  # this boot's randomness (Boot.nonce): part of every new key
         self._sale_no = 0  # last sequence number used (sales and batch uploads)
