@@ -177,7 +177,10 @@ def judge_holds(
         comp = host.completion_of(preauth.id)
         voided = comp is not None and comp.status == "reversed" and void_asked(comp.rrn)
         yield from _judge_completion(rrn, c, preauth, comp, quiet, voided)
-        if quiet and faultless and c.owed_seq and comp is None:
+        # A hold released since (a chip that declined the approval, a void) is no longer
+        # owed a capture: the terminal rightly refuses to complete it.
+        released = preauth.status == "reversed"
+        if quiet and faultless and c.owed_seq and comp is None and not released:
             yield _not_carried_out(f"complete pre-authorisation rrn {rrn}", c.intent, c.owed_seq)
         if quiet and c.ask_seq > c.answer_seq:
             yield _unanswered(f"complete pre-authorisation rrn {rrn}", c.intent, c.ask_seq)
