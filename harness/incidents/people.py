@@ -186,13 +186,38 @@ def _people(
         plan.append((t, f))
         notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
     kept = _with_cards(tlog, purchases, notes, unexplained)
-    steps = [Step(e.ts_ms - origin, "batch_close") for e in batch_closes[:-1]]
+    steps, end_of_day = _batch_close_steps(tlog, batch_closes, origin, notes)
     steps += [Step(e.ts_ms - origin, "reprint") for e in reprints]
-    if batch_closes:
+    return kept, steps, end_of_day
+
+
+_BATCH_MTIS = frozenset({"0500", "0510"})
+
+
+def _batch_close_steps(
+    tlog: Log, closes: list[Entry], origin: int, notes: list[str]
+) -> tuple[list[Step], bool]:
+    """The batch closes keyed, as steps, and whether the last one is the end-of-day close
+    (the scenario's `close_batch`, which comes once the run has come to rest). It is,
+    unless the terminal was still busy with something else when it was keyed (an answer
+    to another request reached it afterwards): then it stays a step at its own time."""
+    if not closes:
+        return [], False
+    last = closes[-1]
+    busy = any(
+        e.line > last.line and e.event == "recv" and str(e.data.get("mti")) not in _BATCH_MTIS
+        for e in tlog.entries
+    )
+    kept = closes if busy else closes[:-1]
+    steps = [Step(e.ts_ms - origin, "batch_close") for e in kept]
+    if busy:
         notes.append(
-            f"{tlog.path}:{batch_closes[-1].line}: last batch close taken as the end-of-day close"
+            f"{tlog.path}:{last.line}: last batch close keyed while another request was in "
+            "flight: replayed at its own time, no end-of-day close"
         )
-    return kept, steps, bool(batch_closes)
+    else:
+        notes.append(f"{tlog.path}:{last.line}: last batch close taken as the end-of-day close")
+    return steps, not busy
 
 
 def _with_cards(
