@@ -117,8 +117,10 @@ class CashierCredits:
             and 0 <= step.amount <= base
             and not refunds.refunded(w.host, txn.id)
             and step.sale not in self.credit_asked
+            and all(wallet.code != txn.pan for wallet in w.sc.wallets)
         ):
-            # A live sale of the open batch, not refunded (nor asked to be), a tip <= it.
+            # A live card sale of the open batch (a wallet payment takes no tip), not
+            # refunded (nor asked to be), a tip <= it.
             rec["valid"] = True
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
         w._input(TipAdjustRequested(txn.rrn, step.amount))

@@ -352,6 +352,9 @@ class ReferenceFirmware(
         if self._state is State.AWAITING_CARD:
             if not code:
                 return [Display(Outcome.PROMPT, "SCAN AGAIN")]
+            if self._preauth_mode:
+                # A hold is placed on a card; a wallet order would charge at once.
+                return [Display(Outcome.PROMPT, "PRE-AUTH: PRESENT A CARD")]
             return self._start_sale(self._amount, code, wallet=True)
         last = self._last_sale
         if code and last is not None and self._debounce_accepts_tap():

@@ -117,3 +117,19 @@ def test_an_inquiry_answer_for_another_order_is_ignored() -> None:
     (query,) = sends(rig.feed(TimerExpired(WALLET_TIMER)))
     other = replace(query, orig_key="someone-else", mac="")
     assert not finals(rig.reply(other, p.RC_APPROVED))
+
+
+def test_a_wallet_scan_during_a_pre_authorisation_is_refused_and_the_card_still_holds() -> None:
+    # Found by the fuzzer: a wallet customer scanning a stale screen while the cashier
+    # waited for a hotel guest's card turned the pre-authorisation into a wallet sale
+    # (charged at once, no hold to complete).
+    from terminal.firmware import CardPresented, CodeScanned, ConfirmPressed, PreauthKeyed
+
+    rig = Rig(ReferenceFirmware, CONFIG)
+    rig.feed(PreauthKeyed(12_000))
+    rig.feed(ConfirmPressed())
+    effects = rig.feed(CodeScanned(CODE))
+    assert not sends(effects) and not journaled(effects)
+    assert [d.text for d in displays(effects)] == ["PRE-AUTH: PRESENT A CARD"]
+    (hold,) = sends(rig.feed(CardPresented("4000000000000002")))
+    assert (hold.mti, hold.amount) == (p.MTI_PREAUTH, 12_000)
