@@ -282,6 +282,13 @@ def test_the_strategies_draw_worlds_of_two_to_four_terminals_that_round_trip() -
     assert any(sc.people.next_terminal_on_failed for sc in several)
     for sc in several:
         assert scenario_from_dict(scenario_to_dict(sc)) == replace(sc, source="<scenario>")
+    clones = [sc for sc in several if len({t.id for t in sc.terminals}) < len(sc.terminals)]
+    for sc in clones:
+        # Two devices under one id share one settlement: a world with a clone closes no
+        # batch, neither by a step nor by a device swap (which starts with a close).
+        assert not sc.close_batch
+        assert all(s.action != "batch_close" for s in sc.steps)
+        assert all(f.KIND != "device_swap" for f in sc.faults)
 
 
 def test_the_fuzzer_finds_a_flaw_only_a_clone_shows_and_shrinks_it_to_two_terminals(
