@@ -212,7 +212,7 @@ class Observations:
     def _intent(self, rec: Record) -> None:
         n = rec["intent"]
         self.intents[n] = self.current = IntentObs(
-            n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"]
+            n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"], preauth=bool(rec.get("preauth"))
         )
         if self.host is not None and n % SETTLE_EVERY == 0:
             self.settle(rec["t_ms"] - HORIZON_MS)

@@ -10,12 +10,14 @@ from dataclasses import replace
 
 from acquirer.protocol import RC_APPROVED, Message
 from terminal.firmware import (
+    AmountKeyed,
     BatchCloseRequested,
     Boot,
     Display,
     Effect,
     FirmwareConfig,
     Outcome,
+    PreauthKeyed,
     Print,
     Receipt,
 )
@@ -153,3 +155,11 @@ class OwedReceiptAsCopy(ReferenceFirmware):
 
     def _print(self, key: str, copy: bool) -> Print:
         return super()._print(key, copy or self._booting)
+
+
+class PreauthAsSale(ReferenceFirmware):
+    """Takes a pre-authorisation's amount as a sale's (asks CONFIRM AMOUNT, sends a
+    0200): the customer asked for a hold and is charged."""
+
+    def _on_preauth_keyed(self, event: PreauthKeyed) -> list[Effect]:
+        return self._on_amount_keyed(AmountKeyed(event.amount))
