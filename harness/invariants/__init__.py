@@ -379,6 +379,7 @@ class Observations:
                     self.rrn_owner[rrn] = n
 
     def _display(self, rec: Record) -> None:
+        self.holds.seen(rec)
         outcome = rec["outcome"]
         rrn = rec.get("rrn", "")
         if outcome == "receipt-pending" and rrn:

@@ -163,3 +163,18 @@ class PreauthAsSale(ReferenceFirmware):
 
     def _on_preauth_keyed(self, event: PreauthKeyed) -> list[Effect]:
         return self._on_amount_keyed(AmountKeyed(event.amount))
+
+
+class TipsWhileVoiding(ReferenceFirmware):
+    """Sets a tip on a sale (or completion) whose void is still under way."""
+
+    def _tip_target(self, rrn: str) -> tuple[str, str, int] | str:
+        voids, status = self._voids, self._status
+        self._voids = {}
+        self._status = {
+            k: SaleStatus.APPROVED if s is SaleStatus.REVERSING else s for k, s in status.items()
+        }
+        try:
+            return super()._tip_target(rrn)
+        finally:
+            self._voids, self._status = voids, status
