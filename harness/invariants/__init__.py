@@ -303,6 +303,7 @@ class Observations:
         if msg["mti"] == MTI_ADVICE:
             if not msg.get("orig_key"):  # (a completion or tip: judged in holds.py)
                 self._advice_sent(msg)
+                self.offline.advice_sent(msg.get("idem_key", ""), rec["t_ms"])
             return
         if msg["mti"] not in _SALE_MTIS:
             if msg["mti"] == MTI_REVERSAL:
@@ -470,6 +471,7 @@ class Observations:
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
+        self.offline.fault(rec)
         self.any_fault = True
         self.faults_seen += 1
         if self.current is not None and not self.current.finals:

@@ -178,3 +178,10 @@ class TipsWhileVoiding(ReferenceFirmware):
             return super()._tip_target(rrn)
         finally:
             self._voids, self._status = voids, status
+
+
+class ExpiresWhileUploading(ReferenceFirmware):
+    """Expires an offline sale past its cutoff even while its advice is on its way."""
+
+    def _expire_due(self, in_flight: bool = False) -> list[Effect]:
+        return super()._expire_due(in_flight=True)
