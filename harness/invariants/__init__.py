@@ -212,7 +212,7 @@ class Observations:
     def _intent(self, rec: Record) -> None:
         n = rec["intent"]
         self.intents[n] = self.current = IntentObs(
-            n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"]
+            n, rec["card"], rec["amount"], rec["seq"], rec["t_ms"], preauth=bool(rec.get("preauth"))
         )
         if self.host is not None and n % SETTLE_EVERY == 0:
             self.settle(rec["t_ms"] - HORIZON_MS)
@@ -307,6 +307,7 @@ class Observations:
         if msg["mti"] == MTI_ADVICE:
             if not msg.get("orig_key"):  # (a completion or tip: judged in holds.py)
                 self._advice_sent(msg)
+                self.offline.advice_sent(msg.get("idem_key", ""), rec["t_ms"])
             return
         if msg["mti"] not in _SALE_MTIS:
             if msg["mti"] == MTI_REVERSAL:
@@ -383,6 +384,7 @@ class Observations:
                     self.rrn_owner[rrn] = n
 
     def _display(self, rec: Record) -> None:
+        self.holds.seen(rec)
         outcome = rec["outcome"]
         rrn = rec.get("rrn", "")
         if outcome == "receipt-pending" and rrn:
@@ -473,6 +475,7 @@ class Observations:
             self.printed.setdefault(receipt.get("rrn", ""), rec["seq"])
 
     def _fault(self, rec: Record) -> None:
+        self.offline.fault(rec)
         self.any_fault = True
         self.faults_seen += 1
         if self.current is not None and not self.current.finals:

@@ -16,7 +16,8 @@ which invariant a completion or tip extends:
 
 * ``approved-means-charged`` (extended): a pre-authorisation shown COMPLETED has a
   capture at the host (an orphaned hold otherwise: the goods were handed over and the
-  merchant will never be paid); a sale shown TIP ADDED has that total at the host.
+  merchant will never be paid); a sale shown TIP ADDED has that total at the host, and
+  its void (asked, answered VOIDING or REFUNDING) was not under way then.
 * ``no-charge-on-failure`` (extended, once the run has come to rest): the host holds no
   capture of a pre-authorisation the terminal did not show COMPLETED, and no tip the
   terminal did not show added.
@@ -97,6 +98,12 @@ class HoldObs:
     def __init__(self) -> None:
         self.completions: dict[str, Completion] = {}
         self.tips: dict[str, Tip] = {}
+        self.void_ask: tuple[str, int, int] = ("", 0, 0)  # a void just asked: rrn, t_ms, seq
+        # Sales whose void is under way (the terminal said VOIDING or REFUNDING when it
+        # was asked; no display naming the sale since): rrn -> the ask's seq.
+        self.voiding: dict[str, int] = {}
+        # TIP ADDED shown for a sale whose void was under way: (rrn, intent, seqs).
+        self.tipped_voiding: list[tuple[str, int, tuple[int, int]]] = []
 
     def cashier(self, rec: Record, clear: bool = False) -> None:
         """A `cashier` record; `clear`: nothing stands in the way of the request (no fault
@@ -104,6 +111,9 @@ class HoldObs:
         (the record says `valid`)."""
         action = rec["action"]
         rrn = rec.get("rrn", "")
+        if action == "void" and rrn:
+            self.void_ask = (rrn, rec["t_ms"], rec["seq"])
+            self.voiding.pop(rrn, None)
         if not rrn or action not in ("complete", "tip"):
             return
         n = int(rec.get("intent", 0))
@@ -123,6 +133,29 @@ class HoldObs:
         t.ask_seq = rec["seq"]
         if clear and rec.get("valid"):
             t.owed_seq, t.owed_tip = rec["seq"], tip
+
+    def seen(self, rec: Record) -> None:
+        """Every display: follows the voids under way. A void is under way when the
+        terminal answers the ask, at once, with a pending display (VOIDING, or REFUNDING
+        for a sale past its batch), until a display names the sale (its outcome)."""
+        rrn, at_ms, ask_seq = self.void_ask
+        if rrn:
+            self.void_ask = ("", 0, 0)
+            if rec["outcome"] == "pending" and rec["t_ms"] == at_ms:
+                if len(self.voiding) >= HOLD_SALES_MAX:
+                    del self.voiding[next(iter(self.voiding))]
+                self.voiding[rrn] = ask_seq
+            return
+        named = rec.get("rrn", "")
+        if named not in self.voiding or rec["outcome"] == "pending":
+            return
+        if rec["outcome"] == "tip-added":
+            if len(self.tipped_voiding) < TIPS_ASKED_MAX:
+                t = self.tips.get(named)
+                n = t.intent if t is not None else int(rec.get("intent", 0) or 0)
+                self.tipped_voiding.append((named, n, (self.voiding[named], rec["seq"])))
+            return
+        del self.voiding[named]  # the void's outcome, or another answer naming the sale
 
     def answer(self, rec: Record) -> None:
         """Any other display naming an RRN: for a completion or tip asked of that RRN,
@@ -184,6 +217,16 @@ def judge_holds(
             yield _not_carried_out(f"complete pre-authorisation rrn {rrn}", c.intent, c.owed_seq)
         if quiet and c.ask_seq > c.answer_seq:
             yield _unanswered(f"complete pre-authorisation rrn {rrn}", c.intent, c.ask_seq)
+    for rrn, n, seqs in obs.tipped_voiding:
+        yield Violation(
+            "approved-means-charged",
+            f"sale rrn {rrn} was shown TIP ADDED while the void the cashier asked of it "
+            "was under way: the void gives back the sale as it was asked, so the customer "
+            "pays the tip on a cancelled sale.",
+            n,
+            (rrn,),
+            seqs,
+        )
     for rrn, t in obs.tips.items():
         sale = host.transaction_by_rrn(rrn)
         if sale is None or sale.terminal_id != terminal_id:

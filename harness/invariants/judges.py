@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from acquirer.host import Acquirer, HostTxn
+from acquirer.host_model import KIND_PREAUTH
 
 from .model import (
     LIVENESS,
@@ -170,6 +171,8 @@ def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vi
                     (f.seq, *_seqs_for(obs, b.live)),
                 )
             )
+        elif _wrong_kind(o, txn):
+            out.append(_wrong_kind_violation(obs, o, f.seq, txn))
         elif f.amount and (base_amount(txn) != f.amount or f.amount > want):
             out.append(
                 Violation(
@@ -202,6 +205,28 @@ def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vi
         if len(out) >= 2:
             break  # one flip-flopping intent says enough in two sentences
     return out
+
+
+def _wrong_kind(o: IntentObs, txn: HostTxn) -> bool:
+    """Is `txn` of the other kind than the customer asked: a charge for a
+    pre-authorisation, or a hold for a sale?"""
+    return o.preauth != (txn.kind == KIND_PREAUTH)
+
+
+def _wrong_kind_violation(obs: Observations, o: IntentObs, seq: int, txn: HostTxn) -> Violation:
+    """`amount-integrity`: a hold asked for but the card charged (money taken that was
+    only to be held), or a sale asked for but only a hold placed (never captured)."""
+    if o.preauth:
+        what = f"a pre-authorisation (a hold) but the host charged it as a {txn.kind}"
+    else:
+        what = f"a sale but the host booked it as a {txn.kind}, not a charge"
+    return Violation(
+        "amount-integrity",
+        f"intent {o.intent} was shown APPROVED for {what} (rrn {txn.rrn}).",
+        o.intent,
+        (txn.rrn,),
+        (seq, *_seqs_for(obs, [txn])),
+    )
 
 
 def _no_charge_because(obs: Observations, n: int, rrn: str, b: IntentBooks) -> str:

@@ -64,6 +64,7 @@ class IntentObs:
     seq: int
     start_ms: int
     keyed: int | None = None  # the last amount the cashier keyed for it
+    preauth: bool = False  # a pre-authorisation (a hold), not a sale
     final: str = ""
     final_ms: int = -1
     final_seq: int = 0

@@ -16,7 +16,9 @@ floor limit. It is legitimately shown and printed before the host knows of it, s
   its deadline (`offline_deadline_ms` after it) the host has booked its advice (any
   answer but RC EX) or the terminal has shown it expired; when the terminal was off
   at the deadline, the expiry must be shown at the first boot after it. A run that
-  comes to rest with an offline approval neither uploaded nor expired fails too.
+  comes to rest with an offline approval neither uploaded nor expired fails too; and
+  none is shown expired while its advice, sent less than the response timeout before,
+  awaits its answer (not judged with a `clock_skew` fault).
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ class OfflineObs:
         self.pending_keys: set[str] = set()  # receipts shown pending, named by key
         self.off_ms: list[tuple[int, int]] = []  # (off, on) times; on = -1: still off
         self.uploaded: set[str] = set()  # keys whose advice reached the terminal as final
+        # Advices on their way: key -> when last sent (no final answer, no power cut since).
+        self.in_flight: dict[str, int] = {}
+        # Expiries shown while an advice was on its way: (key, sent_ms, shown_ms, seq).
+        self.expired_in_flight: list[tuple[str, int, int, int]] = []
+        self.skewed = False  # a clock_skew fault: the terminal's waits are not its own
 
     def configure(self, floor: int, count_max: int, deadline_ms: int) -> None:
         self.floor, self.count_max, self.deadline_ms = floor, count_max, deadline_ms
@@ -101,10 +108,21 @@ class OfflineObs:
             a = self.approvals.get(key)
             if a is not None and a.expired_ms < 0:
                 a.expired_ms, a.expired_seq = rec["t_ms"], rec["seq"]
+            sent = self.in_flight.pop(key, -1)
+            if sent >= 0 and len(self.expired_in_flight) < OFFLINE_KEPT_MAX:
+                self.expired_in_flight.append((key, sent, rec["t_ms"], rec["seq"]))
         elif outcome == "offline-declined":
             self.uploaded.add(key)
         elif outcome == "receipt-pending" and len(self.pending_keys) < OFFLINE_KEPT_MAX:
             self.pending_keys.add(key)
+
+    def advice_sent(self, key: str, t_ms: int) -> None:
+        if key and (key in self.in_flight or len(self.in_flight) < OFFLINE_KEPT_MAX):
+            self.in_flight[key] = t_ms
+
+    def fault(self, rec: Record) -> None:
+        if rec.get("fault") == "clock_skew":
+            self.skewed = True
 
     def _waiting(self, a: OfflineApproval) -> bool:
         return a.expired_ms < 0 and a.key not in self.uploaded
@@ -123,8 +141,11 @@ class OfflineObs:
         """A 0230 reached the terminal: a final answer ends the wait for that key."""
         if msg.get("rc") not in ("", "09", "91", "96", "63"):
             self.uploaded.add(msg.get("idem_key", ""))
+            self.in_flight.pop(msg.get("idem_key", ""), None)
 
     def power(self, rec: Record) -> None:
+        if rec["state"] == "off":
+            self.in_flight.clear()  # the terminal forgot its waits
         if rec["state"] == "off" and len(self.off_ms) < POWER_KEPT_MAX:
             self.off_ms.append((rec["t_ms"], -1))
         elif rec["state"] == "on" and self.off_ms and self.off_ms[-1][1] == -1:
@@ -148,7 +169,7 @@ class OfflineObs:
         end = obs.end
         now = end["t_ms"] if end else -1
         rested = bool(end) and end.get("quiet", True)
-        out: list[Violation] = []
+        out: list[Violation] = self._expired_early(obs.response_timeout_ms)
         for a in self.approvals.values():
             out += self._limits(a)
             txn = booked.get(a.key)
@@ -168,6 +189,29 @@ class OfflineObs:
                 )
             if len(out) >= 20:
                 break
+        return out
+
+    def _expired_early(self, timeout_ms: int) -> list[Violation]:
+        """An offline sale shown expired while its advice, sent less than the response
+        timeout before, still awaited its answer: the host may be booking it (then the
+        expiry's reversal takes back a sale the host accepted, and the merchant is told
+        it was never uploaded). Not judged when the terminal's clock was skewed."""
+        out: list[Violation] = []
+        for key, sent, shown, seq in self.expired_in_flight:
+            a = self.approvals.get(key)
+            if self.skewed or a is None or shown - sent >= timeout_ms or len(out) >= 5:
+                continue
+            out.append(
+                Violation(
+                    "offline-uploaded",
+                    f"offline sale {key} was shown expired (NOT UPLOADED) at {shown} ms "
+                    f"while its advice, sent at {sent} ms, still awaited its answer "
+                    f"(response timeout {timeout_ms} ms).",
+                    a.intent,
+                    (),
+                    (seq,),
+                )
+            )
         return out
 
     def _host_records(self, obs: Observations, host: Acquirer) -> dict[str, HostTxn]:

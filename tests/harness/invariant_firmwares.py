@@ -10,12 +10,14 @@ from dataclasses import replace
 
 from acquirer.protocol import BATCH_ITEMS_MAX, RC_APPROVED, Message
 from terminal.firmware import (
+    AmountKeyed,
     BatchCloseRequested,
     Boot,
     Display,
     Effect,
     FirmwareConfig,
     Outcome,
+    PreauthKeyed,
     Print,
     Receipt,
 )
@@ -166,3 +168,33 @@ class OwedReceiptAsCopy(ReferenceFirmware):
 
     def _print(self, key: str, copy: bool) -> Print:
         return super()._print(key, copy or self._booting)
+
+
+class PreauthAsSale(ReferenceFirmware):
+    """Takes a pre-authorisation's amount as a sale's (asks CONFIRM AMOUNT, sends a
+    0200): the customer asked for a hold and is charged."""
+
+    def _on_preauth_keyed(self, event: PreauthKeyed) -> list[Effect]:
+        return self._on_amount_keyed(AmountKeyed(event.amount))
+
+
+class TipsWhileVoiding(ReferenceFirmware):
+    """Sets a tip on a sale (or completion) whose void is still under way."""
+
+    def _tip_target(self, rrn: str) -> tuple[str, str, int] | str:
+        voids, status = self._voids, self._status
+        self._voids = {}
+        self._status = {
+            k: SaleStatus.APPROVED if s is SaleStatus.REVERSING else s for k, s in status.items()
+        }
+        try:
+            return super()._tip_target(rrn)
+        finally:
+            self._voids, self._status = voids, status
+
+
+class ExpiresWhileUploading(ReferenceFirmware):
+    """Expires an offline sale past its cutoff even while its advice is on its way."""
+
+    def _expire_due(self, in_flight: bool = False) -> list[Effect]:
+        return super()._expire_due(in_flight=True)

@@ -86,6 +86,16 @@ def test_each_offline_zoo_firmware_is_caught(scenario: str, zoo: str, caught_by:
     assert caught_by in run_scenario(sc, f"zoo:{zoo}").violated()
 
 
+def test_an_expiry_while_the_advice_is_on_its_way_is_caught() -> None:
+    """Expired (NOT UPLOADED) while the host books the advice: `offline-uploaded`
+    fires on a firmware that does it, not on the reference, which waits for the answer."""
+    sc = _load("regress-offline-expired-while-uploading")
+    bad = run_scenario(sc, "tests.harness.invariant_firmwares:ExpiresWhileUploading")
+    (v,) = bad.violations["offline-uploaded"]
+    assert "still awaited its answer" in v.message
+    assert run_scenario(sc, "reference").passed
+
+
 def test_a_firmware_without_the_offline_feature_is_skipped() -> None:
     result = run_scenario(_load("offline-upload-ack-lost"), "zoo:naive-retry")
     assert result.verdict == "SKIP"

@@ -114,6 +114,25 @@ def test_each_flawed_firmware_is_caught(sc: Any, firmware: str, invariant: str) 
     assert result.violations[invariant], sorted(result.violated())
 
 
+def test_a_hold_charged_as_a_sale_is_caught() -> None:
+    """A pre-authorisation sent as a 0200 charges the card: the APPROVED display is
+    backed by a purchase, not a hold (and the reference's is a hold)."""
+    bad = run_scenario(STAY, "tests.harness.invariant_firmwares:PreauthAsSale")
+    (v,) = bad.violations["amount-integrity"]
+    assert "pre-authorisation (a hold) but the host charged it as a purchase" in v.message
+    assert not run_scenario(STAY, "reference").violations["amount-integrity"]
+
+
+def test_a_tip_on_a_sale_being_voided_is_caught() -> None:
+    """TIP ADDED while the void of the sale is under way: the void then gives back the
+    amount it named, the customer pays the tip (the reference refuses the tip)."""
+    sc = load_scenario(INCIDENTS / "regress-tip-while-voiding.toml")
+    bad = run_scenario(sc, "tests.harness.invariant_firmwares:TipsWhileVoiding")
+    (v,) = bad.violations["approved-means-charged"]
+    assert "TIP ADDED while the void the cashier asked of it was under way" in v.message
+    assert run_scenario(sc, "reference").verdict == "PASS"
+
+
 def test_a_firmware_without_the_feature_is_skipped() -> None:
     assert run_scenario(STAY, "zoo:naive-retry").verdict == "SKIP"
 
