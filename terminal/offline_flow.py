@@ -261,17 +261,21 @@ class OfflineFlow(FirmwareState):
         return effects
 
     def _expire(self, key: str) -> list[Effect]:
-        """Expire offline sale `key`: journaled with its reversal, then shown, then the
-        reversal sent (its 0200, or an advice on its way, may have charged)."""
+        """Expire offline sale `key`: journaled (the record alone also means its reversal,
+        see `_replay_offline`), shown at once, then its reversal journaled and sent (its
+        0200, or an advice on its way, may have charged)."""
         sale = self._sales[key]
         effects = self._dequeue_advice(key)
         self._status[key] = SaleStatus.DECLINED
         self._pending_receipts.pop(key, None)
         effects.append(self._journal({"type": "offline_expired", "key": key}))
+        effects.append(self._expired_display(sale))
         effects += self._record_reversal_pending(sale)
-        text = f"OFFLINE SALE {money(sale.amount)} EXPIRED - NOT UPLOADED - COLLECT PAYMENT"
-        effects.append(Display(Outcome.OFFLINE_EXPIRED, text, key=key))
         return effects + self._enqueue_reversal(sale)
+
+    def _expired_display(self, sale: Sale) -> Display:
+        text = f"OFFLINE SALE {money(sale.amount)} EXPIRED - NOT UPLOADED - COLLECT PAYMENT"
+        return Display(Outcome.OFFLINE_EXPIRED, text, key=sale.key)
 
     # ------------------------------------------------------------ boot
 
@@ -301,9 +305,21 @@ class OfflineFlow(FirmwareState):
             self._offline.pop(key, None)
             self._status[key] = SaleStatus.DECLINED
             self._pending_receipts.pop(key, None)
+            # Its reversal: the reversal_pending record that follows says the same, but
+            # the power may fail between the two writes.
+            if sale is not None:
+                self._reversals[key] = sale
+                self._status[key] = SaleStatus.REVERSING
 
     def _offline_recover(self) -> list[Effect]:
-        """At boot: expire what is overdue, arm the deadline timer, upload the rest."""
+        """At boot: show an expiry the power may have cut off (its record is the journal's
+        last), expire what is overdue, arm the deadline timer, upload the rest."""
+        effects: list[Effect] = []
+        last = self._last_record
+        if last is not None and last.get("type") == "offline_expired":
+            sale = self._sales.get(str(last["key"]))
+            if sale is not None:
+                effects.append(self._expired_display(sale))
         if not self._offline:
-            return []
-        return self._expire_due() + self._offline_arm() + self._pump_advices()
+            return effects
+        return effects + self._expire_due() + self._offline_arm() + self._pump_advices()
