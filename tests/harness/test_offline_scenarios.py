@@ -49,13 +49,40 @@ def test_an_expired_sale_is_reversed_so_no_charge_of_it_stands(name: str, tmp_pa
     trace = tmp_path / "t.jsonl"
     assert run_scenario(_load(name), "reference", trace_path=trace).passed
     text = trace.read_text()
+    # Journaled, then shown at once, then its reversal journaled (the expiry record alone
+    # already means the reversal at a boot: test_a_journal_ending_with_an_expiry_...).
     journal = text.index('"type":"offline_expired"')
     assert (
         journal
-        < text.index('"type":"reversal_pending"')
         < text.index('"outcome":"offline-expired"')
+        < text.index('"type":"reversal_pending"')
     )
     assert '"action":"reverse"' in text and '"action":"batch-match"' in text
+
+
+def test_a_journal_ending_with_an_expiry_shows_it_again_and_reverses_the_sale() -> None:
+    """The power failed right after the expiry was journaled (before it was shown and
+    before its reversal was journaled): the boot shows it and sends the reversal."""
+    from acquirer.protocol import MTI_REVERSAL
+    from terminal.firmware import FirmwareConfig, Outcome
+    from terminal.reference import ReferenceFirmware
+    from terminal.testing import Rig, displays, sends
+
+    key = "T0001-00000001-0000000001"
+    sale = {"type": "sale", "key": key, "stan": 1, "amount": 1500, "pan": "4000000000000002"}
+    journal = [
+        {**sale, "sale_no": 1, "batch_no": 1},
+        {"type": "offline_approved", "key": key, "at_ms": 46_000},
+        {"type": "printed", "key": key},
+        {"type": "offline_expired", "key": key},
+    ]
+    config = FirmwareConfig(offline_floor=2000, offline_deadline_ms=600_000)
+    effects = Rig(ReferenceFirmware, config, journal).boot_effects
+    assert [d.outcome for d in displays(effects)] == [Outcome.OFFLINE_EXPIRED]
+    assert [(m.mti, m.orig_key) for m in sends(effects)] == [(MTI_REVERSAL, key)]
+    # Not again once anything was journaled after it (then it had been shown).
+    later = Rig(ReferenceFirmware, config, [*journal, {"type": "reversed", "key": key}])
+    assert not displays(later.boot_effects) and not sends(later.boot_effects)
 
 
 def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
