@@ -3,7 +3,8 @@ for one world.
 
 A `void = { sale = N }` or `refund = { sale = N, amount = A }` step names the N-th
 payment intent of the run. The cashier reads that sale's host reference (RRN) off its
-receipt: the RRN of the host's approved charge for the intent. A sale with none (it
+receipt: the RRN the intent was last shown APPROVED with, if the host still holds that
+charge approved, else the host's latest approved charge for the intent. A sale with none (it
 was declined, or never reached the host) cannot be named: the step is skipped, with a
 `cashier` record saying why. While the terminal is off or serves a customer, the
 cashier waits (`CREDIT_WAIT_MS` at a time, at most `CREDIT_WAITS_MAX` times).
@@ -126,13 +127,17 @@ class CashierCredits:
         w._input(TipAdjustRequested(txn.rrn, step.amount))
 
     def _txns(self, n: int) -> Iterator[HostTxn]:
-        """Intent `n`'s transactions at the host, by the RRNs it got, the latest first."""
+        """Intent `n`'s transactions at the host, by the RRNs it got: first the one its
+        receipt names (the RRN it was last shown APPROVED with), then the latest first.
+        (A late charge of an earlier attempt, which the terminal is reversing, is no
+        sale the cashier can name.)"""
         w = self.world
-        for rrn in reversed(list(w.rrn_intent)):
-            if w.rrn_intent[rrn] == n:
-                txn = w.host.transaction_by_rrn(rrn)
-                if txn is not None:
-                    yield txn
+        shown = w.receipt_rrn.get(n, "")
+        rrns = [rrn for rrn in reversed(list(w.rrn_intent)) if w.rrn_intent[rrn] == n]
+        for rrn in sorted(rrns, key=lambda r: r != shown):
+            txn = w.host.transaction_by_rrn(rrn)
+            if txn is not None:
+                yield txn
 
     def _approved_txn(self, n: int) -> HostTxn | None:
         """Intent `n`'s approved (or completed) sale or hold at the host, the latest."""

@@ -81,6 +81,7 @@ class WorldState:
         rng_boot: random.Random
         rng_net: random.Random
         rrn_intent: dict[str, int]
+        receipt_rrn: dict[int, str]
         sc: Scenario
         sched: Scheduler
         seed: int

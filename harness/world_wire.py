@@ -61,6 +61,7 @@ class WireMixin(WorldState):
             self.key_intent,
             self.stan_intent,
             self.rrn_intent,
+            self.receipt_rrn,
             self.reprints,
         )
         for table in tables:
