@@ -186,6 +186,12 @@ class RefundFlow(CreditReceipts):
             return [Display(Outcome.PROMPT, "BATCH CLOSING - TRY LATER")]
         if ref.key in self._pending_receipts:
             return [Display(Outcome.PROMPT, "VOID REFUSED - PRINT THE RECEIPT FIRST")]
+        pending = next((j for j in self._adjusts.values() if j.orig_key == ref.key), None)
+        if pending is not None:
+            # A tip (or completion) of it not answered yet: the 0400 could not name the
+            # total the host will hold, so the void would give back too little.
+            what = "COMPLETION" if pending.kind == "completion" else "TIP"
+            return [Display(Outcome.PROMPT, f"VOID REFUSED - {what} PENDING")]
         if self._void_too_late(ref):
             # Outside the batch window: a void is no longer possible, refund it all.
             return self._start_refund(ref, ref.amount)
