@@ -54,6 +54,11 @@ class CashierCredits:
         # scenario): a completion or tip asked after it may rightly be refused, even
         # while the host still shows the hold or sale standing.
         self.credit_asked: set[int] = set()
+        # The intents a completion was asked of, and the last tip asked of each: a
+        # second completion, or a tip asked while the last one is not booked yet, may
+        # rightly be refused (a hold is completed once; one tip at a time).
+        self.completion_asked: set[int] = set()
+        self.tip_asked: dict[int, int] = {}
 
     def request(self, step: Step, waited: int = 0) -> None:
         w = self.world
@@ -98,12 +103,9 @@ class CashierCredits:
                 self._skip(step, "the sale has no hold to complete")
                 return
             amount = step.amount or txn.amount
-            if (
-                txn.status == "approved"
-                and 0 < amount <= txn.amount
-                and step.sale not in self.credit_asked
-            ):
-                rec["valid"] = True  # a standing hold, an amount within it, no void asked
+            if self._completion_owed(step, txn, amount):
+                rec["valid"] = True
+            self.completion_asked.add(step.sale)
             w.emit("cashier", {**rec, "rrn": txn.rrn, "amount": amount})
             w._input(CompletionRequested(txn.rrn, amount))
             return
@@ -113,18 +115,34 @@ class CashierCredits:
             self._skip(step, "the sale has no approved charge to tip")
             return
         base = txn.amount - txn.tip
-        if (
+        if self._tip_owed(step, txn, base):
+            rec["valid"] = True
+        self.tip_asked[step.sale] = step.amount
+        w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
+        w._input(TipAdjustRequested(txn.rrn, step.amount))
+
+    def _completion_owed(self, step: Step, hold: HostTxn, amount: int) -> bool:
+        """A standing hold, an amount within it, no void nor earlier completion asked."""
+        return (
+            hold.status == "approved"
+            and 0 < amount <= hold.amount
+            and step.sale not in self.credit_asked
+            and step.sale not in self.completion_asked
+        )
+
+    def _tip_owed(self, step: Step, txn: HostTxn, base: int) -> bool:
+        """A live card sale of the open batch (a wallet payment takes no tip), not
+        refunded (nor asked to be), a tip at most its base, and the last tip asked of it
+        (if any) booked already."""
+        w = self.world
+        return (
             not txn.batch_no
             and 0 <= step.amount <= base
             and not refunds.refunded(w.host, txn.id)
             and step.sale not in self.credit_asked
             and all(wallet.code != txn.pan for wallet in w.sc.wallets)
-        ):
-            # A live card sale of the open batch (a wallet payment takes no tip), not
-            # refunded (nor asked to be), a tip <= it.
-            rec["valid"] = True
-        w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
-        w._input(TipAdjustRequested(txn.rrn, step.amount))
+            and self.tip_asked.get(step.sale, txn.tip) == txn.tip
+        )
 
     def _txns(self, n: int) -> Iterator[HostTxn]:
         """Intent `n`'s transactions at the host, by the RRNs it got: first the one its
