@@ -3,8 +3,9 @@ for one world.
 
 A `void = { sale = N }` or `refund = { sale = N, amount = A }` step names the N-th
 payment intent of the run. The cashier reads that sale's host reference (RRN) off its
-receipt: the RRN the intent was last shown APPROVED with, if the host still holds that
-charge approved, else the host's latest approved charge for the intent. A sale with none (it
+receipt: once the intent was shown APPROVED, the charge that display named (its RRN,
+or for an offline approval its key, once uploaded), if the host holds it approved;
+before that, the host's latest approved charge for the intent. A sale with none (it
 was declined, or never reached the host) cannot be named: the step is skipped, with a
 `cashier` record saying why. While the terminal is off or serves a customer, the
 cashier waits (`CREDIT_WAIT_MS` at a time, at most `CREDIT_WAITS_MAX` times).
@@ -145,16 +146,19 @@ class CashierCredits:
         )
 
     def _txns(self, n: int) -> Iterator[HostTxn]:
-        """Intent `n`'s transactions at the host, by the RRNs it got: first the one its
-        receipt names (the RRN it was last shown APPROVED with), then the latest first.
-        (A late charge of an earlier attempt, which the terminal is reversing, is no
-        sale the cashier can name.)"""
+        """Intent `n`'s transactions at the host, by the RRNs it got, the latest first;
+        once it was shown APPROVED, only the one its receipt names (that RRN, or for an
+        offline approval the sale's key, once uploaded). A late charge of an earlier
+        attempt, which the terminal is reversing, is no sale the cashier can name."""
         w = self.world
-        shown = w.receipt_rrn.get(n, "")
-        rrns = [rrn for rrn in reversed(list(w.rrn_intent)) if w.rrn_intent[rrn] == n]
-        for rrn in sorted(rrns, key=lambda r: r != shown):
+        shown = w.receipt_rrn.get(n)
+        for rrn in reversed(list(w.rrn_intent)):
+            if w.rrn_intent[rrn] != n:
+                continue
             txn = w.host.transaction_by_rrn(rrn)
-            if txn is not None:
+            if txn is None:
+                continue
+            if shown is None or shown in (txn.rrn, f"key:{txn.idem_key}"):
                 yield txn
 
     def _approved_txn(self, n: int) -> HostTxn | None:

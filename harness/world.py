@@ -267,8 +267,9 @@ class World(PeopleMixin, WireMixin):
         self.key_intent: dict[str, int] = {}
         self.stan_intent: dict[int, int] = {}
         self.rrn_intent: dict[str, int] = {}
-        # The RRN each intent was last shown APPROVED with: what its receipt says, so what
-        # a cashier reads off it to void, refund or tip the sale.
+        # What each intent was last shown APPROVED with: its RRN, or "key:<key>" for an
+        # offline approval (no RRN yet); what its receipt says, so what a cashier reads
+        # off it to void, refund or tip the sale.
         self.receipt_rrn: dict[int, str] = {}
         self.host_rrns: deque[str] = deque(maxlen=8)  # the latest sales' RRNs (host_foreign_rrn)
         # The 0210 the firmware is handling right now (None outside that).
@@ -536,8 +537,8 @@ class World(PeopleMixin, WireMixin):
         if a is not None:
             rec["intent"] = a.intent
         self.emit("display", rec)
-        if eff.outcome == Outcome.APPROVED and eff.rrn and a is not None:
-            self.receipt_rrn[a.intent] = eff.rrn
+        if eff.outcome == Outcome.APPROVED and a is not None and (eff.rrn or eff.key):
+            self.receipt_rrn[a.intent] = eff.rrn or f"key:{eff.key}"
         if eff.outcome in FINAL_OUTCOMES and a is not None and not a.final:
             self._finalised(a, eff.outcome.value)
         elif eff.outcome == Outcome.RECEIPT_PENDING and self.sc.people.reprint_on_pending:
