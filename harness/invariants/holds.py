@@ -78,6 +78,10 @@ class Tip:
     # with nothing in the way: its seq (0: none) and tip.
     owed_seq: int = 0
     owed_tip: int = 0
+    # Tips asked after the owed one that were not owed themselves (a void was asked
+    # of the sale, say): each may rightly replace it, so the sale ending with any of
+    # them carries the owed one out too.
+    since_owed: list[int] = field(default_factory=list)
     answer_seq: int = 0  # the last display naming the sale's RRN
 
 
@@ -133,6 +137,9 @@ class HoldObs:
         t.ask_seq = rec["seq"]
         if clear and rec.get("valid"):
             t.owed_seq, t.owed_tip = rec["seq"], tip
+            t.since_owed.clear()
+        elif t.owed_seq and tip not in t.since_owed and len(t.since_owed) < TIPS_ASKED_MAX:
+            t.since_owed.append(tip)
 
     def seen(self, rec: Record) -> None:
         """Every display: follows the voids under way. A void is under way when the
@@ -233,7 +240,7 @@ def judge_holds(
             continue
         yield from _judge_tip(rrn, t, sale, quiet)
         owed = quiet and faultless and t.owed_seq and sale.status == "approved"
-        if owed and sale.tip != t.owed_tip:
+        if owed and sale.tip != t.owed_tip and sale.tip not in t.since_owed:
             what = f"set a tip of {money(t.owed_tip)} on sale rrn {rrn}"
             yield _not_carried_out(what, t.intent, t.owed_seq)
         if quiet and t.ask_seq > t.answer_seq:
