@@ -44,151 +44,187 @@ def _people(
 ) -> tuple[list[_Purchase], list[Step], bool]:
     """Purchases (one per keyed amount, except a restart after a power cut), batch
     closes and reprints the cashier asked for, and reader/keypad/printer faults."""
-    purchases: list[_Purchase] = []
-    current: _Purchase | None = None
-    finished = True  # the current purchase reached a final display
-    rebooted = False
-    attempt = 0
-    taps = 0
-    jobs = 0
-    attempt_cards: list[Entry] = []
-    attempt_confirms: list[Entry] = []
-    batch_closes: list[Entry] = []
-    reprints: list[Entry] = []
-    pending_seen = False
-    misreads: list[tuple[int, int, int]] = []
-    last_final = ("", 0)  # the current purchase's last final display and its time
-    retry_entry: Entry | None = None  # an amount keyed as a retry, until its card read
-    mapped: set[str] = set()
+    reader = _PeopleReader(tlog, origin, plan, notes, unexplained)
+    for e in tlog.entries:
+        reader.entry(e)
+    return reader.finish()
 
-    def close_attempt() -> None:
-        good = [c for c in attempt_cards if c.data["pan"]]
+
+class _PeopleReader:
+    """`_people`'s walk through one terminal log, entry by entry."""
+
+    def __init__(
+        self,
+        tlog: Log,
+        origin: int,
+        plan: list[tuple[int, faults.Fault]],
+        notes: list[str],
+        unexplained: list[str],
+    ) -> None:
+        self.tlog, self.origin, self.plan = tlog, origin, plan
+        self.notes, self.unexplained = notes, unexplained
+        self.purchases: list[_Purchase] = []
+        self.current: _Purchase | None = None
+        self.finished = True  # the current purchase reached a final display
+        self.rebooted = False
+        self.attempt = 0
+        self.taps = 0
+        self.attempt_cards: list[Entry] = []
+        self.attempt_confirms: list[Entry] = []
+        self.batch_closes: list[Entry] = []
+        self.reprints: list[Entry] = []
+        self.pending_seen = False
+        self.misreads: list[tuple[int, int, int]] = []
+        self.last_final = ("", 0)  # the current purchase's last final display and its time
+        self.retry_entry: Entry | None = None  # an amount keyed as a retry, until its card read
+        self.mapped: set[str] = set()
+
+    def entry(self, e: Entry) -> None:
+        t = e.ts_ms - self.origin
+        if e.event == "power" and e.data["state"] == "on" and t > 0:
+            self.rebooted = True
+        elif e.event == "amount_keyed":
+            self._amount_keyed(e, t)
+        elif e.event == "card_read":
+            self._card_read(e, t)
+        elif e.event == "key" and e.data["key"] == "confirm":
+            self.attempt_confirms.append(e)
+        elif e.event == "key" and e.data["key"] == "batch_close":
+            self.batch_closes.append(e)
+        elif e.event == "key" and e.data["key"] == "reprint":
+            if not self.pending_seen:
+                self.reprints.append(e)
+        elif e.event == "display":
+            self._display(e, t)
+        elif e.event == "print" and e.data["status"] != "ok":
+            self._print_fault(e, t)
+
+    def _close_attempt(self) -> None:
+        tlog, attempt = self.tlog, self.attempt
+        good = [c for c in self.attempt_cards if c.data["pan"]]
         if len(good) >= 2:
             f = faults.build_fault(
                 "double_tap", {"nth": attempt, "gap_ms": good[1].ts_ms - good[0].ts_ms}
             )
-            plan.append((good[0].ts_ms - origin, f))
-            notes.append(f"{tlog.path}:{good[1].line}: card read twice -> {f.describe()}")
-        if len(attempt_confirms) >= 2:
-            c0, c1 = attempt_confirms[0], attempt_confirms[1]
+            self.plan.append((good[0].ts_ms - self.origin, f))
+            self.notes.append(f"{tlog.path}:{good[1].line}: card read twice -> {f.describe()}")
+        if len(self.attempt_confirms) >= 2:
+            c0, c1 = self.attempt_confirms[0], self.attempt_confirms[1]
             f = faults.build_fault(
                 "double_confirm", {"nth": attempt, "gap_ms": c1.ts_ms - c0.ts_ms}
             )
-            plan.append((c0.ts_ms - origin, f))
-            notes.append(f"{tlog.path}:{c1.line}: confirm pressed twice -> {f.describe()}")
+            self.plan.append((c0.ts_ms - self.origin, f))
+            self.notes.append(f"{tlog.path}:{c1.line}: confirm pressed twice -> {f.describe()}")
 
-    for e in tlog.entries:
-        t = e.ts_ms - origin
-        if e.event == "power" and e.data["state"] == "on" and t > 0:
-            rebooted = True
-        elif e.event == "amount_keyed":
-            if attempt:
-                close_attempt()
-            attempt += 1
-            attempt_cards, attempt_confirms = [], []
-            gap = t - last_final[1]
-            if current is not None and not finished and rebooted:
-                notes.append(
-                    f"{tlog.path}:{e.line}: amount keyed again after a reboot: same purchase [sure]"
-                )
-            elif (
-                current is not None
-                and last_final[0] == "failed"
-                and int(e.data["amount"]) == current.amount
-                and 0 <= gap <= RETRY_WINDOW_MS
-            ):
-                # The cashier tries the same sale again after FAILED: one intent, as
-                # the world's people.retry_on_failed models it. A different card on
-                # the retry turns it back into a new customer (below).
-                current.retry_gaps.append(gap)
-                retry_entry = e
-            else:
-                current = _Purchase(
-                    t, int(e.data["amount"]), "", e.line, preauth=e.data.get("preauth") is True
-                )
-                purchases.append(current)
-            finished = False
-            rebooted = False
-            last_final = ("", 0)
-        elif e.event == "card_read":
-            taps += 1
-            attempt_cards.append(e)
-            if not e.data["pan"]:
-                misreads.append((taps, t, e.line))
-            else:
-                pan = sim_pan(str(e.data["pan"]))
-                if pan != str(e.data["pan"]) and pan not in mapped:
-                    mapped.add(pan)
-                    notes.append(
-                        f"{tlog.path}:{e.line}: card {e.data['pan']} is masked: replayed as the "
-                        f"synthetic test card {pan} [sure]"
-                    )
-                if retry_entry is not None and current is not None and pan != current.card:
-                    current.retry_gaps.pop()
-                    current = _Purchase(
-                        retry_entry.ts_ms - origin,
-                        int(retry_entry.data["amount"]),
-                        pan,
-                        retry_entry.line,
-                        preauth=retry_entry.data.get("preauth") is True,
-                    )
-                    purchases.append(current)
-                elif retry_entry is not None and current is not None:
-                    notes.append(
-                        f"{tlog.path}:{retry_entry.line}: same amount and card "
-                        f"{current.retry_gaps[-1]} ms after FAILED: the cashier retried the "
-                        "same sale [likely]"
-                    )
-                retry_entry = None
-                if current is not None and not current.card:
-                    current.card = pan
-        elif e.event == "key" and e.data["key"] == "confirm":
-            attempt_confirms.append(e)
-        elif e.event == "key" and e.data["key"] == "batch_close":
-            batch_closes.append(e)
-        elif e.event == "key" and e.data["key"] == "reprint":
-            if not pending_seen:
-                reprints.append(e)
-        elif e.event == "display":
-            outcome = str(e.data["outcome"])
-            if outcome == "receipt-pending":
-                pending_seen = True
-            if current is not None and outcome in (
-                "approved",
-                "declined",
-                "failed",
-                "receipt-pending",
-            ):
-                current.displays.append(outcome)
-                if outcome != "receipt-pending":
-                    finished = True
-                    last_final = (outcome, t)
-        elif e.event == "print_start":
-            jobs += 1
-        elif e.event == "print" and e.data["status"] != "ok":
-            kind = {
-                "jammed": "printer_jam",
-                "no_paper": "paper_out",
-                "failed": "print_failure",
-            }.get(str(e.data["status"]))
-            if kind is None:
-                unexplained.append(
-                    f"{tlog.path}:{e.line}: unknown print status {e.data['status']!r}"
-                )
-                continue
-            f = faults.build_fault(kind, {"nth": _job_index(tlog, e)})
-            plan.append((t, f))
-            notes.append(f"{tlog.path}:{e.line}: print {e.data['status']} -> {f.describe()}")
-    if attempt:
-        close_attempt()
-    for nth, count, t, line in _consumed_runs(misreads):
-        f = faults.build_fault("misread", {"nth": nth, "count": count})
-        plan.append((t, f))
-        notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
-    kept = _with_cards(tlog, purchases, notes, unexplained)
-    steps, end_of_day = _batch_close_steps(tlog, batch_closes, origin, notes)
-    steps += [Step(e.ts_ms - origin, "reprint") for e in reprints]
-    return kept, steps, end_of_day
+    def _amount_keyed(self, e: Entry, t: int) -> None:
+        if self.attempt:
+            self._close_attempt()
+        self.attempt += 1
+        self.attempt_cards, self.attempt_confirms = [], []
+        gap = t - self.last_final[1]
+        current = self.current
+        if current is not None and not self.finished and self.rebooted:
+            self.notes.append(
+                f"{self.tlog.path}:{e.line}: amount keyed again after a reboot: "
+                "same purchase [sure]"
+            )
+        elif (
+            current is not None
+            and self.last_final[0] == "failed"
+            and int(e.data["amount"]) == current.amount
+            and 0 <= gap <= RETRY_WINDOW_MS
+        ):
+            # The cashier tries the same sale again after FAILED: one intent, as
+            # the world's people.retry_on_failed models it. A different card on
+            # the retry turns it back into a new customer (_card_read).
+            current.retry_gaps.append(gap)
+            self.retry_entry = e
+        else:
+            self.current = _Purchase(
+                t, int(e.data["amount"]), "", e.line, preauth=e.data.get("preauth") is True
+            )
+            self.purchases.append(self.current)
+        self.finished = False
+        self.rebooted = False
+        self.last_final = ("", 0)
+
+    def _card_read(self, e: Entry, t: int) -> None:
+        tlog = self.tlog
+        self.taps += 1
+        self.attempt_cards.append(e)
+        if not e.data["pan"]:
+            self.misreads.append((self.taps, t, e.line))
+            return
+        pan = sim_pan(str(e.data["pan"]))
+        if pan != str(e.data["pan"]) and pan not in self.mapped:
+            self.mapped.add(pan)
+            self.notes.append(
+                f"{tlog.path}:{e.line}: card {e.data['pan']} is masked: replayed as the "
+                f"synthetic test card {pan} [sure]"
+            )
+        retry, current = self.retry_entry, self.current
+        if retry is not None and current is not None and pan != current.card:
+            current.retry_gaps.pop()
+            current = self.current = _Purchase(
+                retry.ts_ms - self.origin,
+                int(retry.data["amount"]),
+                pan,
+                retry.line,
+                preauth=retry.data.get("preauth") is True,
+            )
+            self.purchases.append(current)
+        elif retry is not None and current is not None:
+            self.notes.append(
+                f"{tlog.path}:{retry.line}: same amount and card "
+                f"{current.retry_gaps[-1]} ms after FAILED: the cashier retried the "
+                "same sale [likely]"
+            )
+        self.retry_entry = None
+        if current is not None and not current.card:
+            current.card = pan
+
+    def _display(self, e: Entry, t: int) -> None:
+        outcome = str(e.data["outcome"])
+        if outcome == "receipt-pending":
+            self.pending_seen = True
+        if self.current is not None and outcome in (
+            "approved",
+            "declined",
+            "failed",
+            "receipt-pending",
+        ):
+            self.current.displays.append(outcome)
+            if outcome != "receipt-pending":
+                self.finished = True
+                self.last_final = (outcome, t)
+
+    def _print_fault(self, e: Entry, t: int) -> None:
+        kind = {
+            "jammed": "printer_jam",
+            "no_paper": "paper_out",
+            "failed": "print_failure",
+        }.get(str(e.data["status"]))
+        if kind is None:
+            self.unexplained.append(
+                f"{self.tlog.path}:{e.line}: unknown print status {e.data['status']!r}"
+            )
+            return
+        f = faults.build_fault(kind, {"nth": _job_index(self.tlog, e)})
+        self.plan.append((t, f))
+        self.notes.append(f"{self.tlog.path}:{e.line}: print {e.data['status']} -> {f.describe()}")
+
+    def finish(self) -> tuple[list[_Purchase], list[Step], bool]:
+        tlog, notes = self.tlog, self.notes
+        if self.attempt:
+            self._close_attempt()
+        for nth, count, t, line in _consumed_runs(self.misreads):
+            f = faults.build_fault("misread", {"nth": nth, "count": count})
+            self.plan.append((t, f))
+            notes.append(f"{tlog.path}:{line}: card misread -> {f.describe()}")
+        kept = _with_cards(tlog, self.purchases, notes, self.unexplained)
+        steps, end_of_day = _batch_close_steps(tlog, self.batch_closes, self.origin, notes)
+        steps += [Step(e.ts_ms - self.origin, "reprint") for e in self.reprints]
+        return kept, steps, end_of_day
 
 
 _BATCH_MTIS = frozenset({"0500", "0510"})
