@@ -344,14 +344,45 @@ def run_with_world(
         host_db=host_db,
         firmware_spec=spec,
     )
-    if isinstance(obs, LaneJudge):
-        obs.attach(world.host)
-    else:
-        obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
-        obs.amount_max = scenario.terminal.amount_max
-        obs.response_timeout_ms = scenario.terminal.response_timeout_ms
-        t = scenario.terminal
-        obs.offline.configure(t.offline_floor, t.offline_max, t.offline_deadline_ms)
+    _attach(obs, world, scenario)
+    violations = _run_and_judge(world, obs, scenario, spec, trace, factories)
+    wall_s = time.perf_counter() - started
+    judged = judged_as(scenario, firmware)
+    problems, notes = _problems(scenario, judged, violations, applied)
+    if world.crashes:
+        problems.append(f"firmware crashed {plural(world.crashes, 'time')}: {obs.crashes[0][1]}")
+    skipped = _not_applicable(scenario, world)
+    if skipped:
+        problems = []
+        violations = {name: [] for name in violations}  # not judged: it does not apply
+    return RunResult(
+        scenario=scenario,
+        firmware=spec,
+        seed=run_seed,
+        violations=violations,
+        problems=problems,
+        sim_ms=clock.now_ms,
+        wall_s=wall_s,
+        events=world.sched.executed,
+        purchases=world.intents_started,
+        crashes=world.crashes,
+        trace_path=trace_path,
+        judged=judged,
+        notes=notes,
+        skipped=skipped,
+    )
+
+
+def _run_and_judge(
+    world: Any,
+    obs: Observations | LaneJudge,
+    scenario: Scenario,
+    spec: str,
+    trace: Trace,
+    factories: list[Any],
+) -> dict[str, list[Violation]]:
+    """Run the world, judge it (violations also go to the trace), and close the
+    trace, the host and every firmware factory, whatever happens."""
     try:
         try:
             world.run()
@@ -375,8 +406,28 @@ def run_with_world(
             close = getattr(f, "close", None)
             if close is not None:
                 close()  # an exec: firmware's process ends with its run
-    wall_s = time.perf_counter() - started
-    judged = judged_as(scenario, firmware)
+    return violations
+
+
+def _attach(obs: Observations | LaneJudge, world: Any, scenario: Scenario) -> None:
+    """Point the invariants at the world's host and the terminal's settings."""
+    if isinstance(obs, LaneJudge):
+        obs.attach(world.host)
+        return
+    obs.attach(world.host, scenario.terminal.id, scenario.expect.settle_within_ms)
+    obs.amount_max = scenario.terminal.amount_max
+    obs.response_timeout_ms = scenario.terminal.response_timeout_ms
+    t = scenario.terminal
+    obs.offline.configure(t.offline_floor, t.offline_max, t.offline_deadline_ms)
+
+
+def _problems(
+    scenario: Scenario,
+    judged: str,
+    violations: dict[str, list[Violation]],
+    applied: dict[int, int],
+) -> tuple[list[str], list[str]]:
+    """What makes the run fail against the scenario's expectations, and notes."""
     problems: list[str] = []
     notes: list[str] = []
     if judged == JUDGE_FIXED:
@@ -389,49 +440,32 @@ def run_with_world(
         # Another firmware may well avoid what a fault waited for (a fixed firmware
         # sends no retry to drop): worth a note, not a failure.
         notes.extend(_unapplied(scenario, applied))
-    else:
-        for name in scenario.expect.invariants:
-            if violations.get(name):
-                problems.append(name)
-        for name in scenario.expect.violated:
-            if not violations.get(name):
-                problems.append(f"expected {name} to be violated, it held")
-        problems.extend(_unapplied(scenario, applied))
-    if world.crashes:
-        problems.append(f"firmware crashed {plural(world.crashes, 'time')}: {obs.crashes[0][1]}")
-    skipped = ""
+        return problems, notes
+    for name in scenario.expect.invariants:
+        if violations.get(name):
+            problems.append(name)
+    for name in scenario.expect.violated:
+        if not violations.get(name):
+            problems.append(f"expected {name} to be violated, it held")
+    problems.extend(_unapplied(scenario, applied))
+    return problems, notes
+
+
+def _not_applicable(scenario: Scenario, world: Any) -> str:
+    """Why the run is not judged (it needs a feature the firmware does not declare),
+    or ""."""
     missing = sorted(needed_features(scenario) - world.features) if world.fw_seen else []
-    if missing:
-        what = {
-            FEATURE_WALLET: "wallet payments",
-            FEATURE_PARTIAL: "partial approvals",
-            FEATURE_CHIP: "chip card completion",
-            FEATURE_REFUND: "voids and refunds",
-            FEATURE_OFFLINE: "offline approvals",
-            FEATURE_PREAUTH: "pre-authorisations, completions or tips",
-        }
-        skipped = (
-            f"it has {what[missing[0]]} and the firmware does not declare the "
-            f"{missing[0]!r} feature"
-        )
-        problems = []
-        violations = {name: [] for name in violations}  # not judged: it does not apply
-    return RunResult(
-        scenario=scenario,
-        firmware=spec,
-        seed=run_seed,
-        violations=violations,
-        problems=problems,
-        sim_ms=clock.now_ms,
-        wall_s=wall_s,
-        events=world.sched.executed,
-        purchases=world.intents_started,
-        crashes=world.crashes,
-        trace_path=trace_path,
-        judged=judged,
-        notes=notes,
-        skipped=skipped,
-    )
+    if not missing:
+        return ""
+    what = {
+        FEATURE_WALLET: "wallet payments",
+        FEATURE_PARTIAL: "partial approvals",
+        FEATURE_CHIP: "chip card completion",
+        FEATURE_REFUND: "voids and refunds",
+        FEATURE_OFFLINE: "offline approvals",
+        FEATURE_PREAUTH: "pre-authorisations, completions or tips",
+    }
+    return f"it has {what[missing[0]]} and the firmware does not declare the {missing[0]!r} feature"
 
 
 def declared_features(spec: str) -> frozenset[str]:
