@@ -11,7 +11,7 @@ import sys
 import tempfile
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .broker import BrokerError
 from .cli import _broker_or, _cancel_on_signals, _login, _setup_logging, print_report
@@ -36,26 +36,13 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
     from . import keys as keygen
     from .fleet import FleetOptions, report_to_wire, run_fleet
-    from .host_service import HostService
     from .hostdb import load_keys, provision, terminal_id
     from .proxy import FaultPlan, load_plan
 
     _setup_logging()
     if args.db and args.db.startswith("env:"):
         args.db = _db_url(args.db)  # the URL, with its password, stays off argv
-    if args.terminals < 1 or args.rate <= 0 or args.duration <= 0:
-        print("error: --terminals, --rate and --duration must be positive", file=sys.stderr)
-        return 2
-    if args.procs < 1 or args.procs > args.terminals:
-        print("error: --procs must be between 1 and --terminals", file=sys.stderr)
-        return 2
-    if args.procs > 1 and args.faults:
-        print("error: --faults needs a single fleet process (--procs 1)", file=sys.stderr)
-        return 2
-    if args.transport == "tcp" and (args.procs > 1 or args.broker or args.hosts > 1):
-        print("error: --transport tcp takes no --procs, --broker or --hosts yet", file=sys.stderr)
-        return 2
-    problem = fleet_hosts_problem(args) or remote_problem(args)
+    problem = _fleet_args_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -123,60 +110,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     ) as (broker, address):
         host_addr = _login(broker, address, "acquirer")
 
-        async def main() -> FleetReport:
-            service = None
-            _cancel_on_signals()
-            procs: list[asyncio.subprocess.Process] = []
-            if args.inproc_host:
-                service = HostService(host_addr, db)
-                await service.start()
-            else:
-                hosts = [host_addr] + [_login(broker, address, u) for u in host_users(args.hosts)]
-                procs = await start_host_processes(hosts, db)
-            victim = kill_host_later(procs, args.kill_host_after)
-            host_cpu0 = hosts_cpu_s(procs)
-            try:
-                fleet_addr = _login(broker, address, "fleet")
-                if args.remote_workers:
-                    report = await coordinate_run(fleet_addr, db, args)
-                elif args.procs > 1:
-                    # One login per worker: the broker makes the user name the client
-                    # id (use_username_as_clientid), so workers must not share one.
-                    logins = [
-                        _login(broker, address, user) for user in fleet_worker_users(args.procs)
-                    ]
-                    report = await run_fleet_processes(logins, db, args)
-                else:
-                    report = await run_fleet(
-                        fleet_addr,
-                        db,
-                        opts,
-                        firmware=factory,
-                        plan=plan,
-                        proxy_address=_login(broker, address, "proxy"),
-                        mac_keys=mac_keys,
-                    )
-                host_cpu = hosts_cpu_s(procs)
-                if host_cpu is not None and host_cpu0 is not None:
-                    report.host_cpu_s = host_cpu - host_cpu0
-                dead = [p.returncode for p in procs if p.returncode is not None and p is not victim]
-                if dead:
-                    # The verdict cannot be trusted if the host was gone for part of it.
-                    report.invariants["host-alive"] = [
-                        f"an acquirer process died during the run (exit {dead[0]})"
-                    ]
-                return report
-            finally:
-                if service is not None:
-                    await service.stop()
-                for proc in procs:
-                    if proc.returncode is None:
-                        with suppress(ProcessLookupError):
-                            proc.terminate()
-                    await proc.wait()
-
         try:
-            report = asyncio.run(main())
+            report = asyncio.run(
+                _fleet_main(args, broker, address, host_addr, db, opts, factory, plan, mac_keys)
+            )
         except (KeyboardInterrupt, asyncio.CancelledError):
             tmp_stack.close()
             tmp.cleanup()
@@ -194,3 +131,83 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0 if report.invariants_ok else 1
+
+
+def _fleet_args_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with `fleet`'s options (exit 2), or None."""
+    if args.terminals < 1 or args.rate <= 0 or args.duration <= 0:
+        return "--terminals, --rate and --duration must be positive"
+    if args.procs < 1 or args.procs > args.terminals:
+        return "--procs must be between 1 and --terminals"
+    if args.procs > 1 and args.faults:
+        return "--faults needs a single fleet process (--procs 1)"
+    if args.transport == "tcp" and (args.procs > 1 or args.broker or args.hosts > 1):
+        return "--transport tcp takes no --procs, --broker or --hosts yet"
+    return fleet_hosts_problem(args) or remote_problem(args)
+
+
+async def _fleet_main(
+    args: argparse.Namespace,
+    broker: Any,
+    address: Any,
+    host_addr: Any,
+    db: str,
+    opts: Any,
+    factory: Any,
+    plan: Any,
+    mac_keys: Any,
+) -> FleetReport:
+    """The fleet run over a broker: host processes (or one in-process host), the
+    fleet (one process, several, or remote workers), the host's CPU, and a verdict
+    that fails when a host process died."""
+    from .fleet import run_fleet
+    from .host_service import HostService
+
+    service = None
+    _cancel_on_signals()
+    procs: list[asyncio.subprocess.Process] = []
+    if args.inproc_host:
+        service = HostService(host_addr, db)
+        await service.start()
+    else:
+        hosts = [host_addr] + [_login(broker, address, u) for u in host_users(args.hosts)]
+        procs = await start_host_processes(hosts, db)
+    victim = kill_host_later(procs, args.kill_host_after)
+    host_cpu0 = hosts_cpu_s(procs)
+    try:
+        fleet_addr = _login(broker, address, "fleet")
+        if args.remote_workers:
+            report = await coordinate_run(fleet_addr, db, args)
+        elif args.procs > 1:
+            # One login per worker: the broker makes the user name the client
+            # id (use_username_as_clientid), so workers must not share one.
+            logins = [_login(broker, address, user) for user in fleet_worker_users(args.procs)]
+            report = await run_fleet_processes(logins, db, args)
+        else:
+            report = await run_fleet(
+                fleet_addr,
+                db,
+                opts,
+                firmware=factory,
+                plan=plan,
+                proxy_address=_login(broker, address, "proxy"),
+                mac_keys=mac_keys,
+            )
+        host_cpu = hosts_cpu_s(procs)
+        if host_cpu is not None and host_cpu0 is not None:
+            report.host_cpu_s = host_cpu - host_cpu0
+        dead = [p.returncode for p in procs if p.returncode is not None and p is not victim]
+        if dead:
+            # The verdict cannot be trusted if the host was gone for part of it.
+            report.invariants["host-alive"] = [
+                f"an acquirer process died during the run (exit {dead[0]})"
+            ]
+        return report
+    finally:
+        if service is not None:
+            await service.stop()
+        for proc in procs:
+            if proc.returncode is None:
+                with suppress(ProcessLookupError):
+                    proc.terminate()
+            await proc.wait()
