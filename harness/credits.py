@@ -110,13 +110,19 @@ class CashierCredits:
             w.emit("cashier", {**rec, "rrn": txn.rrn, "amount": amount})
             w._input(CompletionRequested(txn.rrn, amount))
             return
+        # (The intent's latest transaction may be the hold, or its completion.)
+        hold = txn is not None and txn.kind in ("preauth", "completion")
         if txn is not None and txn.kind == "preauth":
             txn = w.host.completion_of(txn.id)  # the tip goes on the completion
         if txn is None or txn.status != "approved" or txn.kind == "preauth":
             self._skip(step, "the sale has no approved charge to tip")
             return
         base = txn.amount - txn.tip
-        if self._tip_owed(step, txn, base):
+        # A tip on a completion is owed only once the terminal showed it COMPLETED:
+        # before that (the host booked it, its answer is still on the way) the
+        # terminal rightly refuses to tip a completion it does not know of yet.
+        shown = not hold or step.sale in w.completed_shown
+        if shown and self._tip_owed(step, txn, base):
             rec["valid"] = True
         self.tip_asked[step.sale] = step.amount
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})

@@ -271,6 +271,10 @@ class World(PeopleMixin, WireMixin):
         # offline approval (no RRN yet); what its receipt says, so what a cashier reads
         # off it to void, refund or tip the sale.
         self.receipt_rrn: dict[int, str] = {}
+        # The pre-authorisations (intents) the terminal has shown COMPLETED, with the
+        # hold's RRN: a tip on a completion is owed only once the cashier was told it
+        # was completed (the completion's slip names the RRN the tip goes on).
+        self.completed_shown: dict[int, str] = {}
         self.host_rrns: deque[str] = deque(maxlen=8)  # the latest sales' RRNs (host_foreign_rrn)
         # The 0210 the firmware is handling right now (None outside that).
         self.answering: Message | None = None
@@ -539,6 +543,9 @@ class World(PeopleMixin, WireMixin):
         self.emit("display", rec)
         if eff.outcome == Outcome.APPROVED and a is not None and (eff.rrn or eff.key):
             self.receipt_rrn[a.intent] = eff.rrn or f"key:{eff.key}"
+        held = self.rrn_intent.get(eff.rrn) if eff.outcome == Outcome.COMPLETED else None
+        if held is not None:
+            self.completed_shown[held] = eff.rrn
         if eff.outcome in FINAL_OUTCOMES and a is not None and not a.final:
             self._finalised(a, eff.outcome.value)
         elif eff.outcome == Outcome.RECEIPT_PENDING and self.sc.people.reprint_on_pending:

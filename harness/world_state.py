@@ -82,6 +82,7 @@ class WorldState:
         rng_net: random.Random
         rrn_intent: dict[str, int]
         receipt_rrn: dict[int, str]
+        completed_shown: dict[int, str]
         sc: Scenario
         sched: Scheduler
         seed: int

@@ -62,6 +62,7 @@ class WireMixin(WorldState):
             self.stan_intent,
             self.rrn_intent,
             self.receipt_rrn,
+            self.completed_shown,
             self.reprints,
         )
         for table in tables:

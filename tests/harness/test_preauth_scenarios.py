@@ -100,6 +100,28 @@ def test_a_tip_after_the_batch_close_is_refused_without_asking_the_host(tmp_path
     assert "TIP REFUSED - BATCH CLOSED" in texts
 
 
+def test_a_tip_on_a_completion_is_owed_only_once_completed_was_shown(tmp_path: Path) -> None:
+    """The host booked the completion, its answer is still on the way: the terminal
+    rightly refuses a tip on it (fuzz seed 20). The same tip asked after COMPLETED was
+    shown is owed (the cashier's record says `valid`) and carried out."""
+    early = load_scenario(INCIDENTS / "regress-tip-before-completion-shown.toml")
+    trace = tmp_path / "early.jsonl"
+    assert run_scenario(early, "reference", trace_path=trace).verdict == "PASS"
+    tips = [r for r in records(trace, "cashier") if r["action"] == "tip"]
+    assert len(tips) == 1 and "valid" not in tips[0]
+    texts = [r["text"] for r in records(trace, "display")]
+    assert texts.index("TIP REFUSED - NO SUCH SALE") < texts.index("COMPLETED")
+    later = replace(
+        early,
+        steps=tuple(replace(s, at_ms=70_000) if s.action == "tip" else s for s in early.steps),
+    )
+    trace = tmp_path / "later.jsonl"
+    assert run_scenario(later, "reference", trace_path=trace).verdict == "PASS"
+    tips = [r for r in records(trace, "cashier") if r["action"] == "tip"]
+    assert len(tips) == 1 and tips[0]["valid"] is True
+    assert shown(trace, "tip-added") == [("000000000002", 12500)]
+
+
 @pytest.mark.parametrize(
     ("sc", "firmware", "invariant"),
     [
