@@ -60,6 +60,10 @@ class CashierCredits:
         # rightly be refused (a hold is completed once; one tip at a time).
         self.completion_asked: set[int] = set()
         self.tip_asked: dict[int, int] = {}
+        # The intents whose last tip asked the terminal has not shown TIP ADDED for
+        # yet: the next tip may rightly be refused (TIP PENDING) even once the host
+        # booked the last one, while its answer is still on the way.
+        self.tip_unshown: set[int] = set()
 
     def request(self, step: Step, waited: int = 0) -> None:
         w = self.world
@@ -125,6 +129,7 @@ class CashierCredits:
         if shown and self._tip_owed(step, txn, base):
             rec["valid"] = True
         self.tip_asked[step.sale] = step.amount
+        self.tip_unshown.add(step.sale)
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
         w._input(TipAdjustRequested(txn.rrn, step.amount))
 
@@ -140,7 +145,7 @@ class CashierCredits:
     def _tip_owed(self, step: Step, txn: HostTxn, base: int) -> bool:
         """A live card sale of the open batch (a wallet payment takes no tip), not
         refunded (nor asked to be), a tip at most its base, and the last tip asked of it
-        (if any) booked already."""
+        (if any) booked already and shown TIP ADDED."""
         w = self.world
         return (
             not txn.batch_no
@@ -149,7 +154,14 @@ class CashierCredits:
             and step.sale not in self.credit_asked
             and all(wallet.code != txn.pan for wallet in w.sc.wallets)
             and self.tip_asked.get(step.sale, txn.tip) == txn.tip
+            and step.sale not in self.tip_unshown
         )
+
+    def tip_shown(self, rrn: str) -> None:
+        """The terminal showed TIP ADDED naming `rrn` (the sale's, or its completion's)."""
+        n = self.world.rrn_intent.get(rrn)
+        if n is not None:
+            self.tip_unshown.discard(n)
 
     def _txns(self, n: int) -> Iterator[HostTxn]:
         """Intent `n`'s transactions at the host, by the RRNs it got, the latest first;

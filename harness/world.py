@@ -546,6 +546,8 @@ class World(PeopleMixin, WireMixin):
         held = self.rrn_intent.get(eff.rrn) if eff.outcome == Outcome.COMPLETED else None
         if held is not None:
             self.completed_shown[held] = eff.rrn
+        if eff.outcome == Outcome.TIP_ADDED:
+            self.credits.tip_shown(eff.rrn)
         if eff.outcome in FINAL_OUTCOMES and a is not None and not a.final:
             self._finalised(a, eff.outcome.value)
         elif eff.outcome == Outcome.RECEIPT_PENDING and self.sc.people.reprint_on_pending:

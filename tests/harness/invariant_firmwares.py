@@ -20,6 +20,7 @@ from terminal.firmware import (
     PreauthKeyed,
     Print,
     Receipt,
+    TipAdjustRequested,
 )
 from terminal.reference import ReferenceFirmware, Sale, SaleStatus
 from terminal.zoo.classic import ClassicFirmware
@@ -198,3 +199,17 @@ class ExpiresWhileUploading(ReferenceFirmware):
 
     def _expire_due(self, in_flight: bool = False) -> list[Effect]:
         return super()._expire_due(in_flight=True)
+
+
+class OneTipOnly(ReferenceFirmware):
+    """Refuses a second tip on a sale (the diner's tip can never be corrected)."""
+
+    def __init__(self, config: FirmwareConfig) -> None:
+        super().__init__(config)
+        self._tipped: set[str] = set()
+
+    def _on_tip_requested(self, event: TipAdjustRequested) -> list[Effect]:
+        if event.rrn in self._tipped:
+            return [Display(Outcome.PROMPT, "TIP REFUSED - ALREADY TIPPED", event.rrn)]
+        self._tipped.add(event.rrn)
+        return super()._on_tip_requested(event)

@@ -122,6 +122,35 @@ def test_a_tip_on_a_completion_is_owed_only_once_completed_was_shown(tmp_path: P
     assert shown(trace, "tip-added") == [("000000000002", 12500)]
 
 
+def test_a_second_tip_is_owed_only_once_the_first_was_shown_added(tmp_path: Path) -> None:
+    """The host booked the first tip, its answer is still on the way: the terminal
+    rightly refuses a second (TIP PENDING; fuzz seed 28). The same second tip asked once
+    TIP ADDED was shown is owed and carried out, and a firmware that refuses it is
+    caught."""
+    early = load_scenario(INCIDENTS / "regress-second-tip-before-first-shown.toml")
+    trace = tmp_path / "early.jsonl"
+    assert run_scenario(early, "reference", trace_path=trace).verdict == "PASS"
+    tips = [r for r in records(trace, "cashier") if r["action"] == "tip"]
+    assert [("valid" in r) for r in tips] == [True, False]
+    texts = [r["text"] for r in records(trace, "display")]
+    assert "TIP REFUSED - TIP PENDING" in texts
+    last = max(i for i, s in enumerate(early.steps) if s.action == "tip")
+    later = replace(
+        early,
+        steps=tuple(
+            replace(s, at_ms=70_000) if i == last else s for i, s in enumerate(early.steps)
+        ),
+    )
+    trace = tmp_path / "later.jsonl"
+    assert run_scenario(later, "reference", trace_path=trace).verdict == "PASS"
+    tips = [r for r in records(trace, "cashier") if r["action"] == "tip"]
+    assert [r.get("valid") for r in tips] == [True, True]
+    assert shown(trace, "tip-added")[-1] == ("000000000001", 548)
+    bad = run_scenario(later, "tests.harness.invariant_firmwares:OneTipOnly")
+    (v,) = bad.violations["eventually-settles"]
+    assert "set a tip of 0.49" in v.message
+
+
 @pytest.mark.parametrize(
     ("sc", "firmware", "invariant"),
     [
