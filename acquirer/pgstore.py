@@ -66,6 +66,14 @@ class ClaimLost(Exception):
 
 SQL_NEXT_TXN_ID = "SELECT nextval('txn_ids')"
 # A store written before tip adjusts lacks `txns.tip` (store.SQL_TXN_ADD_TIP).
+# Every table and index the schema creates, and how many of them exist already.
+SCHEMA_OBJECTS = tuple(
+    re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", store.SCHEMA)
+)
+SQL_HAVE_OBJECTS = (
+    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)"
+)
 SQL_HAS_TIP = (
     "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
     "AND table_name = 'txns' AND column_name = 'tip'"
@@ -145,7 +153,11 @@ class PgConnection:
         # One schema at a time: two processes creating it at once would collide.
         self._conn.execute("SELECT pg_advisory_lock(5432016)")
         try:
-            self._conn.execute(statement(store.SCHEMA))
+            # Once the schema is complete, no DDL at all: CREATE ... IF NOT EXISTS still
+            # locks each table, and beside a host writing its books that can deadlock.
+            row = self._conn.execute(SQL_HAVE_OBJECTS, (list(SCHEMA_OBJECTS),)).fetchone()
+            if row is None or row[0] != len(SCHEMA_OBJECTS):
+                self._conn.execute(statement(store.SCHEMA))
             if self._conn.execute(SQL_HAS_TIP).fetchone() is None:
                 self._conn.execute(statement(store.SQL_TXN_ADD_TIP))
         finally:
