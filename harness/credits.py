@@ -147,14 +147,20 @@ class CashierCredits:
         txn = w.host.transaction_by_rrn(rrn)
         if txn is None or txn.status != "approved" or step.sale in self.credit_asked:
             return False
-        if txn.kind == "completion" and w.completed_shown.get(step.sale) is None:
+        # The sale (or hold) the customer was shown APPROVED online: a charge of a
+        # sale shown FAILED is one the terminal is reversing, not one it knows.
+        shown = w.receipt_rrn.get(step.sale)
+        if shown is None or shown.startswith("key:"):
+            return False
+        if txn.kind == "completion":
+            if w.completed_shown.get(step.sale) != shown:
+                return False  # its hold's completion, not shown COMPLETED yet
+        elif rrn != shown:
             return False
         if txn.batch_no and w.intents_started - step.sale >= SETTLED_REFUNDABLE_MIN:
             return False
-        shown = w.receipt_rrn.get(step.sale, "")
         return (
             self._answered_in_time(txn.pan)
-            and not shown.startswith("key:")
             and 0 < amount <= txn.amount
             and not refunds.refunded(w.host, txn.id)
             and all(wallet.code != txn.pan for wallet in w.sc.wallets)
