@@ -131,8 +131,9 @@ class HoldObs:
         if tip not in t.asked and len(t.asked) < TIPS_ASKED_MAX:
             t.asked.append(tip)
         t.ask_seq = rec["seq"]
-        if clear and rec.get("valid"):
-            t.owed_seq, t.owed_tip = rec["seq"], tip
+        # A later tip, owed or not, supersedes an earlier owed one: the terminal may
+        # rightly set it instead (the host holds the last tip booked).
+        t.owed_seq, t.owed_tip = (rec["seq"], tip) if clear and rec.get("valid") else (0, 0)
 
     def under_way(self) -> bool:
         """A completion or tip asked and not answered yet."""
