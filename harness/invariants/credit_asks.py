@@ -118,6 +118,10 @@ class CreditAskObs:
         self.asks.append(ask)
         self.by_rrn.setdefault(rrn, []).append(ask)
         self.unanswered += 1
+        if self.just_asked is not None:
+            # Asked before with no display since (a power cut right after it): an
+            # answer naming the sale must follow.
+            self.just_asked.under_way = True
         self.just_asked = ask
 
     def print_ok(self, rrn: str) -> None:
