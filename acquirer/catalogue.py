@@ -110,3 +110,9 @@ AMOUNT_SLOW_EXTRA_MS = 30_000
 def amount_rule(amount: int) -> str | None:
     """The response code the catalogue forces for `amount`, or None for a normal amount."""
     return AMOUNT_RULES.get(amount)
+
+
+def slow_ms(pan: str) -> int:
+    """The extra processing time of catalogue card `pan`'s issuer (0: none, or no such
+    card)."""
+    return next((c.slow_ms for c in CATALOGUE_CARDS if c.pan == pan), 0)

@@ -12,7 +12,9 @@ cashier waits (`CREDIT_WAIT_MS` at a time, at most `CREDIT_WAITS_MAX` times).
 
 The request goes to the firmware as `VoidRequested(rrn)` / `RefundRequested(rrn,
 amount)`, after a `cashier` record (action "void" / "refund", sale, rrn, amount) that
-the invariants read to know what the cashier asked for.
+the invariants read to know what the cashier asked for; it says `valid` when the
+request can be carried out (the first void or refund of a live sale the terminal
+knows, the amount within it: `_credit_owed`).
 
 A `complete = { sale = N, amount = A }` step names a pre-authorisation: the cashier
 reads the RRN of its hold (approved, or already completed: the terminal must refuse a
@@ -29,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from acquirer import refunds
+from acquirer import catalogue, refunds
 from terminal.firmware import (
     CompletionRequested,
     RefundRequested,
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
 
 CREDIT_WAIT_MS = 1_000
 CREDIT_WAITS_MAX = 3_600
+# A terminal keeps at least the sales of this many latest payments refundable after
+# the batch close that settled them (the reference keeps 64); an older one may rightly
+# be refused (NO SUCH SALE: refunded from the acquirer's back office).
+SETTLED_REFUNDABLE_MIN = 64
 
 
 class CashierCredits:
@@ -91,6 +97,8 @@ class CashierCredits:
             "rrn": rrn,
             "amount": amount,
         }
+        if self._credit_owed(step, rrn, amount):
+            rec["valid"] = True
         w.emit("cashier", rec)
         self.credit_asked.add(step.sale)
         if step.action == "void":
@@ -132,6 +140,49 @@ class CashierCredits:
         self.tip_unshown.add(step.sale)
         w.emit("cashier", {**rec, "rrn": txn.rrn, "tip": step.amount, "base": base})
         w._input(TipAdjustRequested(txn.rrn, step.amount))
+
+    def _credit_owed(self, step: Step, rrn: str, amount: int) -> bool:
+        """The first void or refund asked of a live card sale (or hold) the terminal
+        knows: shown APPROVED online (an offline approval's RRN came later), a
+        completion shown COMPLETED, a sale settled by a close among the latest
+        `SETTLED_REFUNDABLE_MIN` payments, a refund of at most the sale, and no tip
+        asked of it that is not booked yet. (What the terminal has in flight when it is
+        asked, the invariants know: harness/invariants/credit_asks.py.)"""
+        w = self.world
+        txn = w.host.transaction_by_rrn(rrn)
+        if txn is None or txn.status != "approved" or step.sale in self.credit_asked:
+            return False
+        # The sale (or hold) the customer was shown APPROVED online: a charge of a
+        # sale shown FAILED is one the terminal is reversing, not one it knows.
+        shown = w.receipt_rrn.get(step.sale)
+        if shown is None or shown.startswith("key:"):
+            return False
+        if txn.kind == "completion":
+            if w.completed_shown.get(step.sale) != shown:
+                return False  # its hold's completion, not shown COMPLETED yet
+        elif rrn != shown:
+            return False
+        if txn.batch_no and w.intents_started - step.sale >= SETTLED_REFUNDABLE_MIN:
+            return False
+        return (
+            self._answered_in_time(txn.pan)
+            and 0 < amount <= txn.amount
+            and not refunds.refunded(w.host, txn.id)
+            and all(wallet.code != txn.pan for wallet in w.sc.wallets)
+            and self.tip_asked.get(step.sale, txn.tip) == txn.tip
+        )
+
+    def _answered_in_time(self, pan: str) -> bool:
+        """The host's answer to a request for card `pan` (a refund asks its issuer)
+        reaches the terminal well within its response timeout (a round trip of at
+        most half of it): else the terminal may rightly give the refund up, with no
+        fault at all (a slow issuer, a slow network)."""
+        sc = self.world.sc
+        card = next((c for c in sc.cards if c.pan == pan), None)
+        slow_ms = card.slow_ms if card is not None else catalogue.slow_ms(pan)
+        net_ms = sc.network.latency_ms + sc.network.jitter_ms
+        trip_ms = 2 * net_ms + sc.host.processing_ms + slow_ms
+        return 2 * trip_ms <= sc.terminal.response_timeout_ms
 
     def _completion_owed(self, step: Step, hold: HostTxn, amount: int) -> bool:
         """A standing hold, an amount within it, no void nor earlier completion asked."""

@@ -185,6 +185,7 @@ class RecoveryFlow(FirmwareState):
             effects.append(pending)
             effects.append(self._print(key, copy=False))
         effects += self._credit_recover()  # owed void/refund receipts
+        effects += self._refund_recover()  # a REFUND FAILED the power cut off
         effects += self._offline_recover()
         effects += self._pump_reversals()
         effects += self._pump_refunds()

@@ -23,6 +23,12 @@ The cashier names the sale by its host reference (RRN, printed on its receipt):
   refunded again.
 * Never both: a voided sale is not refunded, a refunded sale is not voided, and the
   refunds of one sale never total more than the sale (what was approved).
+* Every request is answered: a refusal at once (a prompt), or, once under way (VOIDING,
+  REFUNDING), VOIDED / REFUNDED or a refusal naming the sale's RRN (REFUND FAILED - NOT
+  CREDITED, REFUND REFUSED - ..., REVERSAL NEEDS MANUAL HANDLING), so that the cashier
+  knows which request it answers. A `void` record alone queues its reversal at boot
+  (the power may fail before the reversal's own record), and a boot whose journal ends
+  with a refund given up on shows REFUND FAILED again.
 
 Refunds are credits in the batch upload (0500 credit count and amount). A batch close
 waits for refunds in flight. The sales it settles stay refundable (the latest
@@ -324,7 +330,7 @@ class RefundFlow(CreditReceipts):
         effects: list[Effect] = [
             self._journal({"type": "refund_reversing", "key": key}),
             *self._record_reversal_pending(sale),
-            Display(Outcome.PROMPT, "REFUND FAILED - NOT CREDITED"),
+            Display(Outcome.PROMPT, "REFUND FAILED - NOT CREDITED", job.orig_rrn),
         ]
         if key == self._refund_key:
             self._refund_key = ""
@@ -351,7 +357,8 @@ class RefundFlow(CreditReceipts):
             self._credited[job.orig_key] = self._credited.get(job.orig_key, 0) - job.amount
             reason = RESPONSE_CODES.get(msg.rc, f"code {msg.rc}").upper()
             record = {"type": "refund_refused", "key": job.key, "rc": msg.rc}
-            return self._refund_over(job.key, record, f"REFUND REFUSED - {reason}")
+            text = f"REFUND REFUSED - {reason}"
+            return self._refund_over(job.key, record, text, job.orig_rrn)
         self._refund_credits[job.key] = (job.stan, job.amount, msg.rrn, job.batch_no)
         # Shown before it is journaled: a power cut in between sends it again under
         # the same key, the host replays its approval, and it is shown again. Its
@@ -371,11 +378,15 @@ class RefundFlow(CreditReceipts):
         record = {"type": "refund_done", "key": job.key, "rrn": msg.rrn}
         return [shown, *receipt[:1], *self._refund_over(job.key, record, ""), *receipt[1:]]
 
-    def _refund_over(self, key: str, record: dict[str, Any], text: str) -> list[Effect]:
+    def _refund_over(
+        self, key: str, record: dict[str, Any], text: str, rrn: str = ""
+    ) -> list[Effect]:
+        """Refund `key` is over (journaled `record`); `text`: the refusal shown, naming
+        the sale's RRN `rrn` (an answer to the cashier's refund, made long after it)."""
         self._refunds.pop(key, None)
         effects: list[Effect] = [self._journal(record)]
         if text:
-            effects.append(Display(Outcome.PROMPT, text))
+            effects.append(Display(Outcome.PROMPT, text, rrn))
         if key == self._refund_key:
             self._refund_key = ""
             effects.append(CancelTimer(REFUND_TIMER))
@@ -457,6 +468,19 @@ class RefundFlow(CreditReceipts):
         effects = [self._journal(job.record()) for job in self._refunds.values()]
         return effects + self._carry_credit_receipts()
 
+    def _refund_recover(self) -> list[Effect]:
+        """At boot: show again a refund given up on (REFUND FAILED) if the power may have
+        cut it off: its record, or the reversal record that follows it, is the journal's
+        last. (VOIDED and REFUNDED need no such care: their 0400 or 0200 is sent again
+        and the host's replayed answer shows them.)"""
+        last = self._last_record
+        if last is None or last.get("type") not in ("refund_reversing", "reversal_pending"):
+            return []
+        job = self._refund_reversals.get(str(last.get("key", "")))
+        if job is None:
+            return []
+        return [Display(Outcome.PROMPT, "REFUND FAILED - NOT CREDITED", job.orig_rrn)]
+
     def _replay_refund(self, kind: str, record: JournalRecord) -> None:
         """Apply one void/refund journal record (see REFUND_RECORDS)."""
         if kind in CREDIT_RECEIPT_RECORDS:
@@ -464,7 +488,7 @@ class RefundFlow(CreditReceipts):
             return
         key = str(record["key"])
         if kind == "void":
-            self._voids[key] = SaleRef(
+            ref = SaleRef(
                 key,
                 str(record["rrn"]),
                 str(record["pan"]),
@@ -472,6 +496,14 @@ class RefundFlow(CreditReceipts):
                 False,
                 int(record["stan"]),
             )
+            self._voids[key] = ref
+            # Its reversal: the reversal_pending record that follows says the same, but
+            # the power may fail between the two writes, and this record alone must
+            # still carry out the void (else the cashier's void is lost, the sale kept).
+            if self._status.get(key) not in (SaleStatus.REVERSED, SaleStatus.REVERSAL_MANUAL):
+                sale = self._sales.get(key) or Sale(key, ref.stan, ref.amount, ref.pan, 0, 0)
+                self._reversals[key] = replace(sale, amount=ref.amount)
+                self._status[key] = SaleStatus.REVERSING
         elif kind == "void_refused":
             self._voids.pop(key, None)
             self._reversals.pop(key, None)

@@ -104,9 +104,11 @@ class ReversalFlow(FirmwareState):
         self._reversals.pop(key, None)
         self._reversal_reasons.pop(key, None)
         self._status[key] = SaleStatus.REVERSAL_MANUAL
+        # A cashier's void given up on names its sale: the answer to that void.
+        void = self._voids.get(key)
         effects += [
             self._journal({"type": "reversal_manual", "key": key}),
-            Display(Outcome.PROMPT, "REVERSAL NEEDS MANUAL HANDLING"),
+            Display(Outcome.PROMPT, "REVERSAL NEEDS MANUAL HANDLING", void.rrn if void else ""),
         ]
         return effects + self._after_reversal()
 

@@ -37,6 +37,7 @@ from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
+from .credit_asks import CreditAskObs, judge_credit_asks
 from .credit_receipts import CREDIT_STATUSES
 from .credits import CreditObs, judge_credits
 from .holds import HoldObs, judge_holds
@@ -189,6 +190,7 @@ class Observations:
         }
         self.credits = CreditObs()  # the cashier's voids and refunds (credits.py)
         self.holds = HoldObs()  # completions and tips (holds.py)
+        self.credit_asks = CreditAskObs()  # voids and refunds answered (credit_asks.py)
 
     def attach(self, host: Acquirer, terminal_id: str, settle_within_ms: int) -> None:
         self.host = host
@@ -286,7 +288,9 @@ class Observations:
     def _cashier(self, rec: Record) -> None:
         obs = self.intents.get(rec.get("intent", 0))
         self.credits.cashier(rec, obs is not None and obs.final == "approved")
-        self.holds.cashier(rec, clear=not self.any_fault and not self.batch_outstanding)
+        clear = not self.any_fault and not self.batch_outstanding
+        self.holds.cashier(rec, clear=clear)
+        self.credit_asks.cashier(rec, clear=clear and not self.holds.under_way())
         if rec["action"] == "cancel":
             self.cancel_pressed = True
         # A retry after a FAILED display: the customer did not leave with it.
@@ -385,6 +389,7 @@ class Observations:
 
     def _display(self, rec: Record) -> None:
         self.holds.seen(rec)
+        self.credit_asks.display(rec)
         outcome = rec["outcome"]
         rrn = rec.get("rrn", "")
         if outcome == "receipt-pending" and rrn:
@@ -461,6 +466,7 @@ class Observations:
         if not ok:
             return
         receipt = rec["receipt"]
+        self.credit_asks.print_ok(str(receipt.get("rrn", "")))
         offline = not receipt.get("rrn") and self.offline.is_offline(receipt.get("idem_key", ""))
         if receipt.get("status") == "approved" and offline:
             self.offline.receipt(rec)  # printed before the host knew: judged there
@@ -633,6 +639,8 @@ class Observations:
             self.holds, host, self.terminal_id, quiet, self.credits.void_asked, not self.any_fault
         )
         for v in holds:
+            out[v.invariant].append(v)
+        for v in judge_credit_asks(self.credit_asks, host, quiet, not self.any_fault):
             out[v.invariant].append(v)
         return out
 

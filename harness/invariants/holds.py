@@ -141,6 +141,12 @@ class HoldObs:
         elif t.owed_seq and tip not in t.since_owed and len(t.since_owed) < TIPS_ASKED_MAX:
             t.since_owed.append(tip)
 
+    def under_way(self) -> bool:
+        """A completion or tip asked and not answered yet."""
+        return any(c.ask_seq > c.answer_seq for c in self.completions.values()) or any(
+            t.ask_seq > t.answer_seq for t in self.tips.values()
+        )
+
     def seen(self, rec: Record) -> None:
         """Every display: follows the voids under way. A void is under way when the
         terminal answers the ask, at once, with a pending display (VOIDING, or REFUNDING
