@@ -168,9 +168,13 @@ class CashierCredits:
             self._answered_in_time(txn.pan)
             and 0 < amount <= txn.amount
             and not refunds.refunded(w.host, txn.id)
-            and all(wallet.code != txn.pan for wallet in w.sc.wallets)
+            and not self._wallet_paid(txn.pan)
             and self.tip_asked.get(step.sale, txn.tip) == txn.tip
         )
+
+    def _wallet_paid(self, pan: str) -> bool:
+        """`pan` is a wallet's code (a wallet payment: no tip, no card credit)."""
+        return any(wallet.code == pan for wallet in self.world.sc.wallets)
 
     def _answered_in_time(self, pan: str) -> bool:
         """The host's answer to a request for card `pan` (a refund asks its issuer)
@@ -203,7 +207,7 @@ class CashierCredits:
             and 0 <= step.amount <= base
             and not refunds.refunded(w.host, txn.id)
             and step.sale not in self.credit_asked
-            and all(wallet.code != txn.pan for wallet in w.sc.wallets)
+            and not self._wallet_paid(txn.pan)
             and self.tip_asked.get(step.sale, txn.tip) == txn.tip
             and step.sale not in self.tip_unshown
         )
