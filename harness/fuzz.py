@@ -22,9 +22,10 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
+from faults.attacker import DeviceSwap
 from faults.base import Fault
 from scenarios.credits import without_step
-from scenarios.model import Scenario
+from scenarios.model import Scenario, Step
 from scenarios.writer import scenario_to_toml
 from terminal.firmware import (
     FEATURE_CHIP,
@@ -492,7 +493,44 @@ def tidy(sc: Scenario, invariant: str, firmware: str) -> Scenario:
         cand = dataclasses.replace(sc, seed=0)
         if _still_fails(cand, invariant, firmware):
             sc = cand
+    return _no_idle_faults(sc, invariant, firmware)
+
+
+def _idle_faults(sc: Scenario, firmware: str) -> list[int]:
+    """The plan indexes of the faults that never applied in a run of `sc`."""
+    applied: set[int] = set()
+
+    def seen(rec: dict[str, Any]) -> None:
+        if rec["kind"] == "fault":
+            applied.add(rec["index"])
+
+    run_scenario(sc, firmware, observers=[seen])
+    return [i for i, f in enumerate(sc.faults) if i not in applied and not f.optional]
+
+
+def _no_idle_faults(sc: Scenario, invariant: str, firmware: str) -> Scenario:
+    """A minimal scenario may need a fault that never applies for what it sets off
+    on the way: a device swap asks for a batch close, and the swap itself waits for a
+    clean close that never comes. Such a swap becomes the `batch_close` step it
+    amounted to when that still fails; any other idle fault is marked optional, so
+    the file does not fail for it being idle (on the flawed firmware or the fixed)."""
+    for i in reversed(_idle_faults(sc, firmware)):
+        f = sc.faults[i]
+        if isinstance(f, DeviceSwap):
+            steps = sorted((*sc.steps, Step(at_ms=f.at_ms, action="batch_close")), key=_at)
+            cand = dataclasses.replace(
+                sc, steps=tuple(steps), faults=sc.faults[:i] + sc.faults[i + 1 :]
+            )
+            if _still_fails(cand, invariant, firmware):
+                sc = cand
+                continue
+        optional = dataclasses.replace(f, optional=True)
+        sc = dataclasses.replace(sc, faults=(*sc.faults[:i], optional, *sc.faults[i + 1 :]))
     return sc
+
+
+def _at(step: Step) -> int:
+    return step.at_ms
 
 
 def explain(result: RunResult, invariant: str) -> str:

@@ -343,6 +343,33 @@ def test_tidy_renumbers_a_fault_when_the_step_it_counted_past_goes() -> None:
     assert failure is not None and failure[0] == "no-duplicate-charge"
 
 
+def test_tidy_turns_a_swap_that_never_applied_into_the_batch_close_it_asked_for() -> None:
+    """A device swap asks for a batch close and waits for it to end cleanly. A firmware
+    whose batch never closes breaks `eventually-settles` through that close alone; the
+    swap never applies, so a scenario keeping it fails on any firmware for an idle
+    fault. Tidied, it is the `batch_close` step the swap amounted to."""
+    pan = "4000000000000002"
+    sc = Scenario(
+        name="swap",
+        cards=(CardSpec(pan=pan, balance=100_000),),
+        steps=(Step(at_ms=0, action="purchase", card=pan, amount=1_000),),
+        faults=(faults.build_fault("device_swap", {"at_ms": 10_000, "off_ms": 0}),),
+        close_batch=False,
+        expect=Expect(invariants=INVARIANT_NAMES),
+    )
+    firmware = "tests.harness.invariant_firmwares:OverfullBatch"
+    before = run_scenario(sc, firmware)
+    assert any("never applied" in p for p in before.problems)
+    # Without the swap nothing asks for a close: the fault cannot simply go.
+    assert first_failure(run_scenario(dataclasses.replace(sc, faults=()), firmware)) is None
+    tidied = tidy(sc, "eventually-settles", firmware)
+    assert tidied.faults == ()
+    assert [(s.at_ms, s.action) for s in tidied.steps] == [(0, "purchase"), (10_000, "batch_close")]
+    after = run_scenario(tidied, firmware)
+    assert after.problems == ["eventually-settles"]
+    assert run_scenario(tidied, "reference").passed
+
+
 def test_renumbered_tries_the_plan_unchanged_first_then_single_shifts() -> None:
     drop = faults.build_fault("drop", {"direction": "to_terminal", "nth": 3})
     jam = faults.build_fault("printer_jam", {"nth": 2})
