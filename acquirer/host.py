@@ -297,8 +297,13 @@ class Acquirer(HostBooks):
             raise
 
     def close(self) -> None:
-        """Close the database (a group still open is rolled back, as in a crash)."""
-        self._db.close()
+        """Close the database (a group still open is rolled back, as in a crash). An
+        in-memory store goes back to `store`'s pool, emptied, for the next host; this
+        host keeps a closed one, so any later use fails as before and a second close
+        does nothing."""
+        db, self._db = self._db, store.CLOSED
+        if db is not store.CLOSED:
+            store.release(db, self._config.db_path)
 
     # -- transactions -------------------------------------------------------------
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from acquirer import store
 from harness.runner import run_scenario
+from harness.world import make_host
 from harness.trace import read_trace
 from scenarios.loader import load_scenario
 
@@ -51,3 +56,41 @@ def test_a_different_seed_changes_a_jittery_run(tmp_path: Path) -> None:
         return p.read_bytes().split(b"\n", 1)[1]
 
     assert body(a.trace_path) != body(b.trace_path)
+
+
+def _traces(paths: list[Path], out: Path) -> list[bytes]:
+    out.mkdir()
+    traces = []
+    for i, path in enumerate(paths):
+        r = run_scenario(load_scenario(path), trace_path=out / f"{i}.jsonl")
+        assert r.trace_path is not None
+        traces.append(r.trace_path.read_bytes())
+    return traces
+
+
+def test_a_reused_in_memory_store_runs_as_a_fresh_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator hands an emptied in-memory host store to the next run (it keeps
+    its prepared statements). Every incident, each run on the store the one before
+    it used, writes the same trace bytes as on a fresh store."""
+    paths = sorted(INCIDENTS.glob("*.toml"))
+    assert len(paths) > 50
+    with monkeypatch.context() as m:
+        m.setattr(store, "MEMORY_POOL_MAX", 0)
+        store._pool().clear()
+        fresh = _traces(paths, tmp_path / "fresh")
+    reused = _traces(paths, tmp_path / "reused")
+    assert store._pool(), "the runs left their store for the next"
+    for path, a, b in zip(paths, fresh, reused, strict=True):
+        assert a == b, path.name
+
+
+def test_a_closed_host_keeps_no_store() -> None:
+    host = make_host(load_scenario(INCIDENTS / "fault-drop.toml"))
+    store._pool().clear()
+    host.close()
+    host.close()  # a second close gives nothing back twice
+    assert len(store._pool()) == 1
+    with pytest.raises(sqlite3.ProgrammingError):
+        host.ledger_sum()
