@@ -9,8 +9,8 @@ import pytest
 
 from acquirer import store
 from harness.runner import run_scenario
-from harness.world import make_host
 from harness.trace import read_trace
+from harness.world import make_host
 from scenarios.loader import load_scenario
 
 INCIDENTS = Path(__file__).resolve().parents[2] / "scenarios" / "incidents"
