@@ -358,6 +358,8 @@ def fault_plans(
     """Swarm: draw the enabled kinds, then up to FAULTS_MAX faults of those kinds;
     one plan in four starts with a targeted combination. `wallets`: the scenario has
     wallet customers (their phones' faults may be drawn too)."""
+    if kinds == ():
+        return ()  # no kinds at all: no faults (None: every kind)
     features = frozenset({"wallet"}) if wallets else frozenset()
     allowed = tuple(sorted(kinds or faults.swarm_kinds(features)))
     combos = _combos(allowed)
