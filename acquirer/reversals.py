@@ -100,12 +100,16 @@ def reverse(
     )
 
 
+# How a refusal for a reversal's amount begins (harness/invariants: amount-integrity).
+AMOUNT_DIFFERS = "Reversal amount"
+
+
 def reversal_mismatch(req: Message, txn: HostTxn) -> str:
     """Why reversal `req` does not describe original `txn` ("" when it does)."""
     if req.amount != txn.amount and not (txn.rc == RC_PARTIAL and req.amount > txn.amount):
         # A partial approval is reversed with the amount asked for (a terminal that
         # never saw the answer knows no other) or the amount approved.
-        return f"Reversal amount {req.amount} differs from the original's {txn.amount}."
+        return f"{AMOUNT_DIFFERS} {req.amount} differs from the original's {txn.amount}."
     if req.pan and req.pan != txn.pan:
         return "Reversal card differs from the original's."
     if req.terminal_id != txn.terminal_id:

@@ -4,6 +4,8 @@ interrupted (moved out of terminal/reference.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from acquirer.protocol import (
     REVERSAL_NOT_COMPLETED,
     REVERSAL_REASONS,
@@ -124,10 +126,11 @@ class RecoveryFlow(FirmwareState):
                 if reason in REVERSAL_REASONS:
                     self._reversal_reasons[key] = reason
                 if self._status.get(key) not in (SaleStatus.REVERSED, SaleStatus.REVERSAL_MANUAL):
-                    sale = self._sales.get(key) or Sale(
-                        key, int(record["stan"]), int(record["amount"]), "", 0, 0
-                    )
-                    self._reversals[key] = sale
+                    amount = int(record["amount"])
+                    sale = self._sales.get(key) or Sale(key, int(record["stan"]), amount, "", 0, 0)
+                    # The 0400 names what the record says: a void of a tipped sale, the
+                    # total (the host refuses a reversal for any other amount).
+                    self._reversals[key] = replace(sale, amount=amount)
                     self._status[key] = SaleStatus.REVERSING
             elif kind == "reversed":
                 self._status[key] = SaleStatus.REVERSED

@@ -33,6 +33,7 @@ from acquirer.protocol import (
     RC_APPROVED,
     RC_RECONCILE_ERROR,
 )
+from acquirer.reversals import AMOUNT_DIFFERS
 from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
@@ -375,6 +376,8 @@ class Observations:
         if rec["action"].startswith("batch") and "batch_no" in rec:
             self.batch_seqs.setdefault(rec["batch_no"], rec["seq"])
         rrn = rec.get("rrn")
+        if rec["action"] == "reverse-refused" and rec.get("detail", "").startswith(AMOUNT_DIFFERS):
+            self._reversal_amount_differs(rec)
         if rrn and self.own_books_only and rec["action"] in _OWN_ACTIONS:
             if len(self.own_rrns) >= OWN_RRNS_MAX:
                 del self.own_rrns[next(iter(self.own_rrns))]
@@ -386,6 +389,23 @@ class Observations:
                 n = self.key_intent.get(key) if key else self.stan_intent.get(rec["stan"])
                 if n is not None:
                     self.rrn_owner[rrn] = n
+
+    def _reversal_amount_differs(self, rec: Record) -> None:
+        """A reversal names the sale's amount as the host holds it (the total, with a
+        tip): one the host refuses for its amount leaves the sale charged or turns
+        the cashier's void into a refund."""
+        rrn = rec.get("rrn", "")
+        n = self.rrn_owner.get(rrn, 0)
+        self._add(
+            Violation(
+                "amount-integrity",
+                f"a reversal (0400) of the sale with rrn {rrn} named {money(rec['amount'])}, "
+                f"not what the host holds for it: refused ({rec['detail']})",
+                n,
+                (rrn,),
+                (rec["seq"],),
+            )
+        )
 
     def _display(self, rec: Record) -> None:
         self.holds.seen(rec)

@@ -213,3 +213,14 @@ class OneTipOnly(ReferenceFirmware):
             return [Display(Outcome.PROMPT, "TIP REFUSED - ALREADY TIPPED", event.rrn)]
         self._tipped.add(event.rrn)
         return super()._on_tip_requested(event)
+
+
+class VoidsWithoutTheTip(ReferenceFirmware):
+    """Voids a tipped sale with the amount first approved: the 0400 names less than
+    the host holds, the host refuses it, and the void becomes a refund."""
+
+    def _enqueue_reversal(self, sale: Sale, reason: str = "") -> list[Effect]:
+        approval = self._approvals.get(sale.key)
+        if approval is not None and sale.amount != approval.amount:
+            sale = replace(sale, amount=approval.amount)  # the flaw: the tip left out
+        return super()._enqueue_reversal(sale, reason)

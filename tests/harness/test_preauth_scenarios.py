@@ -174,6 +174,20 @@ def test_a_hold_charged_as_a_sale_is_caught() -> None:
     assert not run_scenario(STAY, "reference").violations["amount-integrity"]
 
 
+def test_a_reversal_for_another_amount_than_the_host_holds_is_caught() -> None:
+    """A void of a tipped sale whose 0400 leaves the tip out: the host refuses a
+    reversal for another amount than it holds, and the cashier's void becomes a
+    refund. The reference names the total, at once and after a power cut."""
+    sc = load_scenario(INCIDENTS / "regress-void-tipped-sale.toml")
+    bad = run_scenario(sc, "tests.harness.invariant_firmwares:VoidsWithoutTheTip")
+    (v,) = bad.violations["amount-integrity"]
+    assert "a reversal (0400) of the sale with rrn 000000000001 named 50.00" in v.message
+    assert "differs from the original's 5700" in v.message
+    assert run_scenario(sc, "reference").passed
+    cut = load_scenario(INCIDENTS / "regress-void-tipped-sale-power-cut.toml")
+    assert run_scenario(cut, "reference").passed
+
+
 def test_a_tip_on_a_sale_being_voided_is_caught() -> None:
     """TIP ADDED while the void of the sale is under way: the void then gives back the
     amount it named, the customer pays the tip (the reference refuses the tip)."""
