@@ -10,8 +10,9 @@ import pytest
 import faults
 from harness.check import first_failure
 from harness.cli import main
-from harness.fuzz import campaign, chunk_seed, parse_shard, removals, renumbered, tidy
+from harness.fuzz import campaign, chunk_seed, parse_shard
 from harness.runner import UsageError, run_scenario
+from harness.shrink import removals, renumbered, tidy
 from scenarios.loader import load_scenario
 from scenarios.model import INVARIANT_NAMES, CardSpec, Expect, Scenario, Step
 from terminal.zoo import ZOO

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from harness.credit_strategies import at_their_sales
-from harness.fuzz import campaign, minimise, removals
+from harness.fuzz import campaign
 from harness.lanes import fewer_terminals
 from harness.replay import replay
 from harness.runner import run_scenario, run_twice
+from harness.shrink import minimise, removals
 from harness.strategies import scenarios
 from harness.timeline import load as load_diagram
 from scenarios.loader import load_scenario, scenario_from_dict
