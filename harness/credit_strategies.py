@@ -7,7 +7,11 @@ one example in two closes the batch between the sales and the credits, so some v
 fall outside the batch window; one refund in three has its answer lost (a `drop` of
 the 0210 that, counting the sales' answers first, should be the refund's), so a retry
 is what the terminal does next; and, drawn last, one example with refunds in four
-loses every answer of one refund (the terminal must give it up and reverse it).
+loses every answer of one refund (the terminal must give it up and reverse it), and
+one in four cuts the power right after one refund's 0200 left the terminal (its
+request sometimes lost too): the refund must be resumed after the reboot.
+Three credit steps in four name a card purchase (a sale a refund can be of); the
+fourth any payment (a scan, a declined sale: the refusal paths).
 
 In a world of several terminals (`at_their_sales`) each credit step goes to the terminal
 of the sale it names, renumbered among that terminal's payments: the cashier refunds a
@@ -22,6 +26,7 @@ from hypothesis import strategies as st
 
 from faults.base import Fault
 from faults.network import Drop
+from faults.power import PowerCut
 from scenarios.credits import CREDIT_ACTIONS
 from scenarios.model import PAYMENT_ACTIONS, Step
 
@@ -31,6 +36,8 @@ _ACTIONS = st.sampled_from(["void", "refund"])
 _QUARTERS = st.integers(0, 3)  # 0: the whole sale; else that many quarters of it
 _LOSE_ANSWER = st.integers(0, 2).map(lambda k: k == 0)
 _LOSE_ALL = st.integers(0, 3).map(lambda k: k == 0)
+_CUT = st.integers(0, 3).map(lambda k: k == 0)
+_ANY_SALE = st.integers(0, 3).map(lambda k: k == 0)
 # Answers lost in a row: at least every send of a refund (max_sends is 2 or 3).
 ALL_ANSWERS = 3
 
@@ -50,8 +57,12 @@ def credit_steps(
     last_ms = payments[-1].at_ms
     if draw(st.booleans()):
         out.append(Step(at_ms=last_ms + draw(_AFTER) // 2, action="batch_close"))
+    cards = [n for n, s in enumerate(payments, 1) if s.action == "purchase"]
     for _ in range(draw(_CREDITS)):
-        n = draw(st.integers(1, len(payments)))
+        if cards and not draw(_ANY_SALE):
+            n = cards[draw(st.integers(0, len(cards) - 1))]
+        else:
+            n = draw(st.integers(1, len(payments)))
         sale = payments[n - 1]
         action = draw(_ACTIONS)
         quarters = draw(_QUARTERS) if action == "refund" else 0
@@ -66,6 +77,11 @@ def credit_steps(
     if refunds and draw(_LOSE_ALL):
         nth = len(payments) + draw(st.integers(1, refunds))
         faults.append(Drop(direction="to_terminal", mti="0210", nth=nth, count=ALL_ANSWERS))
+    if refunds and draw(_CUT):
+        nth = len(payments) + draw(st.integers(1, refunds))
+        if draw(st.booleans()):
+            faults.append(Drop(direction="to_host", mti="0200", nth=nth))
+        faults.append(PowerCut(after="send", mti="0200", nth=nth))
     return tuple(sorted(out, key=lambda s: s.at_ms)), tuple(faults)
 
 

@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 from acquirer.catalogue import AMOUNT_NO_REPLY, AMOUNT_RULES, AMOUNT_SLOW, CATALOGUE_CARDS
 from faults.base import Fault
 from faults.devices import CHIP_REFUSALS, ChipRefusal
-from faults.network import Partition
+from faults.network import Drop, Partition
+from faults.power import PowerCut
 from harness.credit_strategies import at_their_sales, credit_steps
 from harness.fault_strategies import COMBOS as COMBOS
 from harness.fault_strategies import FAULTS_MAX as FAULTS_MAX
@@ -206,6 +207,11 @@ _N_CARDS = st.integers(1, len(CARD_PANS))
 _CHIP_CARDS = st.sampled_from(("", "", "decline", "removed"))
 _CHIP_NTH = st.integers(1, 3)
 _CHIP_REFUSAL = st.sampled_from(CHIP_REFUSALS)
+_CHIP_CUT = st.integers(0, 3).map(lambda k: k == 0)
+_REVERSAL_LOST_AND_CUT: tuple[Fault, ...] = (
+    Drop(direction="to_host", mti="0400", nth=1),
+    PowerCut(after="send", mti="0400", nth=1, off_ms=2_000),
+)
 _N_WALLETS = st.integers(1, len(WALLET_CODES))
 
 
@@ -390,10 +396,14 @@ def scenarios(
     if chip and draw(st.booleans()):
         # Drawn last, and only for firmwares that complete chip cards: a chip terminal,
         # each card accepts the approval, declines it or is pulled too early, and one
-        # example in two has a chip_refusal fault (the nth completion refused).
+        # example in two has a chip_refusal fault (the nth completion refused). One
+        # in four loses the first reversal (0400) and cuts the power as it leaves: a
+        # declined chip sale's reversal must still be owed after the reboot.
         refusal: tuple[Fault, ...] = ()
         if draw(st.booleans()):
             refusal = (ChipRefusal(nth=draw(_CHIP_NTH), reason=draw(_CHIP_REFUSAL)),)
+        if draw(_CHIP_CUT):
+            refusal += _REVERSAL_LOST_AND_CUT
         sc = replace(
             sc,
             terminal=replace(sc.terminal, chip=True),

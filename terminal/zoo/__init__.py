@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from terminal.zoo.batch_counts_reversed import BatchCountsReversedFirmware
 from terminal.zoo.chip_decline_no_reversal import ChipDeclineNoReversalFirmware
+from terminal.zoo.chip_decline_reversal_not_journaled import (
+    ChipDeclineReversalNotJournaledFirmware,
+)
 from terminal.zoo.chip_receipt_before_card import ChipReceiptBeforeCardFirmware
 from terminal.zoo.completion_before_answer import CompletionBeforeAnswerFirmware
 from terminal.zoo.completion_new_key_on_retry import CompletionNewKeyOnRetryFirmware
@@ -33,6 +36,7 @@ from terminal.zoo.print_before_journal import PrintBeforeJournalFirmware
 from terminal.zoo.receipt_from_request import ReceiptFromRequestFirmware
 from terminal.zoo.refund_and_void import RefundAndVoidFirmware
 from terminal.zoo.refund_new_key_on_retry import RefundNewKeyOnRetryFirmware
+from terminal.zoo.refund_not_resumed_at_boot import RefundNotResumedAtBootFirmware
 from terminal.zoo.refund_receipt_before_answer import RefundReceiptBeforeAnswerFirmware
 from terminal.zoo.refund_unknown_left import RefundUnknownLeftFirmware
 from terminal.zoo.tid_counter_keys import TidCounterKeysFirmware
@@ -87,6 +91,8 @@ ZOO: dict[str, type] = {
     # chip decline after online approval: 2. "failed" but charged / 5. receipt without record
     "chip-decline-no-reversal": ChipDeclineNoReversalFirmware,
     "chip-receipt-before-card": ChipReceiptBeforeCardFirmware,
+    # a chip decline's reversal sent but never journaled: lost to a power cut
+    "chip-decline-reversal-not-journaled": ChipDeclineReversalNotJournaledFirmware,
     # voids and refunds at the terminal: a refund credited twice / a void not booked /
     # a sale both refunded and voided (over-credit)
     "refund-new-key-on-retry": RefundNewKeyOnRetryFirmware,
@@ -96,6 +102,8 @@ ZOO: dict[str, type] = {
     "refund-unknown-left": RefundUnknownLeftFirmware,
     # 5. receipt without record: a refund receipt printed before the host answered
     "refund-receipt-before-answer": RefundReceiptBeforeAnswerFirmware,
+    # a refund cut off by a power cut, never sent again after the boot
+    "refund-not-resumed-at-boot": RefundNotResumedAtBootFirmware,
     # offline approval (store-and-forward): 1. duplicate charge / 5. receipt without
     # record (lost queue, no expiry) / limits / reconciliation (batch race, late decline)
     "offline-new-key-per-upload": OfflineNewKeyPerUploadFirmware,

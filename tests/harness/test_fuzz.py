@@ -81,6 +81,7 @@ EXPECTED = {
     "chip-decline-no-reversal": {"no-charge-on-failure", "batch-reconciles"},
     # The receipt printed before the card declined names a reversed sale.
     "chip-receipt-before-card": {"no-receipt-without-record"},
+    "chip-decline-reversal-not-journaled": {"no-charge-on-failure", "batch-reconciles"},
     # The retry's second credit: above what was asked, never shown REFUNDED, and
     # without a receipt.
     "refund-new-key-on-retry": {
@@ -93,6 +94,7 @@ EXPECTED = {
     "refund-and-void": {"no-over-credit"},
     # The refund credited and never reversed: not shown, and not in the terminal's batch.
     "refund-unknown-left": {"no-charge-on-failure", "batch-reconciles"},
+    "refund-not-resumed-at-boot": {"no-charge-on-failure", "eventually-settles"},
     # The refund receipt printed at the send names no host credit; the host's credit
     # then has no receipt of its own.
     "refund-receipt-before-answer": {"no-receipt-without-record", "receipt-for-every-charge"},

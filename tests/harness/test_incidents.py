@@ -51,6 +51,7 @@ CAUGHT_BY = {
     # Chip decline after online approval (scenarios/incidents/chip-*.toml).
     "chip-decline-no-reversal": "no-charge-on-failure",
     "chip-receipt-before-card": "no-receipt-without-record",
+    "chip-decline-reversal-not-journaled": "no-charge-on-failure",
     # Voids and refunds at the terminal (scenarios/incidents/refund-*.toml, void-*.toml).
     "refund-new-key-on-retry": "no-over-credit",
     # A sale shown VOIDED that the host never reversed (it was settled).
@@ -58,6 +59,7 @@ CAUGHT_BY = {
     "refund-and-void": "no-over-credit",
     "refund-unknown-left": "no-charge-on-failure",
     "refund-receipt-before-answer": "no-receipt-without-record",
+    "refund-not-resumed-at-boot": "no-charge-on-failure",
     # Offline approval, store-and-forward (scenarios/incidents/offline-*.toml).
     "offline-new-key-per-upload": "no-duplicate-charge",
     "offline-volatile-queue": "offline-uploaded",
