@@ -9,7 +9,9 @@ the 0210 that, counting the sales' answers first, should be the refund's), so a 
 is what the terminal does next; and, drawn last, one example with refunds in four
 loses every answer of one refund (the terminal must give it up and reverse it), and
 one in four cuts the power right after one refund's 0200 left the terminal (its
-request sometimes lost too): the refund must be resumed after the reboot.
+request sometimes lost too): the refund must be resumed after the reboot; and one in
+four asks for a batch close soon after a credit step, while it may still be in
+flight (a close must wait for it, or count it).
 Three credit steps in four name a card purchase (a sale a refund can be of); the
 fourth any payment (a scan, a declined sale: the refusal paths).
 
@@ -38,6 +40,8 @@ _LOSE_ANSWER = st.integers(0, 2).map(lambda k: k == 0)
 _LOSE_ALL = st.integers(0, 3).map(lambda k: k == 0)
 _CUT = st.integers(0, 3).map(lambda k: k == 0)
 _ANY_SALE = st.integers(0, 3).map(lambda k: k == 0)
+_CLOSE_SOON = st.integers(0, 3).map(lambda k: k == 0)
+_SOON = st.sampled_from([50, 500, 3_000, 16_000])
 # Answers lost in a row: at least every send of a refund (max_sends is 2 or 3).
 ALL_ANSWERS = 3
 
@@ -77,6 +81,10 @@ def credit_steps(
     if refunds and draw(_LOSE_ALL):
         nth = len(payments) + draw(st.integers(1, refunds))
         faults.append(Drop(direction="to_terminal", mti="0210", nth=nth, count=ALL_ANSWERS))
+    credits = [s for s in out if s.action in CREDIT_ACTIONS]
+    if credits and draw(_CLOSE_SOON):
+        after = credits[draw(st.integers(0, len(credits) - 1))]
+        out.append(Step(at_ms=after.at_ms + draw(_SOON), action="batch_close"))
     if refunds and draw(_CUT):
         nth = len(payments) + draw(st.integers(1, refunds))
         if draw(st.booleans()):
