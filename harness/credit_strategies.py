@@ -82,7 +82,7 @@ def credit_steps(
         nth = len(payments) + draw(st.integers(1, refunds))
         faults.append(Drop(direction="to_terminal", mti="0210", nth=nth, count=ALL_ANSWERS))
     credits = [s for s in out if s.action in CREDIT_ACTIONS]
-    if credits and draw(_CLOSE_SOON):
+    if len(credits) > 0 and draw(_CLOSE_SOON):
         after = credits[draw(st.integers(0, len(credits) - 1))]
         out.append(Step(at_ms=after.at_ms + draw(_SOON), action="batch_close"))
     if refunds and draw(_CUT):
