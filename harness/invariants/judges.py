@@ -56,6 +56,21 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 (f.seq, *_seqs_for(obs, b.live)),
             )
         )
+    told = obs.offline.told_unpaid.get(n)
+    if told is not None and not failed and b.net > 0:
+        # An offline sale shown expired (collect the payment another way) or declined
+        # late: the customer pays again, so the host must hold nothing for it.
+        out.append(
+            Violation(
+                "no-charge-on-failure",
+                f"intent {n}'s offline sale was shown {told[0].replace('-', ' ').upper()} "
+                f"(not paid) but the host kept {money(b.net)} "
+                f"(rrn {', '.join(t.rrn for t in b.live)}).",
+                n,
+                tuple(t.rrn for t in b.live),
+                (told[1], *_seqs_for(obs, b.live)),
+            )
+        )
     out += _judge_approvals(obs, o, b)
     if o.shown_approved():
         for txn in b.live:

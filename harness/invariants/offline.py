@@ -76,6 +76,9 @@ class OfflineObs:
         # Expiries shown while an advice was on its way: (key, sent_ms, shown_ms, seq).
         self.expired_in_flight: list[tuple[str, int, int, int]] = []
         self.skewed = False  # a clock_skew fault: the terminal's waits are not its own
+        # Intents told their offline sale did not go through: intent -> (outcome, seq)
+        # of the first `offline-expired` / `offline-declined` display naming it.
+        self.told_unpaid: dict[int, tuple[str, int]] = {}
 
     def configure(self, floor: int, count_max: int, deadline_ms: int) -> None:
         self.floor, self.count_max, self.deadline_ms = floor, count_max, deadline_ms
@@ -98,6 +101,9 @@ class OfflineObs:
         """A display naming a sale by key: an offline approval, or its expiry."""
         key = rec["key"]
         outcome = rec["outcome"]
+        told = outcome in ("offline-expired", "offline-declined") and intent > 0
+        if told and len(self.told_unpaid) < OFFLINE_KEPT_MAX:
+            self.told_unpaid.setdefault(intent, (outcome, rec["seq"]))
         if outcome == "approved" and not rec.get("rrn"):
             if key not in self.approvals and len(self.approvals) < OFFLINE_KEPT_MAX:
                 waiting = sum(1 for a in self.approvals.values() if self._waiting(a))

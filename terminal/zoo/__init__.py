@@ -25,6 +25,7 @@ from terminal.zoo.no_debounce import NoDebounceFirmware
 from terminal.zoo.no_echo_check import NoEchoCheckFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
 from terminal.zoo.offline_batch_before_upload import OfflineBatchBeforeUploadFirmware
+from terminal.zoo.offline_expiry_no_reversal import OfflineExpiryNoReversalFirmware
 from terminal.zoo.offline_late_decline_ignored import OfflineLateDeclineIgnoredFirmware
 from terminal.zoo.offline_new_key_per_upload import OfflineNewKeyPerUploadFirmware
 from terminal.zoo.offline_no_expiry import OfflineNoExpiryFirmware
@@ -112,6 +113,8 @@ ZOO: dict[str, type] = {
     "offline-no-expiry": OfflineNoExpiryFirmware,
     "offline-batch-before-upload": OfflineBatchBeforeUploadFirmware,
     "offline-late-decline-ignored": OfflineLateDeclineIgnoredFirmware,
+    # an offline sale shown expired whose advice the host booked: charged, told unpaid
+    "offline-expiry-no-reversal": OfflineExpiryNoReversalFirmware,
     # pre-authorisation and completion: 2. "failed" but charged / paid without a record
     "completion-new-key-on-retry": CompletionNewKeyOnRetryFirmware,
     "completion-before-answer": CompletionBeforeAnswerFirmware,

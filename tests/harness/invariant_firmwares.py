@@ -224,3 +224,16 @@ class VoidsWithoutTheTip(ReferenceFirmware):
         if approval is not None and sale.amount != approval.amount:
             sale = replace(sale, amount=approval.amount)  # the flaw: the tip left out
         return super()._enqueue_reversal(sale, reason)
+
+
+class ExpiresWithoutReversal(ReferenceFirmware):
+    """Shows an offline sale expired (collect the payment another way) without
+    reversing it: an advice or 0200 the host booked keeps the charge."""
+
+    def _expire(self, key: str) -> list[Effect]:
+        sale = self._sales[key]
+        effects = self._dequeue_advice(key)
+        self._status[key] = SaleStatus.DECLINED
+        self._pending_receipts.pop(key, None)
+        effects.append(self._journal({"type": "offline_expired", "key": key}))
+        return [*effects, self._expired_display(sale)]  # the flaw: no reversal

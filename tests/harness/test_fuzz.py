@@ -113,6 +113,7 @@ EXPECTED = {
         "offline-uploaded",
     },
     "offline-late-decline-ignored": {"batch-reconciles"},
+    "offline-expiry-no-reversal": {"no-charge-on-failure", "batch-reconciles"},
     # The retry of a completion under a new key is refused (one completion per hold):
     # COMPLETION REFUSED shown for a hold the host captured; the batch lacks it.
     "completion-new-key-on-retry": {"no-charge-on-failure", "batch-reconciles"},

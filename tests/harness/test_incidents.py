@@ -67,6 +67,7 @@ CAUGHT_BY = {
     "offline-no-expiry": "offline-uploaded",
     "offline-batch-before-upload": "batch-reconciles",
     "offline-late-decline-ignored": "batch-reconciles",
+    "offline-expiry-no-reversal": "no-charge-on-failure",
     # Pre-authorisation, completion and tip adjust (scenarios/incidents/preauth-*.toml,
     # tip-*.toml).
     "completion-new-key-on-retry": "no-charge-on-failure",

@@ -105,6 +105,12 @@ def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
         ("offline-deadline-while-off", "offline-no-expiry", "offline-uploaded"),
         ("offline-upload-before-batch", "offline-batch-before-upload", "batch-reconciles"),
         ("offline-late-decline", "offline-late-decline-ignored", "batch-reconciles"),
+        ("offline-expired-advice-booked", "offline-expiry-no-reversal", "no-charge-on-failure"),
+        (
+            "regress-offline-expired-0200-charged",
+            "offline-expiry-no-reversal",
+            "no-charge-on-failure",
+        ),
     ],
 )
 def test_each_offline_zoo_firmware_is_caught(scenario: str, zoo: str, caught_by: str) -> None:
@@ -120,6 +126,19 @@ def test_an_expiry_while_the_advice_is_on_its_way_is_caught() -> None:
     bad = run_scenario(sc, "tests.harness.invariant_firmwares:ExpiresWhileUploading")
     (v,) = bad.violations["offline-uploaded"]
     assert "still awaited its answer" in v.message
+    assert run_scenario(sc, "reference").passed
+
+
+def test_an_offline_sale_shown_expired_must_leave_no_charge() -> None:
+    """OFFLINE EXPIRED tells the cashier to collect the payment another way: a host
+    that kept the advice's charge makes the customer pay twice. With no batch close
+    after it, nothing but `no-charge-on-failure` tells the flaw (it used to pass)."""
+    sc = _load("offline-expired-advice-booked")
+    assert not sc.close_batch
+    bad = run_scenario(sc, "tests.harness.invariant_firmwares:ExpiresWithoutReversal")
+    assert bad.violated() == ["no-charge-on-failure"]
+    (v,) = bad.violations["no-charge-on-failure"]
+    assert "offline sale was shown OFFLINE EXPIRED (not paid) but the host kept 20.00" in v.message
     assert run_scenario(sc, "reference").passed
 
 

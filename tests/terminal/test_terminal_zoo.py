@@ -92,6 +92,7 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "offline-no-expiry",
         "offline-batch-before-upload",
         "offline-late-decline-ignored",
+        "offline-expiry-no-reversal",
         "completion-new-key-on-retry",
         "completion-before-answer",
         "tip-added-twice",
