@@ -365,7 +365,13 @@ def fault_plans(
     combos = _combos(allowed)
     head: tuple[Fault, ...] = ()
     if combos is not None and draw(_COMBO_ODDS) == 0:
-        head = draw(combos)
+        # A scenario with wallet customers takes the wallet's own combination half
+        # the time: among all the others it would come up once in seven.
+        wallet_combo = wallets and COMBOS["late-confirm-then-cancel-fails"][0] <= set(allowed)
+        if wallet_combo and draw(st.booleans()):
+            head = draw(_LATE_CONFIRM_THEN_CANCEL_FAILS)
+        else:
+            head = draw(combos)
     enabled = sorted(draw(_enabled_kinds(allowed)))
     if not enabled:
         return head
@@ -374,6 +380,7 @@ def fault_plans(
 
 
 _COMBO_ODDS = st.integers(0, 3)
+_LATE_CONFIRM_THEN_CANCEL_FAILS = _combo_late_confirm_then_cancel_fails()
 _FAULT_COUNT = st.integers(0, FAULTS_MAX)
 
 

@@ -477,9 +477,13 @@ def several_terminals(draw: st.DrawFn, sc: Scenario) -> Scenario:
 # partitions drawn below to heal before them (and one that does not, sometimes).
 _OFFLINE_FLOOR = st.sampled_from((2_000, 10_000, 1_000_000))
 _OFFLINE_MAX = st.sampled_from((1, 3, 10))
-_OFFLINE_DEADLINE = st.sampled_from((600_000, 1_800_000))
+_OFFLINE_DEADLINE_SHORT = 600_000
+_OFFLINE_DEADLINE = st.sampled_from((_OFFLINE_DEADLINE_SHORT, 1_800_000))
 _PARTITION_FROM = st.integers(0, 60_000)
 _PARTITION_MS = st.sampled_from((30_000, 90_000, 300_000, 900_000))
+_NEAR_CUTOFF = st.integers(0, 3).map(lambda k: k == 3)  # one partition in four
+_HEAL_BEFORE_DEADLINE = st.integers(30_000, 90_000)
+_CUTOFF_SLOW = st.sampled_from((20_000, 40_000, 60_000))
 
 
 def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenario:
@@ -497,9 +501,31 @@ def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenari
     )
     faults = sc.faults
     if partition and draw(st.integers(0, 3)) != 0:
+        if draw(_NEAR_CUTOFF):
+            return _upload_at_the_cutoff(draw, replace(sc, terminal=terminal))
         start = draw(_PARTITION_FROM)
         faults += (Partition(from_ms=start, to_ms=start + draw(_PARTITION_MS)),)
     return replace(sc, terminal=terminal, faults=faults)
+
+
+def _upload_at_the_cutoff(draw: st.DrawFn, sc: Scenario) -> Scenario:
+    """A targeted combination at the edge of the upload deadline: the first sale goes
+    offline, the partition heals a little before its cutoff and the issuer is slow,
+    so the advice reaches the host while the terminal gives up on it. A terminal that
+    shows the sale expired must then reverse what the advice charged."""
+    first = min((s.at_ms for s in sc.steps if s.action == "purchase"), default=0)
+    # The shorter deadline: a partition of nearly 30 minutes would outlast the
+    # reversal tries (about 30 minutes) of any sale it also cuts off.
+    deadline = _OFFLINE_DEADLINE_SHORT
+    heal = first + deadline - draw(_HEAL_BEFORE_DEADLINE)
+    slow = draw(_CUTOFF_SLOW)
+    return replace(
+        sc,
+        terminal=replace(sc.terminal, offline_deadline_ms=deadline),
+        cards=tuple(replace(c, slow_ms=max(c.slow_ms, slow)) for c in sc.cards),
+        faults=(*sc.faults, Partition(from_ms=first, to_ms=heal)),
+        expect=replace(sc.expect, settle_within_ms=SETTLE_SLOW_MS),
+    )
 
 
 _INQUIRY_ON = st.integers(0, 3).map(lambda k: k != 0)  # one drawn terminal in four: off
