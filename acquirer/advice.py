@@ -41,10 +41,12 @@ def finish_advice(
     host: Acquirer, req: Message, started_ms: int, now_ms: int
 ) -> tuple[Message, HostAction]:
     """Book an advice: refused when late, else decided and charged like a purchase."""
-    from acquirer.host import HostAction, _dedup_key, _fingerprint
+    from acquirer import payments
+    from acquirer.host import HostAction
+    from acquirer.payments import dedup_key, fingerprint
 
     if not advice_expired(host, req, started_ms):
-        resp, action = host._finish_payment(req, started_ms, now_ms)
+        resp, action = payments.finish(host, req, started_ms, now_ms)
         if action.action == "charge":
             detail = f"Offline sale booked (advice approved offline at {req.offline_ms} ms)."
             action = HostAction(action.action, action.rc, action.rrn, action.amount, detail)
@@ -53,7 +55,7 @@ def finish_advice(
                 "advice-declined", action.rc, action.rrn, action.amount, action.detail
             )
         return resp, action
-    key = _dedup_key(req, started_ms // 86_400_000)
+    key = dedup_key(req, started_ms // 86_400_000)
     host._tx_begin()
     try:
         txn_id, rrn = host._insert_txn(req, now_ms, RC_ADVICE_EXPIRED)
@@ -62,7 +64,7 @@ def finish_advice(
             (
                 req.terminal_id,
                 key,
-                _fingerprint(req),
+                fingerprint(req),
                 started_ms,
                 RC_ADVICE_EXPIRED,
                 rrn,

@@ -91,8 +91,10 @@ def finish(
 ) -> tuple[Message, HostAction]:
     """Finish a 0100 or 0220: a pre-authorisation, a completion, a tip adjust or an
     offline advice (acquirer/advice.py)."""
+    from acquirer import payments
+
     if req.mti == MTI_PREAUTH:
-        resp, action = host._finish_payment(req, started_ms, now_ms)
+        resp, action = payments.finish(host, req, started_ms, now_ms)
         if action.action in ("charge", "charge-no-reply"):
             # Amount 9800 ("approved, never answered") is a purchase's convention only.
             action = HostAction("hold", action.rc, action.rrn, action.amount, "Hold placed.")
@@ -139,20 +141,20 @@ def _store(
     host: Acquirer, req: Message, started_ms: int, rc: str, rrn: str, auth: str, txn_id: int | None
 ) -> None:
     """Store the outcome of completion or adjust `req` under its own key."""
-    from acquirer.host import DAY_MS, _dedup_key, _fingerprint
+    from acquirer.payments import DAY_MS, dedup_key, fingerprint
 
-    key = _dedup_key(req, started_ms // DAY_MS)
+    key = dedup_key(req, started_ms // DAY_MS)
     host._db.execute(
         store.SQL_DEDUP_DONE,
-        (req.terminal_id, key, _fingerprint(req), started_ms, rc, rrn, auth, txn_id),
+        (req.terminal_id, key, fingerprint(req), started_ms, rc, rrn, auth, txn_id),
     )
 
 
 def _busy(host: Acquirer, req: Message, started_ms: int) -> tuple[Message, HostAction]:
     """The hold or sale named is still being processed: RC 09, nothing stored."""
-    from acquirer.host import DAY_MS, _dedup_key
+    from acquirer.payments import DAY_MS, dedup_key
 
-    key = _dedup_key(req, started_ms // DAY_MS)
+    key = dedup_key(req, started_ms // DAY_MS)
     host._db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (req.terminal_id, key))
     return host._reply(req, RC_IN_PROGRESS), HostAction(
         "in-progress",

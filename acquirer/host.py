@@ -22,7 +22,15 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from acquirer import catalogue, holds, iso8583, refunds, reversals, settlement, store, wallet
+from acquirer import (
+    holds,
+    iso8583,
+    payments,
+    reversals,
+    settlement,
+    store,
+    wallet,
+)
 from acquirer.catalogue import CATALOGUE_CARDS, CATALOGUE_WALLETS, CardAccount
 from acquirer.host_books import HostBooks
 from acquirer.host_model import HOLDS_ACCOUNT
@@ -47,6 +55,8 @@ from acquirer.host_model import (
 from acquirer.host_model import (
     Ticket as Ticket,
 )
+from acquirer.payments import DAY_MS as DAY_MS
+from acquirer.payments import dedup_key
 from acquirer.protocol import (
     MTI_ADVICE,
     MTI_BATCH,
@@ -56,22 +66,11 @@ from acquirer.protocol import (
     MTI_PURCHASE,
     MTI_REVERSAL,
     MTI_REVERSAL_ADVICE,
-    PROC_PURCHASE_PARTIAL,
-    PROC_REFUND,
-    PROC_WALLET,
     RC_APPROVED,
-    RC_DO_NOT_HONOUR,
-    RC_DUPLICATE,
     RC_FORMAT_ERROR,
-    RC_IN_PROGRESS,
-    RC_INSUFFICIENT_FUNDS,
-    RC_INVALID_AMOUNT,
     RC_PARTIAL,
-    RC_REVERSAL_REFUSED,
     RC_STALE,
     REQUEST_MTIS,
-    RESPONSE_CODES,
-    TRANSIENT_RCS,
     BatchItem,
     Message,
     ProtocolError,
@@ -94,33 +93,9 @@ __all__ = [
 ]
 
 # The classic duplicate rule identifies a transaction by (terminal, STAN, day).
-DAY_MS = 86_400_000
 # Expired idempotency records are pruned at most this often (virtual time), a
 # bounded batch at a time; lookups treat an expired record as absent anyway.
 PRUNE_INTERVAL_MS = 1_000
-
-
-def _dedup_key(msg: Message, day: int) -> str:
-    """The idempotency record's key: the idempotency key, else the classic identity.
-
-    `validate_request` now refuses key-less purchases and reversals without
-    `orig_key`, so only the first form is stored; the second stays for records
-    written by earlier versions.
-    """
-    if msg.idem_key:
-        return "k:" + msg.idem_key
-    return f"s:{day}:{msg.stan}"
-
-
-def _fingerprint(msg: Message) -> str:
-    """What must match for a resend to count as the same request."""
-    # An advice is the sale its 0200 asked for: the same fingerprint, the same key (a
-    # completion or tip adjust, a 0220 naming its original, is a request of its own).
-    mti = MTI_PURCHASE if msg.mti == MTI_ADVICE and not msg.orig_key else msg.mti
-    fp = f"{mti}|{msg.processing_code}|{msg.pan}|{msg.amount}|{msg.currency}|{msg.merchant_id}"
-    # A refund's original is part of the request (appended only when set, so records
-    # stored before refunds could name one keep their fingerprints).
-    return f"{fp}|{msg.orig_key}" if msg.orig_key else fp
 
 
 _RESPONSE_MTI = {mti: response_mti(mti) for mti in REQUEST_MTIS}
@@ -215,7 +190,7 @@ class Acquirer(HostBooks):
         if 0 <= self.wallet_due_ms <= now_ms:
             self.wallet_advance(now_ms)
         if msg.mti == MTI_PURCHASE or msg.mti == MTI_ADVICE or msg.mti == MTI_PREAUTH:
-            return self._begin_payment(msg, now_ms)
+            return payments.begin(self, msg, now_ms)
         if msg.mti == MTI_INQUIRY:
             return wallet.inquire(self, msg, now_ms)
         return Ticket(msg, now_ms, now_ms + self._config.processing_ms), None
@@ -237,7 +212,7 @@ class Acquirer(HostBooks):
         req = ticket.request
         mti = req.mti
         if mti == MTI_PURCHASE:
-            return self._finish_payment(req, ticket.started_ms, now_ms)
+            return payments.finish(self, req, ticket.started_ms, now_ms)
         if mti in (MTI_REVERSAL, MTI_REVERSAL_ADVICE):
             return self._finish_reversal(req, ticket.started_ms, now_ms)
         if mti in (MTI_ADVICE, MTI_PREAUTH):
@@ -286,7 +261,7 @@ class Acquirer(HostBooks):
         req = ticket.request
         if req.mti != MTI_PURCHASE and req.mti != MTI_ADVICE and req.mti != MTI_PREAUTH:
             return
-        key = _dedup_key(req, ticket.started_ms // DAY_MS)
+        key = dedup_key(req, ticket.started_ms // DAY_MS)
         db = self._db
         self._tx_begin()
         try:
@@ -440,90 +415,6 @@ class Acquirer(HostBooks):
             return None
         return rec
 
-    def _begin_payment(
-        self, msg: Message, now_ms: int
-    ) -> tuple[Ticket | Message, HostAction | None]:
-        tid = msg.terminal_id
-        key = _dedup_key(msg, now_ms // DAY_MS)
-        fp = _fingerprint(msg)
-        db = self._db
-        self._tx_begin()
-        try:
-            if now_ms >= self._next_prune_ms:
-                self._prune(now_ms)
-            # The primary key decides who owns the key: a claim that inserts
-            # nothing means a record already exists.
-            claimed = db.execute(store.SQL_DEDUP_CLAIM, (tid, key, fp, now_ms)).rowcount == 1
-            if not claimed and self._dedup_get(tid, key, now_ms) is None:
-                claimed = db.execute(store.SQL_DEDUP_CLAIM, (tid, key, fp, now_ms)).rowcount == 1
-            if claimed:
-                self._tx_commit()
-                return Ticket(msg, now_ms, self._finish_at_ms(msg, now_ms)), None
-            rec = self._dedup_get(tid, key, now_ms)
-            assert rec is not None  # the claim above failed, so the row exists
-            answer = self._answer_existing(msg, rec, key, fp, now_ms)
-            self._tx_commit()
-        except BaseException:
-            self._tx_rollback()
-            raise
-        return answer
-
-    def _finish_at_ms(self, msg: Message, now_ms: int) -> int:
-        if holds.names_original(msg):  # a completion or tip adjust asks no issuer
-            return now_ms + self._config.processing_ms
-        card = self._cards.get(msg.pan)
-        at_ms = now_ms + self._config.processing_ms + (card.slow_ms if card else 0)
-        if (
-            self._config.test_amounts
-            and msg.processing_code != PROC_REFUND
-            and msg.amount == catalogue.AMOUNT_SLOW
-        ):
-            at_ms += catalogue.AMOUNT_SLOW_EXTRA_MS
-        return at_ms
-
-    def _answer_existing(
-        self, msg: Message, rec: store.DedupRow, key: str, fp: str, now_ms: int
-    ) -> tuple[Message, HostAction]:
-        """Answer a payment whose idempotency record already exists."""
-        if rec.state == store.DEDUP_PROGRESS:
-            return self._reply(msg, RC_IN_PROGRESS), HostAction(
-                "in-progress",
-                RC_IN_PROGRESS,
-                amount=msg.amount,
-                detail="The same request is still being processed.",
-            )
-        if rec.state == store.DEDUP_TOMB:
-            # The reversal overtook its purchase: never charge it.
-            txn_id, rrn = self._insert_txn(msg, now_ms, RC_DO_NOT_HONOUR)
-            self._db.execute(
-                store.SQL_DEDUP_DONE,
-                (msg.terminal_id, key, fp, now_ms, RC_DO_NOT_HONOUR, rrn, "", txn_id),
-            )
-            self._next_txn_id += 1
-            return self._reply(msg, RC_DO_NOT_HONOUR, rrn), HostAction(
-                "decline", RC_DO_NOT_HONOUR, rrn, msg.amount, "previously reversed"
-            )
-        if rec.fp != fp:
-            return self._reply(msg, RC_DUPLICATE), HostAction(
-                "reject",
-                RC_DUPLICATE,
-                amount=msg.amount,
-                detail="Key reused with a different request.",
-            )
-        if msg.processing_code == PROC_WALLET and rec.txn_id is not None:
-            # A wallet order changes after its answer (the customer confirms, it
-            # closes): a repeat of the pay is answered with where it stands now.
-            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
-            if row is not None:
-                return wallet.answer_of(self, msg, HostTxn(*row), "replay")
-        amount = -1
-        if rec.rc == RC_PARTIAL and rec.txn_id is not None:
-            row = self._db.execute(store.SQL_TXN_GET, (rec.txn_id,)).fetchone()
-            amount = HostTxn(*row).amount if row is not None else -1
-        return self._reply(msg, rec.rc, rec.rrn, rec.auth_code, amount=amount), HostAction(
-            "replay", rec.rc, rec.rrn, msg.amount, "Stored response replayed, nothing charged."
-        )
-
     def _insert_txn(
         self,
         msg: Message,
@@ -564,107 +455,6 @@ class Acquirer(HostBooks):
         self._db.execute(
             store.SQL_LEDGER_POST, (txn_id, debit, -amount, now_ms, txn_id, credit, amount, now_ms)
         )
-
-    def _decide(self, msg: Message, refund: bool, now_ms: int) -> tuple[str, str, int]:
-        """The response code for a payment, why, and the amount approved (inside the
-        finish transaction)."""
-        card = self._cards.get(msg.pan)
-        if card is None:
-            return RC_DO_NOT_HONOUR, "Unknown card.", 0
-        if msg.amount == 0:
-            return RC_INVALID_AMOUNT, "Zero amount.", 0
-        if card.rc:
-            return card.rc, "Card rule.", 0
-        if refund:
-            mismatch = self._refund_mismatch(msg, now_ms)
-            if mismatch:
-                return RC_REVERSAL_REFUSED, mismatch, 0
-            return RC_APPROVED, "", msg.amount
-        if self._config.test_amounts:
-            forced = catalogue.amount_rule(msg.amount)
-            if forced is not None:
-                taken = msg.amount if forced == RC_APPROVED else 0
-                return forced, "Catalogue amount rule.", taken
-        balance = self._db.execute(store.SQL_BALANCE, (msg.pan,)).fetchone()[0]
-        if balance < msg.amount:
-            if card.partial and balance > 0 and msg.processing_code == PROC_PURCHASE_PARTIAL:
-                return RC_PARTIAL, "Partial approval: the balance left.", balance
-            return RC_INSUFFICIENT_FUNDS, "Insufficient funds.", 0
-        return RC_APPROVED, "", msg.amount
-
-    def _refund_mismatch(self, msg: Message, now_ms: int) -> str:
-        """Why a refund does not fit its original (`orig_key`) ("" if it does).
-
-        A refund must name an approved purchase of this terminal, on the same card,
-        for at least the refunded amount, or it is refused (RC 12) and nothing is
-        credited. A refund that names no sale is refused too, unless the host is
-        configured with `unreferenced_refunds` (then it is a stand-alone credit).
-        """
-        if not msg.orig_key:
-            if self._config.unreferenced_refunds:
-                return ""
-            return "Refund names no sale (orig_key); unreferenced refunds are not accepted."
-        txn = refunds.original_of(self, msg, now_ms)
-        if txn is None:
-            return "Refund names no sale of this terminal."
-        if txn.kind not in holds.SALE_KINDS or txn.status != "approved":
-            return f"Refund names a {txn.status} {txn.kind}, not an approved purchase."
-        if txn.pan != msg.pan:
-            return "Refund card differs from the original's."
-        return refunds.over_sale(self, txn, msg.amount)
-
-    def _finish_payment(
-        self, req: Message, started_ms: int, now_ms: int
-    ) -> tuple[Message, HostAction]:
-        tid = req.terminal_id
-        key = _dedup_key(req, started_ms // DAY_MS)
-        if req.processing_code == PROC_WALLET:
-            return wallet.finish_pay(self, req, key, _fingerprint(req), started_ms, now_ms)
-        refund = req.processing_code == PROC_REFUND
-        db = self._db
-        self._tx_begin()
-        try:
-            rc, why, taken = self._decide(req, refund, now_ms)
-            if rc in TRANSIENT_RCS:
-                # Nothing charged: forget the key so a retry is processed afresh.
-                db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (tid, key))
-                self._tx_commit()
-                return self._reply(req, rc), HostAction(
-                    "decline", rc, amount=req.amount, detail=f"{why} Transient, not stored."
-                )
-            approved = rc in (RC_APPROVED, RC_PARTIAL)
-            txn_id, rrn = self._insert_txn(req, now_ms, rc, amount=taken)
-            auth_code = f"{txn_id % 1_000_000:06d}" if approved else ""
-            if approved:
-                card, merchant = req.pan, holds.credit_account(self._config.merchant_account, req)
-                if refund:
-                    self._post(txn_id, merchant, card, taken, now_ms)
-                    refunds.link(self, txn_id, req, now_ms)
-                else:
-                    self._post(txn_id, card, merchant, taken, now_ms)
-            db.execute(
-                store.SQL_DEDUP_DONE,
-                (tid, key, _fingerprint(req), started_ms, rc, rrn, auth_code, txn_id),
-            )
-            self._tx_commit()
-        except BaseException:
-            self._tx_rollback()
-            raise
-        self._next_txn_id += 1
-        resp = self._reply(req, rc, rrn, auth_code, amount=taken if rc == RC_PARTIAL else -1)
-        if not approved:
-            return resp, HostAction("decline", rc, rrn, req.amount, why or RESPONSE_CODES[rc])
-        if refund:
-            return resp, HostAction("refund", rc, rrn, req.amount, "Card credited.")
-        if self._config.test_amounts and req.amount == catalogue.AMOUNT_NO_REPLY:
-            return resp, HostAction(
-                "charge-no-reply", rc, rrn, req.amount, "Charged; the response must be dropped."
-            )
-        if rc == RC_PARTIAL:
-            return resp, HostAction(
-                "charge", rc, rrn, taken, f"Card charged {taken} of {req.amount} (partial)."
-            )
-        return resp, HostAction("charge", rc, rrn, req.amount, "Card charged.")
 
     def _finish_reversal(
         self, req: Message, started_ms: int, now_ms: int

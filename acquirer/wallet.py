@@ -88,6 +88,7 @@ def finish_pay(
     host: Acquirer, req: Message, key: str, fp: str, started_ms: int, now_ms: int
 ) -> tuple[Message, HostAction]:
     """Decide a wallet payment (inside no transaction; opens its own)."""
+    from acquirer import payments
     from acquirer.host import HostAction
 
     account = host._cards.get(req.pan)
@@ -95,7 +96,7 @@ def finish_pay(
     tid = req.terminal_id
     host._tx_begin()
     try:
-        rc, why, _ = host._decide(req, False, now_ms)
+        rc, why, _ = payments.decide(host, req, False, now_ms)
         if rc in TRANSIENT_RCS:
             db.execute(store.SQL_DEDUP_DELETE_PROGRESS, (tid, key))
             host._tx_commit()
