@@ -1,7 +1,8 @@
 """What the simulated world's parts know of each other, for the type checker only.
 
-`World` (harness/world.py) is built from parts: world_people.py (the people) and
-world_wire.py (the network and the host). Each part derives from `WorldState`, which
+`World` (harness/world.py) is built from parts: world_people.py (the people),
+world_wire.py (the network and the host) and world_devices.py (the printer and the
+power). Each part derives from `WorldState`, which
 declares the world's state and every method, so that each module type-checks alone; at
 run time it is empty.
 """
