@@ -41,7 +41,7 @@ from harness.attacker import Attacker
 from harness.chip import ChipReader
 from harness.credits import CashierCredits
 from harness.offline import offline_display_intent
-from scenarios.model import PAYMENT_ACTIONS, Scenario, Step, scenario_to_dict
+from scenarios.model import PAYMENT_ACTIONS, Scenario, Step, TerminalSpec, scenario_to_dict
 from terminal.firmware import (
     EFFECT_TYPES,
     FINAL_OUTCOMES,
@@ -165,6 +165,26 @@ def _tagged(emit: Callable[[str, dict[str, Any]], int], term: str) -> Callable[.
 _ABOUT_ANOTHER_SALE = (Outcome.VOIDED, Outcome.REFUNDED, Outcome.COMPLETED, Outcome.TIP_ADDED)
 
 
+def firmware_config(t: TerminalSpec, key: bytes) -> FirmwareConfig:
+    """What the firmware is told of its terminal's settings (`[terminal]`)."""
+    return FirmwareConfig(
+        terminal_id=t.id,
+        merchant_id=t.merchant_id,
+        mac_key=key,
+        response_timeout_ms=t.response_timeout_ms,
+        max_sends=t.max_sends,
+        debounce_ms=t.debounce_ms,
+        amount_max=t.amount_max,
+        reversal_max_tries=t.reversal_max_tries,
+        status_inquiry=t.status_inquiry,
+        partial_approval=t.partial_approval,
+        chip=t.chip,
+        offline_floor=t.offline_floor,
+        offline_max=t.offline_max,
+        offline_deadline_ms=t.offline_deadline_ms,
+    )
+
+
 class World(PeopleMixin, WireMixin, DevicesMixin):
     """One run of one scenario with one firmware."""
 
@@ -200,22 +220,7 @@ class World(PeopleMixin, WireMixin, DevicesMixin):
         key = mac_key_for(t.id)
         self.mac_key = key
         self.host = lane.host if lane is not None else make_host(scenario, host_db)
-        self.fw_config = FirmwareConfig(
-            terminal_id=t.id,
-            merchant_id=t.merchant_id,
-            mac_key=key,
-            response_timeout_ms=t.response_timeout_ms,
-            max_sends=t.max_sends,
-            debounce_ms=t.debounce_ms,
-            amount_max=t.amount_max,
-            reversal_max_tries=t.reversal_max_tries,
-            status_inquiry=t.status_inquiry,
-            partial_approval=t.partial_approval,
-            chip=t.chip,
-            offline_floor=t.offline_floor,
-            offline_max=t.offline_max,
-            offline_deadline_ms=t.offline_deadline_ms,
-        )
+        self.fw_config = firmware_config(t, key)
         self.factory = factory
         self.fw: Firmware | None = None
         self.powered = False
@@ -225,7 +230,19 @@ class World(PeopleMixin, WireMixin, DevicesMixin):
         self.timer_gen = 0
         self.crashes = 0
 
-        # Faults by layer, each with its own runtime counter.
+        self._init_faults(scenario, lane)
+
+        # Host state outside the host's own store: down after a crash.
+        self.site = lane.site if lane is not None else HostSite()
+
+        # Printer: one job at a time.
+        self.printer_free_ms = 0
+        self.print_jobs = 0
+
+        self._init_people(scenario)
+
+    def _init_faults(self, scenario: Scenario, lane: Lane | None) -> None:
+        """The scenario's faults, by layer, each with its own runtime counter."""
         self.f_net: list[FaultState] = []
         self.f_forge: list[FaultState] = []
         self.f_host: list[FaultState] = []
@@ -244,14 +261,8 @@ class World(PeopleMixin, WireMixin, DevicesMixin):
         for f in scenario.faults:
             self.add_fault(f)
 
-        # Host state outside the host's own store: down after a crash.
-        self.site = lane.site if lane is not None else HostSite()
-
-        # Printer: one job at a time.
-        self.printer_free_ms = 0
-        self.print_jobs = 0
-
-        # People and ground truth.
+    def _init_people(self, scenario: Scenario) -> None:
+        """The people's state and the ground truth (the intents)."""
         self.intents: dict[int, IntentState] = {}
         self.intents_started = 0
         self.active: IntentState | None = None
