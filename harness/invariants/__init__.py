@@ -31,13 +31,13 @@ from acquirer.protocol import (
     MTI_REVERSAL,
     PROC_REFUND,
     RC_APPROVED,
-    RC_RECONCILE_ERROR,
 )
 from acquirer.reversals import AMOUNT_DIFFERS
 from faults.host import HostDoubleCharge
 from harness.trace import Record
 from scenarios.model import INVARIANT_NAMES
 
+from .batches import BatchObs
 from .credit_asks import CreditAskObs, judge_credit_asks
 from .credit_receipts import CREDIT_STATUSES
 from .credits import CreditObs, judge_credits
@@ -87,10 +87,6 @@ __all__ = [
 HORIZON_MS = 2 * 3_600_000
 # Try to settle every this many intents.
 SETTLE_EVERY = 2_000
-# Batch numbers whose first upload is remembered (a run closes few batches).
-BATCH_NOS_KEPT_MAX = 256
-# Unanswered batch-close requests remembered (the oldest matter most).
-BATCH_ASKED_MAX = 16
 # At most this many violations of one invariant are kept (the rest are counted).
 VIOLATIONS_KEPT_MAX = 100
 # Host actions that made a transaction of the terminal whose request it was, and
@@ -128,8 +124,6 @@ class Observations:
         # seq, t_ms, receipt, the intent it was printed for (by its key; 0 = unknown)
         self.receipts: deque[tuple[int, int, dict[str, Any], int]] = deque()
         self.owed = OwedReceipts()
-        # Batch closes asked for (input delivered) and not yet answered: seq, t_ms.
-        self.batch_asked: deque[tuple[int, int]] = deque(maxlen=BATCH_ASKED_MAX)
         self.current: IntentObs | None = None  # the intent started last
         # Reasons a correct terminal may refuse a valid sale without asking the host:
         # any fault so far, a batch close not answered yet, a reversal sent, a full
@@ -137,24 +131,11 @@ class Observations:
         self.amount_max = 99_999_999
         self.any_fault = False
         self.cancel_pressed = False  # a cashier's cancel: a truthful FAILED without asking
-        # A batch close asked for and not answered in time yet: while it is, a correct
-        # terminal refuses new sales (the batch must not change under the upload).
-        self.batch_outstanding = False
-        self.batch_last_sent_ms = -1
-        self.batch_last_sent_no = -1
         self.response_timeout_ms = 15_000
         self.reversal_sent = False
         self.sales_sent = 0
-        # Batch uploads: faults seen (a counter) when each batch_no was first sent,
-        # answers that reached the terminal with no fault since, and batches sent
-        # again after such an answer (batch_no, answer seq, send seq).
-        self.faults_seen = 0
-        self.batch_first_sent: dict[int, int] = {}
-        # batch_no -> (seq of its fault-free answer, faults seen by then)
-        self.batch_answered: dict[int, tuple[int, int]] = {}
-        self.batch_ignored: list[tuple[int, int, int]] = []
+        self.batch = BatchObs()  # batch closes (batches.py)
         self.pending_seq: dict[str, int] = {}  # rrn -> last RECEIPT_PENDING display seq
-        self.batch_seqs: dict[int, int] = {}  # batch_no -> seq of the host's answer
         self.last_fault_ms = -1
         self.last_fault_seq = 0
         self.last_power_on_ms = 0
@@ -229,11 +210,7 @@ class Observations:
         elif event == "boot":
             self.owed.boot(rec["seq"])
         elif event == "batch_close":
-            self.batch_asked.append((rec["seq"], rec["t_ms"]))
-            self.batch_outstanding = True
-            # Sending a batch again because the cashier asked again (after the
-            # terminal gave up waiting, e.g. on a slow host) is not ignoring an answer.
-            self.batch_answered.clear()
+            self.batch.asked_for(rec["seq"], rec["t_ms"])
 
     def _deliver(self, rec: Record) -> None:
         if rec["to"] != "terminal":
@@ -251,45 +228,12 @@ class Observations:
         elif mti == MTI_ADVICE_RESP and not msg.get("orig_key"):
             self.offline.answered(msg)  # (a completion's or tip's answer names its sale)
         elif mti == MTI_BATCH_RESP:
-            # A batch close is answered when a 0510 that settles it (RC 00 or 95)
-            # reaches the terminal; a refusal (RC 30: a malformed upload, e.g. more
-            # items than one 0500 may carry) leaves the batch open for ever.
-            settled = msg.get("rc") in (RC_APPROVED, RC_RECONCILE_ERROR)
-            if settled:
-                self.batch_asked.clear()
-            b = msg.get("batch_no", 0)
-            # Answered in time (within the terminal's response timeout of the last
-            # upload): the close is over and new sales must be accepted again. A
-            # later answer may come after the terminal gave up waiting.
-            # A late answer to an earlier batch (a resend of it, answered after the
-            # next close was asked for) does not end the close under way.
-            in_time = rec["t_ms"] - self.batch_last_sent_ms <= self.response_timeout_ms
-            current = b == self.batch_last_sent_no
-            if in_time and current and settled:
-                self.batch_outstanding = False
-            clean = self.batch_first_sent.get(b) == self.faults_seen
-            if clean and settled:
-                self.batch_answered.setdefault(b, (rec["seq"], self.faults_seen))
-
-    def _batch_sent(self, batch_no: int, seq: int) -> None:
-        """A 0500 left the terminal. Sending a batch again after a fault-free answer
-        closed it, with no fault since (a power cut before the terminal journaled the
-        close is a reason to ask again), means the terminal ignored that answer."""
-        answered = self.batch_answered.get(batch_no)
-        if answered is not None:
-            answer_seq, faults_then = answered
-            if faults_then == self.faults_seen and len(self.batch_ignored) < VIOLATIONS_KEPT_MAX:
-                self.batch_ignored.append((batch_no, answer_seq, seq))
-            return
-        if batch_no not in self.batch_first_sent:
-            if len(self.batch_first_sent) >= BATCH_NOS_KEPT_MAX:
-                del self.batch_first_sent[next(iter(self.batch_first_sent))]
-            self.batch_first_sent[batch_no] = self.faults_seen
+            self.batch.answer(msg, rec["seq"], rec["t_ms"], self.response_timeout_ms)
 
     def _cashier(self, rec: Record) -> None:
         obs = self.intents.get(rec.get("intent", 0))
         self.credits.cashier(rec, obs is not None and obs.final == "approved")
-        clear = not self.any_fault and not self.batch_outstanding
+        clear = not self.any_fault and not self.batch.outstanding
         self.holds.cashier(rec, clear=clear)
         self.credit_asks.cashier(rec, clear=clear and not self.holds.under_way())
         if rec["action"] == "cancel":
@@ -318,9 +262,7 @@ class Observations:
             if msg["mti"] == MTI_REVERSAL:
                 self.reversal_sent = True
             elif msg["mti"] == MTI_BATCH:
-                self.batch_last_sent_ms = rec["t_ms"]
-                self.batch_last_sent_no = msg.get("batch_no", 0)
-                self._batch_sent(msg.get("batch_no", 0), rec["seq"])
+                self.batch.sent(msg.get("batch_no", 0), rec["seq"], rec["t_ms"])
             return
         n = rec.get("intent", 0)
         obs = self.intents.get(n)
@@ -374,7 +316,7 @@ class Observations:
 
     def _host(self, rec: Record) -> None:
         if rec["action"].startswith("batch") and "batch_no" in rec:
-            self.batch_seqs.setdefault(rec["batch_no"], rec["seq"])
+            self.batch.host_answered(rec["batch_no"], rec["seq"])
         rrn = rec.get("rrn")
         if rec["action"] == "reverse-refused" and rec.get("detail", "").startswith(AMOUNT_DIFFERS):
             self._reversal_amount_differs(rec)
@@ -460,7 +402,7 @@ class Observations:
             0 < keyed <= self.amount_max
             and not self.any_fault
             and not self.cancel_pressed
-            and not self.batch_outstanding
+            and not self.batch.outstanding
             and not self.reversal_sent
             and self.sales_sent < BATCH_ITEMS_MAX
         )
@@ -503,7 +445,7 @@ class Observations:
     def _fault(self, rec: Record) -> None:
         self.offline.fault(rec)
         self.any_fault = True
-        self.faults_seen += 1
+        self.batch.faults_seen += 1
         if self.current is not None and not self.current.finals:
             self.current.faulted = True
         until: int = rec["until_ms"] if "until_ms" in rec else rec["t_ms"]
@@ -515,7 +457,7 @@ class Observations:
         if rec["state"] == "off":
             self.owed.power_off()
             self.any_fault = True
-            self.faults_seen += 1
+            self.batch.faults_seen += 1
             if self.current is not None and not self.current.finals:
                 self.current.faulted = True
         if rec["state"] == "on" and rec["seq"] > 1:

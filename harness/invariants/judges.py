@@ -379,7 +379,7 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
                 f"{'sale' if s.terminal_count == 1 else 'sales'} for "
                 f"{money(s.terminal_amount)}, the host {s.host_count} for "
                 f"{money(s.host_amount)}; differing: {diff or 'none listed'}.",
-                seqs=(obs.batch_seqs[s.batch_no],) if s.batch_no in obs.batch_seqs else (),
+                seqs=(obs.batch.seqs[s.batch_no],) if s.batch_no in obs.batch.seqs else (),
             )
         )
     total = host.ledger_sum()
@@ -391,7 +391,7 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
             )
         )
     end = obs.end
-    for seq, t_ms in obs.batch_asked:
+    for seq, t_ms in obs.batch.asked:
         # Asked after the last fault: it must be settled (a 0510 with RC 00 or 95)
         # before the run comes to rest, or within the settling bound.
         rested = end.get("quiet", True) or end["t_ms"] - t_ms >= obs.settle_within_ms
@@ -407,7 +407,7 @@ def judge_run(obs: Observations, host: Acquirer) -> list[Violation]:
                 )
             )
             break
-    for batch_no, answered, sent in obs.batch_ignored[:1]:
+    for batch_no, answered, sent in obs.batch.ignored[:1]:
         out.append(
             Violation(
                 "eventually-settles",
