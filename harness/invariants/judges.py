@@ -41,6 +41,18 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 (o.seq, *_seqs_for(obs, b.live)),
             )
         )
+    out += _judge_failures(obs, o, b)
+    out += _judge_approvals(obs, o, b)
+    out += _judge_receipts_owed(obs, o, b)
+    out += _judge_settles(obs, o)
+    return out
+
+
+def _judge_failures(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violation]:
+    """no-charge-on-failure: an intent shown FAILED or DECLINED (or an offline sale
+    shown unpaid) holds no net debit."""
+    out: list[Violation] = []
+    n = o.intent
     failed = [f for f in o.accepted() if f.outcome in ("declined", "failed")]
     if failed and b.net > 0:
         # Every answer the customer left with is judged, not only the last: a later
@@ -71,7 +83,14 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                 (told[1], *_seqs_for(obs, b.live)),
             )
         )
-    out += _judge_approvals(obs, o, b)
+    return out
+
+
+def _judge_receipts_owed(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violation]:
+    """receipt-for-every-charge: each live charge of an approved intent has a receipt
+    printed, or shown pending."""
+    out: list[Violation] = []
+    n = o.intent
     if o.shown_approved():
         for txn in b.live:
             if txn.rrn in obs.printed or txn.rrn in obs.pending_seq:
@@ -88,6 +107,13 @@ def judge_intent(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Violat
                     (o.final_seq, *_seqs_for(obs, [txn])),
                 )
             )
+    return out
+
+
+def _judge_settles(obs: Observations, o: IntentObs) -> list[Violation]:
+    """eventually-settles for one intent: a truthful final state, in time."""
+    out: list[Violation] = []
+    n = o.intent
     first = o.finals[0] if o.finals else None
     if o.refused_seq and first is not None:
         out.append(
