@@ -197,8 +197,16 @@ def _judge_approvals(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vi
     want = intended(o)
     live = {t.rrn: t for t in b.live}
     for f in o.finals:
-        if f.outcome != "approved" or f.offline:
-            continue  # an offline approval is judged by offline-uploaded
+        if f.outcome != "approved":
+            continue
+        if f.offline:
+            # An offline approval is judged by offline-uploaded; once its advice is
+            # booked, it must be booked as what the customer asked for (a hold shown
+            # approved offline and booked as a sale took the money it was to hold).
+            booked = next((t for t in b.live if _wrong_kind(o, t)), None)
+            if booked is not None:
+                out.append(_wrong_kind_violation(obs, o, f.seq, booked))
+            continue
         txn = live.get(f.rrn) if f.rrn else (b.live[0] if b.live else None)
         if txn is None:
             out.append(

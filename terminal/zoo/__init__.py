@@ -26,6 +26,7 @@ from terminal.zoo.no_echo_check import NoEchoCheckFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
 from terminal.zoo.offline_batch_before_upload import OfflineBatchBeforeUploadFirmware
 from terminal.zoo.offline_expiry_no_reversal import OfflineExpiryNoReversalFirmware
+from terminal.zoo.offline_hold_as_sale import OfflineHoldAsSaleFirmware
 from terminal.zoo.offline_late_decline_ignored import OfflineLateDeclineIgnoredFirmware
 from terminal.zoo.offline_new_key_per_upload import OfflineNewKeyPerUploadFirmware
 from terminal.zoo.offline_no_expiry import OfflineNoExpiryFirmware
@@ -115,6 +116,7 @@ ZOO: dict[str, type] = {
     "offline-late-decline-ignored": OfflineLateDeclineIgnoredFirmware,
     # an offline sale shown expired whose advice the host booked: charged, told unpaid
     "offline-expiry-no-reversal": OfflineExpiryNoReversalFirmware,
+    "offline-hold-as-sale": OfflineHoldAsSaleFirmware,
     # pre-authorisation and completion: 2. "failed" but charged / paid without a record
     "completion-new-key-on-retry": CompletionNewKeyOnRetryFirmware,
     "completion-before-answer": CompletionBeforeAnswerFirmware,

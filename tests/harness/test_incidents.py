@@ -68,6 +68,7 @@ CAUGHT_BY = {
     "offline-batch-before-upload": "batch-reconciles",
     "offline-late-decline-ignored": "batch-reconciles",
     "offline-expiry-no-reversal": "no-charge-on-failure",
+    "offline-hold-as-sale": "amount-integrity",
     # Pre-authorisation, completion and tip adjust (scenarios/incidents/preauth-*.toml,
     # tip-*.toml).
     "completion-new-key-on-retry": "no-charge-on-failure",

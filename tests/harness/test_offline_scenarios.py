@@ -111,6 +111,7 @@ def test_a_late_decline_is_shown_and_charges_nothing(tmp_path: Path) -> None:
             "offline-expiry-no-reversal",
             "no-charge-on-failure",
         ),
+        ("offline-hold-approved-offline", "offline-hold-as-sale", "amount-integrity"),
     ],
 )
 def test_each_offline_zoo_firmware_is_caught(scenario: str, zoo: str, caught_by: str) -> None:
@@ -233,3 +234,15 @@ def test_only_a_firmware_that_approves_offline_is_told_the_clock() -> None:
             fw.handle(TimerExpired("nothing", 5))
         finally:
             fw.close()
+
+
+def test_a_hold_approved_offline_and_booked_as_a_sale_is_caught() -> None:
+    """APPROVED OFFLINE for a pre-authorisation whose advice the host books as a sale:
+    the money that was only to be held is taken. It used to pass when no batch close
+    followed (an offline approval was judged by offline-uploaded alone)."""
+    sc = _load("offline-hold-approved-offline")
+    bad = run_scenario(sc, "zoo:offline-hold-as-sale")
+    assert sorted(bad.violated()) == ["amount-integrity"]
+    (v,) = bad.violations["amount-integrity"]
+    assert "pre-authorisation (a hold) but the host charged it as a purchase" in v.message
+    assert run_scenario(sc, "reference").passed

@@ -93,6 +93,7 @@ def test_zoo_registry_names_every_flawed_firmware_in_order() -> None:
         "offline-batch-before-upload",
         "offline-late-decline-ignored",
         "offline-expiry-no-reversal",
+        "offline-hold-as-sale",
         "completion-new-key-on-retry",
         "completion-before-answer",
         "tip-added-twice",
