@@ -4,8 +4,10 @@ harness/strategies.py, which draws them last for firmwares that declare `preauth
 Some card purchases become pre-authorisations (a hold for the same card and amount);
 most holds are completed some time later, for the whole hold or two to four quarters
 of it; one or two sales (a purchase, or a pre-authorisation's completion) get a tip of
-5-25 % of their amount. One example in two closes the batch between the payments and
-the completions and tips, so holds stand through a close and some tips come too late.
+5-25 % of their amount; with two tips, one example in two has the second correct the
+first (on the same sale, with no batch close before them). One example in two closes
+the batch between the payments and the completions and tips, so holds stand through a
+close and some tips come too late.
 Faults aimed at the new messages: one example in two loses one answer of a completion
 or tip (a `drop` of the nth 0230), one in four every answer of one (the terminal must
 keep sending it under the same key), and one in four cuts the power right after the
@@ -27,6 +29,7 @@ _COMPLETE = st.integers(0, 3).map(lambda k: k != 0)  # three holds in four are c
 _QUARTERS = st.integers(1, 4).map(lambda k: 0 if k == 1 else k)  # 0: the whole hold
 _TIPS = st.integers(0, 2)
 _TIP_PERCENT = st.sampled_from([5, 10, 15, 20, 25])
+_CORRECTED = st.booleans()  # two tips: one example in two corrects the first
 _LOSE_ONE = st.booleans()
 _LOSE_ALL = st.integers(0, 3).map(lambda k: k == 0)
 _CUT = st.integers(0, 3).map(lambda k: k == 0)
@@ -63,8 +66,19 @@ def hold_steps(
             at_ms += draw(_AFTER)
             out.append(Step(at_ms=at_ms, action="complete", amount=amount, sale=n))
             adjusts += 1
-    for _ in range(draw(_TIPS)):
-        n, s = cards[draw(st.integers(0, len(cards) - 1))]
+    tips = draw(_TIPS)
+    corrected = tips == 2 and draw(_CORRECTED)
+    if corrected:
+        # A corrected tip: the second goes on the first one's sale, with no batch
+        # close before them (a close would have both refused).
+        out = [s for s in out if s.action != "batch_close"]
+    first: tuple[int, Step] | None = None
+    for _ in range(tips):
+        if corrected and first is not None:
+            n, s = first
+        else:
+            n, s = cards[draw(st.integers(0, len(cards) - 1))]
+        first = first or (n, s)
         tip = max(1, s.amount * draw(_TIP_PERCENT) // 100) if s.amount > 0 else 1
         at_ms += draw(_AFTER)
         out.append(Step(at_ms=at_ms, action="tip", amount=tip, sale=n))

@@ -482,6 +482,8 @@ _OFFLINE_DEADLINE = st.sampled_from((_OFFLINE_DEADLINE_SHORT, 1_800_000))
 _PARTITION_FROM = st.integers(0, 60_000)
 _PARTITION_MS = st.sampled_from((30_000, 90_000, 300_000, 900_000))
 _NEAR_CUTOFF = st.integers(0, 3).map(lambda k: k == 3)  # one partition in four
+_CUT_OFFLINE = st.integers(0, 3).map(lambda k: k == 0)  # one other partition in four
+_OFFLINE_OFF_MS = st.sampled_from((1_000, 60_000, 300_000))
 _HEAL_BEFORE_DEADLINE = st.integers(30_000, 90_000)
 _CUTOFF_SLOW = st.sampled_from((20_000, 40_000, 60_000))
 
@@ -489,7 +491,9 @@ _CUTOFF_SLOW = st.sampled_from((20_000, 40_000, 60_000))
 def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenario:
     """Drawn last, for firmwares that approve offline: a floor limit, a queue limit
     and an upload deadline, and (three examples in four) a partition that makes the
-    host unreachable for a while, so sales go offline and are uploaded after it."""
+    host unreachable for a while, so sales go offline and are uploaded after it: one
+    partition in four heals just before the first sale's upload cutoff, one other in
+    four has the power cut while it lasts."""
     terminal = replace(
         sc.terminal,
         # A partition of up to 15 minutes outlasts 10 reversal tries (about 4 minutes):
@@ -504,7 +508,13 @@ def _offline_terminal(draw: st.DrawFn, sc: Scenario, partition: bool) -> Scenari
         if draw(_NEAR_CUTOFF):
             return _upload_at_the_cutoff(draw, replace(sc, terminal=terminal))
         start = draw(_PARTITION_FROM)
-        faults += (Partition(from_ms=start, to_ms=start + draw(_PARTITION_MS)),)
+        length = draw(_PARTITION_MS)
+        faults += (Partition(from_ms=start, to_ms=start + length),)
+        if draw(_CUT_OFFLINE):
+            # The power fails while sales wait offline: the queue, and each sale's
+            # approval time (its deadline), must come back from the journal.
+            at = start + draw(st.integers(0, length))
+            faults += (PowerCut(at_ms=at, off_ms=draw(_OFFLINE_OFF_MS)),)
     return replace(sc, terminal=terminal, faults=faults)
 
 
