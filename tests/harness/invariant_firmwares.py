@@ -16,6 +16,7 @@ from terminal.firmware import (
     Display,
     Effect,
     FirmwareConfig,
+    JournalAppend,
     Outcome,
     PreauthKeyed,
     Print,
@@ -237,3 +238,25 @@ class ExpiresWithoutReversal(ReferenceFirmware):
         self._pending_receipts.pop(key, None)
         effects.append(self._journal({"type": "offline_expired", "key": key}))
         return [*effects, self._expired_display(sale)]  # the flaw: no reversal
+
+
+class TrimsOwedReceipts(ReferenceFirmware):
+    """On the 0510 the journal is trimmed of the sales whose receipt is still owed
+    too (an outside tester's flaw): after the next power cut, or a device swap that
+    the now clean journal lets happen, the owed receipt is forgotten."""
+
+    def _on_batch_response(self, msg: Message) -> list[Effect]:
+        owed = set(self._pending_receipts)
+        effects = super()._on_batch_response(msg)
+        kept = [
+            e
+            for e in effects
+            if not (
+                isinstance(e, JournalAppend)
+                and e.record.get("type") in ("sale", "approved")
+                and e.record.get("key") in owed
+                and e.record.get("key") not in self._reversals
+            )
+        ]
+        self._journal_len -= len(effects) - len(kept)
+        return kept

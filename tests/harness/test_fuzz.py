@@ -391,6 +391,33 @@ def test_tidy_turns_a_swap_that_never_applied_into_the_batch_close_it_asked_for(
     assert run_scenario(tidied, "reference").passed
 
 
+def test_tidy_marks_a_swap_that_applied_optional_so_the_fix_replays_clean() -> None:
+    """A swap waits for a clean batch close. The flawed firmware (its trim drops the
+    sale whose receipt is still printing) gives one, so the swap applies and the
+    receipt is forgotten; the reference keeps the sale journaled, so with it the swap
+    never applies. Tidied, the swap is optional: the file still fails the flaw, and
+    the fix passes it instead of failing for an idle fault (an outsider's report)."""
+    pan = "4000000000000002"
+    sc = Scenario(
+        name="swap-applied",
+        cards=(CardSpec(pan=pan, balance=100_000),),
+        steps=(Step(at_ms=10_000, action="purchase", card=pan, amount=1),),
+        faults=(faults.build_fault("device_swap", {"at_ms": 11_001, "off_ms": 0}),),
+        close_batch=False,
+        expect=Expect(invariants=INVARIANT_NAMES),
+    )
+    firmware = "tests.harness.invariant_firmwares:TrimsOwedReceipts"
+    failure = first_failure(run_scenario(sc, firmware))
+    assert failure is not None and failure[0] == "receipt-for-every-charge"
+    fixed = run_scenario(sc, "reference")
+    assert any("never applied" in p for p in fixed.problems)  # untidied: fails the fix
+    tidied = tidy(sc, "receipt-for-every-charge", firmware)
+    assert [f.KIND for f in tidied.faults] == ["device_swap"] and tidied.faults[0].optional
+    failure = first_failure(run_scenario(tidied, firmware))
+    assert failure is not None and failure[0] == "receipt-for-every-charge"
+    assert run_scenario(tidied, "reference").passed
+
+
 def test_renumbered_tries_the_plan_unchanged_first_then_single_shifts() -> None:
     drop = faults.build_fault("drop", {"direction": "to_terminal", "nth": 3})
     jam = faults.build_fault("printer_jam", {"nth": 2})
