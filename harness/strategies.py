@@ -385,6 +385,25 @@ def scenarios(
         # Drawn last: it leaves every earlier draw (and so every card-only example
         # the strategies drew before the status inquiry existed) as it was.
         sc = replace(sc, terminal=replace(terminal, status_inquiry=False))
+    sc = _features(draw, sc, kinds, partial, chip, refund, offline, preauth)
+    if terminals and draw(_SEVERAL):
+        sc = several_terminals(draw, sc)
+    return sc
+
+
+def _features(
+    draw: st.DrawFn,
+    sc: Scenario,
+    kinds: tuple[str, ...] | None,
+    partial: bool,
+    chip: bool,
+    refund: bool,
+    offline: bool,
+    preauth: bool,
+) -> Scenario:
+    """What a firmware's features add to a drawn scenario, each drawn last (so every
+    example of a firmware without the feature stays as it was): partial approvals,
+    chip cards, voids and refunds, offline approval, pre-authorisations."""
     if partial and draw(st.booleans()):
         # Drawn last, and only for firmwares that take partial approvals: a terminal
         # configured to, and cards whose issuer approves what the balance covers.
@@ -422,8 +441,6 @@ def scenarios(
         # completions and tips (a hold is never partial: not on such a terminal).
         steps, aimed = draw(hold_steps(sc.steps))
         sc = replace(sc, steps=steps, faults=sc.faults + aimed)
-    if terminals and draw(_SEVERAL):
-        sc = several_terminals(draw, sc)
     return sc
 
 
