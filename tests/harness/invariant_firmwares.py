@@ -8,21 +8,31 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from acquirer.protocol import BATCH_ITEMS_MAX, RC_APPROVED, Message
+from acquirer.protocol import (
+    BATCH_ITEMS_MAX,
+    MTI_INQUIRY_RESP,
+    RC_APPROVED,
+    RC_UNABLE_TO_LOCATE,
+    Message,
+)
 from terminal.firmware import (
     AmountKeyed,
     BatchCloseRequested,
     Boot,
+    CodeScanned,
     Display,
     Effect,
     FirmwareConfig,
     JournalAppend,
+    MessageReceived,
     Outcome,
     PreauthKeyed,
     Print,
     Receipt,
     TipAdjustRequested,
 )
+from terminal.inquiry_flow import INQUIRY_TIMER, WALLET_TIMER
+from terminal.ref_model import Approval, State
 from terminal.reference import ReferenceFirmware, Sale, SaleStatus
 from terminal.zoo.classic import ClassicFirmware
 from terminal.zoo.no_reversal import NoReversalFirmware
@@ -260,3 +270,59 @@ class TrimsOwedReceipts(ReferenceFirmware):
         ]
         self._journal_len -= len(effects) - len(kept)
         return kept
+
+
+class InquiryNotFoundIsDecline(ReferenceFirmware):
+    """After the last unanswered send, the status inquiry's "not found" (RC 25) is read
+    as "nothing charged": DECLINED with no reversal, though a copy of the 0200 may still
+    be in the network (an outside tester's flaw)."""
+
+    def _on_card_inquiry_answer(self, sale: Sale, msg: Message) -> list[Effect]:
+        if self._sale_timer == INQUIRY_TIMER and msg.rc == RC_UNABLE_TO_LOCATE:
+            effects = self._close_sale()
+            effects += self._decline(sale, msg.rc)
+            return effects + self._after_sale()
+        return super()._on_card_inquiry_answer(sale, msg)
+
+
+class LateWalletPaidPrints(ReferenceFirmware):
+    """A status answer saying "paid" that arrives after the polling gave up (the cancel
+    sent, FAILED shown) is shown APPROVED and printed, though the cancel gives that
+    order's money back (an outside tester's flaw)."""
+
+    def _on_message(self, event: MessageReceived) -> list[Effect]:
+        msg = event.message
+        if (
+            msg.mti == MTI_INQUIRY_RESP
+            and msg.rc == RC_APPROVED
+            and self._accepts_response(msg)
+            and self._state is not State.AUTHORISING
+        ):
+            sale = self._sales.get(msg.orig_key)
+            if (
+                sale is not None
+                and sale.wallet
+                and msg.stan == sale.stan
+                and sale.key not in self._approvals
+            ):
+                return self._approve(sale, Approval(sale.key, msg.rrn, msg.auth_code, sale.amount))
+        return super()._on_message(event)
+
+
+class RescanRestartsWalletOrder(ReferenceFirmware):
+    """A code scanned again while the customer confirms on the phone is taken as a
+    fresh code: the waiting order is dropped without a cancel and paid again under a
+    new order number (an outside tester's flaw)."""
+
+    def _on_code(self, event: CodeScanned) -> list[Effect]:
+        sale = self._sale
+        if (
+            event.code
+            and self._state is State.AUTHORISING
+            and sale is not None
+            and sale.wallet
+            and self._sale_timer == WALLET_TIMER
+        ):
+            effects = self._close_sale()
+            return effects + self._start_sale(sale.amount, event.code, wallet=True)
+        return super()._on_code(event)

@@ -137,3 +137,39 @@ def test_recorded_incident_is_fixed_by_the_reference_firmware(path: Path) -> Non
     # The same file with its own firmware still shows the incident.
     own = run_scenario(sc, sc.firmware)
     assert own.verdict == "PASS" and set(sc.expect.violated) <= set(own.violated())
+
+
+# An outside tester's flawed firmwares that passed the whole built-in suite, and the
+# incident scenario each now fails (written from the tester's own): firmware, scenario,
+# the invariants it must break.
+OUTSIDERS = [
+    # A status inquiry's "not found" taken for "nothing charged": DECLINED with no
+    # reversal, and the 0200 still in the network charges.
+    (
+        "InquiryNotFoundIsDecline",
+        "card-inquiry-not-found-late-copy",
+        {"no-charge-on-failure", "batch-reconciles"},
+    ),
+    # A late "paid" after the cancel went: APPROVED and a receipt for money given back.
+    (
+        "LateWalletPaidPrints",
+        "wallet-late-paid-inquiry-after-cancel",
+        {"no-receipt-without-record", "approved-means-charged", "batch-reconciles"},
+    ),
+    # A second scan while the customer confirms starts a second order: paid twice.
+    (
+        "RescanRestartsWalletOrder",
+        "wallet-rescan-while-confirming",
+        {"no-duplicate-charge", "receipt-for-every-charge", "batch-reconciles"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("firmware", "scenario", "broken"), OUTSIDERS)
+def test_an_outsiders_flaw_the_suite_missed_is_caught_by_its_scenario(
+    firmware: str, scenario: str, broken: set[str]
+) -> None:
+    sc = load_scenario(INCIDENTS / f"{scenario}.toml")
+    assert run_scenario(sc, "reference").passed
+    bad = run_scenario(sc, f"tests.harness.invariant_firmwares:{firmware}")
+    assert set(bad.violated()) == broken
