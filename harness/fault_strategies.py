@@ -29,10 +29,12 @@ def pick(draw: st.DrawFn, items: Sequence[Any]) -> Any:
 
 
 def _mti(direction: str) -> st.SearchStrategy[str]:
+    # The wallet's status inquiry (0600/0610) too: a late "paid" or "not found" is
+    # what an inquiry flow must weigh against what it already did.
     if direction == "to_host":
-        return st.sampled_from(["", "0200", "0400", "0500"])
+        return st.sampled_from(["", "0200", "0400", "0500", "0600"])
     if direction == "to_terminal":
-        return st.sampled_from(["", "0210", "0410", "0510"])
+        return st.sampled_from(["", "0210", "0410", "0510", "0610"])
     return st.sampled_from(["", "0200", "0210", "0400", "0410"])
 
 
@@ -59,7 +61,9 @@ def _network_towards(
 def _network(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     extra: dict[str, st.SearchStrategy[Any]] = {}
     if kind == "delay":
-        extra["delay_ms"] = st.sampled_from([500, 5_000, 16_000, 20_000, 40_000])
+        # 60 s outlasts two sends and the status inquiry at the default timeouts: a
+        # copy of a 0200 that lands after the terminal asked about it.
+        extra["delay_ms"] = st.sampled_from([500, 5_000, 16_000, 20_000, 40_000, 60_000])
     elif kind == "duplicate":
         extra["gap_ms"] = st.integers(0, 2_000)
     elif kind == "reorder":
@@ -306,6 +310,29 @@ def _combo_transient_after_lost_answer() -> st.SearchStrategy[tuple[Fault, ...]]
     return st.tuples(lost, burst, cut).map(lambda t: (t[0], t[1], *t[2]))
 
 
+def _combo_copies_held_past_the_inquiry() -> st.SearchStrategy[tuple[Fault, ...]]:
+    """Every copy of a sale's 0200 is held in the network past the terminal's last
+    send and its status inquiry: the host answers the inquiry "not found", then the
+    copies land. A terminal that took "not found" for "not charged" must still
+    reverse (its reversal leaves a tombstone the late copies are declined against)."""
+    return st.tuples(
+        st.integers(1, 2), st.integers(2, 3), st.sampled_from([40_000, 60_000, 90_000])
+    ).map(
+        lambda t: (
+            faults.build_fault(
+                "delay",
+                {
+                    "direction": "to_host",
+                    "mti": "0200",
+                    "nth": t[0],
+                    "count": t[1],
+                    "delay_ms": t[2],
+                },
+            ),
+        )
+    )
+
+
 def _combo_batch_then_power() -> st.SearchStrategy[tuple[Fault, ...]]:
     """The power fails while a batch close is under way: right after the 0500 left
     (which sometimes never arrives) or right after the 0510 came back. After the
@@ -333,6 +360,7 @@ COMBOS: dict[str, tuple[frozenset[str], Any]] = {
         _combo_late_confirm_then_cancel_fails,
     ),
     "swap-between-sales": (frozenset({"device_swap"}), _combo_swap_between_sales),
+    "copies-held-past-the-inquiry": (frozenset({"delay"}), _combo_copies_held_past_the_inquiry),
     "device-then-power": (
         frozenset({"printer_jam", "paper_out", "print_failure", "power_cut"}),
         _combo_device_then_power,
