@@ -69,18 +69,22 @@ def _judge_failures(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vio
             )
         )
     told = obs.offline.told_unpaid.get(n)
-    if told is not None and not failed and b.net > 0:
+    # The books count a sale the cashier asked to void as the charge it was (credits.py
+    # judges the void): what the host still holds is its live charges.
+    held = [t for t in b.live if live_charge(t)]
+    kept = sum(t.amount - t.tip for t in held)
+    if told is not None and not failed and kept > 0:
         # An offline sale shown expired (collect the payment another way) or declined
         # late: the customer pays again, so the host must hold nothing for it.
         out.append(
             Violation(
                 "no-charge-on-failure",
                 f"intent {n}'s offline sale was shown {told[0].replace('-', ' ').upper()} "
-                f"(not paid) but the host kept {money(b.net)} "
-                f"(rrn {', '.join(t.rrn for t in b.live)}).",
+                f"(not paid) but the host kept {money(kept)} "
+                f"(rrn {', '.join(t.rrn for t in held)}).",
                 n,
-                tuple(t.rrn for t in b.live),
-                (told[1], *_seqs_for(obs, b.live)),
+                tuple(t.rrn for t in held),
+                (told[1], *_seqs_for(obs, held)),
             )
         )
     return out

@@ -246,3 +246,10 @@ def test_a_hold_approved_offline_and_booked_as_a_sale_is_caught() -> None:
     (v,) = bad.violations["amount-integrity"]
     assert "pre-authorisation (a hold) but the host charged it as a purchase" in v.message
     assert run_scenario(sc, "reference").passed
+
+
+def test_an_expired_offline_sale_the_cashier_asked_to_void_is_no_false_alarm() -> None:
+    """The books count a sale the cashier asked to void as the charge it was; the
+    expiry's reversal took it back, so no-charge-on-failure must hold (it fired)."""
+    result = run_scenario(_load("regress-offline-expired-void-asked"), "reference")
+    assert result.passed, result.problems
