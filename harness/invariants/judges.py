@@ -69,11 +69,13 @@ def _judge_failures(obs: Observations, o: IntentObs, b: IntentBooks) -> list[Vio
             )
         )
     told = obs.offline.told_unpaid.get(n)
+    if told is None or failed:
+        return out
     # The books count a sale the cashier asked to void as the charge it was (credits.py
     # judges the void): what the host still holds is its live charges.
     held = [t for t in b.live if live_charge(t)]
     kept = sum(t.amount - t.tip for t in held)
-    if told is not None and not failed and kept > 0:
+    if kept > 0:
         # An offline sale shown expired (collect the payment another way) or declined
         # late: the customer pays again, so the host must hold nothing for it.
         out.append(

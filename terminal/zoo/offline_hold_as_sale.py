@@ -13,8 +13,9 @@ Invariant that catches it: ``amount-integrity``.
 
 from __future__ import annotations
 
-from terminal.offline_flow import OFFLINE_QUEUE_MAX
-from terminal.ref_model import RECEIPTS_PENDING_MAX, Sale
+from dataclasses import replace
+
+from terminal.ref_model import Sale
 from terminal.reference import ReferenceFirmware
 
 
@@ -22,12 +23,5 @@ class OfflineHoldAsSaleFirmware(ReferenceFirmware):
     """Approves a pre-authorisation offline like a sale (the reference otherwise)."""
 
     def _offline_allowed(self, sale: Sale) -> bool:
-        cfg = self.config
-        return (
-            cfg.offline_floor > 0
-            and self._now_ms > 0
-            and not sale.wallet  # the flaw: no `not sale.preauth`
-            and 0 < sale.amount <= cfg.offline_floor
-            and len(self._offline) < min(cfg.offline_max, OFFLINE_QUEUE_MAX)
-            and len(self._pending_receipts) < RECEIPTS_PENDING_MAX
-        )
+        # The flaw: the guard is asked about the hold as if it were a sale.
+        return super()._offline_allowed(replace(sale, preauth=False))
